@@ -1,0 +1,20 @@
+"""What an API call returns, independent of the transport that sends it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import AsyncIterator, Callable
+
+
+@dataclass
+class JSONResponse:
+    body: dict
+    status: int = 200
+
+
+@dataclass
+class StreamResponse:
+    """Server-sent events: each item is one ``data:`` payload; ``done`` ends the stream."""
+
+    events: AsyncIterator[dict]
+    cancel: Callable[[], None]
+    done_marker: str | None = "[DONE]"

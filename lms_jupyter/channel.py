@@ -1,0 +1,73 @@
+"""Hand events from a model's worker thread to whoever consumes them.
+
+The same channel serves a blocking reader (the kernel's magics) and an asyncio reader
+(Tornado), so generation never runs on the event loop yet tokens arrive there promptly.
+"""
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+
+_END = object()
+
+
+class EventChannel:
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None):
+        self.cancel_event = threading.Event()
+        self._loop = loop
+        self._async_queue: asyncio.Queue | None = asyncio.Queue() if loop else None
+        self._sync_queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.closed = False
+
+    @classmethod
+    def for_running_loop(cls) -> "EventChannel":
+        return cls(asyncio.get_running_loop())
+
+    def put(self, event) -> None:
+        """Called on the worker thread."""
+        if self._loop is None:
+            self._sync_queue.put(event)
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._async_queue.put_nowait, event)
+        except RuntimeError:  # the loop is gone: nobody is listening any more
+            self.cancel_event.set()
+
+    def close(self) -> None:
+        """Called on the worker thread when no more events will come."""
+        if not self.closed:
+            self.closed = True
+            self.put(_END)
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set()
+
+    def __iter__(self):
+        while True:
+            event = self._sync_queue.get()
+            if event is _END:
+                return
+            yield event
+
+    async def get(self):
+        """The next event, or None once the channel is closed."""
+        event = await self._async_queue.get()
+        if event is _END:
+            self._async_queue.put_nowait(_END)
+            return None
+        return event
+
+    def __aiter__(self):
+        return self._aiter()
+
+    async def _aiter(self):
+        while True:
+            event = await self.get()
+            if event is None:
+                return
+            yield event

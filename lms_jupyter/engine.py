@@ -1,0 +1,314 @@
+"""A loaded model instance: one llama_cpp.Llama owned by one worker thread.
+
+llama-cpp-python is not thread-safe, so every use of a model (prompt, every token of a
+stream, embeddings) runs on that model's single worker thread. Requests queue there in
+arrival order; the manager and the fronts only see status and queue length.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from .catalog import ModelInfo, ModelVariant
+from .channel import EventChannel
+from .errors import APIError, bad_request
+from .generation import Failed, GenerationRequest, run_generation, token_bytes
+
+STATUS_IDLE = "idle"
+STATUS_PROMPT = "processingPrompt"
+STATUS_GENERATING = "generating"
+STATUS_EMBEDDING = "computingEmbedding"
+_STOP = object()
+
+
+@dataclass
+class LoadConfig:
+    context_length: int
+    flash_attention: bool = True
+    n_gpu_layers: int = 0
+    n_threads: int | None = None
+    n_batch: int = 512
+    use_mmap: bool = True
+
+    def as_dict(self) -> dict:
+        return {"context_length": self.context_length, "eval_batch_size": self.n_batch,
+                "flash_attention": self.flash_attention,
+                "offload_kv_cache_to_gpu": self.n_gpu_layers != 0,
+                "gpu_layers": self.n_gpu_layers, "threads": self.n_threads}
+
+
+def default_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _quiet_llama(**kwargs):
+    from llama_cpp import Llama
+
+    return Llama(verbose=False, **kwargs)
+
+
+class LoadedModel:
+    """A model in memory with its own request queue."""
+
+    _ids = itertools.count()
+
+    def __init__(self, info: ModelInfo, variant: ModelVariant, identifier: str,
+                 config: LoadConfig, *, ttl: float | None = None, jit: bool = False):
+        self.info = info
+        self.variant = variant
+        self.identifier = identifier
+        self.config = config
+        self.ttl = ttl
+        self.jit = jit
+        self.status = STATUS_IDLE
+        self.loaded_at = time.time()
+        self.last_used = time.time()
+        self.load_time_seconds = 0.0
+        self._queued = 0
+        self._count_lock = threading.Lock()
+        self._jobs: queue.Queue = queue.Queue()
+        self._current_cancel: threading.Event | None = None
+        self.llm = None
+        self._embedder = None
+        self._abort_callback = None
+        self._worker: threading.Thread | None = None
+        self.closed = False
+
+    # -- lifecycle -------------------------------------------------------------------
+    def load(self) -> "LoadedModel":
+        started = time.perf_counter()
+        threads = self.config.n_threads or default_threads()
+        self.config.n_threads = threads
+        self.llm = _quiet_llama(
+            model_path=str(self.variant.path), n_ctx=self.config.context_length,
+            n_batch=min(self.config.n_batch, self.config.context_length),
+            n_threads=threads, n_threads_batch=threads,
+            flash_attn=self.config.flash_attention, n_gpu_layers=self.config.n_gpu_layers,
+            use_mmap=self.config.use_mmap)
+        self._install_abort_callback()
+        self.load_time_seconds = time.perf_counter() - started
+        self._worker = threading.Thread(target=self._run, name=f"lms-{self.identifier}",
+                                        daemon=True)
+        self._worker.start()
+        return self
+
+    def _install_abort_callback(self) -> None:
+        """Lets a cancel interrupt a long prompt prefill inside llama_decode."""
+        import llama_cpp
+
+        def should_abort(_data):
+            event = self._current_cancel
+            return bool(event is not None and event.is_set())
+
+        self._abort_callback = llama_cpp.ggml_abort_callback(should_abort)
+        llama_cpp.llama_set_abort_callback(self.llm._ctx.ctx, self._abort_callback, None)
+
+    def close(self, wait: bool = True) -> None:
+        """Stop taking work, finish the running job's cleanup, free the memory."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._current_cancel is not None:
+            self._current_cancel.set()
+        self._jobs.put(_STOP)
+        if wait and self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join(timeout=30)
+
+    def _free(self) -> None:
+        for llm in (self.llm, self._embedder):
+            if llm is not None:
+                try:
+                    llm.close()
+                except Exception:  # noqa: BLE001 - freeing must never raise
+                    pass
+        self.llm = self._embedder = None
+
+    # -- queue -------------------------------------------------------------------------
+    @property
+    def queued(self) -> int:
+        """Requests waiting or running (LM Studio counts the current one)."""
+        return self._queued
+
+    @property
+    def busy(self) -> bool:
+        return self._queued > 0
+
+    def _submit(self, job) -> None:
+        if self.closed:
+            raise APIError(f"Model {self.identifier} was unloaded.", 409, "invalid_request_error",
+                           "model", "model_unloaded")
+        with self._count_lock:
+            self._queued += 1
+        self.last_used = time.time()
+        self._jobs.put(job)
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is _STOP:
+                self._drain()
+                self._free()
+                return
+            try:
+                job()
+            finally:
+                self.status = STATUS_IDLE
+                self._current_cancel = None
+                self.last_used = time.time()
+                with self._count_lock:
+                    self._queued -= 1
+
+    def _drain(self) -> None:
+        """Fail the requests still queued when the model is unloaded."""
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            if job is not _STOP and hasattr(job, "abandon"):
+                job.abandon()
+            with self._count_lock:
+                self._queued = max(0, self._queued - 1)
+
+    # -- work ----------------------------------------------------------------------------
+    def generate(self, request: GenerationRequest, channel: EventChannel) -> None:
+        """Queue a generation whose events go to ``channel``."""
+        self._submit(_GenerationJob(self, request, channel))
+
+    def embed(self, texts: list[str]) -> Future:
+        """Queue embeddings; the future gives (vectors, prompt_tokens)."""
+        future: Future = Future()
+        self._submit(_EmbeddingJob(self, texts, future))
+        return future
+
+    def tokenize(self, text: str, add_bos: bool = False, special: bool = True) -> list[int]:
+        """Vocabulary lookup only; safe beside a running generation."""
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special)
+
+    def token_text(self, token: int) -> str:
+        return token_bytes(self.llm, token, special=True).decode("utf-8", errors="replace")
+
+    @property
+    def bos_text(self) -> str:
+        bos = self.llm.token_bos()
+        return self.token_text(bos) if bos >= 0 else ""
+
+    @property
+    def eos_text(self) -> str:
+        eos = self.llm.token_eos()
+        return self.token_text(eos) if eos >= 0 else ""
+
+    @property
+    def adds_bos(self) -> bool:
+        return bool(self.variant.header.get("tokenizer.ggml.add_bos_token", True))
+
+    def is_eog(self, token: int) -> bool:
+        import llama_cpp
+
+        return bool(llama_cpp.llama_vocab_is_eog(self.llm._model.vocab, token))
+
+    def _embedder_instance(self):
+        if self._embedder is None:
+            import llama_cpp
+
+            size = min(self.config.context_length, 2048)
+            self._embedder = _quiet_llama(
+                model_path=str(self.variant.path), n_ctx=size, n_batch=size, n_ubatch=size,
+                n_threads=self.config.n_threads, n_threads_batch=self.config.n_threads,
+                embedding=True, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+                n_gpu_layers=self.config.n_gpu_layers)
+        return self._embedder
+
+    def snapshot(self) -> dict:
+        """What `lms ps` shows for this instance."""
+        return {
+            "identifier": self.identifier, "modelKey": self.info.key,
+            "path": str(self.variant.path), "type": self.info.type,
+            "status": self.status, "queued": self.queued,
+            "contextLength": self.config.context_length, "ttlSeconds": self.ttl,
+            "jit": self.jit, "lastUsedTime": self.last_used, "loadedAt": self.loaded_at,
+            "sizeBytes": self.variant.size_bytes, "quantization": self.variant.quantization,
+            "arch": self.variant.arch,
+        }
+
+
+class _GenerationJob:
+    def __init__(self, model: LoadedModel, request: GenerationRequest, channel: EventChannel):
+        self.model, self.request, self.channel = model, request, channel
+
+    def __call__(self) -> None:
+        model, channel = self.model, self.channel
+        try:
+            if channel.cancelled:
+                return
+            model._current_cancel = channel.cancel_event
+
+            def phase(status):
+                model.status = status
+
+            run_generation(model.llm, self.request, channel.cancel_event, channel.put, phase,
+                           eog=model.is_eog)
+        except Exception as exc:  # noqa: BLE001 - report, never kill the worker
+            channel.put(Failed(APIError(f"Generation failed: {exc}", 500, "server_error")))
+        finally:
+            channel.close()
+
+    def abandon(self) -> None:
+        self.channel.put(Failed(APIError(f"Model {self.model.identifier} was unloaded.", 409,
+                                         "invalid_request_error", "model", "model_unloaded")))
+        self.channel.close()
+
+
+class _EmbeddingJob:
+    def __init__(self, model: LoadedModel, texts: list[str], future: Future):
+        self.model, self.texts, self.future = model, texts, future
+
+    def __call__(self) -> None:
+        if not self.future.set_running_or_notify_cancel():
+            return
+        try:
+            self.model.status = STATUS_EMBEDDING
+            self.future.set_result(compute_embeddings(self.model._embedder_instance(), self.texts))
+        except APIError as exc:
+            self.future.set_exception(exc)
+        except Exception as exc:  # noqa: BLE001
+            self.future.set_exception(APIError(f"Embedding failed: {exc}", 500, "server_error"))
+
+    def abandon(self) -> None:
+        if self.future.set_running_or_notify_cancel():
+            self.future.set_exception(APIError("The model was unloaded.", 409))
+
+
+def compute_embeddings(embedder, texts: list[str]) -> tuple[list[list[float]], int]:
+    """Mean-pooled, L2-normalised vectors; inputs longer than the batch are refused."""
+    import numpy as np
+
+    limit = embedder.n_batch
+    total = 0
+    token_lists = []
+    for i, text in enumerate(texts):
+        tokens = embedder.tokenize(text.encode("utf-8"), add_bos=True, special=False)
+        if len(tokens) > limit:
+            raise bad_request(f"input[{i}] is {len(tokens)} tokens long; the embedding context "
+                              f"holds {limit}.", "input", "context_length_exceeded")
+        if not tokens:
+            raise bad_request(f"input[{i}] is empty.", "input")
+        total += len(tokens)
+        token_lists.append(tokens)
+    vectors = embedder.embed(texts, normalize=False, truncate=False)
+    out = []
+    for vector in vectors:
+        arr = np.asarray(vector, dtype=np.float64)
+        if arr.ndim == 2:  # per-token vectors: pool them ourselves
+            arr = arr.mean(axis=0)
+        norm = float(np.linalg.norm(arr))
+        out.append((arr / norm if norm > 0 else arr).tolist())
+    return out, total

