@@ -111,13 +111,19 @@ class LoadedModel:
         self._abort_callback = llama_cpp.ggml_abort_callback(should_abort)
         llama_cpp.llama_set_abort_callback(self.llm._ctx.ctx, self._abort_callback, None)
 
-    def close(self, wait: bool = True) -> None:
-        """Stop taking work, finish the running job's cleanup, free the memory."""
+    def close(self, wait: bool = True, cancel_running: bool = True) -> None:
+        """Stop taking work and free the memory once the worker is done.
+
+        ``cancel_running=False`` lets queued and running requests finish first (eviction
+        must never cut a generation short); an explicit unload stops them.
+        """
         if self.closed:
             return
         self.closed = True
-        if self._current_cancel is not None:
-            self._current_cancel.set()
+        if cancel_running:
+            if self._current_cancel is not None:
+                self._current_cancel.set()
+            self._abandon_queued()
         self._jobs.put(_STOP)
         if wait and self._worker is not None and self._worker is not threading.current_thread():
             self._worker.join(timeout=30)
@@ -166,17 +172,25 @@ class LoadedModel:
                 with self._count_lock:
                     self._queued -= 1
 
-    def _drain(self) -> None:
-        """Fail the requests still queued when the model is unloaded."""
+    def _abandon_queued(self) -> None:
+        """Fail the requests still waiting when the model is unloaded."""
+        kept = []
         while True:
             try:
                 job = self._jobs.get_nowait()
             except queue.Empty:
-                return
-            if job is not _STOP and hasattr(job, "abandon"):
-                job.abandon()
+                break
+            if job is _STOP:
+                kept.append(job)
+                continue
+            job.abandon()
             with self._count_lock:
                 self._queued = max(0, self._queued - 1)
+        for job in kept:
+            self._jobs.put(job)
+
+    def _drain(self) -> None:
+        self._abandon_queued()
 
     # -- work ----------------------------------------------------------------------------
     def generate(self, request: GenerationRequest, channel: EventChannel) -> None:

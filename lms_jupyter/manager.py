@@ -148,8 +148,9 @@ class ModelManager:
         raise APIError("Too many instances of this model.", 409)
 
     def _evict_jit_models(self) -> None:
+        """Auto-evict: the previous JIT model goes, after finishing what it was doing."""
         for model in [m for m in self._loaded.values() if m.jit]:
-            self._unload_instance(model)
+            self._unload_instance(model, cancel_running=False)
 
     def unload(self, identifier: str) -> LoadedModel:
         with self._lock:
@@ -167,9 +168,9 @@ class ModelManager:
                 self._unload_instance(model)
         return models
 
-    def _unload_instance(self, model: LoadedModel) -> None:
+    def _unload_instance(self, model: LoadedModel, cancel_running: bool = True) -> None:
         self._loaded.pop(model.identifier, None)
-        model.close(wait=False)
+        model.close(wait=False, cancel_running=cancel_running)
         self._notify("unloaded", model)
 
     # -- what requests use ---------------------------------------------------------------
