@@ -62,6 +62,17 @@ class EventChannel:
             return None
         return event
 
+    def get_nowait(self):
+        """An event already waiting, else None (lets a writer batch a burst of tokens)."""
+        try:
+            event = self._async_queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+        if event is _END:
+            self._async_queue.put_nowait(_END)
+            return None
+        return event
+
     def __aiter__(self):
         return self._aiter()
 

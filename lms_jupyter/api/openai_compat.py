@@ -273,14 +273,18 @@ class OpenAICompatAPI:
         return StreamResponse(self._stream(collector, channel), channel.cancel)
 
     async def _stream(self, collector: Collector, channel: EventChannel):
+        """Yields lists of chunks: whatever the worker produced since the last write."""
         try:
-            for chunk in collector.first_chunks():
-                yield chunk
+            yield collector.first_chunks()
             async for event in channel:
-                for chunk in collector.on_event(event):
-                    yield chunk
-                if isinstance(event, Failed):
-                    return
+                batch = []
+                while event is not None:
+                    batch.extend(collector.on_event(event))
+                    if isinstance(event, Failed):
+                        yield batch
+                        return
+                    event = channel.get_nowait()
+                yield batch
         finally:
             channel.cancel()  # the consumer stopped early: free the model
 

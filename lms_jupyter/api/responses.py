@@ -13,7 +13,8 @@ class JSONResponse:
 
 @dataclass
 class StreamResponse:
-    """Server-sent events: each item is one ``data:`` payload; ``done`` ends the stream."""
+    """Server-sent events: ``events`` yields ``data:`` payloads (dicts), or lists of them
+    to be written and flushed together; ``done_marker`` ends the stream."""
 
     events: AsyncIterator[dict]
     cancel: Callable[[], None]

@@ -75,8 +75,12 @@ class LMSHandler(ExtensionHandlerMixin, APIHandler):
         self.set_header("X-Accel-Buffering", "no")
         events = stream.events
         try:
-            async for event in events:
-                self.write(self.format_event(event))
+            async for batch in events:
+                if isinstance(batch, dict):
+                    batch = [batch]
+                if not batch:
+                    continue
+                self.write("".join(self.format_event(event) for event in batch))
                 await self.flush()
             if stream.done_marker:
                 self.write(f"data: {stream.done_marker}\n\n")
