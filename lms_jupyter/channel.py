@@ -19,6 +19,7 @@ class EventChannel:
         self._async_queue: asyncio.Queue | None = asyncio.Queue() if loop else None
         self._sync_queue: queue.SimpleQueue = queue.SimpleQueue()
         self.closed = False
+        self.cancelled_by_client = False
 
     @classmethod
     def for_running_loop(cls) -> "EventChannel":
@@ -41,6 +42,8 @@ class EventChannel:
             self.put(_END)
 
     def cancel(self) -> None:
+        """The consumer stopped listening (disconnect, interrupt, closed iterator)."""
+        self.cancelled_by_client = True
         self.cancel_event.set()
 
     @property

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from .catalog import ModelInfo, ModelVariant
 from .channel import EventChannel
 from .errors import APIError, bad_request
-from .generation import Failed, GenerationRequest, run_generation, token_bytes
+from .generation import (STOP_USER, Failed, Finished, GenerationRequest, run_generation,
+                         token_bytes)
 
 STATUS_IDLE = "idle"
 STATUS_PROMPT = "processingPrompt"
@@ -268,7 +269,15 @@ class _GenerationJob:
             def phase(status):
                 model.status = status
 
-            run_generation(model.llm, self.request, channel.cancel_event, channel.put, phase,
+            def emit(event):
+                if isinstance(event, Finished) and event.stop_reason == STOP_USER \
+                        and model.closed and not channel.cancelled_by_client:
+                    event = Failed(APIError(
+                        f"Model {model.identifier} was unloaded during generation.", 409,
+                        "invalid_request_error", "model", "model_unloaded"))
+                channel.put(event)
+
+            run_generation(model.llm, self.request, channel.cancel_event, emit, phase,
                            eog=model.is_eog)
         except Exception as exc:  # noqa: BLE001 - report, never kill the worker
             channel.put(Failed(APIError(f"Generation failed: {exc}", 500, "server_error")))

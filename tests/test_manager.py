@@ -165,3 +165,22 @@ def test_abort_interrupts_a_long_prefill(manager):
     # and the model still works
     out = api.run_sync(api.prepare_completion({"model": MODEL, "prompt": "Hi", "max_tokens": 2}))
     assert out["usage"]["completion_tokens"] >= 1
+
+
+def test_unload_mid_stream_reports_an_error_and_fails_queued(manager):
+    api = OpenAICompatAPI(manager)
+    manager.load(MODEL)
+    body = {"model": MODEL, "prompt": "Story:", "max_tokens": 500, "stream": True,
+            "logit_bias": {str(EOS_ID): -100}}
+    running = api.run_sync(api.prepare_completion(body))
+    waiting = api.run_sync(api.prepare_completion(dict(body)))
+    next(running)
+    manager.unload(MODEL)
+    with pytest.raises(APIError) as err:
+        for _ in running:
+            pass
+    assert err.value.code == "model_unloaded"
+    with pytest.raises(APIError) as err:
+        list(waiting)
+    assert err.value.code == "model_unloaded"
+    assert manager.list_loaded() == []
