@@ -47,6 +47,8 @@ class GenerationRequest:
     stop: list[str] = field(default_factory=list)
     grammar: str | None = None  # GBNF text
     add_bos: bool = True  # for a text prompt whose template did not already add BOS
+    # keep special tokens' text (tool-call markers such as <|channel|> or [TOOL_CALLS])
+    render_special: bool = False
 
 
 @dataclass
@@ -234,7 +236,7 @@ def run_generation(llm, request: GenerationRequest, cancel: threading.Event,
                     stop_reason = STOP_EOS
                     break
                 generated += 1
-                text = decoder.decode(token_bytes(llm, token))
+                text = decoder.decode(token_bytes(llm, token, request.render_special))
                 out, hit = matcher.push(text)
                 if out:
                     pieces.append(out)

@@ -1,0 +1,72 @@
+"""Tool calling without transport: family detection, stream parsers, generic fallback,
+tool-name normalisation. The grammar that forces calls lives in lms_jupyter.grammar."""
+
+from .events import (
+    ContentDelta,
+    ToolCallAccumulator,
+    ToolCallArgsDelta,
+    ToolCallEnd,
+    ToolCallEvent,
+    ToolCallStart,
+    new_call_id,
+)
+from .families import (
+    FAMILIES,
+    GENERIC,
+    HARMONY,
+    HERMES,
+    LLAMA3,
+    MISTRAL,
+    NEMOTRON,
+    SEED_OSS,
+    detect_family,
+    template_supports_tools,
+)
+from .generic import (
+    convert_messages_for_generic,
+    format_tool_request,
+    generic_tool_system_prompt,
+)
+from .names import (
+    model_names_in_history,
+    normalize_tool_names,
+    original_tool_name,
+    snake_case,
+)
+from .parsers import (
+    ToolCallStreamParser,
+    make_parser,
+    parse_tool_calls,
+    xml_value_to_json,
+)
+
+__all__ = [
+    "ContentDelta",
+    "ToolCallAccumulator",
+    "ToolCallArgsDelta",
+    "ToolCallEnd",
+    "ToolCallEvent",
+    "ToolCallStart",
+    "ToolCallStreamParser",
+    "FAMILIES",
+    "GENERIC",
+    "HARMONY",
+    "HERMES",
+    "LLAMA3",
+    "MISTRAL",
+    "NEMOTRON",
+    "SEED_OSS",
+    "convert_messages_for_generic",
+    "detect_family",
+    "format_tool_request",
+    "generic_tool_system_prompt",
+    "make_parser",
+    "model_names_in_history",
+    "new_call_id",
+    "normalize_tool_names",
+    "original_tool_name",
+    "parse_tool_calls",
+    "snake_case",
+    "template_supports_tools",
+    "xml_value_to_json",
+]

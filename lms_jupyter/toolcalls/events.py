@@ -1,0 +1,133 @@
+"""Events a tool-call stream parser emits, and how to assemble them.
+
+The parser turns model text into a small event vocabulary so the HTTP layer can map
+each event onto an OpenAI streaming delta without knowing any model family.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Callable, Iterable, Union
+
+
+@dataclass(frozen=True)
+class ContentDelta:
+    """Plain assistant text (everything that is not a tool call)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCallStart:
+    """A tool call begins; carries the id and name once, as OpenAI's first delta does."""
+
+    index: int
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class ToolCallArgsDelta:
+    """A piece of the call's arguments (a JSON object string once all pieces are joined)."""
+
+    index: int
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCallEnd:
+    """The call's arguments are finished.
+
+    ``complete`` is False only in streaming mode when the model broke off or broke the
+    syntax after the call had been announced: the arguments streamed so far may then
+    not be valid JSON (the rest of the text comes back as content).
+    """
+
+    index: int
+    complete: bool = True
+
+
+ToolCallEvent = Union[ContentDelta, ToolCallStart, ToolCallArgsDelta, ToolCallEnd]
+
+
+def new_call_id() -> str:
+    """A 9-digit numeric id, like LM Studio's (and accepted by Mistral templates,
+    which insist on 9 alphanumeric characters)."""
+    return str(10**8 + secrets.randbelow(9 * 10**8))
+
+
+def unique_id_factory(make: Callable[[], str] = new_call_id) -> Callable[[], str]:
+    """Wraps an id maker so that one parser never hands out the same id twice."""
+    used: set[str] = set()
+
+    def make_unique() -> str:
+        while True:
+            candidate = make()
+            if candidate and candidate not in used:
+                used.add(candidate)
+                return candidate
+
+    return make_unique
+
+
+def coalesce(events: Iterable[ToolCallEvent]) -> list[ToolCallEvent]:
+    """Merges neighbouring content pieces and neighbouring argument pieces of one call,
+    so a consumer sends fewer, larger deltas."""
+    merged: list[ToolCallEvent] = []
+    for event in events:
+        last = merged[-1] if merged else None
+        if isinstance(event, ContentDelta):
+            if not event.text:
+                continue
+            if isinstance(last, ContentDelta):
+                merged[-1] = ContentDelta(last.text + event.text)
+                continue
+        elif isinstance(event, ToolCallArgsDelta):
+            if not event.text:
+                continue
+            if isinstance(last, ToolCallArgsDelta) and last.index == event.index:
+                merged[-1] = ToolCallArgsDelta(event.index, last.text + event.text)
+                continue
+        merged.append(event)
+    return merged
+
+
+class ToolCallAccumulator:
+    """Collects events into the final message: content text and OpenAI-shaped tool_calls.
+
+    Useful both for non-streamed responses and for checking that a stream adds up.
+    """
+
+    def __init__(self) -> None:
+        self._content: list[str] = []
+        self._calls: dict[int, dict] = {}
+        self._incomplete: set[int] = set()
+
+    def add(self, events: Iterable[ToolCallEvent]) -> None:
+        for event in events:
+            if isinstance(event, ContentDelta):
+                self._content.append(event.text)
+            elif isinstance(event, ToolCallStart):
+                self._calls[event.index] = {
+                    "id": event.id,
+                    "type": "function",
+                    "function": {"name": event.name, "arguments": ""},
+                }
+            elif isinstance(event, ToolCallArgsDelta):
+                self._calls[event.index]["function"]["arguments"] += event.text
+            elif isinstance(event, ToolCallEnd) and not event.complete:
+                self._incomplete.add(event.index)
+
+    @property
+    def content(self) -> str:
+        return "".join(self._content)
+
+    @property
+    def tool_calls(self) -> list[dict]:
+        return [self._calls[index] for index in sorted(self._calls)]
+
+    @property
+    def incomplete_indexes(self) -> set[int]:
+        """Indexes of calls that ended with ``complete=False``."""
+        return set(self._incomplete)
