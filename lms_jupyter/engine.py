@@ -94,14 +94,14 @@ class LoadedModel:
             n_threads=threads, n_threads_batch=threads,
             flash_attn=self.config.flash_attention, n_gpu_layers=self.config.n_gpu_layers,
             use_mmap=self.config.use_mmap)
-        self._install_abort_callback()
+        self._make_abort_callback()
         self.load_time_seconds = time.perf_counter() - started
         self._worker = threading.Thread(target=self._run, name=f"lms-{self.identifier}",
                                         daemon=True)
         self._worker.start()
         return self
 
-    def _install_abort_callback(self) -> None:
+    def _make_abort_callback(self) -> None:
         """Lets a cancel interrupt a long prompt prefill inside llama_decode."""
         import llama_cpp
 
@@ -110,7 +110,18 @@ class LoadedModel:
             return bool(event is not None and event.is_set())
 
         self._abort_callback = llama_cpp.ggml_abort_callback(should_abort)
-        llama_cpp.llama_set_abort_callback(self.llm._ctx.ctx, self._abort_callback, None)
+
+    def set_prefill_abort(self, enabled: bool) -> None:
+        """Armed only while the prompt is processed.
+
+        llama.cpp calls the abort callback for every graph node, and each call takes the GIL;
+        during decoding that would make every token wait on the event loop's thread.
+        Between tokens, cancellation is checked by the token loop instead.
+        """
+        import llama_cpp
+
+        callback = self._abort_callback if enabled else llama_cpp.ggml_abort_callback()
+        llama_cpp.llama_set_abort_callback(self.llm._ctx.ctx, callback, None)
 
     def close(self, wait: bool = True, cancel_running: bool = True) -> None:
         """Stop taking work and free the memory once the worker is done.
@@ -268,6 +279,7 @@ class _GenerationJob:
 
             def phase(status):
                 model.status = status
+                model.set_prefill_abort(status == STATUS_PROMPT)
 
             def emit(event):
                 if isinstance(event, Finished) and event.stop_reason == STOP_USER \
@@ -277,8 +289,11 @@ class _GenerationJob:
                         "invalid_request_error", "model", "model_unloaded"))
                 channel.put(event)
 
-            run_generation(model.llm, self.request, channel.cancel_event, emit, phase,
-                           eog=model.is_eog)
+            try:
+                run_generation(model.llm, self.request, channel.cancel_event, emit, phase,
+                               eog=model.is_eog)
+            finally:
+                model.set_prefill_abort(False)
         except Exception as exc:  # noqa: BLE001 - report, never kill the worker
             channel.put(Failed(APIError(f"Generation failed: {exc}", 500, "server_error")))
         finally:
