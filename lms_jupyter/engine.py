@@ -6,6 +6,7 @@ arrival order; the manager and the fronts only see status and queue length.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import queue
@@ -73,6 +74,8 @@ class LoadedModel:
         self.loaded_at = time.time()
         self.last_used = time.time()
         self.load_time_seconds = 0.0
+        self.estimated_bytes = 0  # the manager's memory estimate, for the guardrail budget
+        self.waiting_for: LoadedModel | None = None  # a draft model this worker waits on
         self._queued = 0
         self._count_lock = threading.Lock()
         self._jobs: queue.Queue = queue.Queue()
@@ -209,6 +212,40 @@ class LoadedModel:
         """Queue a generation whose events go to ``channel``."""
         self._submit(_GenerationJob(self, request, channel))
 
+    @contextlib.contextmanager
+    def lease(self, holder: "LoadedModel", cancel: threading.Event | None = None,
+              timeout: float = 600.0):
+        """Borrow this model's Llama for ``holder``'s worker (speculative drafting).
+
+        A lease is a job in this model's queue: it waits its turn, then parks the worker
+        until released, so the Llama is still used by one thread at a time and the model
+        counts as busy (never reaped or evicted mid-use). Two models drafting for each
+        other at the same moment would wait forever, so that fails at once instead.
+        """
+        job = _LeaseJob(self)
+        self._submit(job)
+        holder.waiting_for = self
+        try:
+            deadline = time.monotonic() + timeout
+            while not job.granted.wait(0.05):
+                if cancel is not None and cancel.is_set():
+                    raise _LeaseCancelled()
+                if self.waiting_for is holder:
+                    raise APIError(f"Draft model {self.identifier} is itself waiting to draft "
+                                   f"with {holder.identifier}; try again.", 409,
+                                   "invalid_request_error", "draft_model", "draft_model_busy")
+                if time.monotonic() > deadline:
+                    raise APIError(f"Timed out waiting for draft model {self.identifier}.",
+                                   503, "server_error", "draft_model", "draft_model_busy")
+            holder.waiting_for = None
+            if job.abandoned or self.llm is None:
+                raise APIError(f"Draft model {self.identifier} was unloaded.", 409,
+                               "invalid_request_error", "draft_model", "model_unloaded")
+            yield self.llm
+        finally:
+            holder.waiting_for = None
+            job.released.set()
+
     def embed(self, texts: list[str]) -> Future:
         """Queue embeddings; the future gives (vectors, prompt_tokens)."""
         future: Future = Future()
@@ -290,10 +327,15 @@ class _GenerationJob:
                 channel.put(event)
 
             try:
-                run_generation(model.llm, self.request, channel.cancel_event, emit, phase,
-                               eog=model.is_eog)
+                with _draft_lease(model, self.request, channel.cancel_event) as draft_llm:
+                    run_generation(model.llm, self.request, channel.cancel_event, emit, phase,
+                                   eog=model.is_eog, draft_llm=draft_llm)
             finally:
                 model.set_prefill_abort(False)
+        except _LeaseCancelled:
+            pass
+        except APIError as exc:
+            channel.put(Failed(exc))
         except Exception as exc:  # noqa: BLE001 - report, never kill the worker
             channel.put(Failed(APIError(f"Generation failed: {exc}", 500, "server_error")))
         finally:
@@ -303,6 +345,40 @@ class _GenerationJob:
         self.channel.put(Failed(APIError(f"Model {self.model.identifier} was unloaded.", 409,
                                          "invalid_request_error", "model", "model_unloaded")))
         self.channel.close()
+
+
+class _LeaseCancelled(Exception):
+    """The request was cancelled while waiting for its draft model."""
+
+
+@contextlib.contextmanager
+def _draft_lease(model: LoadedModel, request: GenerationRequest, cancel: threading.Event):
+    """The draft model's Llama for a speculative request (None for a plain one)."""
+    draft = getattr(request, "draft", None)
+    if draft is None:
+        yield None
+        return
+    with draft.model.lease(model, cancel) as draft_llm:
+        yield draft_llm
+
+
+class _LeaseJob:
+    """Parks a model's worker while another worker uses its Llama."""
+
+    def __init__(self, model: LoadedModel):
+        self.model = model
+        self.granted = threading.Event()
+        self.released = threading.Event()
+        self.abandoned = False
+
+    def __call__(self) -> None:
+        self.model.status = STATUS_GENERATING
+        self.granted.set()
+        self.released.wait()
+
+    def abandon(self) -> None:
+        self.abandoned = True
+        self.granted.set()
 
 
 class _EmbeddingJob:

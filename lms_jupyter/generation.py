@@ -47,6 +47,7 @@ class GenerationRequest:
     stop: list[str] = field(default_factory=list)
     grammar: str | None = None  # GBNF text
     add_bos: bool = True  # for a text prompt whose template did not already add BOS
+    draft: object | None = None  # speculative.DraftSettings: decode with a draft model
     # keep special tokens' text (tool-call markers such as <|channel|> or [TOOL_CALLS])
     render_special: bool = False
 
@@ -71,6 +72,7 @@ class Finished:
     time_to_first_token: float
     generation_time: float
     text: str = ""
+    draft_stats: dict | None = None  # speculative decoding counts, when a draft model ran
 
     @property
     def finish_reason(self) -> str:
@@ -167,8 +169,13 @@ def tokenize_prompt(llm, prompt: str | list[int], add_bos: bool) -> list[int]:
 
 def run_generation(llm, request: GenerationRequest, cancel: threading.Event,
                    emit: Callable[[object], None], on_phase: Callable[[str], None] = lambda p: None,
-                   eog: Callable[[int], bool] | None = None) -> Finished | None:
-    """Generate on the calling thread, reporting Started / TextDelta* / Finished or Failed."""
+                   eog: Callable[[int], bool] | None = None,
+                   draft_llm=None) -> Finished | None:
+    """Generate on the calling thread, reporting Started / TextDelta* / Finished or Failed.
+
+    With ``request.draft`` and ``draft_llm`` the tokens come from speculative decoding;
+    everything after the token source (stops, limits, text) is shared.
+    """
     started_at = time.perf_counter()
     try:
         tokens = tokenize_prompt(llm, request.prompt, request.add_bos)
@@ -216,11 +223,20 @@ def run_generation(llm, request: GenerationRequest, cancel: threading.Event,
     first_token_at = None
     stop_reason = None
     pieces: list[str] = []
-    generator = llm.generate(
-        tokens, top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
+    sampler_settings = dict(
+        top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
         temp=sampling.temperature, repeat_penalty=sampling.repeat_penalty,
         frequency_penalty=sampling.frequency_penalty, presence_penalty=sampling.presence_penalty,
-        logits_processor=processors, grammar=grammar, reset=True)
+        logits_processor=processors, grammar=grammar)
+    draft_stats = None
+    if request.draft is not None and draft_llm is not None:
+        from .speculative import DraftStats, speculative_tokens
+
+        draft_stats = DraftStats(request.draft.identifier)
+        generator = speculative_tokens(llm, draft_llm, tokens, sampler_settings, sampling,
+                                       request.draft, draft_stats, is_eog, limit)
+    else:
+        generator = llm.generate(tokens, reset=True, **sampler_settings)
     try:
         if cancel.is_set():
             stop_reason = STOP_USER
@@ -251,6 +267,8 @@ def run_generation(llm, request: GenerationRequest, cancel: threading.Event,
                     stop_reason = STOP_CONTEXT
                     break
     except RuntimeError as exc:
+        if draft_llm is not None:
+            draft_llm.reset()
         if cancel.is_set():  # the abort callback interrupted llama_decode
             stop_reason = STOP_USER
             llm.reset()
@@ -267,6 +285,7 @@ def run_generation(llm, request: GenerationRequest, cancel: threading.Event,
             emit(TextDelta(tail, generated))
     now = time.perf_counter()
     finished = Finished(stop_reason or STOP_EOS, len(tokens), generated,
-                        (first_token_at or now) - started_at, now - started_at, "".join(pieces))
+                        (first_token_at or now) - started_at, now - started_at, "".join(pieces),
+                        draft_stats=draft_stats.as_dict() if draft_stats is not None else None)
     emit(finished)
     return finished

@@ -14,6 +14,7 @@ from typing import Callable
 from .catalog import ModelCatalog, ModelInfo, ModelNotFound, ModelVariant
 from .engine import LoadConfig, LoadedModel
 from .errors import APIError, bad_request, model_not_found
+from .memory import available_memory_bytes, estimate_memory, parse_gpu_offload
 
 DEFAULT_JIT_TTL = 60 * 60
 DEFAULT_CONTEXT_LENGTH = 4096
@@ -24,8 +25,12 @@ class ModelManager:
                  auto_evict: bool = True, default_ttl: float = DEFAULT_JIT_TTL,
                  default_context_length: int = DEFAULT_CONTEXT_LENGTH,
                  flash_attention: bool = True, n_threads: int | None = None,
-                 n_gpu_layers: int = 0, reaper_interval: float = 1.0):
+                 n_gpu_layers: int = 0, reaper_interval: float = 1.0,
+                 memory_guardrail: bool = True, memory_limit_bytes: int | None = None):
         self.catalog = catalog or ModelCatalog()
+        # refuse loads whose estimate exceeds free memory (or this budget for all models)
+        self.memory_guardrail = memory_guardrail
+        self.memory_limit_bytes = memory_limit_bytes
         self.jit = jit
         self.auto_evict = auto_evict
         self.default_ttl = default_ttl
@@ -93,23 +98,31 @@ class ModelManager:
     def load(self, model: str, *, identifier: str | None = None,
              context_length: int | None = None, ttl: float | None = None,
              flash_attention: bool | None = None, n_gpu_layers: int | None = None,
-             jit: bool = False) -> LoadedModel:
-        """Load ``model`` (blocking). Explicit loads have no TTL unless one is given."""
+             jit: bool = False, force: bool = False) -> LoadedModel:
+        """Load ``model`` (blocking). Explicit loads have no TTL unless one is given.
+
+        ``force`` skips the memory guardrail.
+        """
         info, variant = self.resolve_model(model)
         if identifier is not None and (not isinstance(identifier, str) or not identifier.strip()):
             raise bad_request("identifier must be a non-empty string.", "identifier")
-        if context_length is None:
-            context_length = min(self.default_context_length, variant.max_context_length)
-        if not isinstance(context_length, int) or isinstance(context_length, bool) \
-                or context_length < 64:
-            raise bad_request("context_length must be an integer of at least 64.",
-                              "context_length")
-        if context_length > variant.max_context_length:
-            raise bad_request(f"context_length {context_length} exceeds the model's maximum of "
-                              f"{variant.max_context_length}.", "context_length")
+        context_length = self._context_length(variant, context_length)
         if ttl is not None and (not isinstance(ttl, (int, float)) or isinstance(ttl, bool)
                                 or ttl <= 0):
             raise bad_request("ttl must be a positive number of seconds.", "ttl")
+        if flash_attention is not None and not isinstance(flash_attention, bool):
+            raise bad_request("flash_attention must be a boolean.", "flash_attention")
+        config = LoadConfig(
+            context_length=context_length,
+            flash_attention=self.flash_attention if flash_attention is None else flash_attention,
+            n_gpu_layers=self.n_gpu_layers if n_gpu_layers is None else n_gpu_layers,
+            n_threads=self.n_threads)
+        estimate = estimate_memory(
+            info.key, variant.header, variant.size_bytes, context_length,
+            flash_attention=config.flash_attention,
+            gpu_offload=self._offload_fraction(variant, config.n_gpu_layers))
+        if self.memory_guardrail and not force:
+            self._check_memory(estimate, jit)  # before evicting anything for it
         with self._lock:
             identifier = identifier or self._free_identifier(info.key)
             if identifier in self._loaded:
@@ -117,14 +130,10 @@ class ModelManager:
                                409, "invalid_request_error", "identifier", "identifier_in_use")
             if jit and self.auto_evict:
                 self._evict_jit_models()
-        config = LoadConfig(
-            context_length=context_length,
-            flash_attention=self.flash_attention if flash_attention is None else flash_attention,
-            n_gpu_layers=self.n_gpu_layers if n_gpu_layers is None else n_gpu_layers,
-            n_threads=self.n_threads)
         if jit and ttl is None:
             ttl = self.default_ttl
         instance = LoadedModel(info, variant, identifier, config, ttl=ttl, jit=jit)
+        instance.estimated_bytes = estimate.total_bytes
         try:
             instance.load()
         except Exception as exc:  # noqa: BLE001 - llama.cpp load failures become API errors
@@ -138,6 +147,78 @@ class ModelManager:
             self._loaded[identifier] = instance
         self._notify("loaded", instance)
         return instance
+
+    # -- memory estimate and guardrail -------------------------------------------------------
+    def estimate(self, model: str, *, context_length: int | None = None, gpu=None,
+                 flash_attention: bool | None = None) -> dict:
+        """What loading ``model`` would take, without loading it (``lms load --estimate-only``).
+
+        Returns model, context_length, gpu_offload, estimated_total_bytes,
+        estimated_gpu_bytes, available_bytes, fits and a weights / kv_cache / compute
+        breakdown.
+        """
+        info, variant = self.resolve_model(model)
+        context_length = self._context_length(variant, context_length)
+        if gpu is None:
+            offload = self._offload_fraction(variant, self.n_gpu_layers)
+        else:
+            offload = parse_gpu_offload(gpu)
+        if flash_attention is not None and not isinstance(flash_attention, bool):
+            raise bad_request("flash_attention must be a boolean.", "flash_attention")
+        estimate = estimate_memory(
+            info.key, variant.header, variant.size_bytes, context_length,
+            flash_attention=self.flash_attention if flash_attention is None else flash_attention,
+            gpu_offload=offload)
+        result = estimate.as_dict(self.available_bytes(for_jit=False))
+        result["model"] = info.key
+        result["guardrail"] = self.memory_guardrail
+        return result
+
+    def _context_length(self, variant: ModelVariant, context_length) -> int:
+        """The context length to load with: the default, or a checked request value."""
+        if context_length is None:
+            return min(self.default_context_length, variant.max_context_length)
+        if not isinstance(context_length, int) or isinstance(context_length, bool) \
+                or context_length < 64:
+            raise bad_request("context_length must be an integer of at least 64.",
+                              "context_length")
+        if context_length > variant.max_context_length:
+            raise bad_request(f"context_length {context_length} exceeds the model's maximum of "
+                              f"{variant.max_context_length}.", "context_length")
+        return context_length
+
+    def available_bytes(self, for_jit: bool = False) -> int:
+        """Memory a new model may use: free memory, capped by the configured budget.
+
+        A JIT load with auto-evict will free the previous JIT model, so that one counts
+        as available.
+        """
+        with self._lock:
+            evictable = [m for m in self._loaded.values() if for_jit and self.auto_evict and m.jit]
+            staying = [m for m in self._loaded.values() if m not in evictable]
+        free = available_memory_bytes() + sum(m.estimated_bytes for m in evictable)
+        if self.memory_limit_bytes is not None:
+            budget = self.memory_limit_bytes - sum(m.estimated_bytes for m in staying)
+            free = min(free, max(budget, 0))
+        return free
+
+    def _check_memory(self, estimate, jit: bool) -> None:
+        available = self.available_bytes(for_jit=jit)
+        if estimate.total_bytes > available:
+            need, have = estimate.total_bytes / 2**30, available / 2**30
+            raise APIError(
+                f"Model \"{estimate.model}\" at context length {estimate.context_length} is "
+                f"estimated to need {need:.2f} GiB but only {have:.2f} GiB is available; this "
+                "model will fail to load based on the resource guardrails. Use a smaller "
+                "context_length, unload other models, or load with force.", 400,
+                "invalid_request_error", "model", "insufficient_memory")
+
+    @staticmethod
+    def _offload_fraction(variant: ModelVariant, n_gpu_layers: int) -> float:
+        n_layer = int(variant.arch_value("block_count", 0) or 0)
+        if n_gpu_layers < 0 or (n_layer and n_gpu_layers > n_layer):
+            return 1.0
+        return n_gpu_layers / n_layer if n_layer else 0.0
 
     def _free_identifier(self, key: str) -> str:
         if key not in self._loaded:
@@ -203,6 +284,35 @@ class ModelManager:
             with self._lock:
                 self._loading.pop(info.key, None)
             pending.set()
+
+    def resolve_draft(self, model: str) -> tuple[ModelInfo, ModelVariant]:
+        try:
+            return self.resolve_model(model)
+        except APIError as exc:
+            exc.param = "draft_model"
+            raise
+
+    def acquire_draft(self, model: str) -> LoadedModel:
+        """A draft model for speculative decoding: the loaded instance, or a new load.
+
+        A draft loaded here is not a JIT model (loading it must not evict the main model
+        it drafts for) but it gets the JIT idle TTL so it does not stay forever.
+        """
+        loaded = self.get_loaded(model)
+        if loaded is None:
+            if not self.jit:
+                raise APIError(f"Draft model \"{model}\" is not loaded and JIT loading is off. "
+                               "Load it first.", 404, "invalid_request_error", "draft_model",
+                               "model_not_found")
+            self.resolve_draft(model)
+            try:
+                loaded = self.load(model, ttl=self.default_ttl)
+            except APIError as exc:
+                loaded = self.get_loaded(model)  # loaded concurrently by another request
+                if loaded is None or exc.code != "identifier_in_use":
+                    raise
+        loaded.last_used = time.time()
+        return loaded
 
     # -- idle TTL --------------------------------------------------------------------------
     def _reap_loop(self, interval: float) -> None:

@@ -134,3 +134,20 @@ def client(server):
 MODEL = "smollm2-135m-instruct"
 GEMMA = "gemma-3-270m"
 EOS_ID = 2
+
+
+@pytest.fixture(scope="module")
+def server_factory(tmp_path_factory, models_dir):
+    """Start extra servers with their own settings (extra command-line arguments), for
+    tests whose model state must not leak; all of them stop at the end of the module."""
+    started = []
+
+    def start(*extra_args: str) -> JupyterServer:
+        root = tmp_path_factory.mktemp("server")
+        srv = JupyterServer(root, models_dir, list(extra_args))
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.stop()

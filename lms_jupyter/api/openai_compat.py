@@ -20,7 +20,7 @@ from ..errors import APIError, bad_request
 from ..generation import Failed, Finished, GenerationRequest, Started, TextDelta
 from ..manager import ModelManager
 from ..templates import PLAIN_TRANSCRIPT_STOP, normalise_messages, render_chat
-from . import params
+from . import chat_features, params
 from .chat_output import ChatOutput
 from .responses import JSONResponse, StreamResponse
 
@@ -143,8 +143,9 @@ class Collector:
 class OpenAICompatAPI:
     """The /v1 surface. Subclasses (LM Studio's /api/v0) add fields through the hooks."""
 
-    def __init__(self, manager: ModelManager):
+    def __init__(self, manager: ModelManager, presets=None):
         self.manager = manager
+        self.presets = presets  # presets.PresetStore; None: the default presets folder
 
     # -- hooks for LM Studio's richer endpoints ----------------------------------------------
     def decorate_response(self, collector: Collector, body: dict) -> None:
@@ -154,13 +155,19 @@ class OpenAICompatAPI:
         """Extra chunks to stream right after the finish_reason chunk."""
         return []
 
+    # Where reasoning goes: "both" (message.reasoning and reasoning_content), "reasoning",
+    # "reasoning_content" or "inline" (left in content between think tags).
+    reasoning_field: str = "both"
+
     def chat_output_factory(self, model: LoadedModel, body: dict,
                             extra: dict) -> Callable[[], ChatOutput]:
-        return ChatOutput
+        """Fresh output parsers (reasoning split, tool calls) for each generation."""
+        return chat_features.output_factory(extra, params.boolean(body, "stream"),
+                                            self.reasoning_field)
 
     def prepare_chat_extras(self, model: LoadedModel, body: dict, messages: list[dict]) -> dict:
         """Template inputs, grammar and output parsing for tools / structured output."""
-        return {"messages": messages, "tools": None, "grammar": None, "variables": {}}
+        return chat_features.plan_chat(model, body, messages).as_extras()
 
     # -- models ----------------------------------------------------------------------------
     def list_models(self) -> dict:
@@ -185,7 +192,7 @@ class OpenAICompatAPI:
         ttl = params.ttl_seconds(body)
         already = self.manager.get_loaded(name)
         started = time.perf_counter()
-        model = self.manager.acquire(name, ttl=ttl)
+        model = self.manager.acquire(name, ttl=ttl, context_length=params.context_length(body))
         load_time = None if already is model else time.perf_counter() - started
         return model, load_time
 
@@ -197,7 +204,7 @@ class OpenAICompatAPI:
                 "include_usage": include_usage}
 
     def prepare_chat(self, body) -> Prepared:
-        body = params.require_object(body)
+        body = self.apply_preset(params.require_object(body))
         common = self._common(body)
         messages = normalise_messages(body.get("messages"))
         model, load_time = self._acquire(body)
@@ -213,13 +220,15 @@ class OpenAICompatAPI:
         request = GenerationRequest(
             prompt=prompt, sampling=common["sampling"], max_tokens=common["max_tokens"],
             stop=stop, grammar=extra["grammar"],
-            add_bos=model.adds_bos and not (bos and prompt.startswith(bos)))
+            add_bos=model.adds_bos and not (bos and prompt.startswith(bos)),
+            draft=self.draft_settings(model, body),
+            render_special=extra.get("render_special", False))
         return Prepared(model, request, "chat", common["stream"], common["include_usage"], body,
                         output_factory=self.chat_output_factory(model, body, extra),
                         id=new_id("chatcmpl"), load_time=load_time)
 
     def prepare_completion(self, body) -> Prepared:
-        body = params.require_object(body)
+        body = self.apply_preset(params.require_object(body))
         common = self._common(body)
         prompt = body.get("prompt")
         if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
@@ -237,13 +246,47 @@ class OpenAICompatAPI:
         request = GenerationRequest(prompt=text_prompt, sampling=common["sampling"],
                                     max_tokens=common["max_tokens"], stop=common["stop"],
                                     grammar=self.completion_grammar(model, body),
-                                    add_bos=model.adds_bos)
+                                    add_bos=model.adds_bos,
+                                    draft=self.draft_settings(model, body))
         echo_text = text_prompt if echo and isinstance(text_prompt, str) else ""
         return Prepared(model, request, "text", common["stream"], common["include_usage"], body,
                         echo=echo_text, id=new_id("cmpl"), load_time=load_time)
 
     def completion_grammar(self, model: LoadedModel, body: dict) -> str | None:
         return None
+
+    # -- presets and speculative decoding (shared by /v1 and /api/v0) ------------------------
+    def apply_preset(self, body: dict) -> dict:
+        """The request with its ``preset`` applied; explicit request fields win."""
+        if body.get("preset") is None:
+            return body
+        if self.presets is None:
+            from ..presets import PresetStore
+
+            self.presets = PresetStore()
+        return self.presets.apply(body)
+
+    def draft_settings(self, model: LoadedModel, body: dict):
+        """The request's ``draft_model`` (loaded if need be and checked), or None."""
+        name = body.get("draft_model")
+        if name is None:
+            return None
+        if not isinstance(name, str) or not name.strip():
+            raise bad_request("'draft_model' must be a non-empty string.", "draft_model")
+        from ..speculative import (DEFAULT_DRAFT_TOKENS, DraftSettings, check_draft_pair,
+                                   header_vocab_mismatch, incompatible_draft)
+
+        look_ahead = params._number(body, "draft_max_tokens", 1, 64, DEFAULT_DRAFT_TOKENS,
+                                    integer=True)
+        name = name.strip()
+        loaded = self.manager.get_loaded(name)
+        variant = loaded.variant if loaded else self.manager.resolve_draft(name)[1]
+        reason = header_vocab_mismatch(model.variant.header, variant.header)
+        if reason:  # refuse before loading a useless draft model
+            raise incompatible_draft(name, model.identifier, reason)
+        draft = self.manager.acquire_draft(name)
+        check_draft_pair(model, draft)
+        return DraftSettings(draft, draft.identifier, look_ahead)
 
     # -- async (server) ----------------------------------------------------------------------
     async def chat_completions(self, body, channel: EventChannel | None = None):
@@ -333,9 +376,13 @@ class OpenAICompatAPI:
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
     # -- blocking (kernel) -------------------------------------------------------------------
-    def run_sync(self, prep: Prepared) -> dict | Iterator[dict]:
-        """The response body, or (``stream``) an iterator of chunks; closing it cancels."""
-        channel = EventChannel()
+    def run_sync(self, prep: Prepared,
+                 channel: EventChannel | None = None) -> dict | Iterator[dict]:
+        """The response body, or (``stream``) an iterator of chunks; closing it cancels.
+
+        Pass your own ``channel`` to cancel from another thread (``channel.cancel()``).
+        """
+        channel = channel or EventChannel()
         collector = Collector(self, prep)
         prep.model.generate(prep.request, channel)
         if not prep.stream:

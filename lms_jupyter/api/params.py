@@ -112,6 +112,11 @@ def ttl_seconds(body: dict) -> float | None:
     return _number(body, "ttl", 1, None)
 
 
+def context_length(body: dict) -> int | None:
+    """Context length for a JIT load (LM Studio's /api/v1/chat field; presets set it)."""
+    return _number(body, "context_length", 64, None, integer=True)
+
+
 def single_choice(body: dict) -> None:
     n = _number(body, "n", 1, None, integer=True)
     if n not in (None, 1):

@@ -7,6 +7,7 @@ from traitlets import Bool, Float, Int, List, Unicode
 from ..api import OpenAICompatAPI
 from ..catalog import ModelCatalog, default_models_dir
 from ..manager import DEFAULT_CONTEXT_LENGTH, DEFAULT_JIT_TTL, ModelManager
+from ..presets import PresetStore, default_presets_dir
 from .openai_handlers import openai_handlers
 from .services import Services
 
@@ -30,6 +31,15 @@ class LMSJupyterApp(ExtensionApp):
     n_threads = Int(0, config=True, help="Threads for generation (0: all cores).")
     gpu_layers = Int(0, config=True, help="Layers to offload to a GPU (-1: all).")
     preload = List(Unicode(), config=True, help="Models to load when the server starts.")
+    presets_dir = Unicode("", config=True,
+                          help="Folder of preset JSON files (default: $LMS_JUPYTER_PRESETS_DIR "
+                               "or ~/.lmstudio/config-presets).")
+    memory_guardrail = Bool(True, config=True,
+                            help="Refuse loads whose memory estimate exceeds what is available "
+                                 "(a load with force=true still goes ahead).")
+    memory_limit_mb = Int(0, config=True,
+                          help="Memory budget in MiB for all loaded models together "
+                               "(0: only the system's available memory limits loads).")
 
     def initialize_settings(self):
         catalog = ModelCatalog(self.models_dir or default_models_dir())
@@ -37,8 +47,10 @@ class LMSJupyterApp(ExtensionApp):
             catalog, jit=self.jit_loading, auto_evict=self.auto_evict, default_ttl=self.jit_ttl,
             default_context_length=self.default_context_length,
             flash_attention=self.flash_attention, n_threads=self.n_threads or None,
-            n_gpu_layers=self.gpu_layers)
-        services = Services(manager=manager, openai=OpenAICompatAPI(manager))
+            n_gpu_layers=self.gpu_layers, memory_guardrail=self.memory_guardrail,
+            memory_limit_bytes=self.memory_limit_mb * 2**20 if self.memory_limit_mb > 0 else None)
+        self.presets = PresetStore(self.presets_dir or default_presets_dir())
+        services = Services(manager=manager, openai=OpenAICompatAPI(manager, self.presets))
         self._mount_lmstudio(services)
         self.services = services
         self.settings[Services.SETTINGS_KEY] = services
@@ -49,7 +61,7 @@ class LMSJupyterApp(ExtensionApp):
             from ..api.lmstudio import LMStudioAPI
         except ImportError:
             return
-        services.lmstudio = LMStudioAPI(services.manager)
+        services.lmstudio = LMStudioAPI(services.manager, self.presets)
 
     def initialize_handlers(self):
         prefix = self.url_prefix.strip("/") or "lms"

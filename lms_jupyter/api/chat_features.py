@@ -1,0 +1,267 @@
+"""Tools, structured output and reasoning for one chat request: what the template sees,
+which grammar constrains sampling, and how the output is parsed back.
+
+The pure pieces (family detection, parsers, grammars, splitters) live in
+lms_jupyter.toolcalls, lms_jupyter.grammar and lms_jupyter.reasoning; this module picks
+and wires them for one model and one request. Decisions:
+
+- A template whose tool format we parse natively (Hermes, Llama 3, Mistral, ...) gets the
+  tools and the history as they are (names normalised); any other template gets LM
+  Studio's generic [TOOL_REQUEST] instruction and a history rewritten into plain turns.
+- tool_choice "required" / a named function is enforced with a grammar in the family's
+  own format. That grammar allows several calls only when the request says
+  ``parallel_tool_calls: true``: small models given the freedom repeat the same call.
+  With "auto" nothing is forced, and calls are parsed from whatever the model writes.
+- tool_choice "auto" next to a JSON response_format: the grammar accepts either a tool
+  call or the JSON answer, so agents that use both still work.
+- Grammars force the output from its first token, so a template whose generation prompt
+  opens a <think> block gets no reasoning split while a grammar is active (the forced
+  output is the answer, not reasoning).
+"""
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Callable
+
+from .. import reasoning as reasoning_mod
+from ..errors import bad_request
+from ..generation import token_bytes
+from ..grammar import UnsupportedSchemaError, tool_call_gbnf, union_gbnf
+from ..toolcalls import (
+    GENERIC,
+    HARMONY,
+    convert_messages_for_generic,
+    detect_family,
+    generic_tool_system_prompt,
+    make_parser,
+    model_names_in_history,
+    normalize_tool_names,
+    template_supports_tools,
+)
+from ..toolcalls.parsers import PARSERS
+from . import feature_params
+from .chat_output import REASONING_FIELDS, ChatOutput
+
+_HARMONY_TOKENS = ("<|channel|>", "<|message|>", "<|call|>", "<|start|>", "<|end|>")
+
+
+@dataclass
+class ChatPlan:
+    """What prepare_chat needs (the first four keys of the extras dict) and what the
+    output needs to parse the generated text back."""
+
+    messages: list[dict]
+    tools: list[dict] | None = None  # handed to the template (native families only)
+    grammar: str | None = None
+    variables: dict = field(default_factory=dict)
+    render_special: bool = False
+    family: str | None = None  # tool-call family, None when no tools are offered
+    model_tools: list[dict] = field(default_factory=list)  # tools under the model's names
+    name_map: dict[str, str] = field(default_factory=dict)  # model name -> caller's name
+    reasoning: dict | None = None  # detect_reasoning() info when output is split
+
+    def as_extras(self) -> dict:
+        return {"messages": self.messages, "tools": self.tools, "grammar": self.grammar,
+                "variables": self.variables, "render_special": self.render_special,
+                "plan": self}
+
+
+# -- history ----------------------------------------------------------------------------------
+
+def _arguments_as_objects(messages: list[dict]) -> list[dict]:
+    """Assistant tool-call arguments as dicts: native templates (Qwen, Llama 3, Mistral,
+    gpt-oss) apply ``tojson`` to them, which would double-encode OpenAI's JSON strings."""
+    out = []
+    for message in messages:
+        if message.get("role") == "assistant" and message.get("tool_calls"):
+            message = dict(message)
+            calls = []
+            for call in message["tool_calls"]:
+                call = copy.deepcopy(call)
+                function = call.get("function") if isinstance(call, dict) else None
+                if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                    try:
+                        function["arguments"] = json.loads(function["arguments"] or "{}")
+                    except ValueError:
+                        pass  # not JSON: the template gets the text as it is
+                calls.append(call)
+            message["tool_calls"] = calls
+        out.append(message)
+    return out
+
+
+def _has_tool_history(messages: list[dict]) -> bool:
+    return any(m.get("role") == "tool" or m.get("tool_calls") for m in messages)
+
+
+def _generic_history_without_instruction(messages: list[dict], tools: list[dict]) -> list[dict]:
+    """Tool turns rewritten as plain turns, without offering tools (tool_choice "none")."""
+    converted = convert_messages_for_generic(messages, tools)
+    instruction = generic_tool_system_prompt(tools)
+    first = converted[0]
+    text = first.get("content") if isinstance(first.get("content"), str) else None
+    if text == instruction:
+        return converted[1:]
+    if text is not None and text.endswith("\n\n" + instruction):
+        converted[0] = dict(first, content=text[: -len(instruction) - 2])
+    return converted
+
+
+def _check_tool_history(messages: list[dict]) -> None:
+    """Assistant tool_calls must be a list of objects; clear 400s instead of template errors."""
+    for i, message in enumerate(messages):
+        calls = message.get("tool_calls")
+        if calls is None:
+            continue
+        if not isinstance(calls, list) or not all(isinstance(c, dict) for c in calls):
+            raise bad_request(f"messages[{i}].tool_calls must be an array of objects.",
+                              f"messages[{i}].tool_calls")
+        for j, call in enumerate(calls):
+            function = call.get("function")
+            if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+                raise bad_request(f"messages[{i}].tool_calls[{j}].function.name must be a "
+                                  "string.", f"messages[{i}].tool_calls")
+
+
+# -- special tokens ---------------------------------------------------------------------------
+
+_special_cache: dict[tuple, bool] = {}
+
+
+def markers_are_special(model, markers: tuple[str, ...]) -> bool:
+    """Whether any marker is a control token, whose text generation drops unless it
+    renders special tokens (e.g. <|python_tag|>, [TOOL_CALLS], <|channel|>)."""
+    llm = getattr(model, "llm", None)
+    if llm is None or not markers:
+        return False
+    key = (str(model.variant.path), markers)
+    if key not in _special_cache:
+        found = False
+        for marker in markers:
+            try:
+                ids = model.tokenize(marker, special=True)
+            except Exception:  # noqa: BLE001 - a marker the vocabulary cannot hold
+                continue
+            if any(token_bytes(llm, t, True) and not token_bytes(llm, t, False) for t in ids):
+                found = True
+                break
+        _special_cache[key] = found
+    return _special_cache[key]
+
+
+# -- planning ---------------------------------------------------------------------------------
+
+def _tool_grammar(settings: feature_params.ToolSettings, model_tools, family, name_map) -> str:
+    choice = settings.choice
+    if isinstance(choice, dict):
+        to_model = {original: name for name, original in name_map.items()}
+        choice = {"type": "function",
+                  "function": {"name": to_model.get(settings.forced_name, settings.forced_name)}}
+    try:
+        return tool_call_gbnf(model_tools, family, choice, parallel=settings.parallel is True)
+    except UnsupportedSchemaError as exc:
+        raise bad_request(f"A tool's parameters cannot be enforced for tool_choice "
+                          f"{settings.choice!r}: {exc}.", "tools") from None
+    except ValueError as exc:
+        raise bad_request(f"Invalid tools for tool_choice: {exc}.", "tools") from None
+
+
+def plan_chat(model, body: dict, messages: list[dict]) -> ChatPlan:
+    """Validate the request's tool / format / reasoning fields and plan the generation."""
+    template = model.variant.chat_template
+    settings = feature_params.tool_settings(body)
+    format_grammar = feature_params.response_format_grammar(body)
+    effort = feature_params.reasoning_effort(body)
+    _check_tool_history(messages)
+    try:
+        variables = reasoning_mod.reasoning_template_kwargs(template, effort)
+    except ValueError as exc:
+        raise bad_request(str(exc), "reasoning_effort") from None
+
+    family = detect_family(template)
+    native = family != GENERIC and template_supports_tools(template)
+    if not native:
+        family = GENERIC
+    plan = ChatPlan(messages=messages, variables=variables, grammar=format_grammar)
+
+    if settings.tools:
+        model_tools, name_map = normalize_tool_names(settings.tools)
+        history = model_names_in_history(messages, name_map)
+        if native:
+            plan.messages = _arguments_as_objects(history)
+            plan.tools = model_tools if settings.offered else None
+        elif settings.offered:
+            plan.messages = convert_messages_for_generic(history, model_tools)
+        else:
+            plan.messages = _generic_history_without_instruction(history, model_tools)
+        if settings.offered:
+            plan.family, plan.model_tools, plan.name_map = family, model_tools, name_map
+            if settings.forced:
+                plan.grammar = _tool_grammar(settings, model_tools, family, name_map)
+            elif format_grammar is not None:
+                forced = feature_params.ToolSettings(settings.tools, "required",
+                                                     settings.parallel)
+                plan.grammar = union_gbnf(
+                    _tool_grammar(forced, model_tools, family, name_map), format_grammar)
+    elif _has_tool_history(messages):
+        if native:
+            plan.messages = _arguments_as_objects(messages)
+        else:
+            plan.messages = _generic_history_without_instruction(messages, [])
+
+    info = reasoning_mod.detect_reasoning(template, variables)
+    if info["format"] == "harmony" or (
+            info["format"] == "tags" and not (plan.grammar and info["opens_in_prompt"])):
+        plan.reasoning = info
+
+    markers: tuple[str, ...] = ()
+    if plan.family is not None:
+        markers += PARSERS[plan.family].markers
+    if plan.reasoning is not None:
+        if plan.reasoning["format"] == "harmony" or plan.family == HARMONY:
+            markers += _HARMONY_TOKENS
+        else:
+            markers += (plan.reasoning["start_tag"], plan.reasoning["end_tag"])
+    plan.render_special = markers_are_special(model, markers)
+    return plan
+
+
+# -- output -----------------------------------------------------------------------------------
+
+def _make_splitter(info: dict | None):
+    if info is None:
+        return None
+    if info["format"] == "harmony":
+        return reasoning_mod.HarmonySplitter()
+    return reasoning_mod.ReasoningSplitter(info["start_tag"], info["end_tag"],
+                                           info["opens_in_prompt"])
+
+
+def _build_output(plan: ChatPlan, stream: bool, reasoning_field: str) -> ChatOutput:
+    parser = None
+    if plan.family is not None:
+        parser = make_parser(plan.family, list(plan.name_map), plan.model_tools,
+                             stream_arguments=stream)
+    tag = "<think>" if plan.reasoning is None or plan.reasoning["format"] != "tags" \
+        else plan.reasoning["start_tag"]
+    return ChatOutput(splitter=_make_splitter(plan.reasoning), parser=parser,
+                      name_map=plan.name_map, reasoning_field=reasoning_field,
+                      inline_tags=(tag, tag.replace("<", "</", 1)))
+
+
+def output_factory(extra: dict, stream: bool,
+                   reasoning_field: str = "both") -> Callable[[], ChatOutput]:
+    """A maker of fresh ChatOutputs for the planned request (plain output without a plan).
+
+    Non-streamed responses parse calls whole (a broken call becomes content); streamed
+    ones announce a call as soon as its name is known and stream its arguments.
+    """
+    if reasoning_field not in REASONING_FIELDS:
+        raise ValueError(f"reasoning_field must be one of {', '.join(REASONING_FIELDS)}")
+    plan = extra.get("plan")
+    if plan is None:
+        return ChatOutput
+    return partial(_build_output, plan, stream, reasoning_field)

@@ -1,0 +1,242 @@
+"""Show a model load as it happens, and let the user cancel it.
+
+``Llama()`` takes no progress callback, but llama.cpp's model params have one. We wrap
+llama_cpp's params factory once so that a load running on a thread that registered a
+:class:`LoadWatcher` gets llama.cpp's callback; loads on any other thread (the server,
+the embedder) are untouched. The load runs on a helper thread; the caller polls the
+watcher (~10 Hz) to draw progress and turns Ctrl+C into a cancel, which llama.cpp honours
+at the next tensor.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from typing import Callable
+
+_local = threading.local()
+_hook_lock = threading.Lock()
+
+
+class LoadCancelled(Exception):
+    """The user stopped a load."""
+
+
+def _install_hook() -> bool:
+    """Route llama.cpp's load progress to the loading thread's watcher, once per process."""
+    try:
+        import llama_cpp.llama_cpp as lib
+    except Exception:  # noqa: BLE001 - no progress is better than no load
+        return False
+    with _hook_lock:
+        if getattr(lib.llama_model_default_params, "_lms_progress_hook", False):
+            return True
+        original = lib.llama_model_default_params
+
+        def params_with_progress():
+            params = original()
+            watcher = getattr(_local, "watcher", None)
+            if watcher is not None:
+                params.progress_callback = watcher.c_callback
+            return params
+
+        params_with_progress._lms_progress_hook = True
+        lib.llama_model_default_params = params_with_progress
+    return True
+
+
+class LoadWatcher:
+    """Progress (0..1 of the weights) and a cancel flag for one load."""
+
+    def __init__(self):
+        self.fraction = 0.0
+        self.reported = False  # whether llama.cpp ever called back
+        self.cancel = threading.Event()
+        self.started = time.perf_counter()
+        self.c_callback = None
+
+    def _make_callback(self):
+        import llama_cpp.llama_cpp as lib
+
+        def on_progress(fraction, _user_data):
+            self.fraction = max(self.fraction, min(1.0, float(fraction)))
+            self.reported = True
+            return not self.cancel.is_set()
+
+        self.c_callback = lib.llama_progress_callback(on_progress)
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    @property
+    def stage(self) -> str:
+        if self.cancel.is_set():
+            return "cancelling"
+        return "preparing context" if self.fraction >= 1.0 else "loading weights"
+
+
+class LoadTask:
+    """``fn`` (a blocking load) running on its own thread with a watcher installed."""
+
+    def __init__(self, fn: Callable[[], object]):
+        self.fn = fn
+        self.watcher = LoadWatcher()
+        self.result = None
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lms-load", daemon=True)
+
+    def start(self) -> "LoadTask":
+        if _install_hook():
+            try:
+                self.watcher._make_callback()
+            except Exception:  # noqa: BLE001
+                self.watcher.c_callback = None
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        _local.watcher = self.watcher if self.watcher.c_callback is not None else None
+        try:
+            self.result = self.fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            self.error = exc
+        finally:
+            _local.watcher = None
+            self.done.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.done.wait(timeout)
+
+
+def run_load(fn: Callable[[], object], view, *, poll: float = 0.1,
+             discard: Callable[[object], None] | None = None):
+    """Run a load with ``view`` showing progress; Ctrl+C cancels it (LoadCancelled).
+
+    If the load finishes anyway after a cancel (llama.cpp was past the weights),
+    ``discard(result)`` undoes it.
+    """
+    task = LoadTask(fn).start()
+    cancelled = False
+    while not task.done.is_set():
+        try:
+            task.wait(poll)
+            view.update(task.watcher)
+        except KeyboardInterrupt:
+            cancelled = True
+            task.watcher.cancel.set()
+            view.update(task.watcher)
+    if cancelled:
+        if task.error is None and task.result is not None and discard is not None:
+            discard(task.result)
+        view.fail("Load cancelled.")
+        raise LoadCancelled("Load cancelled.")
+    if task.error is not None:
+        view.fail(None)
+        raise task.error
+    return task.result
+
+
+# -- views ------------------------------------------------------------------------------
+def _bar(fraction: float, width: int = 24) -> str:
+    filled = int(round(fraction * width))
+    return "█" * filled + "░" * (width - filled)
+
+
+class NotebookProgress:
+    """A progress bar in a display handle; its final update is the result line."""
+
+    def __init__(self, title: str, interval: float = 0.1):
+        from IPython.display import display
+
+        self.title = title
+        self.interval = interval
+        self._last = 0.0
+        self.updates = 0
+        self.handle = display(self._bundle(0.0, "starting"), raw=True, display_id=True)
+
+    def _bundle(self, fraction: float, stage: str, elapsed: float = 0.0) -> dict:
+        pct = int(fraction * 100)
+        text = f"{self.title}… {pct}% ({stage}, {elapsed:.1f} s)"
+        html = (f'<div><progress value="{pct}" max="100" style="width:16em;'
+                f'vertical-align:middle"></progress> <span>{_escape(self.title)}… {pct}% '
+                f'<span style="opacity:.65">({stage}, {elapsed:.1f} s)</span></span></div>')
+        return {"text/plain": text, "text/html": html}
+
+    def update(self, watcher: LoadWatcher) -> None:
+        now = time.perf_counter()
+        if now - self._last < self.interval:
+            return
+        self._last = now
+        self.updates += 1
+        self.handle.update(self._bundle(watcher.fraction, watcher.stage, watcher.elapsed),
+                           raw=True)
+
+    def finish(self, line: str) -> None:
+        self.updates += 1
+        self.handle.update({"text/plain": line}, raw=True)
+
+    def fail(self, line: str | None) -> None:
+        self.handle.update({"text/plain": line or f"{self.title}: failed."}, raw=True)
+
+
+class TerminalProgress:
+    """A one-line bar on the terminal's stderr.
+
+    llama-cpp-python points fds 1 and 2 at /dev/null while it loads, so the bar writes to
+    a duplicate of stderr taken beforehand. Nothing is drawn when stderr is not a tty.
+    """
+
+    def __init__(self, title: str, stream=None, interval: float = 0.1):
+        self.title = title
+        self.interval = interval
+        self._last = 0.0
+        self.updates = 0
+        stream = stream or sys.__stderr__
+        self._fd = None
+        self._out = stream
+        try:
+            if stream is not None and stream.isatty():
+                self._fd = os.dup(stream.fileno())
+        except (AttributeError, OSError, ValueError):
+            self._fd = None
+
+    def _write(self, text: str) -> None:
+        if self._fd is not None:
+            try:
+                os.write(self._fd, text.encode("utf-8", "replace"))
+            except OSError:
+                pass
+
+    def update(self, watcher: LoadWatcher) -> None:
+        now = time.perf_counter()
+        if self._fd is None or now - self._last < self.interval:
+            return
+        self._last = now
+        self.updates += 1
+        pct = int(watcher.fraction * 100)
+        self._write(f"\r{self.title} {_bar(watcher.fraction)} {pct:3d}% "
+                    f"({watcher.stage}, {watcher.elapsed:.1f} s)\x1b[K")
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            self._write("\r\x1b[K")
+            os.close(self._fd)
+            self._fd = None
+
+    def finish(self, line: str) -> None:
+        self._close()
+        print(line, flush=True)
+
+    def fail(self, line: str | None) -> None:
+        self._close()
+        if line:
+            print(line, file=sys.stderr, flush=True)
+
+
+def _escape(text: str) -> str:
+    import html
+
+    return html.escape(text, quote=True)

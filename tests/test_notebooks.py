@@ -1,0 +1,132 @@
+"""Every example notebook, executed headless with nbclient against the real model.
+
+The saved (re-read) notebook must hold the final answers: nbclient folds display
+updates into the stored output, as nbconvert and papermill do.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from conftest import MODEL
+
+pytestmark = pytest.mark.timeout(300)
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def execute(name: str, tmp_path: Path, monkeypatch, env: dict | None = None):
+    """Run a notebook in a fresh kernel, save it, and return the saved cells."""
+    monkeypatch.setenv("LMS_JUPYTER_MODELS_DIR", str(tmp_path / "no-models"))
+    for key, value in (env or {}).items():
+        monkeypatch.setenv(key, value)
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    NotebookClient(nb, kernel_name="python3", timeout=180,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    saved = tmp_path / name
+    nbformat.write(nb, saved)
+    return [c for c in nbformat.read(saved, as_version=4).cells if c.cell_type == "code"]
+
+
+def cell(cells, startswith: str):
+    """The first code cell whose source starts with ``startswith`` (or is exactly it)."""
+    exact = [c for c in cells if c.source.strip() == startswith]
+    return exact[0] if exact else next(c for c in cells if c.source.startswith(startswith))
+
+
+def texts(c, mime="text/plain") -> list[str]:
+    out = []
+    for output in c.outputs:
+        if output.output_type == "stream":
+            out.append(output.text)
+        elif mime in output.get("data", {}):
+            out.append(output.data[mime])
+    return out
+
+
+def answer(c) -> str:
+    """The streamed answer's final Markdown in a %%chat cell (the last one, with tools)."""
+    finals = [o for o in c.outputs if o.output_type == "display_data"
+              and o.metadata.get("lms_jupyter", {}).get("stage") == "finished"]
+    return finals[-1].data["text/markdown"]
+
+
+def test_every_notebook_is_tested():
+    assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == [
+        "01_quickstart.ipynb", "02_structured_output.ipynb", "03_tools.ipynb",
+        "04_openai_client.ipynb"]
+
+
+def test_quickstart(tmp_path, monkeypatch):
+    cells = execute("01_quickstart.ipynb", tmp_path, monkeypatch)
+    assert MODEL in texts(cell(cells, "%lms ls"))[0]
+    (loaded,) = texts(cell(cells, "%lms load"))
+    assert loaded.startswith("Model loaded successfully") and '"smol"' in loaded
+    assert "smol" in texts(cell(cells, "%lms ps"))[0]
+
+    first = cell(cells, "%%chat --model smol")
+    assert "Paris" in answer(first)
+    (stats,) = [t for t in texts(first) if " tokens · " in t]
+    assert stats.startswith("smol · ")
+
+    second = cell(cells, "%%chat --temperature 0 --max-tokens 40 --out answer")
+    (printed,) = texts(cell(cells, "print(answer)"))
+    assert answer(second) == printed.rstrip("\n") and answer(second)
+
+    (history,) = texts(cell(cells, "%lms history"), "text/markdown")
+    assert "What is the capital of France?" in history
+    assert "And what is the capital of Germany?" in history  # {country} was expanded
+    assert answer(second) in history
+
+    poem = cell(cells, "%%chat --new")
+    assert answer(poem) and not [t for t in texts(poem) if " tokens · " in t]
+
+    (manager_view,) = cell(cells, "%lms widget").outputs
+    assert "application/vnd.jupyter.widget-view+json" in manager_view.data
+    assert manager_view.data["text/plain"].startswith("Model manager")
+    (chat_view,) = cell(cells, "%lms chat-widget").outputs
+    assert chat_view.data["text/plain"].startswith(f"Chat with {MODEL}")
+    assert texts(cell(cells, "%lms unload"))[0].startswith("Unloaded 1 model")
+
+
+def test_structured_output(tmp_path, monkeypatch):
+    cells = execute("02_structured_output.ipynb", tmp_path, monkeypatch)
+    data = json.loads(answer(cell(cells, "%%chat --new --schema City"))
+                      .removeprefix("```json\n").removesuffix("\n```"))
+    assert set(data) == {"name", "country", "population_millions"}
+    (shown,) = texts(cell(cells, "city"))
+    assert shown.startswith("City(name=")
+    (kind,) = texts(cell(cells, "type(city)"))
+    assert kind.startswith("('City', ")
+    (palette,) = texts(cell(cells, "palette"))
+    assert palette.startswith("{'colors': [")
+
+
+def test_tools(tmp_path, monkeypatch):
+    cells = execute("03_tools.ipynb", tmp_path, monkeypatch)
+    (schema,) = texts(cell(cells, "from lms_jupyter.kernel.tools import function_tool"))
+    assert "'name': 'add'" in schema and "The first number." in schema
+    chat = cell(cells, "%%chat --new --tools add")
+    assert any(t.startswith("🔧 add(") for t in texts(chat))
+    assert answer(chat)
+    (calls,) = texts(cell(cells, "calls"))
+    assert calls == "[(17, 25)]"
+
+
+def test_openai_client_against_the_server(tmp_path, monkeypatch, server):
+    cells = execute("04_openai_client.ipynb", tmp_path, monkeypatch,
+                    env={"LMS_JUPYTER_URL": server.api_url,
+                         "LMS_JUPYTER_TOKEN": server.token})
+    assert texts(cells[0])[0].strip() == f"API at {server.api_url}"
+    (ids,) = texts(cells[1])
+    assert MODEL in ids
+    reply_cell = cells[2]
+    printed, usage = texts(reply_cell)
+    assert "Paris" in printed and "CompletionUsage(" in usage
+    stream_cell = cells[3]
+    (streamed,) = [t for t in texts(stream_cell) if not t.startswith("<IPython")]
+    markdown = [o for o in stream_cell.outputs if o.output_type == "display_data"]
+    assert markdown[0].data["text/markdown"] == streamed.rstrip("\n") and streamed.strip()
