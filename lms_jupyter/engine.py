@@ -51,10 +51,16 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
+_LOAD_LOCK = threading.Lock()
+
+
 def _quiet_llama(**kwargs):
+    """One load at a time: llama-cpp-python swaps the process's stdout/stderr while it
+    loads quietly, and two overlapping loads could restore them in the wrong order."""
     from llama_cpp import Llama
 
-    return Llama(verbose=False, **kwargs)
+    with _LOAD_LOCK:
+        return Llama(verbose=False, **kwargs)
 
 
 class LoadedModel:

@@ -552,7 +552,8 @@ def test_real_kernel_interrupt(tmp_path):
 
         while True:  # the worker stops at its next token
             _, _, outputs = execute("%lms ps --json")
-            (ps,) = [json.loads(o["text"]) for o in outputs if o["msg_type"] == "stream"]
+            # stdout may arrive in several stream messages: join them before parsing
+            ps = json.loads("".join(o["text"] for o in outputs if o["msg_type"] == "stream"))
             if ps[0]["status"] == "idle" and ps[0]["queued"] == 0:
                 break
             assert time.perf_counter() - interrupted_at < 10, ps

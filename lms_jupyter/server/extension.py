@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Float, Int, List, Unicode
+from traitlets import Bool, Enum, Float, Int, List, Unicode
 
 from ..api import OpenAICompatAPI
 from ..catalog import ModelCatalog, default_models_dir
 from ..manager import DEFAULT_CONTEXT_LENGTH, DEFAULT_JIT_TTL, ModelManager
 from ..presets import PresetStore, default_presets_dir
+from ..api.lmstudio import LMStudioAPI
+from .lmstudio_handlers import lmstudio_handlers
 from .openai_handlers import openai_handlers
 from .services import Services
 
@@ -37,6 +39,11 @@ class LMSJupyterApp(ExtensionApp):
     memory_guardrail = Bool(True, config=True,
                             help="Refuse loads whose memory estimate exceeds what is available "
                                  "(a load with force=true still goes ahead).")
+    reasoning_field = Enum(["both", "reasoning", "reasoning_content", "inline"], "both",
+                           config=True,
+                           help="Where chat responses put a model's reasoning: 'reasoning' "
+                                "(OpenAI o-series style), 'reasoning_content' (DeepSeek style), "
+                                "'both', or 'inline' (left in content as <think>...</think>).")
     memory_limit_mb = Int(0, config=True,
                           help="Memory budget in MiB for all loaded models together "
                                "(0: only the system's available memory limits loads).")
@@ -50,26 +57,16 @@ class LMSJupyterApp(ExtensionApp):
             n_gpu_layers=self.gpu_layers, memory_guardrail=self.memory_guardrail,
             memory_limit_bytes=self.memory_limit_mb * 2**20 if self.memory_limit_mb > 0 else None)
         self.presets = PresetStore(self.presets_dir or default_presets_dir())
-        services = Services(manager=manager, openai=OpenAICompatAPI(manager, self.presets))
-        self._mount_lmstudio(services)
+        services = Services(manager=manager, openai=OpenAICompatAPI(manager, self.presets),
+                            lmstudio=LMStudioAPI(manager, self.presets))
+        services.openai.reasoning_field = self.reasoning_field
+        services.lmstudio.v0.reasoning_field = self.reasoning_field
         self.services = services
         self.settings[Services.SETTINGS_KEY] = services
-
-    def _mount_lmstudio(self, services: Services) -> None:
-        """LM Studio's own REST API (/api/v0, /api/v1), when that module is present."""
-        try:
-            from ..api.lmstudio import LMStudioAPI
-        except ImportError:
-            return
-        services.lmstudio = LMStudioAPI(services.manager, self.presets)
 
     def initialize_handlers(self):
         prefix = self.url_prefix.strip("/") or "lms"
         self.handlers.extend(openai_handlers(prefix))
-        try:
-            from .lmstudio_handlers import lmstudio_handlers
-        except ImportError:
-            return
         self.handlers.extend(lmstudio_handlers(prefix))
 
     async def _start_jupyter_server_extension(self, serverapp):
