@@ -8,7 +8,7 @@ Prints, as medians over --runs repetitions:
                                                             target <= 50 ms
 
 Raw and server never run at the same time, and both use the same thread count.
-Usage: python benchmarks/bench_server.py [--runs 5] [--tokens 128]
+Usage: python benchmarks/bench_server.py [--runs 7] [--tokens 128] [--threads N]
 """
 from __future__ import annotations
 
@@ -100,15 +100,17 @@ def status_latency_under_load(server, client, tokens: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="generation threads on both sides (0: all cores, the default)")
     args = parser.parse_args()
     from llama_cpp import Llama
     from openai import OpenAI
 
     from conftest import JupyterServer
 
-    threads = default_threads()
+    threads = args.threads or default_threads()
     path = str(embedded_model_path())
     print(f"model {path}\nthreads {threads}, {args.tokens} tokens, {args.runs} runs")
 

@@ -36,6 +36,51 @@ def v1_type(info: ModelInfo) -> str:
     return "embedding" if info.type.startswith("embedding") else "llm"
 
 
+def variant_id(info: ModelInfo, variant: ModelVariant) -> str:
+    return f"{info.publisher.lower()}/{info.key}@{variant.quantization.lower()}"
+
+
+def model_json(info: ModelInfo) -> dict:
+    """One ``lms ls --json`` entry (LM Studio's ModelInfo, camelCase)."""
+    variant = info.default_variant
+    return {
+        "type": v1_type(info), "modelKey": info.key, "format": "gguf",
+        "displayName": display_name(info), "publisher": info.publisher,
+        "path": str(variant.path), "sizeBytes": variant.size_bytes,
+        "paramsString": variant.params_string, "architecture": variant.arch,
+        "quantization": {"name": variant.quantization,
+                         "bits": nominal_bits(variant.quantization)},
+        "variants": info.variant_ids, "selectedVariant": variant_id(info, variant),
+        "vision": False, "trainedForToolUse": variant.supports_tools,
+        "maxContextLength": variant.max_context_length,
+    }
+
+
+def ps_row(model) -> dict:
+    """One ``lms ps --json`` row: the loaded variant's info plus the instance's state."""
+    variant, now, ttl = model.variant, time.time(), model.ttl
+    remaining = None if ttl is None else max(0.0, ttl - (now - model.last_used))
+    row = model_json(model.info)
+    row.update({
+        "path": str(variant.path), "sizeBytes": variant.size_bytes,
+        "quantization": {"name": variant.quantization,
+                         "bits": nominal_bits(variant.quantization)},
+        "selectedVariant": variant_id(model.info, variant),
+        "identifier": model.identifier,
+        "ttlMs": None if ttl is None else int(ttl * 1000),
+        "lastUsedTime": int(model.last_used * 1000),
+        "contextLength": model.config.context_length,
+        "status": model.status, "queued": model.queued,
+        "parallel": 1 if v1_type(model.info) == "llm" else None,
+        # not in LM Studio's row: how it was loaded and when the idle TTL fires
+        "jit": model.jit,
+        "ttlRemainingMs": None if remaining is None else int(remaining * 1000),
+        "loadedAt": int(model.loaded_at * 1000),
+        "estimatedMemoryBytes": model.estimated_bytes,
+    })
+    return row
+
+
 def v1_error_body(error: APIError) -> dict:
     """LM Studio's /api/v1 error object."""
     if error.code == "model_not_found":
@@ -83,33 +128,7 @@ class LMStudioAPI:
     # -- ps (lms ps --json) --------------------------------------------------------------------
     def ps(self) -> dict:
         """Every loaded instance, as ``lms ps --json`` rows plus our own extras."""
-        return {"object": "list", "data": [self._ps_row(m) for m in self.manager.list_loaded()]}
-
-    def _ps_row(self, model) -> dict:
-        info, variant, now = model.info, model.variant, time.time()
-        ttl = model.ttl
-        remaining = None if ttl is None else max(0.0, ttl - (now - model.last_used))
-        is_llm = v1_type(info) == "llm"
-        return {
-            "type": v1_type(info), "modelKey": info.key, "format": "gguf",
-            "displayName": display_name(info), "publisher": info.publisher,
-            "path": str(variant.path), "sizeBytes": variant.size_bytes,
-            "paramsString": variant.params_string, "architecture": variant.arch,
-            "quantization": {"name": variant.quantization,
-                             "bits": nominal_bits(variant.quantization)},
-            "identifier": model.identifier,
-            "ttlMs": None if ttl is None else int(ttl * 1000),
-            "lastUsedTime": int(model.last_used * 1000),
-            "vision": False, "trainedForToolUse": variant.supports_tools,
-            "maxContextLength": variant.max_context_length,
-            "contextLength": model.config.context_length,
-            "status": model.status, "queued": model.queued,
-            "parallel": 1 if is_llm else None,
-            # not in LM Studio's row: how it was loaded and when the idle TTL fires
-            "jit": model.jit,
-            "ttlRemainingMs": None if remaining is None else int(remaining * 1000),
-            "loadedAt": int(model.loaded_at * 1000), "estimatedMemoryBytes": model.estimated_bytes,
-        }
+        return {"object": "list", "data": [ps_row(m) for m in self.manager.list_loaded()]}
 
     # -- /api/v1 models ------------------------------------------------------------------------
     def models_v1(self) -> dict:
@@ -128,7 +147,7 @@ class LMStudioAPI:
             "loaded_instances": [{"id": m.identifier, "config": self._instance_config(m)}
                                  for m in instances],
             "max_context_length": variant.max_context_length, "format": "gguf",
-            "variants": info.variant_ids, "selected_variant": self._variant_id(info, variant),
+            "variants": info.variant_ids, "selected_variant": variant_id(info, variant),
         }
         if entry["type"] == "llm":
             entry["architecture"] = variant.arch
@@ -138,10 +157,6 @@ class LMStudioAPI:
         if isinstance(description, str) and description:
             entry["description"] = description
         return entry
-
-    @staticmethod
-    def _variant_id(info: ModelInfo, variant: ModelVariant) -> str:
-        return f"{info.publisher.lower()}/{info.key}@{variant.quantization.lower()}"
 
     @staticmethod
     def _instance_config(model) -> dict:

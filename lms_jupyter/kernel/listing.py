@@ -5,13 +5,10 @@ a saved notebook.
 """
 from __future__ import annotations
 
-import re
 import time
 
-from ..catalog import ModelInfo, ModelVariant
-
-_BITS = re.compile(r"(\d+)")
-
+from ..api.lmstudio import model_json, ps_row, v1_type, variant_id  # noqa: F401 (re-exported)
+from ..catalog import ModelInfo
 
 def human_size(n_bytes: int | float | None) -> str:
     """Decimal units, as LM Studio prints them (4.92 GB, 84.11 MB)."""
@@ -39,52 +36,12 @@ def human_duration(seconds: float | None) -> str:
     return f"{hours}h" if not minutes else f"{hours}h {minutes}m"
 
 
-def quant_bits(name: str) -> int | None:
-    match = _BITS.search(name or "")
-    return int(match.group(1)) if match else None
-
-
 def model_type(info: ModelInfo) -> str:
     """LM Studio's SDK names: "llm" or "embedding"."""
-    return "embedding" if info.type.startswith("embedding") else "llm"
+    return v1_type(info)
 
 
-def variant_id(info: ModelInfo, variant: ModelVariant) -> str:
-    return f"{info.publisher.lower()}/{info.key}@{variant.quantization.lower()}"
-
-
-def model_json(info: ModelInfo) -> dict:
-    """One ``lms ls --json`` entry (LM Studio's ModelInfo, camelCase)."""
-    variant = info.default_variant
-    name = variant.header.get("general.name")
-    return {
-        "type": model_type(info), "modelKey": info.key, "format": "gguf",
-        "displayName": name if isinstance(name, str) and name else info.key,
-        "publisher": info.publisher, "path": str(variant.path),
-        "sizeBytes": variant.size_bytes, "paramsString": variant.params_string,
-        "architecture": variant.arch,
-        "quantization": {"name": variant.quantization, "bits": quant_bits(variant.quantization)},
-        "variants": info.variant_ids, "selectedVariant": variant_id(info, variant),
-        "vision": False, "trainedForToolUse": variant.supports_tools,
-        "maxContextLength": variant.max_context_length,
-    }
-
-
-def loaded_json(model) -> dict:
-    """One ``lms ps --json`` entry: the model's info plus the instance's state."""
-    snap = model.snapshot()
-    entry = model_json(model.info)
-    entry.update({
-        "path": snap["path"], "sizeBytes": snap["sizeBytes"],
-        "quantization": {"name": snap["quantization"], "bits": quant_bits(snap["quantization"])},
-        "selectedVariant": variant_id(model.info, model.variant),
-        "identifier": snap["identifier"],
-        "ttlMs": None if snap["ttlSeconds"] is None else int(snap["ttlSeconds"] * 1000),
-        "lastUsedTime": int(snap["lastUsedTime"] * 1000),
-        "contextLength": snap["contextLength"], "status": snap["status"],
-        "queued": snap["queued"], "jit": snap["jit"],
-    })
-    return entry
+loaded_json = ps_row  # ``lms ps --json``: the core's row, one shape for every front
 
 
 def table(rows: list[list[str]], headers: list[str]) -> list[str]:
