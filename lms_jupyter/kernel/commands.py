@@ -65,24 +65,23 @@ def gpu_ratio(value: str) -> float:
     return ratio
 
 
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer (got {value!r})") from None
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive (got {number})")
-    return number
+def _positive(kind, noun: str):
+    """An argparse type for positive numbers of ``kind`` (int or float)."""
+
+    def parse(value: str):
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {noun} (got {value!r})") from None
+        if number <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive (got {value})")
+        return number
+
+    return parse
 
 
-def _positive_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number (got {value!r})") from None
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive (got {value})")
-    return number
+_positive_int = _positive(int, "an integer")
+_positive_float = _positive(float, "a number")
 
 
 def build_parser(prog: str = "lms-jupyter") -> argparse.ArgumentParser:

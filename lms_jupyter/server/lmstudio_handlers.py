@@ -10,7 +10,7 @@ from tornado import web
 from ..api.lmstudio import v1_error_body
 from ..errors import APIError
 from .base import LMSHandler
-from .openai_handlers import _GenerationHandler
+from .openai_handlers import EmbeddingsHandler, _GenerationHandler
 
 
 async def _blocking(fn, *args):
@@ -53,14 +53,10 @@ class CompletionsV0Handler(_V0GenerationHandler):
     endpoint = "completions"
 
 
-class EmbeddingsV0Handler(LMSHandler):
-    @web.authenticated
-    @authorized
-    async def post(self):
-        async def call():
-            return await self.services.lmstudio.v0.embeddings(self.read_json())
-
-        await self.guarded(call)
+class EmbeddingsV0Handler(EmbeddingsHandler):
+    @property
+    def api(self):
+        return self.services.lmstudio.v0
 
 
 class _V1Handler(LMSHandler):

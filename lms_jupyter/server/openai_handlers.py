@@ -51,9 +51,13 @@ class EmbeddingsHandler(LMSHandler):
     @authorized
     async def post(self):
         async def call():
-            return await self.services.openai.embeddings(self.read_json())
+            return await self.api.embeddings(self.read_json())
 
         await self.guarded(call)
+
+    @property
+    def api(self):
+        return self.services.openai
 
 
 def openai_handlers(prefix: str) -> list[tuple]:
