@@ -85,3 +85,8 @@ class EventChannel:
             if event is None:
                 return
             yield event
+
+
+async def run_blocking(fn, *args):
+    """Run blocking work (model loads, JIT loads) on a thread, off the event loop."""
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)

@@ -172,11 +172,11 @@ class LMStudioAPI:
         """POST /api/v1/models/load (blocking). ``estimate_only`` answers without loading."""
         body = params.require_object(body)
         model = params.model_name(body)
-        context_length = params._number(body, "context_length", 64, None, integer=True)
+        context_length = params.context_length(body)
         flash_attention = body.get("flash_attention")
         if flash_attention is not None and not isinstance(flash_attention, bool):
             raise bad_request("'flash_attention' must be a boolean.", "flash_attention")
-        params._number(body, "eval_batch_size", 1, None, integer=True)  # accepted, fixed at 512
+        params.number(body, "eval_batch_size", 1, None, integer=True)  # accepted, fixed at 512
         ttl = params.ttl_seconds(body)
         identifier = body.get("identifier")
         if identifier is not None and (not isinstance(identifier, str) or not identifier.strip()):
@@ -225,7 +225,7 @@ class LMStudioAPI:
             raise bad_request("'flash_attention' must be a boolean.", "flash_attention")
         return self.manager.estimate(
             params.model_name(body),
-            context_length=params._number(body, "context_length", 64, None, integer=True),
+            context_length=params.context_length(body),
             gpu=body.get("gpu"), flash_attention=flash_attention)
 
     # -- presets ---------------------------------------------------------------------------------

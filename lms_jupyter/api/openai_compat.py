@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from ..channel import EventChannel
+from ..channel import EventChannel, run_blocking
 from ..engine import LoadedModel
 from ..errors import APIError, bad_request
 from ..generation import Failed, Finished, GenerationRequest, Started, TextDelta
@@ -276,7 +276,7 @@ class OpenAICompatAPI:
         from ..speculative import (DEFAULT_DRAFT_TOKENS, DraftSettings, check_draft_pair,
                                    header_vocab_mismatch, incompatible_draft)
 
-        look_ahead = params._number(body, "draft_max_tokens", 1, 64, DEFAULT_DRAFT_TOKENS,
+        look_ahead = params.number(body, "draft_max_tokens", 1, 64, DEFAULT_DRAFT_TOKENS,
                                     integer=True)
         name = name.strip()
         loaded = self.manager.get_loaded(name)
@@ -290,11 +290,11 @@ class OpenAICompatAPI:
 
     # -- async (server) ----------------------------------------------------------------------
     async def chat_completions(self, body, channel: EventChannel | None = None):
-        prep = await _blocking(self.prepare_chat, body)
+        prep = await run_blocking(self.prepare_chat, body)
         return await self._run(prep, channel)
 
     async def completions(self, body, channel: EventChannel | None = None):
-        prep = await _blocking(self.prepare_completion, body)
+        prep = await run_blocking(self.prepare_completion, body)
         return await self._run(prep, channel)
 
     async def _run(self, prep: Prepared, channel: EventChannel | None):
@@ -337,8 +337,8 @@ class OpenAICompatAPI:
         encoding = body.get("encoding_format") or "float"
         if encoding not in ("float", "base64"):
             raise bad_request("'encoding_format' must be 'float' or 'base64'.", "encoding_format")
-        dimensions = params._number(body, "dimensions", 1, None, integer=True)
-        model, _ = await _blocking(self._acquire, body)
+        dimensions = params.number(body, "dimensions", 1, None, integer=True)
+        model, _ = await run_blocking(self._acquire, body)
         future = model.embed(texts)
         vectors, tokens = await asyncio.wrap_future(future)
         return JSONResponse(self._embedding_body(model, vectors, tokens, encoding, dimensions))
@@ -416,8 +416,3 @@ class OpenAICompatAPI:
         model, _ = self._acquire(body)
         vectors, tokens = model.embed(texts).result()
         return self._embedding_body(model, vectors, tokens, "float", None)
-
-
-async def _blocking(fn, *args):
-    """Run blocking preparation (JIT loads) off the event loop."""
-    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)

@@ -17,7 +17,7 @@ def require_object(body) -> dict:
     return body
 
 
-def _number(body: dict, name: str, lo=None, hi=None, default=_MISSING, integer=False):
+def number(body: dict, name: str, lo=None, hi=None, default=_MISSING, integer=False):
     value = body.get(name, default)
     if value is _MISSING or value is None:
         return None if default is _MISSING else default
@@ -45,14 +45,14 @@ def boolean(body: dict, name: str, default: bool = False) -> bool:
 def sampling_params(body: dict, defaults: SamplingParams | None = None) -> SamplingParams:
     d = defaults or SamplingParams()
     return SamplingParams(
-        temperature=_number(body, "temperature", 0, 5, d.temperature),
-        top_p=_number(body, "top_p", 0, 1, d.top_p),
-        top_k=_number(body, "top_k", 0, None, d.top_k, integer=True),
-        min_p=_number(body, "min_p", 0, 1, d.min_p),
-        repeat_penalty=_number(body, "repeat_penalty", 0.01, 10, d.repeat_penalty),
-        presence_penalty=_number(body, "presence_penalty", -2, 2, d.presence_penalty),
-        frequency_penalty=_number(body, "frequency_penalty", -2, 2, d.frequency_penalty),
-        seed=_number(body, "seed", None, None, d.seed, integer=True),
+        temperature=number(body, "temperature", 0, 5, d.temperature),
+        top_p=number(body, "top_p", 0, 1, d.top_p),
+        top_k=number(body, "top_k", 0, None, d.top_k, integer=True),
+        min_p=number(body, "min_p", 0, 1, d.min_p),
+        repeat_penalty=number(body, "repeat_penalty", 0.01, 10, d.repeat_penalty),
+        presence_penalty=number(body, "presence_penalty", -2, 2, d.presence_penalty),
+        frequency_penalty=number(body, "frequency_penalty", -2, 2, d.frequency_penalty),
+        seed=number(body, "seed", None, None, d.seed, integer=True),
         logit_bias=logit_bias(body.get("logit_bias")),
     )
 
@@ -79,7 +79,7 @@ def max_tokens(body: dict) -> int | None:
     """None means 'until the context is full' (OpenAI omitted, LM Studio's -1)."""
     for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
         if body.get(name) is not None:
-            value = _number(body, name, -1, None, integer=True)
+            value = number(body, name, -1, None, integer=True)
             if value == 0:
                 raise bad_request(f"'{name}' must be positive, or -1 for no limit.", name)
             return None if value == -1 else value
@@ -109,16 +109,16 @@ def stream_flags(body: dict) -> tuple[bool, bool]:
 
 
 def ttl_seconds(body: dict) -> float | None:
-    return _number(body, "ttl", 1, None)
+    return number(body, "ttl", 1, None)
 
 
 def context_length(body: dict) -> int | None:
     """Context length for a JIT load (LM Studio's /api/v1/chat field; presets set it)."""
-    return _number(body, "context_length", 64, None, integer=True)
+    return number(body, "context_length", 64, None, integer=True)
 
 
 def single_choice(body: dict) -> None:
-    n = _number(body, "n", 1, None, integer=True)
+    n = number(body, "n", 1, None, integer=True)
     if n not in (None, 1):
         raise bad_request("Only n=1 is supported.", "n")
 

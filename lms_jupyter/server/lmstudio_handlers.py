@@ -1,21 +1,16 @@
 """Tornado adapters for LM Studio's REST API under /api (v0 and the v1 management API)."""
 from __future__ import annotations
 
-import asyncio
 from urllib.parse import unquote
 
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from ..api.lmstudio import v1_error_body
+from ..channel import run_blocking
 from ..errors import APIError
 from .base import LMSHandler
 from .openai_handlers import EmbeddingsHandler, _GenerationHandler
-
-
-async def _blocking(fn, *args):
-    """Loads and unloads block for seconds: keep them off the event loop."""
-    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
 
 class ModelsV0Handler(LMSHandler):
@@ -84,7 +79,7 @@ class _V1PostHandler(_V1Handler):
     async def post(self):
         async def call():
             body = self.read_json()
-            return await _blocking(getattr(self.services.lmstudio, self.method), body)
+            return await run_blocking(getattr(self.services.lmstudio, self.method), body)
 
         await self.guarded(call)
 

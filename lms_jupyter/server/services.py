@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..api import OpenAICompatAPI
+from ..api.lmstudio import LMStudioAPI
 from ..manager import ModelManager
 
 
@@ -11,6 +12,6 @@ from ..manager import ModelManager
 class Services:
     manager: ModelManager
     openai: OpenAICompatAPI
-    lmstudio: object | None = None  # LM Studio's /api REST surface, when mounted
+    lmstudio: LMStudioAPI  # LM Studio's /api REST surface
 
     SETTINGS_KEY = "lms_jupyter_services"
