@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lms_jupyter.catalog import embedded_model_path
+from lms_jupyter.models.catalog import embedded_model_path
 
 BASE_URL = "/lab%40base/"  # non-root and percent-encoded, like pytest-jupyter's
 TOKEN = "test-token-lms"

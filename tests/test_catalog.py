@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from lms_jupyter.catalog import ModelCatalog, ModelNotFound, model_key_from_repo, params_label
-from lms_jupyter.gguf import GGUFError, read_header
+from lms_jupyter.models.catalog import ModelCatalog, ModelNotFound, model_key_from_repo, params_label
+from lms_jupyter.models.gguf import GGUFError, read_header
 
 
 def test_header_of_smollm(smollm_path):

@@ -9,12 +9,12 @@ import pytest
 
 from family_templates import QWEN_STYLE
 from lms_jupyter.api import chat_features, feature_params
-from lms_jupyter.api.chat_output import ChatOutput
+from lms_jupyter.chat.output import ChatOutput
 from lms_jupyter.errors import APIError
-from lms_jupyter.grammar import gbnf_compiles, json_schema_to_gbnf, union_gbnf
-from lms_jupyter.reasoning import ReasoningSplitter
-from lms_jupyter.templates import normalise_messages, render_chat
-from lms_jupyter.toolcalls import make_parser
+from lms_jupyter.chat.grammar import gbnf_compiles, json_schema_to_gbnf, union_gbnf
+from lms_jupyter.chat.reasoning import ReasoningSplitter
+from lms_jupyter.chat.templates import normalise_messages, render_chat
+from lms_jupyter.chat.toolcalls import make_parser
 
 CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + "
           "message['content'] + '<|im_end|>\n'}}{% endfor %}"

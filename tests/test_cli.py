@@ -67,7 +67,7 @@ def test_load_reports_and_frees(run):
 
 def test_estimate_only(run):
     result = run("load", MODEL, "--estimate-only")
-    from lms_jupyter.manager import ModelManager
+    from lms_jupyter.engine.manager import ModelManager
 
     if hasattr(ModelManager, "estimate"):
         assert result.returncode == 0, result.stderr

@@ -5,8 +5,8 @@ import pytest
 
 from lms_jupyter.api import params
 from lms_jupyter.errors import APIError
-from lms_jupyter.generation import StopStringMatcher
-from lms_jupyter.templates import normalise_messages, render_chat
+from lms_jupyter.engine.generation import StopStringMatcher
+from lms_jupyter.chat.templates import normalise_messages, render_chat
 
 
 def feed_all(matcher, pieces):

@@ -17,7 +17,7 @@ from typing import Optional
 import jsonschema
 import pytest
 
-from lms_jupyter.grammar import (
+from lms_jupyter.chat.grammar import (
     UnsupportedSchemaError,
     gbnf_compiles,
     gbnf_literal,
@@ -26,7 +26,7 @@ from lms_jupyter.grammar import (
     json_schema_to_gbnf,
     tool_call_gbnf,
 )
-from lms_jupyter.toolcalls import parse_tool_calls
+from lms_jupyter.chat.toolcalls import parse_tool_calls
 
 # -- a small GBNF recogniser ------------------------------------------------------------------
 

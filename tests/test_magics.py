@@ -21,12 +21,12 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 from conftest import EOS_ID, GEMMA, MODEL
-from lms_jupyter.catalog import ModelCatalog
+from lms_jupyter.models.catalog import ModelCatalog
 from lms_jupyter.kernel import runtime
 from lms_jupyter.kernel.chat import (DEFAULT_MAX_TOOL_ROUNDS, GenerationInterrupted,
                                      expand_variables)
 from lms_jupyter.kernel.display import METADATA_KEY
-from lms_jupyter.manager import ModelManager
+from lms_jupyter.engine.manager import ModelManager
 
 pytestmark = pytest.mark.timeout(300)
 LONG = {"logit_bias": {str(EOS_ID): -100}}  # SmolLM2 cannot stop: long answers on demand

@@ -8,9 +8,9 @@ import pytest
 
 from conftest import EOS_ID, GEMMA, MODEL
 from lms_jupyter.api import OpenAICompatAPI
-from lms_jupyter.catalog import ModelCatalog
+from lms_jupyter.models.catalog import ModelCatalog
 from lms_jupyter.errors import APIError
-from lms_jupyter.manager import ModelManager
+from lms_jupyter.engine.manager import ModelManager
 
 
 @pytest.fixture()

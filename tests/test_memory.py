@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from conftest import GEMMA, MODEL
-from lms_jupyter.gguf import read_header
-from lms_jupyter.memory import (GGML_TYPE_SIZES, MIB, ModelShape, estimate_memory,
+from lms_jupyter.models.gguf import read_header
+from lms_jupyter.models.memory import (GGML_TYPE_SIZES, MIB, ModelShape, estimate_memory,
                                 kv_cache_bytes, parse_gpu_offload, tensor_bytes)
 
 pytestmark = pytest.mark.timeout(300)
@@ -95,9 +95,9 @@ def test_parse_gpu_offload_rejects(value):
 # -- estimate vs a real load --------------------------------------------------------------------
 _MEASURE = textwrap.dedent("""
     import json, sys, threading
-    from lms_jupyter.catalog import ModelCatalog
-    from lms_jupyter.generation import GenerationRequest, SamplingParams, run_generation
-    from lms_jupyter.manager import ModelManager
+    from lms_jupyter.models.catalog import ModelCatalog
+    from lms_jupyter.engine.generation import GenerationRequest, SamplingParams, run_generation
+    from lms_jupyter.engine.manager import ModelManager
 
     def rss():
         with open("/proc/self/status") as f:

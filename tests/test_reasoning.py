@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lms_jupyter.reasoning import (
+from lms_jupyter.chat.reasoning import (
     HarmonySplitter,
     ReasoningSplitter,
     detect_reasoning,

@@ -137,8 +137,8 @@ def test_speculative_stream_reports_counts(pair):
 
 # -- the decoding loop itself, in process ------------------------------------------------------
 def test_header_check_needs_no_loading(smollm_path, gemma_file):
-    from lms_jupyter.gguf import read_header
-    from lms_jupyter.speculative import header_vocab_mismatch
+    from lms_jupyter.models.gguf import read_header
+    from lms_jupyter.engine.speculative import header_vocab_mismatch
 
     smol, gemma = read_header(smollm_path), read_header(gemma_file)
     assert header_vocab_mismatch(smol, smol) is None
@@ -148,8 +148,8 @@ def test_header_check_needs_no_loading(smollm_path, gemma_file):
 def test_unconsumed_drafts_count_as_ignored_and_caches_stay_usable(smollm_path):
     from llama_cpp import Llama
 
-    from lms_jupyter.generation import SamplingParams
-    from lms_jupyter.speculative import (DraftSettings, DraftStats, speculative_tokens,
+    from lms_jupyter.engine.generation import SamplingParams
+    from lms_jupyter.engine.speculative import (DraftSettings, DraftStats, speculative_tokens,
                                          vocab_mismatch)
 
     def load():

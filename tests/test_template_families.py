@@ -19,12 +19,12 @@ import pytest
 from conftest import MODEL, JupyterServer
 from family_templates import QWEN_STYLE
 from lms_jupyter.api import OpenAICompatAPI
-from lms_jupyter.api.chat_features import markers_are_special
-from lms_jupyter.catalog import ModelCatalog, embedded_model_path
-from lms_jupyter.gguf import read_header
-from lms_jupyter.manager import ModelManager
-from lms_jupyter.reasoning import detect_reasoning
-from lms_jupyter.toolcalls import detect_family
+from lms_jupyter.chat.plan import markers_are_special
+from lms_jupyter.models.catalog import ModelCatalog, embedded_model_path
+from lms_jupyter.models.gguf import read_header
+from lms_jupyter.engine.manager import ModelManager
+from lms_jupyter.chat.reasoning import detect_reasoning
+from lms_jupyter.chat.toolcalls import detect_family
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from lms_jupyter.reasoning import HarmonySplitter, ReasoningSplitter
-from lms_jupyter.toolcalls import (
+from lms_jupyter.chat.reasoning import HarmonySplitter, ReasoningSplitter
+from lms_jupyter.chat.toolcalls import (
     FAMILIES,
     ContentDelta,
     ToolCallAccumulator,

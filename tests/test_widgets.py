@@ -6,9 +6,9 @@ import time
 import pytest
 
 from conftest import EOS_ID, GEMMA, MODEL
-from lms_jupyter.catalog import ModelCatalog
+from lms_jupyter.models.catalog import ModelCatalog
 from lms_jupyter.kernel.widgets import ChatWidget, ModelManagerWidget
-from lms_jupyter.manager import ModelManager
+from lms_jupyter.engine.manager import ModelManager
 
 pytestmark = pytest.mark.timeout(300)
 

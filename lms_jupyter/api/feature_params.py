@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import bad_request
-from ..grammar import UnsupportedSchemaError, grammar_for_response_format
+from ..chat.grammar import UnsupportedSchemaError, grammar_for_response_format
 
 TOOL_CHOICES = ("none", "auto", "required")
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high")

@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 import time
 
-from ..catalog import ModelInfo, ModelVariant
+from ..models.catalog import ModelInfo, ModelVariant
 from ..errors import APIError, bad_request, model_not_found
-from ..manager import ModelManager
-from ..memory import parse_gpu_offload
-from ..presets import PresetStore
+from ..engine.manager import ModelManager
+from ..models.memory import parse_gpu_offload
+from ..models.presets import PresetStore
 from . import params
 from .lmstudio_v0 import LMStudioV0API
 
@@ -241,7 +241,7 @@ class LMStudioAPI:
     def create_preset(self, body) -> dict:
         """Save a preset from ``{"name", "settings": {...}}`` (request field names) or from
         an LM Studio preset file's JSON (``operation.fields``)."""
-        from ..presets import Preset
+        from ..models.presets import Preset
 
         body = params.require_object(body)
         if "operation" in body or "load" in body:

@@ -14,15 +14,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from ..channel import EventChannel, run_blocking
-from ..engine import LoadedModel
+from ..engine.channel import EventChannel, run_blocking
+from ..engine.model import LoadedModel
 from ..errors import APIError, bad_request
-from ..generation import Failed, Finished, GenerationRequest, Started, TextDelta
-from ..manager import ModelManager
-from ..templates import PLAIN_TRANSCRIPT_STOP, normalise_messages, render_chat
-from . import chat_features, params
-from .chat_output import ChatOutput
-from .responses import JSONResponse, StreamResponse
+from ..engine.generation import Failed, Finished, GenerationRequest, Started, TextDelta
+from ..engine.manager import ModelManager
+from ..chat.templates import PLAIN_TRANSCRIPT_STOP, normalise_messages, render_chat
+from ..chat import plan as chat_features
+from . import params
+from ..chat.output import ChatOutput
+from .results import JSONResponse, StreamResponse
 
 
 def new_id(prefix: str) -> str:
@@ -261,7 +262,7 @@ class OpenAICompatAPI:
         if body.get("preset") is None:
             return body
         if self.presets is None:
-            from ..presets import PresetStore
+            from ..models.presets import PresetStore
 
             self.presets = PresetStore()
         return self.presets.apply(body)
@@ -273,7 +274,7 @@ class OpenAICompatAPI:
             return None
         if not isinstance(name, str) or not name.strip():
             raise bad_request("'draft_model' must be a non-empty string.", "draft_model")
-        from ..speculative import (DEFAULT_DRAFT_TOKENS, DraftSettings, check_draft_pair,
+        from ..engine.speculative import (DEFAULT_DRAFT_TOKENS, DraftSettings, check_draft_pair,
                                    header_vocab_mismatch, incompatible_draft)
 
         look_ahead = params.number(body, "draft_max_tokens", 1, 64, DEFAULT_DRAFT_TOKENS,

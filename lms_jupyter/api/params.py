@@ -6,7 +6,7 @@ reaches llama.cpp (where it would crash or hang) and never becomes a 500.
 from __future__ import annotations
 
 from ..errors import bad_request
-from ..generation import SamplingParams
+from ..engine.generation import SamplingParams
 
 _MISSING = object()
 

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..channel import EventChannel
+from ..engine.channel import EventChannel
 from ..errors import APIError
 from .schemas import OutputSchema
 from .tools import Toolbox, ToolResult

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 from ..api.lmstudio import model_json, ps_row, v1_type, variant_id  # noqa: F401 (re-exported)
-from ..catalog import ModelInfo
+from ..models.catalog import ModelInfo
 
 def human_size(n_bytes: int | float | None) -> str:
     """Decimal units, as LM Studio prints them (4.92 GB, 84.11 MB)."""

@@ -13,7 +13,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from traitlets import Bool, Dict, Enum, Float, Int, Unicode
 
-from ..catalog import DEFAULT_MODEL_KEY
+from ..models.catalog import DEFAULT_MODEL_KEY
 from ..errors import APIError
 from . import runtime
 from .chat import (DEFAULT_MAX_TOOL_ROUNDS, ChatOptions, ChatRunner, Conversation,

@@ -19,8 +19,8 @@ def get_manager():
     global _manager, _atexit_registered
     with _lock:
         if _manager is None:
-            from ..catalog import ModelCatalog
-            from ..manager import ModelManager
+            from ..models.catalog import ModelCatalog
+            from ..engine.manager import ModelManager
 
             _manager = ModelManager(ModelCatalog(), jit=True)
             if not _atexit_registered:

@@ -13,7 +13,7 @@ import time
 
 import ipywidgets as widgets
 
-from ..catalog import DEFAULT_MODEL_KEY
+from ..models.catalog import DEFAULT_MODEL_KEY
 from ..errors import APIError
 from . import listing, runtime
 from .chat import ChatOptions, ChatRunner, Conversation

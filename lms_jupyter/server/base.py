@@ -7,7 +7,7 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado.iostream import StreamClosedError
 
-from ..api.responses import JSONResponse, StreamResponse
+from ..api.results import JSONResponse, StreamResponse
 from ..errors import APIError, bad_request
 from .services import Services
 

@@ -5,9 +5,9 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Enum, Float, Int, List, Unicode
 
 from ..api import OpenAICompatAPI
-from ..catalog import ModelCatalog, default_models_dir
-from ..manager import DEFAULT_CONTEXT_LENGTH, DEFAULT_JIT_TTL, ModelManager
-from ..presets import PresetStore, default_presets_dir
+from ..models.catalog import ModelCatalog, default_models_dir
+from ..engine.manager import DEFAULT_CONTEXT_LENGTH, DEFAULT_JIT_TTL, ModelManager
+from ..models.presets import PresetStore, default_presets_dir
 from ..api.lmstudio import LMStudioAPI
 from .lmstudio_handlers import lmstudio_handlers
 from .openai_handlers import openai_handlers

@@ -7,7 +7,7 @@ from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from ..api.lmstudio import v1_error_body
-from ..channel import run_blocking
+from ..engine.channel import run_blocking
 from ..errors import APIError
 from .base import LMSHandler
 from .openai_handlers import EmbeddingsHandler, _GenerationHandler

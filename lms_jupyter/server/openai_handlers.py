@@ -4,7 +4,7 @@ from __future__ import annotations
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from ..channel import EventChannel
+from ..engine.channel import EventChannel
 from .base import LMSHandler
 
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from ..api import OpenAICompatAPI
 from ..api.lmstudio import LMStudioAPI
-from ..manager import ModelManager
+from ..engine.manager import ModelManager
 
 
 @dataclass

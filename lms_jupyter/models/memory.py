@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .errors import bad_request
+from ..errors import bad_request
 from .gguf import GGUFHeader
 
 MIB = 1 << 20

@@ -7,8 +7,8 @@ reasoning splitter; only the answer part reaches the tool-call parser, so a call
 """
 from __future__ import annotations
 
-from ..reasoning import REASONING
-from ..toolcalls import (
+from .reasoning import REASONING
+from .toolcalls import (
     ContentDelta,
     ToolCallArgsDelta,
     ToolCallEnd,

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable
 
-from .. import reasoning as reasoning_mod
+from . import reasoning as reasoning_mod
 from ..errors import bad_request
-from ..generation import token_bytes
-from ..grammar import UnsupportedSchemaError, tool_call_gbnf, union_gbnf
-from ..toolcalls import (
+from ..engine.generation import token_bytes
+from .grammar import UnsupportedSchemaError, tool_call_gbnf, union_gbnf
+from .toolcalls import (
     GENERIC,
     HARMONY,
     convert_messages_for_generic,
@@ -41,9 +41,9 @@ from ..toolcalls import (
     normalize_tool_names,
     template_supports_tools,
 )
-from ..toolcalls.parsers import PARSERS
-from . import feature_params
-from .chat_output import REASONING_FIELDS, ChatOutput
+from .toolcalls.parsers import PARSERS
+from ..api import feature_params
+from .output import REASONING_FIELDS, ChatOutput
 
 _HARMONY_TOKENS = ("<|channel|>", "<|message|>", "<|call|>", "<|start|>", "<|end|>")
 

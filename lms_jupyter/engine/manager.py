@@ -11,10 +11,10 @@ import threading
 import time
 from typing import Callable
 
-from .catalog import ModelCatalog, ModelInfo, ModelNotFound, ModelVariant
-from .engine import LoadConfig, LoadedModel
-from .errors import APIError, bad_request, model_not_found
-from .memory import available_memory_bytes, estimate_memory, parse_gpu_offload
+from ..models.catalog import ModelCatalog, ModelInfo, ModelNotFound, ModelVariant
+from .model import LoadConfig, LoadedModel
+from ..errors import APIError, bad_request, model_not_found
+from ..models.memory import available_memory_bytes, estimate_memory, parse_gpu_offload
 
 DEFAULT_JIT_TTL = 60 * 60
 DEFAULT_CONTEXT_LENGTH = 4096

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .errors import APIError, bad_request, context_length_exceeded
+from ..errors import APIError, bad_request, context_length_exceeded
 
 # LM Studio's stop reasons (LLMPredictionStats.ts) and the OpenAI finish_reason of each
 STOP_EOS = "eosFound"

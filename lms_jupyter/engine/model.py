@@ -15,9 +15,9 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from .catalog import ModelInfo, ModelVariant
+from ..models.catalog import ModelInfo, ModelVariant
 from .channel import EventChannel
-from .errors import APIError, bad_request
+from ..errors import APIError, bad_request
 from .generation import (STOP_USER, Failed, Finished, GenerationRequest, run_generation,
                          token_bytes)
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from .errors import bad_request
+from ..errors import bad_request
 
 DEFAULT_DRAFT_TOKENS = 8
 MAX_DRAFT_TOKENS = 64
