@@ -13,9 +13,7 @@ Usage: python benchmarks/bench_server.py [--runs 7] [--tokens 128] [--threads N]
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -124,7 +122,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp())
     models = root / "models"
     models.mkdir()
-    server = JupyterServer(root, models, [f"--LMSJupyterApp.n_threads={threads}"])
+    server = JupyterServer(root, models, [f"--ModelManager.n_threads={threads}"])
     try:
         client = OpenAI(base_url=server.api_url, api_key=server.token, max_retries=0)
         http_run(client, 8, -1)  # JIT load + warm up

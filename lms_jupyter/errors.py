@@ -35,7 +35,3 @@ def context_length_exceeded(n_prompt: int, n_ctx: int) -> APIError:
         f"{n_ctx} tokens, which is not enough. Load the model with a larger context length, "
         "or provide a shorter input.", 400, "invalid_request_error", "messages",
         "context_length_exceeded")
-
-
-def internal_error(message: str) -> APIError:
-    return APIError(message, 500, "server_error", None, "internal_error")

@@ -8,12 +8,15 @@ from types import SimpleNamespace
 import pytest
 
 from family_templates import QWEN_STYLE
-from lms_jupyter.api import chat_features, feature_params
+from lms_jupyter.api import requests
+from lms_jupyter.api import requests as feature_params
+from lms_jupyter.api.encode import chat_delta, chat_message
+from lms_jupyter.chat import plan as chat_features
 from lms_jupyter.chat.output import ChatOutput
 from lms_jupyter.errors import APIError
 from lms_jupyter.chat.grammar import gbnf_compiles, json_schema_to_gbnf, union_gbnf
 from lms_jupyter.chat.reasoning import ReasoningSplitter
-from lms_jupyter.chat.templates import normalise_messages, render_chat
+from lms_jupyter.chat.templates import render_chat
 from lms_jupyter.chat.toolcalls import make_parser
 
 CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + "
@@ -33,8 +36,10 @@ def fake_model(template):
 
 
 def plan(template, body, messages=None):
-    messages = normalise_messages(messages or [{"role": "user", "content": "hi"}])
-    return chat_features.plan_chat(fake_model(template), body, messages)
+    """The plan for a request, parsed as the API parses it."""
+    request = requests.chat_request(
+        {"model": "m", "messages": messages or [{"role": "user", "content": "hi"}], **body})
+    return chat_features.plan_chat(fake_model(template), request.features, request.messages)
 
 
 def error_of(call) -> APIError:
@@ -199,7 +204,35 @@ def test_response_format_text_and_json_object():
 
 # -- output ---------------------------------------------------------------------------------
 
-def feed_all(output: ChatOutput, pieces) -> list[dict]:
+class Encoded:
+    """A ChatOutput whose events and answer are spelled as the chat encoder sends them:
+    OpenAI deltas and the assistant message."""
+
+    def __init__(self, output: ChatOutput, field: str):
+        self.output, self.field = output, field
+
+    def _deltas(self, events) -> list[dict]:
+        return [d for d in (chat_delta(e, self.field) for e in events) if d is not None]
+
+    def feed(self, text):
+        return self._deltas(self.output.feed(text))
+
+    def finish(self):
+        return self._deltas(self.output.finish())
+
+    def message(self) -> dict:
+        return chat_message(self.output.answer(), self.field)
+
+    @property
+    def tool_calls(self) -> list[dict]:
+        return [call.as_openai() for call in self.output.tool_calls]
+
+    @property
+    def finish_reason_override(self):
+        return self.output.finish_reason_override
+
+
+def feed_all(output: Encoded, pieces) -> list[dict]:
     deltas = []
     for piece in pieces:
         deltas += output.feed(piece)
@@ -209,9 +242,10 @@ def feed_all(output: ChatOutput, pieces) -> list[dict]:
 def generic_output(stream=True, name_map=None, splitter=None, field="both"):
     parser = make_parser("generic", list(name_map or {"get_weather": "Get Weather"}),
                          stream_arguments=stream)
-    return ChatOutput(splitter=splitter, parser=parser,
-                      name_map=name_map or {"get_weather": "Get Weather"},
-                      reasoning_field=field)
+    inline = ("<think>", "</think>") if field == "inline" else None
+    return Encoded(ChatOutput(splitter=splitter, parser=parser,
+                              name_map=name_map or {"get_weather": "Get Weather"},
+                              inline_tags=inline), field)
 
 
 CALL_TEXT = ('[TOOL_REQUEST]{"name": "get_weather", "arguments": {"city": "Paris"}}'
@@ -298,6 +332,6 @@ def test_reasoning_inline_and_never_parsed_for_calls():
 
 
 def test_output_factory_without_plan_is_plain():
-    assert chat_features.output_factory({"messages": []}, stream=False) is ChatOutput
+    assert chat_features.output_factory(None, stream=False) is ChatOutput
     with pytest.raises(ValueError):
-        chat_features.output_factory({}, stream=False, reasoning_field="bogus")
+        chat_features.output_factory(None, stream=False, reasoning_field="bogus")

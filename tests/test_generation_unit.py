@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from lms_jupyter.api import params
+from lms_jupyter.api import requests as params
 from lms_jupyter.errors import APIError
 from lms_jupyter.engine.generation import StopStringMatcher
 from lms_jupyter.chat.templates import normalise_messages, render_chat

@@ -26,7 +26,7 @@ from lms_jupyter.chat.grammar import (
     json_schema_to_gbnf,
     tool_call_gbnf,
 )
-from lms_jupyter.chat.toolcalls import parse_tool_calls
+from toolcall_helpers import parse_tool_calls
 
 # -- a small GBNF recogniser ------------------------------------------------------------------
 

@@ -17,7 +17,6 @@ import time
 
 import pytest
 from IPython.core.displaypub import DisplayPublisher
-from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 from conftest import EOS_ID, GEMMA, MODEL

@@ -10,7 +10,9 @@ from conftest import EOS_ID, GEMMA, MODEL
 from lms_jupyter.api import OpenAICompatAPI
 from lms_jupyter.models.catalog import ModelCatalog
 from lms_jupyter.errors import APIError
+from lms_jupyter.api.requests import load_request
 from lms_jupyter.engine.manager import ModelManager
+from lms_jupyter.engine.options import LoadRequest
 
 
 @pytest.fixture()
@@ -25,16 +27,16 @@ def loaded(mgr):
 
 
 def test_explicit_load_unload_identifier(manager):
-    model = manager.load(MODEL, identifier="mine", context_length=1024)
+    model = manager.load(LoadRequest(MODEL, identifier="mine", context_length=1024))
     assert loaded(manager) == ["mine"]
     assert model.ttl is None and not model.jit
     assert model.llm.n_ctx() == 1024
     assert manager.get_loaded("mine") is model
     assert manager.get_loaded(MODEL) is model  # the model key finds it too
     with pytest.raises(APIError) as err:
-        manager.load(MODEL, identifier="mine")
+        manager.load(LoadRequest(MODEL, identifier="mine"))
     assert err.value.status == 409
-    second = manager.load(MODEL)
+    second = manager.load(LoadRequest(MODEL))
     assert second.identifier == MODEL
     manager.unload("mine")
     assert loaded(manager) == [MODEL]
@@ -44,12 +46,12 @@ def test_explicit_load_unload_identifier(manager):
 
 def test_bad_load_arguments(manager):
     with pytest.raises(APIError) as err:
-        manager.load("no-such-model")
+        manager.load(LoadRequest("no-such-model"))
     assert err.value.code == "model_not_found"
     with pytest.raises(APIError):
-        manager.load(MODEL, context_length=10**7)
+        manager.load(LoadRequest(MODEL, context_length=10**7))
     with pytest.raises(APIError):
-        manager.load(MODEL, ttl=-1)
+        manager.load(load_request({"model": MODEL, "ttl": -1}))
     assert loaded(manager) == []
 
 
@@ -76,7 +78,7 @@ def test_jit_load_ttl_and_auto_evict(manager):
 
 
 def test_explicit_loads_are_never_evicted(manager):
-    manager.load(GEMMA)
+    manager.load(LoadRequest(GEMMA))
     api = OpenAICompatAPI(manager)
     api.run_sync(api.prepare_completion({"model": MODEL, "prompt": "Hi", "max_tokens": 1}))
     assert loaded(manager) == [GEMMA, MODEL]
@@ -99,7 +101,7 @@ def test_ttl_never_unloads_a_busy_model(manager):
 
 def test_queue_status_and_arrival_order(manager):
     api = OpenAICompatAPI(manager)
-    model = manager.load(MODEL)
+    model = manager.load(LoadRequest(MODEL))
     order, statuses = [], set()
     body = {"model": MODEL, "prompt": "Count:", "max_tokens": 30, "temperature": 0,
             "logit_bias": {str(EOS_ID): -100}}
@@ -148,7 +150,7 @@ def test_abort_interrupts_a_long_prefill(manager):
 
     A 3,000-token prefill takes tens of seconds on two cores; the cancel lands 0.3 s in.
     """
-    manager.load(MODEL, context_length=4096)
+    manager.load(LoadRequest(MODEL, context_length=4096))
     api = OpenAICompatAPI(manager)
     prompt = "word " * 3000
     chunks = api.run_sync(api.prepare_completion({"model": MODEL, "prompt": prompt,
@@ -169,7 +171,7 @@ def test_abort_interrupts_a_long_prefill(manager):
 
 def test_unload_mid_stream_reports_an_error_and_fails_queued(manager):
     api = OpenAICompatAPI(manager)
-    manager.load(MODEL)
+    manager.load(LoadRequest(MODEL))
     body = {"model": MODEL, "prompt": "Story:", "max_tokens": 500, "stream": True,
             "logit_bias": {str(EOS_ID): -100}}
     running = api.run_sync(api.prepare_completion(body))

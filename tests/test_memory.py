@@ -98,6 +98,7 @@ _MEASURE = textwrap.dedent("""
     from lms_jupyter.models.catalog import ModelCatalog
     from lms_jupyter.engine.generation import GenerationRequest, SamplingParams, run_generation
     from lms_jupyter.engine.manager import ModelManager
+    from lms_jupyter.engine.options import LoadRequest
 
     def rss():
         with open("/proc/self/status") as f:
@@ -108,7 +109,7 @@ _MEASURE = textwrap.dedent("""
     import llama_cpp, numpy  # noqa: F401 - libraries in the baseline, not in the growth
     estimate = manager.estimate(model, context_length=n_ctx)
     before = rss()
-    loaded = manager.load(model, context_length=n_ctx)
+    loaded = manager.load(LoadRequest(model, context_length=n_ctx))
     after_load = rss()
     # a prompt longer than one micro-batch touches the whole compute working set
     request = GenerationRequest(prompt="The quick brown fox. " * 105,
@@ -145,7 +146,7 @@ def test_estimate_within_25_percent_of_resident_growth(models_dir, model, n_ctx)
 @pytest.fixture(scope="module")
 def small_server(server_factory):
     """A server with a 300 MiB budget: SmolLM2 at 2048 (~180 MiB) fits, Gemma (~350) not."""
-    return server_factory("--LMSJupyterApp.memory_limit_mb=300")
+    return server_factory("--ModelManager.memory_limit_mb=300")
 
 
 def v1(server, path: str, body: dict) -> httpx.Response:

@@ -8,7 +8,8 @@ import pytest
 
 from conftest import EOS_ID, GEMMA, MODEL
 from lms_jupyter.errors import APIError
-from lms_jupyter.models.presets import Preset, PresetStore, validate_settings
+from lms_jupyter.api.requests import merge_preset, preset_settings as validate_settings
+from lms_jupyter.models.presets import Preset, PresetStore
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -48,17 +49,17 @@ def test_apply_fills_only_what_the_request_leaves_out():
     preset = Preset("p", {"system_prompt": "Be brief.", "temperature": 0.1, "max_tokens": 64,
                           "top_k": 20})
     body = {"model": "m", "temperature": 0.7, "messages": [{"role": "user", "content": "hi"}]}
-    merged = preset.apply(body)
+    merged = merge_preset(preset, body)
     assert merged["temperature"] == 0.7 and merged["top_k"] == 20 and merged["max_tokens"] == 64
     assert merged["messages"][0] == {"role": "system", "content": "Be brief."}
     assert body["messages"] == [{"role": "user", "content": "hi"}]  # not mutated
     own_system = {"model": "m", "max_completion_tokens": 5,
                   "messages": [{"role": "system", "content": "Mine."},
                                {"role": "user", "content": "hi"}]}
-    merged = preset.apply(own_system)
+    merged = merge_preset(preset, own_system)
     assert merged["messages"] == own_system["messages"]  # the request's system prompt wins
     assert "max_tokens" not in merged  # max_completion_tokens already says it
-    completion = preset.apply({"model": "m", "prompt": "x"})
+    completion = merge_preset(preset, {"model": "m", "prompt": "x"})
     assert "messages" not in completion and completion["temperature"] == 0.1
 
 

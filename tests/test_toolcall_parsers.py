@@ -10,10 +10,10 @@ import json
 import pytest
 
 from lms_jupyter.chat.reasoning import HarmonySplitter, ReasoningSplitter
+from toolcall_helpers import ToolCallAccumulator, parse_tool_calls
 from lms_jupyter.chat.toolcalls import (
     FAMILIES,
     ContentDelta,
-    ToolCallAccumulator,
     ToolCallArgsDelta,
     ToolCallEnd,
     ToolCallStart,
@@ -25,7 +25,6 @@ from lms_jupyter.chat.toolcalls import (
     model_names_in_history,
     normalize_tool_names,
     original_tool_name,
-    parse_tool_calls,
     snake_case,
     template_supports_tools,
     xml_value_to_json,

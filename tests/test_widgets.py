@@ -9,6 +9,7 @@ from conftest import EOS_ID, GEMMA, MODEL
 from lms_jupyter.models.catalog import ModelCatalog
 from lms_jupyter.kernel.widgets import ChatWidget, ModelManagerWidget
 from lms_jupyter.engine.manager import ModelManager
+from lms_jupyter.engine.options import LoadRequest
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -50,13 +51,13 @@ def test_manager_widget_buttons_progress_and_outside_events(manager):
         assert row.button.description == "Unload" and not row.button.disabled
         assert widget.message.value.startswith("Loaded smollm2-135m-instruct in")
 
-        manager.load(MODEL, identifier="elsewhere", context_length=256)  # e.g. %lms load
+        manager.load(LoadRequest(MODEL, identifier="elsewhere", context_length=256))  # e.g. %lms load
         assert "elsewhere" in row.state.value
         manager.unload(MODEL)
         manager.unload("elsewhere")
         assert row.state.value == "not loaded"
 
-        manager.load(MODEL, context_length=256)
+        manager.load(LoadRequest(MODEL, context_length=256))
         assert row.button.description == "Unload"
         row.button.click()  # unload from the widget
         assert manager.list_loaded() == [] and row.state.value == "not loaded"
@@ -64,7 +65,7 @@ def test_manager_widget_buttons_progress_and_outside_events(manager):
         assert "Model manager" in text and GEMMA in text
     finally:
         widget.close()
-    manager.load(MODEL, context_length=256)
+    manager.load(LoadRequest(MODEL, context_length=256))
     assert widget.rows[MODEL].state.value == "not loaded"  # closed: no longer listening
     manager.unload_all()
 
@@ -75,7 +76,8 @@ def test_manager_widget_reports_load_errors(manager):
         manager.catalog.models()  # a model that vanishes between listing and loading
         row = widget.rows[GEMMA]
         widget.manager = type("Failing", (), {
-            "load": staticmethod(lambda key: (_ for _ in ()).throw(RuntimeError("disk gone"))),
+            "load": staticmethod(lambda request, progress=None: (_ for _ in ()).throw(
+                RuntimeError("disk gone"))),
             "list_loaded": manager.list_loaded, "catalog": manager.catalog,
             "unload": manager.unload})()
         widget.load(GEMMA)

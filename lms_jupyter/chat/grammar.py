@@ -10,6 +10,10 @@ Bounds enforced: string minLength/maxLength, array minItems/maxItems, integer
 minimum/maximum (exclusive too), number minimum >= 0 (no minus sign). Other number
 bounds are not enforced. Keywords that would need more (pattern, not, if/then,
 patternProperties, ...) raise UnsupportedSchemaError instead of being ignored.
+
+Why one module of ~800 lines: it is one compiler (a schema walker with shared rule
+naming, whitespace and number rules); the tool-call and union grammars reuse its rule
+set. Split, the pieces would only import each other's privates.
 """
 
 from __future__ import annotations

@@ -1,20 +1,17 @@
-"""Turn the model's raw text into an assistant message: content, reasoning, tool calls.
+"""Turn the model's raw text into an answer: content, reasoning, tool calls.
 
-Streaming and non-streaming share this one path, so the deltas a client assembles are
-the same message the non-streamed response carries. Text first goes through the
+Streaming and non-streaming share this one path, so the events a client assembles are
+the same answer the non-streamed response carries. Text first goes through the
 reasoning splitter; only the answer part reaches the tool-call parser, so a call
-"thought about" inside <think> is never executed.
+"thought about" inside <think> is never executed. The output is typed events
+(:mod:`.events`); how they are spelled on the wire is the encoders' business.
 """
 from __future__ import annotations
 
+from .events import (Answer, ContentDelta, ReasoningDelta, ToolCall, ToolCallArgsDelta,
+                     ToolCallEnd, ToolCallStart)
 from .reasoning import REASONING
-from .toolcalls import (
-    ContentDelta,
-    ToolCallArgsDelta,
-    ToolCallEnd,
-    ToolCallStart,
-    original_tool_name,
-)
+from .toolcalls import original_tool_name
 
 # Where reasoning goes, as LM Studio's developer setting: "both" sends it as
 # ``reasoning`` (gpt-oss / o3-mini style) and ``reasoning_content`` (DeepSeek style);
@@ -23,83 +20,80 @@ REASONING_FIELDS = ("both", "reasoning", "reasoning_content", "inline")
 
 
 class ChatOutput:
-    """Builds OpenAI deltas and the final message from generated text.
+    """Builds answer events and the final :class:`Answer` from generated text.
 
-    Without a splitter or parser (the default) the text is plain content.
+    Without a splitter or parser (the default) the text is plain content. With
+    ``inline_tags`` reasoning stays in the content between those tags (LM Studio's
+    "inline" setting) instead of becoming reasoning events.
     """
 
     def __init__(self, splitter=None, parser=None, *, name_map: dict | None = None,
-                 reasoning_field: str = "both",
-                 inline_tags: tuple[str, str] = ("<think>", "</think>")):
+                 inline_tags: tuple[str, str] | None = None):
         self.splitter = splitter
         self.parser = parser
         self.name_map = name_map or {}
-        self.reasoning_field = reasoning_field
         self.inline_tags = inline_tags
         self.content_parts: list[str] = []
         self.reasoning_parts: list[str] = []
-        self.calls: dict[int, dict] = {}
+        self.calls: dict[int, ToolCall] = {}
         self.incomplete: set[int] = set()
         self._held_space = ""  # trailing whitespace that is dropped if a call follows
         self._inline_open = False
 
     # -- feeding -------------------------------------------------------------------------
-    def feed(self, text: str) -> list[dict]:
-        """Deltas (OpenAI ``choices[].delta`` objects) for newly generated text."""
+    def feed(self, text: str) -> list:
+        """Events for newly generated text."""
         if not text:
             return []
         if self.splitter is None and self.parser is None:
             self.content_parts.append(text)
-            return [{"content": text}]
+            return [ContentDelta(text)]
         pieces = self.splitter.feed(text) if self.splitter else [("content", text)]
         return self._pieces(pieces)
 
-    def finish(self) -> list[dict]:
-        deltas = self._pieces(self.splitter.finish()) if self.splitter else []
-        deltas += self._close_inline()
+    def finish(self) -> list:
+        events = self._pieces(self.splitter.finish()) if self.splitter else []
+        events += self._close_inline()
         if self.parser is not None:
-            deltas += self._events(self.parser.finish())
+            events += self._parsed(self.parser.finish())
         held, self._held_space = self._held_space, ""
         if held and not self.calls:
-            deltas += self._content(held, hold=False)
-        return deltas
+            events += self._content(held, hold=False)
+        return events
 
-    def _pieces(self, pieces) -> list[dict]:
-        deltas: list[dict] = []
+    def _pieces(self, pieces) -> list:
+        events: list = []
         for kind, text in pieces:
             if kind == REASONING:
-                deltas += self._reasoning(text)
+                events += self._reasoning(text)
             else:
-                deltas += self._close_inline()
+                events += self._close_inline()
                 if self.parser is not None:
-                    deltas += self._events(self.parser.feed(text))
+                    events += self._parsed(self.parser.feed(text))
                 else:
-                    deltas += self._content(text)
-        return deltas
+                    events += self._content(text)
+        return events
 
-    def _reasoning(self, text: str) -> list[dict]:
+    def _reasoning(self, text: str) -> list:
         if not text:
             return []
         self.reasoning_parts.append(text)
-        field = self.reasoning_field
-        if field == "inline":
-            if not self._inline_open:
-                self._inline_open = True
-                text = self.inline_tags[0] + text
-            self.content_parts.append(text)
-            return [{"content": text}]
-        if field == "both":
-            return [{"reasoning": text, "reasoning_content": text}]
-        return [{field: text}]
+        if self.inline_tags is None:
+            return [ReasoningDelta(text)]
+        if not self._inline_open:
+            self._inline_open = True
+            text = self.inline_tags[0] + text
+        self.content_parts.append(text)
+        return [ContentDelta(text)]
 
-    def _close_inline(self) -> list[dict]:
+    def _close_inline(self) -> list:
         if not self._inline_open:
             return []
         self._inline_open = False
         self.content_parts.append(self.inline_tags[1])
-        return [{"content": self.inline_tags[1]}]
+        return [ContentDelta(self.inline_tags[1])]
 
-    def _content(self, text: str, hold: bool = True) -> list[dict]:
+    def _content(self, text: str, hold: bool = True) -> list:
         """Content, holding back trailing whitespace until more text shows it is not
         just the gap before a tool call."""
         text = self._held_space + text
@@ -111,34 +105,32 @@ class ChatOutput:
         if not text:
             return []
         self.content_parts.append(text)
-        return [{"content": text}]
+        return [ContentDelta(text)]
 
-    def _events(self, events) -> list[dict]:
-        deltas: list[dict] = []
+    def _parsed(self, events) -> list:
+        """The parser's events with the caller's tool names, recorded for the answer."""
+        out: list = []
         for event in events:
             if isinstance(event, ContentDelta):
-                deltas += self._content(event.text)
+                out += self._content(event.text)
             elif isinstance(event, ToolCallStart):
                 self._held_space = ""
                 name = original_tool_name(event.name, self.name_map)
-                self.calls[event.index] = {"id": event.id, "type": "function",
-                                           "function": {"name": name, "arguments": ""}}
-                deltas.append({"tool_calls": [{
-                    "index": event.index, "id": event.id, "type": "function",
-                    "function": {"name": name, "arguments": ""}}]})
+                self.calls[event.index] = ToolCall(event.id, name)
+                out.append(ToolCallStart(event.index, event.id, name))
             elif isinstance(event, ToolCallArgsDelta):
-                if not event.text:
-                    continue
-                self.calls[event.index]["function"]["arguments"] += event.text
-                deltas.append({"tool_calls": [{
-                    "index": event.index, "function": {"arguments": event.text}}]})
-            elif isinstance(event, ToolCallEnd) and not event.complete:
-                self.incomplete.add(event.index)
-        return deltas
+                if event.text:
+                    self.calls[event.index].arguments += event.text
+                    out.append(event)
+            elif isinstance(event, ToolCallEnd):
+                if not event.complete:
+                    self.incomplete.add(event.index)
+                out.append(event)
+        return out
 
     # -- results ----------------------------------------------------------------------------
     @property
-    def tool_calls(self) -> list[dict]:
+    def tool_calls(self) -> list[ToolCall]:
         """Complete calls, in order."""
         return [self.calls[i] for i in sorted(self.calls) if i not in self.incomplete]
 
@@ -147,16 +139,8 @@ class ChatOutput:
         """"tool_calls" when the model called a tool (LM Studio's stop reason toolCalls)."""
         return "tool_calls" if self.tool_calls else None
 
-    def message(self) -> dict:
-        content: str | None = "".join(self.content_parts)
-        message: dict = {"role": "assistant", "content": content}
+    def answer(self) -> Answer:
+        content = "".join(self.content_parts)
         calls = self.tool_calls
-        if calls:
-            message["content"] = content.strip() or None
-            message["tool_calls"] = calls
-        reasoning = "".join(self.reasoning_parts)
-        if reasoning and self.reasoning_field in ("both", "reasoning"):
-            message["reasoning"] = reasoning
-        if reasoning and self.reasoning_field in ("both", "reasoning_content"):
-            message["reasoning_content"] = reasoning
-        return message
+        return Answer(content.strip() if calls else content, "".join(self.reasoning_parts),
+                      calls)

@@ -21,6 +21,7 @@ and wires them for one model and one request. Decisions:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from functools import partial
@@ -28,7 +29,6 @@ from typing import Callable
 
 from . import reasoning as reasoning_mod
 from ..errors import bad_request
-from ..engine.generation import token_bytes
 from .grammar import UnsupportedSchemaError, tool_call_gbnf, union_gbnf
 from .toolcalls import (
     GENERIC,
@@ -42,7 +42,6 @@ from .toolcalls import (
     template_supports_tools,
 )
 from .toolcalls.parsers import PARSERS
-from ..api import feature_params
 from .output import REASONING_FIELDS, ChatOutput
 
 _HARMONY_TOKENS = ("<|channel|>", "<|message|>", "<|call|>", "<|start|>", "<|end|>")
@@ -50,8 +49,8 @@ _HARMONY_TOKENS = ("<|channel|>", "<|message|>", "<|call|>", "<|start|>", "<|end
 
 @dataclass
 class ChatPlan:
-    """What prepare_chat needs (the first four keys of the extras dict) and what the
-    output needs to parse the generated text back."""
+    """What the prompt needs (messages, tools and variables for the template, the
+    grammar) and what the output needs to parse the generated text back."""
 
     messages: list[dict]
     tools: list[dict] | None = None  # handed to the template (native families only)
@@ -62,11 +61,6 @@ class ChatPlan:
     model_tools: list[dict] = field(default_factory=list)  # tools under the model's names
     name_map: dict[str, str] = field(default_factory=dict)  # model name -> caller's name
     reasoning: dict | None = None  # detect_reasoning() info when output is split
-
-    def as_extras(self) -> dict:
-        return {"messages": self.messages, "tools": self.tools, "grammar": self.grammar,
-                "variables": self.variables, "render_special": self.render_special,
-                "plan": self}
 
 
 # -- history ----------------------------------------------------------------------------------
@@ -110,22 +104,6 @@ def _generic_history_without_instruction(messages: list[dict], tools: list[dict]
     return converted
 
 
-def _check_tool_history(messages: list[dict]) -> None:
-    """Assistant tool_calls must be a list of objects; clear 400s instead of template errors."""
-    for i, message in enumerate(messages):
-        calls = message.get("tool_calls")
-        if calls is None:
-            continue
-        if not isinstance(calls, list) or not all(isinstance(c, dict) for c in calls):
-            raise bad_request(f"messages[{i}].tool_calls must be an array of objects.",
-                              f"messages[{i}].tool_calls")
-        for j, call in enumerate(calls):
-            function = call.get("function")
-            if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-                raise bad_request(f"messages[{i}].tool_calls[{j}].function.name must be a "
-                                  "string.", f"messages[{i}].tool_calls")
-
-
 # -- special tokens ---------------------------------------------------------------------------
 
 _special_cache: dict[tuple, bool] = {}
@@ -133,28 +111,20 @@ _special_cache: dict[tuple, bool] = {}
 
 def markers_are_special(model, markers: tuple[str, ...]) -> bool:
     """Whether any marker is a control token, whose text generation drops unless it
-    renders special tokens (e.g. <|python_tag|>, [TOOL_CALLS], <|channel|>)."""
-    llm = getattr(model, "llm", None)
-    if llm is None or not markers:
+    renders special tokens (e.g. <|python_tag|>, [TOOL_CALLS], <|channel|>).
+
+    ``model`` is a loaded model (anything with ``is_control_text`` and a ``variant``)."""
+    if getattr(model, "llm", None) is None or not markers:
         return False
     key = (str(model.variant.path), markers)
     if key not in _special_cache:
-        found = False
-        for marker in markers:
-            try:
-                ids = model.tokenize(marker, special=True)
-            except Exception:  # noqa: BLE001 - a marker the vocabulary cannot hold
-                continue
-            if any(token_bytes(llm, t, True) and not token_bytes(llm, t, False) for t in ids):
-                found = True
-                break
-        _special_cache[key] = found
+        _special_cache[key] = any(model.is_control_text(marker) for marker in markers)
     return _special_cache[key]
 
 
 # -- planning ---------------------------------------------------------------------------------
 
-def _tool_grammar(settings: feature_params.ToolSettings, model_tools, family, name_map) -> str:
+def _tool_grammar(settings, model_tools, family, name_map) -> str:
     choice = settings.choice
     if isinstance(choice, dict):
         to_model = {original: name for name, original in name_map.items()}
@@ -169,13 +139,13 @@ def _tool_grammar(settings: feature_params.ToolSettings, model_tools, family, na
         raise bad_request(f"Invalid tools for tool_choice: {exc}.", "tools") from None
 
 
-def plan_chat(model, body: dict, messages: list[dict]) -> ChatPlan:
-    """Validate the request's tool / format / reasoning fields and plan the generation."""
+def plan_chat(model, features, messages: list[dict]) -> ChatPlan:
+    """Plan one chat generation on ``model`` from the request's checked ``features``
+    (``api.requests.ChatFeatures``: tool settings, format grammar, reasoning effort)."""
     template = model.variant.chat_template
-    settings = feature_params.tool_settings(body)
-    format_grammar = feature_params.response_format_grammar(body)
-    effort = feature_params.reasoning_effort(body)
-    _check_tool_history(messages)
+    settings = features.tools
+    format_grammar = features.format_grammar
+    effort = features.reasoning_effort
     try:
         variables = reasoning_mod.reasoning_template_kwargs(template, effort)
     except ValueError as exc:
@@ -202,8 +172,7 @@ def plan_chat(model, body: dict, messages: list[dict]) -> ChatPlan:
             if settings.forced:
                 plan.grammar = _tool_grammar(settings, model_tools, family, name_map)
             elif format_grammar is not None:
-                forced = feature_params.ToolSettings(settings.tools, "required",
-                                                     settings.parallel)
+                forced = dataclasses.replace(settings, choice="required")
                 plan.grammar = union_gbnf(
                     _tool_grammar(forced, model_tools, family, name_map), format_grammar)
     elif _has_tool_history(messages):
@@ -231,37 +200,30 @@ def plan_chat(model, body: dict, messages: list[dict]) -> ChatPlan:
 
 # -- output -----------------------------------------------------------------------------------
 
-def _make_splitter(info: dict | None):
-    if info is None:
-        return None
-    if info["format"] == "harmony":
-        return reasoning_mod.HarmonySplitter()
-    return reasoning_mod.ReasoningSplitter(info["start_tag"], info["end_tag"],
-                                           info["opens_in_prompt"])
-
-
-def _build_output(plan: ChatPlan, stream: bool, reasoning_field: str) -> ChatOutput:
+def _build_output(plan: ChatPlan, stream: bool, inline: bool) -> ChatOutput:
     parser = None
     if plan.family is not None:
         parser = make_parser(plan.family, list(plan.name_map), plan.model_tools,
                              stream_arguments=stream)
-    tag = "<think>" if plan.reasoning is None or plan.reasoning["format"] != "tags" \
-        else plan.reasoning["start_tag"]
-    return ChatOutput(splitter=_make_splitter(plan.reasoning), parser=parser,
-                      name_map=plan.name_map, reasoning_field=reasoning_field,
-                      inline_tags=(tag, tag.replace("<", "</", 1)))
+    inline_tags = None
+    if inline:
+        tag = "<think>" if plan.reasoning is None or plan.reasoning["format"] != "tags" \
+            else plan.reasoning["start_tag"]
+        inline_tags = (tag, tag.replace("<", "</", 1))
+    return ChatOutput(splitter=reasoning_mod.splitter_for(plan.reasoning), parser=parser,
+                      name_map=plan.name_map, inline_tags=inline_tags)
 
 
-def output_factory(extra: dict, stream: bool,
+def output_factory(plan: ChatPlan | None, stream: bool,
                    reasoning_field: str = "both") -> Callable[[], ChatOutput]:
     """A maker of fresh ChatOutputs for the planned request (plain output without a plan).
 
     Non-streamed responses parse calls whole (a broken call becomes content); streamed
     ones announce a call as soon as its name is known and stream its arguments.
+    ``reasoning_field="inline"`` keeps reasoning in the content between think tags.
     """
     if reasoning_field not in REASONING_FIELDS:
         raise ValueError(f"reasoning_field must be one of {', '.join(REASONING_FIELDS)}")
-    plan = extra.get("plan")
     if plan is None:
         return ChatOutput
-    return partial(_build_output, plan, stream, reasoning_field)
+    return partial(_build_output, plan, stream, reasoning_field == "inline")

@@ -9,8 +9,6 @@ gpt-oss's harmony channels. Splitters are fed text piece by piece and return
 
 from __future__ import annotations
 
-import datetime
-import json
 import re
 
 REASONING = "reasoning"
@@ -265,33 +263,17 @@ _THINKING_VARIABLES = ("enable_thinking", "reasoning_effort", "thinking_budget")
 
 
 def _render_generation_prompt(chat_template: str, variables: dict) -> str | None:
-    """Renders the template for one user turn with the generation prompt; None if it fails."""
-    try:
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-    except ImportError:  # pragma: no cover - jinja2 comes with llama-cpp-python
-        return None
+    """Renders the template for one user turn with the generation prompt; None if it fails.
 
-    def raise_exception(message: str) -> None:
-        raise ValueError(message)
+    Uses the templates module's compiled-template cache, so a chat request does not
+    compile the model's template a second time."""
+    from .templates import render_template
 
-    environment = ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
-    )
-    environment.filters["tojson"] = lambda value, indent=None, **_: json.dumps(
-        value, ensure_ascii=False, indent=indent
-    )
     try:
-        template = environment.from_string(chat_template)
-        return template.render(
-            messages=[{"role": "user", "content": "Hi"}],
-            add_generation_prompt=True,
-            bos_token="",
-            eos_token="",
-            raise_exception=raise_exception,
-            strftime_now=lambda fmt: datetime.datetime.now().strftime(fmt),
-            **variables,
-        )
-    except Exception:  # any template error just means "unknown"
+        return render_template(chat_template, messages=[{"role": "user", "content": "Hi"}],
+                               add_generation_prompt=True, bos_token="", eos_token="",
+                               **variables)
+    except Exception:  # noqa: BLE001 - any template error just means "unknown"
         return None
 
 
@@ -332,16 +314,22 @@ def detect_reasoning(chat_template: str | None, template_kwargs: dict | None = N
     return info
 
 
-def make_reasoning_splitter(
-    chat_template: str | None, template_kwargs: dict | None = None
-) -> ReasoningSplitter | HarmonySplitter | None:
-    """The splitter that suits a template, or None when the template does not think."""
-    info = detect_reasoning(chat_template, template_kwargs)
+def splitter_for(info: dict | None) -> ReasoningSplitter | HarmonySplitter | None:
+    """The splitter for :func:`detect_reasoning`'s answer (None: nothing to split)."""
+    if info is None:
+        return None
     if info["format"] == "harmony":
         return HarmonySplitter()
     if info["format"] == "tags":
         return ReasoningSplitter(info["start_tag"], info["end_tag"], info["opens_in_prompt"])
     return None
+
+
+def make_reasoning_splitter(
+    chat_template: str | None, template_kwargs: dict | None = None
+) -> ReasoningSplitter | HarmonySplitter | None:
+    """The splitter that suits a template, or None when the template does not think."""
+    return splitter_for(detect_reasoning(chat_template, template_kwargs))
 
 
 def reasoning_template_kwargs(chat_template: str | None, effort: str | None) -> dict:

@@ -44,6 +44,12 @@ def _compile(template: str):
     return env.from_string(template)
 
 
+def render_template(template: str, **context) -> str:
+    """Render a chat template (compiled once, cached) with ``context`` as its variables;
+    template errors propagate."""
+    return _compile(template).render(**context)
+
+
 def message_text(content) -> str:
     """Flatten OpenAI content (a string or a list of parts) into text."""
     if content is None:

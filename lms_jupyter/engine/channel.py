@@ -57,6 +57,17 @@ class EventChannel:
                 return
             yield event
 
+    def get_blocking(self, timeout: float):
+        """The next event for a blocking reader, or None once closed or after ``timeout``."""
+        try:
+            event = self._sync_queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if event is _END:
+            self._sync_queue.put(_END)
+            return None
+        return event
+
     async def get(self):
         """The next event, or None once the channel is closed."""
         event = await self._async_queue.get()

@@ -3,6 +3,12 @@
 We drive ``Llama.generate`` ourselves instead of ``create_completion`` so we know *why*
 generation stopped (LM Studio's stop reasons), count tokens exactly, hold back text that
 may begin a stop string, and stop between any two tokens when the client goes away.
+
+It comes in three steps, each usable on its own (a batching scheduler needs the same
+checks and the same per-token text handling for every slot): :func:`check_prompt`
+tokenizes and refuses what cannot run, :func:`sampler_settings` turns the request's
+sampling into llama-cpp-python's, and :class:`TokenText` turns sampled tokens into text,
+applying stop strings and limits.
 """
 from __future__ import annotations
 
@@ -14,17 +20,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import APIError, bad_request, context_length_exceeded
-
-# LM Studio's stop reasons (LLMPredictionStats.ts) and the OpenAI finish_reason of each
-STOP_EOS = "eosFound"
-STOP_STRING = "stopStringFound"
-STOP_MAX_TOKENS = "maxPredictedTokensReached"
-STOP_CONTEXT = "contextLengthReached"
-STOP_USER = "userStopped"
-STOP_FAILED = "failed"
-FINISH_REASONS = {STOP_EOS: "stop", STOP_STRING: "stop", STOP_USER: "stop",
-                  STOP_MAX_TOKENS: "length", STOP_CONTEXT: "length", STOP_FAILED: "stop"}
-
+from . import llama
+from .events import (STOP_CONTEXT, STOP_EOS, STOP_MAX_TOKENS, STOP_STRING, STOP_USER, Failed,
+                     Finished, Started, TextDelta)
 
 @dataclass
 class SamplingParams:
@@ -50,50 +48,6 @@ class GenerationRequest:
     draft: object | None = None  # speculative.DraftSettings: decode with a draft model
     # keep special tokens' text (tool-call markers such as <|channel|> or [TOOL_CALLS])
     render_special: bool = False
-
-
-@dataclass
-class Started:
-    """The prompt fits and generation is about to begin."""
-    prompt_tokens: int
-
-
-@dataclass
-class TextDelta:
-    text: str
-    tokens: int  # tokens generated so far
-
-
-@dataclass
-class Finished:
-    stop_reason: str
-    prompt_tokens: int
-    completion_tokens: int
-    time_to_first_token: float
-    generation_time: float
-    text: str = ""
-    draft_stats: dict | None = None  # speculative decoding counts, when a draft model ran
-
-    @property
-    def finish_reason(self) -> str:
-        return FINISH_REASONS[self.stop_reason]
-
-    @property
-    def tokens_per_second(self) -> float:
-        decode = self.generation_time - self.time_to_first_token
-        if self.completion_tokens > 1 and decode > 0:
-            return (self.completion_tokens - 1) / decode
-        return 0.0
-
-    @property
-    def usage(self) -> dict:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "total_tokens": self.prompt_tokens + self.completion_tokens}
-
-
-@dataclass
-class Failed:
-    error: APIError
 
 
 class StopStringMatcher:
@@ -147,24 +101,96 @@ def _bias_processor(logit_bias: dict[int, float]):
     return apply
 
 
-def token_bytes(llm, token: int, special: bool = False) -> bytes:
-    """The exact bytes of one token (llama-cpp-python's helper pads them with NULs)."""
-    import ctypes
+def check_prompt(llm, request: GenerationRequest) -> list[int]:
+    """The prompt's tokens, or an APIError for what cannot run: a prompt that does not
+    tokenize, is empty or does not fit the context, or logit_bias ids outside the
+    vocabulary."""
+    if isinstance(request.prompt, list):
+        tokens = list(request.prompt)
+    else:
+        try:
+            tokens = llama.tokenize(llm, request.prompt, add_bos=request.add_bos)
+        except Exception as exc:  # noqa: BLE001 - tokenizer errors are user input problems
+            raise bad_request(f"Could not tokenize the prompt: {exc}", "prompt") from None
+    if not tokens:
+        raise bad_request("The prompt is empty.", "prompt")
+    n_ctx = llm.n_ctx()
+    if len(tokens) >= n_ctx:
+        raise context_length_exceeded(len(tokens), n_ctx)
+    n_vocab = llm.n_vocab()
+    for field_name, ids in (("prompt", tokens if isinstance(request.prompt, list) else []),
+                            ("logit_bias", request.sampling.logit_bias)):
+        bad_ids = [t for t in ids if not 0 <= t < n_vocab]
+        if bad_ids:
+            raise bad_request(f"{field_name} has token ids outside the vocabulary "
+                              f"(0..{n_vocab - 1}): {bad_ids[:5]}", field_name)
+    return tokens
 
-    import llama_cpp
 
-    buf = ctypes.create_string_buffer(64)
-    n = llama_cpp.llama_token_to_piece(llm._model.vocab, token, buf, 64, 0, special)
-    if n < 0:
-        buf = ctypes.create_string_buffer(-n)
-        n = llama_cpp.llama_token_to_piece(llm._model.vocab, token, buf, -n, 0, special)
-    return buf.raw[:max(n, 0)]
+def sampler_settings(llm, request: GenerationRequest) -> dict:
+    """llama-cpp-python's sampler keyword arguments for the request (seeds ``llm``)."""
+    sampling = request.sampling
+    grammar = None
+    if request.grammar:
+        from llama_cpp import LlamaGrammar
+
+        try:
+            grammar = LlamaGrammar.from_string(request.grammar, verbose=False)
+        except Exception as exc:  # noqa: BLE001
+            raise bad_request(f"Could not compile the output grammar: {exc}",
+                              "response_format") from None
+    llm.set_seed(sampling.seed if sampling.seed is not None else random_seed())
+    processors = None
+    if sampling.logit_bias:
+        from llama_cpp import LogitsProcessorList
+
+        processors = LogitsProcessorList([_bias_processor(sampling.logit_bias)])
+    return dict(
+        top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
+        temp=sampling.temperature, repeat_penalty=sampling.repeat_penalty,
+        frequency_penalty=sampling.frequency_penalty, presence_penalty=sampling.presence_penalty,
+        logits_processor=processors, grammar=grammar)
 
 
-def tokenize_prompt(llm, prompt: str | list[int], add_bos: bool) -> list[int]:
-    if isinstance(prompt, list):
-        return list(prompt)
-    return llm.tokenize(prompt.encode("utf-8"), add_bos=add_bos, special=True)
+class TokenText:
+    """Sampled tokens -> text for one request: UTF-8 across token boundaries, stop strings
+    held back until they are ruled out, and every reason to stop but the end of the
+    prompt's context (which the caller knows)."""
+
+    def __init__(self, llm, request: GenerationRequest, n_prompt: int,
+                 is_eog: Callable[[int], bool]):
+        self.llm = llm
+        self.render_special = request.render_special
+        self.limit = request.max_tokens if request.max_tokens and request.max_tokens > 0 \
+            else None
+        self.n_room = llm.n_ctx() - n_prompt
+        self.is_eog = is_eog
+        self.matcher = StopStringMatcher(request.stop)
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.generated = 0
+        self.stop_reason: str | None = None
+
+    def push(self, token: int) -> str:
+        """The text this token releases; sets ``stop_reason`` when generation must end."""
+        if self.is_eog(token):
+            self.stop_reason = STOP_EOS
+            return ""
+        self.generated += 1
+        text = self.decoder.decode(llama.token_bytes(self.llm, token, self.render_special))
+        out, hit = self.matcher.push(text)
+        if hit:
+            self.stop_reason = STOP_STRING
+        elif self.limit is not None and self.generated >= self.limit:
+            self.stop_reason = STOP_MAX_TOKENS
+        elif self.generated >= self.n_room:
+            self.stop_reason = STOP_CONTEXT
+        return out
+
+    def flush(self) -> str:
+        """Text held back for a stop string that never came (nothing after a hit)."""
+        if self.stop_reason == STOP_STRING:
+            return ""
+        return self.matcher.flush() + self.decoder.decode(b"", final=True)
 
 
 def run_generation(llm, request: GenerationRequest, cancel: threading.Event,
@@ -178,114 +204,56 @@ def run_generation(llm, request: GenerationRequest, cancel: threading.Event,
     """
     started_at = time.perf_counter()
     try:
-        tokens = tokenize_prompt(llm, request.prompt, request.add_bos)
-    except Exception as exc:  # noqa: BLE001 - tokenizer errors are user input problems
-        emit(Failed(bad_request(f"Could not tokenize the prompt: {exc}", "prompt")))
+        tokens = check_prompt(llm, request)
+        settings = sampler_settings(llm, request)
+    except APIError as exc:
+        emit(Failed(exc))
         return None
-    n_ctx = llm.n_ctx()
-    if not tokens:
-        emit(Failed(bad_request("The prompt is empty.", "prompt")))
-        return None
-    if len(tokens) >= n_ctx:
-        emit(Failed(context_length_exceeded(len(tokens), n_ctx)))
-        return None
-    n_vocab = llm.n_vocab()
-    bad_ids = [t for t in request.sampling.logit_bias if not 0 <= t < n_vocab]
-    if bad_ids:
-        emit(Failed(bad_request(f"logit_bias has token ids outside the vocabulary "
-                                f"(0..{n_vocab - 1}): {bad_ids[:5]}", "logit_bias")))
-        return None
-    grammar = None
-    if request.grammar:
-        from llama_cpp import LlamaGrammar
-
-        try:
-            grammar = LlamaGrammar.from_string(request.grammar, verbose=False)
-        except Exception as exc:  # noqa: BLE001
-            emit(Failed(bad_request(f"Could not compile the output grammar: {exc}",
-                                    "response_format")))
-            return None
     emit(Started(len(tokens)))
     on_phase("processingPrompt")
-
-    sampling = request.sampling
-    llm.set_seed(sampling.seed if sampling.seed is not None else random_seed())
-    processors = None
-    if sampling.logit_bias:
-        from llama_cpp import LogitsProcessorList
-
-        processors = LogitsProcessorList([_bias_processor(sampling.logit_bias)])
-    is_eog = eog or (lambda t: t == llm.token_eos())
-    limit = request.max_tokens if request.max_tokens and request.max_tokens > 0 else None
-    matcher = StopStringMatcher(request.stop)
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    generated = 0
-    first_token_at = None
-    stop_reason = None
-    pieces: list[str] = []
-    sampler_settings = dict(
-        top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
-        temp=sampling.temperature, repeat_penalty=sampling.repeat_penalty,
-        frequency_penalty=sampling.frequency_penalty, presence_penalty=sampling.presence_penalty,
-        logits_processor=processors, grammar=grammar)
+    text = TokenText(llm, request, len(tokens), eog or (lambda t: t == llm.token_eos()))
     draft_stats = None
     if request.draft is not None and draft_llm is not None:
         from .speculative import DraftStats, speculative_tokens
 
         draft_stats = DraftStats(request.draft.identifier)
-        generator = speculative_tokens(llm, draft_llm, tokens, sampler_settings, sampling,
-                                       request.draft, draft_stats, is_eog, limit)
+        generator = speculative_tokens(llm, draft_llm, tokens, settings, request.sampling,
+                                       request.draft, draft_stats, text.is_eog, text.limit)
     else:
-        generator = llm.generate(tokens, reset=True, **sampler_settings)
+        generator = llm.generate(tokens, reset=True, **settings)
+    first_token_at = None
     try:
         if cancel.is_set():
-            stop_reason = STOP_USER
+            text.stop_reason = STOP_USER
         else:
             for token in generator:
                 if first_token_at is None:
                     first_token_at = time.perf_counter()
                     on_phase("generating")
                 if cancel.is_set():
-                    stop_reason = STOP_USER
+                    text.stop_reason = STOP_USER
                     break
-                if is_eog(token):
-                    stop_reason = STOP_EOS
-                    break
-                generated += 1
-                text = decoder.decode(token_bytes(llm, token, request.render_special))
-                out, hit = matcher.push(text)
+                out = text.push(token)
                 if out:
-                    pieces.append(out)
-                    emit(TextDelta(out, generated))
-                if hit:
-                    stop_reason = STOP_STRING
-                    break
-                if limit is not None and generated >= limit:
-                    stop_reason = STOP_MAX_TOKENS
-                    break
-                if len(tokens) + generated >= n_ctx:
-                    stop_reason = STOP_CONTEXT
+                    emit(TextDelta(out))
+                if text.stop_reason:
                     break
     except RuntimeError as exc:
         if draft_llm is not None:
             draft_llm.reset()
-        if cancel.is_set():  # the abort callback interrupted llama_decode
-            stop_reason = STOP_USER
-            llm.reset()
-        else:
-            llm.reset()
+        llm.reset()
+        if not cancel.is_set():  # else the abort callback interrupted llama_decode
             emit(Failed(APIError(f"Generation failed: {exc}", 500, "server_error")))
             return None
+        text.stop_reason = STOP_USER
     finally:
         generator.close()
-    if stop_reason != STOP_STRING:
-        tail = matcher.flush() + decoder.decode(b"", final=True)
-        if tail:
-            pieces.append(tail)
-            emit(TextDelta(tail, generated))
+    tail = text.flush()
+    if tail:
+        emit(TextDelta(tail))
     now = time.perf_counter()
-    finished = Finished(stop_reason or STOP_EOS, len(tokens), generated,
-                        (first_token_at or now) - started_at, now - started_at, "".join(pieces),
+    finished = Finished(text.stop_reason or STOP_EOS, len(tokens), text.generated,
+                        (first_token_at or now) - started_at, now - started_at,
                         draft_stats=draft_stats.as_dict() if draft_stats is not None else None)
     emit(finished)
     return finished

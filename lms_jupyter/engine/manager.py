@@ -4,48 +4,87 @@ LM Studio's rules: a request naming a known model loads it just in time; a JIT-l
 model unloads after its idle TTL (60 min by default, a request's ``ttl`` overrides, every
 request resets the timer); with auto-evict only the newest JIT model stays; explicitly
 loaded models are never evicted; nothing is unloaded while it has work.
+
+The manager is a traitlets ``LoggingConfigurable``, like jupyter_server's kernel manager:
+the server extension creates it with itself as parent and a kernel with the IPython
+shell as parent, so ``c.ModelManager.<setting>`` configures both, and its log lines go
+to the parent's log (the Jupyter server's console).
 """
 from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from typing import Callable
 
-from ..models.catalog import ModelCatalog, ModelInfo, ModelNotFound, ModelVariant
-from .model import LoadConfig, LoadedModel
+from traitlets import Bool, Float, Int, Unicode
+from traitlets.config import LoggingConfigurable
+
 from ..errors import APIError, bad_request, model_not_found
-from ..models.memory import available_memory_bytes, estimate_memory, parse_gpu_offload
+from ..models.catalog import ModelCatalog, ModelInfo, ModelNotFound, ModelVariant
+from ..models.memory import (available_memory_bytes, estimate_memory, gpu_fraction,
+                             gpu_layers_setting)
+from .model import LoadedModel
+from .options import LoadConfig, LoadRequest
 
 DEFAULT_JIT_TTL = 60 * 60
 DEFAULT_CONTEXT_LENGTH = 4096
 
 
-class ModelManager:
-    def __init__(self, catalog: ModelCatalog | None = None, *, jit: bool = True,
-                 auto_evict: bool = True, default_ttl: float = DEFAULT_JIT_TTL,
-                 default_context_length: int = DEFAULT_CONTEXT_LENGTH,
-                 flash_attention: bool = True, n_threads: int | None = None,
-                 n_gpu_layers: int = 0, reaper_interval: float = 1.0,
-                 memory_guardrail: bool = True, memory_limit_bytes: int | None = None):
-        self.catalog = catalog or ModelCatalog()
-        # refuse loads whose estimate exceeds free memory (or this budget for all models)
-        self.memory_guardrail = memory_guardrail
-        self.memory_limit_bytes = memory_limit_bytes
-        self.jit = jit
-        self.auto_evict = auto_evict
-        self.default_ttl = default_ttl
-        self.default_context_length = default_context_length
-        self.flash_attention = flash_attention
-        self.n_threads = n_threads
-        self.n_gpu_layers = n_gpu_layers
+@dataclass
+class LoadInProgress:
+    """A load that has not finished yet (shown by ``lms ps`` and the sidebar)."""
+
+    identifier: str
+    info: ModelInfo
+    variant: ModelVariant
+    context_length: int
+    jit: bool
+    started_at: float
+    progress: float = 0.0  # share of the weights read, 0..1
+
+
+class ModelManager(LoggingConfigurable):
+    """The models in memory and the rules that load and unload them."""
+
+    models_dir = Unicode("", config=True,
+                         help="LM Studio-style models folder (default: $LMS_JUPYTER_MODELS_DIR "
+                              "or ~/.lmstudio/models).")
+    jit_loading = Bool(True, config=True, help="Load a model when a request names it.")
+    auto_evict = Bool(True, config=True,
+                      help="Keep at most one JIT-loaded model: a JIT load unloads the "
+                           "previous one (after it finishes its work).")
+    jit_ttl = Float(DEFAULT_JIT_TTL, config=True,
+                    help="Idle seconds before a JIT-loaded model is unloaded.")
+    default_context_length = Int(DEFAULT_CONTEXT_LENGTH, config=True,
+                                 help="Context length for loads that do not name one.")
+    flash_attention = Bool(True, config=True, help="Use flash attention where supported.")
+    n_threads = Int(0, config=True, help="Threads for generation (0: all cores).")
+    gpu_layers = Int(0, config=True, help="Layers to offload to a GPU (-1: all).")
+    memory_guardrail = Bool(True, config=True,
+                            help="Refuse loads whose memory estimate exceeds what is "
+                                 "available (a load with force=true still goes ahead).")
+    memory_limit_mb = Int(0, config=True,
+                          help="Memory budget in MiB for all loaded models together "
+                               "(0: only the system's available memory limits loads).")
+    reaper_interval = Float(1.0, help="Seconds between idle-TTL checks.")
+
+    def __init__(self, catalog: ModelCatalog | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.catalog = catalog or ModelCatalog(self.models_dir or None)
         self._loaded: dict[str, LoadedModel] = {}
         self._lock = threading.RLock()
-        self._loading: dict[str, threading.Event] = {}
+        self._jit_pending: dict[str, threading.Event] = {}
+        self.loads_in_progress: dict[str, LoadInProgress] = {}
         self._listeners: list[Callable[[str, dict], None]] = []
         self._stop = threading.Event()
-        self._reaper = threading.Thread(target=self._reap_loop, args=(reaper_interval,),
-                                        name="lms-ttl-reaper", daemon=True)
+        self._reaper = threading.Thread(target=self._reap_loop, name="lms-ttl-reaper",
+                                        daemon=True)
         self._reaper.start()
+
+    @property
+    def memory_limit_bytes(self) -> int | None:
+        return self.memory_limit_mb * 2**20 if self.memory_limit_mb > 0 else None
 
     # -- events --------------------------------------------------------------------------
     def subscribe(self, listener: Callable[[str, dict], None]) -> Callable[[], None]:
@@ -59,7 +98,7 @@ class ModelManager:
             try:
                 listener(event, snapshot)
             except Exception:  # noqa: BLE001 - a broken listener must not break loading
-                pass
+                self.log.exception("lms_jupyter: a model listener failed")
 
     # -- queries -------------------------------------------------------------------------
     def list_loaded(self) -> list[LoadedModel]:
@@ -68,8 +107,6 @@ class ModelManager:
 
     def get_loaded(self, name: str) -> LoadedModel | None:
         """A loaded instance by identifier, or by model key / publisher/key."""
-        if not isinstance(name, str):
-            return None
         with self._lock:
             if name in self._loaded:
                 return self._loaded[name]
@@ -88,69 +125,78 @@ class ModelManager:
                     return model
         return None
 
-    def resolve_model(self, name: str) -> tuple[ModelInfo, ModelVariant]:
+    def resolve_model(self, name: str, param: str = "model") -> tuple[ModelInfo, ModelVariant]:
         try:
             return self.catalog.resolve(name)
         except ModelNotFound as exc:
-            raise model_not_found(name, exc.known) from None
+            error = model_not_found(name, exc.known)
+            error.param = param
+            raise error from None
 
     # -- load / unload -------------------------------------------------------------------
-    def load(self, model: str, *, identifier: str | None = None,
-             context_length: int | None = None, ttl: float | None = None,
-             flash_attention: bool | None = None, n_gpu_layers: int | None = None,
-             jit: bool = False, force: bool = False) -> LoadedModel:
-        """Load ``model`` (blocking). Explicit loads have no TTL unless one is given.
+    def load(self, request: LoadRequest, *, jit: bool = False,
+             progress: Callable[[float], bool] | None = None) -> LoadedModel:
+        """Load a model (blocking). Explicit loads have no TTL unless one is given.
 
-        ``force`` skips the memory guardrail.
+        ``progress(fraction)`` follows the weights being read and may return False to
+        cancel (``engine.llama.LoadCancelled``). ``request.force`` skips the guardrail.
         """
-        info, variant = self.resolve_model(model)
-        if identifier is not None and (not isinstance(identifier, str) or not identifier.strip()):
-            raise bad_request("identifier must be a non-empty string.", "identifier")
-        context_length = self._context_length(variant, context_length)
-        if ttl is not None and (not isinstance(ttl, (int, float)) or isinstance(ttl, bool)
-                                or ttl <= 0):
-            raise bad_request("ttl must be a positive number of seconds.", "ttl")
-        if flash_attention is not None and not isinstance(flash_attention, bool):
-            raise bad_request("flash_attention must be a boolean.", "flash_attention")
-        config = LoadConfig(
-            context_length=context_length,
-            flash_attention=self.flash_attention if flash_attention is None else flash_attention,
-            n_gpu_layers=self.n_gpu_layers if n_gpu_layers is None else n_gpu_layers,
-            n_threads=self.n_threads)
-        estimate = estimate_memory(
-            info.key, variant.header, variant.size_bytes, context_length,
-            flash_attention=config.flash_attention,
-            gpu_offload=self._offload_fraction(variant, config.n_gpu_layers))
-        if self.memory_guardrail and not force:
+        info, variant = self.resolve_model(request.model)
+        context_length = self._context_length(variant, request.context_length)
+        flash_attention = self.flash_attention if request.flash_attention is None \
+            else request.flash_attention
+        n_layer = self._layer_count(variant)
+        n_gpu_layers = self.gpu_layers if request.gpu is None \
+            else gpu_layers_setting(request.gpu, n_layer)
+        config = LoadConfig(context_length=context_length, flash_attention=flash_attention,
+                            n_gpu_layers=n_gpu_layers, n_threads=self.n_threads or None)
+        estimate = estimate_memory(info.key, variant.header, variant.size_bytes, context_length,
+                                   flash_attention=flash_attention,
+                                   gpu_offload=gpu_fraction(n_gpu_layers, n_layer))
+        if self.memory_guardrail and not request.force:
             self._check_memory(estimate, jit)  # before evicting anything for it
         with self._lock:
-            identifier = identifier or self._free_identifier(info.key)
-            if identifier in self._loaded:
+            identifier = request.identifier or self._free_identifier(info.key)
+            if identifier in self._loaded or identifier in self.loads_in_progress:
                 raise APIError(f"A model with identifier \"{identifier}\" is already loaded.",
                                409, "invalid_request_error", "identifier", "identifier_in_use")
             if jit and self.auto_evict:
                 self._evict_jit_models()
-        if jit and ttl is None:
-            ttl = self.default_ttl
+            pending = LoadInProgress(identifier, info, variant, context_length, jit, time.time())
+            self.loads_in_progress[identifier] = pending
+        ttl = request.ttl if request.ttl is not None or not jit else self.jit_ttl
         instance = LoadedModel(info, variant, identifier, config, ttl=ttl, jit=jit)
         instance.estimated_bytes = estimate.total_bytes
+
+        def on_progress(fraction: float) -> bool:
+            pending.progress = fraction
+            return progress(fraction) if progress is not None else True
+
+        self.log.info("lms_jupyter: loading %s as %s (context %d%s)", variant.path.name,
+                      identifier, context_length, ", JIT" if jit else "")
         try:
-            instance.load()
+            instance.load(progress=on_progress)
         except Exception as exc:  # noqa: BLE001 - llama.cpp load failures become API errors
-            raise APIError(f"Failed to load model \"{model}\": {exc}", 500, "server_error",
-                           "model", "model_load_failed") from exc
+            from .llama import LoadCancelled
+
+            if isinstance(exc, LoadCancelled):
+                self.log.info("lms_jupyter: load of %s cancelled", identifier)
+                raise
+            self.log.error("lms_jupyter: failed to load %s: %s", variant.path, exc)
+            raise APIError(f"Failed to load model \"{request.model}\" from {variant.path}: "
+                           f"{exc}", 500, "server_error", "model", "model_load_failed") from exc
+        finally:
+            with self._lock:
+                self.loads_in_progress.pop(identifier, None)
         with self._lock:
-            if identifier in self._loaded:  # lost a race for the same identifier
-                instance.close()
-                raise APIError(f"A model with identifier \"{identifier}\" is already loaded.",
-                               409, "invalid_request_error", "identifier", "identifier_in_use")
             self._loaded[identifier] = instance
+        self.log.info("lms_jupyter: loaded %s in %.2f s", identifier, instance.load_time_seconds)
         self._notify("loaded", instance)
         return instance
 
     # -- memory estimate and guardrail -------------------------------------------------------
-    def estimate(self, model: str, *, context_length: int | None = None, gpu=None,
-                 flash_attention: bool | None = None) -> dict:
+    def estimate(self, model: str, *, context_length: int | None = None,
+                 gpu: float | None = None, flash_attention: bool | None = None) -> dict:
         """What loading ``model`` would take, without loading it (``lms load --estimate-only``).
 
         Returns model, context_length, gpu_offload, estimated_total_bytes,
@@ -160,32 +206,29 @@ class ModelManager:
         info, variant = self.resolve_model(model)
         context_length = self._context_length(variant, context_length)
         if gpu is None:
-            offload = self._offload_fraction(variant, self.n_gpu_layers)
-        else:
-            offload = parse_gpu_offload(gpu)
-        if flash_attention is not None and not isinstance(flash_attention, bool):
-            raise bad_request("flash_attention must be a boolean.", "flash_attention")
+            gpu = gpu_fraction(self.gpu_layers, self._layer_count(variant))
         estimate = estimate_memory(
             info.key, variant.header, variant.size_bytes, context_length,
             flash_attention=self.flash_attention if flash_attention is None else flash_attention,
-            gpu_offload=offload)
+            gpu_offload=gpu)
         result = estimate.as_dict(self.available_bytes(for_jit=False))
         result["model"] = info.key
         result["guardrail"] = self.memory_guardrail
         return result
 
-    def _context_length(self, variant: ModelVariant, context_length) -> int:
-        """The context length to load with: the default, or a checked request value."""
+    def _context_length(self, variant: ModelVariant, context_length: int | None) -> int:
+        """The context length to load with: the default, or the request's if the model
+        can hold it."""
         if context_length is None:
             return min(self.default_context_length, variant.max_context_length)
-        if not isinstance(context_length, int) or isinstance(context_length, bool) \
-                or context_length < 64:
-            raise bad_request("context_length must be an integer of at least 64.",
-                              "context_length")
         if context_length > variant.max_context_length:
             raise bad_request(f"context_length {context_length} exceeds the model's maximum of "
                               f"{variant.max_context_length}.", "context_length")
         return context_length
+
+    @staticmethod
+    def _layer_count(variant: ModelVariant) -> int:
+        return int(variant.arch_value("block_count", 0) or 0)
 
     def available_bytes(self, for_jit: bool = False) -> int:
         """Memory a new model may use: free memory, capped by the configured budget.
@@ -197,8 +240,9 @@ class ModelManager:
             evictable = [m for m in self._loaded.values() if for_jit and self.auto_evict and m.jit]
             staying = [m for m in self._loaded.values() if m not in evictable]
         free = available_memory_bytes() + sum(m.estimated_bytes for m in evictable)
-        if self.memory_limit_bytes is not None:
-            budget = self.memory_limit_bytes - sum(m.estimated_bytes for m in staying)
+        limit = self.memory_limit_bytes
+        if limit is not None:
+            budget = limit - sum(m.estimated_bytes for m in staying)
             free = min(free, max(budget, 0))
         return free
 
@@ -206,6 +250,8 @@ class ModelManager:
         available = self.available_bytes(for_jit=jit)
         if estimate.total_bytes > available:
             need, have = estimate.total_bytes / 2**30, available / 2**30
+            self.log.warning("lms_jupyter: refused to load %s: needs %.2f GiB, %.2f GiB "
+                             "available", estimate.model, need, have)
             raise APIError(
                 f"Model \"{estimate.model}\" at context length {estimate.context_length} is "
                 f"estimated to need {need:.2f} GiB but only {have:.2f} GiB is available; this "
@@ -213,24 +259,19 @@ class ModelManager:
                 "context_length, unload other models, or load with force.", 400,
                 "invalid_request_error", "model", "insufficient_memory")
 
-    @staticmethod
-    def _offload_fraction(variant: ModelVariant, n_gpu_layers: int) -> float:
-        n_layer = int(variant.arch_value("block_count", 0) or 0)
-        if n_gpu_layers < 0 or (n_layer and n_gpu_layers > n_layer):
-            return 1.0
-        return n_gpu_layers / n_layer if n_layer else 0.0
-
     def _free_identifier(self, key: str) -> str:
-        if key not in self._loaded:
+        taken = set(self._loaded) | set(self.loads_in_progress)
+        if key not in taken:
             return key
         for n in range(2, 1000):
-            if f"{key}:{n}" not in self._loaded:
+            if f"{key}:{n}" not in taken:
                 return f"{key}:{n}"
         raise APIError("Too many instances of this model.", 409)
 
     def _evict_jit_models(self) -> None:
         """Auto-evict: the previous JIT model goes, after finishing what it was doing."""
         for model in [m for m in self._loaded.values() if m.jit]:
+            self.log.info("lms_jupyter: auto-evicting %s for a new JIT load", model.identifier)
             self._unload_instance(model, cancel_running=False)
 
     def unload(self, identifier: str) -> LoadedModel:
@@ -240,6 +281,7 @@ class ModelManager:
                 raise APIError(f"No loaded model with identifier \"{identifier}\".", 404,
                                "invalid_request_error", "identifier", "model_not_found")
             self._unload_instance(model)
+        self.log.info("lms_jupyter: unloaded %s", model.identifier)
         return model
 
     def unload_all(self) -> list[LoadedModel]:
@@ -256,10 +298,10 @@ class ModelManager:
 
     # -- what requests use ---------------------------------------------------------------
     def acquire(self, model: str, *, ttl: float | None = None,
-                context_length: int | None = None) -> LoadedModel:
-        """The instance a request should use, JIT-loading it when allowed."""
-        if not isinstance(model, str) or not model.strip():
-            raise bad_request("'model' is required and must be a string.", "model")
+                context_length: int | None = None,
+                progress: Callable[[float], bool] | None = None) -> LoadedModel:
+        """The instance a request should use, JIT-loading it when allowed (``progress``
+        follows that load, as in :meth:`load`)."""
         while True:
             with self._lock:
                 loaded = self.get_loaded(model)
@@ -268,55 +310,58 @@ class ModelManager:
                         loaded.ttl = ttl
                     loaded.last_used = time.time()
                     return loaded
-                if not self.jit:
+                if not self.jit_loading:
                     raise APIError(f"Model \"{model}\" is not loaded and JIT loading is off. "
                                    f"Load it first.", 404, "invalid_request_error", "model",
                                    "model_not_found")
                 info, _variant = self.resolve_model(model)
-                pending = self._loading.get(info.key)
+                pending = self._jit_pending.get(info.key)
                 if pending is None:
-                    pending = self._loading[info.key] = threading.Event()
+                    pending = self._jit_pending[info.key] = threading.Event()
                     break
             pending.wait()  # someone else is JIT-loading it: use theirs
         try:
-            return self.load(model, ttl=ttl, context_length=context_length, jit=True)
+            return self.load(LoadRequest(model, ttl=ttl, context_length=context_length),
+                             jit=True, progress=progress)
         finally:
             with self._lock:
-                self._loading.pop(info.key, None)
+                self._jit_pending.pop(info.key, None)
             pending.set()
 
-    def resolve_draft(self, model: str) -> tuple[ModelInfo, ModelVariant]:
-        try:
-            return self.resolve_model(model)
-        except APIError as exc:
-            exc.param = "draft_model"
-            raise
-
-    def acquire_draft(self, model: str) -> LoadedModel:
-        """A draft model for speculative decoding: the loaded instance, or a new load.
+    def acquire_draft(self, main: LoadedModel, name: str, look_ahead: int):
+        """The draft model for speculative decoding on ``main``, checked to share its
+        vocabulary: the loaded instance, or a new load.
 
         A draft loaded here is not a JIT model (loading it must not evict the main model
-        it drafts for) but it gets the JIT idle TTL so it does not stay forever.
+        it drafts for) but it gets the JIT idle TTL so it does not stay forever. A pair
+        that cannot work is refused from the GGUF headers before anything is loaded.
         """
-        loaded = self.get_loaded(model)
-        if loaded is None:
-            if not self.jit:
-                raise APIError(f"Draft model \"{model}\" is not loaded and JIT loading is off. "
+        from .speculative import (DraftSettings, check_draft_pair, header_vocab_mismatch,
+                                  incompatible_draft)
+
+        draft = self.get_loaded(name)
+        variant = draft.variant if draft else self.resolve_model(name, "draft_model")[1]
+        reason = header_vocab_mismatch(main.variant.header, variant.header)
+        if reason:
+            raise incompatible_draft(name, main.identifier, reason)
+        if draft is None:
+            if not self.jit_loading:
+                raise APIError(f"Draft model \"{name}\" is not loaded and JIT loading is off. "
                                "Load it first.", 404, "invalid_request_error", "draft_model",
                                "model_not_found")
-            self.resolve_draft(model)
             try:
-                loaded = self.load(model, ttl=self.default_ttl)
+                draft = self.load(LoadRequest(name, ttl=self.jit_ttl))
             except APIError as exc:
-                loaded = self.get_loaded(model)  # loaded concurrently by another request
-                if loaded is None or exc.code != "identifier_in_use":
+                draft = self.get_loaded(name)  # loaded concurrently by another request
+                if draft is None or exc.code != "identifier_in_use":
                     raise
-        loaded.last_used = time.time()
-        return loaded
+        draft.last_used = time.time()
+        check_draft_pair(main, draft)
+        return DraftSettings(draft, draft.identifier, look_ahead)
 
     # -- idle TTL --------------------------------------------------------------------------
-    def _reap_loop(self, interval: float) -> None:
-        while not self._stop.wait(interval):
+    def _reap_loop(self) -> None:
+        while not self._stop.wait(self.reaper_interval):
             self.reap_idle()
 
     def reap_idle(self, now: float | None = None) -> list[str]:
@@ -329,6 +374,8 @@ class ModelManager:
                 if now - model.last_used >= model.ttl:
                     self._unload_instance(model)
                     unloaded.append(model.identifier)
+        for identifier in unloaded:
+            self.log.info("lms_jupyter: unloaded %s after its idle TTL", identifier)
         return unloaded
 
     def shutdown(self) -> None:

@@ -7,19 +7,22 @@ arrival order; the manager and the fronts only see status and queue length.
 from __future__ import annotations
 
 import contextlib
-import itertools
-import os
+import logging
 import queue
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
+from typing import Callable
 
-from ..models.catalog import ModelInfo, ModelVariant
-from .channel import EventChannel
 from ..errors import APIError, bad_request
-from .generation import (STOP_USER, Failed, Finished, GenerationRequest, run_generation,
-                         token_bytes)
+from ..models.catalog import ModelInfo, ModelVariant
+from . import llama
+from .channel import EventChannel
+from .events import STOP_USER, Failed, Finished
+from .generation import GenerationRequest, run_generation
+from .options import LoadConfig, default_threads
+
+log = logging.getLogger(__name__)
 
 STATUS_IDLE = "idle"
 STATUS_PROMPT = "processingPrompt"
@@ -28,45 +31,8 @@ STATUS_EMBEDDING = "computingEmbedding"
 _STOP = object()
 
 
-@dataclass
-class LoadConfig:
-    context_length: int
-    flash_attention: bool = True
-    n_gpu_layers: int = 0
-    n_threads: int | None = None
-    n_batch: int = 512
-    use_mmap: bool = True
-
-    def as_dict(self) -> dict:
-        return {"context_length": self.context_length, "eval_batch_size": self.n_batch,
-                "flash_attention": self.flash_attention,
-                "offload_kv_cache_to_gpu": self.n_gpu_layers != 0,
-                "gpu_layers": self.n_gpu_layers, "threads": self.n_threads}
-
-
-def default_threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-_LOAD_LOCK = threading.Lock()
-
-
-def _quiet_llama(**kwargs):
-    """One load at a time: llama-cpp-python swaps the process's stdout/stderr while it
-    loads quietly, and two overlapping loads could restore them in the wrong order."""
-    from llama_cpp import Llama
-
-    with _LOAD_LOCK:
-        return Llama(verbose=False, **kwargs)
-
-
 class LoadedModel:
     """A model in memory with its own request queue."""
-
-    _ids = itertools.count()
 
     def __init__(self, info: ModelInfo, variant: ModelVariant, identifier: str,
                  config: LoadConfig, *, ttl: float | None = None, jit: bool = False):
@@ -88,49 +54,32 @@ class LoadedModel:
         self._current_cancel: threading.Event | None = None
         self.llm = None
         self._embedder = None
-        self._abort_callback = None
+        self._prefill_abort: llama.PrefillAbort | None = None
         self._worker: threading.Thread | None = None
         self.closed = False
 
     # -- lifecycle -------------------------------------------------------------------
-    def load(self) -> "LoadedModel":
+    def load(self, progress: Callable[[float], bool] | None = None) -> "LoadedModel":
+        """Load the weights (blocking); ``progress(fraction)`` may return False to cancel."""
         started = time.perf_counter()
         threads = self.config.n_threads or default_threads()
         self.config.n_threads = threads
-        self.llm = _quiet_llama(
-            model_path=str(self.variant.path), n_ctx=self.config.context_length,
+        self.llm = llama.load_llama(
+            str(self.variant.path), progress=progress, n_ctx=self.config.context_length,
             n_batch=min(self.config.n_batch, self.config.context_length),
             n_threads=threads, n_threads_batch=threads,
             flash_attn=self.config.flash_attention, n_gpu_layers=self.config.n_gpu_layers,
             use_mmap=self.config.use_mmap)
-        self._make_abort_callback()
+        self._prefill_abort = llama.PrefillAbort(self.llm, self._cancel_requested)
         self.load_time_seconds = time.perf_counter() - started
         self._worker = threading.Thread(target=self._run, name=f"lms-{self.identifier}",
                                         daemon=True)
         self._worker.start()
         return self
 
-    def _make_abort_callback(self) -> None:
-        """Lets a cancel interrupt a long prompt prefill inside llama_decode."""
-        import llama_cpp
-
-        def should_abort(_data):
-            event = self._current_cancel
-            return bool(event is not None and event.is_set())
-
-        self._abort_callback = llama_cpp.ggml_abort_callback(should_abort)
-
-    def set_prefill_abort(self, enabled: bool) -> None:
-        """Armed only while the prompt is processed.
-
-        llama.cpp calls the abort callback for every graph node, and each call takes the GIL;
-        during decoding that would make every token wait on the event loop's thread.
-        Between tokens, cancellation is checked by the token loop instead.
-        """
-        import llama_cpp
-
-        callback = self._abort_callback if enabled else llama_cpp.ggml_abort_callback()
-        llama_cpp.llama_set_abort_callback(self.llm._ctx.ctx, callback, None)
+    def _cancel_requested(self) -> bool:
+        event = self._current_cancel
+        return bool(event is not None and event.is_set())
 
     def close(self, wait: bool = True, cancel_running: bool = True) -> None:
         """Stop taking work and free the memory once the worker is done.
@@ -260,10 +209,14 @@ class LoadedModel:
 
     def tokenize(self, text: str, add_bos: bool = False, special: bool = True) -> list[int]:
         """Vocabulary lookup only; safe beside a running generation."""
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special)
+        return llama.tokenize(self.llm, text, add_bos=add_bos, special=special)
 
     def token_text(self, token: int) -> str:
-        return token_bytes(self.llm, token, special=True).decode("utf-8", errors="replace")
+        return llama.token_bytes(self.llm, token, special=True).decode("utf-8", errors="replace")
+
+    def is_control_text(self, text: str) -> bool:
+        """Whether ``text`` is a control token, dropped from output unless rendered."""
+        return llama.is_control_text(self.llm, text)
 
     @property
     def bos_text(self) -> str:
@@ -280,17 +233,15 @@ class LoadedModel:
         return bool(self.variant.header.get("tokenizer.ggml.add_bos_token", True))
 
     def is_eog(self, token: int) -> bool:
-        import llama_cpp
-
-        return bool(llama_cpp.llama_vocab_is_eog(self.llm._model.vocab, token))
+        return llama.is_eog(self.llm, token)
 
     def _embedder_instance(self):
         if self._embedder is None:
             import llama_cpp
 
             size = min(self.config.context_length, 2048)
-            self._embedder = _quiet_llama(
-                model_path=str(self.variant.path), n_ctx=size, n_batch=size, n_ubatch=size,
+            self._embedder = llama.load_llama(
+                str(self.variant.path), n_ctx=size, n_batch=size, n_ubatch=size,
                 n_threads=self.config.n_threads, n_threads_batch=self.config.n_threads,
                 embedding=True, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
                 n_gpu_layers=self.config.n_gpu_layers)
@@ -322,7 +273,7 @@ class _GenerationJob:
 
             def phase(status):
                 model.status = status
-                model.set_prefill_abort(status == STATUS_PROMPT)
+                model._prefill_abort.arm(status == STATUS_PROMPT)
 
             def emit(event):
                 if isinstance(event, Finished) and event.stop_reason == STOP_USER \
@@ -337,12 +288,13 @@ class _GenerationJob:
                     run_generation(model.llm, self.request, channel.cancel_event, emit, phase,
                                    eog=model.is_eog, draft_llm=draft_llm)
             finally:
-                model.set_prefill_abort(False)
+                model._prefill_abort.arm(False)
         except _LeaseCancelled:
             pass
         except APIError as exc:
             channel.put(Failed(exc))
         except Exception as exc:  # noqa: BLE001 - report, never kill the worker
+            log.exception("Generation on %s failed", model.identifier)
             channel.put(Failed(APIError(f"Generation failed: {exc}", 500, "server_error")))
         finally:
             channel.close()

@@ -65,7 +65,7 @@ class DraftStats:
 
 def vocab_mismatch(main_llm, draft_llm, samples: int = 256) -> str | None:
     """Why two models cannot pair for speculative decoding, or None when they can."""
-    from .generation import token_bytes
+    from .llama import token_bytes
 
     n_main, n_draft = main_llm.n_vocab(), draft_llm.n_vocab()
     if n_main != n_draft:

@@ -9,14 +9,13 @@ the partial answer.
 """
 from __future__ import annotations
 
-import json
 import re
 import string
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..api.events import ContentDelta
 from ..engine.channel import EventChannel
 from ..errors import APIError
 from .schemas import OutputSchema
@@ -65,6 +64,18 @@ class ChatStats:
     def as_dict(self) -> dict:
         return dict(self.__dict__)
 
+    @classmethod
+    def from_done(cls, model: str, done, finish_reason: str | None) -> "ChatStats":
+        """The engine's exact figures (``done`` is None if it never reported them)."""
+        if done is None:
+            return cls(model, 0, None, None, None, finish_reason)
+        stats = done.stats
+        return cls(model=model, completion_tokens=stats.completion_tokens,
+                   prompt_tokens=stats.prompt_tokens,
+                   time_to_first_token=stats.time_to_first_token,
+                   tokens_per_second=stats.tokens_per_second or None,
+                   finish_reason=finish_reason)
+
 
 @dataclass
 class Reply:
@@ -75,7 +86,6 @@ class Reply:
     finish_reason: str | None = None
     interrupted: bool = False
     stats: ChatStats | None = None
-    updates: int = 0
 
 
 @dataclass
@@ -258,46 +268,28 @@ class ChatRunner:
 
     def stream_once(self, body: dict, view: ChatView,
                     stop: threading.Event | None = None) -> Reply:
-        """One streamed request. Ctrl+C or ``stop`` ends it early with the partial answer."""
-        prep = self.api.prepare_chat(body)
-        model_id = prep.model.identifier
+        """One streamed request. Ctrl+C or ``stop`` ends it early with the partial answer.
+
+        The answer arrives as typed events; the stats line uses the engine's exact counts
+        and timings (also after an interruption: the engine reports how far it got).
+        """
+        request = self.api.chat_request(body)
         channel = self._channel = EventChannel()
         if self.cancelled:
             channel.cancel()
+        generation = self.api.start_chat(request, channel)
         reply = Reply()
         parts: list[str] = []
-        calls: dict[int, dict] = {}
-        usage = None
-        first_at = None
-        n_deltas = 0
-        chunks = None
-        view.start_text(model_id)
-        started = time.perf_counter()
+        view.start_text(generation.model_id)
+        events = iter(generation)
         try:
-            chunks = self.api.run_sync(prep, channel)
-            for chunk in chunks:
+            for event in events:
                 if stop is not None and stop.is_set():
                     reply.interrupted = True
                     break
-                if "error" in chunk:
-                    error = chunk["error"]
-                    raise APIError(error.get("message", "Generation failed."))
-                if chunk.get("usage"):
-                    usage = chunk["usage"]
-                for choice in chunk.get("choices") or []:
-                    delta = choice.get("delta") or {}
-                    text = delta.get("content")
-                    if text or delta.get("tool_calls"):
-                        n_deltas += 1
-                        if first_at is None:
-                            first_at = time.perf_counter()
-                    for call in delta.get("tool_calls") or []:
-                        _merge_tool_call(calls, call)
-                    if choice.get("finish_reason"):
-                        reply.finish_reason = choice["finish_reason"]
-                    if text:
-                        parts.append(text)
-                        view.text("".join(parts))
+                if isinstance(event, ContentDelta) and event.text:
+                    parts.append(event.text)
+                    view.text("".join(parts))
                 if stop is not None and stop.is_set():
                     reply.interrupted = True
                     break
@@ -307,25 +299,20 @@ class ChatRunner:
             view.end_text("".join(parts), "failed")
             raise
         finally:
-            if chunks is not None:
-                chunks.close()
-            channel.cancel()  # stops generation if it is still running; harmless after
+            events.close()  # stops generation if it is still running; harmless after
             self._channel = None
         if self.cancelled:
             reply.interrupted = True
-        ended = time.perf_counter()
-        reply.content = "".join(parts)
-        reply.tool_calls = [calls[i] for i in sorted(calls)]
+        done = generation.done or generation.wait_done(timeout=2.0)
+        if done is not None and not reply.interrupted:
+            reply.content = done.answer.content
+            reply.tool_calls = [call.as_openai() for call in done.answer.tool_calls]
+            reply.finish_reason = done.finish_reason
+        else:
+            reply.content = "".join(parts)
         if reply.interrupted:
             reply.finish_reason = "interrupted"
-        tokens = usage["completion_tokens"] if usage else n_deltas
-        decode = ended - first_at if first_at is not None else 0.0
-        reply.stats = ChatStats(
-            model=model_id, completion_tokens=tokens,
-            prompt_tokens=usage["prompt_tokens"] if usage else None,
-            time_to_first_token=None if first_at is None else first_at - started,
-            tokens_per_second=(tokens - 1) / decode if tokens > 1 and decode > 0 else None,
-            finish_reason=reply.finish_reason)
+        reply.stats = ChatStats.from_done(generation.model_id, done, reply.finish_reason)
         view.end_text(reply.content, "interrupted" if reply.interrupted else "finished")
         return reply
 
@@ -385,22 +372,3 @@ class ChatRunner:
         if options.schema is not None:
             result.parsed = options.schema.parse(result.content)
         return result
-
-
-def _merge_tool_call(calls: dict[int, dict], delta: dict) -> None:
-    """Assemble OpenAI's streamed ``tool_calls`` deltas by index."""
-    index = delta.get("index", len(calls))
-    call = calls.setdefault(index, {"id": "", "type": "function",
-                                    "function": {"name": "", "arguments": ""}})
-    if delta.get("id"):
-        call["id"] = delta["id"]
-    function = delta.get("function") or {}
-    if function.get("name"):
-        call["function"]["name"] += function["name"]
-    if function.get("arguments"):
-        arguments = function["arguments"]
-        if not isinstance(arguments, str):
-            arguments = json.dumps(arguments)
-        call["function"]["arguments"] += arguments
-    if not call["id"]:
-        call["id"] = f"call_{index}"

@@ -12,7 +12,9 @@ import sys
 import time
 from typing import Callable
 
+from ..api import requests, views
 from ..errors import APIError
+from ..models.memory import parse_gpu_offload
 from . import listing
 from .progress import LoadCancelled, TerminalProgress, run_load
 
@@ -48,21 +50,12 @@ class _Parser(argparse.ArgumentParser):
         raise HelpShown()
 
 
-def gpu_ratio(value: str) -> float:
-    """``--gpu off|max|0..1`` as the fraction of layers to offload."""
-    text = value.strip().lower()
-    if text == "off":
-        return 0.0
-    if text == "max":
-        return 1.0
+def gpu_share(value: str) -> float:
+    """``--gpu off|max|0..1``, checked by the API's own rule (``parse_gpu_offload``)."""
     try:
-        ratio = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be off, max or a number from 0 to 1 (got {value!r})") from None
-    if not 0.0 <= ratio <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (got {value})")
-    return ratio
+        return parse_gpu_offload(value)
+    except APIError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
 
 
 def _positive(kind, noun: str):
@@ -81,7 +74,6 @@ def _positive(kind, noun: str):
 
 
 _positive_int = _positive(int, "an integer")
-_positive_float = _positive(float, "a number")
 
 
 def build_parser(prog: str = "lms-jupyter") -> argparse.ArgumentParser:
@@ -100,10 +92,10 @@ def build_parser(prog: str = "lms-jupyter") -> argparse.ArgumentParser:
 
     load = sub.add_parser("load", help="load a model into memory")
     load.add_argument("model", help="model key, publisher/key, optionally @quantization")
-    load.add_argument("-c", "--context-length", type=_positive_int, metavar="N")
-    load.add_argument("--gpu", type=gpu_ratio, metavar="off|max|0..1",
+    load.add_argument("-c", "--context-length", type=int, metavar="N")
+    load.add_argument("--gpu", type=gpu_share, metavar="off|max|0..1",
                       help="share of the layers to offload to the GPU")
-    load.add_argument("--ttl", type=_positive_float, metavar="SECONDS",
+    load.add_argument("--ttl", type=float, metavar="SECONDS",
                       help="unload after this many idle seconds")
     load.add_argument("--identifier", metavar="NAME", help="name to refer to this instance")
     load.add_argument("--estimate-only", action="store_true",
@@ -182,9 +174,9 @@ class Commands:
         models = manager.catalog.models()
         kinds = ("llm",) if args.llm else ("embedding",) if args.embedding \
             else ("llm", "embedding")
-        models = [m for m in models if listing.model_type(m) in kinds]
+        models = [m for m in models if views.v1_type(m) in kinds]
         if args.json:
-            self.console.json([listing.model_json(m) for m in models])
+            self.console.json([views.model_json(m) for m in models])
             return
         lines = listing.ls_lines(models, manager.list_loaded(), variants=args.variants,
                                  kinds=kinds)
@@ -193,34 +185,32 @@ class Commands:
     def cmd_ps(self, args) -> None:
         loaded = self.manager.list_loaded()
         if args.json:
-            self.console.json([listing.loaded_json(m) for m in loaded])
+            self.console.json([views.ps_row(m) for m in loaded])
             return
         self.console.print("\n".join(listing.ps_lines(loaded, self.console.load_hint)))
 
     # -- load / unload -----------------------------------------------------------------
-    def _gpu_layers(self, ratio: float | None, variant) -> int | None:
-        if ratio is None:
-            return None
-        if ratio >= 1.0:
-            return -1
-        layers = int(variant.arch_value("block_count", 0) or 0)
-        return int(round(ratio * layers))
+    @staticmethod
+    def load_request(args):
+        """``lms load``'s flags as the same typed request the HTTP API builds (one set of
+        rules for both)."""
+        fields = {"model": args.model, "identifier": args.identifier,
+                  "context_length": args.context_length, "ttl": args.ttl, "gpu": args.gpu}
+        return requests.load_request({k: v for k, v in fields.items() if v is not None})
 
     def cmd_load(self, args) -> None:
         manager = self.manager
-        info, variant = manager.resolve_model(args.model)
+        request = self.load_request(args)
+        info, variant = manager.resolve_model(request.model)
         if args.estimate_only:
-            return self._estimate(manager, args, info, variant)
+            return self._estimate(manager, request, info, args.json)
         if args.json:
             raise CommandError("--json goes with --estimate-only.", status=2)
         view = self.console.progress(f"Loading {info.key}")
         started = time.perf_counter()
         try:
-            model = run_load(
-                lambda: manager.load(args.model, identifier=args.identifier,
-                                     context_length=args.context_length, ttl=args.ttl,
-                                     n_gpu_layers=self._gpu_layers(args.gpu, variant)),
-                view, discard=lambda m: manager.unload(m.identifier))
+            model = run_load(lambda progress: manager.load(request, progress=progress), view,
+                             discard=lambda m: manager.unload(m.identifier))
         except LoadCancelled:
             raise CommandError("Load cancelled.") from None
         except APIError as exc:
@@ -232,13 +222,10 @@ class Commands:
                     f"{model.config.context_length}{ttl})\n"
                     f"To use the model, use the identifier \"{model.identifier}\".")
 
-    def _estimate(self, manager, args, info, variant) -> None:
-        estimate = getattr(manager, "estimate", None)
-        if estimate is None:
-            raise CommandError("Memory estimates are not available in this version of "
-                               "lms-jupyter (ModelManager.estimate is missing).")
-        result = estimate(args.model, context_length=args.context_length, gpu=args.gpu)
-        if args.json:
+    def _estimate(self, manager, request, info, as_json: bool) -> None:
+        result = manager.estimate(request.model, context_length=request.context_length,
+                                  gpu=request.gpu)
+        if as_json:
             self.console.json(result)
             return
         fits = result.get("fits")

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import time
 
-from ..api.lmstudio import model_json, ps_row, v1_type, variant_id  # noqa: F401 (re-exported)
+from ..api.views import v1_type, variant_id
 from ..models.catalog import ModelInfo
+
 
 def human_size(n_bytes: int | float | None) -> str:
     """Decimal units, as LM Studio prints them (4.92 GB, 84.11 MB)."""
@@ -34,14 +35,6 @@ def human_duration(seconds: float | None) -> str:
         return f"{minutes}m" if not secs or minutes >= 10 else f"{minutes}m {secs}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h" if not minutes else f"{hours}h {minutes}m"
-
-
-def model_type(info: ModelInfo) -> str:
-    """LM Studio's SDK names: "llm" or "embedding"."""
-    return v1_type(info)
-
-
-loaded_json = ps_row  # ``lms ps --json``: the core's row, one shape for every front
 
 
 def table(rows: list[list[str]], headers: list[str]) -> list[str]:
@@ -72,7 +65,7 @@ def ls_lines(models: list[ModelInfo], loaded: list, *, variants: bool = False,
     for instance in loaded:
         by_key.setdefault(instance.info.key, []).append(instance)
     for kind in kinds:
-        group = [m for m in models if model_type(m) == kind]
+        group = [m for m in models if v1_type(m) == kind]
         if not group:
             lines += [f"No {titles[kind].lower()} models.", ""]
             continue

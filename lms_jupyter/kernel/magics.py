@@ -223,7 +223,7 @@ class LMSMagics(Magics):
     def _ensure_loaded(self, model: str, mode: str) -> None:
         """JIT-load the model here, with progress, rather than silently inside the request."""
         manager = runtime.get_manager()
-        if manager.get_loaded(model) is not None or not manager.jit:
+        if manager.get_loaded(model) is not None or not manager.jit_loading:
             return
         try:
             info, _ = manager.resolve_model(model)
@@ -233,7 +233,7 @@ class LMSMagics(Magics):
         view = NotebookProgress(title) if mode == "display" else TerminalProgress(title)
         started = time.perf_counter()
         try:
-            run_load(lambda: manager.acquire(model), view,
+            run_load(lambda progress: manager.acquire(model, progress=progress), view,
                      discard=lambda m: manager.unload(m.identifier))
         except LoadCancelled:
             raise UsageError("Load cancelled.") from None

@@ -1,11 +1,9 @@
 """Show a model load as it happens, and let the user cancel it.
 
-``Llama()`` takes no progress callback, but llama.cpp's model params have one. We wrap
-llama_cpp's params factory once so that a load running on a thread that registered a
-:class:`LoadWatcher` gets llama.cpp's callback; loads on any other thread (the server,
-the embedder) are untouched. The load runs on a helper thread; the caller polls the
-watcher (~10 Hz) to draw progress and turns Ctrl+C into a cancel, which llama.cpp honours
-at the next tensor.
+The manager reports load progress through a callback (llama.cpp's, via
+``engine.llama.load_llama``). The load runs on a helper thread that updates a
+:class:`LoadWatcher`; the caller polls it (~10 Hz) to draw progress and turns Ctrl+C
+into a cancel, which llama.cpp honours at the next tensor.
 """
 from __future__ import annotations
 
@@ -15,35 +13,7 @@ import threading
 import time
 from typing import Callable
 
-_local = threading.local()
-_hook_lock = threading.Lock()
-
-
-class LoadCancelled(Exception):
-    """The user stopped a load."""
-
-
-def _install_hook() -> bool:
-    """Route llama.cpp's load progress to the loading thread's watcher, once per process."""
-    try:
-        import llama_cpp.llama_cpp as lib
-    except Exception:  # noqa: BLE001 - no progress is better than no load
-        return False
-    with _hook_lock:
-        if getattr(lib.llama_model_default_params, "_lms_progress_hook", False):
-            return True
-        original = lib.llama_model_default_params
-
-        def params_with_progress():
-            params = original()
-            watcher = getattr(_local, "watcher", None)
-            if watcher is not None:
-                params.progress_callback = watcher.c_callback
-            return params
-
-        params_with_progress._lms_progress_hook = True
-        lib.llama_model_default_params = params_with_progress
-    return True
+from ..engine.llama import LoadCancelled
 
 
 class LoadWatcher:
@@ -54,17 +24,12 @@ class LoadWatcher:
         self.reported = False  # whether llama.cpp ever called back
         self.cancel = threading.Event()
         self.started = time.perf_counter()
-        self.c_callback = None
 
-    def _make_callback(self):
-        import llama_cpp.llama_cpp as lib
-
-        def on_progress(fraction, _user_data):
-            self.fraction = max(self.fraction, min(1.0, float(fraction)))
-            self.reported = True
-            return not self.cancel.is_set()
-
-        self.c_callback = lib.llama_progress_callback(on_progress)
+    def on_progress(self, fraction: float) -> bool:
+        """The load's progress callback: False asks llama.cpp to stop."""
+        self.fraction = max(self.fraction, fraction)
+        self.reported = True
+        return not self.cancel.is_set()
 
     @property
     def elapsed(self) -> float:
@@ -78,9 +43,9 @@ class LoadWatcher:
 
 
 class LoadTask:
-    """``fn`` (a blocking load) running on its own thread with a watcher installed."""
+    """``fn(progress)`` (a blocking load taking a progress callback) on its own thread."""
 
-    def __init__(self, fn: Callable[[], object]):
+    def __init__(self, fn: Callable[[Callable[[float], bool]], object]):
         self.fn = fn
         self.watcher = LoadWatcher()
         self.result = None
@@ -89,31 +54,25 @@ class LoadTask:
         self._thread = threading.Thread(target=self._run, name="lms-load", daemon=True)
 
     def start(self) -> "LoadTask":
-        if _install_hook():
-            try:
-                self.watcher._make_callback()
-            except Exception:  # noqa: BLE001
-                self.watcher.c_callback = None
         self._thread.start()
         return self
 
     def _run(self) -> None:
-        _local.watcher = self.watcher if self.watcher.c_callback is not None else None
         try:
-            self.result = self.fn()
+            self.result = self.fn(self.watcher.on_progress)
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
             self.error = exc
         finally:
-            _local.watcher = None
             self.done.set()
 
     def wait(self, timeout: float | None = None) -> bool:
         return self.done.wait(timeout)
 
 
-def run_load(fn: Callable[[], object], view, *, poll: float = 0.1,
+def run_load(fn: Callable[[Callable[[float], bool]], object], view, *, poll: float = 0.1,
              discard: Callable[[object], None] | None = None):
-    """Run a load with ``view`` showing progress; Ctrl+C cancels it (LoadCancelled).
+    """Run ``fn(progress)`` with ``view`` showing progress; Ctrl+C cancels it
+    (LoadCancelled).
 
     If the load finishes anyway after a cancel (llama.cpp was past the weights),
     ``discard(result)`` undoes it.
@@ -128,7 +87,7 @@ def run_load(fn: Callable[[], object], view, *, poll: float = 0.1,
             cancelled = True
             task.watcher.cancel.set()
             view.update(task.watcher)
-    if cancelled:
+    if cancelled or isinstance(task.error, LoadCancelled):
         if task.error is None and task.result is not None and discard is not None:
             discard(task.result)
         view.fail("Load cancelled.")
@@ -183,11 +142,9 @@ class NotebookProgress:
 
 
 class TerminalProgress:
-    """A one-line bar on the terminal's stderr.
-
-    llama-cpp-python points fds 1 and 2 at /dev/null while it loads, so the bar writes to
-    a duplicate of stderr taken beforehand. Nothing is drawn when stderr is not a tty.
-    """
+    """A one-line bar on the terminal's stderr (a duplicate of its file descriptor, so
+    Jupyter's stream capture does not swallow it). Nothing is drawn when stderr is not
+    a tty."""
 
     def __init__(self, title: str, stream=None, interval: float = 0.1):
         self.title = title

@@ -19,14 +19,22 @@ def get_manager():
     global _manager, _atexit_registered
     with _lock:
         if _manager is None:
-            from ..models.catalog import ModelCatalog
             from ..engine.manager import ModelManager
 
-            _manager = ModelManager(ModelCatalog(), jit=True)
+            # the IPython shell as parent: c.ModelManager.* in ipython_config.py applies
+            _manager = ModelManager(parent=_shell())
             if not _atexit_registered:
                 atexit.register(shutdown)
                 _atexit_registered = True
         return _manager
+
+
+def _shell():
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    return get_ipython()
 
 
 def get_api():

@@ -17,6 +17,7 @@ from ..models.catalog import DEFAULT_MODEL_KEY
 from ..errors import APIError
 from . import listing, runtime
 from .chat import ChatOptions, ChatRunner, Conversation
+from ..engine.options import LoadRequest
 from .progress import LoadTask
 from .tools import Toolbox
 
@@ -132,7 +133,8 @@ class ModelManagerWidget(widgets.VBox):
         return thread
 
     def _load(self, row: _ModelRow) -> None:
-        task = LoadTask(lambda: self.manager.load(row.key)).start()
+        request = LoadRequest(row.key)
+        task = LoadTask(lambda progress: self.manager.load(request, progress=progress)).start()
         while not task.wait(0.1):
             row.progress.value = task.watcher.fraction
             row.state.value = f"loading {int(task.watcher.fraction * 100)}% " \

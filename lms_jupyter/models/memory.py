@@ -237,6 +237,19 @@ class MemoryEstimate:
         }
 
 
+def gpu_layers_setting(gpu_offload: float, n_layer: int) -> int:
+    """llama.cpp's ``n_gpu_layers`` for a share of the layers (LM Studio's ``--gpu``):
+    -1 (every layer and the output head) at 1, else the rounded share of the layers."""
+    return -1 if gpu_offload >= 1 else int(round(gpu_offload * n_layer))
+
+
+def gpu_fraction(n_gpu_layers: int, n_layer: int) -> float:
+    """The share of the layers an ``n_gpu_layers`` setting offloads (-1: all)."""
+    if n_gpu_layers < 0 or (n_layer and n_gpu_layers > n_layer):
+        return 1.0
+    return n_gpu_layers / n_layer if n_layer else 0.0
+
+
 def gpu_layer_count(gpu_offload: float, n_layer: int) -> int:
     """Layers llama.cpp puts on the GPU; ``n_layer + 1`` also moves the output head."""
     if gpu_offload >= 1:

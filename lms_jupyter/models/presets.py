@@ -10,7 +10,8 @@ the LM Studio app work here and ours work there::
                               {"key": "llm.prediction.temperature", "value": 0.2}]},
      "load": {"fields": [{"key": "llm.load.contextLength", "value": 4096}]}}
 
-Applying a preset fills in only what the request leaves out: explicit request fields win.
+This module knows the file format and the folder; checking the settings and applying
+them to a request (explicit request fields win) is ``lms_jupyter.api.requests``'s job.
 Of the load settings, ``context_length`` applies when the request JIT-loads its model;
 ``flash_attention`` is kept so files round-trip with LM Studio but is not applied.
 """
@@ -45,10 +46,7 @@ _FIELDS = {
     "flash_attention": ("llm.load.llama.flashAttention", "load", False),
 }
 _BY_KEY = {key: (name, wrapped) for name, (key, _section, wrapped) in _FIELDS.items()}
-# request fields that mean the same setting (any one set means "explicit")
-_ALIASES = {"max_tokens": ("max_tokens", "max_completion_tokens", "max_output_tokens")}
-_NUMBERS = {"temperature", "top_k", "top_p", "min_p", "repeat_penalty", "max_tokens", "seed",
-            "presence_penalty", "frequency_penalty", "context_length"}
+SETTINGS = tuple(_FIELDS)  # the request fields a preset can hold
 
 
 def default_presets_dir() -> Path:
@@ -140,49 +138,6 @@ class Preset:
     def as_dict(self) -> dict:
         return {"name": self.name, "identifier": self.identifier, "settings": dict(self.settings)}
 
-    def apply(self, body: dict) -> dict:
-        """The request with this preset's settings wherever the request has none."""
-        merged = dict(body)
-        for name, value in self.settings.items():
-            if name == "system_prompt":
-                continue
-            if all(merged.get(alias) is None for alias in _ALIASES.get(name, (name,))):
-                merged[name] = value
-        prompt = self.settings.get("system_prompt")
-        messages = merged.get("messages")
-        if prompt and isinstance(messages, list) and not any(
-                isinstance(m, dict) and m.get("role") in ("system", "developer")
-                for m in messages):
-            merged["messages"] = [{"role": "system", "content": prompt}, *messages]
-        return merged
-
-
-def validate_settings(settings) -> dict:
-    """Check a preset's settings (request field names) and return them."""
-    if not isinstance(settings, dict):
-        raise bad_request("A preset's settings must be an object.", "settings")
-    unknown = sorted(set(settings) - set(_FIELDS))
-    if unknown:
-        raise bad_request(f"Unknown preset settings: {', '.join(unknown)}. Known: "
-                          f"{', '.join(sorted(_FIELDS))}.", "settings")
-    out = {}
-    for name, value in settings.items():
-        if value is None:
-            continue
-        if name in _NUMBERS and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise bad_request(f"Preset setting '{name}' must be a number.", name)
-        if name == "system_prompt" and not isinstance(value, str):
-            raise bad_request("Preset setting 'system_prompt' must be a string.", name)
-        if name == "stop" and not (isinstance(value, list)
-                                   and all(isinstance(s, str) for s in value)):
-            raise bad_request("Preset setting 'stop' must be an array of strings.", name)
-        if name == "flash_attention" and not isinstance(value, bool):
-            raise bad_request("Preset setting 'flash_attention' must be a boolean.", name)
-        if name == "response_format":
-            _openai_to_structured(value)
-        out[name] = value
-    return out
-
 
 def preset_not_found(name: str, known: list[str]) -> APIError:
     hint = f" Known presets: {', '.join(known)}." if known else " No presets are saved."
@@ -227,10 +182,11 @@ class PresetStore:
         raise preset_not_found(wanted, [p.name for p in presets])
 
     def save(self, name: str, settings: dict, overwrite: bool = True) -> Preset:
+        """Write a preset (settings already checked, see ``api.requests.preset_settings``),
+        atomically: a crash leaves the old file or the new one, never half of one."""
         if not isinstance(name, str) or not name.strip():
             raise bad_request("'name' must be a non-empty string.", "name")
-        preset = Preset(name.strip(), validate_settings(settings),
-                        f"@local:{slug(name)}")
+        preset = Preset(name.strip(), dict(settings), f"@local:{slug(name)}")
         path = self.directory / f"{slug(name)}{PRESET_SUFFIX}"
         with self._lock:
             if path.exists() and not overwrite:
@@ -248,11 +204,3 @@ class PresetStore:
         if preset.path is not None:
             preset.path.unlink(missing_ok=True)
         return preset
-
-    def apply(self, body: dict) -> dict:
-        """``body`` with its ``preset`` applied (and the ``preset`` field removed)."""
-        if body.get("preset") is None:
-            return body
-        merged = self.get(body["preset"]).apply(body)
-        merged.pop("preset", None)
-        return merged

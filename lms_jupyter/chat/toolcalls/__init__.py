@@ -3,7 +3,6 @@ tool-name normalisation. The grammar that forces calls lives in lms_jupyter.gram
 
 from .events import (
     ContentDelta,
-    ToolCallAccumulator,
     ToolCallArgsDelta,
     ToolCallEnd,
     ToolCallEvent,
@@ -36,13 +35,11 @@ from .names import (
 from .parsers import (
     ToolCallStreamParser,
     make_parser,
-    parse_tool_calls,
     xml_value_to_json,
 )
 
 __all__ = [
     "ContentDelta",
-    "ToolCallAccumulator",
     "ToolCallArgsDelta",
     "ToolCallEnd",
     "ToolCallEvent",
@@ -65,7 +62,6 @@ __all__ = [
     "new_call_id",
     "normalize_tool_names",
     "original_tool_name",
-    "parse_tool_calls",
     "snake_case",
     "template_supports_tools",
     "xml_value_to_json",

@@ -9,6 +9,10 @@ Each format is read by a generator ("reader") that pulls characters through
 ``_peek``/``_expect``; when it needs more text than has arrived it yields, and the
 next ``feed`` resumes it. That keeps each format's grammar readable as straight-line
 code and makes the result independent of how the text was split into chunks.
+
+Why one module of ~750 lines: the seven formats share the reader machinery of the base
+class (peeking, holding back, JSON argument streaming) and differ in a few dozen lines
+each; keeping them beside it makes a format's differences easy to compare.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ from typing import Callable, Iterable, Iterator
 from . import families
 from .events import (
     ContentDelta,
-    ToolCallAccumulator,
     ToolCallArgsDelta,
     ToolCallEnd,
     ToolCallEvent,
@@ -656,27 +659,6 @@ def make_parser(
     return parser_class(
         tool_names, tools, stream_arguments=stream_arguments, id_factory=id_factory
     )
-
-
-def parse_tool_calls(
-    family: str,
-    text: str,
-    tool_names: Iterable[str] = (),
-    tools: list[dict] | None = None,
-) -> tuple[str | None, list[dict]]:
-    """Parses a whole output: (content or None, OpenAI-shaped tool_calls).
-
-    Content is None when empty; next to tool calls it is stripped of whitespace.
-    """
-    parser = make_parser(family, tool_names, tools, stream_arguments=False)
-    accumulator = ToolCallAccumulator()
-    accumulator.add(parser.feed(text))
-    accumulator.add(parser.finish())
-    content = accumulator.content
-    calls = accumulator.tool_calls
-    if calls:
-        content = content.strip()
-    return (content or None), calls
 
 
 # -- helpers ------------------------------------------------------------------------------

@@ -1,0 +1,84 @@
+"""A typed request bound to a loaded model, ready to queue: the preparation step.
+
+Preparation is blocking (it may JIT-load the model and a draft model), so the server
+runs it off the event loop. It renders the prompt with the model's own template (tools,
+reasoning variables), picks the grammar, and says how the output is parsed back; what
+happens to the tokens afterwards is :mod:`.drive`'s and :mod:`.encode`'s business.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ..chat.output import ChatOutput
+from ..chat.plan import output_factory, plan_chat
+from ..chat.templates import PLAIN_TRANSCRIPT_STOP, render_chat
+from ..engine.generation import GenerationRequest
+from ..engine.manager import ModelManager
+from ..engine.model import LoadedModel
+from ..errors import bad_request
+from .requests import ChatRequest, CompletionRequest, GenerationFields
+
+
+@dataclass
+class Prepared:
+    """What to run (``request``), where (``model``), and how to read its output."""
+
+    model: LoadedModel
+    request: GenerationRequest
+    make_output: Callable[[], ChatOutput] | None = None  # None: plain text (completions)
+    echo: str = ""  # text completions with ``echo``: the prompt comes first
+    stream: bool = False
+    include_usage: bool = False
+
+
+def acquire(manager: ModelManager, request: GenerationFields) -> LoadedModel:
+    """The request's model, JIT-loaded with its ``ttl`` / ``context_length`` if needed."""
+    return manager.acquire(request.model, ttl=request.ttl, context_length=request.context_length)
+
+
+def _draft(manager: ModelManager, model: LoadedModel, request: GenerationFields):
+    if request.draft is None:
+        return None
+    return manager.acquire_draft(model, request.draft.model, request.draft.max_tokens)
+
+
+def _generation_model(manager: ModelManager, request: GenerationFields) -> LoadedModel:
+    model = acquire(manager, request)
+    if model.info.type != "llm":
+        raise bad_request(f"\"{model.identifier}\" is an embedding model; it cannot generate "
+                          "text. Use /v1/embeddings with it, or pick a language model.",
+                          "model", "model_not_llm")
+    return model
+
+
+def prepare_chat(manager: ModelManager, request: ChatRequest,
+                 reasoning_field: str = "both") -> Prepared:
+    """Render the chat prompt with the model's template and plan tools / format /
+    reasoning; ``reasoning_field="inline"`` keeps reasoning inside the content."""
+    model = _generation_model(manager, request)
+    plan = plan_chat(model, request.features, request.messages)
+    template = model.variant.chat_template
+    bos = model.bos_text
+    prompt = render_chat(template, plan.messages, bos_token=bos, eos_token=model.eos_text,
+                         tools=plan.tools, **plan.variables)
+    stop = list(request.stop)
+    if template is None:
+        stop += PLAIN_TRANSCRIPT_STOP
+    generation = GenerationRequest(
+        prompt=prompt, sampling=request.sampling, max_tokens=request.max_tokens, stop=stop,
+        grammar=plan.grammar, add_bos=model.adds_bos and not (bos and prompt.startswith(bos)),
+        draft=_draft(manager, model, request), render_special=plan.render_special)
+    return Prepared(model, generation, output_factory(plan, request.stream, reasoning_field),
+                    stream=request.stream, include_usage=request.include_usage)
+
+
+def prepare_completion(manager: ModelManager, request: CompletionRequest) -> Prepared:
+    """A raw text completion: the prompt as given (text or token ids), no template."""
+    model = _generation_model(manager, request)
+    generation = GenerationRequest(
+        prompt=request.prompt, sampling=request.sampling, max_tokens=request.max_tokens,
+        stop=request.stop, add_bos=model.adds_bos, draft=_draft(manager, model, request))
+    echo = request.prompt if request.echo and isinstance(request.prompt, str) else ""
+    return Prepared(model, generation, echo=echo, stream=request.stream,
+                    include_usage=request.include_usage)

@@ -1,0 +1,142 @@
+"""How models and loaded instances look to clients: the row shapes that the REST API
+and the kernel's ``%lms ls/ps --json`` share, so both print the same objects.
+
+Field names follow LM Studio (``lms ls --json`` / ``lms ps --json`` camelCase rows;
+``/api/v0`` and ``/api/v1`` snake_case objects).
+"""
+from __future__ import annotations
+
+import re
+import time
+
+from ..models.catalog import ModelInfo, ModelVariant
+
+_BITS = re.compile(r"(\d+)")
+
+
+def nominal_bits(quantization: str) -> int | None:
+    """The bits in a quantization's name: Q4_K_M -> 4, F16 -> 16, MXFP4 -> 4."""
+    match = _BITS.search(quantization or "")
+    return int(match.group(1)) if match else None
+
+
+def display_name(info: ModelInfo) -> str:
+    name = info.default_variant.header.get("general.name")
+    return name if isinstance(name, str) and name else info.key
+
+
+def v1_type(info: ModelInfo) -> str:
+    """LM Studio 0.4's type names: ``llm`` or ``embedding``."""
+    return "embedding" if info.type.startswith("embedding") else "llm"
+
+
+def variant_id(info: ModelInfo, variant: ModelVariant) -> str:
+    return f"{info.publisher.lower()}/{info.key}@{variant.quantization.lower()}"
+
+
+def model_json(info: ModelInfo) -> dict:
+    """One ``lms ls --json`` entry (LM Studio's ModelInfo, camelCase)."""
+    variant = info.default_variant
+    return {
+        "type": v1_type(info), "modelKey": info.key, "format": "gguf",
+        "displayName": display_name(info), "publisher": info.publisher,
+        "path": str(variant.path), "sizeBytes": variant.size_bytes,
+        "paramsString": variant.params_string, "architecture": variant.arch,
+        "quantization": {"name": variant.quantization,
+                         "bits": nominal_bits(variant.quantization)},
+        "variants": info.variant_ids, "selectedVariant": variant_id(info, variant),
+        "vision": False, "trainedForToolUse": variant.supports_tools,
+        "maxContextLength": variant.max_context_length,
+    }
+
+
+def ps_row(model) -> dict:
+    """One ``lms ps --json`` row: the loaded variant's info plus the instance's state."""
+    variant, now, ttl = model.variant, time.time(), model.ttl
+    remaining = None if ttl is None else max(0.0, ttl - (now - model.last_used))
+    row = model_json(model.info)
+    row.update({
+        "path": str(variant.path), "sizeBytes": variant.size_bytes,
+        "quantization": {"name": variant.quantization,
+                         "bits": nominal_bits(variant.quantization)},
+        "selectedVariant": variant_id(model.info, variant),
+        "identifier": model.identifier,
+        "ttlMs": None if ttl is None else int(ttl * 1000),
+        "lastUsedTime": int(model.last_used * 1000),
+        "contextLength": model.config.context_length,
+        "status": model.status, "queued": model.queued,
+        "parallel": 1 if v1_type(model.info) == "llm" else None,
+        # not in LM Studio's row: how it was loaded and when the idle TTL fires
+        "jit": model.jit,
+        "ttlRemainingMs": None if remaining is None else int(remaining * 1000),
+        "loadedAt": int(model.loaded_at * 1000),
+        "estimatedMemoryBytes": model.estimated_bytes,
+    })
+    return row
+
+
+def loading_row(load) -> dict:
+    """A load still running, as a ``ps`` row: ``status: "loading"`` and ``loadProgress``
+    (0..1 of the weights read), so the sidebar and ``%lms ps`` can show progress."""
+    row = model_json(load.info)
+    row.update({
+        "path": str(load.variant.path), "sizeBytes": load.variant.size_bytes,
+        "selectedVariant": variant_id(load.info, load.variant),
+        "identifier": load.identifier, "contextLength": load.context_length,
+        "status": "loading", "loadProgress": round(load.progress, 4), "queued": 0,
+        "jit": load.jit, "ttlMs": None, "lastUsedTime": None,
+        "loadStartedAt": int(load.started_at * 1000),
+    })
+    return row
+
+
+def model_v0(info: ModelInfo, loaded: list) -> dict:
+    """One ``/api/v0/models`` entry."""
+    variant = info.default_variant
+    instances = [m for m in loaded if m.info.key == info.key]
+    entry = {
+        "id": info.key, "object": "model", "type": info.type, "publisher": info.publisher,
+        "arch": variant.arch, "compatibility_type": "gguf",
+        "quantization": variant.quantization,
+        "state": "loaded" if instances else "not-loaded",
+        "max_context_length": variant.max_context_length,
+    }
+    if instances:
+        entry["loaded_context_length"] = instances[0].config.context_length
+    entry["capabilities"] = ["tool_use"] if variant.supports_tools else []
+    return entry
+
+
+def instance_config(model) -> dict:
+    """A loaded instance's config as ``/api/v1/models`` reports it."""
+    config = model.config
+    entry = {"context_length": config.context_length, "eval_batch_size": config.n_batch,
+             "flash_attention": config.flash_attention,
+             "offload_kv_cache_to_gpu": config.n_gpu_layers != 0}
+    if v1_type(model.info) == "llm":
+        entry["parallel"] = 1
+    return entry
+
+
+def model_v1(info: ModelInfo, loaded: list) -> dict:
+    """One ``/api/v1/models`` entry with its loaded instances."""
+    variant = info.default_variant
+    instances = [m for m in loaded if m.info.key == info.key]
+    entry = {
+        "type": v1_type(info), "publisher": info.publisher, "key": info.key,
+        "display_name": display_name(info),
+        "quantization": {"name": variant.quantization,
+                         "bits_per_weight": nominal_bits(variant.quantization)},
+        "size_bytes": variant.size_bytes, "params_string": variant.params_string,
+        "loaded_instances": [{"id": m.identifier, "config": instance_config(m)}
+                             for m in instances],
+        "max_context_length": variant.max_context_length, "format": "gguf",
+        "variants": info.variant_ids, "selected_variant": variant_id(info, variant),
+    }
+    if entry["type"] == "llm":
+        entry["architecture"] = variant.arch
+        entry["capabilities"] = {"vision": False, "trained_for_tool_use": variant.supports_tools}
+    description = variant.header.get("general.description")
+    if isinstance(description, str) and description:
+        entry["description"] = description
+    return entry

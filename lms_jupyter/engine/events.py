@@ -1,0 +1,72 @@
+"""What a generation reports, token by token, to whoever waits for it.
+
+A worker thread emits ``Started``, then ``TextDelta``s, then ``Finished`` (or ``Failed``
+at any point). These are engine facts (text, token counts, timings, why it stopped);
+the chat layer turns them into answer / reasoning / tool-call events, and the fronts
+into their wire formats.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import APIError
+
+# LM Studio's stop reasons (LLMPredictionStats.ts) and the OpenAI finish_reason of each
+STOP_EOS = "eosFound"
+STOP_STRING = "stopStringFound"
+STOP_MAX_TOKENS = "maxPredictedTokensReached"
+STOP_CONTEXT = "contextLengthReached"
+STOP_USER = "userStopped"
+STOP_FAILED = "failed"
+FINISH_REASONS = {STOP_EOS: "stop", STOP_STRING: "stop", STOP_USER: "stop",
+                  STOP_MAX_TOKENS: "length", STOP_CONTEXT: "length", STOP_FAILED: "stop"}
+
+
+@dataclass
+class Started:
+    """The prompt fits and generation is about to begin."""
+
+    prompt_tokens: int
+
+
+@dataclass
+class TextDelta:
+    """Newly generated text (never splits a UTF-8 character or a stop string)."""
+
+    text: str
+
+
+@dataclass
+class Finished:
+    """Generation ended normally; exact token counts and timings."""
+
+    stop_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    time_to_first_token: float
+    generation_time: float
+    draft_stats: dict | None = None  # speculative decoding counts, when a draft model ran
+
+    @property
+    def finish_reason(self) -> str:
+        return FINISH_REASONS[self.stop_reason]
+
+    @property
+    def tokens_per_second(self) -> float:
+        decode = self.generation_time - self.time_to_first_token
+        if self.completion_tokens > 1 and decode > 0:
+            return (self.completion_tokens - 1) / decode
+        return 0.0
+
+    @property
+    def usage(self) -> dict:
+        """OpenAI's usage object for chat and text completions."""
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "total_tokens": self.prompt_tokens + self.completion_tokens}
+
+
+@dataclass
+class Failed:
+    """Generation could not run or broke off; the error says why, in the API's terms."""
+
+    error: APIError

@@ -1,0 +1,44 @@
+"""The typed inputs of a load: what the caller asked for, and what the instance got.
+
+``LoadRequest`` is built once from a front's input (HTTP body, ``lms load`` flags) by
+``lms_jupyter.api.requests``, which checks every field; the manager and the engine
+trust it and never re-check. ``LoadConfig`` is the resolved configuration one loaded
+instance runs with (defaults filled in), reported by ``lms ps`` and ``/api/v1/models``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """A request to load a model; ``None`` fields take the manager's defaults."""
+
+    model: str
+    identifier: str | None = None
+    context_length: int | None = None
+    ttl: float | None = None  # idle seconds before unloading (None: never, unless JIT)
+    flash_attention: bool | None = None
+    gpu: float | None = None  # share of the layers offloaded to a GPU, 0..1
+    force: bool = False  # skip the memory guardrail
+
+
+@dataclass
+class LoadConfig:
+    """How one instance is loaded."""
+
+    context_length: int
+    flash_attention: bool = True
+    n_gpu_layers: int = 0  # -1: every layer
+    n_threads: int | None = None
+    n_batch: int = 512
+    use_mmap: bool = True
+
+
+def default_threads() -> int:
+    """The cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return os.cpu_count() or 1

@@ -1,0 +1,85 @@
+"""The two handler classes behind every route in :mod:`.routes`.
+
+``EndpointHandler`` serves whatever API call its route names: it reads the JSON body,
+runs blocking calls on a thread, and sends the result as JSON or SSE. Authentication
+and authorisation are jupyter_server's (``@web.authenticated`` + ``@authorized``), so
+every route accepts exactly what the rest of Jupyter accepts.
+"""
+from __future__ import annotations
+
+from jupyter_server.auth.decorator import authorized
+from tornado import web
+
+from ..engine.channel import EventChannel, run_blocking
+from ..errors import APIError
+from .base import LMSHandler
+
+
+class EndpointHandler(LMSHandler):
+    """Serves the ``Endpoint`` of its route for each HTTP method."""
+
+    def initialize(self, endpoints: dict, error_body, name: str | None = None) -> None:
+        super().initialize(name=name)
+        self.endpoints = endpoints
+        self._error_body = error_body
+
+    def error_body(self, error: APIError) -> dict:
+        return self._error_body(error)
+
+    @web.authenticated
+    @authorized
+    async def get(self, *args, **kwargs):
+        await self._serve("get", kwargs)
+
+    @web.authenticated
+    @authorized
+    async def post(self, *args, **kwargs):
+        await self._serve("post", kwargs)
+
+    @web.authenticated
+    @authorized
+    async def delete(self, *args, **kwargs):
+        await self._serve("delete", kwargs)
+
+    async def _serve(self, method: str, path_args: dict) -> None:
+        endpoint = self.endpoints.get(method)
+        if endpoint is None:
+            raise web.HTTPError(405)
+        channel = None
+        if endpoint.stream:
+            channel = EventChannel.for_running_loop()
+            self._cancel = channel.cancel
+
+        async def call():
+            args = [self.services, *path_args.values()]
+            if endpoint.body:
+                args.append(self.read_json())
+            if endpoint.blocking:
+                return await run_blocking(endpoint.call, *args)
+            result = endpoint.call(*args, channel=channel) if endpoint.stream \
+                else endpoint.call(*args)
+            if hasattr(result, "__await__"):
+                result = await result
+            return result
+
+        await self.guarded(call)
+
+
+class NotFoundHandler(LMSHandler):
+    """Any other path under the prefix: a JSON 404 that SDKs can show, not Jupyter's
+    HTML page."""
+
+    def initialize(self, error_body, name: str | None = None) -> None:
+        super().initialize(name=name)
+        self._error_body = error_body
+
+    def error_body(self, error: APIError) -> dict:
+        return self._error_body(error)
+
+    @web.authenticated
+    def _not_found(self, *args, **kwargs) -> None:
+        self.write_api_error(APIError(
+            f"Unknown URL {self.request.method} {self.request.path}. The routes are listed "
+            "in the lms-jupyter README.", 404, "invalid_request_error", None, "unknown_url"))
+
+    get = post = put = delete = patch = _not_found

@@ -1,0 +1,111 @@
+"""Every HTTP route of the extension, and the API call each one serves.
+
+A route names its callables directly (passed to the handler through Tornado's
+``initialize``, as jupyter-server-proxy does), so reading this table tells what each URL
+does; the handlers only move JSON and SSE between Tornado and :mod:`lms_jupyter.api`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..api.lmstudio import v1_error_body
+from ..errors import APIError
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One method of one route: ``call(services, *path_args[, body][, channel=...])``."""
+
+    call: Callable[..., Any]
+    doc: str  # the contract, one line (also the OpenAPI summary)
+    body: bool = False  # reads a JSON object body
+    blocking: bool = False  # runs on a thread (loads, estimates)
+    stream: bool = False  # may answer with SSE; gets a channel it can cancel
+
+
+def openai_error(error: APIError) -> dict:
+    return error.to_dict()
+
+
+OPENAI = {"error_body": openai_error}
+LMSTUDIO_V1 = {"error_body": v1_error_body}
+
+
+def _routes(prefix: str) -> list[tuple[str, dict, dict]]:
+    v1, v0, api1 = f"/{prefix}/v1", f"/{prefix}/api/v0", f"/{prefix}/api/v1"
+    generation = dict(body=True, stream=True)
+    return [
+        # OpenAI-compatible
+        (rf"{v1}/models/?", {"get": Endpoint(
+            lambda s: s.openai.list_models(),
+            "List the models a request may name (loaded ones; every model with JIT)")}, OPENAI),
+        (rf"{v1}/chat/completions/?", {"post": Endpoint(
+            lambda s, body, channel: s.openai.chat_completions(body, channel),
+            "Chat completion, streamed as SSE with stream=true", **generation)}, OPENAI),
+        (rf"{v1}/completions/?", {"post": Endpoint(
+            lambda s, body, channel: s.openai.completions(body, channel),
+            "Text completion of a raw prompt, streamed as SSE with stream=true",
+            **generation)}, OPENAI),
+        (rf"{v1}/embeddings/?", {"post": Endpoint(
+            lambda s, body: s.openai.embeddings(body),
+            "Embedding vectors for one or more inputs", body=True)}, OPENAI),
+        # LM Studio REST v0
+        (rf"{v0}/models/?", {"get": Endpoint(
+            lambda s: s.lmstudio.models_v0(), "Every model on disk with its state")}, OPENAI),
+        (rf"{v0}/models/(?P<model_id>.+)", {"get": Endpoint(
+            lambda s, model_id: s.lmstudio.model_v0(model_id), "One model")}, OPENAI),
+        (rf"{v0}/ps/?", {"get": Endpoint(
+            lambda s: s.lmstudio.ps(), "Loaded instances and loads in progress")}, OPENAI),
+        (rf"{v0}/chat/completions/?", {"post": Endpoint(
+            lambda s, body, channel: s.lmstudio.v0.chat_completions(body, channel),
+            "Chat completion with LM Studio's stats, model_info and runtime",
+            **generation)}, OPENAI),
+        (rf"{v0}/completions/?", {"post": Endpoint(
+            lambda s, body, channel: s.lmstudio.v0.completions(body, channel),
+            "Text completion with LM Studio's stats, model_info and runtime",
+            **generation)}, OPENAI),
+        (rf"{v0}/embeddings/?", {"post": Endpoint(
+            lambda s, body: s.lmstudio.v0.embeddings(body),
+            "Embedding vectors (as /v1/embeddings)", body=True)}, OPENAI),
+        (rf"{v0}/presets/?", {
+            "get": Endpoint(lambda s: s.lmstudio.list_presets(), "Saved presets"),
+            "post": Endpoint(lambda s, body: s.lmstudio.create_preset(body),
+                             "Save a preset (settings, or an LM Studio preset file)",
+                             body=True)}, OPENAI),
+        (rf"{v0}/presets/(?P<name>[^/]+)/?", {
+            "get": Endpoint(lambda s, name: s.lmstudio.get_preset(name), "One preset"),
+            "delete": Endpoint(lambda s, name: s.lmstudio.delete_preset(name),
+                               "Delete a preset")}, OPENAI),
+        # LM Studio REST v1 (model management)
+        (rf"{api1}/models/?", {"get": Endpoint(
+            lambda s: s.lmstudio.models_v1(),
+            "Every model with its loaded instances and their config")}, LMSTUDIO_V1),
+        (rf"{api1}/models/load/?", {"post": Endpoint(
+            lambda s, body: s.lmstudio.load_v1(body),
+            "Load a model (or estimate its memory with estimate_only)",
+            body=True, blocking=True)}, LMSTUDIO_V1),
+        (rf"{api1}/models/unload/?", {"post": Endpoint(
+            lambda s, body: s.lmstudio.unload_v1(body), "Unload an instance",
+            body=True, blocking=True)}, LMSTUDIO_V1),
+        (rf"{api1}/models/estimate/?", {"post": Endpoint(
+            lambda s, body: s.lmstudio.estimate(body),
+            "Memory a load would need, from the GGUF header", body=True,
+            blocking=True)}, LMSTUDIO_V1),
+    ]
+
+
+def lms_handlers(prefix: str) -> list[tuple]:
+    """Tornado handler specs for every route under ``/{prefix}``, ending with a catch-all
+    that answers unknown paths with a JSON 404 in OpenAI's error shape."""
+    from .handlers import EndpointHandler, NotFoundHandler
+
+    specs = [(pattern, EndpointHandler, {"endpoints": endpoints, **options})
+             for pattern, endpoints, options in _routes(prefix)]
+    specs.append((rf"/{prefix}(/.*)?", NotFoundHandler, OPENAI))
+    return specs
+
+
+def route_table(prefix: str = "lms") -> list[tuple[str, dict]]:
+    """(pattern, {method: Endpoint}) for every route (documentation, OpenAPI)."""
+    return [(pattern, endpoints) for pattern, endpoints, _options in _routes(prefix)]
