@@ -248,6 +248,14 @@ def test_sidebar_end_to_end(lab, browser_page, artifacts):
     expect(conversation.locator(".lms-Turn-user")).to_contain_text("Write a poem about the sea.")
     page.screenshot(path=artifacts / "03-answer.png")
 
+    # Closing and reopening the panel keeps the conversation.
+    tab.click()
+    expect(tab).to_have_attribute("aria-selected", "false")
+    expect(conversation).to_be_hidden()
+    tab.click()
+    expect(conversation.locator(".lms-Turn")).to_have_count(2)
+    expect(answer.locator(".lms-Turn-content")).to_have_text(final, use_inner_text=True)
+
     # The conversation is in the state database (the workspace): it survives a reload.
     saved = _wait_for(lambda: (c := _saved_chat(lab)) and len(c["turns"]) == 2 and c,
                       "the conversation in the workspace")
