@@ -12,6 +12,11 @@ def _jupyter_server_extension_points():
     return [{"module": "lms_jupyter", "app": LMSJupyterApp}]
 
 
+def _jupyter_labextension_paths():
+    """The prebuilt JupyterLab sidebar (built from labextension/ into lms_jupyter/labextension)."""
+    return [{"src": "labextension", "dest": "lms-jupyter"}]
+
+
 def load_ipython_extension(ipython):
     from .kernel.magics import load_ipython_extension as load
 

@@ -8,7 +8,32 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 PIP="$PY -m pip"
 
+# The JupyterLab sidebar (labextension/) is compiled by `pip install` itself: the wheel
+# build runs `jlpm install` and `jlpm build:prod` there (hatch-jupyter-builder) whenever the
+# build is missing or older than labextension/src. That needs Node.js >= 20 on PATH.
+require_node() {
+    if ! command -v node >/dev/null 2>&1; then
+        echo "Node.js (>= 20) is needed to build the JupyterLab sidebar: apt-get install -y nodejs" >&2
+        exit 1
+    fi
+}
+
+# The browser test (tests/test_sidebar.py) drives Debian's chromium through Playwright's
+# executable_path; nothing downloads a browser.
+ensure_chromium() {
+    [ -x /usr/bin/chromium ] && return 0
+    if [ "$(id -u)" != 0 ]; then
+        echo "tests/test_sidebar.py needs /usr/bin/chromium: sudo apt-get install -y chromium" >&2
+        return 0
+    fi
+    echo "installing chromium for the browser test (apt-get)..."
+    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } \
+        >/tmp/lms-jupyter-chromium.log 2>&1 \
+        || { tail -20 /tmp/lms-jupyter-chromium.log >&2; echo "chromium install failed" >&2; exit 1; }
+}
+
 install() {
+    require_node
     # llama-cpp-python compiles from source (~12 min on 2 cores) the first time only:
     # pip caches the wheel, and an installed 0.3.36 is left alone.
     local target="."
@@ -32,6 +57,7 @@ case "${1:-}" in
         ;;
     test)
         install "test"
+        ensure_chromium
         shift
         set +e
         $PY -m pytest -q tests/ "$@"

@@ -59,20 +59,25 @@ def free_port() -> int:
 
 
 class JupyterServer:
-    def __init__(self, root: Path, models: Path, extra_args: list[str] | None = None):
+    def __init__(self, root: Path, models: Path, extra_args: list[str] | None = None,
+                 app: str = "jupyter_server", env: dict | None = None):
+        """``app`` is the module to run: ``jupyter_server``, or ``jupyterlab`` for the UI."""
         self.port = free_port()
         self.token = TOKEN
         self.base_url = BASE_URL
         self.log_path = root / "server.log"
+        extensions = "{'lms_jupyter': True, 'jupyterlab': True}" if app == "jupyterlab" \
+            else "{'lms_jupyter': True}"
         args = [
-            sys.executable, "-m", "jupyter_server", "--no-browser", f"--port={self.port}",
+            sys.executable, "-m", app, "--no-browser", f"--port={self.port}",
             "--ip=127.0.0.1", f"--ServerApp.base_url={BASE_URL}",
             f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}",
-            "--ServerApp.jpserver_extensions={'lms_jupyter': True}",
+            f"--ServerApp.jpserver_extensions={extensions}",
             "--ServerApp.allow_unauthenticated_access=False", "--allow-root",
             *(extra_args or []),
         ]
-        env = dict(os.environ, LMS_JUPYTER_MODELS_DIR=str(models), JUPYTER_PLATFORM_DIRS="1")
+        env = {**os.environ, "LMS_JUPYTER_MODELS_DIR": str(models), "JUPYTER_PLATFORM_DIRS": "1",
+               **(env or {})}
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env,
                                      cwd=root)
