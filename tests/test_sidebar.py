@@ -80,7 +80,7 @@ def lab(tmp_path_factory):
         extra_args=[f"--LabApp.user_settings_dir={settings}",
                     f"--LabApp.workspaces_dir={workspaces}",
                     # A tiny memory budget: an explicit load is refused until forced.
-                    "--LMSJupyterApp.memory_limit_mb=1"])
+                    "--ModelManager.memory_limit_mb=1"])
     yield server
     server.stop()
 
