@@ -135,6 +135,12 @@ def client(server):
     return OpenAI(base_url=server.api_url, api_key=server.token, max_retries=0, timeout=120)
 
 
+def counts(usage: dict) -> tuple:
+    """A usage object's token counts (``prompt_tokens_details.cached_tokens`` depends on what
+    the model's cache held, so two runs of one request may differ there)."""
+    return usage["prompt_tokens"], usage["completion_tokens"], usage["total_tokens"]
+
+
 MODEL = "smollm2-135m-instruct"
 GEMMA = "gemma-3-270m"
 EOS_ID = 2

@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from conftest import EOS_ID, GEMMA, MODEL
+from conftest import counts, EOS_ID, GEMMA, MODEL
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -199,7 +199,7 @@ def test_v0_chat_stream_sends_stats_in_final_chunk(server):
     assert final["choices"] == [] and set(final["stats"]) == STATS_KEYS
     assert final["stats"]["stop_reason"] == full["stats"]["stop_reason"]
     assert final["model_info"] == full["model_info"] and final["runtime"] == full["runtime"]
-    assert final["usage"] == full["usage"]
+    assert counts(final["usage"]) == counts(full["usage"])  # cached_tokens may differ
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks[:-2]
                    if c["choices"])
     assert text == full["choices"][0]["message"]["content"]

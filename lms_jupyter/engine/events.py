@@ -27,6 +27,7 @@ class Started:
     """The prompt fits and generation is about to begin."""
 
     prompt_tokens: int
+    cached_tokens: int = 0  # prompt tokens whose KV cache was reused, not evaluated
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Finished:
     time_to_first_token: float
     generation_time: float
     draft_stats: dict | None = None  # speculative decoding counts, when a draft model ran
+    cached_tokens: int = 0  # prompt tokens whose KV cache was reused, not evaluated
 
     @property
     def finish_reason(self) -> str:
@@ -62,7 +64,8 @@ class Finished:
     def usage(self) -> dict:
         """OpenAI's usage object for chat and text completions."""
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "total_tokens": self.prompt_tokens + self.completion_tokens}
+                "total_tokens": self.prompt_tokens + self.completion_tokens,
+                "prompt_tokens_details": {"cached_tokens": self.cached_tokens}}
 
 
 @dataclass

@@ -209,7 +209,8 @@ def run_generation(llm, request: GenerationRequest, cancel: threading.Event,
     except APIError as exc:
         emit(Failed(exc))
         return None
-    emit(Started(len(tokens)))
+    cached = 0 if request.draft is not None else llama.keep_prefix(llm, tokens)
+    emit(Started(len(tokens), cached))
     on_phase("processingPrompt")
     text = TokenText(llm, request, len(tokens), eog or (lambda t: t == llm.token_eos()))
     draft_stats = None
@@ -254,6 +255,7 @@ def run_generation(llm, request: GenerationRequest, cancel: threading.Event,
     now = time.perf_counter()
     finished = Finished(text.stop_reason or STOP_EOS, len(tokens), text.generated,
                         (first_token_at or now) - started_at, now - started_at,
-                        draft_stats=draft_stats.as_dict() if draft_stats is not None else None)
+                        draft_stats=draft_stats.as_dict() if draft_stats is not None else None,
+                        cached_tokens=cached)
     emit(finished)
     return finished

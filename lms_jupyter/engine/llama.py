@@ -146,6 +146,25 @@ def tokenize(llm, text: str, *, add_bos: bool, special: bool = True) -> list[int
     return llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special)
 
 
+def keep_prefix(llm, tokens: list[int]) -> int:
+    """Keep the KV cache of the longest prefix ``llm`` already holds of ``tokens`` (at
+    most all but the last token, whose logits must be computed afresh) and drop the rest;
+    returns how many prompt tokens that saves. ``Llama.generate`` then evaluates only the
+    remainder. Models whose cache cannot be cut partially (sliding-window layers) keep
+    nothing."""
+    import numpy as np
+
+    n = min(llm.n_tokens, len(tokens) - 1)
+    if n <= 0:
+        return 0
+    same = llm.input_ids[:n] == np.asarray(tokens[:n], dtype=llm.input_ids.dtype)
+    keep = n if same.all() else int(np.argmin(same))
+    if keep <= 0 or not llm._ctx.kv_cache_seq_rm(-1, keep, -1):
+        return 0
+    llm.n_tokens = keep
+    return keep
+
+
 def is_eog(llm, token: int) -> bool:
     """Whether ``token`` ends generation (EOS, EOT, <|im_end|>, ... per the vocabulary)."""
     import llama_cpp
