@@ -15,6 +15,7 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 
+from .. import logstream
 from ..models.catalog import ModelInfo, ModelVariant
 from .channel import EventChannel
 from ..errors import APIError, bad_request
@@ -330,6 +331,7 @@ class _GenerationJob:
                     event = Failed(APIError(
                         f"Model {model.identifier} was unloaded during generation.", 409,
                         "invalid_request_error", "model", "model_unloaded"))
+                logstream.on_generation_event(model, self.request, event)  # lms log stream
                 channel.put(event)
 
             try:

@@ -9,7 +9,10 @@ from ..models.catalog import ModelCatalog, default_models_dir
 from ..engine.manager import DEFAULT_CONTEXT_LENGTH, DEFAULT_JIT_TTL, ModelManager
 from ..models.presets import PresetStore, default_presets_dir
 from ..api.lmstudio import LMStudioAPI
+from .. import logstream
+from .download_handlers import download_handlers
 from .lmstudio_handlers import lmstudio_handlers
+from .log_handlers import log_handlers
 from .openai_handlers import openai_handlers
 from .services import Services
 
@@ -68,12 +71,16 @@ class LMSJupyterApp(ExtensionApp):
         prefix = self.url_prefix.strip("/") or "lms"
         self.handlers.extend(openai_handlers(prefix))
         self.handlers.extend(lmstudio_handlers(prefix))
+        self.handlers.extend(download_handlers(prefix) + log_handlers(prefix))
 
     async def _start_jupyter_server_extension(self, serverapp):
         for model in self.preload:
             self.services.manager.load(model)
         self.log.info("lms_jupyter: LM Studio API at %slms/v1 (models from %s)",
                       serverapp.base_url, self.services.manager.catalog.models_dir)
+        logstream.server_started(f"{serverapp.base_url}{self.url_prefix.strip('/') or 'lms'}/",
+                                 self.services.manager.catalog.models_dir,
+                                 [getattr(serverapp.identity_provider, "token", None)])
 
     async def stop_extension(self):
         self.services.manager.shutdown()
