@@ -60,7 +60,8 @@ def free_port() -> int:
 
 
 class JupyterServer:
-    def __init__(self, root: Path, models: Path, extra_args: list[str] | None = None):
+    def __init__(self, root: Path, models: Path, extra_args: list[str] | None = None,
+                 env: dict | None = None):
         self.port = free_port()
         self.token = TOKEN
         self.base_url = BASE_URL
@@ -73,7 +74,8 @@ class JupyterServer:
             "--ServerApp.allow_unauthenticated_access=False", "--allow-root",
             *(extra_args or []),
         ]
-        env = dict(os.environ, LMS_JUPYTER_MODELS_DIR=str(models), JUPYTER_PLATFORM_DIRS="1")
+        env = dict(os.environ, LMS_JUPYTER_MODELS_DIR=str(models), JUPYTER_PLATFORM_DIRS="1",
+                   **(env or {}))
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env,
                                      cwd=root)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -35,6 +36,7 @@ class FakeFile:
     declared_size: int | None = None  # advertise a size without serving it (disk checks)
     corrupt: bool = False
     lfs: bool = True
+    throttle: float = 0.0  # seconds to wait after each 64 KiB sent (downloads in progress)
 
     def __post_init__(self):
         content = self.content()
@@ -291,10 +293,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command == "HEAD":
             return
+        try:
+            self._send_body(f, path, start, end)
+        except (BrokenPipeError, ConnectionResetError):  # the client went away (a pause)
+            self.close_connection = True
+
+    def _send_body(self, f: FakeFile, path: str, start: int, end: int) -> None:
         cut = self.hub.take_cut(path)
         position = start
+        step = (1 << 16) if f.throttle else (1 << 20)
         while position <= end:
-            stop = min(end, position + (1 << 20) - 1)
+            if f.throttle and position > start:
+                time.sleep(f.throttle)
+            stop = min(end, position + step - 1)
             if cut is not None and stop >= cut:
                 stop = cut - 1
                 if stop >= position:
@@ -338,6 +349,7 @@ def split_gguf(source: Path, target: Path, shards: int = 2) -> list[Path]:
     """Re-write a real GGUF as ``shards`` files (``<stem>-0000i-of-0000n.gguf``)."""
     import gguf
 
+    target.parent.mkdir(parents=True, exist_ok=True)
     reader = gguf.GGUFReader(str(source))
     arch = reader.fields["general.architecture"].contents()
     per_shard = -(-len(reader.tensors) // shards)

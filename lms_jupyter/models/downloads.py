@@ -55,6 +55,7 @@ HUB_URL = "https://huggingface.co"
 HUB_HOSTS = {"huggingface.co", "www.huggingface.co", "hf.co"}
 CHUNK_BYTES = 1 << 20
 MAX_ATTEMPTS = 5  # consecutive failed attempts (without new bytes) before giving up
+RETRY_WAIT = 0.5  # seconds before the 2nd retry without progress; doubles after that
 DISK_MARGIN = 16 << 20
 PREFERRED_4BIT = ("Q4_K_M", "Q4_K_S", "Q4_K_L", "Q4_K_XL", "IQ4_XS", "IQ4_NL", "Q4_1", "Q4_0",
                   "MXFP4")
@@ -412,6 +413,7 @@ class Hub:
 
     def search(self, keyword: str, limit: int = 20) -> list[RepoHit]:
         """GGUF model repositories matching ``keyword``, most downloads (then likes) first."""
+        self.check_reachable()
         try:
             found = list(self._api().list_models(search=keyword, filter="gguf",
                                                  sort="downloads", limit=limit))
@@ -420,6 +422,17 @@ class Hub:
         hits = [RepoHit(m.id, int(m.downloads or 0), int(m.likes or 0)) for m in found]
         hits.sort(key=lambda h: (-h.downloads, -h.likes, h.repo_id.lower()))
         return hits
+
+    def check_reachable(self) -> None:
+        """Fail fast when offline: huggingface_hub's search retries a refused connection
+        for about 20 seconds. One HEAD through its session (proxies apply); any HTTP
+        answer means the Hub is reachable."""
+        from huggingface_hub.utils import get_session
+
+        try:
+            get_session().head(self.endpoint, timeout=10.0, follow_redirects=False)
+        except Exception as exc:  # noqa: BLE001 - mapped to one message
+            raise _hub_error(exc, self.endpoint, self.endpoint) from None
 
     def files(self, repo_id: str, revision: str | None = None
               ) -> tuple[str, list[RemoteFile], bool]:
@@ -794,7 +807,7 @@ def _fetch(hub: Hub, plan: DownloadPlan, f: RemoteFile, part: Path, meter: _Mete
                         "command again to resume.", "interrupted", 503) from None
                 log.info("Download of %s interrupted at %d bytes (%s); resuming", f.name, have,
                          exc or type(exc).__name__)
-                time.sleep(0.0 if attempts == 1 else 0.5 * 2 ** (attempts - 2))
+                time.sleep(0.0 if attempts == 1 else RETRY_WAIT * 2 ** (attempts - 2))
                 continue
             if have < f.size:  # the body ended early without a transport error
                 attempts = 1 if have > before else attempts + 1
