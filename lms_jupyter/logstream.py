@@ -180,10 +180,12 @@ class LogBus:
         return redact_patterns(text)
 
 
-_SECRET_PATTERNS = [
-    (re.compile(r"(?i)\b(bearer|token|basic)\s+[A-Za-z0-9._~+/=-]{6,}"), r"\1 ***"),
+_SECRET_PATTERNS = [  # applied in order: credentials after a scheme word, then key=value
+    (re.compile(r"(?i)\b(bearer|basic|token)\s+(?=\S*\d|\S{20})[A-Za-z0-9._~+/=-]{6,}"),
+     r"\1 ***"),
     (re.compile(r"(?i)((?:authorization|x-api-key|api[_-]?key|access[_-]?token|token|"
-                r"secret|password|hf_token)[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,;}]+"), r"\1***"),
+                r"secret|password|hf_token)[\"']?\s*[:=]\s*[\"']?)"
+                r"(?!(?:bearer|basic|token)\s|\*\*\*)[^\s\"'&,;)}\]]+"), r"\1***"),
     (re.compile(r"\bhf_[A-Za-z0-9]{16,}\b"), "hf_***"),
 ]
 

@@ -165,6 +165,7 @@ class Console:
     """Where command output goes: stdout, and a progress view for loads."""
 
     load_hint = "lms-jupyter load <model>"
+    notes_on_stdout = False  # note() writes to stderr
 
     def print(self, text: str = "") -> None:
         print(text, file=sys.stdout, flush=True)
@@ -445,7 +446,7 @@ class Commands:
             events = logstream.follow(log_filter, timeout=args.timeout, on_dropped=dropped,
                                       subscription=logstream.bus().subscribe(log_filter.source))
             where = ""
-        if not args.json:
+        if not args.json or not self.console.notes_on_stdout:  # keep JSON lines clean
             self.console.note(f"Streaming logs from lms-jupyter{where}\n")
         try:
             for event in events:

@@ -53,6 +53,7 @@ class KernelConsole(Console):
     """Command output in a cell: text to stdout, loads as an updating progress bar."""
 
     load_hint = "%lms load <model>"
+    notes_on_stdout = True
 
     def __init__(self, mode: str):
         self.mode = mode
