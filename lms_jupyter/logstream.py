@@ -302,6 +302,13 @@ def on_generation_event(model, request, event) -> None:
     follows ``--source model``."""
     if not _bus.has_subscribers("model"):
         return
+    try:
+        _publish_generation_event(model, request, event)
+    except Exception:  # noqa: BLE001 - logging must never break a generation
+        logging.getLogger(__name__).debug("log event failed", exc_info=True)
+
+
+def _publish_generation_event(model, request, event) -> None:
     from .engine.generation import Finished, Started
 
     if isinstance(event, Started):

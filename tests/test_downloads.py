@@ -5,13 +5,10 @@ the ``gguf`` package, and SmolLM2 re-written as a split GGUF that must load as o
 """
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
