@@ -5,6 +5,7 @@ the ``gguf`` package, and SmolLM2 re-written as a split GGUF that must load as o
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from IPython.core.error import UsageError
 
 from conftest import JupyterServer
 from fakehub import FakeFile, FakeHub, split_gguf, tiny_gguf
@@ -428,8 +430,6 @@ def test_magic_get_select_gives_a_picker(hub, models, shell, capsys):
     assert picker.done.wait(30)
     assert listed(models) == {"tiny": ["Tiny-Q8_0.gguf"],
                               "tiny-finetune": ["ft-Q4_K_M.gguf"]}
-    from IPython.core.error import UsageError
-
     with pytest.raises(UsageError, match="has no GGUF files"):
         shell.run_line_magic("lms", "get mlx-community/Only-Safetensors")
 
@@ -523,3 +523,48 @@ def test_http_download_with_quantization_and_errors(hub, download_server):
     assert r.status_code == 404 and r.json()["error"]["type"] == "job_not_found"
     r = httpx.post(srv.url + "lms/api/v1/models/download", json={"model": "x/y"})
     assert r.status_code in (401, 403)
+
+
+# -- ls --variants and ps --json, as LM Studio prints them ----------------------------------------
+LMS_PS_KEYS = ["type", "modelKey", "format", "displayName", "publisher", "path", "sizeBytes",
+               "indexedModelIdentifier", "deviceIdentifier", "paramsString", "architecture",
+               "quantization", "identifier", "ttlMs", "lastUsedTime", "vision",
+               "trainedForToolUse", "maxContextLength", "contextLength", "status", "queued",
+               "parallel"]  # lmstudio-api.md §4, an observed LM Studio 0.4 row, in its order
+
+
+def test_ls_variants_and_ps_json_as_lm_studio(hub, models, shell, capsys):
+    for quant in ("q4_k_m", "q8_0"):
+        dl.download(dl.resolve(f"bartowski/Tiny-GGUF@{quant}", models_dir=models))
+    capsys.readouterr()
+    shell.run_line_magic("lms", "ls --variants")
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if line.startswith("LLM "))
+    assert header.split() == ["LLM", "PARAMS", "ARCH", "SIZE", "DEVICE"]
+    at = lines.index("tiny (2 variants)")
+    assert lines[at + 1].startswith(" * bartowski/tiny@q4_k_m    ")  # the default
+    assert lines[at + 2].startswith("   bartowski/tiny@q8_0    ")
+    assert lines[at + 1].split()[-1] == "Local"  # the base row has only the name
+
+    shell.run_line_magic("lms", "ls tiny --json")
+    variants = json.loads(capsys.readouterr().out)
+    assert [v["modelKey"] for v in variants] == ["bartowski/tiny@q4_k_m", "bartowski/tiny@q8_0"]
+    assert variants[1]["path"] == "bartowski/Tiny-GGUF/Tiny-Q8_0.gguf"
+    assert variants[1]["quantization"] == {"name": "Q8_0", "bits": 8}
+    shell.run_line_magic("lms", "ls --json --variants")
+    groups = {g["model"]["modelKey"]: g for g in json.loads(capsys.readouterr().out)}
+    assert groups["tiny"]["model"]["selectedVariant"] == "bartowski/tiny@q4_k_m"
+    assert len(groups["tiny"]["variants"]) == 2
+    with pytest.raises(UsageError, match="Cannot combine a model key argument with --variants"):
+        shell.run_line_magic("lms", "ls tiny --variants")
+
+    shell.run_line_magic("lms", "load smollm2-135m-instruct -c 256 --identifier smol --ttl 60")
+    capsys.readouterr()
+    shell.run_line_magic("lms", "ps --json")
+    (row,) = json.loads(capsys.readouterr().out)
+    assert list(row)[:len(LMS_PS_KEYS)] == LMS_PS_KEYS
+    assert row["identifier"] == "smol" and row["ttlMs"] == 60_000 and row["parallel"] == 1
+    assert row["path"] == row["indexedModelIdentifier"] == \
+        "HuggingFaceTB/SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert row["deviceIdentifier"] is None and "variants" not in row
+    assert row["status"] == "idle" and row["queued"] == 0 and row["contextLength"] == 256

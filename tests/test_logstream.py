@@ -379,3 +379,9 @@ def test_console_script_follows_the_server(server):
         capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.startswith("Error: The server answered 40")
+
+    # without --server: this process's own events, until the timeout
+    proc = subprocess.run([sys.executable, "-m", "lms_jupyter.cli", "log", "stream",
+                           "--timeout", "0.2"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout == ""
+    assert proc.stderr == "Streaming logs from lms-jupyter\n\n"
