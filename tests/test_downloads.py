@@ -305,6 +305,22 @@ def test_pause_and_resume_a_job(hub, models):
     assert list(listed(models)) == ["pausable"]
 
 
+def test_a_part_file_in_use_elsewhere_is_left_alone(hub, models):
+    import fcntl
+
+    plan = dl.resolve("bartowski/Tiny-GGUF@f16", models_dir=models)
+    part = dl.part_path(plan.target(plan.variant.primary))
+    part.parent.mkdir(parents=True)
+    with open(part, "ab") as other:  # as another process downloading the same file
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(dl.DownloadError) as err:
+            dl.download(plan)
+    assert err.value.code == "download_in_progress"
+    assert err.value.message == "Tiny-F16.gguf is already being downloaded by another process."
+    dl.download(plan)  # once it is free
+    assert listed(models) == {"tiny": ["Tiny-F16.gguf"]}
+
+
 def test_checksum_mismatch_installs_nothing(hub, models):
     plan = dl.resolve("corrupt/Bad-GGUF", models_dir=models)
     with pytest.raises(dl.DownloadError) as err:

@@ -748,6 +748,19 @@ def download(plan: DownloadPlan, hub: Hub | None = None, *, progress: Progress |
         _release(targets)
 
 
+def _lock_part(handle, f: RemoteFile) -> None:
+    """Another process appending to the same ``.part`` would corrupt it: refuse instead."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: the in-process claim is all we have
+        return
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise DownloadError(f"{f.name} is already being downloaded by another process.",
+                            "download_in_progress", 409) from None
+
+
 def _fetch(hub: Hub, plan: DownloadPlan, f: RemoteFile, part: Path, meter: _Meter,
            cancel: threading.Event, on_response) -> None:
     """One file into ``part``, resumed from what is there, then verified."""
@@ -758,13 +771,14 @@ def _fetch(hub: Hub, plan: DownloadPlan, f: RemoteFile, part: Path, meter: _Mete
         meter.rewind(f.size)
         part.unlink()
         have = 0
-    digest, expected = _hasher(f)
-    if digest is not None and have:
-        with open(part, "rb") as existing:
-            for block in iter(lambda: existing.read(CHUNK_BYTES), b""):
-                digest.update(block)
     attempts = 0
     with open(part, "ab") as out:
+        _lock_part(out, f)
+        digest, expected = _hasher(f)
+        if digest is not None and have:
+            with open(part, "rb") as existing:
+                for block in iter(lambda: existing.read(CHUNK_BYTES), b""):
+                    digest.update(block)
         while have < f.size:
             if cancel.is_set():
                 raise DownloadCancelled()
