@@ -57,6 +57,50 @@ def test_a_slow_reader_loses_the_oldest_events_counted():
     server.close()
 
 
+def test_readers_report_what_they_lost():
+    bus_events = []
+    sub = logstream.bus().subscribe("model", maxlen=3)
+    for i in range(5):
+        logstream.bus().publish({"type": OUTPUT, "output": str(i), "modelIdentifier": "m"})
+    lost = []
+    for event in logstream.follow(logstream.LogFilter.parse("model", "output"), timeout=0.2,
+                                  subscription=sub, on_dropped=lost.append):
+        bus_events.append(event["data"]["output"])
+    assert lost == [2] and bus_events == ["2", "3", "4"]
+    assert sub.closed and not logstream.bus().has_subscribers("model")
+
+
+def test_sse_reader_parses_events_and_drop_notices():
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    body = (": comment\n\n"
+            'data: {"timestamp": 1, "data": {"type": "server.log", "content": "a"}}\n\n'
+            'event: dropped\ndata: {"dropped": 7}\n\n'
+            'data: {"timestamp": 2,\ndata:  "data": {"type": "server.log", "content": "b"}}\n\n')
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            assert self.headers["Authorization"] == "Bearer tok"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        lost = []
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        events = list(logstream.read_sse(url, "tok", timeout=30, on_dropped=lost.append))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [e["data"]["content"] for e in events] == ["a", "b"] and lost == [7]
+
+
 @pytest.mark.parametrize("source, filter_text, stats, message", [
     ("model", "foo", False, "--filter values must be 'input', 'output', or 'input,output'"),
     ("model", " ", False, "--filter cannot be empty"),
