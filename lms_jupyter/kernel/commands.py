@@ -371,10 +371,11 @@ class Commands:
                                "[@quantization] or a https://huggingface.co URL.", status=2)
         manager = self.manager
         hub = downloads.Hub()
+        budget = downloads.memory_budget(manager)
 
         def resolve(name: str):
             return downloads.resolve(name, models_dir=manager.catalog.models_dir, hub=hub,
-                                     available_bytes=manager.available_bytes)
+                                     available_bytes=budget)
 
         try:
             target = downloads.parse_target(args.model, hub.endpoint)

@@ -600,6 +600,14 @@ def resolve(spec: str, quantization: str | None = None, *, models_dir: str | Pat
     return plan
 
 
+def memory_budget(manager) -> Callable[[], int]:
+    """What a ModelManager lets a new model use, for the default variant; unlimited when
+    its memory guardrail is off."""
+    if not getattr(manager, "memory_guardrail", True):
+        return lambda: 1 << 62
+    return manager.available_bytes
+
+
 def _runtime_overhead(hub: Hub, repo_id: str, revision: str, variant: RemoteVariant,
                       context_length: int) -> int:
     """KV cache and compute memory at ``context_length``, from the smallest variant's

@@ -14,7 +14,7 @@ from tornado import web
 
 from ..engine.channel import run_blocking
 from ..errors import APIError, bad_request
-from ..models.downloads import DownloadError, DownloadJobs
+from ..models.downloads import DownloadError, DownloadJobs, memory_budget
 from .base import LMSHandler
 
 SETTINGS_KEY = "lms_jupyter_downloads"
@@ -33,7 +33,7 @@ class _DownloadHandler(LMSHandler):
         if jobs is None:
             manager = self.services.manager
             jobs = self.settings.setdefault(SETTINGS_KEY, DownloadJobs(
-                manager.catalog.models_dir, available_bytes=manager.available_bytes))
+                manager.catalog.models_dir, available_bytes=memory_budget(manager)))
         return jobs
 
     def error_body(self, error: APIError) -> dict:
