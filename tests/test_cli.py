@@ -85,8 +85,8 @@ def test_estimate_only(run):
     (["ls", "--bogus"], 2, "Error: lms-jupyter: unrecognized arguments: --bogus"),
     (["unload"], 1, "Error: No models are loaded."),
     (["unload", "ghost"], 1, 'Error: No loaded model with identifier "ghost".'),
-    (["get", "qwen/qwen3-4b"], 1, "Error: `get` (downloading models) is not available yet"),
-    (["log", "stream"], 1, "Error: `log stream` is not available yet"),
+    (["get", "--mlx", "qwen/qwen3-4b"], 1, "Error: MLX models run only on Apple silicon"),
+    (["log", "stream", "--filter", "x"], 1, "Error: --filter values must be 'input', "),
     (["history"], 1, "Error: `history` is only available in a Jupyter kernel"),
 ])
 def test_mistakes_are_one_line(run, args, status, message):

@@ -135,13 +135,13 @@ def test_ls_table_filters_variants_and_json(ip, capsys):
     ip.run_line_magic("lms", "ls")
     out = capsys.readouterr().out
     assert out.startswith("You have 2 models")
-    assert "LLM" in out and "PARAMS" in out and "QUANT" in out
-    assert MODEL in out and GEMMA in out and "Q4_K_M" in out and "135M" in out
-    assert "No embedding models." in out
+    assert "LLM" in out and "PARAMS" in out and "DEVICE" in out and "Local" in out
+    assert f"{MODEL} (1 variant)" in out and GEMMA in out and "135M" in out
+    assert "EMBEDDING" not in out
 
     ip.run_line_magic("lms", "ls --embedding")
     out = capsys.readouterr().out
-    assert MODEL not in out and "No embedding models." in out
+    assert out == "You have 2 models, but none of them match the filter.\n"
 
     ip.run_line_magic("lms", "ls --llm --variants")
     out = capsys.readouterr().out
@@ -239,8 +239,10 @@ def test_user_mistakes_are_one_line(ip, capsys, manager):
     assert "No models are loaded" in one_line_error(ip, capsys, "%lms unload")
     assert 'No loaded model with identifier "ghost"' in one_line_error(
         ip, capsys, "%lms unload ghost")
-    assert "not available yet" in one_line_error(ip, capsys, "%lms get qwen/qwen3-4b")
-    assert "not available yet" in one_line_error(ip, capsys, "%lms log stream")
+    assert "MLX models run only on Apple silicon" in one_line_error(
+        ip, capsys, "%lms get --mlx qwen/qwen3-4b")
+    assert "--stats can only be used with --source model" in one_line_error(
+        ip, capsys, "%lms log stream -s server --stats")
     assert "No closing quotation" in one_line_error(ip, capsys, "%lms load 'oops")
     chat_errors = {
         "%%chat --model no-such-model\nhi": 'Model "no-such-model" not found.',

@@ -18,8 +18,8 @@ from .views import instance_config, loading_row, model_v0, model_v1, ps_row, v1_
 
 def v1_error_body(error: APIError) -> dict:
     """LM Studio's /api/v1 error object."""
-    if error.code == "model_not_found":
-        kind = "model_not_found"
+    if error.code in ("model_not_found", "job_not_found"):
+        kind = error.code
     elif error.status >= 500:
         kind = "internal_error"
     else:

@@ -34,35 +34,69 @@ def variant_id(info: ModelInfo, variant: ModelVariant) -> str:
     return f"{info.publisher.lower()}/{info.key}@{variant.quantization.lower()}"
 
 
+def relative_path(info: ModelInfo, variant: ModelVariant) -> str:
+    """LM Studio's ``path``: the file relative to the models folder
+    (``publisher/repo/file.gguf``); ``publisher/file`` for the embedded model."""
+    parts = variant.path.parts
+    if not info.embedded:
+        for i in range(len(parts) - 2, -1, -1):
+            if parts[i] == info.publisher:
+                return "/".join(parts[i:])
+    return f"{info.publisher}/{variant.path.name}"
+
+
+def _info_json(info: ModelInfo, variant: ModelVariant, model_key: str) -> dict:
+    """The fields LM Studio's SDK ``ModelInfo`` has, for one variant, in its order."""
+    path = relative_path(info, variant)
+    entry = {
+        "type": v1_type(info), "modelKey": model_key, "format": "gguf",
+        "displayName": display_name(info), "publisher": info.publisher,
+        "path": path, "sizeBytes": variant.size_bytes, "indexedModelIdentifier": path,
+        "deviceIdentifier": None, "paramsString": variant.params_string,
+        "architecture": variant.arch,
+        "quantization": {"name": variant.quantization,
+                         "bits": nominal_bits(variant.quantization)},
+    }
+    return entry
+
+
+def _capabilities(info: ModelInfo, variant: ModelVariant) -> dict:
+    if v1_type(info) != "llm":
+        return {"maxContextLength": variant.max_context_length}
+    return {"vision": False, "trainedForToolUse": variant.supports_tools,
+            "maxContextLength": variant.max_context_length}
+
+
 def model_json(info: ModelInfo) -> dict:
     """One ``lms ls --json`` entry (LM Studio's ModelInfo, camelCase)."""
     variant = info.default_variant
-    return {
-        "type": v1_type(info), "modelKey": info.key, "format": "gguf",
-        "displayName": display_name(info), "publisher": info.publisher,
-        "path": str(variant.path), "sizeBytes": variant.size_bytes,
-        "paramsString": variant.params_string, "architecture": variant.arch,
-        "quantization": {"name": variant.quantization,
-                         "bits": nominal_bits(variant.quantization)},
-        "variants": info.variant_ids, "selectedVariant": variant_id(info, variant),
-        "vision": False, "trainedForToolUse": variant.supports_tools,
-        "maxContextLength": variant.max_context_length,
-    }
+    entry = _info_json(info, variant, info.key)
+    entry.update({"variants": info.variant_ids, "selectedVariant": variant_id(info, variant)})
+    entry.update(_capabilities(info, variant))
+    return entry
+
+
+def variant_json(info: ModelInfo, variant: ModelVariant) -> dict:
+    """One variant as ``lms ls <modelKey> --json`` lists it (its key is ``pub/key@quant``)."""
+    entry = _info_json(info, variant, variant_id(info, variant))
+    entry.update(_capabilities(info, variant))
+    return entry
 
 
 def ps_row(model) -> dict:
-    """One ``lms ps --json`` row: the loaded variant's info plus the instance's state."""
+    """One ``lms ps --json`` row: the loaded variant's ModelInfo, the instance's state
+    (identifier, ttlMs, lastUsedTime, contextLength, status, queued, parallel), then a few
+    fields of our own."""
     variant, now, ttl = model.variant, time.time(), model.ttl
     remaining = None if ttl is None else max(0.0, ttl - (now - model.last_used))
-    row = model_json(model.info)
+    row = _info_json(model.info, variant, model.info.key)
     row.update({
-        "path": str(variant.path), "sizeBytes": variant.size_bytes,
-        "quantization": {"name": variant.quantization,
-                         "bits": nominal_bits(variant.quantization)},
-        "selectedVariant": variant_id(model.info, variant),
         "identifier": model.identifier,
         "ttlMs": None if ttl is None else int(ttl * 1000),
         "lastUsedTime": int(model.last_used * 1000),
+    })
+    row.update(_capabilities(model.info, variant))
+    row.update({
         "contextLength": model.config.context_length,
         "status": model.status, "queued": model.queued,
         "parallel": 1 if v1_type(model.info) == "llm" else None,
@@ -71,6 +105,7 @@ def ps_row(model) -> dict:
         "ttlRemainingMs": None if remaining is None else int(remaining * 1000),
         "loadedAt": int(model.loaded_at * 1000),
         "estimatedMemoryBytes": model.estimated_bytes,
+        "selectedVariant": variant_id(model.info, variant),
     })
     return row
 
@@ -78,9 +113,8 @@ def ps_row(model) -> dict:
 def loading_row(load) -> dict:
     """A load still running, as a ``ps`` row: ``status: "loading"`` and ``loadProgress``
     (0..1 of the weights read), so the sidebar and ``%lms ps`` can show progress."""
-    row = model_json(load.info)
+    row = _info_json(load.info, load.variant, load.info.key)
     row.update({
-        "path": str(load.variant.path), "sizeBytes": load.variant.size_bytes,
         "selectedVariant": variant_id(load.info, load.variant),
         "identifier": load.identifier, "contextLength": load.context_length,
         "status": "loading", "loadProgress": round(load.progress, 4), "queued": 0,

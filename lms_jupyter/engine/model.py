@@ -14,6 +14,7 @@ import time
 from concurrent.futures import Future
 from typing import Callable
 
+from .. import logstream
 from ..errors import APIError, bad_request
 from ..models.catalog import ModelInfo, ModelVariant
 from . import llama
@@ -281,6 +282,7 @@ class _GenerationJob:
                     event = Failed(APIError(
                         f"Model {model.identifier} was unloaded during generation.", 409,
                         "invalid_request_error", "model", "model_unloaded"))
+                logstream.on_generation_event(model, self.request, event)  # lms log stream
                 channel.put(event)
 
             try:

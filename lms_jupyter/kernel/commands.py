@@ -18,11 +18,9 @@ from ..models.memory import parse_gpu_offload
 from . import listing
 from .progress import LoadCancelled, TerminalProgress, run_load
 
-RESERVED = {
-    "get": "`get` (downloading models) is not available yet in lms-jupyter; put GGUF files "
-           "under the models folder instead.",
-    "log": "`log stream` is not available yet in lms-jupyter.",
-}
+RESERVED: dict[str, str] = {}  # commands parsed but not available yet, with the reason
+MLX_MESSAGE = ("MLX models run only on Apple silicon with Apple's MLX engine; lms-jupyter "
+               "runs GGUF models with llama.cpp. Leave out --mlx (GGUF is the default).")
 
 
 class CommandError(Exception):
@@ -74,6 +72,40 @@ def _positive(kind, noun: str):
 
 
 _positive_int = _positive(int, "an integer")
+_positive_float = _positive(float, "a number")
+
+
+def add_get_parser(sub) -> None:
+    get = sub.add_parser("get", help="download a model from the Hugging Face Hub")
+    get.add_argument("model", nargs="?", metavar="NAME",
+                     help="keyword, publisher/repo, either with @quantization, or a "
+                          "https://huggingface.co URL")
+    form = get.add_mutually_exclusive_group()
+    form.add_argument("--gguf", action="store_true", help="GGUF models (the default)")
+    form.add_argument("--mlx", action="store_true", help="MLX models (not supported here)")
+    get.add_argument("-y", "--yes", action="store_true",
+                     help="download the default variant without asking")
+    get.add_argument("--select", action="store_true",
+                     help="choose the repository and the variant")
+
+
+def add_log_parser(sub) -> None:
+    log = sub.add_parser("log", help="stream the logs")
+    actions = log.add_subparsers(dest="log_command", metavar="stream", parser_class=_Parser)
+    stream = actions.add_parser("stream", help="stream model inputs/outputs or server logs")
+    stream.add_argument("-s", "--source", choices=["model", "server"], default="model",
+                        help="model: prompts and outputs; server: requests and events")
+    stream.add_argument("--filter", metavar="input,output",
+                        help="model events to show: input, output or input,output")
+    stream.add_argument("--stats", action="store_true", help="add prediction stats")
+    stream.add_argument("--json", action="store_true", help="one JSON event a line")
+    stream.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
+                        help="stop after this many seconds")
+    stream.add_argument("--server", metavar="URL",
+                        help="follow a Jupyter server's logs (its URL with the base path) "
+                             "instead of this process's")
+    stream.add_argument("--token", metavar="TOKEN",
+                        help="that server's token (default: $JUPYTER_TOKEN)")
 
 
 def build_parser(prog: str = "lms-jupyter") -> argparse.ArgumentParser:
@@ -81,6 +113,8 @@ def build_parser(prog: str = "lms-jupyter") -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     ls = sub.add_parser("ls", help="list the models on disk")
+    ls.add_argument("model", nargs="?", metavar="MODEL_KEY",
+                    help="list this model's variants")
     kind = ls.add_mutually_exclusive_group()
     kind.add_argument("--llm", action="store_true", help="only language models")
     kind.add_argument("--embedding", action="store_true", help="only embedding models")
@@ -106,10 +140,8 @@ def build_parser(prog: str = "lms-jupyter") -> argparse.ArgumentParser:
     unload.add_argument("identifier", nargs="?")
     unload.add_argument("-a", "--all", action="store_true", help="unload every model")
 
-    sub.add_parser("get", help="(not available yet) download a model", add_help=False) \
-        .add_argument("rest", nargs=argparse.REMAINDER)
-    sub.add_parser("log", help="(not available yet) stream the logs", add_help=False) \
-        .add_argument("rest", nargs=argparse.REMAINDER)
+    add_get_parser(sub)
+    add_log_parser(sub)
 
     history = sub.add_parser("history", help="show the %%%%chat conversation (kernel only)")
     history.add_argument("--json", action="store_true", help="print the messages as JSON")
@@ -126,6 +158,7 @@ class Console:
     """Where command output goes: stdout, and a progress view for loads."""
 
     load_hint = "lms-jupyter load <model>"
+    notes_on_stdout = False  # note() writes to stderr
 
     def print(self, text: str = "") -> None:
         print(text, file=sys.stdout, flush=True)
@@ -135,6 +168,32 @@ class Console:
 
     def progress(self, title: str):
         return TerminalProgress(title)
+
+    # -- get / log stream ----------------------------------------------------------------
+    def note(self, text: str) -> None:
+        """Status lines that are not the command's output (stderr in a terminal)."""
+        print(text, file=sys.stderr, flush=True)
+
+    def download_progress(self, title: str):
+        from .download_views import TerminalDownloadProgress
+
+        return TerminalDownloadProgress(title)
+
+    def confirm(self, question: str) -> bool:
+        """Ask only when someone can answer (stdin is a terminal)."""
+        if not sys.stdin or not sys.stdin.isatty():
+            return True
+        try:
+            answer = input(f"{question} [Y/n] ").strip().lower()
+        except EOFError:
+            return True
+        return answer in ("", "y", "yes")
+
+    def select(self, plan, resolve_repo):
+        """``get --select``: a numbered prompt; returns the chosen plan."""
+        from .download_views import prompt_plan
+
+        return prompt_plan(plan, resolve_repo)
 
 
 class Commands:
@@ -153,8 +212,8 @@ class Commands:
     def run(self, args: argparse.Namespace):
         command = args.command
         if command is None:
-            raise CommandError("Give a command: ls, ps, load, unload, history, widget, "
-                               "chat-widget (-h for help).", status=2)
+            raise CommandError("Give a command: ls, ps, load, unload, get, log, history, "
+                               "widget, chat-widget (-h for help).", status=2)
         if command in RESERVED:
             raise CommandError(RESERVED[command])
         if command in self.extra:
@@ -171,16 +230,33 @@ class Commands:
     # -- ls / ps -----------------------------------------------------------------------
     def cmd_ls(self, args) -> None:
         manager = self.manager
-        models = manager.catalog.models()
+        if args.model:
+            return self._ls_variants_of(manager, args)
+        all_models = manager.catalog.models()
         kinds = ("llm",) if args.llm else ("embedding",) if args.embedding \
             else ("llm", "embedding")
-        models = [m for m in models if views.v1_type(m) in kinds]
+        models = [m for m in all_models if views.v1_type(m) in kinds]
         if args.json:
-            self.console.json([views.model_json(m) for m in models])
+            if args.variants:  # LM Studio: [{model, variants: [...]}]
+                self.console.json([{"model": views.model_json(m),
+                                    "variants": [views.variant_json(m, v) for v in m.variants]}
+                                   for m in models])
+            else:
+                self.console.json([views.model_json(m) for m in models])
             return
         lines = listing.ls_lines(models, manager.list_loaded(), variants=args.variants,
-                                 kinds=kinds)
+                                 kinds=kinds, total_count=len(all_models))
         self.console.print("\n".join(lines))
+
+    def _ls_variants_of(self, manager, args) -> None:
+        """``ls <modelKey>``: one model's variants."""
+        if args.variants:
+            raise CommandError("Cannot combine a model key argument with --variants.")
+        info, _variant = manager.resolve_model(args.model)
+        if args.json:
+            self.console.json([views.variant_json(info, v) for v in info.variants])
+            return
+        self.console.print("\n".join(listing.variant_lines(info, manager.list_loaded())))
 
     def cmd_ps(self, args) -> None:
         loaded = self.manager.list_loaded()
@@ -270,3 +346,104 @@ class Commands:
             identifier = loaded[0].identifier
         model = manager.unload(identifier)
         self.console.print(f"Model \"{model.identifier}\" unloaded.")
+
+    # -- get -------------------------------------------------------------------------------
+    def cmd_get(self, args):
+        """``lms get``: resolve on the Hub, maybe choose, then download with progress."""
+        from ..models import downloads
+
+        if args.mlx:
+            raise CommandError(MLX_MESSAGE)
+        if not args.model:
+            raise CommandError("Name the model to download: a keyword, publisher/repo"
+                               "[@quantization] or a https://huggingface.co URL.", status=2)
+        manager = self.manager
+        hub = downloads.Hub()
+        budget = downloads.memory_budget(manager)
+
+        def resolve(name: str):
+            return downloads.resolve(name, models_dir=manager.catalog.models_dir, hub=hub,
+                                     available_bytes=budget)
+
+        try:
+            target = downloads.parse_target(args.model, hub.endpoint)
+            if target.kind == "keyword":
+                self.console.note(f"Searching the Hugging Face Hub for \"{target.text}\"...")
+            plan = resolve(args.model)
+            if args.select:
+                chosen = self.console.select(plan, resolve)
+                if not isinstance(chosen, downloads.DownloadPlan):
+                    return chosen  # a notebook picker: it downloads on its own
+                plan = chosen
+            return self._download(plan, hub, args.yes or args.select)
+        except downloads.DownloadError as exc:
+            raise CommandError(exc.message) from None
+
+    def _download(self, plan, hub, confirmed: bool) -> None:
+        from ..models.downloads import DownloadJob, human_size
+        from .download_views import DownloadPaused, run_download
+
+        hint = self.console.load_hint.replace("<model>", plan.model_key)
+        what = f"{plan.repo_id} {plan.variant.quantization}"
+        if plan.already_downloaded:
+            self.console.print(f"Model already downloaded ({what}). To use, run: {hint}")
+            return None
+        if plan.note:
+            self.console.note(f"Default variant: {plan.note}.")
+        size = human_size(plan.total_size)
+        if not confirmed and not self.console.confirm(
+                f"About to download {what} ({size}). Continue?"):
+            self.console.print("Download cancelled.")
+            return None
+        self.console.print(f"Resolution completed. Downloading {what} ({size})...")
+        view = self.console.download_progress(f"{plan.repo_id} {plan.variant.quantization}")
+        try:
+            run_download(DownloadJob(plan, hub), view)
+        except DownloadPaused:
+            raise CommandError(f"Download paused; run the same command again to resume "
+                               f"({plan.repo_id}).") from None
+        view.finish(f"Download completed. To use, run: {hint}")
+        return None
+
+    # -- log stream ------------------------------------------------------------------------
+    def cmd_log(self, args) -> None:
+        """``lms log stream``: this process's events (or a server's, with --server) as they
+        come, until Ctrl+C or ``--timeout``."""
+        import os
+
+        from .. import logstream
+
+        if args.log_command != "stream":
+            raise CommandError("Give a log command: stream (-h for help).", status=2)
+        try:
+            log_filter = logstream.LogFilter.parse(args.source, args.filter, args.stats)
+        except logstream.LogOptionsError as exc:
+            raise CommandError(str(exc)) from None
+
+        def dropped(count: int) -> None:
+            self.console.note(f"({count} log events dropped: the reader fell behind)")
+
+        if args.server:
+            token = args.token or os.environ.get("JUPYTER_TOKEN")
+            try:
+                events = logstream.read_sse(logstream.sse_url(args.server, log_filter), token,
+                                            timeout=args.timeout, on_dropped=dropped)
+                where = f" server at {args.server}"
+            except logstream.LogOptionsError as exc:
+                raise CommandError(str(exc)) from None
+        else:
+            events = logstream.follow(log_filter, timeout=args.timeout, on_dropped=dropped,
+                                      subscription=logstream.bus().subscribe(log_filter.source))
+            where = ""
+        if not args.json or not self.console.notes_on_stdout:  # keep JSON lines clean
+            self.console.note(f"Streaming logs from lms-jupyter{where}\n")
+        try:
+            for event in events:
+                self.console.print(logstream.render_json(event) if args.json
+                                   else logstream.render_text(event, log_filter.stats))
+        except KeyboardInterrupt:
+            pass
+        except logstream.LogOptionsError as exc:
+            raise CommandError(str(exc)) from None
+        finally:
+            events.close()

@@ -37,26 +37,59 @@ def human_duration(seconds: float | None) -> str:
     return f"{hours}h" if not minutes else f"{hours}h {minutes}m"
 
 
-def table(rows: list[list[str]], headers: list[str]) -> list[str]:
-    """Left-aligned columns separated by two spaces."""
+def table(rows: list[list[str]], headers: list[str], splitter: str = "  ") -> list[str]:
+    """Left-aligned columns separated by ``splitter``."""
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(cell)) for w, cell in zip(widths, row)]
     lines = []
     for row in [headers, *rows]:
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        lines.append(splitter.join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     return lines
 
 
+_TITLES = {"llm": "LLM", "embedding": "EMBEDDING"}
+_LS_COLUMNS = ["PARAMS", "ARCH", "SIZE", "DEVICE", ""]  # LM Studio's, after the title
+_LS_SPLITTER = "    "  # columnify's columnSplitter in lms
+
+
+def loaded_mark(count: int) -> str:
+    if count == 0:
+        return ""
+    return "✓ LOADED" if count == 1 else f"✓ LOADED ({count})"
+
+
+def with_variant_count(info: ModelInfo) -> str:
+    """``key (N variants)``, as ``lms ls`` names a model."""
+    count = len(info.variants)
+    return f"{info.key} ({count} {'variant' if count == 1 else 'variants'})"
+
+
+def _variant_rows(info: ModelInfo, instances: list) -> list[list[str]]:
+    """One row per variant: `` * `` marks the one ``load`` picks."""
+    default = info.default_variant
+    rows = []
+    for v in info.variants:
+        count = sum(1 for i in instances if i.variant.path == v.path)
+        rows.append([f"{' * ' if v is default else '   '}{variant_id(info, v)}", v.params_string,
+                     v.arch, human_size(v.size_bytes), "Local", loaded_mark(count)])
+    return rows
+
+
 def ls_lines(models: list[ModelInfo], loaded: list, *, variants: bool = False,
-             kinds: tuple[str, ...] = ("llm", "embedding")) -> list[str]:
-    """``lms ls``: a summary line, then one table per model type."""
-    titles = {"llm": "LLM", "embedding": "EMBEDDING"}
-    if not models and len(kinds) == 1:
-        return [f"No {titles[kinds[0]].lower()} models."]
+             kinds: tuple[str, ...] = ("llm", "embedding"), total_count: int | None = None
+             ) -> list[str]:
+    """``lms ls`` as LM Studio prints it: a summary line, then one table per model type
+    (``KEY (N variants)``, PARAMS, ARCH, SIZE, DEVICE, ``✓ LOADED``); ``variants`` adds a
+    row per quantization under each model, the default marked `` * ``.
+
+    ``total_count`` is the number of models before a ``--llm``/``--embedding`` filter.
+    """
     if not models:
-        return ["You have no models. Put GGUF files under the models folder "
-                "(<publisher>/<repo>/<file>.gguf)."]
+        if total_count:
+            return [f"You have {total_count} models, but none of them match the filter."]
+        return ["You have not downloaded any models yet. Put GGUF files under the models "
+                "folder (<publisher>/<repo>/<file>.gguf) or run get <model>."]
     total = sum(v.size_bytes for m in models for v in m.variants)
     count = len(models)
     lines = [f"You have {count} model{'s' if count != 1 else ''}, taking up "
@@ -65,34 +98,33 @@ def ls_lines(models: list[ModelInfo], loaded: list, *, variants: bool = False,
     for instance in loaded:
         by_key.setdefault(instance.info.key, []).append(instance)
     for kind in kinds:
-        group = [m for m in models if v1_type(m) == kind]
+        group = sorted((m for m in models if v1_type(m) == kind), key=lambda m: m.key)
         if not group:
-            lines += [f"No {titles[kind].lower()} models.", ""]
             continue
         rows = []
         for info in group:
             variant = info.default_variant
             instances = by_key.get(info.key, [])
-            mark = ""
-            if instances:
-                mark = "✓ LOADED" if len(instances) == 1 else f"✓ LOADED ({len(instances)})"
-            name = info.key
-            if len(info.variants) > 1 and not variants:
-                name += f" ({len(info.variants)} variants)"
-            rows.append([name, variant.params_string, variant.arch, variant.quantization,
-                         human_size(variant.size_bytes), mark])
             if variants:
-                loaded_paths = {i.variant.path for i in instances}
-                for v in info.variants:
-                    selected = "*" if v is variant else " "
-                    state = "✓" if v.path in loaded_paths else ""
-                    rows.append([f"  {selected} {variant_id(info, v)}", "", "", v.quantization,
-                                 human_size(v.size_bytes), state])
-        lines += table(rows, [titles[kind], "PARAMS", "ARCH", "QUANT", "SIZE", "LOADED"])
+                rows.append([with_variant_count(info), "", "", "", "", ""])
+                rows += _variant_rows(info, instances)
+            else:
+                rows.append([with_variant_count(info), variant.params_string, variant.arch,
+                             human_size(variant.size_bytes), "Local",
+                             loaded_mark(len(instances))])
+        lines += table(rows, [_TITLES[kind], *_LS_COLUMNS], _LS_SPLITTER)
         lines.append("")
     while lines and not lines[-1]:
         lines.pop()
     return lines
+
+
+def variant_lines(info: ModelInfo, loaded: list) -> list[str]:
+    """``lms ls <modelKey>``: that model's variants."""
+    instances = [m for m in loaded if m.info.key == info.key]
+    title = _TITLES[v1_type(info)]
+    return [f"Listing variants for {info.key}:", "",
+            *table(_variant_rows(info, instances), [title, *_LS_COLUMNS], _LS_SPLITTER)]
 
 
 def ps_lines(loaded: list, load_hint: str, now: float | None = None) -> list[str]:

@@ -53,12 +53,35 @@ class KernelConsole(Console):
     """Command output in a cell: text to stdout, loads as an updating progress bar."""
 
     load_hint = "%lms load <model>"
+    notes_on_stdout = True
 
     def __init__(self, mode: str):
         self.mode = mode
 
     def progress(self, title: str):
         return NotebookProgress(title) if self.mode == "display" else TerminalProgress(title)
+
+    # -- get / log stream: the cell shows status lines; the magic itself is the "yes" --------
+    def note(self, text: str) -> None:
+        print(text, flush=True)
+
+    def confirm(self, question: str) -> bool:
+        return True
+
+    def download_progress(self, title: str):
+        from .download_views import TerminalDownloadProgress, WidgetDownloadProgress
+
+        if self.mode == "display":
+            return WidgetDownloadProgress(title)
+        return TerminalDownloadProgress(title)
+
+    def select(self, plan, resolve_repo):
+        """A picker widget in a notebook (it downloads on its own); a prompt elsewhere."""
+        from .download_views import DownloadPicker
+
+        if self.mode == "display":
+            return DownloadPicker(plan, resolve_repo, self.load_hint)
+        return super().select(plan, resolve_repo)
 
 
 @magics_class
@@ -95,7 +118,8 @@ class LMSMagics(Magics):
     # -- %lms ------------------------------------------------------------------------------
     @line_magic
     def lms(self, line: str = ""):
-        """LM Studio's lms commands: ls, ps, load, unload, history, widget, chat-widget."""
+        """LM Studio's lms commands: ls, ps, load, unload, get, log stream, history, widget,
+        chat-widget."""
         try:
             argv = shlex.split(line)
         except ValueError as exc:

@@ -7,6 +7,7 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado.iostream import StreamClosedError
 
+from .. import logstream
 from ..api.results import JSONResponse, StreamResponse
 from ..errors import APIError, bad_request
 from .services import Services
@@ -34,7 +35,14 @@ class LMSHandler(ExtensionHandlerMixin, APIHandler):
             raise bad_request(f"The request body is not valid JSON: {exc}") from None
         if not isinstance(body, dict):
             raise bad_request("The request body must be a JSON object.")
+        self._log_model = body.get("model") if isinstance(body.get("model"), str) else None
         return body
+
+    def on_finish(self) -> None:
+        """Every request on ``lms log stream --source server`` (path only: no secrets)."""
+        super().on_finish()
+        logstream.log_request(self.request.method, self.request.path, self.get_status(),
+                              self.request.request_time(), getattr(self, "_log_model", None))
 
     def error_body(self, error: APIError) -> dict:
         return error.to_dict()

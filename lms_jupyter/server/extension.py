@@ -8,6 +8,8 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Enum, List, Unicode
 
 from ..api.lmstudio import LMStudioAPI
+from .. import logstream
+from ..api.downloads import DownloadAPI
 from ..api.openai_compat import OpenAICompatAPI
 from ..engine.manager import ModelManager
 from ..engine.options import LoadRequest
@@ -50,7 +52,8 @@ class LMSJupyterApp(ExtensionApp):
         self.services = Services(
             manager=manager,
             openai=OpenAICompatAPI(manager, self.presets, reasoning_field=self.reasoning_field),
-            lmstudio=LMStudioAPI(manager, self.presets, reasoning_field=self.reasoning_field))
+            lmstudio=LMStudioAPI(manager, self.presets, reasoning_field=self.reasoning_field),
+            downloads=DownloadAPI(manager))
         self.settings[Services.SETTINGS_KEY] = self.services
 
     def initialize_handlers(self):
@@ -65,6 +68,8 @@ class LMSJupyterApp(ExtensionApp):
         self.log.info("lms_jupyter: models folder %s (%s); %d model(s): %s", folder,
                       "exists" if folder.is_dir() else "does not exist yet", len(models),
                       ", ".join(m.key for m in models) or "none")
+        logstream.server_started(f"{serverapp.base_url}{self.prefix}/", folder,
+                                 [getattr(serverapp.identity_provider, "token", None)])
         if self.preload:
             # loads take seconds: run them off the event loop so the server answers meanwhile
             asyncio.get_running_loop().create_task(self._preload())

@@ -92,6 +92,13 @@ def _routes(prefix: str) -> list[tuple[str, dict, dict]]:
             lambda s, body: s.lmstudio.estimate(body),
             "Memory a load would need, from the GGUF header", body=True,
             blocking=True)}, LMSTUDIO_V1),
+        (rf"{api1}/models/download/?", {"post": Endpoint(
+            lambda s, body: s.downloads.start(body),
+            "Start downloading a model from the Hugging Face Hub (a job)", body=True,
+            blocking=True)}, LMSTUDIO_V1),
+        (rf"{api1}/models/download/status/(?P<job_id>[^/]+)/?", {"get": Endpoint(
+            lambda s, job_id: s.downloads.status(job_id),
+            "A download job's status, bytes, speed and error")}, LMSTUDIO_V1),
     ]
 
 
@@ -99,9 +106,12 @@ def lms_handlers(prefix: str) -> list[tuple]:
     """Tornado handler specs for every route under ``/{prefix}``, ending with a catch-all
     that answers unknown paths with a JSON 404 in OpenAI's error shape."""
     from .handlers import EndpointHandler, NotFoundHandler
+    from .log_handlers import LogStreamHandler
 
     specs = [(pattern, EndpointHandler, {"endpoints": endpoints, **options})
              for pattern, endpoints, options in _routes(prefix)]
+    # lms log stream: an SSE feed from the log bus, not an API call
+    specs.append((rf"/{prefix}/api/v0/logs/stream/?", LogStreamHandler))
     specs.append((rf"/{prefix}(/.*)?", NotFoundHandler, OPENAI))
     return specs
 

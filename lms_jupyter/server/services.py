@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..api import OpenAICompatAPI
+from ..api.downloads import DownloadAPI
 from ..api.lmstudio import LMStudioAPI
 from ..engine.manager import ModelManager
 
@@ -13,5 +14,6 @@ class Services:
     manager: ModelManager
     openai: OpenAICompatAPI
     lmstudio: LMStudioAPI  # LM Studio's /api REST surface
+    downloads: DownloadAPI  # model downloads from the Hugging Face Hub
 
     SETTINGS_KEY = "lms_jupyter_services"
