@@ -112,7 +112,7 @@ class LMStudioAPI:
         }
         if loaded:
             entry["loaded_context_length"] = loaded[0].config.context_length
-        entry["capabilities"] = ["tool_use"] if variant.supports_tools else []
+        entry["capabilities"] = variant.capabilities
         return entry
 
     def models_v0(self) -> dict:

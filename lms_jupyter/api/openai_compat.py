@@ -21,6 +21,7 @@ from ..engine.generation import Failed, Finished, GenerationRequest, Started, Te
 from ..engine.manager import ModelManager
 from ..chat.templates import PLAIN_TRANSCRIPT_STOP, normalise_messages, render_chat
 from ..chat import plan as chat_features
+from . import embeddings as embeddings_api
 from . import params
 from ..chat.output import ChatOutput
 from .results import JSONResponse, StreamResponse
@@ -333,48 +334,8 @@ class OpenAICompatAPI:
             channel.cancel()  # the consumer stopped early: free the model
 
     async def embeddings(self, body) -> JSONResponse:
-        body = params.require_object(body)
-        texts = self._embedding_inputs(body)
-        encoding = body.get("encoding_format") or "float"
-        if encoding not in ("float", "base64"):
-            raise bad_request("'encoding_format' must be 'float' or 'base64'.", "encoding_format")
-        dimensions = params.number(body, "dimensions", 1, None, integer=True)
-        model, _ = await run_blocking(self._acquire, body)
-        future = model.embed(texts)
-        vectors, tokens = await asyncio.wrap_future(future)
-        return JSONResponse(self._embedding_body(model, vectors, tokens, encoding, dimensions))
-
-    def _embedding_inputs(self, body: dict) -> list[str]:
-        value = body.get("input")
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-            raise bad_request("'input' must be a non-empty string or an array of non-empty "
-                              "strings.", "input")
-        if any(not v for v in value):
-            raise bad_request("'input' must not contain empty strings.", "input")
-        if len(value) > 2048:
-            raise bad_request("At most 2048 inputs per request.", "input")
-        return value
-
-    @staticmethod
-    def _embedding_body(model, vectors, tokens, encoding, dimensions) -> dict:
-        data = []
-        for i, vector in enumerate(vectors):
-            if dimensions is not None:
-                if dimensions > len(vector):
-                    raise bad_request(f"'dimensions' must be at most {len(vector)}.",
-                                      "dimensions")
-                vector = vector[:dimensions]
-                norm = sum(v * v for v in vector) ** 0.5 or 1.0
-                vector = [v / norm for v in vector]
-            if encoding == "base64":
-                payload = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
-            else:
-                payload = vector
-            data.append({"object": "embedding", "embedding": payload, "index": i})
-        return {"object": "list", "data": data, "model": model.identifier,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        """/v1/embeddings: see :mod:`.embeddings`."""
+        return await embeddings_api.embeddings(self, body)
 
     # -- blocking (kernel) -------------------------------------------------------------------
     def run_sync(self, prep: Prepared,
@@ -412,8 +373,5 @@ class OpenAICompatAPI:
             channel.cancel()
 
     def embeddings_sync(self, body) -> dict:
-        body = params.require_object(body)
-        texts = self._embedding_inputs(body)
-        model, _ = self._acquire(body)
-        vectors, tokens = model.embed(texts).result()
-        return self._embedding_body(model, vectors, tokens, "float", None)
+        """/v1/embeddings for the kernel (blocking); the same body as over HTTP."""
+        return embeddings_api.embeddings_sync(self, body)

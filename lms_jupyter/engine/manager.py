@@ -2,8 +2,9 @@
 
 LM Studio's rules: a request naming a known model loads it just in time; a JIT-loaded
 model unloads after its idle TTL (60 min by default, a request's ``ttl`` overrides, every
-request resets the timer); with auto-evict only the newest JIT model stays; explicitly
-loaded models are never evicted; nothing is unloaded while it has work.
+request resets the timer); with auto-evict only the newest JIT model of each type stays
+(an embedding model and an LLM live side by side, so a RAG loop does not reload them);
+explicitly loaded models are never evicted; nothing is unloaded while it has work.
 """
 from __future__ import annotations
 
@@ -122,14 +123,14 @@ class ModelManager:
             flash_attention=config.flash_attention,
             gpu_offload=self._offload_fraction(variant, config.n_gpu_layers))
         if self.memory_guardrail and not force:
-            self._check_memory(estimate, jit)  # before evicting anything for it
+            self._check_memory(estimate, jit, info.type)  # before evicting anything for it
         with self._lock:
             identifier = identifier or self._free_identifier(info.key)
             if identifier in self._loaded:
                 raise APIError(f"A model with identifier \"{identifier}\" is already loaded.",
                                409, "invalid_request_error", "identifier", "identifier_in_use")
             if jit and self.auto_evict:
-                self._evict_jit_models()
+                self._evict_jit_models(info.type)
         if jit and ttl is None:
             ttl = self.default_ttl
         instance = LoadedModel(info, variant, identifier, config, ttl=ttl, jit=jit)
@@ -187,14 +188,15 @@ class ModelManager:
                               f"{variant.max_context_length}.", "context_length")
         return context_length
 
-    def available_bytes(self, for_jit: bool = False) -> int:
+    def available_bytes(self, for_jit: bool = False, kind: str | None = None) -> int:
         """Memory a new model may use: free memory, capped by the configured budget.
 
-        A JIT load with auto-evict will free the previous JIT model, so that one counts
-        as available.
+        A JIT load with auto-evict will free the previous JIT model (of the same ``kind``,
+        "llm" or "embeddings", when given), so that one counts as available.
         """
         with self._lock:
-            evictable = [m for m in self._loaded.values() if for_jit and self.auto_evict and m.jit]
+            evictable = [m for m in self._loaded.values() if for_jit and self.auto_evict
+                         and m.jit and (kind is None or m.info.type == kind)]
             staying = [m for m in self._loaded.values() if m not in evictable]
         free = available_memory_bytes() + sum(m.estimated_bytes for m in evictable)
         if self.memory_limit_bytes is not None:
@@ -202,8 +204,8 @@ class ModelManager:
             free = min(free, max(budget, 0))
         return free
 
-    def _check_memory(self, estimate, jit: bool) -> None:
-        available = self.available_bytes(for_jit=jit)
+    def _check_memory(self, estimate, jit: bool, kind: str | None = None) -> None:
+        available = self.available_bytes(for_jit=jit, kind=kind)
         if estimate.total_bytes > available:
             need, have = estimate.total_bytes / 2**30, available / 2**30
             raise APIError(
@@ -228,9 +230,10 @@ class ModelManager:
                 return f"{key}:{n}"
         raise APIError("Too many instances of this model.", 409)
 
-    def _evict_jit_models(self) -> None:
-        """Auto-evict: the previous JIT model goes, after finishing what it was doing."""
-        for model in [m for m in self._loaded.values() if m.jit]:
+    def _evict_jit_models(self, kind: str) -> None:
+        """Auto-evict: the previous JIT model of the same type ("llm" or "embeddings") goes,
+        after finishing what it was doing; LM Studio keeps one of each."""
+        for model in [m for m in self._loaded.values() if m.jit and m.info.type == kind]:
             self._unload_instance(model, cancel_running=False)
 
     def unload(self, identifier: str) -> LoadedModel:

@@ -114,6 +114,16 @@ def build_parser(prog: str = "lms-jupyter") -> argparse.ArgumentParser:
     unload.add_argument("identifier", nargs="?")
     unload.add_argument("-a", "--all", action="store_true", help="unload every model")
 
+    embed = sub.add_parser("embed", help="embed texts: dims, norms, first values, cosine "
+                           "similarities")
+    embed.add_argument("model", help="embedding model key or loaded identifier")
+    embed.add_argument("texts", nargs="+", metavar="TEXT", help="texts to embed (quote them)")
+    embed.add_argument("--dimensions", type=_positive_int, metavar="N",
+                       help="keep the first N dimensions (Matryoshka), re-normalised")
+    embed.add_argument("--truncate", action="store_true",
+                       help="cut inputs longer than the model takes instead of failing")
+    embed.add_argument("--json", action="store_true", help="print the vectors as JSON")
+
     sub.add_parser("get", help="(not available yet) download a model", add_help=False) \
         .add_argument("rest", nargs=argparse.REMAINDER)
     sub.add_parser("log", help="(not available yet) stream the logs", add_help=False) \
@@ -149,8 +159,10 @@ class Commands:
     """The subcommands themselves, against one ModelManager."""
 
     def __init__(self, manager_factory: Callable, console: Console,
-                 extra: dict[str, Callable] | None = None):
+                 extra: dict[str, Callable] | None = None,
+                 api_factory: Callable | None = None):
         self._manager_factory = manager_factory
+        self._api_factory = api_factory  # the API `embed` goes through (default: in-process)
         self.console = console
         self.extra = extra or {}  # kernel-only commands (history, widgets)
 
@@ -161,7 +173,7 @@ class Commands:
     def run(self, args: argparse.Namespace):
         command = args.command
         if command is None:
-            raise CommandError("Give a command: ls, ps, load, unload, history, widget, "
+            raise CommandError("Give a command: ls, ps, load, unload, embed, history, widget, "
                                "chat-widget (-h for help).", status=2)
         if command in RESERVED:
             raise CommandError(RESERVED[command])
@@ -283,3 +295,24 @@ class Commands:
             identifier = loaded[0].identifier
         model = manager.unload(identifier)
         self.console.print(f"Model \"{model.identifier}\" unloaded.")
+
+    # -- embed ---------------------------------------------------------------------------
+    def cmd_embed(self, args) -> None:
+        """A quick look at embeddings; ``lms_jupyter.embed`` gives the arrays."""
+        from .embeddings import EmbeddingUsageError, embed_with, summary_lines
+
+        if self._api_factory is not None:
+            api = self._api_factory()
+        else:
+            from ..api import OpenAICompatAPI
+
+            api = OpenAICompatAPI(self.manager)
+        try:
+            vectors, meta = embed_with(api, args.texts, args.model,
+                                       dimensions=args.dimensions, truncate=args.truncate)
+        except EmbeddingUsageError as exc:
+            raise CommandError(str(exc)) from None
+        if args.json:
+            self.console.json({**meta, "embeddings": vectors.tolist()})
+            return
+        self.console.print("\n".join(summary_lines(args.texts, vectors, meta)))
