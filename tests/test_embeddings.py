@@ -70,6 +70,25 @@ def test_converted_model_is_a_bert_embedding_model(catalog):
     assert smol.type == "llm" and not smol.default_variant.is_embedding
 
 
+@pytest.mark.parametrize("metadata, embedding", [
+    ({"general.architecture": "bert"}, True),
+    ({"general.architecture": "nomic-bert", "nomic-bert.pooling_type": 1}, True),
+    ({"general.architecture": "gemma-embedding", "gemma-embedding.pooling_type": 1}, True),
+    ({"general.architecture": "qwen3", "qwen3.pooling_type": 3,  # Qwen3-Embedding
+      "tokenizer.chat_template": "{{ messages }}"}, True),
+    ({"general.architecture": "qwen3", "tokenizer.chat_template": "{{ messages }}"}, False),
+    ({"general.architecture": "llama", "llama.pooling_type": 0}, False),
+    ({"general.architecture": "pangu-embedded"}, False),  # a chat model despite its name
+])
+def test_embedding_models_are_recognised_from_metadata(tmp_path, metadata, embedding):
+    from lms_jupyter.models.catalog import ModelVariant
+    from lms_jupyter.models.gguf import GGUFHeader
+
+    variant = ModelVariant(tmp_path / "m.gguf", GGUFHeader(3, metadata), 1)
+    assert variant.is_embedding is embedding
+    assert ("embedding" in variant.capabilities) is embedding
+
+
 def test_tokenization_matches_the_models_tokenizer(embedder):
     assert embedder.tokenize("A man is eating food.") == [101, 1037, 2158, 2003, 5983, 2833,
                                                           1012, 102]
@@ -339,3 +358,22 @@ def test_embed_in_an_ipython_shell(catalog, capsys):
         shell.extension_manager.unload_extension("lms_jupyter")
         runtime.set_manager(previous)
         manager.shutdown()
+
+
+def test_embed_from_the_terminal(embedding_models_dir):
+    import json
+    import os
+
+    env = dict(os.environ, LMS_JUPYTER_MODELS_DIR=str(embedding_models_dir))
+    result = subprocess.run([sys.executable, "-m", "lms_jupyter.cli", "embed", MINILM,
+                             "A man is eating food.", "A man is eating bread.", "--json",
+                             "--dimensions", "16"],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    vectors = np.array(data["embeddings"])
+    assert vectors.shape == (2, 16) and data["model"] == MINILM
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    missing = subprocess.run([sys.executable, "-m", "lms_jupyter.cli", "embed", "no-such",
+                              "x"], capture_output=True, text=True, env=env, timeout=120)
+    assert missing.returncode == 1 and "not found" in missing.stderr

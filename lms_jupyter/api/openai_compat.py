@@ -6,10 +6,7 @@ and shape the worker's events into OpenAI's wire format.
 """
 from __future__ import annotations
 
-import asyncio
-import base64
 import secrets
-import struct
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator

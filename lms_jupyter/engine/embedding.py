@@ -13,7 +13,9 @@ with the context's memory cleared between batches. ``n_batch`` and ``n_ubatch`` 
 longest allowed input, because llama.cpp cannot split a sequence of a non-causal (encoder)
 model across micro-batches (it aborts the process if asked to).
 
-Nothing here is thread-safe: an :class:`Embedder` is used by its model's worker thread only.
+Nothing here is thread-safe: an :class:`Embedder` is used by its model's worker thread only,
+and creating one silences the process's stdout/stderr for a moment (llama.cpp's notes), so
+callers serialise creation with their other loads (``engine.model``'s load lock).
 """
 from __future__ import annotations
 
@@ -112,7 +114,10 @@ class Embedder:
         params.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attention
                                   else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
         params.no_perf = True
-        self._ctx = llama_cpp.llama_init_from_model(model_ptr, params)
+        from llama_cpp._utils import suppress_stdout_stderr
+
+        with suppress_stdout_stderr(disable=False):  # llama.cpp notes the pooling override
+            self._ctx = llama_cpp.llama_init_from_model(model_ptr, params)
         if not self._ctx:
             raise RuntimeError("llama.cpp could not create an embedding context.")
         if llama_cpp.llama_pooling_type(self._ctx) != pooling:

@@ -291,10 +291,11 @@ class LoadedModel:
         """The embedding context (worker thread only). A chat model gets a mean-pooling
         one on its own weights the first time it is asked for embeddings."""
         if self._embedder is None:
-            self._embedder = Embedder.for_chat_model(
-                self._llm, context_length=self.config.context_length,
-                n_threads=self.config.n_threads, flash_attention=self.config.flash_attention,
-                label=self.identifier)
+            with _LOAD_LOCK:  # it silences stderr while llama.cpp creates the context
+                self._embedder = Embedder.for_chat_model(
+                    self._llm, context_length=self.config.context_length,
+                    n_threads=self.config.n_threads,
+                    flash_attention=self.config.flash_attention, label=self.identifier)
         return self._embedder
 
     def tokenize(self, text: str, add_bos: bool = False, special: bool = True) -> list[int]:
