@@ -202,7 +202,8 @@ class Embedder:
                 return full[:start], full[start + len(plain):]
         return [], []
 
-    def prepare(self, texts: list[str], truncate: bool = False) -> tuple[list[list[int]], list[int]]:
+    def prepare(self, texts: list[str],
+                truncate: bool = False) -> tuple[list[list[int]], list[int]]:
         """Tokens per input, checked against :attr:`max_tokens`.
 
         Too long: a 400 ``context_length_exceeded`` naming the input, or with ``truncate``
