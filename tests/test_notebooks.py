@@ -57,7 +57,7 @@ def answer(c) -> str:
 def test_every_notebook_is_tested():
     assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == [
         "01_quickstart.ipynb", "02_structured_output.ipynb", "03_tools.ipynb",
-        "04_openai_client.ipynb"]
+        "04_openai_client.ipynb", "05_embeddings.ipynb"]
 
 
 def test_quickstart(tmp_path, monkeypatch):
@@ -130,3 +130,31 @@ def test_openai_client_against_the_server(tmp_path, monkeypatch, server):
     (streamed,) = [t for t in texts(stream_cell) if not t.startswith("<IPython")]
     markdown = [o for o in stream_cell.outputs if o.output_type == "display_data"]
     assert markdown[0].data["text/markdown"] == streamed.rstrip("\n") and streamed.strip()
+
+
+def test_embeddings(tmp_path, monkeypatch):
+    """The user's path: convert all-MiniLM-L6-v2 into an empty models folder, search, plot."""
+    from lms_jupyter.models.convert import ConversionError, minilm_source
+
+    try:
+        minilm_source()
+    except ConversionError as exc:
+        pytest.skip(str(exc))
+    cells = execute("05_embeddings.ipynb", tmp_path, monkeypatch)
+    (converted,) = texts(cell(cells, "from lms_jupyter.models.convert import install_minilm"))
+    assert converted.strip() == ("Embedding model: sentence-transformers/all-MiniLM-L6-v2-GGUF/"
+                                 "all-MiniLM-L6-v2-F16.gguf")
+    assert (tmp_path / "no-models" / "sentence-transformers").is_dir()
+    listing = texts(cell(cells, "%lms ls --embedding"))[0]
+    assert "all-minilm-l6-v2" in listing and "bert" in listing and MODEL not in listing
+    quick = texts(cell(cells, "%lms embed"))[0]
+    assert quick.startswith("all-minilm-l6-v2 · 3 texts · 384 dims") and "cosine" in quick
+    (shape,) = texts(cell(cells, "import numpy as np"))
+    assert shape.startswith("(20, 384) float32 norm of a row: 1.0000")
+    (found,) = texts(cell(cells, "[topics[texts.index("))
+    assert found == "['gardening', 'football', 'programming', 'cooking']"
+    plots = [c for c in cells if c.source.startswith(("import matplotlib", "fig, ax"))]
+    assert len(plots) == 2
+    for plot in plots:
+        assert any("image/png" in o.get("data", {}) for o in plot.outputs), plot.outputs
+    assert "all-minilm-l6-v2" in texts(cell(cells, "%lms ps"))[0]

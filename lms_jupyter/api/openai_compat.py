@@ -8,19 +8,16 @@ ones (:meth:`OpenAICompatAPI.start_chat`) and reads the events itself.
 """
 from __future__ import annotations
 
-import asyncio
-import base64
-import struct
 from typing import Iterator
 
 from ..engine.channel import EventChannel, run_blocking
 from ..engine.manager import ModelManager
-from ..errors import bad_request
+from . import embeddings as embeddings_api
 from . import requests
 from .drive import Generation
 from .encode import ChatEncoder, Extras, TextEncoder
 from .events import Failed
-from .prepare import Prepared, acquire, prepare_chat, prepare_completion
+from .prepare import Prepared, prepare_chat, prepare_completion
 from .results import JSONResponse, StreamResponse
 
 
@@ -128,11 +125,8 @@ class OpenAICompatAPI:
             yield chunks
 
     async def embeddings(self, body) -> JSONResponse:
-        request = requests.embedding_request(body)
-        model = await run_blocking(acquire, self.manager, request)
-        vectors, tokens = await asyncio.wrap_future(model.embed(request.inputs))
-        return JSONResponse(embedding_body(model.identifier, vectors, tokens,
-                                           request.encoding_format, request.dimensions))
+        """/v1/embeddings: see :mod:`.embeddings`."""
+        return await embeddings_api.embeddings(self, body)
 
     # -- blocking (kernel, tests) --------------------------------------------------------------
     def run_sync(self, prepared: Prepared,
@@ -147,6 +141,10 @@ class OpenAICompatAPI:
             return encoder.response(generation.result_sync())
         return self._chunks_sync(generation, encoder)
 
+    def embeddings_sync(self, body) -> dict:
+        """/v1/embeddings for the kernel (blocking); the same body as over HTTP."""
+        return embeddings_api.embeddings_sync(self, body)
+
     @staticmethod
     def _chunks_sync(generation: Generation, encoder) -> Iterator[dict]:
         events = iter(generation)
@@ -159,23 +157,3 @@ class OpenAICompatAPI:
                 yield from encoder.chunks(event)
         finally:
             events.close()
-
-
-def embedding_body(model: str, vectors, tokens: int, encoding: str,
-                   dimensions: int | None) -> dict:
-    """OpenAI's embeddings response; ``dimensions`` truncates and re-normalises."""
-    data = []
-    for i, vector in enumerate(vectors):
-        if dimensions is not None:
-            if dimensions > len(vector):
-                raise bad_request(f"'dimensions' must be at most {len(vector)}.", "dimensions")
-            vector = vector[:dimensions]
-            norm = sum(v * v for v in vector) ** 0.5 or 1.0
-            vector = [v / norm for v in vector]
-        if encoding == "base64":
-            payload = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
-        else:
-            payload = vector
-        data.append({"object": "embedding", "embedding": payload, "index": i})
-    return {"object": "list", "data": data, "model": model,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}

@@ -15,8 +15,7 @@ from ..chat.plan import output_factory, plan_chat
 from ..chat.templates import PLAIN_TRANSCRIPT_STOP, render_chat
 from ..engine.generation import GenerationRequest
 from ..engine.manager import ModelManager
-from ..engine.model import LoadedModel
-from ..errors import bad_request
+from ..engine.model import LoadedModel, not_a_chat_model
 from .requests import ChatRequest, CompletionRequest, GenerationFields
 
 
@@ -45,10 +44,8 @@ def _draft(manager: ModelManager, model: LoadedModel, request: GenerationFields)
 
 def _generation_model(manager: ModelManager, request: GenerationFields) -> LoadedModel:
     model = acquire(manager, request)
-    if model.info.type != "llm":
-        raise bad_request(f"\"{model.identifier}\" is an embedding model; it cannot generate "
-                          "text. Use /v1/embeddings with it, or pick a language model.",
-                          "model", "model_not_llm")
+    if model.embedding_only:
+        raise not_a_chat_model(model.identifier)
     return model
 
 

@@ -419,6 +419,7 @@ class EmbeddingRequest:
     dimensions: int | None = None
     ttl: float | None = None
     context_length: int | None = None  # for a JIT load
+    truncate: bool = False  # cut inputs longer than the model takes (else a 400)
 
 
 def _draft(body: dict) -> DraftRequest | None:
@@ -473,16 +474,18 @@ def embedding_request(body) -> EmbeddingRequest:
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         raise bad_request("'input' must be a non-empty string or an array of non-empty "
                           "strings.", "input")
-    if any(not v for v in value):
-        raise bad_request("'input' must not contain empty strings.", "input")
+    for i, text_input in enumerate(value):
+        if not text_input:
+            raise bad_request(f"input[{i}] is an empty string.", f"input[{i}]")
     if len(value) > MAX_EMBEDDING_INPUTS:
-        raise bad_request(f"At most {MAX_EMBEDDING_INPUTS} inputs per request.", "input")
+        raise bad_request(f"At most {MAX_EMBEDDING_INPUTS} inputs per request (got "
+                          f"{len(value)}).", "input")
     encoding = body.get("encoding_format") or "float"
     if encoding not in ("float", "base64"):
         raise bad_request("'encoding_format' must be 'float' or 'base64'.", "encoding_format")
     return EmbeddingRequest(model_name(body), value, encoding,
                             number(body, "dimensions", 1, None, integer=True), ttl_seconds(body),
-                            context_length(body))
+                            context_length(body), boolean(body, "truncate"))
 
 
 def load_request(body) -> LoadRequest:

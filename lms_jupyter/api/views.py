@@ -137,7 +137,7 @@ def model_v0(info: ModelInfo, loaded: list) -> dict:
     }
     if instances:
         entry["loaded_context_length"] = instances[0].config.context_length
-    entry["capabilities"] = ["tool_use"] if variant.supports_tools else []
+    entry["capabilities"] = variant.capabilities
     return entry
 
 

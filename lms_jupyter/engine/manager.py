@@ -2,8 +2,9 @@
 
 LM Studio's rules: a request naming a known model loads it just in time; a JIT-loaded
 model unloads after its idle TTL (60 min by default, a request's ``ttl`` overrides, every
-request resets the timer); with auto-evict only the newest JIT model stays; explicitly
-loaded models are never evicted; nothing is unloaded while it has work.
+request resets the timer); with auto-evict only the newest JIT model of each type stays
+(an embedding model and an LLM live side by side, so a RAG loop does not reload them);
+explicitly loaded models are never evicted; nothing is unloaded while it has work.
 
 The manager is a traitlets ``LoggingConfigurable``, like jupyter_server's kernel manager:
 the server extension creates it with itself as parent and a kernel with the IPython
@@ -154,14 +155,14 @@ class ModelManager(LoggingConfigurable):
                                    flash_attention=flash_attention,
                                    gpu_offload=gpu_fraction(n_gpu_layers, n_layer))
         if self.memory_guardrail and not request.force:
-            self._check_memory(estimate, jit)  # before evicting anything for it
+            self._check_memory(estimate, jit, info.type)  # before evicting anything for it
         with self._lock:
             identifier = request.identifier or self._free_identifier(info.key)
             if identifier in self._loaded or identifier in self.loads_in_progress:
                 raise APIError(f"A model with identifier \"{identifier}\" is already loaded.",
                                409, "invalid_request_error", "identifier", "identifier_in_use")
             if jit and self.auto_evict:
-                self._evict_jit_models()
+                self._evict_jit_models(info.type)
             pending = LoadInProgress(identifier, info, variant, context_length, jit, time.time())
             self.loads_in_progress[identifier] = pending
         ttl = request.ttl if request.ttl is not None or not jit else self.jit_ttl
@@ -230,14 +231,15 @@ class ModelManager(LoggingConfigurable):
     def _layer_count(variant: ModelVariant) -> int:
         return int(variant.arch_value("block_count", 0) or 0)
 
-    def available_bytes(self, for_jit: bool = False) -> int:
+    def available_bytes(self, for_jit: bool = False, kind: str | None = None) -> int:
         """Memory a new model may use: free memory, capped by the configured budget.
 
-        A JIT load with auto-evict will free the previous JIT model, so that one counts
-        as available.
+        A JIT load with auto-evict will free the previous JIT model (of the same ``kind``,
+        "llm" or "embeddings", when given), so that one counts as available.
         """
         with self._lock:
-            evictable = [m for m in self._loaded.values() if for_jit and self.auto_evict and m.jit]
+            evictable = [m for m in self._loaded.values() if for_jit and self.auto_evict
+                         and m.jit and (kind is None or m.info.type == kind)]
             staying = [m for m in self._loaded.values() if m not in evictable]
         free = available_memory_bytes() + sum(m.estimated_bytes for m in evictable)
         limit = self.memory_limit_bytes
@@ -246,8 +248,8 @@ class ModelManager(LoggingConfigurable):
             free = min(free, max(budget, 0))
         return free
 
-    def _check_memory(self, estimate, jit: bool) -> None:
-        available = self.available_bytes(for_jit=jit)
+    def _check_memory(self, estimate, jit: bool, kind: str | None = None) -> None:
+        available = self.available_bytes(for_jit=jit, kind=kind)
         if estimate.total_bytes > available:
             need, have = estimate.total_bytes / 2**30, available / 2**30
             self.log.warning("lms_jupyter: refused to load %s: needs %.2f GiB, %.2f GiB "
@@ -268,9 +270,10 @@ class ModelManager(LoggingConfigurable):
                 return f"{key}:{n}"
         raise APIError("Too many instances of this model.", 409)
 
-    def _evict_jit_models(self) -> None:
-        """Auto-evict: the previous JIT model goes, after finishing what it was doing."""
-        for model in [m for m in self._loaded.values() if m.jit]:
+    def _evict_jit_models(self, kind: str) -> None:
+        """Auto-evict: the previous JIT model of the same type ("llm" or "embeddings") goes,
+        after finishing what it was doing; LM Studio keeps one of each."""
+        for model in [m for m in self._loaded.values() if m.jit and m.info.type == kind]:
             self.log.info("lms_jupyter: auto-evicting %s for a new JIT load", model.identifier)
             self._unload_instance(model, cancel_running=False)
 

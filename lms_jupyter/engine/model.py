@@ -15,6 +15,7 @@ from concurrent.futures import Future
 from typing import Callable
 
 from .. import logstream
+from .embedding import Embedder, EmbeddingResult, model_pooling
 from ..errors import APIError, bad_request
 from ..models.catalog import ModelInfo, ModelVariant
 from . import llama
@@ -53,8 +54,10 @@ class LoadedModel:
         self._count_lock = threading.Lock()
         self._jobs: queue.Queue = queue.Queue()
         self._current_cancel: threading.Event | None = None
-        self.llm = None
-        self._embedder = None
+        # an embedding model (BERT, ...) has only an embedding context, no chat Llama
+        self.embedding_only = variant.is_embedding
+        self._llm = None
+        self._embedder: Embedder | None = None
         self._prefill_abort: llama.PrefillAbort | None = None
         self._worker: threading.Thread | None = None
         self.closed = False
@@ -65,6 +68,14 @@ class LoadedModel:
         started = time.perf_counter()
         threads = self.config.n_threads or default_threads()
         self.config.n_threads = threads
+        if self.embedding_only:
+            llama.route_llama_logs()
+            self._embedder = Embedder.load(
+                self.variant.path, context_length=self.config.context_length,
+                n_threads=threads, n_gpu_layers=self.config.n_gpu_layers,
+                use_mmap=self.config.use_mmap, flash_attention=self.config.flash_attention,
+                pooling=model_pooling(self.variant.header), label=self.identifier)
+            return self._started(started)
         self.llm = llama.load_llama(
             str(self.variant.path), progress=progress, n_ctx=self.config.context_length,
             n_batch=min(self.config.n_batch, self.config.context_length),
@@ -72,11 +83,26 @@ class LoadedModel:
             flash_attn=self.config.flash_attention, n_gpu_layers=self.config.n_gpu_layers,
             use_mmap=self.config.use_mmap)
         self._prefill_abort = llama.PrefillAbort(self.llm, self._cancel_requested)
+        return self._started(started)
+
+    def _started(self, started: float) -> "LoadedModel":
         self.load_time_seconds = time.perf_counter() - started
         self._worker = threading.Thread(target=self._run, name=f"lms-{self.identifier}",
                                         daemon=True)
         self._worker.start()
         return self
+
+    @property
+    def llm(self):
+        """The chat Llama; an embedding model has none, so chat and completions on it are
+        a 400 (not llama.cpp's "Memory is not initialized" 500)."""
+        if self.embedding_only:
+            raise not_a_chat_model(self.identifier)
+        return self._llm
+
+    @llm.setter
+    def llm(self, value) -> None:
+        self._llm = value
 
     def _cancel_requested(self) -> bool:
         event = self._current_cancel
@@ -100,13 +126,14 @@ class LoadedModel:
             self._worker.join(timeout=30)
 
     def _free(self) -> None:
-        for llm in (self.llm, self._embedder):
-            if llm is not None:
+        # the embedding context first: a chat model's one uses the chat model's weights
+        for owner in (self._embedder, self._llm):
+            if owner is not None:
                 try:
-                    llm.close()
+                    owner.close()
                 except Exception:  # noqa: BLE001 - freeing must never raise
                     pass
-        self.llm = self._embedder = None
+        self._llm = self._embedder = None
 
     # -- queue -------------------------------------------------------------------------
     @property
@@ -166,6 +193,8 @@ class LoadedModel:
     # -- work ----------------------------------------------------------------------------
     def generate(self, request: GenerationRequest, channel: EventChannel) -> None:
         """Queue a generation whose events go to ``channel``."""
+        if self.embedding_only:
+            raise not_a_chat_model(self.identifier)
         self._submit(_GenerationJob(self, request, channel))
 
     @contextlib.contextmanager
@@ -202,11 +231,21 @@ class LoadedModel:
             holder.waiting_for = None
             job.released.set()
 
-    def embed(self, texts: list[str]) -> Future:
-        """Queue embeddings; the future gives (vectors, prompt_tokens)."""
+    def embed(self, texts: list[str], truncate: bool = False) -> Future:
+        """Queue embeddings; the future gives an :class:`EmbeddingResult`."""
         future: Future = Future()
-        self._submit(_EmbeddingJob(self, texts, future))
+        self._submit(_EmbeddingJob(self, texts, truncate, future))
         return future
+
+    def embedder(self) -> Embedder:
+        """The embedding context (worker thread only). A chat model gets a mean-pooling
+        one on its own weights the first time it is asked for embeddings."""
+        if self._embedder is None:
+            self._embedder = Embedder.for_chat_model(
+                self._llm, context_length=self.config.context_length,
+                n_threads=self.config.n_threads,
+                flash_attention=self.config.flash_attention, label=self.identifier)
+        return self._embedder
 
     def tokenize(self, text: str, add_bos: bool = False, special: bool = True) -> list[int]:
         """Vocabulary lookup only; safe beside a running generation."""
@@ -235,18 +274,6 @@ class LoadedModel:
 
     def is_eog(self, token: int) -> bool:
         return llama.is_eog(self.llm, token)
-
-    def _embedder_instance(self):
-        if self._embedder is None:
-            import llama_cpp
-
-            size = min(self.config.context_length, 2048)
-            self._embedder = llama.load_llama(
-                str(self.variant.path), n_ctx=size, n_batch=size, n_ubatch=size,
-                n_threads=self.config.n_threads, n_threads_batch=self.config.n_threads,
-                embedding=True, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
-                n_gpu_layers=self.config.n_gpu_layers)
-        return self._embedder
 
     def snapshot(self) -> dict:
         """What `lms ps` shows for this instance."""
@@ -341,16 +368,23 @@ class _LeaseJob:
         self.granted.set()
 
 
+def not_a_chat_model(identifier: str) -> APIError:
+    return bad_request(f"\"{identifier}\" is an embedding model: it has no chat or completion "
+                       "endpoint. Use /v1/embeddings with it, or pick an LLM.", "model",
+                       "model_not_chat_capable")
+
+
 class _EmbeddingJob:
-    def __init__(self, model: LoadedModel, texts: list[str], future: Future):
-        self.model, self.texts, self.future = model, texts, future
+    def __init__(self, model: LoadedModel, texts: list[str], truncate: bool, future: Future):
+        self.model, self.texts, self.truncate, self.future = model, texts, truncate, future
 
     def __call__(self) -> None:
         if not self.future.set_running_or_notify_cancel():
             return
         try:
             self.model.status = STATUS_EMBEDDING
-            self.future.set_result(compute_embeddings(self.model._embedder_instance(), self.texts))
+            result: EmbeddingResult = self.model.embedder().embed(self.texts, self.truncate)
+            self.future.set_result(result)
         except APIError as exc:
             self.future.set_exception(exc)
         except Exception as exc:  # noqa: BLE001
@@ -360,29 +394,3 @@ class _EmbeddingJob:
         if self.future.set_running_or_notify_cancel():
             self.future.set_exception(APIError("The model was unloaded.", 409))
 
-
-def compute_embeddings(embedder, texts: list[str]) -> tuple[list[list[float]], int]:
-    """Mean-pooled, L2-normalised vectors; inputs longer than the batch are refused."""
-    import numpy as np
-
-    limit = embedder.n_batch
-    total = 0
-    token_lists = []
-    for i, text in enumerate(texts):
-        tokens = embedder.tokenize(text.encode("utf-8"), add_bos=True, special=False)
-        if len(tokens) > limit:
-            raise bad_request(f"input[{i}] is {len(tokens)} tokens long; the embedding context "
-                              f"holds {limit}.", "input", "context_length_exceeded")
-        if not tokens:
-            raise bad_request(f"input[{i}] is empty.", "input")
-        total += len(tokens)
-        token_lists.append(tokens)
-    vectors = embedder.embed(texts, normalize=False, truncate=False)
-    out = []
-    for vector in vectors:
-        arr = np.asarray(vector, dtype=np.float64)
-        if arr.ndim == 2:  # per-token vectors: pool them ourselves
-            arr = arr.mean(axis=0)
-        norm = float(np.linalg.norm(arr))
-        out.append((arr / norm if norm > 0 else arr).tolist())
-    return out, total

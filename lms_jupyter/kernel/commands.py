@@ -18,7 +18,6 @@ from ..models.memory import parse_gpu_offload
 from . import listing
 from .progress import LoadCancelled, TerminalProgress, run_load
 
-RESERVED: dict[str, str] = {}  # commands parsed but not available yet, with the reason
 MLX_MESSAGE = ("MLX models run only on Apple silicon with Apple's MLX engine; lms-jupyter "
                "runs GGUF models with llama.cpp. Leave out --mlx (GGUF is the default).")
 
@@ -142,6 +141,15 @@ def build_parser(prog: str = "lms-jupyter") -> argparse.ArgumentParser:
 
     add_get_parser(sub)
     add_log_parser(sub)
+    embed = sub.add_parser("embed", help="embed texts: dims, norms, first values, cosine "
+                           "similarities")
+    embed.add_argument("model", help="embedding model key or loaded identifier")
+    embed.add_argument("texts", nargs="+", metavar="TEXT", help="texts to embed (quote them)")
+    embed.add_argument("--dimensions", type=_positive_int, metavar="N",
+                       help="keep the first N dimensions (Matryoshka), re-normalised")
+    embed.add_argument("--truncate", action="store_true",
+                       help="cut inputs longer than the model takes instead of failing")
+    embed.add_argument("--json", action="store_true", help="print the vectors as JSON")
 
     history = sub.add_parser("history", help="show the %%%%chat conversation (kernel only)")
     history.add_argument("--json", action="store_true", help="print the messages as JSON")
@@ -200,8 +208,10 @@ class Commands:
     """The subcommands themselves, against one ModelManager."""
 
     def __init__(self, manager_factory: Callable, console: Console,
-                 extra: dict[str, Callable] | None = None):
+                 extra: dict[str, Callable] | None = None,
+                 api_factory: Callable | None = None):
         self._manager_factory = manager_factory
+        self._api_factory = api_factory  # the API `embed` goes through (default: in-process)
         self.console = console
         self.extra = extra or {}  # kernel-only commands (history, widgets)
 
@@ -212,10 +222,8 @@ class Commands:
     def run(self, args: argparse.Namespace):
         command = args.command
         if command is None:
-            raise CommandError("Give a command: ls, ps, load, unload, get, log, history, "
+            raise CommandError("Give a command: ls, ps, load, unload, get, log, embed, history, "
                                "widget, chat-widget (-h for help).", status=2)
-        if command in RESERVED:
-            raise CommandError(RESERVED[command])
         if command in self.extra:
             return self.extra[command](args)
         handler = getattr(self, "cmd_" + command.replace("-", "_"), None)
@@ -447,3 +455,23 @@ class Commands:
             raise CommandError(str(exc)) from None
         finally:
             events.close()
+    # -- embed ---------------------------------------------------------------------------
+    def cmd_embed(self, args) -> None:
+        """A quick look at embeddings; ``lms_jupyter.embed`` gives the arrays."""
+        from .embeddings import EmbeddingUsageError, embed_with, summary_lines
+
+        if self._api_factory is not None:
+            api = self._api_factory()
+        else:
+            from ..api import OpenAICompatAPI
+
+            api = OpenAICompatAPI(self.manager)
+        try:
+            vectors, meta = embed_with(api, args.texts, args.model,
+                                       dimensions=args.dimensions, truncate=args.truncate)
+        except EmbeddingUsageError as exc:
+            raise CommandError(str(exc)) from None
+        if args.json:
+            self.console.json({**meta, "embeddings": vectors.tolist()})
+            return
+        self.console.print("\n".join(summary_lines(args.texts, vectors, meta)))

