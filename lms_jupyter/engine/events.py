@@ -30,11 +30,26 @@ class Started:
     cached_tokens: int = 0  # prompt tokens whose KV cache was reused, not evaluated
 
 
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token with its log-probability and the likeliest alternatives,
+    computed from the logits the sampler used (after logit_bias, before grammar masking)."""
+
+    token: str
+    logprob: float
+    bytes: tuple[int, ...]
+    top: tuple["TokenLogprob", ...] = ()  # alternatives (their own ``top`` is empty)
+
+
 @dataclass
 class TextDelta:
-    """Newly generated text (never splits a UTF-8 character or a stop string)."""
+    """Newly generated text (never splits a UTF-8 character or a stop string).
+
+    ``logprobs`` (when the request asked for them) has one entry per token whose text this
+    delta releases; text held back for a possible stop string carries its tokens along."""
 
     text: str
+    logprobs: list[TokenLogprob] | None = None
 
 
 @dataclass

@@ -48,6 +48,7 @@ class GenerationRequest:
     draft: object | None = None  # speculative.DraftSettings: decode with a draft model
     # keep special tokens' text (tool-call markers such as <|channel|> or [TOOL_CALLS])
     render_special: bool = False
+    logprobs: int | None = None  # report log-probabilities with N alternatives (None: off)
 
 
 class StopStringMatcher:
