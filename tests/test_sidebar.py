@@ -156,14 +156,18 @@ def _open_sidebar(page) -> None:
     """Through the command palette's "LM Studio: Open" (clicking the tab would toggle)."""
     from playwright.sync_api import expect
 
+    # JupyterLab has booted (after a reload too) once its sidebar tabs are there
+    expect(page.get_by_role("tab", name="LM Studio")).to_be_visible(timeout=120_000)
     palette = page.get_by_role("textbox", name="SEARCH")
-    for _ in range(60):  # the shortcut works once JupyterLab has registered it
+    deadline = time.monotonic() + 60
+    while True:  # the shortcut works once JupyterLab has registered it
         page.keyboard.press("Control+Shift+C")
         try:
-            expect(palette).to_be_focused(timeout=500)
+            expect(palette).to_be_focused(timeout=1000)
             break
         except AssertionError:
-            continue
+            if time.monotonic() > deadline:
+                raise
     palette.fill("LM Studio: Open")
     expect(page.locator(".lm-CommandPalette-item.lm-mod-active")).to_contain_text(
         "LM Studio: Open")
