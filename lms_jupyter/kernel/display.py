@@ -65,8 +65,8 @@ class MarkdownStream:
 
     def _bundle(self, text: str, raw: bool = False) -> dict:
         shown = text if raw or not text else self.render(text)
-        if not shown:  # nothing to render (e.g. a reply that only called tools)
-            return {"text/plain": ""}
+        if not shown:  # a reply with no text: it only called tools (a note, not a blank)
+            return {"text/markdown": "*(no text: calling a tool)*", "text/plain": ""}
         return {"text/markdown": shown, "text/plain": shown}
 
     def _metadata(self, stage: str) -> dict:

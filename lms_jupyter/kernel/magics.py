@@ -6,6 +6,7 @@ UsageError; interrupting a ``%%chat`` keeps the partial answer.
 """
 from __future__ import annotations
 
+import json
 import shlex
 import time
 
@@ -46,6 +47,12 @@ def build_chat_parser() -> _Parser:
 
 
 def _json_fence(text: str) -> str:
+    """A structured answer as a JSON block: indented once it parses (the model's own
+    spacing while it streams)."""
+    try:
+        text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        pass
     return f"```json\n{text}\n```"
 
 
@@ -132,7 +139,7 @@ class LMSMagics(Magics):
             commands = Commands(runtime.get_manager, KernelConsole(self.mode),
                                 extra={"history": self._history, "widget": self._widget,
                                        "chat-widget": self._chat_widget},
-                                api_factory=runtime.get_api)
+                                api_factory=runtime.get_api, parser=self._lms_parser)
             return commands.run(args)
         except HelpShown:
             return None

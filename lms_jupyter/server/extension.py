@@ -63,13 +63,18 @@ class LMSJupyterApp(ExtensionApp):
         manager = self.services.manager
         folder = manager.catalog.models_dir
         models = manager.catalog.models()
-        self.log.info("lms_jupyter: LM Studio API at %s%s/v1 and %s%s/api",
-                      serverapp.base_url, self.prefix, serverapp.base_url, self.prefix)
+        root = f"{serverapp.connection_url.rstrip('/')}/{self.prefix}"
         self.log.info("lms_jupyter: models folder %s (%s); %d model(s): %s", folder,
                       "exists" if folder.is_dir() else "does not exist yet", len(models),
-                      ", ".join(m.key for m in models) or "none")
-        logstream.server_started(f"{serverapp.base_url}{self.prefix}/", folder,
-                                 [getattr(serverapp.identity_provider, "token", None)])
+                      ", ".join(m.key for m in models) or "none yet (the starter model is "
+                      "fetched on first use)")
+        token = getattr(serverapp.identity_provider, "token", "") or ""
+        key = token if token else "(any string: this server has no token)"
+        self.log.info("lms_jupyter: OpenAI-compatible API at %s/v1 and LM Studio's REST API at "
+                      "%s/api/v0 and /api/v1; clients use api_key %s (the Jupyter token, sent as "
+                      "'Authorization: Bearer <token>'). Stop the server with Ctrl+C twice.",
+                      root, root, key)
+        logstream.server_started(f"{serverapp.base_url}{self.prefix}/", folder, [token or None])
         if self.preload:
             # loads take seconds: run them off the event loop so the server answers meanwhile
             asyncio.get_running_loop().create_task(self._preload())
