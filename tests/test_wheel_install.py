@@ -103,9 +103,18 @@ def test_the_server_has_the_extension_and_the_sidebar(first_run, installed):
     listing = run([str(installed / "bin" / "jupyter"), "labextension", "list"],
                   env=first_run["env"])
     assert "lms-jupyter" in listing.stdout + listing.stderr
-    r = httpx.get(first_run["url"] + "lms/v1/models",
-                  headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
-    assert r.status_code == 200 and "smollm2-135m-instruct" in r.text
+    # an empty models folder: the server fetches the starter model as it starts
+    deadline = time.time() + 120
+    while True:
+        r = httpx.get(first_run["url"] + "lms/v1/models",
+                      headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+        assert r.status_code == 200
+        if "smollm2-135m-instruct" in r.text or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    assert "smollm2-135m-instruct" in r.text
+    log = (first_run["home"] / "server.log").read_text()
+    assert "OpenAI-compatible API at http://" in log and "Starter model ready" in log
 
 
 def test_readme_first_example_answers(first_run):

@@ -75,12 +75,18 @@ class LMSJupyterApp(ExtensionApp):
                       "'Authorization: Bearer <token>'). Stop the server with Ctrl+C twice.",
                       root, root, key)
         logstream.server_started(f"{serverapp.base_url}{self.prefix}/", folder, [token or None])
-        if self.preload:
-            # loads take seconds: run them off the event loop so the server answers meanwhile
+        if self.preload or (not models and manager.fetch_starter):
+            # loads and the starter model's first fetch take seconds: run them off the event
+            # loop so the server answers meanwhile
             asyncio.get_running_loop().create_task(self._preload())
 
     async def _preload(self) -> None:
         manager = self.services.manager
+        if not self.preload:  # an empty models folder: have the starter model ready
+            try:
+                await asyncio.to_thread(manager.ensure_starter)
+            except APIError as exc:
+                self.log.warning("lms_jupyter: %s", exc.message)
         for model in self.preload:
             try:
                 await asyncio.to_thread(manager.load, LoadRequest(model))
