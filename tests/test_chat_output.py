@@ -123,7 +123,9 @@ def test_generic_family_rewrites_history_and_keeps_tools_out_of_the_template():
     prompt = render_chat(CHATML, p.messages)
     assert "[TOOL_REQUEST]" in prompt and "get_weather" in prompt
     assert '[TOOL_REQUEST]{"name": "get_weather", "arguments": {"city": "Paris"}}' in prompt
-    assert "Tool result for call 123456789" in prompt and "<|im_start|>tool" not in prompt
+    # the result names its call by what was called (a random id would be copied by the model)
+    assert 'Tool result for get_weather({"city": "Paris"}):\nsunny' in prompt
+    assert "123456789" not in prompt and "<|im_start|>tool" not in prompt
 
 
 def test_tool_choice_none_renders_history_without_offering_tools():
@@ -137,7 +139,7 @@ def test_tool_choice_none_renders_history_without_offering_tools():
     p = plan(CHATML, {"tools": [WEATHER], "tool_choice": "none"}, messages)
     assert p.family is None and p.grammar is None
     prompt = render_chat(CHATML, p.messages)
-    assert "Available tools" not in prompt and "Tool result for call 1" in prompt
+    assert "Available tools" not in prompt and "Tool result for get_weather():" in prompt
     # no tools at all, but a tool conversation: still rendered as plain turns
     assert "Tool result" in render_chat(CHATML, plan(CHATML, {}, messages).messages)
 

@@ -499,8 +499,8 @@ def test_convert_messages_for_generic():
     content, calls = parse_tool_calls("generic", converted[2]["content"], ["get_weather"])
     assert [json.loads(c["function"]["arguments"]) for c in calls] == [{"city": "Paris"}, {"city": "Rome"}]
     results = converted[3]["content"]
-    assert "Tool result for call 111 (get_weather):\n18C" in results
-    assert "Tool result for call 222 (get_weather):\n25C" in results
+    assert 'Tool result for get_weather({"city": "Paris"}):\n18C' in results
+    assert 'Tool result for get_weather({"city": "Rome"}):\n25C' in results
     assert results.endswith("Thanks, which is warmer?")
 
 

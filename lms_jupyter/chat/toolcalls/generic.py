@@ -94,13 +94,23 @@ def convert_messages_for_generic(messages: list[dict], tools: list[dict]) -> lis
 
     The tool instruction is appended to the first system message (or becomes one);
     assistant tool calls become [TOOL_REQUEST] text; tool results become user messages
-    "Tool result for call ID (NAME): ...", merged with neighbouring user turns so
+    "Tool result for NAME(ARGUMENTS): ...", merged with neighbouring user turns so
     templates that insist on alternating roles still render. Input is not modified.
+
+    A result names its call by what was called, not by the call's id: ids are random
+    strings, and a small model asked to use a result copies the number next to it.
     """
-    call_names: dict[str, str] = {}
+    calls: dict[str, str] = {}  # call id -> "name(arguments)"
     for message in messages:
         for call in message.get("tool_calls") or []:
-            call_names[str(call.get("id"))] = (call.get("function") or {}).get("name", "")
+            function = call.get("function") or {}
+            raw = function.get("arguments")
+            try:
+                arguments = json.loads(raw) if isinstance(raw, str) else (raw or {})
+            except ValueError:
+                arguments = raw
+            shown = json.dumps(arguments, ensure_ascii=False) if arguments != {} else ""
+            calls[str(call.get("id"))] = f"{function.get('name', '')}({shown})"
 
     converted: list[dict] = []
     merge_next_user = False  # the last message is a user turn we created or may extend
@@ -108,8 +118,8 @@ def convert_messages_for_generic(messages: list[dict], tools: list[dict]) -> lis
         role = message.get("role")
         if role == "tool":
             call_id = str(message.get("tool_call_id", ""))
-            name = message.get("name") or call_names.get(call_id, "unknown")
-            text = f"Tool result for call {call_id} ({name}):\n{_text_of(message.get('content'))}"
+            called = calls.get(call_id) or message.get("name") or "a tool"
+            text = f"Tool result for {called}:\n{_text_of(message.get('content'))}"
             if converted and converted[-1]["role"] == "user":
                 _merge_user(converted[-1], text)
             else:
