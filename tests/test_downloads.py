@@ -24,6 +24,7 @@ from fakehub import FakeFile, FakeHub, split_gguf, tiny_gguf
 from lms_jupyter.engine.manager import ModelManager
 from lms_jupyter.kernel import runtime
 from lms_jupyter.models import downloads as dl
+from lms_jupyter.models import hub as hf
 from lms_jupyter.models.catalog import ModelCatalog
 from lms_jupyter.models.gguf import read_header
 from lms_jupyter.models.memory import estimate_memory
@@ -116,7 +117,7 @@ def no_leftovers(models: Path) -> bool:
 # -- resolving -----------------------------------------------------------------------------------
 def test_keyword_search_takes_the_most_downloaded_gguf_repo(hub, models):
     hub.requests.clear()
-    plan = dl.resolve("tiny", models_dir=models)
+    plan = hf.resolve("tiny", models_dir=models)
     assert plan.repo_id == "bartowski/Tiny-GGUF"
     assert [h.repo_id for h in plan.hits] == ["bartowski/Tiny-GGUF",
                                               "someone/Tiny-Finetune-GGUF"]
@@ -131,7 +132,7 @@ def test_keyword_search_takes_the_most_downloaded_gguf_repo(hub, models):
 
 def test_equal_downloads_are_ranked_by_likes_across_result_pages(hub, models):
     hub.requests.clear()
-    plan = dl.resolve("twin", models_dir=models)
+    plan = hf.resolve("twin", models_dir=models)
     assert [h.repo_id for h in plan.hits] == ["team1/Twin-GGUF", "team0/Twin-GGUF",
                                               "team2/Twin-GGUF"]
     assert plan.repo_id == "team1/Twin-GGUF"
@@ -139,9 +140,9 @@ def test_equal_downloads_are_ranked_by_likes_across_result_pages(hub, models):
 
 
 def test_default_variant_rules(hub, models):
-    assert dl.resolve("iq/Iq-GGUF", models_dir=models).variant.quantization == "IQ4_XS"
+    assert hf.resolve("iq/Iq-GGUF", models_dir=models).variant.quantization == "IQ4_XS"
 
-    roomy = dl.resolve("nofour/Eight-GGUF", models_dir=models, available_bytes=1 << 40)
+    roomy = hf.resolve("nofour/Eight-GGUF", models_dir=models, available_bytes=1 << 40)
     assert roomy.variant.quantization == "Q5_K_M"  # nearest to 4 bits
     assert "nearest" in roomy.note
     sizes = {v.quantization: v.size for v in roomy.variants}
@@ -150,22 +151,22 @@ def test_default_variant_rules(hub, models):
     hub.requests.clear()
     # room for Q2_K and its runtime memory, not for Q5_K_M
     room = runtime_bytes + (sizes["Q2_K"] + sizes["Q5_K_M"]) // 2
-    tight = dl.resolve("nofour/Eight-GGUF", models_dir=models, available_bytes=lambda: room)
+    tight = hf.resolve("nofour/Eight-GGUF", models_dir=models, available_bytes=lambda: room)
     assert tight.variant.quantization == "Q2_K"
     ranged = [h for m, p, h in hub.requests if "/resolve/" in p]
     assert ranged and ranged[0]["range"].startswith("bytes=0-")
-    none = dl.resolve("nofour/Eight-GGUF", models_dir=models, available_bytes=1)
+    none = hf.resolve("nofour/Eight-GGUF", models_dir=models, available_bytes=1)
     assert none.variant.quantization == "Q2_K" and "no variant fits" in none.note
 
 
 def test_quantization_choice(hub, models):
-    assert dl.resolve("bartowski/Tiny-GGUF@q8_0", models_dir=models) \
+    assert hf.resolve("bartowski/Tiny-GGUF@q8_0", models_dir=models) \
         .variant.quantization == "Q8_0"
-    assert dl.resolve("bartowski/Tiny-GGUF", "F16", models_dir=models) \
+    assert hf.resolve("bartowski/Tiny-GGUF", "F16", models_dir=models) \
         .variant.quantization == "F16"
-    assert dl.resolve("tiny@F16", models_dir=models).variant.quantization == "F16"
-    with pytest.raises(dl.DownloadError) as err:
-        dl.resolve("bartowski/Tiny-GGUF@q3_k_s", models_dir=models)
+    assert hf.resolve("tiny@F16", models_dir=models).variant.quantization == "F16"
+    with pytest.raises(hf.DownloadError) as err:
+        hf.resolve("bartowski/Tiny-GGUF@q3_k_s", models_dir=models)
     assert err.value.message == ("bartowski/Tiny-GGUF has no q3_k_s variant. Available: "
                                  "Q4_K_M, Q8_0, F16.")
 
@@ -179,7 +180,7 @@ def test_quantization_choice(hub, models):
     ("{endpoint}/bartowski/Tiny-GGUF/blob/main/Tiny-F16.gguf", "F16"),
 ])
 def test_url_forms(hub, models, url, quant):
-    plan = dl.resolve(url.format(endpoint=hub.endpoint), models_dir=models)
+    plan = hf.resolve(url.format(endpoint=hub.endpoint), models_dir=models)
     assert plan.repo_id == "bartowski/Tiny-GGUF" and plan.variant.quantization == quant
 
 
@@ -199,8 +200,8 @@ def test_url_forms(hub, models, url, quant):
     ("gated/Locked-GGUF", "gated_repo", "gated/Locked-GGUF is a gated repository"),
 ])
 def test_clear_errors(hub, models, spec, code, message):
-    with pytest.raises(dl.DownloadError) as err:
-        dl.resolve(spec, models_dir=models)
+    with pytest.raises(hf.DownloadError) as err:
+        hf.resolve(spec, models_dir=models)
     assert err.value.code == code
     assert message in err.value.message and "\n" not in err.value.message
 
@@ -210,8 +211,8 @@ def test_offline_is_one_clear_error(hub_env, models):
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
     for spec in ("tiny", "bartowski/Tiny-GGUF"):
-        with pytest.raises(dl.DownloadError) as err:
-            dl.resolve(spec, models_dir=models, hub=dl.Hub(f"http://127.0.0.1:{closed}"))
+        with pytest.raises(hf.DownloadError) as err:
+            hf.resolve(spec, models_dir=models, hub=hf.Hub(f"http://127.0.0.1:{closed}"))
         assert err.value.code == "offline" and err.value.status == 503
         assert err.value.message.startswith(
             f"Cannot reach the Hugging Face Hub at http://127.0.0.1:{closed} (offline?)")
@@ -219,7 +220,7 @@ def test_offline_is_one_clear_error(hub_env, models):
 
 # -- downloading ---------------------------------------------------------------------------------
 def test_download_lands_in_the_catalog_with_the_projector_beside_it(hub, models):
-    plan = dl.resolve("tiny", models_dir=models)
+    plan = hf.resolve("tiny", models_dir=models)
     seen = []
     paths = dl.download(plan, progress=lambda done, total, speed: seen.append((done, total)))
     folder = models / "bartowski" / "Tiny-GGUF"
@@ -228,13 +229,13 @@ def test_download_lands_in_the_catalog_with_the_projector_beside_it(hub, models)
     assert (folder / "mmproj-Tiny-F16.gguf").is_file() and no_leftovers(models)
     assert seen[-1] == (plan.total_size, plan.total_size)
     assert all(b >= a for (a, _), (b, _) in zip(seen, seen[1:]))
-    again = dl.resolve("bartowski/Tiny-GGUF", models_dir=models)
+    again = hf.resolve("bartowski/Tiny-GGUF", models_dir=models)
     assert again.already_downloaded
-    assert not dl.resolve("bartowski/Tiny-GGUF@q8_0", models_dir=models).already_downloaded
+    assert not hf.resolve("bartowski/Tiny-GGUF@q8_0", models_dir=models).already_downloaded
 
 
 def test_split_gguf_downloads_whole_and_loads_as_one_model(hub, models):
-    plan = dl.resolve("split/Smol-Split-GGUF", models_dir=models)
+    plan = hf.resolve("split/Smol-Split-GGUF", models_dir=models)
     assert len(plan.variants) == 1 and len(plan.variant.files) == 2
     dl.download(plan)
     files = sorted(p.name for p in (models / "split" / "Smol-Split-GGUF").iterdir())
@@ -254,10 +255,10 @@ def test_split_gguf_downloads_whole_and_loads_as_one_model(hub, models):
 
 def test_interrupted_split_download_shows_nothing_then_resumes(hub, models, monkeypatch):
     monkeypatch.setattr(dl, "RETRY_WAIT", 0.0)  # the retries themselves are what we test
-    plan = dl.resolve("split/Smol-Split-GGUF", models_dir=models)
+    plan = hf.resolve("split/Smol-Split-GGUF", models_dir=models)
     second = plan.variant.files[1]
     hub.cut(second.path, after=1_000_000, times=dl.MAX_ATTEMPTS)  # every retry breaks
-    with pytest.raises(dl.DownloadError) as err:
+    with pytest.raises(hf.DownloadError) as err:
         dl.download(plan)
     assert err.value.code == "interrupted" and "run the same command again" in err.value.message
     assert listed(models) == {}  # the first shard is verified but not renamed yet
@@ -271,7 +272,7 @@ def test_interrupted_split_download_shows_nothing_then_resumes(hub, models, monk
 
 
 def test_a_cut_connection_resumes_with_range_in_the_same_run(hub, models):
-    plan = dl.resolve("resume/Big-GGUF", models_dir=models)
+    plan = hf.resolve("resume/Big-GGUF", models_dir=models)
     name = plan.variant.primary.path
     hub.requests.clear()
     hub.cut(name, after=1_500_000, times=1)
@@ -283,7 +284,7 @@ def test_a_cut_connection_resumes_with_range_in_the_same_run(hub, models):
 
 
 def test_pause_and_resume_a_job(hub, models):
-    plan = dl.resolve("resume/Pausable-GGUF", models_dir=models)
+    plan = hf.resolve("resume/Pausable-GGUF", models_dir=models)
     job = dl.DownloadJob(plan)
     original = job._progress
 
@@ -310,12 +311,12 @@ def test_pause_and_resume_a_job(hub, models):
 def test_a_part_file_in_use_elsewhere_is_left_alone(hub, models):
     import fcntl
 
-    plan = dl.resolve("bartowski/Tiny-GGUF@f16", models_dir=models)
+    plan = hf.resolve("bartowski/Tiny-GGUF@f16", models_dir=models)
     part = dl.part_path(plan.target(plan.variant.primary))
     part.parent.mkdir(parents=True)
     with open(part, "ab") as other:  # as another process downloading the same file
         fcntl.flock(other.fileno(), fcntl.LOCK_EX)
-        with pytest.raises(dl.DownloadError) as err:
+        with pytest.raises(hf.DownloadError) as err:
             dl.download(plan)
     assert err.value.code == "download_in_progress"
     assert err.value.message == "Tiny-F16.gguf is already being downloaded by another process."
@@ -324,8 +325,8 @@ def test_a_part_file_in_use_elsewhere_is_left_alone(hub, models):
 
 
 def test_checksum_mismatch_installs_nothing(hub, models):
-    plan = dl.resolve("corrupt/Bad-GGUF", models_dir=models)
-    with pytest.raises(dl.DownloadError) as err:
+    plan = hf.resolve("corrupt/Bad-GGUF", models_dir=models)
+    with pytest.raises(hf.DownloadError) as err:
         dl.download(plan)
     assert err.value.code == "checksum_mismatch"
     assert "does not match the Hub's checksum" in err.value.message
@@ -335,7 +336,7 @@ def test_checksum_mismatch_installs_nothing(hub, models):
 
 def test_sizes_from_the_tree_when_the_repo_info_has_none(hub, models):
     hub.requests.clear()
-    plan = dl.resolve("mirror/NoSizes-GGUF", models_dir=models)
+    plan = hf.resolve("mirror/NoSizes-GGUF", models_dir=models)
     assert any("/tree/" in p and "recursive=true" in p for _, p, _ in hub.requests)
     assert plan.variant.primary.sha256 and plan.variant.size > 0
     dl.download(plan)
@@ -343,8 +344,8 @@ def test_sizes_from_the_tree_when_the_repo_info_has_none(hub, models):
 
 
 def test_not_enough_disk(hub, models):
-    plan = dl.resolve("huge/Huge-GGUF", models_dir=models)
-    with pytest.raises(dl.DownloadError) as err:
+    plan = hf.resolve("huge/Huge-GGUF", models_dir=models)
+    with pytest.raises(hf.DownloadError) as err:
         dl.download(plan)
     assert err.value.code == "not_enough_disk"
     assert err.value.message.startswith(f"Not enough disk space in {models}: the download "
@@ -354,8 +355,8 @@ def test_not_enough_disk(hub, models):
 
 def test_gated_repo_needs_the_right_token(hub, models, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_wrongtoken0123456789")
-    plan = dl.resolve("gated/Locked-GGUF", models_dir=models)
-    with pytest.raises(dl.DownloadError) as err:
+    plan = hf.resolve("gated/Locked-GGUF", models_dir=models)
+    with pytest.raises(hf.DownloadError) as err:
         dl.download(plan)
     assert err.value.code == "gated_repo" and err.value.status == 403
     monkeypatch.setenv("HF_TOKEN", hub.token)
@@ -553,7 +554,7 @@ LMS_PS_KEYS = ["type", "modelKey", "format", "displayName", "publisher", "path",
 
 def test_ls_variants_and_ps_json_as_lm_studio(hub, models, shell, capsys):
     for quant in ("q4_k_m", "q8_0"):
-        dl.download(dl.resolve(f"bartowski/Tiny-GGUF@{quant}", models_dir=models))
+        dl.download(hf.resolve(f"bartowski/Tiny-GGUF@{quant}", models_dir=models))
     capsys.readouterr()
     shell.run_line_magic("lms", "ls --variants")
     lines = capsys.readouterr().out.splitlines()

@@ -7,7 +7,8 @@ once and the event loop never waits on the network or the disk.
 from __future__ import annotations
 
 from ..errors import APIError, bad_request
-from ..models.downloads import DownloadError, DownloadJobs, memory_budget
+from ..models.downloads import DownloadJobs
+from ..models.hub import DownloadError, memory_budget
 from . import requests
 
 

@@ -382,7 +382,7 @@ class Commands:
     # -- get -------------------------------------------------------------------------------
     def cmd_get(self, args):
         """``lms get``: resolve on the Hub, maybe choose, then download with progress."""
-        from ..models import downloads
+        from ..models import hub
 
         if args.mlx:
             raise CommandError(MLX_MESSAGE)
@@ -392,25 +392,25 @@ class Commands:
             raise CommandError("Name the model to download: a keyword, publisher/repo"
                                "[@quantization] or a https://huggingface.co URL.", status=2)
         manager = self.manager
-        hub = downloads.Hub()
-        budget = downloads.memory_budget(manager)
+        client = hub.Hub()
+        budget = hub.memory_budget(manager)
 
         def resolve(name: str):
-            return downloads.resolve(name, models_dir=manager.catalog.models_dir, hub=hub,
-                                     available_bytes=budget)
+            return hub.resolve(name, models_dir=manager.catalog.models_dir, hub=client,
+                               available_bytes=budget)
 
         try:
-            target = downloads.parse_target(args.model, hub.endpoint)
+            target = hub.parse_target(args.model, client.endpoint)
             if target.kind == "keyword":
                 self.console.note(f"Searching the Hugging Face Hub for \"{target.text}\"...")
             plan = resolve(args.model)
             if args.select:
                 chosen = self.console.select(plan, resolve)
-                if not isinstance(chosen, downloads.DownloadPlan):
+                if not isinstance(chosen, hub.DownloadPlan):
                     return chosen  # a notebook picker: it downloads on its own
                 plan = chosen
-            return self._download(plan, hub, args.yes or args.select)
-        except downloads.DownloadError as exc:
+            return self._download(plan, client, args.yes or args.select)
+        except hub.DownloadError as exc:
             raise CommandError(exc.message) from None
 
     def _get_starter(self) -> None:
@@ -433,7 +433,8 @@ class Commands:
         view.finish(f"Download completed: {starter_path(manager.catalog.models_dir)}")
 
     def _download(self, plan, hub, confirmed: bool) -> None:
-        from ..models.downloads import DownloadJob, human_size
+        from ..models.downloads import DownloadJob
+        from ..models.hub import human_size
         from .download_views import DownloadPaused, run_download
 
         hint = self.console.load_hint.replace("<model>", plan.model_key)

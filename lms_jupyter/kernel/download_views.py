@@ -13,8 +13,8 @@ import threading
 import time
 from typing import Callable
 
-from ..models.downloads import (COMPLETED, FAILED, DownloadError, DownloadJob, DownloadPlan,
-                                human_size)
+from ..models.downloads import COMPLETED, FAILED, DownloadJob
+from ..models.hub import DownloadError, DownloadPlan, human_size
 
 
 class DownloadPaused(Exception):
