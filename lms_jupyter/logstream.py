@@ -19,6 +19,9 @@ carry the path only, never headers, query strings or bodies.
 Fronts render events with :class:`LogFilter` and :func:`render_text` (LM Studio's text
 layout) or :func:`render_json` (one compact JSON object a line); :func:`read_sse` yields
 the same event dicts from a server's ``/lms/api/v0/logs/stream`` endpoint.
+
+(Nearly 600 lines, kept together: publishing, filtering and reading share the one event
+shape, and every front of ``log stream`` needs all three.)
 """
 from __future__ import annotations
 
