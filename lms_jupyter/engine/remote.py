@@ -377,10 +377,17 @@ class EngineClient:
     # -- health ------------------------------------------------------------------------------
     def probe(self, replica: Replica):
         """Ask one replica for its models; mark it up or down. Returns the body or None."""
+        import httpx
+
         replica.checked_at = time.monotonic()
         try:
             response = self._sync.get(replica.url + "/v1/models", timeout=HEALTH_TIMEOUT)
-        except Exception as exc:  # noqa: BLE001 - any failure: down
+        except (httpx.ReadTimeout, httpx.PoolTimeout):
+            # connected but slow: busy (some engines hold every request during a
+            # generation), not down; its requests in flight decide its routing
+            replica.last_error = "slow to answer a health check"
+            return None
+        except Exception as exc:  # noqa: BLE001 - refused, reset, unreachable: down
             self.pool.mark_down(replica, str(exc) or type(exc).__name__)
             return None
         if response.status_code >= 500:
