@@ -103,7 +103,7 @@ def test_kernel_connects_to_its_server_and_shares_its_model(hub):
     assert loaded.status_code == 200, loaded.text
     kernel = Kernel(hub)
     try:
-        kernel.run("%load_ext lms_jupyter\nimport sys")
+        kernel.run("%load_ext lms_jupyter\nimport sys, json")
         out, _ = kernel.run("%lms connect")
         assert out.startswith("Connected to the Jupyter server at ") and "shared" in out
         out, _ = kernel.run("%lms status")
@@ -134,6 +134,14 @@ def test_kernel_connects_to_its_server_and_shares_its_model(hub):
         stats = [m["content"].get("text") or m["content"].get("data", {}).get("text/plain", "")
                  for m in outputs]
         assert any(line.startswith("shared · 8 tokens") for line in stats), stats
+
+        # structured output goes through the server too (a tiny schema: a few tokens)
+        kernel.run("Verdict = {'type': 'object', 'properties': {'ok': {'type': 'boolean'}}, "
+                   "'required': ['ok']}")
+        kernel.run("%%chat --model shared --schema Verdict --max-tokens 20 --temperature 0 "
+                   "--new --out verdict\nIs the sky blue?")
+        out, _ = kernel.run("print(json.dumps(verdict))")
+        assert isinstance(json.loads(out)["ok"], bool)
 
         out, _ = kernel.run('%lms embed shared "red apple" "green pear"')
         assert out.startswith("shared · 2 texts · 576 dims")
@@ -215,6 +223,8 @@ def test_console_script_acts_on_the_running_server(hub, tmp_path, models_dir):
     result = run("ps", "--json")
     assert "from-cli" in [row["identifier"] for row in json.loads(result.stdout)]
     assert "Connected to the Jupyter server" in run("status").stdout
+    logs = run("log", "stream", "--timeout", "1")
+    assert logs.returncode == 0 and f"server at {hub.url}lms" in logs.stderr
     estimate = run("load", GEMMA, "--estimate-only", "--json")
     assert json.loads(estimate.stdout)["model"] == GEMMA
     assert run("unload", "from-cli").stdout.strip() == 'Model "from-cli" unloaded.'
