@@ -211,6 +211,7 @@ def test_connect_by_url_env_and_outside_a_server(hub, monkeypatch, tmp_path):
 def test_console_script_acts_on_the_running_server(hub, tmp_path, models_dir):
     env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(hub.runtime_dir),
                LMS_JUPYTER_MODELS_DIR=str(models_dir))
+    env.pop("LMS_JUPYTER_CONNECT", None)  # (conftest turns discovery off for other tests)
 
     def run(*args):
         return subprocess.run([sys.executable, "-m", "lms_jupyter.cli", *args], env=env,
