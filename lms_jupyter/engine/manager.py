@@ -92,7 +92,7 @@ class ModelManager(LoggingConfigurable):
         # by their engine; every query below asks them after the local models
         self.remotes = None
         if self.remote_engines:
-            from .remote_models import RemoteCatalog, RemoteEngines
+            from .remote_engines import RemoteCatalog, RemoteEngines
 
             self.remotes = RemoteEngines(self.remote_engines, self.log)
             self.catalog = RemoteCatalog(self.catalog, self.remotes)
