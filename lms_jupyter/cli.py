@@ -1,19 +1,52 @@
 """``lms-jupyter``: the ``lms`` subcommands in a terminal.
 
-The commands act on this process's own ModelManager: ``ls`` lists the models on disk,
-``load`` checks that a model loads (and ``--estimate-only`` what it would need); models
-loaded here are freed when the command exits. In a notebook, ``%lms`` runs the same
-commands against the kernel's models.
+Like LM Studio's ``lms``, which always talks to the running daemon, the commands act on
+the running Jupyter server's models: the first server with the extension found in
+Jupyter's runtime files (``jupyter server list``), or ``--url``/``--token``. ``ps``,
+``load``, ``unload``, ``get`` and ``log stream`` then change or show what the server
+holds, over its HTTP API. With no server running (or ``--local``, or
+``LMS_JUPYTER_CONNECT=off``) they use this process's own models: ``ls`` and
+``load --estimate-only`` read the GGUF files on disk, and a model loaded here is freed
+when the command exits (a note on stderr says so).
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from .kernel.commands import CommandError, Commands, Console, HelpShown, build_parser
 
+def _server(args):
+    """The server to talk to (a ConnectedManager), or None for this process's models."""
+    from .kernel import discovery
+    from .kernel.remote_api import ConnectedManager
+
+    if args.local:
+        return None
+    if args.url:
+        try:
+            return ConnectedManager(discovery.for_url(args.url, args.token))
+        except discovery.DiscoveryError as exc:
+            raise CommandError(str(exc)) from None
+    if os.environ.get("LMS_JUPYTER_CONNECT", "").strip().lower() in ("0", "off", "no",
+                                                                     "none", "false"):
+        return None
+    target = discovery.first_server()
+    if target is not None and args.token:
+        target.token = args.token
+    return ConnectedManager(target) if target is not None else None
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser("lms-jupyter")
+    parser.add_argument("--url", metavar="URL",
+                        help="the server to act on: an LM Studio API root or a Jupyter "
+                             "server URL (default: the running Jupyter server)")
+    parser.add_argument("--token", metavar="TOKEN", help="its token (default: found with "
+                        "the server, or $LMS_JUPYTER_TOKEN / $JUPYTER_TOKEN)")
+    parser.add_argument("--local", action="store_true",
+                        help="use this process's own models, not a server's")
+    server = None
     try:
         args = parser.parse_args(sys.argv[1:] if argv is None else argv)
         if args.command is None:
@@ -21,8 +54,23 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         from .kernel import runtime
 
-        commands = Commands(runtime.get_manager, Console(), parser=parser)
+        if args.command in ("connect", "disconnect"):
+            raise CommandError(f"`{args.command}` is for kernels (%lms {args.command}); "
+                               "here, use --url/--token or --local.")
+        server = None if args.command == "get" and getattr(args, "select", False) \
+            else _server(args)
+        if server is not None:
+            from .kernel.remote_api import ConnectedAPI
+
+            commands = Commands(lambda: server, Console(),
+                                api_factory=lambda: ConnectedAPI(server), parser=parser)
+        else:
+            commands = Commands(runtime.get_manager, Console(), parser=parser)
         commands.run(args)
+        if server is None and args.command == "load" and not args.estimate_only \
+                and not args.local:
+            print("(No running Jupyter server with lms-jupyter was found: the model was "
+                  "loaded in this process and is freed as the command exits.)", file=sys.stderr)
         return 0
     except HelpShown:
         return 0
@@ -35,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         from .kernel import runtime
 
+        if server is not None:
+            server.shutdown()
         runtime.shutdown()
 
 

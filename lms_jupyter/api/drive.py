@@ -14,6 +14,7 @@ from typing import AsyncIterator, Iterator
 from ..chat.events import Answer, ContentDelta
 from ..engine.channel import EventChannel
 from ..engine.events import Finished, Started, TextDelta
+from ..engine.remote_models import UpstreamChunk
 from ..errors import APIError
 from .events import Done, Failed
 from .prepare import Prepared
@@ -48,6 +49,8 @@ class Generation:
         if isinstance(event, Started):
             self.prompt_tokens = event.prompt_tokens
             return []
+        if isinstance(event, UpstreamChunk):  # a remote engine's chat chunk
+            return self.output.feed_chunk(event.payload)
         if isinstance(event, TextDelta):
             if self.output is not None:
                 return self.output.feed(event.text)

@@ -56,6 +56,11 @@ class LMStudioAPI:
         rows += [loading_row(load) for load in list(self.manager.loads_in_progress.values())]
         return {"object": "list", "data": rows}
 
+    def engines(self) -> dict:
+        """Remote engines with their replicas' health and load (``remote_engines``)."""
+        remotes = getattr(self.manager, "remotes", None)
+        return {"object": "list", "data": remotes.status() if remotes is not None else []}
+
     # -- /api/v1 models ------------------------------------------------------------------------
     def models_v1(self) -> dict:
         loaded = self.manager.list_loaded()

@@ -21,6 +21,11 @@ from .prepare import Prepared, prepare_chat, prepare_completion
 from .results import JSONResponse, StreamResponse
 
 
+def _owner(info) -> str:
+    """``owned_by``: LM Studio's constant for local models, the engine for remote ones."""
+    return getattr(info, "owner", "organization_owner")
+
+
 class OpenAICompatAPI:
     """The /v1 surface. ``extras`` adds fields to every finished completion (LM Studio's
     /api/v0 adds ``stats``, ``model_info`` and ``runtime``)."""
@@ -42,13 +47,13 @@ class OpenAICompatAPI:
             if model.identifier not in seen:
                 seen.add(model.identifier)
                 data.append({"id": model.identifier, "object": "model",
-                             "owned_by": "organization_owner"})
+                             "owned_by": _owner(model.info)})
         if manager.jit_loading:
             for info in manager.catalog.models():
                 if info.key not in seen:
                     seen.add(info.key)
                     data.append({"id": info.key, "object": "model",
-                                 "owned_by": "organization_owner"})
+                                 "owned_by": _owner(info)})
         return {"object": "list", "data": data}
 
     # -- typed requests (blocking: may JIT-load) --------------------------------------------

@@ -16,14 +16,18 @@ from ..chat.templates import PLAIN_TRANSCRIPT_STOP, render_chat
 from ..engine.generation import GenerationRequest
 from ..engine.manager import ModelManager
 from ..engine.model import LoadedModel, not_a_chat_model
+from ..engine.remote_models import RemoteModel
 from .requests import ChatRequest, CompletionRequest, GenerationFields
 
 
 @dataclass
 class Prepared:
-    """What to run (``request``), where (``model``), and how to read its output."""
+    """What to run (``request``), where (``model``), and how to read its output.
 
-    model: LoadedModel
+    For a remote model (``engine.remote_models.RemoteModel``) ``request`` is the
+    ``RemoteRequest`` to relay and ``make_output`` decodes the engine's chunks."""
+
+    model: LoadedModel | RemoteModel
     request: GenerationRequest
     make_output: Callable[[], ChatOutput] | None = None  # None: plain text (completions)
     echo: str = ""  # text completions with ``echo``: the prompt comes first
@@ -54,6 +58,10 @@ def prepare_chat(manager: ModelManager, request: ChatRequest,
     """Render the chat prompt with the model's template and plan tools / format /
     reasoning; ``reasoning_field="inline"`` keeps reasoning inside the content."""
     model = _generation_model(manager, request)
+    if isinstance(model, RemoteModel):  # the manager chose a remote engine: it renders
+        from .remote import prepare_remote_chat
+
+        return prepare_remote_chat(model, request, reasoning_field)
     plan = plan_chat(model, request.features, request.messages)
     template = model.variant.chat_template
     bos = model.bos_text
@@ -73,6 +81,10 @@ def prepare_chat(manager: ModelManager, request: ChatRequest,
 def prepare_completion(manager: ModelManager, request: CompletionRequest) -> Prepared:
     """A raw text completion: the prompt as given (text or token ids), no template."""
     model = _generation_model(manager, request)
+    if isinstance(model, RemoteModel):
+        from .remote import prepare_remote_completion
+
+        return prepare_remote_completion(model, request)
     generation = GenerationRequest(
         prompt=request.prompt, sampling=request.sampling, max_tokens=request.max_tokens,
         stop=request.stop, add_bos=model.adds_bos, draft=_draft(manager, model, request))

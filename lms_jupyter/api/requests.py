@@ -397,6 +397,8 @@ class GenerationFields:
     ttl: float | None = None  # for a JIT load, or to refresh a JIT model's TTL
     context_length: int | None = None  # for a JIT load
     draft: DraftRequest | None = None
+    # the body as sent (presets applied): a remote engine gets the fields the client named
+    wire: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass
@@ -437,7 +439,7 @@ def _generation_fields(body: dict) -> dict:
     return dict(model=model_name(body), sampling=sampling_params(body),
                 max_tokens=max_tokens(body), stop=stop_strings(body), stream=stream,
                 include_usage=include_usage, ttl=ttl_seconds(body),
-                context_length=context_length(body), draft=_draft(body))
+                context_length=context_length(body), draft=_draft(body), wire=body)
 
 
 def chat_request(body) -> ChatRequest:

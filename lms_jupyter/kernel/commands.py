@@ -159,6 +159,17 @@ def build_parser(prog: str = "lms-jupyter") -> argparse.ArgumentParser:
                        help="cut inputs longer than the model takes instead of failing")
     embed.add_argument("--json", action="store_true", help="print the vectors as JSON")
 
+    connect = sub.add_parser("connect", help="use a server's models from this kernel (kernel "
+                             "only): the Jupyter server running it, or URL")
+    connect.add_argument("url", nargs="?", metavar="URL",
+                         help="LM Studio API root (http://host:8888/lms, "
+                              "http://localhost:1234) or a Jupyter server's URL")
+    connect.add_argument("--token", metavar="TOKEN",
+                         help="the server's token (default: $LMS_JUPYTER_TOKEN or "
+                              "$JUPYTER_TOKEN; found with the server when URL is omitted)")
+    sub.add_parser("disconnect", help="back to this kernel's own models (kernel only)")
+    sub.add_parser("status", help="which models are in use: this process's or a server's")
+
     history = sub.add_parser("history", help="show the %%%%chat conversation (kernel only)")
     history.add_argument("--json", action="store_true", help="print the messages as JSON")
     history.add_argument("--clear", action="store_true", help="forget the conversation")
@@ -232,8 +243,9 @@ class Commands:
     def run(self, args: argparse.Namespace):
         command = args.command
         if command is None:
-            raise CommandError("Give a command: ls, ps, load, unload, get, log, embed, history, "
-                               "widget, chat-widget (-h for help).", status=2)
+            raise CommandError("Give a command: ls, ps, load, unload, get, log, embed, connect, "
+                               "disconnect, status, history, widget, chat-widget (-h for help).",
+                               status=2)
         if command == "help":
             return self.help(args.topic)
         if command in self.extra:
@@ -258,6 +270,16 @@ class Commands:
                                    f"{', '.join(choices)}.", status=2)
             parser = choices[topic]
         self.console.print(parser.format_help().rstrip())
+
+    # -- status ------------------------------------------------------------------------
+    def cmd_status(self, args) -> None:
+        describe = getattr(self.manager, "describe", None)
+        if describe is not None:
+            self.console.print(describe())
+            return
+        loaded = self.manager.list_loaded()
+        names = ", ".join(m.identifier for m in loaded) or "none loaded"
+        self.console.print(f"Using this process's own models ({names}).")
 
     # -- ls / ps -----------------------------------------------------------------------
     def cmd_ls(self, args) -> None:
@@ -392,6 +414,12 @@ class Commands:
             raise CommandError("Name the model to download: a keyword, publisher/repo"
                                "[@quantization] or a https://huggingface.co URL.", status=2)
         manager = self.manager
+        if getattr(manager, "download", None) is not None:  # connected: the server downloads
+            if args.select:
+                raise CommandError("--select chooses among the Hub's files here; while "
+                                   "connected, name the model (publisher/repo@quantization) "
+                                   "and the server downloads it.", status=2)
+            return self._download_on_server(manager, args.model)
         client = hub.Hub()
         budget = hub.memory_budget(manager)
 
@@ -418,6 +446,9 @@ class Commands:
         from ..models.starter import FILE, KEY, starter_path
 
         manager = self.manager
+        if getattr(manager, "ensure_starter", None) is None:
+            raise CommandError("get --starter fetches into this machine's models folder; the "
+                               "server fetches the starter model by itself on first use.")
         if any(info.key == KEY for info in manager.catalog.models()):
             hint = self.console.load_hint.replace("<model>", KEY)
             self.console.print(f"Model already downloaded ({KEY}). To use, run: {hint}")
@@ -431,6 +462,22 @@ class Commands:
             view.fail(None)
             raise CommandError(exc.message) from None
         view.finish(f"Download completed: {starter_path(manager.catalog.models_dir)}")
+
+    def _download_on_server(self, manager, name: str) -> None:
+        """``get`` while connected: the server downloads (LM Studio 0.4's download job)."""
+        model, _, quantization = name.partition("@")
+        view = self.console.download_progress(name)
+        job = manager.download(model, quantization or None, view)
+        status = job.get("status")
+        if status == "failed":
+            view.fail(None)
+            raise CommandError(f"Download failed: {job.get('error') or 'unknown error'}")
+        hint = self.console.load_hint.replace("<model>", model)
+        if status == "already_downloaded":
+            view.fail(None)
+            self.console.print(f"Model already downloaded on the server. To use, run: {hint}")
+        else:
+            view.finish(f"Download completed on the server. To use, run: {hint}")
 
     def _download(self, plan, hub, confirmed: bool) -> None:
         from ..models.downloads import DownloadJob
@@ -477,12 +524,20 @@ class Commands:
         def dropped(count: int) -> None:
             self.console.note(f"({count} log events dropped: the reader fell behind)")
 
-        if args.server:
-            token = args.token or os.environ.get("JUPYTER_TOKEN")
+        connection = getattr(self.manager, "connection", None)
+        if args.server or connection is not None:
+            if args.server:
+                url = logstream.sse_url(args.server, log_filter)
+                token = args.token or os.environ.get("JUPYTER_TOKEN")
+            else:  # connected: the server's log stream
+                from urllib.parse import urlencode
+
+                url = f"{connection.root}/api/v0/logs/stream?{urlencode(log_filter.query())}"
+                token = args.token or connection.token
             try:
-                events = logstream.read_sse(logstream.sse_url(args.server, log_filter), token,
-                                            timeout=args.timeout, on_dropped=dropped)
-                where = f" server at {args.server}"
+                events = logstream.read_sse(url, token, timeout=args.timeout,
+                                            on_dropped=dropped)
+                where = f" server at {args.server or connection.root}"
             except logstream.LogOptionsError as exc:
                 raise CommandError(str(exc)) from None
         else:

@@ -53,6 +53,11 @@ _LS_COLUMNS = ["PARAMS", "ARCH", "SIZE", "DEVICE", ""]  # LM Studio's, after the
 _LS_SPLITTER = "    "  # columnify's columnSplitter in lms
 
 
+def _device(info) -> str:
+    """LM Studio's DEVICE column: Local, or the remote engine serving the model."""
+    return getattr(info, "device", "Local")
+
+
 def loaded_mark(count: int) -> str:
     if count == 0:
         return ""
@@ -72,7 +77,7 @@ def _variant_rows(info: ModelInfo, instances: list) -> list[list[str]]:
     for v in info.variants:
         count = sum(1 for i in instances if i.variant.path == v.path)
         rows.append([f"{' * ' if v is default else '   '}{variant_id(info, v)}", v.params_string,
-                     v.arch, human_size(v.size_bytes), "Local", loaded_mark(count)])
+                     v.arch, human_size(v.size_bytes), _device(info), loaded_mark(count)])
     return rows
 
 
@@ -110,7 +115,7 @@ def ls_lines(models: list[ModelInfo], loaded: list, *, variants: bool = False,
                 rows += _variant_rows(info, instances)
             else:
                 rows.append([with_variant_count(info), variant.params_string, variant.arch,
-                             human_size(variant.size_bytes), "Local",
+                             human_size(variant.size_bytes), _device(info),
                              loaded_mark(len(instances))])
         lines += table(rows, [_TITLES[kind], *_LS_COLUMNS], _LS_SPLITTER)
         lines.append("")

@@ -138,13 +138,33 @@ class LMSMagics(Magics):
                 return None
             commands = Commands(runtime.get_manager, KernelConsole(self.mode),
                                 extra={"history": self._history, "widget": self._widget,
-                                       "chat-widget": self._chat_widget},
+                                       "chat-widget": self._chat_widget,
+                                       "connect": self._connect,
+                                       "disconnect": self._disconnect},
                                 api_factory=runtime.get_api, parser=self._lms_parser)
             return commands.run(args)
         except HelpShown:
             return None
         except CommandError as exc:
             raise UsageError(exc.message) from None
+
+    def _connect(self, args) -> None:
+        """``%lms connect [URL] [--token T]``: use a server's models from now on."""
+        from .discovery import DiscoveryError
+
+        try:
+            connection = runtime.connect(args.url, args.token)
+            loaded = connection.list_loaded()
+        except (DiscoveryError, APIError) as exc:
+            raise CommandError(str(getattr(exc, "message", exc))) from None
+        names = ", ".join(m.identifier for m in loaded) or "none"
+        print(f"{connection.describe()} Loaded there: {names}.")
+
+    def _disconnect(self, args) -> None:
+        if runtime.disconnect():
+            print("Disconnected; using this kernel's own models.")
+        else:
+            print("Not connected; using this kernel's own models.")
 
     def _history(self, args) -> None:
         if args.clear:

@@ -2,6 +2,11 @@
 
 Magics, widgets and the terminal commands of one process all share it, so a model loaded
 by ``%lms load`` is the one ``%%chat`` and the widgets see.
+
+After :func:`connect` (``%lms connect``, or ``$LMS_JUPYTER_CONNECT=auto|<url>`` for every
+kernel) they get a server's models instead, through HTTP (:mod:`.remote_api`): one model
+set shared by every kernel, the sidebar and HTTP clients. :func:`disconnect` returns to
+the in-kernel manager, the default.
 """
 from __future__ import annotations
 
@@ -12,11 +17,17 @@ _lock = threading.Lock()
 _manager = None
 _api = None
 _atexit_registered = False
+_connection = None  # remote_api.ConnectedManager while connected
+_env_checked = False
 
 
 def get_manager():
-    """The process-wide ModelManager (JIT loading on), created lazily."""
+    """The process-wide ModelManager (JIT loading on), created lazily; the server's
+    models (a ConnectedManager) while connected."""
     global _manager, _atexit_registered
+    _connect_from_env()
+    if _connection is not None:
+        return _connection
     with _lock:
         if _manager is None:
             from ..engine.manager import ModelManager
@@ -43,15 +54,96 @@ def get_api():
     manager = get_manager()
     with _lock:
         if _api is None or _api.manager is not manager:
-            from ..api import OpenAICompatAPI
+            if _connection is not None and manager is _connection:
+                from .remote_api import ConnectedAPI
 
-            _api = OpenAICompatAPI(manager)
+                _api = ConnectedAPI(manager)
+            else:
+                from ..api import OpenAICompatAPI
+
+                _api = OpenAICompatAPI(manager)
         return _api
+
+
+# -- connecting to a server -------------------------------------------------------------------
+def connect(url: str | None = None, token: str | None = None):
+    """Use a server's models from now on: ``url`` (any LM Studio REST API root, or a
+    Jupyter server's URL), or the Jupyter server running this kernel. Returns the
+    ConnectedManager; a ``discovery.DiscoveryError`` says why it could not connect."""
+    global _connection, _api, _env_checked
+    from . import discovery
+    from .remote_api import ConnectedManager
+
+    target = discovery.for_url(url, token) if url else discovery.for_kernel()
+    connection = ConnectedManager(target)
+    with _lock:
+        previous, _connection, _api, _env_checked = _connection, connection, None, True
+    if previous is not None:
+        previous.shutdown()
+    return connection
+
+
+def disconnect() -> bool:
+    """Back to the in-kernel manager; False if not connected."""
+    global _connection, _api, _env_checked
+    with _lock:
+        previous, _connection, _api, _env_checked = _connection, None, None, True
+    if previous is not None:
+        previous.shutdown()
+    return previous is not None
+
+
+def connection():
+    """The ConnectedManager while connected, else None."""
+    _connect_from_env()
+    return _connection
+
+
+def status() -> str:
+    """Which backend the kernel uses, in one line or two."""
+    current = connection()
+    if current is not None:
+        return current.describe()
+    with _lock:
+        manager = _manager
+    loaded = manager.list_loaded() if manager is not None else []
+    names = ", ".join(m.identifier for m in loaded) or "none loaded"
+    return (f"Using this kernel's own models (in-process manager; {names}). "
+            "%lms connect attaches to the Jupyter server's models.")
+
+
+def _connect_from_env() -> None:
+    """``$LMS_JUPYTER_CONNECT``: ``auto`` (the Jupyter server running this kernel, if it
+    has the extension; otherwise the in-kernel models, with a note) or a URL (with
+    ``$LMS_JUPYTER_TOKEN`` or ``$JUPYTER_TOKEN``); once per process."""
+    global _env_checked
+    if _env_checked:
+        return
+    import os
+    import sys
+
+    with _lock:
+        if _env_checked:
+            return
+        _env_checked = True
+    wanted = os.environ.get("LMS_JUPYTER_CONNECT", "").strip()
+    if not wanted or wanted.lower() in ("0", "off", "no", "none", "false"):
+        return
+    from .discovery import DiscoveryError
+
+    try:
+        connect(None if wanted.lower() == "auto" else wanted)
+    except DiscoveryError as exc:
+        if wanted.lower() != "auto":
+            raise
+        print(f"lms_jupyter: LMS_JUPYTER_CONNECT=auto: {exc} Using this kernel's own models.",
+              file=sys.stderr)
 
 
 def set_manager(manager):
     """Use ``manager`` from now on (embedding apps, tests); returns the previous one."""
-    global _manager, _api
+    global _manager, _api, _env_checked
+    _env_checked = True  # an explicit manager wins over $LMS_JUPYTER_CONNECT
     with _lock:
         previous, _manager, _api = _manager, manager, None
     return previous
@@ -59,8 +151,11 @@ def set_manager(manager):
 
 def shutdown() -> None:
     """Free every loaded model (registered with atexit)."""
-    global _manager, _api
+    global _manager, _api, _connection
     with _lock:
         manager, _manager, _api = _manager, None, None
+        connected, _connection = _connection, None
     if manager is not None:
         manager.shutdown()
+    if connected is not None:
+        connected.shutdown()

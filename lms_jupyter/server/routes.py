@@ -57,6 +57,9 @@ def _routes(prefix: str) -> list[tuple[str, dict, dict]]:
             lambda s, model_id: s.lmstudio.model_v0(model_id), "One model")}, OPENAI),
         (rf"{v0}/ps/?", {"get": Endpoint(
             lambda s: s.lmstudio.ps(), "Loaded instances and loads in progress")}, OPENAI),
+        (rf"{v0}/engines/?", {"get": Endpoint(
+            lambda s: s.lmstudio.engines(),
+            "Remote engines: replicas, health, requests in flight")}, OPENAI),
         (rf"{v0}/chat/completions/?", {"post": Endpoint(
             lambda s, body, channel: s.lmstudio.v0.chat_completions(body, channel),
             "Chat completion with LM Studio's stats, model_info and runtime",
