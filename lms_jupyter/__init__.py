@@ -16,6 +16,21 @@ def embed(texts, model=None, **options):
     return _embed(texts, model, **options)
 
 
+def find_server(url=None, token=None):
+    """The LM Studio API to use over HTTP from here, found the way Jupyter tools find their
+    server: ``url`` (or ``$LMS_JUPYTER_URL``) with ``token`` (or ``$LMS_JUPYTER_TOKEN`` /
+    ``$JUPYTER_TOKEN``), else the Jupyter server running this kernel. The result has
+    ``openai_base_url`` and ``api_key`` for ``openai.OpenAI(...)``, and ``root`` (where
+    ``/v1`` and ``/api`` live). Raises ``DiscoveryError`` with what to do when none is found.
+    """
+    import os
+
+    from .kernel import discovery
+
+    url = url or os.environ.get("LMS_JUPYTER_URL")
+    return discovery.for_url(url, token) if url else discovery.for_kernel()
+
+
 def _jupyter_server_extension_points():
     from .server.extension import LMSJupyterApp
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -236,3 +237,27 @@ def test_console_script_acts_on_the_running_server(hub, tmp_path, models_dir):
                            env=dict(env, JUPYTER_RUNTIME_DIR=str(tmp_path)),
                            capture_output=True, text=True, timeout=120)
     assert GEMMA in [m["modelKey"] for m in json.loads(alone.stdout)]  # no server needed
+
+
+def test_notebook_04_finds_the_server_it_runs_under(hub, monkeypatch):
+    """The openai-client notebook, run as in JupyterLab: a kernel the server started, no
+    URL or token set anywhere; ``lms_jupyter.find_server()`` finds both."""
+    import nbformat
+
+    for name in ("LMS_JUPYTER_URL", "LMS_JUPYTER_TOKEN", "JUPYTER_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    notebook = nbformat.read(Path(__file__).resolve().parent.parent / "notebooks" /
+                             "04_openai_client.ipynb", as_version=4)
+    code = [c.source for c in notebook.cells if c.cell_type == "code"]
+    kernel = Kernel(hub)
+    try:
+        printed, _ = kernel.run(code[0])
+        assert printed.strip() == f"API at {hub.api_url}"
+        _, outputs = kernel.run(code[1])
+        ids = [m["content"]["data"]["text/plain"] for m in outputs
+               if m["msg_type"] == "execute_result"]
+        assert ids and MODEL in ids[0]
+        printed, _ = kernel.run(code[2])
+        assert printed.strip()  # the model's answer, through the server
+    finally:
+        kernel.close()

@@ -32,6 +32,16 @@ class Target:
     server: dict | None = None  # the jpserver runtime file, when found that way
 
     @property
+    def openai_base_url(self) -> str:
+        """What ``openai.OpenAI(base_url=...)`` takes."""
+        return f"{self.root}/v1"
+
+    @property
+    def api_key(self) -> str:
+        """What ``openai.OpenAI(api_key=...)`` takes (the token; any string without one)."""
+        return self.token or "none"
+
+    @property
     def description(self) -> str:
         if self.server:
             return (f"the Jupyter server at {self.server.get('url')} (pid "
