@@ -8,10 +8,13 @@ ones (:meth:`OpenAICompatAPI.start_chat`) and reads the events itself.
 """
 from __future__ import annotations
 
+import os
 from typing import Iterator
 
 from ..engine.channel import EventChannel, run_blocking
 from ..engine.manager import ModelManager
+from ..errors import model_not_found
+from ..models.catalog import ModelNotFound
 from . import embeddings as embeddings_api
 from . import requests
 from .drive import Generation
@@ -35,21 +38,47 @@ class OpenAICompatAPI:
         self.reasoning_field = reasoning_field
 
     # -- models ----------------------------------------------------------------------------
+    @staticmethod
+    def model_object(model_id: str, path) -> dict:
+        """OpenAI's model object; ``created`` is the GGUF file's modification time (as
+        Ollama does: a local file has no other creation date worth reporting)."""
+        try:
+            created = int(os.stat(path).st_mtime)
+        except OSError:
+            created = 0
+        return {"id": model_id, "object": "model", "created": created,
+                "owned_by": "organization_owner"}
+
     def list_models(self) -> dict:
         manager = self.manager
         data, seen = [], set()
         for model in manager.list_loaded():
             if model.identifier not in seen:
                 seen.add(model.identifier)
-                data.append({"id": model.identifier, "object": "model",
-                             "owned_by": "organization_owner"})
+                data.append(self.model_object(model.identifier, model.variant.path))
         if manager.jit_loading:
             for info in manager.catalog.models():
                 if info.key not in seen:
                     seen.add(info.key)
-                    data.append({"id": info.key, "object": "model",
-                                 "owned_by": "organization_owner"})
+                    data.append(self.model_object(info.key, info.default_variant.path))
         return {"object": "list", "data": data}
+
+    def retrieve_model(self, model_id: str) -> dict:
+        """GET /v1/models/{id}: what a request may name, as the list has it: a loaded
+        instance (by identifier, key, ``publisher/key`` or ``...@quantization``) or, with
+        JIT loading, any model on disk. The id comes back as the client spelled it."""
+        name = model_id.strip().rstrip("/")
+        loaded = self.manager.get_loaded(name) if name else None
+        if loaded is not None:
+            return self.model_object(name, loaded.variant.path)
+        if name and self.manager.jit_loading:
+            try:
+                _info, variant = self.manager.catalog.resolve(name)
+            except ModelNotFound:
+                pass
+            else:
+                return self.model_object(name, variant.path)
+        raise model_not_found(model_id, [m["id"] for m in self.list_models()["data"]])
 
     # -- typed requests (blocking: may JIT-load) --------------------------------------------
     def with_preset(self, body) -> dict:

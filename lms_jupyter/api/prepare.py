@@ -65,7 +65,8 @@ def prepare_chat(manager: ModelManager, request: ChatRequest,
     generation = GenerationRequest(
         prompt=prompt, sampling=request.sampling, max_tokens=request.max_tokens, stop=stop,
         grammar=plan.grammar, add_bos=model.adds_bos and not (bos and prompt.startswith(bos)),
-        draft=_draft(manager, model, request), render_special=plan.render_special)
+        draft=_draft(manager, model, request), render_special=plan.render_special,
+        logprobs=request.logprobs)
     return Prepared(model, generation, output_factory(plan, request.stream, reasoning_field),
                     stream=request.stream, include_usage=request.include_usage)
 
@@ -75,7 +76,8 @@ def prepare_completion(manager: ModelManager, request: CompletionRequest) -> Pre
     model = _generation_model(manager, request)
     generation = GenerationRequest(
         prompt=request.prompt, sampling=request.sampling, max_tokens=request.max_tokens,
-        stop=request.stop, add_bos=model.adds_bos, draft=_draft(manager, model, request))
+        stop=request.stop, add_bos=model.adds_bos, draft=_draft(manager, model, request),
+        logprobs=request.logprobs)
     echo = request.prompt if request.echo and isinstance(request.prompt, str) else ""
     return Prepared(model, generation, echo=echo, stream=request.stream,
                     include_usage=request.include_usage)

@@ -231,8 +231,9 @@ class LoadedModel:
             holder.waiting_for = None
             job.released.set()
 
-    def embed(self, texts: list[str], truncate: bool = False) -> Future:
-        """Queue embeddings; the future gives an :class:`EmbeddingResult`."""
+    def embed(self, texts: list, truncate: bool = False) -> Future:
+        """Queue embeddings of texts and/or token-id lists; the future gives an
+        :class:`EmbeddingResult`."""
         future: Future = Future()
         self._submit(_EmbeddingJob(self, texts, truncate, future))
         return future
@@ -375,7 +376,7 @@ def not_a_chat_model(identifier: str) -> APIError:
 
 
 class _EmbeddingJob:
-    def __init__(self, model: LoadedModel, texts: list[str], truncate: bool, future: Future):
+    def __init__(self, model: LoadedModel, texts: list, truncate: bool, future: Future):
         self.model, self.texts, self.truncate, self.future = model, texts, truncate, future
 
     def __call__(self) -> None:
