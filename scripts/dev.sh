@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine:
 #   bash scripts/dev.sh start   install, then JupyterLab with the LM Studio API on the embedded model
-#   bash scripts/dev.sh test    install with test extras, then the whole test suite
+#   bash scripts/dev.sh test    install with the test and clients extras, then the whole test suite
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,7 +57,7 @@ case "${1:-}" in
         exec jupyter lab $(root_flag) --LMSJupyterApp.preload=smollm2-135m-instruct "$@"
         ;;
     test)
-        install "test"
+        install "test,clients"
         ensure_chromium
         shift
         set +e

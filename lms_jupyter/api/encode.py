@@ -172,14 +172,18 @@ class ChatEncoder(_Encoder):
 
 
 class TextEncoder(_Encoder):
-    """``text_completion`` bodies and streams; ``echo`` puts the prompt first."""
+    """``text_completion`` bodies and streams; ``echo`` puts the prompt first.
+
+    ``offset``: the legacy logprobs' ``text_offset`` of the first generated token, which
+    OpenAI (and llama-cpp-python) count from the start of the prompt: its length."""
 
     object_name = chunk_name = "text_completion"
 
-    def __init__(self, model: str, *, echo: str = "", **kwargs):
+    def __init__(self, model: str, *, echo: str = "", offset: int = 0, **kwargs):
         super().__init__(model, id_prefix="cmpl", **kwargs)
         self.echo = echo
-        self._offset = len(echo)  # text_offset of the next streamed token
+        self.offset = len(echo) or offset
+        self._offset = self.offset  # text_offset of the next streamed token
 
     def start(self) -> list[dict]:
         if not self.echo:
@@ -202,5 +206,5 @@ class TextEncoder(_Encoder):
 
     def response(self, done: Done) -> dict:
         return self._body({"index": 0, "text": self.echo + done.answer.content,
-                           "logprobs": completion_logprobs(done.answer.logprobs, len(self.echo)),
+                           "logprobs": completion_logprobs(done.answer.logprobs, self.offset),
                            "finish_reason": done.finish_reason}, done)

@@ -110,8 +110,8 @@ class OpenAICompatAPI:
     def encoder(self, prepared: Prepared):
         model, usage = prepared.model.identifier, prepared.include_usage
         if prepared.make_output is None:
-            return TextEncoder(model, echo=prepared.echo, include_usage=usage,
-                               extras=self._extras_for(prepared))
+            return TextEncoder(model, echo=prepared.echo, offset=prepared.prompt_chars,
+                               include_usage=usage, extras=self._extras_for(prepared))
         return ChatEncoder(model, reasoning_field=self.reasoning_field, include_usage=usage,
                            extras=self._extras_for(prepared))
 

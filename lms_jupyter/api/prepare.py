@@ -27,6 +27,9 @@ class Prepared:
     request: GenerationRequest
     make_output: Callable[[], ChatOutput] | None = None  # None: plain text (completions)
     echo: str = ""  # text completions with ``echo``: the prompt comes first
+    # text completions' log-probabilities: the prompt's length in characters, where the
+    # legacy ``text_offset`` of the first generated token is (as OpenAI counts it)
+    prompt_chars: int = 0
     stream: bool = False
     include_usage: bool = False
 
@@ -79,5 +82,9 @@ def prepare_completion(manager: ModelManager, request: CompletionRequest) -> Pre
         stop=request.stop, add_bos=model.adds_bos, draft=_draft(manager, model, request),
         logprobs=request.logprobs)
     echo = request.prompt if request.echo and isinstance(request.prompt, str) else ""
+    prompt_chars = 0
+    if request.logprobs is not None:
+        prompt_chars = len(request.prompt) if isinstance(request.prompt, str) \
+            else len(model.detokenize(request.prompt))
     return Prepared(model, generation, echo=echo, stream=request.stream,
-                    include_usage=request.include_usage)
+                    include_usage=request.include_usage, prompt_chars=prompt_chars)

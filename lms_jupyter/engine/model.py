@@ -255,6 +255,13 @@ class LoadedModel:
     def token_text(self, token: int) -> str:
         return llama.token_bytes(self.llm, token, special=True).decode("utf-8", errors="replace")
 
+    def detokenize(self, tokens: list[int]) -> str:
+        """The text of token ids (ids outside the vocabulary are skipped)."""
+        n_vocab = self.llm.n_vocab()
+        raw = b"".join(llama.token_bytes(self.llm, t, special=True) for t in tokens
+                       if 0 <= t < n_vocab)
+        return raw.decode("utf-8", errors="replace")
+
     def is_control_text(self, text: str) -> bool:
         """Whether ``text`` is a control token, dropped from output unless rendered."""
         return llama.is_control_text(self.llm, text)
