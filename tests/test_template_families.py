@@ -179,6 +179,17 @@ def test_reasoning_goes_to_its_own_fields(hermes_client):
     assert "reasoning" not in (plain.choices[0].message.model_extra or {})
 
 
+def test_logprobs_leave_reasoning_out(hermes_client):
+    kwargs = dict(model=HERMES_MODEL, messages=[{"role": "user", "content": "Hi!"}],
+                  max_tokens=12, temperature=0, seed=1, logprobs=True)
+    thinking = hermes_client.chat.completions.create(**kwargs).choices[0]
+    assert thinking.message.model_extra["reasoning"] and not thinking.message.content
+    assert thinking.logprobs.content == []  # twelve tokens, all of them reasoning
+    plain = hermes_client.chat.completions.create(reasoning_effort="none", **kwargs).choices[0]
+    assert plain.message.content
+    assert "".join(t.token for t in plain.logprobs.content) == plain.message.content
+
+
 # -- Mistral: 9-character tool-call ids in the history ------------------------------------------
 
 MISTRAL_MODEL = "mistral-smollm2"

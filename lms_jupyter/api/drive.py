@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import AsyncIterator, Iterator
 
-from ..chat.events import Answer, ContentDelta, ReasoningDelta
+from ..chat.events import Answer, ContentDelta
 from ..chat.logprobs import ContentLogprobs
 from ..engine.channel import EventChannel
 from ..engine.events import Finished, Started, TextDelta
@@ -81,16 +81,7 @@ class Generation:
 
     def _with_logprobs(self, events: list) -> list:
         """Content events with their tokens' log-probabilities (when asked for)."""
-        if self._logprobs is None:
-            return events
-        out = []
-        for event in events:
-            if isinstance(event, ContentDelta):
-                event = ContentDelta(event.text, self._logprobs.take(event.text))
-            elif isinstance(event, ReasoningDelta):
-                self._logprobs.take(event.text, content=False)
-            out.append(event)
-        return out
+        return events if self._logprobs is None else self._logprobs.attach(events)
 
     # -- asyncio -----------------------------------------------------------------------------
     async def start(self) -> None:

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from collections import deque
 
+from .events import ContentDelta, ReasoningDelta
+
 
 class ContentLogprobs:
     """Lines up raw generated pieces (with their tokens) against the content and
@@ -64,6 +66,18 @@ class ContentLogprobs:
             return ()
         self.content.extend(tokens)
         return tuple(tokens)
+
+    def attach(self, events: list) -> list:
+        """The chat output's events, content ones carrying their tokens (reasoning pieces
+        are lined up, and their tokens dropped)."""
+        out = []
+        for event in events:
+            if isinstance(event, ContentDelta):
+                event = ContentDelta(event.text, self.take(event.text))
+            elif isinstance(event, ReasoningDelta):
+                self.take(event.text, content=False)
+            out.append(event)
+        return out
 
     def _find(self, text: str) -> tuple[int, int]:
         for candidate in (text, text.strip()):
