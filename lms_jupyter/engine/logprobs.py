@@ -46,17 +46,17 @@ def token_logprob(logits, token: int, top_n: int, strings: TokenStrings) -> Toke
     the ``top_n`` likeliest alternatives, best first (the chosen token may be among them)."""
     import numpy as np
 
-    row = np.asarray(logits, dtype=np.float64)
+    row = np.asarray(logits, dtype=np.float32)
     peak = float(row.max())
-    log_total = peak + float(np.log(np.exp(row - peak).sum()))
+    log_total = peak + float(np.log(np.exp(row - peak).sum(dtype=np.float64)))
     text, raw = strings(token)
     top: tuple[TokenLogprob, ...] = ()
     if top_n > 0:
         n = min(top_n, row.shape[0])
-        ids = np.argpartition(-row, n - 1)[:n]
+        ids = np.argpartition(row, -n)[-n:]
         ids = ids[np.argsort(-row[ids], kind="stable")]
-        top = tuple(_entry(strings, int(i), row[i] - log_total) for i in ids)
-    return TokenLogprob(text, _finite(row[token] - log_total), raw, top)
+        top = tuple(_entry(strings, int(i), float(row[i]) - log_total) for i in ids)
+    return TokenLogprob(text, _finite(float(row[token]) - log_total), raw, top)
 
 
 def _entry(strings: TokenStrings, token: int, logprob) -> TokenLogprob:
