@@ -47,3 +47,39 @@ QWEN_STYLE = """\
 {%- endif %}
 {%- endif %}
 """
+
+# Mistral-7B-Instruct-v0.3's way with tools: [AVAILABLE_TOOLS], [TOOL_CALLS] and
+# [TOOL_RESULTS], and its refusal of any tool-call id that is not 9 characters long.
+MISTRAL_STYLE = """\
+{%- if messages[0]["role"] == "system" %}
+{%- set system_message = messages[0]["content"] %}{%- set loop_messages = messages[1:] %}
+{%- else %}{%- set loop_messages = messages %}{%- endif %}
+{{- bos_token }}
+{%- for message in loop_messages %}
+{%- if message["role"] == "user" %}
+{%- if tools is not none and tools and loop.last %}
+{{- "[AVAILABLE_TOOLS] " + (tools | tojson) + "[/AVAILABLE_TOOLS]" }}
+{%- endif %}
+{{- "[INST] " + message["content"] + "[/INST]" }}
+{%- elif message.tool_calls is defined and message.tool_calls is not none %}
+{{- "[TOOL_CALLS] [" }}
+{%- for tool_call in message.tool_calls %}
+{%- set out = tool_call.function | tojson %}
+{{- out[:-1] }}
+{%- if not tool_call.id is defined or tool_call.id | length != 9 %}
+{{- raise_exception("Tool call IDs should be alphanumeric strings with length 9!") }}
+{%- endif %}
+{{- ', "id": "' + tool_call.id + '"}' }}
+{%- if not loop.last %}{{- ", " }}{%- else %}{{- "]" + eos_token }}{%- endif %}
+{%- endfor %}
+{%- elif message["role"] == "assistant" %}
+{{- " " + message["content"] | trim + eos_token }}
+{%- elif message["role"] == "tool" %}
+{{- '[TOOL_RESULTS] {"content": ' + (message.content | tojson) + ", " }}
+{%- if not message.tool_call_id is defined or message.tool_call_id | length != 9 %}
+{{- raise_exception("Tool call IDs should be alphanumeric strings with length 9!") }}
+{%- endif %}
+{{- '"call_id": "' + message.tool_call_id + '"}[/TOOL_RESULTS]' }}
+{%- endif %}
+{%- endfor %}
+"""

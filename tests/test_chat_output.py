@@ -337,3 +337,46 @@ def test_output_factory_without_plan_is_plain():
     assert chat_features.output_factory(None, stream=False) is ChatOutput
     with pytest.raises(ValueError):
         chat_features.output_factory(None, stream=False, reasoning_field="bogus")
+
+
+# -- log-probabilities: which tokens are content --------------------------------------------------
+
+def run_with_logprobs(output: ChatOutput, pieces: list[str]):
+    """Feed ``pieces`` (one token each) as the driving step does; the content, the tokens
+    attached to content events, and the events."""
+    from lms_jupyter.chat.events import ContentDelta as Content
+    from lms_jupyter.chat.logprobs import ContentLogprobs
+    from lms_jupyter.engine.events import TokenLogprob
+
+    aligner, events = ContentLogprobs(), []
+    for i, piece in enumerate(pieces):
+        aligner.add(piece, [TokenLogprob(piece, -float(i), tuple(piece.encode()))])
+        events += aligner.attach(output.feed(piece))
+    events += aligner.attach(output.finish())
+    attached = [t for e in events if isinstance(e, Content) for t in e.logprobs]
+    assert attached == aligner.content
+    return output.answer().content, [t.token for t in attached], events
+
+
+def test_logprobs_cover_content_not_reasoning():
+    pieces = ["<think>", "\n", "Hello", " there", "\n", "</", "think", ">", "\n\n", "Hello",
+              " there", "!"]
+    content, tokens, _ = run_with_logprobs(ChatOutput(splitter=ReasoningSplitter()), pieces)
+    # the reasoning says the same words as the answer: they must not take its tokens
+    assert content == "Hello there!" and tokens == ["Hello", " there", "!"]
+
+
+def test_logprobs_leave_tool_calls_out():
+    parser = make_parser("generic", ["get_weather"], [WEATHER], stream_arguments=True)
+    pieces = ["Sure", ".", " ", "[TOOL_REQUEST]", '{"name": "get_weather", ',
+              '"arguments": {"city": "Rome"}}', "[END_TOOL_REQUEST]"]
+    content, tokens, events = run_with_logprobs(ChatOutput(parser=parser), pieces)
+    assert any(type(e).__name__ == "ToolCallStart" for e in events)
+    assert content == "Sure." and "".join(tokens) == "Sure."
+
+
+def test_logprobs_inline_reasoning_counts_as_content():
+    output = ChatOutput(splitter=ReasoningSplitter(), inline_tags=("<think>", "</think>"))
+    pieces = ["<think>", "Hmm", "</think>", "Yes"]
+    content, tokens, _ = run_with_logprobs(output, pieces)
+    assert content == "<think>Hmm</think>Yes" and tokens == pieces

@@ -226,6 +226,21 @@ def test_dimensions_and_base64(client):
     np.testing.assert_allclose(decoded, full, atol=1e-7)
 
 
+def test_token_ids_embed_exactly_as_given(client, embedder):
+    """Token ids are the model's own and go in as they are: [CLS] ... [SEP] from the
+    model's tokenizer give the text's vector; the bare word pieces give another one."""
+    texts = ["A man is eating food.", "hello world"]
+    ids = [embedder.tokenize(t) for t in texts]
+    assert ids[0][0] == 101 and ids[0][-1] == 102  # [CLS] ... [SEP]
+    by_text = client.embeddings.create(model=MINILM, input=texts)
+    by_ids = client.embeddings.create(model=MINILM, input=ids)
+    for a, b in zip(by_text.data, by_ids.data):
+        np.testing.assert_allclose(a.embedding, b.embedding, atol=2e-4)
+    assert by_ids.usage.prompt_tokens == by_text.usage.prompt_tokens
+    bare = client.embeddings.create(model=MINILM, input=ids[0][1:-1]).data[0].embedding
+    assert cosine(bare, by_text.data[0].embedding) < 0.999
+
+
 def test_long_input_is_a_400_naming_its_index(client, server):
     with pytest.raises(openai.BadRequestError) as err:
         client.embeddings.create(model=MINILM, input=["one", "two", "three", LONG])
@@ -247,7 +262,11 @@ def test_long_input_is_a_400_naming_its_index(client, server):
     ({"model": MINILM}, "input"),
     ({"model": MINILM, "input": []}, "input"),
     ({"model": MINILM, "input": ["ok", ""]}, "input[1]"),
-    ({"model": MINILM, "input": [1, 2]}, "input"),
+    ({"model": MINILM, "input": [1.5, 2]}, "input[0]"),
+    ({"model": MINILM, "input": [[101, 102], []]}, "input[1]"),
+    ({"model": MINILM, "input": [[101, -2]]}, "input[0]"),
+    ({"model": MINILM, "input": [101, 30522]}, "input"),  # the vocabulary is 0..30521
+    ({"model": MINILM, "input": ["text", True]}, "input[1]"),
     ({"model": MINILM, "input": "x", "encoding_format": "int8"}, "encoding_format"),
     ({"model": MINILM, "input": "x", "dimensions": 0}, "dimensions"),
     ({"model": MINILM, "input": "x", "dimensions": 385}, "dimensions"),

@@ -73,3 +73,35 @@ def test_messages_and_templates():
     assert render_chat(None, msgs).endswith("User: hi\nAssistant:")
     with pytest.raises(APIError):
         render_chat("{{ raise_exception('no system role') }}", msgs)
+
+
+def test_held_logprobs_travel_with_the_text_they_produced():
+    from lms_jupyter.engine.events import TokenLogprob
+    from lms_jupyter.engine.logprobs import HeldLogprobs
+
+    def entry(name):
+        return TokenLogprob(name, -1.0, ())
+
+    held = HeldLogprobs()
+    held.add(entry("Hel"), 3)
+    held.release(3)
+    assert [t.token for t in held.take()] == ["Hel"]
+    held.add(entry("lo E"), 4)  # "lo " released, "E" held: it may begin "END"
+    held.release(3)
+    assert held.take() == []  # the token's text is not all out yet
+    held.add(entry("X"), 1)  # "EX": not a stop string after all
+    held.release(2)
+    assert [t.token for t in held.take()] == ["lo E", "X"]
+    held.add(entry("<partial utf-8>"), 0)  # bytes that end inside a character
+    held.release(0)
+    assert held.take() == []
+    held.add(entry("é"), 1)
+    held.release(1)
+    assert [t.token for t in held.take()] == ["<partial utf-8>", "é"]
+    held.add(entry(" E"), 2)  # " " released, "E" held
+    held.release(1)
+    held.add(entry("ND"), 2)  # "END" found: nothing more released, the stop's tokens dropped
+    held.release(0, stopped=True)
+    assert [t.token for t in held.take()] == [" E"]  # part of its text went out
+    held.release_all()
+    assert held.take() == []

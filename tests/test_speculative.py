@@ -58,6 +58,19 @@ def test_greedy_output_equals_plain_decoding(pair):
           f"{stats['tokens_per_second']:.1f} tok/s; draft counts {stats}")
 
 
+def test_logprobs_with_a_draft_model_equal_plain_ones(pair):
+    """Verification samples each position once, so each emitted token has its own logits."""
+    body = {**CHAT, "max_tokens": 10, "logprobs": True, "top_logprobs": 2,
+            "logit_bias": {str(EOS_ID): -100}}
+    plain = v0(pair, "chat/completions", body).json()["choices"][0]["logprobs"]["content"]
+    drafted = v0(pair, "chat/completions", {**body, "draft_model": "draft"}).json()
+    tokens = drafted["choices"][0]["logprobs"]["content"]
+    assert drafted["stats"]["accepted_draft_tokens_count"] > 0 and len(plain) == 10
+    assert [t["token"] for t in tokens] == [t["token"] for t in plain]
+    assert [t["logprob"] for t in tokens] == pytest.approx([t["logprob"] for t in plain],
+                                                           abs=1e-3)
+
+
 def test_openai_endpoint_and_stream_accept_draft_model(pair):
     from openai import OpenAI
 

@@ -17,9 +17,11 @@ import openai
 import pytest
 
 from conftest import MODEL, JupyterServer
-from family_templates import QWEN_STYLE
+from family_templates import MISTRAL_STYLE, QWEN_STYLE
 from lms_jupyter.api import OpenAICompatAPI
-from lms_jupyter.chat.plan import markers_are_special
+from lms_jupyter.chat.plan import markers_are_special, needs_short_call_ids, short_call_id
+from lms_jupyter.chat.templates import render_chat
+from lms_jupyter.errors import APIError
 from lms_jupyter.models.catalog import ModelCatalog, embedded_model_path
 from lms_jupyter.models.gguf import read_header
 from lms_jupyter.engine.manager import ModelManager
@@ -175,3 +177,69 @@ def test_reasoning_goes_to_its_own_fields(hermes_client):
     plain = hermes_client.chat.completions.create(reasoning_effort="none", **kwargs)
     assert plain.choices[0].message.content
     assert "reasoning" not in (plain.choices[0].message.model_extra or {})
+
+
+def test_logprobs_leave_reasoning_out(hermes_client):
+    kwargs = dict(model=HERMES_MODEL, messages=[{"role": "user", "content": "Hi!"}],
+                  max_tokens=12, temperature=0, seed=1, logprobs=True)
+    thinking = hermes_client.chat.completions.create(**kwargs).choices[0]
+    assert thinking.message.model_extra["reasoning"] and not thinking.message.content
+    assert thinking.logprobs.content == []  # twelve tokens, all of them reasoning
+    plain = hermes_client.chat.completions.create(reasoning_effort="none", **kwargs).choices[0]
+    assert plain.message.content
+    assert "".join(t.token for t in plain.logprobs.content) == plain.message.content
+
+
+# -- Mistral: 9-character tool-call ids in the history ------------------------------------------
+
+MISTRAL_MODEL = "mistral-smollm2"
+
+
+@pytest.fixture(scope="module")
+def mistral_api(tmp_path_factory):
+    """SmolLM2 with a Mistral v0.3 style template, served in-process."""
+    root = tmp_path_factory.mktemp("mistral-models")
+    folder = root / "lms-tests" / "Mistral-SmolLM2-GGUF"
+    folder.mkdir(parents=True)
+    copy_gguf_with_template(embedded_model_path(), folder / "mistral-smollm2-Q4_1.gguf",
+                            MISTRAL_STYLE)
+    manager = ModelManager(ModelCatalog(root, include_embedded=False))
+    yield OpenAICompatAPI(manager)
+    manager.shutdown()
+
+
+def openai_history(call_id: str) -> list[dict]:
+    return ASK + [
+        {"role": "assistant", "content": None, "tool_calls": [{
+            "id": call_id, "type": "function",
+            "function": {"name": "getWeather", "arguments": '{"city": "Rome"}'}}]},
+        {"role": "tool", "tool_call_id": call_id, "content": "Sunny, 24 C"},
+    ]
+
+
+def test_mistral_history_gets_nine_character_call_ids(mistral_api):
+    call_id = "call_Xq3b9ZkTn2LwPq8RvY1sUd4M"  # OpenAI's form, as our own calls have
+    history = openai_history(call_id)
+    with pytest.raises(APIError, match="length 9"):  # the template's own check
+        render_chat(MISTRAL_STYLE, history, tools=[WEATHER])
+    assert needs_short_call_ids(MISTRAL_STYLE) and not needs_short_call_ids(QWEN_STYLE)
+    short = short_call_id(call_id)
+    assert len(short) == 9 and short.isalnum() and short_call_id(call_id) == short
+    prepared = mistral_api.prepare_chat({"model": MISTRAL_MODEL, "messages": history,
+                                         "tools": [WEATHER], "max_tokens": 4})
+    prompt = prepared.request.prompt
+    assert "[TOOL_CALLS]" in prompt and "[TOOL_RESULTS]" in prompt
+    assert f'"id": "{short}"' in prompt and f'"call_id": "{short}"' in prompt
+    assert call_id not in prompt
+    body = mistral_api.run_sync(prepared)  # and it generates
+    assert body["choices"][0]["finish_reason"] in ("stop", "length", "tool_calls")
+    # without tools offered the history still renders natively, ids mapped the same way
+    plain = mistral_api.prepare_chat({"model": MISTRAL_MODEL, "messages": history,
+                                      "max_tokens": 4})
+    assert f'"call_id": "{short}"' in plain.request.prompt
+    # ids that already fit are kept; two calls never share an id
+    kept = mistral_api.prepare_chat({"model": MISTRAL_MODEL, "messages": HISTORY,
+                                     "tools": [WEATHER], "max_tokens": 4})
+    assert '"call_id": "123456789"' in kept.request.prompt
+    assert short_call_id("call_a") != short_call_id("call_b")
+

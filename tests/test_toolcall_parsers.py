@@ -203,7 +203,7 @@ def test_event_sequence_is_well_formed(family, text, content, calls):
     assert started == ended
     ids = [e.id for e in events if isinstance(e, ToolCallStart)]
     assert len(set(ids)) == len(ids)
-    assert all(i.isdigit() and len(i) == 9 for i in ids)
+    assert all(i.startswith("call_") and len(i) == 29 and i[5:].isalnum() for i in ids)
 
 
 def test_arguments_stream_before_the_call_is_finished():

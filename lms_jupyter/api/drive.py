@@ -12,6 +12,7 @@ import time
 from typing import AsyncIterator, Iterator
 
 from ..chat.events import Answer, ContentDelta
+from ..chat.logprobs import ContentLogprobs
 from ..engine.channel import EventChannel
 from ..engine.events import Finished, Started, TextDelta
 from ..engine.remote_models import UpstreamChunk
@@ -37,6 +38,8 @@ class Generation:
         self.prompt_tokens = 0
         self.done: Done | None = None
         self._pending: list = []  # events translated by start(), not yet handed out
+        # log-probabilities (only when asked for): which tokens are content
+        self._logprobs = ContentLogprobs() if prepared.request.logprobs is not None else None
         prepared.model.generate(prepared.request, self.channel)
 
     def cancel(self) -> None:
@@ -53,22 +56,35 @@ class Generation:
             return self.output.feed_chunk(event.payload)
         if isinstance(event, TextDelta):
             if self.output is not None:
-                return self.output.feed(event.text)
+                if self._logprobs is not None:
+                    self._logprobs.add(event.text, event.logprobs)
+                return self._with_logprobs(self.output.feed(event.text))
             self._text.append(event.text)
-            return [ContentDelta(event.text)]
+            if self._logprobs is None:
+                return [ContentDelta(event.text)]
+            tokens = tuple(event.logprobs or ())  # plain text: every token is content
+            self._logprobs.content.extend(tokens)
+            return [ContentDelta(event.text, tokens)]
         if isinstance(event, Finished):
-            events = self.output.finish() if self.output is not None else []
+            events = self._with_logprobs(self.output.finish()) if self.output is not None \
+                else []
             if self.output is not None:
                 answer = self.output.answer()
                 finish_reason = self.output.finish_reason_override or event.finish_reason
             else:
                 answer = Answer(content="".join(self._text))
                 finish_reason = event.finish_reason
+            if self._logprobs is not None:
+                answer.logprobs = tuple(self._logprobs.content)
             self.done = Done(self.model_id, answer, event, finish_reason)
             return events + [self.done]
         if isinstance(event, Failed):
             return [event]
         return []
+
+    def _with_logprobs(self, events: list) -> list:
+        """Content events with their tokens' log-probabilities (when asked for)."""
+        return events if self._logprobs is None else self._logprobs.attach(events)
 
     # -- asyncio -----------------------------------------------------------------------------
     async def start(self) -> None:

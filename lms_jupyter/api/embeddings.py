@@ -1,6 +1,7 @@
 """``POST /v1/embeddings`` (and LM Studio's ``/api/v0/embeddings``) as plain Python.
 
-Request: OpenAI's ``model``, ``input`` (a string or an array of strings), ``dimensions``
+Request: OpenAI's ``model``, ``input`` (a string or an array of strings, or token ids: one
+array or an array of arrays, embedded as given after a vocabulary check), ``dimensions``
 (Matryoshka truncation, re-normalised), ``encoding_format`` (``float`` or ``base64``:
 little-endian float32, as the openai client decodes it), plus ``truncate`` (default false)
 and LM Studio's ``ttl``. Response: OpenAI's list of ``embedding`` objects with

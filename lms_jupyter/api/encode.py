@@ -5,6 +5,11 @@ An encoder turns the typed events of one generation (:mod:`.events`) into
 the whole response body. It knows nothing of models or transports. LM Studio's /api/v0
 adds its ``stats``, ``model_info`` and ``runtime`` objects through ``extras``: to the
 response body, and to the stream's final chunk (which then also carries ``usage``, once).
+
+Log-probabilities, when asked for, ride on content events (``ContentDelta.logprobs``,
+``Answer.logprobs``): chat spells them ``logprobs.content`` (token, logprob, bytes,
+top_logprobs), text completions in OpenAI's legacy shape (tokens, token_logprobs,
+top_logprobs as {token: logprob}, text_offset). Not asked for: ``"logprobs": null``.
 """
 from __future__ import annotations
 
@@ -21,6 +26,37 @@ Extras = Callable[[Done], dict]
 
 def new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(10)}"
+
+
+def _token(entry) -> dict:
+    return {"token": entry.token, "logprob": entry.logprob, "bytes": list(entry.bytes)}
+
+
+def chat_logprobs(tokens) -> dict | None:
+    """OpenAI's chat ``choices[].logprobs`` for content tokens (None: not asked for)."""
+    if tokens is None:
+        return None
+    return {"content": [dict(_token(t), top_logprobs=[_token(a) for a in t.top])
+                        for t in tokens], "refusal": None}
+
+
+def completion_logprobs(tokens, offset: int = 0) -> dict | None:
+    """The legacy ``text_completion`` logprobs; ``offset``: where the first token's text
+    starts in the choice's text (after an echoed prompt, or earlier chunks)."""
+    if tokens is None:
+        return None
+    offsets = []
+    for t in tokens:
+        offsets.append(offset)
+        offset += len(t.token)
+    top = []
+    for t in tokens:
+        alternatives: dict = {}
+        for a in t.top:  # best first: a repeated spelling keeps its best figure
+            alternatives.setdefault(a.token, a.logprob)
+        top.append(alternatives)
+    return {"tokens": [t.token for t in tokens], "token_logprobs": [t.logprob for t in tokens],
+            "top_logprobs": top, "text_offset": offsets}
 
 
 def reasoning_delta(text: str, field: str) -> dict:
@@ -125,34 +161,50 @@ class ChatEncoder(_Encoder):
             delta = chat_delta(event, self.reasoning_field)
             if delta is None:
                 return None
-        return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        logprobs = chat_logprobs(event.logprobs) if isinstance(event, ContentDelta) else None
+        return {"index": 0, "delta": delta, "logprobs": logprobs,
+                "finish_reason": finish_reason}
 
     def response(self, done: Done) -> dict:
-        return self._body({"index": 0, "logprobs": None, "finish_reason": done.finish_reason,
+        return self._body({"index": 0, "logprobs": chat_logprobs(done.answer.logprobs),
+                           "finish_reason": done.finish_reason,
                            "message": chat_message(done.answer, self.reasoning_field)}, done)
 
 
 class TextEncoder(_Encoder):
-    """``text_completion`` bodies and streams; ``echo`` puts the prompt first."""
+    """``text_completion`` bodies and streams; ``echo`` puts the prompt first.
+
+    ``offset``: the legacy logprobs' ``text_offset`` of the first generated token, which
+    OpenAI (and llama-cpp-python) count from the start of the prompt: its length."""
 
     object_name = chunk_name = "text_completion"
 
-    def __init__(self, model: str, *, echo: str = "", **kwargs):
+    def __init__(self, model: str, *, echo: str = "", offset: int = 0, **kwargs):
         super().__init__(model, id_prefix="cmpl", **kwargs)
         self.echo = echo
+        self.offset = len(echo) or offset
+        self._offset = self.offset  # text_offset of the next streamed token
 
     def start(self) -> list[dict]:
-        return [self._chunk([self.delta_choice(ContentDelta(self.echo))])] if self.echo else []
+        if not self.echo:
+            return []
+        return [self._chunk([{"index": 0, "text": self.echo, "logprobs": None,
+                              "finish_reason": None}])]
 
     def delta_choice(self, event, finish_reason=None) -> dict | None:
+        logprobs = None
         if event is None:
             text = ""
-        elif isinstance(event, ContentDelta) and event.text:
+        elif isinstance(event, ContentDelta) and (event.text or event.logprobs):
             text = event.text
+            logprobs = completion_logprobs(event.logprobs, self._offset)
+            if event.logprobs:
+                self._offset += sum(len(t.token) for t in event.logprobs)
         else:
             return None
-        return {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
+        return {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish_reason}
 
     def response(self, done: Done) -> dict:
         return self._body({"index": 0, "text": self.echo + done.answer.content,
-                           "logprobs": None, "finish_reason": done.finish_reason}, done)
+                           "logprobs": completion_logprobs(done.answer.logprobs, self.offset),
+                           "finish_reason": done.finish_reason}, done)

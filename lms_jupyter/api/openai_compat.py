@@ -8,10 +8,13 @@ ones (:meth:`OpenAICompatAPI.start_chat`) and reads the events itself.
 """
 from __future__ import annotations
 
+import os
 from typing import Iterator
 
 from ..engine.channel import EventChannel, run_blocking
 from ..engine.manager import ModelManager
+from ..errors import model_not_found
+from ..models.catalog import ModelNotFound
 from . import embeddings as embeddings_api
 from . import requests
 from .drive import Generation
@@ -40,21 +43,48 @@ class OpenAICompatAPI:
         self.reasoning_field = reasoning_field
 
     # -- models ----------------------------------------------------------------------------
+    @staticmethod
+    def model_object(model_id: str, info, variant) -> dict:
+        """OpenAI's model object; ``created`` is the GGUF file's modification time (as
+        Ollama does: a local file has no other creation date worth reporting; 0 for a
+        remote engine's model)."""
+        try:
+            created = int(os.stat(variant.path).st_mtime)
+        except (OSError, TypeError):
+            created = 0
+        return {"id": model_id, "object": "model", "created": created,
+                "owned_by": _owner(info)}
+
     def list_models(self) -> dict:
         manager = self.manager
         data, seen = [], set()
         for model in manager.list_loaded():
             if model.identifier not in seen:
                 seen.add(model.identifier)
-                data.append({"id": model.identifier, "object": "model",
-                             "owned_by": _owner(model.info)})
+                data.append(self.model_object(model.identifier, model.info, model.variant))
         if manager.jit_loading:
             for info in manager.catalog.models():
                 if info.key not in seen:
                     seen.add(info.key)
-                    data.append({"id": info.key, "object": "model",
-                                 "owned_by": _owner(info)})
+                    data.append(self.model_object(info.key, info, info.default_variant))
         return {"object": "list", "data": data}
+
+    def retrieve_model(self, model_id: str) -> dict:
+        """GET /v1/models/{id}: what a request may name, as the list has it: a loaded
+        instance (by identifier, key, ``publisher/key`` or ``...@quantization``) or, with
+        JIT loading, any model on disk. The id comes back as the client spelled it."""
+        name = model_id.strip().rstrip("/")
+        loaded = self.manager.get_loaded(name) if name else None
+        if loaded is not None:
+            return self.model_object(name, loaded.info, loaded.variant)
+        if name and self.manager.jit_loading:
+            try:
+                info, variant = self.manager.catalog.resolve(name)
+            except ModelNotFound:
+                pass
+            else:
+                return self.model_object(name, info, variant)
+        raise model_not_found(model_id, [m["id"] for m in self.list_models()["data"]])
 
     # -- typed requests (blocking: may JIT-load) --------------------------------------------
     def with_preset(self, body) -> dict:
@@ -86,8 +116,8 @@ class OpenAICompatAPI:
     def encoder(self, prepared: Prepared):
         model, usage = prepared.model.identifier, prepared.include_usage
         if prepared.make_output is None:
-            return TextEncoder(model, echo=prepared.echo, include_usage=usage,
-                               extras=self._extras_for(prepared))
+            return TextEncoder(model, echo=prepared.echo, offset=prepared.prompt_chars,
+                               include_usage=usage, extras=self._extras_for(prepared))
         return ChatEncoder(model, reasoning_field=self.reasoning_field, include_usage=usage,
                            extras=self._extras_for(prepared))
 

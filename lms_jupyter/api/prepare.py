@@ -31,6 +31,9 @@ class Prepared:
     request: GenerationRequest
     make_output: Callable[[], ChatOutput] | None = None  # None: plain text (completions)
     echo: str = ""  # text completions with ``echo``: the prompt comes first
+    # text completions' log-probabilities: the prompt's length in characters, where the
+    # legacy ``text_offset`` of the first generated token is (as OpenAI counts it)
+    prompt_chars: int = 0
     stream: bool = False
     include_usage: bool = False
 
@@ -73,7 +76,8 @@ def prepare_chat(manager: ModelManager, request: ChatRequest,
     generation = GenerationRequest(
         prompt=prompt, sampling=request.sampling, max_tokens=request.max_tokens, stop=stop,
         grammar=plan.grammar, add_bos=model.adds_bos and not (bos and prompt.startswith(bos)),
-        draft=_draft(manager, model, request), render_special=plan.render_special)
+        draft=_draft(manager, model, request), render_special=plan.render_special,
+        logprobs=request.logprobs)
     return Prepared(model, generation, output_factory(plan, request.stream, reasoning_field),
                     stream=request.stream, include_usage=request.include_usage)
 
@@ -87,7 +91,12 @@ def prepare_completion(manager: ModelManager, request: CompletionRequest) -> Pre
         return prepare_remote_completion(model, request)
     generation = GenerationRequest(
         prompt=request.prompt, sampling=request.sampling, max_tokens=request.max_tokens,
-        stop=request.stop, add_bos=model.adds_bos, draft=_draft(manager, model, request))
+        stop=request.stop, add_bos=model.adds_bos, draft=_draft(manager, model, request),
+        logprobs=request.logprobs)
     echo = request.prompt if request.echo and isinstance(request.prompt, str) else ""
+    prompt_chars = 0
+    if request.logprobs is not None:
+        prompt_chars = len(request.prompt) if isinstance(request.prompt, str) \
+            else len(model.detokenize(request.prompt))
     return Prepared(model, generation, echo=echo, stream=request.stream,
-                    include_usage=request.include_usage)
+                    include_usage=request.include_usage, prompt_chars=prompt_chars)

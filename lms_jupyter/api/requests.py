@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from ..chat.grammar import UnsupportedSchemaError, grammar_for_response_format
 from ..chat.templates import normalise_messages
 from ..engine.generation import SamplingParams
+from ..engine.logprobs import MAX_TOP_LOGPROBS
 from ..engine.options import LoadRequest
 from ..errors import APIError, bad_request
 from ..models.memory import parse_gpu_offload
@@ -159,6 +160,22 @@ def stream_flags(body: dict) -> tuple[bool, bool]:
     if not isinstance(options, dict):
         raise bad_request("'stream_options' must be an object.", "stream_options")
     return stream, boolean(options, "include_usage")
+
+
+def chat_logprobs(body: dict) -> int | None:
+    """Chat's ``logprobs: true`` with ``top_logprobs: N`` (0..20) as the engine's number of
+    alternatives; None when log-probabilities are off."""
+    wanted = boolean(body, "logprobs")
+    top = number(body, "top_logprobs", 0, MAX_TOP_LOGPROBS, integer=True)
+    if top is not None and not wanted:
+        raise bad_request("'top_logprobs' needs 'logprobs': true.", "top_logprobs")
+    return (top or 0) if wanted else None
+
+
+def completion_logprobs(body: dict) -> int | None:
+    """Text completions' legacy ``logprobs: N``: log-probabilities with N alternatives
+    (0..20; OpenAI stops at 5)."""
+    return number(body, "logprobs", 0, MAX_TOP_LOGPROBS, integer=True)
 
 
 def ttl_seconds(body: dict) -> float | None:
@@ -399,6 +416,7 @@ class GenerationFields:
     draft: DraftRequest | None = None
     # the body as sent (presets applied): a remote engine gets the fields the client named
     wire: dict = field(default_factory=dict, repr=False, compare=False)
+    logprobs: int | None = None  # alternatives per token; None: no log-probabilities
 
 
 @dataclass
@@ -416,7 +434,7 @@ class CompletionRequest(GenerationFields):
 @dataclass
 class EmbeddingRequest:
     model: str
-    inputs: list[str]
+    inputs: list[str | list[int]]  # texts, or the model's token ids (embedded as given)
     encoding_format: str = "float"
     dimensions: int | None = None
     ttl: float | None = None
@@ -448,44 +466,89 @@ def chat_request(body) -> ChatRequest:
     common = _generation_fields(body)
     messages = normalise_messages(body.get("messages"))
     check_tool_history(messages)
-    return ChatRequest(**common, messages=messages, features=chat_features(body))
+    return ChatRequest(**common, messages=messages, features=chat_features(body),
+                       logprobs=chat_logprobs(body))
+
+
+def _is_token_ids(value) -> bool:
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(t, int) and not isinstance(t, bool) for t in value)
+
+
+def token_ids(value: list, name: str) -> list[int]:
+    """A non-empty array of token ids (their range is the model's vocabulary, which the
+    engine checks: a 400 naming ``name``)."""
+    negative = [t for t in value if t < 0]
+    if negative:
+        raise bad_request(f"{name} has negative token ids: {negative[:5]}.", name)
+    return list(value)
+
+
+def completion_prompt(value) -> str | list[int]:
+    """``prompt``: a non-empty string or an array of token ids, alone or as the only
+    element of an array (``["text"]``, ``[[15339, 1917]]``)."""
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], (str, list)):
+        value = value[0]
+    if isinstance(value, str) and value:
+        return value
+    if _is_token_ids(value):
+        return token_ids(value, "prompt")
+    if isinstance(value, list) and len(value) > 1 and all(
+            isinstance(v, str) or _is_token_ids(v) for v in value):
+        raise bad_request(f"Only one prompt per request is supported (got {len(value)}).",
+                          "prompt")
+    raise bad_request("'prompt' must be a non-empty string or an array of token ids (or one "
+                      "of them in an array).", "prompt")
 
 
 def completion_request(body) -> CompletionRequest:
     """POST /v1/completions as a typed request; ``prompt`` may be token ids."""
     body = require_object(body)
     common = _generation_fields(body)
-    prompt = body.get("prompt")
-    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
-        prompt = prompt[0]
-    if isinstance(prompt, list) and prompt and all(
-            isinstance(t, int) and not isinstance(t, bool) for t in prompt):
-        prompt = list(prompt)
-    elif not (isinstance(prompt, str) and prompt):
-        raise bad_request("'prompt' must be a non-empty string (or one string in an array, "
-                          "or an array of token ids).", "prompt")
-    return CompletionRequest(**common, prompt=prompt, echo=boolean(body, "echo"))
+    prompt = completion_prompt(body.get("prompt"))
+    echo = boolean(body, "echo")
+    logprobs = completion_logprobs(body)
+    if echo and logprobs is not None:
+        raise bad_request("'logprobs' with 'echo' would need the prompt's log-probabilities, "
+                          "which are not computed; send one or the other.", "echo")
+    return CompletionRequest(**common, prompt=prompt, echo=echo, logprobs=logprobs)
+
+
+def embedding_inputs(value) -> list[str | list[int]]:
+    """``input``: a string, an array of strings, an array of token ids, or an array of
+    such arrays (what langchain-openai sends by default)."""
+    if isinstance(value, str) or _is_token_ids(value):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise bad_request("'input' must be a non-empty string, an array of strings, an array "
+                          "of token ids or an array of token-id arrays.", "input")
+    inputs: list[str | list[int]] = []
+    for i, item in enumerate(value):
+        if isinstance(item, str):
+            if not item:
+                raise bad_request(f"input[{i}] is an empty string.", f"input[{i}]")
+            inputs.append(item)
+        elif _is_token_ids(item):
+            inputs.append(token_ids(item, f"input[{i}]"))
+        elif isinstance(item, list) and not item:
+            raise bad_request(f"input[{i}] is an empty array of token ids.", f"input[{i}]")
+        else:
+            raise bad_request(f"input[{i}] must be a non-empty string or an array of token ids.",
+                              f"input[{i}]")
+    if len(inputs) > MAX_EMBEDDING_INPUTS:
+        raise bad_request(f"At most {MAX_EMBEDDING_INPUTS} inputs per request (got "
+                          f"{len(inputs)}).", "input")
+    return inputs
 
 
 def embedding_request(body) -> EmbeddingRequest:
     """POST /v1/embeddings as a typed request."""
     body = require_object(body)
-    value = body.get("input")
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise bad_request("'input' must be a non-empty string or an array of non-empty "
-                          "strings.", "input")
-    for i, text_input in enumerate(value):
-        if not text_input:
-            raise bad_request(f"input[{i}] is an empty string.", f"input[{i}]")
-    if len(value) > MAX_EMBEDDING_INPUTS:
-        raise bad_request(f"At most {MAX_EMBEDDING_INPUTS} inputs per request (got "
-                          f"{len(value)}).", "input")
+    inputs = embedding_inputs(body.get("input"))
     encoding = body.get("encoding_format") or "float"
     if encoding not in ("float", "base64"):
         raise bad_request("'encoding_format' must be 'float' or 'base64'.", "encoding_format")
-    return EmbeddingRequest(model_name(body), value, encoding,
+    return EmbeddingRequest(model_name(body), inputs, encoding,
                             number(body, "dimensions", 1, None, integer=True), ttl_seconds(body),
                             context_length(body), boolean(body, "truncate"))
 

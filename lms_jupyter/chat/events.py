@@ -42,6 +42,8 @@ class Answer:
     content: str = ""
     reasoning: str = ""
     tool_calls: list[ToolCall] = field(default_factory=list)
+    # the content's tokens with their log-probabilities, when the request asked for them
+    logprobs: tuple | None = None
 
 
 AnswerEvent = Union[ContentDelta, ReasoningDelta, ToolCallStart, ToolCallArgsDelta, ToolCallEnd]

@@ -14,6 +14,9 @@ and wires them for one model and one request. Decisions:
   With "auto" nothing is forced, and calls are parsed from whatever the model writes.
 - tool_choice "auto" next to a JSON response_format: the grammar accepts either a tool
   call or the JSON answer, so agents that use both still work.
+- Tool-call ids are OpenAI's ``call_...``; templates that insist on 9 alphanumeric
+  characters in the history (Mistral's raise an exception otherwise) get every id mapped
+  to one, the same way in ``tool_calls`` and ``tool_call_id``, when the history renders.
 - Grammars force the output from its first token, so a template whose generation prompt
   opens a <think> block gets no reasoning split while a grammar is active (the forced
   output is the answer, not reasoning).
@@ -22,7 +25,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable
@@ -33,6 +38,7 @@ from .grammar import UnsupportedSchemaError, tool_call_gbnf, union_gbnf
 from .toolcalls import (
     GENERIC,
     HARMONY,
+    MISTRAL,
     convert_messages_for_generic,
     detect_family,
     generic_tool_system_prompt,
@@ -83,6 +89,46 @@ def _arguments_as_objects(messages: list[dict]) -> list[dict]:
                         pass  # not JSON: the template gets the text as it is
                 calls.append(call)
             message["tool_calls"] = calls
+        out.append(message)
+    return out
+
+
+_NINE_CHARACTER_CHECK = re.compile(r"length\s*!=\s*9\b")
+
+
+def needs_short_call_ids(chat_template: str | None) -> bool:
+    """Whether the template wants 9-character alphanumeric tool-call ids (the Mistral
+    family's templates raise "Tool call IDs should be alphanumeric strings with length
+    9!" on anything else)."""
+    if not chat_template:
+        return False
+    return detect_family(chat_template) == MISTRAL or \
+        bool(_NINE_CHARACTER_CHECK.search(chat_template))
+
+
+def short_call_id(call_id) -> str:
+    """A 9-character alphanumeric id for ``call_id``: itself when it already is one,
+    else a digest of it (the same id always maps to the same short one)."""
+    text = str(call_id)
+    if len(text) == 9 and text.isascii() and text.isalnum():
+        return text
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:9]
+
+
+def _short_call_ids(messages: list[dict]) -> list[dict]:
+    """The history with every tool-call id (assistant ``tool_calls[].id`` and tool
+    ``tool_call_id``) mapped by :func:`short_call_id`."""
+    out = []
+    for message in messages:
+        if message.get("tool_calls"):
+            calls = []
+            for call in message["tool_calls"]:
+                if isinstance(call, dict) and call.get("id") is not None:
+                    call = dict(call, id=short_call_id(call["id"]))
+                calls.append(call)
+            message = dict(message, tool_calls=calls)
+        if message.get("role") == "tool" and message.get("tool_call_id") is not None:
+            message = dict(message, tool_call_id=short_call_id(message["tool_call_id"]))
         out.append(message)
     return out
 
@@ -180,6 +226,8 @@ def plan_chat(model, features, messages: list[dict]) -> ChatPlan:
             plan.messages = _arguments_as_objects(messages)
         else:
             plan.messages = _generic_history_without_instruction(messages, [])
+    if native and needs_short_call_ids(template) and _has_tool_history(plan.messages):
+        plan.messages = _short_call_ids(plan.messages)
 
     info = reasoning_mod.detect_reasoning(template, variables)
     if info["format"] == "harmony" or (

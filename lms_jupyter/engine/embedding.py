@@ -7,6 +7,10 @@ add_sep, so BERT gives ``[CLS] ... [SEP]``), its own pooling from GGUF ``pooling
 ``llama_get_embeddings_seq``), and L2-normalised rows. A chat model asked for embeddings
 gets a second context on the same weights with mean pooling (what lms-jupyter always did).
 
+Inputs are texts or token ids. Token ids are embedded exactly as given (the model's
+special tokens are not added around them: a client that wants ``[CLS] ... [SEP]`` sends
+them, as the model's own tokenizer does), after a check against the vocabulary.
+
 Inputs are packed into batches: up to :data:`MAX_SEQUENCES` sequences and
 :data:`PACK_TOKENS` tokens per ``llama_decode`` (one sequence id each, positions from 0),
 with the context's memory cleared between batches. ``n_batch`` and ``n_ubatch`` are both the
@@ -97,6 +101,7 @@ class Embedder:
         self._owned_model = owned_model  # an _internals.LlamaModel we must close, or None
         self._model = model_ptr
         self._vocab = llama_cpp.llama_model_get_vocab(model_ptr)
+        self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
         self.pooling = pooling
         self.max_tokens = max_tokens
         n_embd_out = getattr(llama_cpp, "llama_model_n_embd_out", llama_cpp.llama_model_n_embd)
@@ -199,17 +204,19 @@ class Embedder:
                 return full[:start], full[start + len(plain):]
         return [], []
 
-    def prepare(self, texts: list[str],
-                truncate: bool = False) -> tuple[list[list[int]], list[int]]:
-        """Tokens per input, checked against :attr:`max_tokens`.
+    def prepare(self, inputs: list, truncate: bool = False) -> tuple[list[list[int]], list[int]]:
+        """Tokens per input (a text, or token ids checked against the vocabulary), checked
+        against :attr:`max_tokens`.
 
         Too long: a 400 ``context_length_exceeded`` naming the input, or with ``truncate``
-        the text cut so that the special tokens (e.g. the final ``[SEP]``) stay.
+        a text cut so that the special tokens (e.g. the final ``[SEP]``) stay, and token
+        ids cut to the first :attr:`max_tokens`.
         """
         lists, truncated = [], []
         head, tail = len(self._prefix), len(self._suffix)
-        for i, text in enumerate(texts):
-            tokens = self.tokenize(text)
+        for i, item in enumerate(inputs):
+            is_text = isinstance(item, str)
+            tokens = self.tokenize(item) if is_text else self._checked_ids(item, i)
             if len(tokens) > self.max_tokens:
                 if not truncate:
                     raise APIError(
@@ -217,18 +224,32 @@ class Embedder:
                         f"\"{self.label}\" embeds at most {self.max_tokens} tokens per input. "
                         "Shorten it, or send \"truncate\": true to cut it.", 400,
                         "invalid_request_error", f"input[{i}]", "context_length_exceeded")
-                keep = self.max_tokens - head - tail
-                tokens = tokens[:head] + tokens[head:len(tokens) - tail][:keep] + \
-                    tokens[len(tokens) - tail:]
+                if is_text:
+                    keep = self.max_tokens - head - tail
+                    tokens = tokens[:head] + tokens[head:len(tokens) - tail][:keep] + \
+                        tokens[len(tokens) - tail:]
+                else:
+                    tokens = tokens[:self.max_tokens]
                 truncated.append(i)
             if not tokens:
                 raise bad_request(f"input[{i}] has no tokens.", f"input[{i}]")
             lists.append(tokens)
         return lists, truncated
 
+    def _checked_ids(self, ids: list[int], i: int) -> list[int]:
+        bad = [t for t in ids if not 0 <= t < self.n_vocab]
+        if bad:
+            raise bad_request(f"input[{i}] has token ids outside the vocabulary of "
+                              f"\"{self.label}\" (0..{self.n_vocab - 1}): {bad[:5]}. Token ids "
+                              "are the model's own; ids from another tokenizer (tiktoken's, "
+                              "as langchain-openai sends by default) mean other words: send "
+                              "text instead.", "input")
+        return list(ids)
+
     # -- embedding -----------------------------------------------------------------------
-    def embed(self, texts: list[str], truncate: bool = False) -> EmbeddingResult:
-        lists, truncated = self.prepare(texts, truncate)
+    def embed(self, inputs: list, truncate: bool = False) -> EmbeddingResult:
+        """Vectors for texts and/or token-id lists (one batching path for both)."""
+        lists, truncated = self.prepare(inputs, truncate)
         vectors = self.embed_tokens(lists)
         return EmbeddingResult(vectors, sum(len(t) for t in lists), truncated)
 

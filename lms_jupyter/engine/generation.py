@@ -8,7 +8,8 @@ It comes in three steps, each usable on its own (a batching scheduler needs the 
 checks and the same per-token text handling for every slot): :func:`check_prompt`
 tokenizes and refuses what cannot run, :func:`sampler_settings` turns the request's
 sampling into llama-cpp-python's, and :class:`TokenText` turns sampled tokens into text,
-applying stop strings and limits.
+applying stop strings and limits (and, when asked, keeps each token's log-probability
+with the text it releases: see :mod:`.logprobs`).
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from typing import Callable
 from ..errors import APIError, bad_request, context_length_exceeded
 from . import llama
 from .events import (STOP_CONTEXT, STOP_EOS, STOP_MAX_TOKENS, STOP_STRING, STOP_USER, Failed,
-                     Finished, Started, TextDelta)
+                     Finished, Started, TextDelta, TokenLogprob)
+from .logprobs import HeldLogprobs, LogprobRecorder
 
 @dataclass
 class SamplingParams:
@@ -128,8 +130,12 @@ def check_prompt(llm, request: GenerationRequest) -> list[int]:
     return tokens
 
 
-def sampler_settings(llm, request: GenerationRequest) -> dict:
-    """llama-cpp-python's sampler keyword arguments for the request (seeds ``llm``)."""
+def sampler_settings(llm, request: GenerationRequest,
+                     recorder: LogprobRecorder | None = None) -> dict:
+    """llama-cpp-python's sampler keyword arguments for the request (seeds ``llm``).
+
+    ``recorder`` (when the request asks for log-probabilities) goes right after the
+    logit-bias processor, ahead of penalties and the grammar in llama-cpp-python's chain."""
     sampling = request.sampling
     grammar = None
     if request.grammar:
@@ -141,11 +147,14 @@ def sampler_settings(llm, request: GenerationRequest) -> dict:
             raise bad_request(f"Could not compile the output grammar: {exc}",
                               "response_format") from None
     llm.set_seed(sampling.seed if sampling.seed is not None else random_seed())
+    stages = [_bias_processor(sampling.logit_bias)] if sampling.logit_bias else []
+    if recorder is not None:
+        stages.append(recorder)
     processors = None
-    if sampling.logit_bias:
+    if stages:
         from llama_cpp import LogitsProcessorList
 
-        processors = LogitsProcessorList([_bias_processor(sampling.logit_bias)])
+        processors = LogitsProcessorList(stages)
     return dict(
         top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
         temp=sampling.temperature, repeat_penalty=sampling.repeat_penalty,
@@ -156,7 +165,15 @@ def sampler_settings(llm, request: GenerationRequest) -> dict:
 class TokenText:
     """Sampled tokens -> text for one request: UTF-8 across token boundaries, stop strings
     held back until they are ruled out, and every reason to stop but the end of the
-    prompt's context (which the caller knows)."""
+    prompt's context (which the caller knows).
+
+    Log-probabilities: ``push(token, logprob)`` keeps the token's
+    :class:`~.events.TokenLogprob` with the text it produced; :meth:`delta` hands out the
+    released text together with the entries of the tokens it completes (text held back
+    for a possible stop string carries its tokens along; tokens of a stop string that
+    matched are dropped, those of the end-of-generation token never recorded). Callers
+    emit ``text.delta(text.push(token, logprob))`` and ``text.delta(text.flush())``.
+    """
 
     def __init__(self, llm, request: GenerationRequest, n_prompt: int,
                  is_eog: Callable[[int], bool]):
@@ -170,15 +187,21 @@ class TokenText:
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.generated = 0
         self.stop_reason: str | None = None
+        self.wants_logprobs = request.logprobs is not None
+        self.logprobs = HeldLogprobs()
 
-    def push(self, token: int) -> str:
-        """The text this token releases; sets ``stop_reason`` when generation must end."""
+    def push(self, token: int, logprob: TokenLogprob | None = None) -> str:
+        """The text this token releases; sets ``stop_reason`` when generation must end.
+        ``logprob`` is the token's entry when the request asked for log-probabilities."""
         if self.is_eog(token):
             self.stop_reason = STOP_EOS
             return ""
         self.generated += 1
         text = self.decoder.decode(llama.token_bytes(self.llm, token, self.render_special))
         out, hit = self.matcher.push(text)
+        if self.wants_logprobs:
+            self.logprobs.add(logprob, len(text))
+            self.logprobs.release(len(out), stopped=hit)
         if hit:
             self.stop_reason = STOP_STRING
         elif self.limit is not None and self.generated >= self.limit:
@@ -191,7 +214,16 @@ class TokenText:
         """Text held back for a stop string that never came (nothing after a hit)."""
         if self.stop_reason == STOP_STRING:
             return ""
+        self.logprobs.release_all()
         return self.matcher.flush() + self.decoder.decode(b"", final=True)
+
+    def delta(self, text: str) -> TextDelta | None:
+        """The event for released ``text`` with its tokens' log-probabilities (None when
+        there is nothing to report)."""
+        if not self.wants_logprobs:
+            return TextDelta(text) if text else None
+        logprobs = self.logprobs.take()
+        return TextDelta(text, logprobs) if text or logprobs else None
 
 
 def run_generation(llm, request: GenerationRequest, cancel: threading.Event,
@@ -204,9 +236,11 @@ def run_generation(llm, request: GenerationRequest, cancel: threading.Event,
     everything after the token source (stops, limits, text) is shared.
     """
     started_at = time.perf_counter()
+    recorder = None if request.logprobs is None else \
+        LogprobRecorder(llm, request.logprobs, request.render_special)
     try:
         tokens = check_prompt(llm, request)
-        settings = sampler_settings(llm, request)
+        settings = sampler_settings(llm, request, recorder)
     except APIError as exc:
         emit(Failed(exc))
         return None
@@ -235,9 +269,9 @@ def run_generation(llm, request: GenerationRequest, cancel: threading.Event,
                 if cancel.is_set():
                     text.stop_reason = STOP_USER
                     break
-                out = text.push(token)
-                if out:
-                    emit(TextDelta(out))
+                delta = text.delta(text.push(token, recorder and recorder.take(token)))
+                if delta is not None:
+                    emit(delta)
                 if text.stop_reason:
                     break
     except RuntimeError as exc:
@@ -250,9 +284,9 @@ def run_generation(llm, request: GenerationRequest, cancel: threading.Event,
         text.stop_reason = STOP_USER
     finally:
         generator.close()
-    tail = text.flush()
-    if tail:
-        emit(TextDelta(tail))
+    tail = text.delta(text.flush())
+    if tail is not None:
+        emit(tail)
     now = time.perf_counter()
     finished = Finished(text.stop_reason or STOP_EOS, len(tokens), text.generated,
                         (first_token_at or now) - started_at, now - started_at,

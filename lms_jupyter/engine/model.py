@@ -231,8 +231,9 @@ class LoadedModel:
             holder.waiting_for = None
             job.released.set()
 
-    def embed(self, texts: list[str], truncate: bool = False) -> Future:
-        """Queue embeddings; the future gives an :class:`EmbeddingResult`."""
+    def embed(self, texts: list, truncate: bool = False) -> Future:
+        """Queue embeddings of texts and/or token-id lists; the future gives an
+        :class:`EmbeddingResult`."""
         future: Future = Future()
         self._submit(_EmbeddingJob(self, texts, truncate, future))
         return future
@@ -253,6 +254,13 @@ class LoadedModel:
 
     def token_text(self, token: int) -> str:
         return llama.token_bytes(self.llm, token, special=True).decode("utf-8", errors="replace")
+
+    def detokenize(self, tokens: list[int]) -> str:
+        """The text of token ids (ids outside the vocabulary are skipped)."""
+        n_vocab = self.llm.n_vocab()
+        raw = b"".join(llama.token_bytes(self.llm, t, special=True) for t in tokens
+                       if 0 <= t < n_vocab)
+        return raw.decode("utf-8", errors="replace")
 
     def is_control_text(self, text: str) -> bool:
         """Whether ``text`` is a control token, dropped from output unless rendered."""
@@ -375,7 +383,7 @@ def not_a_chat_model(identifier: str) -> APIError:
 
 
 class _EmbeddingJob:
-    def __init__(self, model: LoadedModel, texts: list[str], truncate: bool, future: Future):
+    def __init__(self, model: LoadedModel, texts: list, truncate: bool, future: Future):
         self.model, self.texts, self.truncate, self.future = model, texts, truncate, future
 
     def __call__(self) -> None:

@@ -40,6 +40,10 @@ def _routes(prefix: str) -> list[tuple[str, dict, dict]]:
         (rf"{v1}/models/?", {"get": Endpoint(
             lambda s: s.openai.list_models(),
             "List the models a request may name (loaded ones; every model with JIT)")}, OPENAI),
+        (rf"{v1}/models/(?P<model_id>.+)", {"get": Endpoint(
+            lambda s, model_id: s.openai.retrieve_model(model_id),
+            "One model a request may name (ids may hold / and @); 404 model_not_found")},
+         OPENAI),
         (rf"{v1}/chat/completions/?", {"post": Endpoint(
             lambda s, body, channel: s.openai.chat_completions(body, channel),
             "Chat completion, streamed as SSE with stream=true", **generation)}, OPENAI),

@@ -7,15 +7,21 @@ each event onto an OpenAI streaming delta without knowing any model family.
 from __future__ import annotations
 
 import secrets
+import string
 from dataclasses import dataclass
 from typing import Callable, Iterable, Union
 
 
 @dataclass(frozen=True)
 class ContentDelta:
-    """Plain assistant text (everything that is not a tool call)."""
+    """Plain assistant text (everything that is not a tool call).
+
+    ``logprobs``: when the request asked for log-probabilities, the generated tokens of
+    this text (``engine.events.TokenLogprob``s; attached by the driving step, never by a
+    parser); None when it did not ask."""
 
     text: str
+    logprobs: tuple | None = None
 
 
 @dataclass(frozen=True)
@@ -51,10 +57,14 @@ class ToolCallEnd:
 ToolCallEvent = Union[ContentDelta, ToolCallStart, ToolCallArgsDelta, ToolCallEnd]
 
 
+_ID_ALPHABET = string.ascii_letters + string.digits
+
+
 def new_call_id() -> str:
-    """A 9-digit numeric id, like LM Studio's (and accepted by Mistral templates,
-    which insist on 9 alphanumeric characters)."""
-    return str(10**8 + secrets.randbelow(9 * 10**8))
+    """An id in OpenAI's form: ``call_`` and 24 random letters and digits. (Templates
+    that insist on other ids in the history, as Mistral's 9 characters, get them mapped
+    when the history is rendered: ``chat.plan``.)"""
+    return "call_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(24))
 
 
 def unique_id_factory(make: Callable[[], str] = new_call_id) -> Callable[[], str]:
