@@ -52,6 +52,9 @@ class RemoteRequest:
     body: dict
     stream: bool = True
     text: bool = False  # a text completion: chunks carry choices[0].text
+    # Log-probabilities are never computed here: when asked for, they are part of ``body``
+    # and come back inside the engine's own chunks, relayed as they are.
+    logprobs = None
 
 
 # -- the facts listings show (the shapes of models.catalog and engine.options) ------------
