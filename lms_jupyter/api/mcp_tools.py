@@ -18,6 +18,7 @@ into logs, errors, the response's ``tools`` echo or the store.
 """
 from __future__ import annotations
 
+import ast
 import asyncio
 import ipaddress
 import json
@@ -73,6 +74,26 @@ def _non_public(address: str) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return not ip.is_global or ip.is_multicast
+
+
+def url_list(values) -> tuple[str, ...]:
+    """Allow-list entries as given on a command line: repeated flags give a list, and a
+    quoted Python list (``"['http://a', 'http://b']"``, which jupyter_server hands an
+    extension as one string) is unpacked."""
+    out: list[str] = []
+    for value in values or ():
+        text = str(value).strip()
+        if text.startswith("["):
+            try:
+                parsed = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                parsed = None
+            if isinstance(parsed, (list, tuple)):
+                out += [str(v).strip() for v in parsed if str(v).strip()]
+                continue
+        if text:
+            out.append(text)
+    return tuple(out)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import aclosing
 
 from ..engine.channel import EventChannel, run_blocking
 from ..engine.manager import ModelManager
@@ -232,19 +233,20 @@ class _Run:
         try:
             while True:
                 done = None
-                async for batch in self.generation.batches():
-                    if self.gone():
-                        return
-                    out = []
-                    for event in batch:
-                        if isinstance(event, Failed):
-                            raise event.error
-                        if isinstance(event, Done):
-                            done = event
-                        else:
-                            out += encoder.feed(event)
-                    if out:
-                        yield out
+                async with aclosing(self.generation.batches()) as batches:
+                    async for batch in batches:  # closing them cancels the generation
+                        if self.gone():
+                            return
+                        out = []
+                        for event in batch:
+                            if isinstance(event, Failed):
+                                raise event.error
+                            if isinstance(event, Done):
+                                done = event
+                            else:
+                                out += encoder.feed(event)
+                        if out:
+                            yield out
                 if done is None:
                     if self.gone():
                         return
@@ -331,13 +333,15 @@ class _Run:
     # -- the two ways out ---------------------------------------------------------------------------
     async def sse(self):
         """Server-sent events: ``event: <type>`` + ``data: {...}``, no [DONE]."""
-        async for events in self.events():
-            yield [{"__event__": e["type"], **e} for e in events]
+        async with aclosing(self.events()) as events:
+            async for batch in events:
+                yield [{"__event__": e["type"], **e} for e in batch]
 
     async def result(self) -> dict:
         """The finished response object (a plain request); a failure is raised."""
-        async for _events in self.events():
-            pass
+        async with aclosing(self.events()) as events:
+            async for _batch in events:
+                pass
         if self.gone():
             raise APIError("The request was cancelled.", 499, "invalid_request_error")
         if self.error is not None:

@@ -10,7 +10,7 @@ from traitlets import Bool, Enum, Float, List, Unicode
 from ..api.lmstudio import LMStudioAPI
 from .. import logstream
 from ..api.downloads import DownloadAPI
-from ..api.mcp_tools import McpPolicy
+from ..api.mcp_tools import McpPolicy, url_list
 from ..api.openai_compat import OpenAICompatAPI
 from ..api.responses_api import ResponsesAPI
 from ..api.responses_store import ResponseStore
@@ -77,7 +77,7 @@ class LMSJupyterApp(ExtensionApp):
             downloads=DownloadAPI(manager),
             responses=ResponsesAPI(
                 manager, self.presets, ResponseStore(self.responses_db or None),
-                McpPolicy(self.allow_remote_mcp, tuple(self.remote_mcp_allowed_urls),
+                McpPolicy(self.allow_remote_mcp, url_list(self.remote_mcp_allowed_urls),
                           self.remote_mcp_timeout)))
         self.settings[Services.SETTINGS_KEY] = self.services
 
