@@ -106,7 +106,7 @@ class McpTestServer:
 
         self.calls: list[tuple] = []
         self.headers: list[dict] = []
-        srv = MCPServer("calculator")
+        srv = MCPServer("calculator", log_level="WARNING")
 
         @srv.tool()
         def add(a: int, b: int) -> int:
