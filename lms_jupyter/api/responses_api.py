@@ -136,9 +136,16 @@ class _Run:
         for n, item in enumerate(self.request.items):
             if item["type"] == "mcp_approval_response" and item["approve"]:
                 call = asked[item["approval_request_id"]]
-                if call["server_label"] not in self.servers:
+                server = self.servers.get(call["server_label"])
+                if server is None:
                     raise bad_request(f"The approved call needs the MCP server "
                                       f"{call['server_label']!r}: send it in 'tools' again.",
+                                      f"input[{n}]")
+                allowed = server.allowed
+                if allowed is not None and allowed.names is not None and \
+                        call["name"] not in allowed.names:
+                    raise bad_request(f"The approved call is to {call['name']!r}, which is not "
+                                      f"in the allowed_tools of MCP server {server.label!r}.",
                                       f"input[{n}]")
                 out.append(call)
         return out
@@ -178,10 +185,13 @@ class _Run:
         mcp = [chat_tool for _tool, chat_tool in self.exposed.values()] if mcp_left else []
         tools = [*request.function_tools, *mcp]
         choice = request.tool_choice
-        if choice == "none" or not tools:
+        if choice == "none" or (not tools and self.forced_done):
             return tools, "none" if tools else "auto"
         if self.forced_done or choice == "auto":
             return tools, "auto"
+        if not tools:
+            raise bad_request("tool_choice asks for a tool call, but the MCP servers offer "
+                              "no allowed tools.", "tool_choice")
         if isinstance(choice, dict) and choice.get("type") == "mcp":
             label, name = choice["server_label"], choice["name"]
             names = [n for n, (tool, _c) in self.exposed.items() if tool.server == label and

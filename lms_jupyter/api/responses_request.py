@@ -11,6 +11,10 @@ flat ``text.format``, ``mcp`` tools, ``store``, ``previous_response_id``, ``meta
 Conversation items (this turn's input, earlier turns from the store, the current
 response's own output) become chat messages in :func:`items_to_messages`; each model
 step of a response is one :func:`step_request`.
+
+Why one module over 500 lines: like :mod:`.requests`, it is the one place where the
+Responses fields are checked (input items, MCP tool settings, ``text.format``), by
+design; split, the checks of one body would be scattered again.
 """
 from __future__ import annotations
 
