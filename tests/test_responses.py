@@ -251,6 +251,22 @@ def test_instructions_are_not_carried_over():
     assert [m["role"] for m in chat.messages] == ["user", "assistant", "user"]
 
 
+def test_preset_fills_what_the_request_leaves_out(tmp_path):
+    from lms_jupyter.api.responses_request import apply_preset
+    from lms_jupyter.models.presets import PresetStore
+
+    presets = PresetStore(tmp_path)
+    presets.save("terse", {"system_prompt": "Be terse.", "temperature": 0.1,
+                           "max_tokens": 7})
+    request = parse(apply_preset({"model": MODEL, "input": "Hi", "preset": "terse",
+                                  "temperature": 0.5}, presets))
+    assert request.instructions == "Be terse." and request.max_output_tokens == 7
+    assert request.generation["sampling"].temperature == 0.5  # the request wins
+    own = parse(apply_preset({"model": MODEL, "input": "Hi", "preset": "terse",
+                              "instructions": "Mine.", "max_output_tokens": 3}, presets))
+    assert own.instructions == "Mine." and own.max_output_tokens == 3
+
+
 def test_multi_turn_reuses_the_cached_prefix(client):
     first = client.responses.create(model=MODEL, input="My name is Ada. Say hi.",
                                     max_output_tokens=10, temperature=0)
