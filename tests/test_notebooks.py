@@ -169,7 +169,7 @@ def test_responses_conversation_and_mcp_tool(tmp_path, monkeypatch, server_facto
     cells = execute("06_responses.ipynb", tmp_path, monkeypatch,
                     env={"LMS_JUPYTER_URL": srv.api_url, "LMS_JUPYTER_TOKEN": srv.token})
     assert texts(cells[0])[0].strip() == f"API at {srv.api_url}"
-    first, first_id = texts(cell(cells, "first = "))[0].rstrip("\n").rsplit("\n", 1)
+    first, first_id = texts(cell(cells, "RULES = "))[0].rstrip("\n").rsplit("\n", 1)
     assert first.strip() and first_id.startswith("id: resp_")
     second = texts(cell(cells, "second = "))[0]
     (usage,) = [line for line in second.splitlines() if line.startswith("prompt: ")]
