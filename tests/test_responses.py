@@ -480,6 +480,24 @@ def test_failure_mid_stream_is_response_failed(main, client):
     assert client.responses.retrieve(failed["id"]).status == "failed"
 
 
+def test_disconnect_mid_stream_stops_the_generation(main, client):
+    body = {"model": MODEL, "input": "Write a very long story.", "stream": True,
+            "max_output_tokens": 2000, "logit_bias": {str(EOS_ID): -100}}
+    with httpx.Client(timeout=60) as http:
+        with http.stream("POST", f"{main.api_url}/responses", json=body,
+                         headers=main.headers) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: ") and "output_text.delta" in line:
+                    break
+    # the model is free again (2000 tokens would keep it busy for minutes), and a stream
+    # its client left is not stored
+    r = client.responses.create(model=MODEL, input="Hi", max_output_tokens=2)
+    assert r.output_text
+    rows = httpx.get(main.url + "lms/api/v0/ps", headers=main.headers).json()["data"]
+    (row,) = [row for row in rows if row["identifier"] == MODEL]
+    assert row["queued"] == 0 and row["status"] == "idle"
+
+
 # -- reasoning ------------------------------------------------------------------------------
 
 def test_reasoning_items_and_tokens(client):
