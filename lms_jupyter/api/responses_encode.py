@@ -115,6 +115,8 @@ class ResponseEncoder:
     def fail(self, error: APIError) -> list[dict]:
         """Close every open item and mark the response failed; its closing events."""
         events = self.close_open(incomplete=True)
+        for call in sorted(self._calls):  # calls cut off while their arguments streamed
+            events += self._call_end(ToolCallEnd(call, complete=False))
         for index in self.pending_mcp:
             events += self.finish_mcp_call(index, error={
                 "type": "mcp_protocol_error", "code": -32603,

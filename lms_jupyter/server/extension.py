@@ -53,7 +53,7 @@ class LMSJupyterApp(ExtensionApp):
                                         "(e.g. ['http://127.0.0.1:8001/mcp']); other such URLs "
                                         "are refused. A prefix without a port allows every "
                                         "port of its host.")
-    remote_mcp_timeout = Float(30.0, config=True,
+    remote_mcp_timeout = Float(30.0, min=0.5, config=True,
                                help="Seconds one MCP operation (connect, list tools or call "
                                     "a tool) may take before it fails.")
 
