@@ -57,7 +57,7 @@ def answer(c) -> str:
 def test_every_notebook_is_tested():
     assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == [
         "01_quickstart.ipynb", "02_structured_output.ipynb", "03_tools.ipynb",
-        "04_openai_client.ipynb", "05_embeddings.ipynb"]
+        "04_openai_client.ipynb", "05_embeddings.ipynb", "06_responses.ipynb"]
 
 
 def test_quickstart(tmp_path, monkeypatch):
@@ -161,3 +161,32 @@ def test_embeddings(tmp_path, monkeypatch):
     for plot in plots:
         assert any("image/png" in o.get("data", {}) for o in plot.outputs), plot.outputs
     assert "all-minilm-l6-v2" in texts(cell(cells, "%lms ps"))[0]
+
+
+def test_responses_conversation_and_mcp_tool(tmp_path, monkeypatch, server_factory):
+    """A server with remote MCP on and loopback allow-listed; the notebook starts its own
+    MCP server on 127.0.0.1."""
+    srv = server_factory("--LMSJupyterApp.allow_remote_mcp=True",
+                         "--LMSJupyterApp.remote_mcp_allowed_urls=http://127.0.0.1",
+                         f"--LMSJupyterApp.responses_db={tmp_path / 'responses.sqlite'}")
+    cells = execute("06_responses.ipynb", tmp_path, monkeypatch,
+                    env={"LMS_JUPYTER_URL": srv.api_url, "LMS_JUPYTER_TOKEN": srv.token})
+    assert texts(cells[0])[0].strip() == f"API at {srv.api_url}"
+    first, first_id = texts(cell(cells, "RULES = "))[0].rstrip("\n").rsplit("\n", 1)
+    assert first.strip() and first_id.startswith("id: resp_")
+    second = texts(cell(cells, "second = "))[0]
+    (usage,) = [line for line in second.splitlines() if line.startswith("prompt: ")]
+    reused = int(usage.split(", ")[1].split()[0])
+    assert reused > 0
+    assert texts(cell(cells, "again = "))[0].startswith("retrieved: True ")
+    streamed = "".join(texts(cell(cells, "with client.responses.stream(")))
+    assert streamed.rstrip().splitlines()[-1].startswith("final: ")
+    started = texts(cell(cells, "import json"))[0]
+    assert started.startswith("MCP server at http://127.0.0.1:")
+    lines = texts(cell(cells, "response = client.responses.create("))[0].splitlines()
+    assert lines[0] == "listed: ['add']"  # shutdown_everything is not in allowed_tools
+    call = lines[1]
+    assert call.startswith("called: add(")
+    arguments = json.loads(call[len("called: add("):call.rindex(") -> ")])
+    assert call.endswith(f" -> {arguments['a'] + arguments['b']}")
+    assert lines[2].startswith("answer: {'sum': ")

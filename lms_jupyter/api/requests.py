@@ -227,30 +227,30 @@ class ToolSettings:
         return self.choice["function"]["name"] if isinstance(self.choice, dict) else None
 
 
-def _function_tool(tool, i: int) -> dict:
-    """One tool in the nested chat-completions shape (the flat Responses shape is accepted)."""
+def function_tool(tool, i: int) -> dict:
+    """One tool in the nested chat-completions shape. The flat Responses shape
+    (``{"type": "function", "name": ...}``) is accepted, and its errors name its own
+    fields (``tools[0].name``, not ``tools[0].function.name``)."""
     where = f"tools[{i}]"
     if not isinstance(tool, dict):
         raise bad_request(f"{where} must be an object.", where)
     kind = tool.get("type", "function")
     if kind != "function":
         raise bad_request(f"{where}.type must be 'function' (got {kind!r}).", f"{where}.type")
-    function = tool.get("function")
+    function, fields = tool.get("function"), f"{where}.function"
     if function is None and "name" in tool:  # {"type": "function", "name": ..., ...}
-        function = {k: v for k, v in tool.items() if k != "type"}
+        function, fields = {k: v for k, v in tool.items() if k != "type"}, where
     if not isinstance(function, dict):
         raise bad_request(f"{where}.function must be an object.", f"{where}.function")
     name = function.get("name")
     if not isinstance(name, str) or not name.strip():
-        raise bad_request(f"{where}.function.name must be a non-empty string.",
-                          f"{where}.function.name")
+        raise bad_request(f"{fields}.name must be a non-empty string.", f"{fields}.name")
     for key, kind_name, kind_type in (("description", "a string", str),
                                       ("parameters", "a JSON schema object", dict),
                                       ("strict", "a boolean", bool)):
         value = function.get(key)
         if value is not None and not isinstance(value, kind_type):
-            raise bad_request(f"{where}.function.{key} must be {kind_name}.",
-                              f"{where}.function.{key}")
+            raise bad_request(f"{fields}.{key} must be {kind_name}.", f"{fields}.{key}")
     return {"type": "function", "function": dict(function)}
 
 
@@ -259,7 +259,11 @@ def tools(value) -> list[dict] | None:
         return None
     if not isinstance(value, list):
         raise bad_request("'tools' must be an array of tool objects.", "tools")
-    checked = [_function_tool(tool, i) for i, tool in enumerate(value)]
+    return unique_tools([function_tool(tool, i) for i, tool in enumerate(value)])
+
+
+def unique_tools(checked: list[dict]) -> list[dict] | None:
+    """Checked tools (nested shape), refused when two share a name."""
     names = [tool["function"]["name"] for tool in checked]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -451,7 +455,8 @@ def _draft(body: dict) -> DraftRequest | None:
     return DraftRequest(name, look_ahead)
 
 
-def _generation_fields(body: dict) -> dict:
+def generation_fields(body: dict) -> dict:
+    """The GenerationFields of any generation body (chat, text, Responses)."""
     single_choice(body)
     stream, include_usage = stream_flags(body)
     return dict(model=model_name(body), sampling=sampling_params(body),
@@ -463,7 +468,7 @@ def _generation_fields(body: dict) -> dict:
 def chat_request(body) -> ChatRequest:
     """POST /v1/chat/completions (and /api/v0's) as a typed request."""
     body = require_object(body)
-    common = _generation_fields(body)
+    common = generation_fields(body)
     messages = normalise_messages(body.get("messages"))
     check_tool_history(messages)
     return ChatRequest(**common, messages=messages, features=chat_features(body),
@@ -504,7 +509,7 @@ def completion_prompt(value) -> str | list[int]:
 def completion_request(body) -> CompletionRequest:
     """POST /v1/completions as a typed request; ``prompt`` may be token ids."""
     body = require_object(body)
-    common = _generation_fields(body)
+    common = generation_fields(body)
     prompt = completion_prompt(body.get("prompt"))
     echo = boolean(body, "echo")
     logprobs = completion_logprobs(body)

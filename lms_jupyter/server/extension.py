@@ -5,12 +5,15 @@ import asyncio
 import logging
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Enum, List, Unicode
+from traitlets import Bool, Enum, Float, List, Unicode
 
 from ..api.lmstudio import LMStudioAPI
 from .. import logstream
 from ..api.downloads import DownloadAPI
+from ..api.mcp_tools import McpPolicy, url_list
 from ..api.openai_compat import OpenAICompatAPI
+from ..api.responses_api import ResponsesAPI
+from ..api.responses_store import ResponseStore
 from ..engine.manager import ModelManager
 from ..engine.options import LoadRequest
 from ..errors import APIError
@@ -35,6 +38,24 @@ class LMSJupyterApp(ExtensionApp):
                            help="Where chat responses put a model's reasoning: 'reasoning' "
                                 "(OpenAI o-series style), 'reasoning_content' (DeepSeek style), "
                                 "'both', or 'inline' (left in content as <think>...</think>).")
+    responses_db = Unicode("", config=True,
+                           help="SQLite file of stored responses (/v1/responses, "
+                                "previous_response_id); default: <jupyter data dir>/"
+                                "lms_jupyter/responses.sqlite.")
+    allow_remote_mcp = Bool(False, config=True,
+                            help="Let /v1/responses requests name remote MCP servers "
+                                 "({\"type\": \"mcp\", \"server_url\": ...} tools) that this "
+                                 "server then calls. Off by default: the server would fetch "
+                                 "URLs chosen by any client holding the token.")
+    remote_mcp_allowed_urls = List(Unicode(), config=True,
+                                   help="URL prefixes of MCP servers allowed even though they "
+                                        "resolve to loopback, private or link-local addresses "
+                                        "(e.g. ['http://127.0.0.1:8001/mcp']); other such URLs "
+                                        "are refused. A prefix without a port allows every "
+                                        "port of its host.")
+    remote_mcp_timeout = Float(30.0, min=0.5, config=True,
+                               help="Seconds one MCP operation (connect, list tools or call "
+                                    "a tool) may take before it fails.")
 
     @property
     def prefix(self) -> str:
@@ -53,7 +74,11 @@ class LMSJupyterApp(ExtensionApp):
             manager=manager,
             openai=OpenAICompatAPI(manager, self.presets, reasoning_field=self.reasoning_field),
             lmstudio=LMStudioAPI(manager, self.presets, reasoning_field=self.reasoning_field),
-            downloads=DownloadAPI(manager))
+            downloads=DownloadAPI(manager),
+            responses=ResponsesAPI(
+                manager, self.presets, ResponseStore(self.responses_db or None),
+                McpPolicy(self.allow_remote_mcp, url_list(self.remote_mcp_allowed_urls),
+                          self.remote_mcp_timeout)))
         self.settings[Services.SETTINGS_KEY] = self.services
 
     def initialize_handlers(self):
@@ -98,3 +123,4 @@ class LMSJupyterApp(ExtensionApp):
 
     async def stop_extension(self):
         self.services.manager.shutdown()
+        self.services.responses.store.close()

@@ -51,6 +51,15 @@ def _routes(prefix: str) -> list[tuple[str, dict, dict]]:
             lambda s, body, channel: s.openai.completions(body, channel),
             "Text completion of a raw prompt, streamed as SSE with stream=true",
             **generation)}, OPENAI),
+        (rf"{v1}/responses/?", {"post": Endpoint(
+            lambda s, body, channel: s.responses.create(body, channel),
+            "Create a response (Responses API: stored turns, function and MCP tools), "
+            "streamed as SSE events with stream=true", **generation)}, OPENAI),
+        (rf"{v1}/responses/(?P<response_id>[^/]+)/?", {
+            "get": Endpoint(lambda s, response_id: s.responses.retrieve(response_id),
+                            "A stored response"),
+            "delete": Endpoint(lambda s, response_id: s.responses.delete(response_id),
+                               "Delete a stored response")}, OPENAI),
         (rf"{v1}/embeddings/?", {"post": Endpoint(
             lambda s, body: s.openai.embeddings(body),
             "Embedding vectors for one or more inputs", body=True)}, OPENAI),
