@@ -13,6 +13,7 @@ class APIError(Exception):
         self.type = type
         self.param = param
         self.code = code
+        self.headers: dict[str, str] = {}  # extra HTTP headers (Retry-After on a 503)
 
     def to_dict(self) -> dict:
         return {"error": {"message": self.message, "type": self.type,
@@ -35,3 +36,12 @@ def context_length_exceeded(n_prompt: int, n_ctx: int) -> APIError:
         f"{n_ctx} tokens, which is not enough. Load the model with a larger context length, "
         "or provide a shorter input.", 400, "invalid_request_error", "messages",
         "context_length_exceeded")
+
+
+def queue_full(identifier: str, limit: int, retry_after: int = 1) -> APIError:
+    """A model's queue is at its bound: 503 with Retry-After; nothing queued is dropped."""
+    error = APIError(f"Model \"{identifier}\" already has {limit} requests queued or running "
+                     "(ModelManager.max_queued_requests); try again shortly.", 503,
+                     "server_error", "model", "queue_full")
+    error.headers["Retry-After"] = str(retry_after)
+    return error

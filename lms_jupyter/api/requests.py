@@ -23,6 +23,7 @@ design; splitting it by endpoint would scatter shared fields again.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from ..chat.grammar import UnsupportedSchemaError, grammar_for_response_format
@@ -48,6 +49,8 @@ SAMPLING_BOUNDS = {
     "frequency_penalty": (-2, 2, False),
     "seed": (None, None, True),
 }
+TOKEN_ID_PATTERN = r"^-?[0-9]+$"  # logit_bias keys
+_TOKEN_ID = re.compile(r"-?[0-9]+")  # matched whole (fullmatch), as the pattern is
 MIN_CONTEXT_LENGTH = 64
 MAX_EMBEDDING_INPUTS = 2048
 TOOL_CHOICES = ("none", "auto", "required")
@@ -110,10 +113,10 @@ def logit_bias(value) -> dict[int, float]:
         raise bad_request("'logit_bias' must map token ids to numbers.", "logit_bias")
     out: dict[int, float] = {}
     for key, bias in value.items():
-        try:
-            token = int(key)
-        except (TypeError, ValueError):
-            raise bad_request(f"logit_bias key {key!r} is not a token id.", "logit_bias") from None
+        if not _TOKEN_ID.fullmatch(str(key)):
+            raise bad_request(f"logit_bias key {str(key)[:40]!r} is not a token id.",
+                              "logit_bias")
+        token = int(key)
         if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not -100 <= bias <= 100:
             raise bad_request(f"logit_bias[{key}] must be a number between -100 and 100.",
                               "logit_bias")
@@ -129,14 +132,17 @@ def sampling_params(body: dict) -> SamplingParams:
 
 
 def max_tokens(body: dict) -> int | None:
-    """None means 'until the context is full' (OpenAI omitted, LM Studio's -1)."""
+    """None means 'until the context is full' (OpenAI omitted, LM Studio's -1). Every
+    alias sent is checked; the first one present wins."""
+    chosen = _MISSING
     for name in ALIASES["max_tokens"]:
         if body.get(name) is not None:
             value = number(body, name, -1, None, integer=True)
             if value == 0:
                 raise bad_request(f"'{name}' must be positive, or -1 for no limit.", name)
-            return None if value == -1 else value
-    return None
+            if chosen is _MISSING:
+                chosen = value
+    return None if chosen in (_MISSING, -1) else chosen
 
 
 def stop_strings(body: dict) -> list[str]:
@@ -334,10 +340,10 @@ def reasoning_effort(body: dict) -> str | None:
         effort, param = reasoning.get("effort"), "reasoning.effort"
     if effort is None:
         return None
-    if not isinstance(effort, str) or effort.lower() not in REASONING_EFFORTS:
+    if not isinstance(effort, str) or effort not in REASONING_EFFORTS:
         raise bad_request(f"'{param}' must be one of {', '.join(REASONING_EFFORTS)} "
-                          f"(got {effort!r}).", param)
-    return effort.lower()
+                          f"(got {str(effort)[:40]!r}).", param)
+    return effort
 
 
 @dataclass
@@ -424,11 +430,9 @@ class EmbeddingRequest:
 
 def _draft(body: dict) -> DraftRequest | None:
     name = text(body, "draft_model")
-    if name is None:
-        return None
     look_ahead = number(body, "draft_max_tokens", 1, MAX_DRAFT_TOKENS, DEFAULT_DRAFT_TOKENS,
                         integer=True)
-    return DraftRequest(name, look_ahead)
+    return None if name is None else DraftRequest(name, look_ahead)
 
 
 def _generation_fields(body: dict) -> dict:
@@ -480,7 +484,8 @@ def embedding_request(body) -> EmbeddingRequest:
     if len(value) > MAX_EMBEDDING_INPUTS:
         raise bad_request(f"At most {MAX_EMBEDDING_INPUTS} inputs per request (got "
                           f"{len(value)}).", "input")
-    encoding = body.get("encoding_format") or "float"
+    encoding = body.get("encoding_format")
+    encoding = "float" if encoding is None else encoding
     if encoding not in ("float", "base64"):
         raise bad_request("'encoding_format' must be 'float' or 'base64'.", "encoding_format")
     return EmbeddingRequest(model_name(body), value, encoding,
@@ -519,6 +524,9 @@ _PRESET_READERS = {
     "system_prompt": lambda b: text(b, "system_prompt"),
     "flash_attention": lambda b: boolean(b, "flash_attention"),
 }
+
+
+PRESET_SETTINGS = (*_PRESET_READERS, "stop")
 
 
 def preset_settings(settings) -> dict:
@@ -578,3 +586,36 @@ def apply_preset(body, presets) -> dict:
     merged = merge_preset(preset, body)
     merged.pop("preset", None)
     return merged
+
+
+# -- API tokens and names that become files ------------------------------------------------
+
+MAX_NAME_LENGTH = 200  # preset and token names (a preset name becomes a file name)
+
+
+def short_name(body: dict, name: str = "name") -> str:
+    """A required display name: a non-empty string of at most MAX_NAME_LENGTH characters,
+    no control characters (NUL included); returned stripped."""
+    raw = body.get(name)
+    if isinstance(raw, str) and len(raw) > MAX_NAME_LENGTH:
+        raise bad_request(f"'{name}' must be at most {MAX_NAME_LENGTH} characters "
+                          f"(got {len(raw)}).", name)
+    if isinstance(raw, str) and any(ord(ch) < 32 or ord(ch) == 127 for ch in raw):
+        raise bad_request(f"'{name}' must not contain control characters.", name)
+    return text(body, name, required=True)
+
+
+@dataclass(frozen=True)
+class TokenCreateRequest:
+    name: str
+    expires_in: float | None = None  # seconds; None: never expires
+
+
+MAX_TOKEN_LIFETIME = 100 * 365 * 24 * 3600
+
+
+def token_create_request(body) -> TokenCreateRequest:
+    """POST /api/v1/tokens: ``{"name", "expires_in"?}`` (seconds)."""
+    body = require_object(body)
+    expires_in = number(body, "expires_in", 1, MAX_TOKEN_LIFETIME)
+    return TokenCreateRequest(short_name(body), expires_in)

@@ -68,6 +68,9 @@ class ModelManager(LoggingConfigurable):
     memory_limit_mb = Int(0, config=True,
                           help="Memory budget in MiB for all loaded models together "
                                "(0: only the system's available memory limits loads).")
+    max_queued_requests = Int(32, config=True,
+                              help="Requests one loaded model may have waiting or running; "
+                                   "past it a request gets 503 with Retry-After (0: no bound).")
     reaper_interval = Float(1.0, help="Seconds between idle-TTL checks.")
 
     def __init__(self, catalog: ModelCatalog | None = None, **kwargs):
@@ -168,6 +171,7 @@ class ModelManager(LoggingConfigurable):
         ttl = request.ttl if request.ttl is not None or not jit else self.jit_ttl
         instance = LoadedModel(info, variant, identifier, config, ttl=ttl, jit=jit)
         instance.estimated_bytes = estimate.total_bytes
+        instance.max_queued = max(0, self.max_queued_requests)
 
         def on_progress(fraction: float) -> bool:
             pending.progress = fraction

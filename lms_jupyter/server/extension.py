@@ -5,7 +5,7 @@ import asyncio
 import logging
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Enum, List, Unicode
+from traitlets import Enum, Float, List, Unicode
 
 from ..api.lmstudio import LMStudioAPI
 from .. import logstream
@@ -14,7 +14,9 @@ from ..api.openai_compat import OpenAICompatAPI
 from ..engine.manager import ModelManager
 from ..engine.options import LoadRequest
 from ..errors import APIError
+from ..api.tokens import TokenAPI
 from ..models.presets import PresetStore, default_presets_dir
+from ..security.tokens import TokenStore
 from .routes import lms_handlers
 from .services import Services
 
@@ -35,6 +37,12 @@ class LMSJupyterApp(ExtensionApp):
                            help="Where chat responses put a model's reasoning: 'reasoning' "
                                 "(OpenAI o-series style), 'reasoning_content' (DeepSeek style), "
                                 "'both', or 'inline' (left in content as <think>...</think>).")
+    max_request_mb = Float(16, config=True,
+                           help="Largest request body in MiB; a larger one gets 413 before it "
+                                "is read.")
+    api_tokens_file = Unicode("", config=True,
+                              help="Where scoped API tokens are kept, hashed (default: "
+                                   "<jupyter data dir>/lms_jupyter/api_tokens.json).")
 
     @property
     def prefix(self) -> str:
@@ -53,7 +61,12 @@ class LMSJupyterApp(ExtensionApp):
             manager=manager,
             openai=OpenAICompatAPI(manager, self.presets, reasoning_field=self.reasoning_field),
             lmstudio=LMStudioAPI(manager, self.presets, reasoning_field=self.reasoning_field),
-            downloads=DownloadAPI(manager))
+            downloads=DownloadAPI(manager),
+            tokens=TokenAPI(TokenStore(self.api_tokens_file or None)),
+            max_request_bytes=int(self.max_request_mb * 2**20))
+        from .openapi import openapi_document
+
+        self.services.openapi = openapi_document(self.prefix)
         self.settings[Services.SETTINGS_KEY] = self.services
 
     def initialize_handlers(self):
@@ -86,4 +99,11 @@ class LMSJupyterApp(ExtensionApp):
                 self.log.exception("lms_jupyter: could not preload %r", model)
 
     async def stop_extension(self):
-        self.services.manager.shutdown()
+        """Unload every model (off the event loop: workers are joined), then let the
+        streams in flight write their error event and [DONE] before the loop stops."""
+        services = self.services
+        await asyncio.to_thread(services.manager.shutdown)
+        streams = [s for s in services.streams if not s.done()]
+        if streams:
+            await asyncio.wait(streams, timeout=10)
+        services.tokens.store.flush()
