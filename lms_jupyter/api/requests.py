@@ -23,6 +23,7 @@ design; splitting it by endpoint would scatter shared fields again.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -52,6 +53,7 @@ SAMPLING_BOUNDS = {
 TOKEN_ID_PATTERN = r"^-?[0-9]+$"  # logit_bias keys
 _TOKEN_ID = re.compile(r"-?[0-9]+")  # matched whole (fullmatch), as the pattern is
 MIN_CONTEXT_LENGTH = 64
+MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
 MAX_EMBEDDING_INPUTS = 2048
 TOOL_CHOICES = ("none", "auto", "required")
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high")
@@ -76,6 +78,8 @@ def number(body: dict, name: str, lo=None, hi=None, default=_MISSING, integer=Fa
             value = int(value)
         else:
             raise bad_request(f"'{name}' must be {kind}.", name)
+    if not math.isfinite(value):
+        raise bad_request(f"'{name}' must be a finite number.", name)
     if lo is not None and value < lo or hi is not None and value > hi:
         bounds = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
         raise bad_request(f"'{name}' must be {bounds} (got {value}).", name)
@@ -169,7 +173,7 @@ def stream_flags(body: dict) -> tuple[bool, bool]:
 
 def ttl_seconds(body: dict) -> float | None:
     """Idle seconds before the model unloads (LM Studio's ``ttl``): a positive number."""
-    value = number(body, "ttl")
+    value = number(body, "ttl", None, MAX_TTL_SECONDS)
     if value is not None and value <= 0:
         raise bad_request(f"'ttl' must be a positive number of seconds (got {value}).", "ttl")
     return value
@@ -500,6 +504,8 @@ def load_request(body) -> LoadRequest:
     if flash_attention is not None and not isinstance(flash_attention, bool):
         raise bad_request("'flash_attention' must be a boolean.", "flash_attention")
     number(body, "eval_batch_size", 1, None, integer=True)  # accepted; fixed at 512
+    boolean(body, "estimate_only")  # read by the load endpoint; checked for every load body
+    boolean(body, "echo_load_config")
     return LoadRequest(model=model_name(body), identifier=text(body, "identifier"),
                        context_length=context_length(body), ttl=ttl_seconds(body),
                        flash_attention=flash_attention, gpu=gpu(body),

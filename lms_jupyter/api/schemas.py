@@ -40,7 +40,7 @@ TEXT = {"type": "string", "pattern": NON_BLANK}
 OPTIONAL_TEXT = nullable(TEXT)
 MODEL = {**TEXT, "description": "A model key, publisher/key, key@quantization or a loaded "
          "instance's identifier", "examples": ["smollm2-135m-instruct"]}
-TTL = _number(0, None, exclusive_lo=True)
+TTL = _number(0, rq.MAX_TTL_SECONDS, exclusive_lo=True)
 CONTEXT_LENGTH = _number(rq.MIN_CONTEXT_LENGTH, None, integer=True)
 NAME = {"type": "string", "maxLength": rq.MAX_NAME_LENGTH,
         "pattern": r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$"}

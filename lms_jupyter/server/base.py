@@ -38,6 +38,12 @@ AUTH_RESOURCE = "lms_jupyter"
 # jupyter_server's own pattern (IdentityProvider.auth_header_pat)
 AUTH_HEADER = re.compile(r"(token|bearer)\s+(.+)", re.IGNORECASE)
 SCOPED_USER_PREFIX = "lms-api-token:"
+DRAIN_LIMIT = 2**20  # bodies up to this size are read before an early error is answered
+
+
+def _reject_constant(name: str):
+    """NaN and Infinity are not JSON (Python's parser accepts them)."""
+    raise ValueError(f"{name} is not a JSON value")
 
 
 class AuthFailed(web.HTTPError):
@@ -64,6 +70,40 @@ class LMSHandler(ExtensionHandlerMixin, APIHandler):
 
     # -- first: size limit, then who is asking -------------------------------------------------
     async def prepare(self):
+        try:
+            await self._prepare()
+        except web.HTTPError:
+            await self._drain_small_body()
+            raise
+
+    async def _drain_small_body(self) -> None:
+        """Read (and drop) a small body before answering an error found in ``prepare()``.
+
+        With a streamed body, Tornado reads it only after ``prepare()``; answering first
+        makes Tornado close the connection (even with no body at all), so a keep-alive
+        client's next request, or our answer itself, meets a reset. So unless the body is
+        large or chunked, let Tornado read it first (Tornado's private
+        ``_prepared_future``/``_body_future`` pair, stable since Tornado 4), then answer.
+        """
+        headers = self.request.headers
+        declared = headers.get("Content-Length", "0").strip()
+        chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
+        if self._body_refused or chunked or not declared.isdigit() or \
+                int(declared) > DRAIN_LIMIT:
+            return
+        prepared = getattr(self, "_prepared_future", None)
+        body_done = getattr(self.request, "_body_future", None)
+        if prepared is None or body_done is None:
+            return
+        self._body_parts = None  # drop what arrives
+        if not prepared.done():
+            prepared.set_result(None)
+        try:
+            await body_done
+        except Exception:  # noqa: BLE001 - the client left: nothing to answer anyway
+            pass
+
+    async def _prepare(self):
         self._check_declared_size()
         credential = self._header_credential()
         scoped_user = None
@@ -145,7 +185,7 @@ class LMSHandler(ExtensionHandlerMixin, APIHandler):
         if not raw:
             raise bad_request("The request body is empty; send a JSON object.")
         try:
-            body = json.loads(raw)
+            body = json.loads(raw, parse_constant=_reject_constant)
         except (ValueError, UnicodeDecodeError) as exc:
             raise bad_request(f"The request body is not valid JSON: {exc}") from None
         if not isinstance(body, dict):
