@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 
+MAX_MESSAGE = 2000
+
+
 class APIError(Exception):
     """A user-facing failure with an HTTP status and OpenAI's error fields."""
 
     def __init__(self, message: str, status: int = 400, type: str = "invalid_request_error",
                  param: str | None = None, code: str | None = None):
+        if len(message) > MAX_MESSAGE:  # ids from requests can be 100k characters long
+            message = message[:MAX_MESSAGE] + f"... ({len(message)} characters)"
         super().__init__(message)
         self.message = message
         self.status = status
@@ -26,6 +31,9 @@ def bad_request(message: str, param: str | None = None, code: str | None = None)
 
 def model_not_found(model, known: list[str] | None = None) -> APIError:
     hint = f" Available models: {', '.join(known)}." if known else ""
+    model = str(model)
+    if len(model) > 200:  # a 100k-character id is not echoed back whole
+        model = model[:200] + f"... ({len(model)} characters)"
     return APIError(f'Model "{model}" not found. Please specify a valid downloaded model.{hint}',
                     404, "invalid_request_error", "model", "model_not_found")
 

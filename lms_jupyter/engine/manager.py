@@ -22,7 +22,8 @@ from traitlets import Bool, Float, Int, Unicode
 from traitlets.config import LoggingConfigurable
 
 from ..errors import APIError, bad_request, model_not_found
-from ..models.catalog import ModelCatalog, ModelInfo, ModelNotFound, ModelVariant
+from ..models.catalog import (ModelCatalog, ModelFileUnreadable, ModelInfo, ModelNotFound,
+                              ModelVariant)
 from ..models.memory import (available_memory_bytes, estimate_memory, gpu_fraction,
                              gpu_layers_setting)
 from .model import LoadedModel
@@ -132,8 +133,14 @@ class ModelManager(LoggingConfigurable):
     def resolve_model(self, name: str, param: str = "model") -> tuple[ModelInfo, ModelVariant]:
         try:
             return self.catalog.resolve(name)
+        except ModelFileUnreadable as exc:
+            raise APIError(f"The model file of \"{name}\" cannot be read as GGUF: {exc.path} "
+                           f"({exc.reason}). Replace or remove the file.", 500, "server_error",
+                           param, "model_file_invalid") from None
         except ModelNotFound as exc:
             error = model_not_found(name, exc.known)
+            if exc.gone is not None:
+                error.message += f" Its file {exc.gone} was removed."
             error.param = param
             raise error from None
 
@@ -386,6 +393,13 @@ class ModelManager(LoggingConfigurable):
         return unloaded
 
     def shutdown(self) -> None:
+        """Unload everything (requests in flight end with a model_unloaded error) and wait
+        for the worker threads to exit."""
         self._stop.set()
-        for model in self.unload_all():
-            model.close(wait=True)
+        models = self.unload_all()
+        alive = [m.identifier for m in models if not m.join(timeout=30)]
+        if alive:
+            self.log.warning("lms_jupyter: model workers still running at shutdown: %s",
+                             ", ".join(alive))
+        elif models:
+            self.log.info("lms_jupyter: stopped %d model worker(s)", len(models))

@@ -105,6 +105,16 @@ class LoadedModel:
     def llm(self, value) -> None:
         self._llm = value
 
+    @property
+    def worker_alive(self) -> bool:
+        return self._worker is not None and self._worker.is_alive()
+
+    def join(self, timeout: float = 30.0) -> bool:
+        """Wait for the worker to exit after :meth:`close`; True when it has."""
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join(timeout)
+        return not self.worker_alive
+
     def _cancel_requested(self) -> bool:
         event = self._current_cancel
         return bool(event is not None and event.is_set())

@@ -139,7 +139,10 @@ class TokenStore:
     @contextlib.contextmanager
     def _file_lock(self):
         """One writer at a time across processes (two servers may share a data dir)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not self.path.parent.is_dir():  # a folder we create: only the user may list it
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            with contextlib.suppress(OSError):
+                os.chmod(self.path.parent, 0o700)  # whatever the umask
         if fcntl is None:
             yield
             return
