@@ -2,17 +2,23 @@
 from __future__ import annotations
 
 
+MAX_MESSAGE = 2000
+
+
 class APIError(Exception):
     """A user-facing failure with an HTTP status and OpenAI's error fields."""
 
     def __init__(self, message: str, status: int = 400, type: str = "invalid_request_error",
                  param: str | None = None, code: str | None = None):
+        if len(message) > MAX_MESSAGE:  # ids from requests can be 100k characters long
+            message = message[:MAX_MESSAGE] + f"... ({len(message)} characters)"
         super().__init__(message)
         self.message = message
         self.status = status
         self.type = type
         self.param = param
         self.code = code
+        self.headers: dict[str, str] = {}  # extra HTTP headers (Retry-After on a 503)
 
     def to_dict(self) -> dict:
         return {"error": {"message": self.message, "type": self.type,
@@ -25,6 +31,9 @@ def bad_request(message: str, param: str | None = None, code: str | None = None)
 
 def model_not_found(model, known: list[str] | None = None) -> APIError:
     hint = f" Available models: {', '.join(known)}." if known else ""
+    model = str(model)
+    if len(model) > 200:  # a 100k-character id is not echoed back whole
+        model = model[:200] + f"... ({len(model)} characters)"
     return APIError(f'Model "{model}" not found. Please specify a valid downloaded model.{hint}',
                     404, "invalid_request_error", "model", "model_not_found")
 
@@ -35,3 +44,12 @@ def context_length_exceeded(n_prompt: int, n_ctx: int) -> APIError:
         f"{n_ctx} tokens, which is not enough. Load the model with a larger context length, "
         "or provide a shorter input.", 400, "invalid_request_error", "messages",
         "context_length_exceeded")
+
+
+def queue_full(identifier: str, limit: int, retry_after: int = 1) -> APIError:
+    """A model's queue is at its bound: 503 with Retry-After; nothing queued is dropped."""
+    error = APIError(f"Model \"{identifier}\" already has {limit} requests queued or running "
+                     "(ModelManager.max_queued_requests); try again shortly.", 503,
+                     "server_error", "model", "queue_full")
+    error.headers["Retry-After"] = str(retry_after)
+    return error

@@ -127,6 +127,7 @@ class LMStudioAPI:
             settings = body.get("settings")
             if settings is None:
                 settings = {k: v for k, v in body.items() if k not in ("name", "overwrite")}
+        name = requests.short_name({"name": name})  # it becomes a file name
         preset = self.presets.save(name, requests.preset_settings(settings),
                                    overwrite=requests.boolean(body, "overwrite", True))
         return preset.as_dict()

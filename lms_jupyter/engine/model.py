@@ -16,7 +16,7 @@ from typing import Callable
 
 from .. import logstream
 from .embedding import Embedder, EmbeddingResult, model_pooling
-from ..errors import APIError, bad_request
+from ..errors import APIError, bad_request, queue_full
 from ..models.catalog import ModelInfo, ModelVariant
 from . import llama
 from .channel import EventChannel
@@ -51,6 +51,7 @@ class LoadedModel:
         self.estimated_bytes = 0  # the manager's memory estimate, for the guardrail budget
         self.waiting_for: LoadedModel | None = None  # a draft model this worker waits on
         self._queued = 0
+        self.max_queued = 0  # bound on requests waiting or running (0: none); the manager's
         self._count_lock = threading.Lock()
         self._jobs: queue.Queue = queue.Queue()
         self._current_cancel: threading.Event | None = None
@@ -104,6 +105,16 @@ class LoadedModel:
     def llm(self, value) -> None:
         self._llm = value
 
+    @property
+    def worker_alive(self) -> bool:
+        return self._worker is not None and self._worker.is_alive()
+
+    def join(self, timeout: float = 30.0) -> bool:
+        """Wait for the worker to exit after :meth:`close`; True when it has."""
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join(timeout)
+        return not self.worker_alive
+
     def _cancel_requested(self) -> bool:
         event = self._current_cancel
         return bool(event is not None and event.is_set())
@@ -150,6 +161,9 @@ class LoadedModel:
             raise APIError(f"Model {self.identifier} was unloaded.", 409, "invalid_request_error",
                            "model", "model_unloaded")
         with self._count_lock:
+            if self.max_queued and self._queued >= self.max_queued and \
+                    not isinstance(job, _LeaseJob):  # a draft lease never waits for clients
+                raise queue_full(self.identifier, self.max_queued)
             self._queued += 1
         self.last_used = time.time()
         self._jobs.put(job)

@@ -149,6 +149,9 @@ def build_parser(prog: str = "lms-jupyter") -> argparse.ArgumentParser:
 
     add_get_parser(sub)
     add_log_parser(sub)
+    from .token_commands import add_token_parser
+
+    add_token_parser(sub, _Parser)
     embed = sub.add_parser("embed", help="embed texts: dims, norms, first values, cosine "
                            "similarities")
     embed.add_argument("model", help="embedding model key or loaded identifier")
@@ -243,8 +246,9 @@ class Commands:
     def run(self, args: argparse.Namespace):
         command = args.command
         if command is None:
-            raise CommandError("Give a command: ls, ps, load, unload, get, log, embed, connect, "
-                               "disconnect, status, history, widget, chat-widget (-h for help).",
+            raise CommandError("Give a command: ls, ps, load, unload, get, log, embed, token, "
+                               "connect, disconnect, status, history, widget, chat-widget "
+                               "(-h for help).",
                                status=2)
         if command == "help":
             return self.help(args.topic)
@@ -556,6 +560,15 @@ class Commands:
             raise CommandError(str(exc)) from None
         finally:
             events.close()
+    # -- token (scoped API tokens of a running server) -------------------------------------
+    def cmd_token(self, args) -> None:
+        from .token_commands import TokenCommandError, run_token_command
+
+        try:
+            run_token_command(args, self.console)
+        except TokenCommandError as exc:
+            raise CommandError(str(exc)) from None
+
     # -- embed ---------------------------------------------------------------------------
     def cmd_embed(self, args) -> None:
         """A quick look at embeddings; ``lms_jupyter.embed`` gives the arrays."""

@@ -169,11 +169,22 @@ class ModelInfo:
 
 
 class ModelNotFound(LookupError):
-    def __init__(self, model: str, known: list[str]):
+    def __init__(self, model: str, known: list[str], gone: Path | None = None):
         self.model = model
         self.known = known
+        self.gone = gone  # the file this name had, when it was listed and then removed
         hint = f" Known models: {', '.join(known)}." if known else ""
         super().__init__(f"Model \"{model}\" not found.{hint}")
+
+
+class ModelFileUnreadable(ModelNotFound):
+    """A name that matches a ``.gguf`` file in the folder that cannot be read as GGUF
+    (truncated, replaced by garbage): the error names the file and why."""
+
+    def __init__(self, model: str, known: list[str], path: Path, reason: str):
+        super().__init__(model, known)
+        self.path = path
+        self.reason = reason
 
 
 class ModelCatalog:
@@ -190,6 +201,9 @@ class ModelCatalog:
         self.include_embedded = include_embedded
         self.extra_files = [Path(p) for p in (extra_files or [])]
         self._headers: dict[Path, tuple[tuple[int, float], GGUFHeader]] = {}
+        self._unreadable: dict[Path, str] = {}  # .gguf files whose header failed: why
+        self._broken: dict[str, tuple[Path, str]] = {}  # model key -> (file, reason)
+        self._seen: dict[str, Path] = {}  # model key -> its file, from earlier scans
         self._lock = threading.Lock()
 
     def _header(self, path: Path) -> GGUFHeader | None:
@@ -203,8 +217,10 @@ class ModelCatalog:
             return cached[1]
         try:
             header = read_header(path)
-        except (GGUFError, OSError):
+        except (GGUFError, OSError) as exc:
+            self._unreadable[path] = str(exc) or type(exc).__name__
             return None
+        self._unreadable.pop(path, None)
         self._headers[path] = (stamp, header)
         return header
 
@@ -241,9 +257,12 @@ class ModelCatalog:
                     by_key[DEFAULT_MODEL_KEY] = ModelInfo(
                         DEFAULT_MODEL_KEY, DEFAULT_MODEL_PUBLISHER,
                         [ModelVariant(path, header, path.stat().st_size)], embedded=True)
+            broken: dict[str, tuple[Path, str]] = {}
             for publisher, repo, path in self._discover():
                 header = self._header(path)
                 if header is None:
+                    if path in self._unreadable:
+                        broken[model_key_from_repo(repo)] = (path, self._unreadable[path])
                     continue
                 key = model_key_from_repo(repo)
                 info = by_key.get(key)
@@ -255,7 +274,10 @@ class ModelCatalog:
                 if any(v.path.resolve() == path.resolve() for v in info.variants):
                     continue
                 info.variants.append(ModelVariant(path, header, _size_on_disk(path)))
-            return [m for m in by_key.values() if m.variants]
+            self._broken = {k: v for k, v in broken.items() if k not in by_key}
+            models = [m for m in by_key.values() if m.variants]
+            self._seen.update({m.key: m.default_variant.path for m in models})
+            return models
 
     def resolve(self, model: str) -> tuple[ModelInfo, ModelVariant]:
         """Find a model by key, ``publisher/key``, or either with ``@quantization``."""
@@ -270,7 +292,13 @@ class ModelCatalog:
                 variant = info.variant(quant or None)
                 if variant is not None:
                     return info, variant
-        raise ModelNotFound(model, [m.key for m in models])
+        known = [m.key for m in models]
+        for key, (path, reason) in self._broken.items():
+            if wanted in (key, model_key_from_repo(wanted)):
+                raise ModelFileUnreadable(model, known, path, reason)
+        gone = self._seen.get(wanted)
+        raise ModelNotFound(model, known, gone if gone is not None and not gone.exists()
+                            else None)
 
 
 def _size_on_disk(path: Path) -> int:

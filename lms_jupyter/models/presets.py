@@ -57,8 +57,13 @@ def default_presets_dir() -> Path:
 
 
 def slug(name: str) -> str:
+    """The file stem for a preset name: word characters and dashes only (no dots,
+    slashes or NULs, so it cannot leave the presets folder), at most 150 bytes of UTF-8."""
     text = re.sub(r"[^\w\s-]", "", name.strip().lower())
-    return re.sub(r"[\s_]+", "-", text).strip("-") or "preset"
+    text = re.sub(r"[\s_]+", "-", text).strip("-")
+    while len(text.encode("utf-8")) > 150:
+        text = text[:-1]
+    return text.strip("-") or "preset"
 
 
 def _structured_to_openai(value) -> dict | None:

@@ -17,7 +17,9 @@ from ..api.responses_store import ResponseStore
 from ..engine.manager import ModelManager
 from ..engine.options import LoadRequest
 from ..errors import APIError
+from ..api.tokens import TokenAPI
 from ..models.presets import PresetStore, default_presets_dir
+from ..security.tokens import TokenStore
 from .routes import lms_handlers
 from .services import Services
 
@@ -56,6 +58,12 @@ class LMSJupyterApp(ExtensionApp):
     remote_mcp_timeout = Float(30.0, min=0.5, config=True,
                                help="Seconds one MCP operation (connect, list tools or call "
                                     "a tool) may take before it fails.")
+    max_request_mb = Float(16, config=True,
+                           help="Largest request body in MiB; a larger one gets 413 before it "
+                                "is read.")
+    api_tokens_file = Unicode("", config=True,
+                              help="Where scoped API tokens are kept, hashed (default: "
+                                   "<jupyter data dir>/lms_jupyter/api_tokens.json).")
 
     @property
     def prefix(self) -> str:
@@ -78,7 +86,12 @@ class LMSJupyterApp(ExtensionApp):
             responses=ResponsesAPI(
                 manager, self.presets, ResponseStore(self.responses_db or None),
                 McpPolicy(self.allow_remote_mcp, url_list(self.remote_mcp_allowed_urls),
-                          self.remote_mcp_timeout)))
+                          self.remote_mcp_timeout)),
+            tokens=TokenAPI(TokenStore(self.api_tokens_file or None)),
+            max_request_bytes=int(self.max_request_mb * 2**20))
+        from .openapi import openapi_document
+
+        self.services.openapi = openapi_document(self.prefix)
         self.settings[Services.SETTINGS_KEY] = self.services
 
     def initialize_handlers(self):
@@ -122,5 +135,12 @@ class LMSJupyterApp(ExtensionApp):
                 self.log.exception("lms_jupyter: could not preload %r", model)
 
     async def stop_extension(self):
-        self.services.manager.shutdown()
-        self.services.responses.store.close()
+        """Unload every model (off the event loop: workers are joined), then let the
+        streams in flight write their error event and [DONE] before the loop stops."""
+        services = self.services
+        await asyncio.to_thread(services.manager.shutdown)
+        streams = [s for s in services.streams if not s.done()]
+        if streams:
+            await asyncio.wait(streams, timeout=10)
+        services.tokens.store.flush()
+        services.responses.store.close()

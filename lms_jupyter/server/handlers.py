@@ -3,7 +3,8 @@
 ``EndpointHandler`` serves whatever API call its route names: it reads the JSON body,
 runs blocking calls on a thread, and sends the result as JSON or SSE. Authentication
 and authorisation are jupyter_server's (``@web.authenticated`` + ``@authorized``), so
-every route accepts exactly what the rest of Jupyter accepts.
+every route accepts exactly what the rest of Jupyter accepts, plus scoped API tokens
+(resolved in :class:`.base.LMSHandler`), which an ``Endpoint(scoped=False)`` refuses.
 """
 from __future__ import annotations
 
@@ -45,6 +46,12 @@ class EndpointHandler(LMSHandler):
         endpoint = self.endpoints.get(method)
         if endpoint is None:
             raise web.HTTPError(405)
+        if self.scoped_token is not None and not endpoint.scoped:
+            self.write_api_error(APIError(
+                "A scoped API token cannot manage API tokens: use the Jupyter token or a "
+                "logged-in Jupyter session.", 403, "invalid_request_error", None,
+                "insufficient_permissions"))
+            return
         channel = None
         if endpoint.stream:
             channel = EventChannel.for_running_loop()

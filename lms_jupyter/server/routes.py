@@ -15,13 +15,20 @@ from ..errors import APIError
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One method of one route: ``call(services, *path_args[, body][, channel=...])``."""
+    """One method of one route: ``call(services, *path_args[, body][, channel=...])``.
+
+    ``request``/``response`` name the JSON Schemas of :mod:`lms_jupyter.api.schemas` that
+    the OpenAPI document (``{base}lms/openapi.json``) gives the body and the answer.
+    """
 
     call: Callable[..., Any]
     doc: str  # the contract, one line (also the OpenAPI summary)
     body: bool = False  # reads a JSON object body
     blocking: bool = False  # runs on a thread (loads, estimates)
     stream: bool = False  # may answer with SSE; gets a channel it can cancel
+    scoped: bool = True  # a scoped API token may call it (False: a full Jupyter identity)
+    request: str | None = None
+    response: str | None = None
 
 
 def openai_error(error: APIError) -> dict:
@@ -39,18 +46,20 @@ def _routes(prefix: str) -> list[tuple[str, dict, dict]]:
         # OpenAI-compatible
         (rf"{v1}/models/?", {"get": Endpoint(
             lambda s: s.openai.list_models(),
-            "List the models a request may name (loaded ones; every model with JIT)")}, OPENAI),
+            "List the models a request may name (loaded ones; every model with JIT)",
+            response="ModelList")}, OPENAI),
         (rf"{v1}/models/(?P<model_id>.+)", {"get": Endpoint(
             lambda s, model_id: s.openai.retrieve_model(model_id),
             "One model a request may name (ids may hold / and @); 404 model_not_found")},
          OPENAI),
         (rf"{v1}/chat/completions/?", {"post": Endpoint(
             lambda s, body, channel: s.openai.chat_completions(body, channel),
-            "Chat completion, streamed as SSE with stream=true", **generation)}, OPENAI),
+            "Chat completion, streamed as SSE with stream=true", **generation,
+            request="ChatCompletionRequest", response="ChatCompletion")}, OPENAI),
         (rf"{v1}/completions/?", {"post": Endpoint(
             lambda s, body, channel: s.openai.completions(body, channel),
             "Text completion of a raw prompt, streamed as SSE with stream=true",
-            **generation)}, OPENAI),
+            **generation, request="CompletionRequest", response="Completion")}, OPENAI),
         (rf"{v1}/responses/?", {"post": Endpoint(
             lambda s, body, channel: s.responses.create(body, channel),
             "Create a response (Responses API: stored turns, function and MCP tools), "
@@ -62,59 +71,90 @@ def _routes(prefix: str) -> list[tuple[str, dict, dict]]:
                                "Delete a stored response")}, OPENAI),
         (rf"{v1}/embeddings/?", {"post": Endpoint(
             lambda s, body: s.openai.embeddings(body),
-            "Embedding vectors for one or more inputs", body=True)}, OPENAI),
+            "Embedding vectors for one or more inputs", body=True,
+            request="EmbeddingRequest", response="EmbeddingList")}, OPENAI),
         # LM Studio REST v0
         (rf"{v0}/models/?", {"get": Endpoint(
-            lambda s: s.lmstudio.models_v0(), "Every model on disk with its state")}, OPENAI),
+            lambda s: s.lmstudio.models_v0(), "Every model on disk with its state",
+            response="ModelsV0")}, OPENAI),
         (rf"{v0}/models/(?P<model_id>.+)", {"get": Endpoint(
-            lambda s, model_id: s.lmstudio.model_v0(model_id), "One model")}, OPENAI),
+            lambda s, model_id: s.lmstudio.model_v0(model_id), "One model",
+            response="ModelV0")}, OPENAI),
         (rf"{v0}/ps/?", {"get": Endpoint(
-            lambda s: s.lmstudio.ps(), "Loaded instances and loads in progress")}, OPENAI),
+            lambda s: s.lmstudio.ps(), "Loaded instances and loads in progress",
+            response="PsList")}, OPENAI),
         (rf"{v0}/engines/?", {"get": Endpoint(
             lambda s: s.lmstudio.engines(),
             "Remote engines: replicas, health, requests in flight")}, OPENAI),
         (rf"{v0}/chat/completions/?", {"post": Endpoint(
             lambda s, body, channel: s.lmstudio.v0.chat_completions(body, channel),
             "Chat completion with LM Studio's stats, model_info and runtime",
-            **generation)}, OPENAI),
+            **generation, request="ChatCompletionRequest", response="ChatCompletion")},
+         OPENAI),
         (rf"{v0}/completions/?", {"post": Endpoint(
             lambda s, body, channel: s.lmstudio.v0.completions(body, channel),
             "Text completion with LM Studio's stats, model_info and runtime",
-            **generation)}, OPENAI),
+            **generation, request="CompletionRequest", response="Completion")}, OPENAI),
         (rf"{v0}/embeddings/?", {"post": Endpoint(
             lambda s, body: s.lmstudio.v0.embeddings(body),
-            "Embedding vectors (as /v1/embeddings)", body=True)}, OPENAI),
+            "Embedding vectors (as /v1/embeddings)", body=True,
+            request="EmbeddingRequest", response="EmbeddingList")}, OPENAI),
         (rf"{v0}/presets/?", {
-            "get": Endpoint(lambda s: s.lmstudio.list_presets(), "Saved presets"),
+            "get": Endpoint(lambda s: s.lmstudio.list_presets(), "Saved presets",
+                            response="PresetList"),
             "post": Endpoint(lambda s, body: s.lmstudio.create_preset(body),
                              "Save a preset (settings, or an LM Studio preset file)",
-                             body=True)}, OPENAI),
+                             body=True, request="PresetCreateRequest",
+                             response="Preset")}, OPENAI),
         (rf"{v0}/presets/(?P<name>[^/]+)/?", {
-            "get": Endpoint(lambda s, name: s.lmstudio.get_preset(name), "One preset"),
+            "get": Endpoint(lambda s, name: s.lmstudio.get_preset(name), "One preset",
+                            response="Preset"),
             "delete": Endpoint(lambda s, name: s.lmstudio.delete_preset(name),
-                               "Delete a preset")}, OPENAI),
+                               "Delete a preset", response="PresetDeleted")}, OPENAI),
         # LM Studio REST v1 (model management)
         (rf"{api1}/models/?", {"get": Endpoint(
             lambda s: s.lmstudio.models_v1(),
-            "Every model with its loaded instances and their config")}, LMSTUDIO_V1),
+            "Every model with its loaded instances and their config",
+            response="ModelsV1")}, LMSTUDIO_V1),
         (rf"{api1}/models/load/?", {"post": Endpoint(
             lambda s, body: s.lmstudio.load_v1(body),
             "Load a model (or estimate its memory with estimate_only)",
-            body=True, blocking=True)}, LMSTUDIO_V1),
+            body=True, blocking=True, request="LoadRequest", response="LoadResult")},
+         LMSTUDIO_V1),
         (rf"{api1}/models/unload/?", {"post": Endpoint(
             lambda s, body: s.lmstudio.unload_v1(body), "Unload an instance",
-            body=True, blocking=True)}, LMSTUDIO_V1),
+            body=True, blocking=True, request="UnloadRequest", response="UnloadResult")},
+         LMSTUDIO_V1),
         (rf"{api1}/models/estimate/?", {"post": Endpoint(
             lambda s, body: s.lmstudio.estimate(body),
             "Memory a load would need, from the GGUF header", body=True,
-            blocking=True)}, LMSTUDIO_V1),
+            blocking=True, request="EstimateRequest", response="Estimate")}, LMSTUDIO_V1),
         (rf"{api1}/models/download/?", {"post": Endpoint(
             lambda s, body: s.downloads.start(body),
             "Start downloading a model from the Hugging Face Hub (a job)", body=True,
-            blocking=True)}, LMSTUDIO_V1),
+            blocking=True, request="DownloadRequest", response="DownloadStarted")},
+         LMSTUDIO_V1),
         (rf"{api1}/models/download/status/(?P<job_id>[^/]+)/?", {"get": Endpoint(
             lambda s, job_id: s.downloads.status(job_id),
-            "A download job's status, bytes, speed and error")}, LMSTUDIO_V1),
+            "A download job's status, bytes, speed and error",
+            response="DownloadStatus")}, LMSTUDIO_V1),
+        # scoped API tokens: managed with the Jupyter identity only
+        (rf"{api1}/tokens/?", {
+            "get": Endpoint(lambda s: s.tokens.list(),
+                            "Scoped API tokens (name, id, created, last used, expiry)",
+                            blocking=True, scoped=False, response="TokenList"),
+            "post": Endpoint(lambda s, body: s.tokens.create(body),
+                             "Create a scoped API token; its secret is in this answer only",
+                             body=True, blocking=True, scoped=False,
+                             request="TokenCreateRequest", response="TokenCreated")},
+         LMSTUDIO_V1),
+        (rf"{api1}/tokens/(?P<token_id>[^/]+)/?", {"delete": Endpoint(
+            lambda s, token_id: s.tokens.revoke(token_id), "Revoke a scoped API token at once",
+            blocking=True, scoped=False, response="TokenDeleted")}, LMSTUDIO_V1),
+        # this API's own description
+        (rf"/{prefix}/openapi\.json", {"get": Endpoint(
+            lambda s: s.openapi, "This API's OpenAPI 3.1 document",
+            response="OpenAPIDocument")}, OPENAI),
     ]
 
 

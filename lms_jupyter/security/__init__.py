@@ -1,0 +1,1 @@
+"""Security: scoped API tokens for apps that must not hold the Jupyter token."""

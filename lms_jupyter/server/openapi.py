@@ -1,0 +1,138 @@
+"""The OpenAPI 3.1 document served at ``{base_url}lms/openapi.json``.
+
+Written once, from the route table (:func:`.routes.route_table`: every pattern, method,
+one-line contract and the names of its body and answer schemas) and the schemas of
+:mod:`lms_jupyter.api.schemas` (built from the request parser's own tables). The test
+suite fuzzes the live server against this very document with schemathesis, so the
+document and the server cannot drift apart silently.
+
+Paths are relative to the server's ``base_url`` (clients join them, as with every Jupyter
+route). Every operation needs authentication: the Jupyter token (or a logged-in
+session) everywhere, a scoped API token everywhere but token management.
+"""
+from __future__ import annotations
+
+import re
+
+from .. import __version__
+from ..api.schemas import component_schemas
+from .routes import Endpoint, route_table
+
+_GROUP = re.compile(r"\(\?P<(\w+)>[^)]*\)")
+
+# statuses any endpoint may answer besides 200, and what they mean
+ERROR_STATUSES = {
+    "400": "Invalid request (OpenAI error object naming the field)",
+    "401": "Missing, unknown, revoked or expired token",
+    "403": "Authenticated but not allowed (a scoped token on token management, Jupyter's "
+           "authorizer)",
+    "404": "No such model, instance, preset, job, token or URL",
+    "405": "Method not allowed on this path",
+    "409": "Conflict (identifier in use, model unloaded meanwhile, preset exists)",
+    "413": "Request body over LMSJupyterApp.max_request_mb",
+    "500": "The server failed (a model file that cannot be loaded, named in the message)",
+    "503": "The model's queue is full (ModelManager.max_queued_requests); see Retry-After",
+}
+
+
+def openapi_path(pattern: str) -> str:
+    """A Tornado route pattern as an OpenAPI path: ``(?P<name>...)`` -> ``{name}``."""
+    path = _GROUP.sub(lambda m: "{" + m.group(1) + "}", pattern)
+    if path.endswith("/?"):
+        path = path[:-2]
+    return path.replace("\\.", ".")
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _error_responses() -> dict:
+    out = {}
+    for status, text in ERROR_STATUSES.items():
+        response = {"description": text,
+                    "content": {"application/json": {"schema": _ref("Error")}}}
+        if status == "503":
+            response["headers"] = {"Retry-After": {
+                "description": "Seconds to wait before retrying",
+                "schema": {"type": "string", "pattern": "^[0-9]+$"}}}
+        out[status] = response
+    return out
+
+
+def _operation(method: str, path: str, endpoint: Endpoint) -> dict:
+    ok_content = {"application/json": {"schema": _ref(endpoint.response) if endpoint.response
+                                       else {"type": "object"}}}
+    if endpoint.stream:
+        ok_content["text/event-stream"] = {"schema": {
+            "type": "string",
+            "description": "With stream=true: 'data: <chunk JSON>' events, an error object as "
+                           "an event if generation fails, then 'data: [DONE]'"}}
+    operation = {
+        "operationId": f"{method}_{re.sub(r'[^A-Za-z0-9]+', '_', path).strip('_')}",
+        "summary": endpoint.doc,
+        "responses": {"200": {"description": endpoint.doc, "content": ok_content},
+                      **_error_responses()},
+        "security": [{"jupyterToken": []}, {"scopedToken": []}] if endpoint.scoped
+        else [{"jupyterToken": []}],
+    }
+    names = re.findall(r"{(\w+)}", path)
+    if names:
+        operation["parameters"] = [{"name": name, "in": "path", "required": True,
+                                    "schema": {"type": "string", "minLength": 1}}
+                                   for name in names]
+    if endpoint.body:
+        schema = _ref(endpoint.request) if endpoint.request else {"type": "object"}
+        operation["requestBody"] = {"required": True,
+                                    "content": {"application/json": {"schema": schema}}}
+    return operation
+
+
+def _log_stream(prefix: str) -> tuple[str, dict]:
+    """``lms log stream`` (its own handler, not an API call of the table)."""
+    query = [
+        {"name": "source", "in": "query", "schema": {"enum": ["model", "server"]}},
+        {"name": "filter", "in": "query", "schema": {"type": "string"},
+         "description": "input, output or input,output (model source)"},
+        {"name": "stats", "in": "query", "schema": {"type": "string"},
+         "description": "true: add prediction stats"},
+    ]
+    operation = {
+        "operationId": "get_logs_stream", "summary": "lms log stream, as server-sent events",
+        "parameters": query, "security": [{"jupyterToken": []}, {"scopedToken": []}],
+        "responses": {"200": {"description": "An endless SSE stream of LM Studio log events",
+                              "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                      **_error_responses()},
+    }
+    return f"/{prefix}/api/v0/logs/stream", {"get": operation}
+
+
+def openapi_document(prefix: str = "lms") -> dict:
+    paths: dict[str, dict] = {}
+    for pattern, endpoints in route_table(prefix):
+        path = openapi_path(pattern)
+        for method, endpoint in endpoints.items():
+            paths.setdefault(path, {})[method] = _operation(method, path, endpoint)
+    log_path, log_item = _log_stream(prefix)
+    paths[log_path] = log_item
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "lms-jupyter", "version": __version__,
+                 "description": "LM Studio's developer API (OpenAI-compatible /v1, LM Studio "
+                                "REST /api/v0 and /api/v1) on the Jupyter server port. Paths "
+                                "are relative to the server's base_url."},
+        "paths": paths,
+        "components": {
+            "schemas": component_schemas(),
+            "securitySchemes": {
+                "jupyterToken": {"type": "http", "scheme": "bearer",
+                                 "description": "The Jupyter server's token (also "
+                                                "'Authorization: token ...', or a logged-in "
+                                                "session with XSRF)"},
+                "scopedToken": {"type": "http", "scheme": "bearer",
+                                "bearerFormat": "sk-lmj-<id>:<secret>",
+                                "description": "A scoped API token (POST lms/api/v1/tokens): "
+                                               "the /lms routes only, no token management"},
+            },
+        },
+    }
