@@ -8,7 +8,8 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado.iostream import StreamClosedError
 
 from .. import logstream
-from ..api.results import JSONResponse, StreamResponse
+from ..api.batch_requests import Upload
+from ..api.results import BytesResponse, JSONResponse, StreamResponse
 from ..errors import APIError, bad_request
 from .services import Services
 
@@ -37,6 +38,16 @@ class LMSHandler(ExtensionHandlerMixin, APIHandler):
             raise bad_request("The request body must be a JSON object.")
         self._log_model = body.get("model") if isinstance(body.get("model"), str) else None
         return body
+
+    def read_upload(self) -> Upload:
+        """A multipart/form-data body (Tornado parses it): the ``file`` part and the
+        other fields. Anything else gives an Upload without content (the API's 400)."""
+        parts = self.request.files.get("file") or []
+        fields = {name: values[0].decode("utf-8", "replace")
+                  for name, values in self.request.body_arguments.items() if values}
+        if not parts:
+            return Upload(None, None, fields)
+        return Upload(parts[0].filename, parts[0].body, fields)
 
     def on_finish(self) -> None:
         """Every request on ``lms log stream --source server`` (path only: no secrets)."""
@@ -73,6 +84,10 @@ class LMSHandler(ExtensionHandlerMixin, APIHandler):
             self.finish(json.dumps(result.body))
         elif isinstance(result, StreamResponse):
             await self.send_stream(result)
+        elif isinstance(result, BytesResponse):
+            self.set_status(result.status)
+            self.set_header("Content-Type", result.media_type)
+            self.finish(result.content)
         else:
             self.finish(json.dumps(result))
 

@@ -9,14 +9,18 @@ from traitlets import Enum, List, Unicode
 
 from ..api.lmstudio import LMStudioAPI
 from .. import logstream
+from ..api.batch_runner import BatchRunner
+from ..api.batch_store import BatchStore
+from ..api.batches import BatchesAPI
 from ..api.downloads import DownloadAPI
+from ..api.files import FilesAPI
 from ..api.openai_compat import OpenAICompatAPI
 from ..engine.manager import ModelManager
 from ..engine.options import LoadRequest
 from ..errors import APIError
 from ..models.presets import PresetStore, default_presets_dir
 from .routes import lms_handlers
-from .services import Services
+from .services import Services, batch_endpoints
 
 
 class LMSJupyterApp(ExtensionApp):
@@ -30,6 +34,9 @@ class LMSJupyterApp(ExtensionApp):
     presets_dir = Unicode("", config=True,
                           help="Folder of preset JSON files (default: $LMS_JUPYTER_PRESETS_DIR "
                                "or ~/.lmstudio/config-presets).")
+    batch_dir = Unicode("", config=True,
+                        help="Folder for uploaded files and batch jobs (default: "
+                             "<jupyter data dir>/lms_jupyter/batches).")
     reasoning_field = Enum(["both", "reasoning", "reasoning_content", "inline"], "both",
                            config=True,
                            help="Where chat responses put a model's reasoning: 'reasoning' "
@@ -54,7 +61,16 @@ class LMSJupyterApp(ExtensionApp):
             openai=OpenAICompatAPI(manager, self.presets, reasoning_field=self.reasoning_field),
             lmstudio=LMStudioAPI(manager, self.presets, reasoning_field=self.reasoning_field),
             downloads=DownloadAPI(manager))
+        self._init_batches()
         self.settings[Services.SETTINGS_KEY] = self.services
+
+    def _init_batches(self) -> None:
+        """Files and batches share one store; the runner starts with the server."""
+        store = BatchStore(self.batch_dir or None)
+        self.batch_runner = BatchRunner(store, batch_endpoints(self.services),
+                                        self.services.manager)
+        self.services.files = FilesAPI(store)
+        self.services.batches = BatchesAPI(store, self.batch_runner)
 
     def initialize_handlers(self):
         self.handlers.extend(lms_handlers(self.prefix))
@@ -75,6 +91,7 @@ class LMSJupyterApp(ExtensionApp):
                       "'Authorization: Bearer <token>'). Stop the server with Ctrl+C twice.",
                       root, root, key)
         logstream.server_started(f"{serverapp.base_url}{self.prefix}/", folder, [token or None])
+        self.batch_runner.start()  # resumes batches a previous run left unfinished
         if self.preload:
             # loads take seconds: run them off the event loop so the server answers meanwhile
             asyncio.get_running_loop().create_task(self._preload())
@@ -91,4 +108,8 @@ class LMSJupyterApp(ExtensionApp):
                 self.log.exception("lms_jupyter: could not preload %r", model)
 
     async def stop_extension(self):
+        # the batch runner first: its running requests are dropped, not recorded as
+        # failures, so they run again after a restart
+        await self.batch_runner.stop()
+        self.services.batches.store.close()
         self.services.manager.shutdown()

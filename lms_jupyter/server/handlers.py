@@ -54,6 +54,10 @@ class EndpointHandler(LMSHandler):
             args = [self.services, *path_args.values()]
             if endpoint.body:
                 args.append(self.read_json())
+            if endpoint.upload:
+                args.append(self.read_upload())
+            if endpoint.query:
+                args.append({k: self.get_query_argument(k) for k in self.request.query_arguments})
             if endpoint.blocking:
                 return await run_blocking(endpoint.call, *args)
             result = endpoint.call(*args, channel=channel) if endpoint.stream \
