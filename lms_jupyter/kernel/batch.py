@@ -35,7 +35,7 @@ from ..errors import APIError
 from .batch_data import (BatchInputError, Item, answer_columns, build_result, empty_row,
                          read_inputs, row_values)
 from .batch_progress import Figures, make_progress
-from .chat import ChatOptions, ChatRunner, Conversation, NullView
+from .chat import DEFAULT_MAX_TOOL_ROUNDS, ChatOptions, ChatRunner, Conversation, NullView
 from .schemas import OutputSchema, SchemaError, output_schema
 from .tools import Toolbox
 
@@ -104,6 +104,7 @@ class BatchSpec:
             body["response_format"] = options.schema.response_format()
         if options.tools:
             body["tools"] = options.tools.specs
+            body["tool_choice"] = options.tool_choice
             body["max_tool_rounds"] = options.max_tool_rounds
         if self.retries:
             body["retries"] = self.retries
@@ -337,8 +338,10 @@ def _open_cache(cache):
 def batch(inputs, prompt: str | None = None, *, model: str | None = None,
           system: str | None = None, schema=None, max_tokens: int | None = DEFAULT_MAX_TOKENS,
           temperature: float | None = 0.0, seed: int | None = None, tools=None,
-          retries: int = 2, concurrency: int | None = None, cache=True,
-          refresh: bool = False, progress=True, api=None, **request_fields):
+          tool_choice: str | dict | None = None,
+          max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS, retries: int = 2,
+          concurrency: int | None = None, cache=True, refresh: bool = False, progress=True,
+          api=None, **request_fields):
     """Run one chat turn per row of ``inputs``; a DataFrame (or list of dicts) of answers.
 
     ``inputs``: a list, a pandas Series or a DataFrame. ``prompt``: a template, with
@@ -351,7 +354,8 @@ def batch(inputs, prompt: str | None = None, *, model: str | None = None,
 
     ``model``: default the one loaded chat model, else the starter model (JIT-loaded).
     ``tools``: functions (a list, a dict name -> function, or a Toolbox) the model may call;
-    they run on the batch's worker threads. ``retries``: extra attempts for an answer that
+    they run on the batch's worker threads; ``tool_choice`` (first request of a row) and
+    ``max_tool_rounds`` as in ``%%chat``. ``retries``: extra attempts for an answer that
     does not match the schema, each with the next seed (only when sampling, temperature >
     0, and not when ``max_tokens`` cut it). ``concurrency``: requests in flight (default:
     the model's parallel slots + 1). ``cache``: True (Jupyter's data dir), False, or a
@@ -376,7 +380,9 @@ def batch(inputs, prompt: str | None = None, *, model: str | None = None,
     if seed is not None:
         extra["seed"] = seed
     options = ChatOptions(model=model, temperature=temperature, max_tokens=max_tokens,
-                          schema=checked_schema, tools=_toolbox(tools), extra=extra)
+                          schema=checked_schema, tools=_toolbox(tools),
+                          tool_choice=tool_choice, max_tool_rounds=max_tool_rounds,
+                          extra=extra)
     spec = BatchSpec(model, system, options, columns, max(0, int(retries)), seed,
                      model_identity(api, model))
     from .batch_cache import cache_key
