@@ -119,25 +119,34 @@ def test_dataframe_with_schema_then_resumed_from_cache(tmp_path, generations, ca
 
 def test_a_bad_row_is_isolated(generations, capsys):
     too_long = "word " * 5000  # more tokens than the 4096-token context
-    out = lms_jupyter.batch(pd.Series(["Say hello.", too_long, "Say goodbye."],
-                                      index=[10, 20, 30], name="text"),
+    out = lms_jupyter.batch(pd.Series(["Say hello.", too_long, "Say goodbye.", "Say hello."],
+                                      index=[10, 20, 30, 40], name="text"),
                             max_tokens=6, cache=False, progress=False)
-    assert list(out.index) == [10, 20, 30]
+    assert list(out.index) == [10, 20, 30, 40]
     assert out.loc[20, "error"].startswith("context_length_exceeded:")
     assert pd.isna(out.loc[20, "answer"])
     for label in (10, 30):
         assert pd.isna(out.loc[label, "error"]) and out.loc[label, "answer"]
         assert out.loc[label, "finish_reason"] in ("stop", "length")
-    assert generations() == 2  # the bad row never reached the model
+    # the bad row never reached the model, and the repeated row was computed once
+    assert generations() == 2
+    assert out.loc[40].tolist() == out.loc[10].tolist()
+    assert out.attrs["lms_batch"]["computed"] == 3 and out.attrs["lms_batch"]["done"] == 4
     assert capsys.readouterr().out.strip().endswith("1 error")
 
 
-def test_an_answer_cut_by_max_tokens_is_a_row_error_without_retries(generations):
-    out = lms_jupyter.batch(["Review: great kettle."], schema=Review, max_tokens=3,
-                            temperature=0.7, seed=1, retries=2, cache=False, progress=False)
+def test_an_answer_cut_by_max_tokens_is_a_row_error_without_retries(tmp_path, generations):
+    options = dict(schema=Review, max_tokens=3, temperature=0.7, seed=1, retries=2,
+                   cache=tmp_path / "c.sqlite", progress=False)
+    out = lms_jupyter.batch(["Review: great kettle."], **options)
     (error,) = out["error"]
     assert "not valid JSON" in error and out["finish_reason"][0] == "length"
     assert generations() == 1  # a retry would be cut off again
+    # a row error is finished: kept, unless asked to compute errors again
+    again = lms_jupyter.batch(["Review: great kettle."], **options)
+    assert again["error"][0] == error and generations() == 1
+    lms_jupyter.batch(["Review: great kettle."], refresh="errors", **options)
+    assert generations() == 2
 
 
 def test_tools_are_called_per_row(generations):

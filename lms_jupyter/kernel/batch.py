@@ -106,8 +106,6 @@ class BatchSpec:
             body["tools"] = options.tools.specs
             body["tool_choice"] = options.tool_choice
             body["max_tool_rounds"] = options.max_tool_rounds
-        if self.retries:
-            body["retries"] = self.retries
         return body
 
 
@@ -227,6 +225,7 @@ class BatchRun:
         self.cache_error: str | None = None
         self._limit, self._limit_at = 1, -1e9
         self._handling: tuple[int, Outcome] | None = None
+        self.twins: dict[int, list[int]] = {}  # position -> later rows with its request
 
     def limit(self) -> int:
         if self.concurrency:
@@ -276,6 +275,11 @@ class BatchRun:
             figures.done += 1
             figures.computed += 1
             figures.errors += outcome.row.get("error") is not None
+            for twin in self.twins.pop(position, ()):
+                self.rows[twin].update(outcome.row)
+                figures.done += 1
+                figures.cached += 1
+                figures.errors += outcome.row.get("error") is not None
 
     def run(self, pending: list[Item]) -> None:
         todo = deque(pending)
@@ -328,11 +332,21 @@ def _toolbox(tools) -> Toolbox | None:
 
 
 def _open_cache(cache):
+    """The cache to use: None when off; the default one only if it can be opened (a
+    read-only data dir must not stop a batch), a named one or an error."""
     if cache is False or cache is None:
         return None
+    import sqlite3
+
     from .batch_cache import BatchCache
 
-    return BatchCache(None if cache is True else cache)
+    if cache is not True:
+        return BatchCache(cache)
+    try:
+        return BatchCache()
+    except (OSError, sqlite3.Error) as exc:
+        print(f"lms_jupyter.batch: no resume cache ({exc}); finished rows are not kept.")
+        return None
 
 
 def batch(inputs, prompt: str | None = None, *, model: str | None = None,
@@ -340,7 +354,8 @@ def batch(inputs, prompt: str | None = None, *, model: str | None = None,
           temperature: float | None = 0.0, seed: int | None = None, tools=None,
           tool_choice: str | dict | None = None,
           max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS, retries: int = 2,
-          concurrency: int | None = None, cache=True, refresh: bool = False, progress=True,
+          concurrency: int | None = None, cache=True, refresh: bool | str = False,
+          progress=True,
           api=None, **request_fields):
     """Run one chat turn per row of ``inputs``; a DataFrame (or list of dicts) of answers.
 
@@ -359,8 +374,9 @@ def batch(inputs, prompt: str | None = None, *, model: str | None = None,
     does not match the schema, each with the next seed (only when sampling, temperature >
     0, and not when ``max_tokens`` cut it). ``concurrency``: requests in flight (default:
     the model's parallel slots + 1). ``cache``: True (Jupyter's data dir), False, or a
-    path; ``refresh=True`` recomputes cached rows. ``progress``: True, False, "widget" or
-    "tqdm". ``api``: what runs the requests (default: the kernel's). Other keyword
+    path; ``refresh=True`` recomputes cached rows, ``refresh="errors"`` only the cached
+    rows that have an error. Identical rows are computed once. ``progress``: True, False,
+    "widget" or "tqdm". ``api``: what runs the requests (default: the kernel's). Other keyword
     arguments are request fields (``top_k``, ``stop``, ...).
 
     Ctrl+C stops within a token per running request and returns what is done (unfinished
@@ -373,7 +389,7 @@ def batch(inputs, prompt: str | None = None, *, model: str | None = None,
     # ``%lms connect`` (a server's slots) or remote engines replace it here
     api = api if api is not None else get_api()
     items, index = read_inputs(inputs, prompt)
-    checked_schema: OutputSchema | None = output_schema(schema) if schema is not None else None
+    checked_schema: OutputSchema | None = None if schema is None else output_schema(schema)
     columns = answer_columns(checked_schema)
     model = model or default_model(api)
     extra = dict(request_fields)
@@ -396,22 +412,30 @@ def batch(inputs, prompt: str | None = None, *, model: str | None = None,
             store.close()
 
 
-def _run(api, spec: BatchSpec, items: list[Item], index, keys: list[str], store, refresh: bool,
-         progress, concurrency: int | None):
+def _run(api, spec: BatchSpec, items: list[Item], index, keys: list[str], store,
+         refresh: bool | str, progress, concurrency: int | None):
+    if refresh not in (True, False, "errors"):
+        raise BatchInputError("refresh must be True, False or 'errors'.")
     rows = [empty_row(spec.columns) for _ in items]
-    cached = {} if store is None or refresh else store.get_many(keys)
-    pending = []
+    cached = {} if store is None or refresh is True else store.get_many(keys)
+    if refresh == "errors":
+        cached = {k: row for k, row in cached.items() if row.get("error") is None}
+    pending, twins, first = [], {}, {}
+    figures = Figures(total=len(items))
     for item, key in zip(items, keys):
         if key in cached:
             rows[item.position].update(cached[key])
+            figures.done += 1
+            figures.cached += 1
+            figures.errors += cached[key].get("error") is not None
+        elif key in first:  # the same request as an earlier row: answered with it
+            twins.setdefault(first[key], []).append(item.position)
         else:
+            first[key] = item.position
             pending.append(item)
-    figures = Figures(total=len(items), done=len(items) - len(pending),
-                      cached=len(items) - len(pending))
-    figures.errors = sum(rows[i.position].get("error") is not None for i in items
-                         if keys[i.position] in cached)
     view = make_progress(progress, f"batch · {spec.model}", figures)
     run = BatchRun(api, spec, items, rows, keys, store, figures, view, concurrency)
+    run.twins = twins
     try:
         run.run(pending)
     finally:
