@@ -2,7 +2,9 @@
 
 The same N prompts (default 200 short reviews, "positive or negative", answers
 constrained to a two-value schema, at most 24 tokens) on the same model and thread count,
-four ways, one after the other:
+four ways. To spread the machine's changing load evenly over the four, the prompts are
+split into ``--rounds`` slices and every round runs each way on its slice in turn; the
+figures add up the rounds.
 
   * http loop      a plain Python loop of ``client.chat.completions.create`` (openai client
                    against a jupyter server with the extension)
@@ -16,7 +18,7 @@ slot per model (today's engine) requests queue on the model's worker either way,
 batch's gain is only what pipelining hides (rendering and sending the next request while
 one runs); with ``parallel`` slots the batch keeps them all busy.
 
-Usage: python benchmarks/bench_batch.py [--n 200] [--threads 1] [--max-tokens 24]
+Usage: python benchmarks/bench_batch.py [--n 200] [--rounds 4] [--threads 1] [--max-tokens 24]
 """
 from __future__ import annotations
 
@@ -112,6 +114,7 @@ def kernel_batch(api, texts, max_tokens) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-tokens", type=int, default=24)
     args = parser.parse_args()
@@ -135,11 +138,19 @@ def main() -> None:
         warm = texts[:2]  # load the models and warm the caches first
         http_loop(client, warm, args.max_tokens)
         kernel_loop(api, warm, args.max_tokens)
-        for name, run, target in (("http loop", http_loop, client),
-                                  ("http batch", http_batch, client),
-                                  ("kernel loop", kernel_loop, api),
-                                  ("kernel batch", kernel_batch, api)):
-            elapsed, tokens = run(target, texts, args.max_tokens)
+        modes = (("http loop", http_loop, client), ("http batch", http_batch, client),
+                 ("kernel loop", kernel_loop, api), ("kernel batch", kernel_batch, api))
+        totals = {name: [0.0, 0] for name, _run, _target in modes}
+        size = -(-args.n // args.rounds)
+        for start in range(0, args.n, size):
+            chunk = texts[start:start + size]
+            for name, run, target in modes:
+                elapsed, tokens = run(target, chunk, args.max_tokens)
+                totals[name][0] += elapsed
+                totals[name][1] += tokens
+            print(f"round {start // size + 1}: " + ", ".join(
+                f"{name} {totals[name][0]:.0f} s" for name, _r, _t in modes), flush=True)
+        for name, (elapsed, tokens) in totals.items():
             results[name] = (args.n / elapsed, tokens / elapsed)
             print(f"{name:13s} {args.n / elapsed:6.2f} items/s {tokens / elapsed:7.1f} "
                   f"tokens/s ({elapsed:.1f} s, {tokens} tokens)", flush=True)

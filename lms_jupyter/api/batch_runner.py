@@ -22,6 +22,10 @@ traffic the batch keeps the model busy back to back. The gate is re-checked when
 of the batch's requests finishes and every ``poll`` seconds (10 ms: a dictionary lookup,
 a negligible cost, and at most that much idle time between two batch requests).
 
+**One runner per folder.** Servers sharing a batch folder take an exclusive lock on it
+before running anything (:meth:`~.batch_store.BatchStore.claim_runner`); the others keep
+answering the API and take over when the holder stops.
+
 **Persistence.** Every finished request's output line is committed to the store as it
 finishes; a request that was cancelled (the batch was cancelled, or the server is
 stopping) leaves no result, so after a restart the batch resumes with exactly the lines
@@ -44,6 +48,7 @@ log = logging.getLogger(__name__)
 
 Endpoint = Callable[[dict, EventChannel], Awaitable]
 MAX_IN_FLIGHT = 64  # requests of one batch in flight at once, whatever the models allow
+RESCAN_SECONDS = 5.0  # idle: look for batches another server on the same folder created
 FINAL_AT = {"completed": "completed_at", "cancelled": "cancelled_at",
             "expired": "expired_at", "failed": "failed_at"}
 LINE_ERRORS = {"cancelled": ("batch_cancelled", "The batch was cancelled before this request "
@@ -143,12 +148,17 @@ class BatchRunner:
         while not self._stopping:
             try:
                 active = self.store.active_batches()
+                if active and not self.store.claim_runner():
+                    active = []  # another server runs this folder's batches for now
             except Exception:  # noqa: BLE001 - a broken store must not kill the server
                 log.exception("lms_jupyter: cannot read the batch store")
                 active = []
             if not active:
                 self._wake.clear()
-                await self._wake.wait()
+                try:  # woken by a new batch; a rescan now and then sees another server's
+                    await asyncio.wait_for(self._wake.wait(), RESCAN_SECONDS)
+                except asyncio.TimeoutError:
+                    pass
                 continue
             try:
                 await self._process(active[0])
@@ -273,7 +283,8 @@ class BatchRunner:
                              "body": body},
                 "error": None}
         ok = 200 <= status < 300
-        self.store.add_result(batch_id, request.line, ok, line, usage_of(body) if ok else None)
+        await asyncio.to_thread(self.store.add_result, batch_id, request.line, ok, line,
+                                usage_of(body) if ok else None)  # the disk, off the loop
 
     @staticmethod
     async def _call(call: Endpoint | None, body: dict, channel: EventChannel) -> tuple[int,

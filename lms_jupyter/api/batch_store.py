@@ -6,10 +6,14 @@ temporary name and renamed, so a file is whole or absent). The database has the 
 metadata, each batch's object, its requests (parsed once when the batch is created, so
 deleting the input file later changes nothing) and one result row per finished request,
 committed as the request finishes: after a restart a batch resumes with exactly the
-requests that have no result. WAL journal, ``synchronous=FULL``; every change is one
+requests that have no result. WAL journal with ``synchronous=NORMAL``: a commit survives
+the process being killed (a server crash or restart loses nothing committed) without an
+fsync per request; only an OS crash or power cut may lose the last few results, which are
+then simply computed again (the database itself stays consistent). Every change is one
 transaction. Created on first use: a server that never sees a batch writes nothing.
-Thread-safe (one connection behind a lock); calls are short, so the event loop may make
-them, except uploads and batch creation which the route runs on a thread.
+Thread-safe (one connection behind a lock); the runner writes results from a thread,
+uploads and batch creation run on one (their routes are blocking), the short reads run
+on the event loop.
 """
 from __future__ import annotations
 
@@ -85,6 +89,7 @@ class BatchStore:
         self.db_path = self.root / "batches.sqlite"
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.RLock()
+        self._runner_lock = None  # the open lock file while this process runs batches
 
     # -- connection ------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -96,7 +101,7 @@ class BatchStore:
             conn = sqlite3.connect(str(self.db_path), timeout=10, check_same_thread=False,
                                    isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(SCHEMA)
             if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -111,6 +116,29 @@ class BatchStore:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+            if self._runner_lock is not None:
+                self._runner_lock.close()  # releases the flock
+                self._runner_lock = None
+
+    def claim_runner(self) -> bool:
+        """Whether this process may run the folder's batches: an exclusive ``flock`` on
+        ``runner.lock``, held until :meth:`close`, so two servers sharing the folder never
+        run the same requests twice (the other one takes over when this one stops)."""
+        if self._runner_lock is not None:
+            return True
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): one server per folder is assumed
+            return True
+        self.root.mkdir(parents=True, exist_ok=True)
+        handle = open(self.root / "runner.lock", "a+")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            return False
+        self._runner_lock = handle
+        return True
 
     # -- files ---------------------------------------------------------------------------------
     def add_file(self, filename: str, purpose: str, content: bytes) -> dict:
