@@ -31,6 +31,18 @@ def find_server(url=None, token=None):
     return discovery.for_url(url, token) if url else discovery.for_kernel()
 
 
+def batch(inputs, prompt=None, **options):
+    """Run one chat turn per row of ``inputs`` (a list, pandas Series or DataFrame; ``prompt``
+    a template with ``{column}`` fields) and get the answers as a DataFrame aligned with the
+    input (a list of dicts without pandas), resumable from a local cache. Options
+    (``model``, ``system``, ``schema``, ``max_tokens``, ``temperature``, ``seed``, ``tools``,
+    ...): see :func:`lms_jupyter.kernel.batch.batch`. pandas and llama_cpp are imported on
+    the first call, not with the package."""
+    from .kernel.batch import batch as _batch
+
+    return _batch(inputs, prompt, **options)
+
+
 def _jupyter_server_extension_points():
     from .server.extension import LMSJupyterApp
 

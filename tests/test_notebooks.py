@@ -57,7 +57,8 @@ def answer(c) -> str:
 def test_every_notebook_is_tested():
     assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == [
         "01_quickstart.ipynb", "02_structured_output.ipynb", "03_tools.ipynb",
-        "04_openai_client.ipynb", "05_embeddings.ipynb", "06_responses.ipynb"]
+        "04_openai_client.ipynb", "05_embeddings.ipynb", "06_responses.ipynb",
+        "07_batch.ipynb"]
 
 
 def test_quickstart(tmp_path, monkeypatch):
@@ -190,3 +191,46 @@ def test_responses_conversation_and_mcp_tool(tmp_path, monkeypatch, server_facto
     arguments = json.loads(call[len("called: add("):call.rindex(") -> ")])
     assert call.endswith(f" -> {arguments['a'] + arguments['b']}")
     assert lines[2].startswith("answer: {'sum': ")
+
+
+def test_batch(tmp_path, monkeypatch):
+    """Classification and extraction over the bundled tickets, on 8 of them
+    (``LMS_BATCH_ROWS``); the model runs on one thread (``c.ModelManager.n_threads`` in
+    the kernel's ipython_config.py: see ONE_THREAD in test_batch_kernel.py)."""
+    import shutil
+
+    shutil.copytree(NOTEBOOKS / "data", tmp_path / "data")
+    profile = tmp_path / "ipython" / "profile_default"
+    profile.mkdir(parents=True)
+    (profile / "ipython_config.py").write_text("c.ModelManager.n_threads = 1\n")
+    cells = execute("07_batch.ipynb", tmp_path, monkeypatch,
+                    env={"LMS_BATCH_ROWS": "8", "IPYTHONDIR": str(tmp_path / "ipython"),
+                         "JUPYTER_DATA_DIR": str(tmp_path / "jupyter-data")})
+    def printed(c) -> list[str]:
+        return [o.text for o in c.outputs if o.output_type == "stream"]
+
+    def result(c) -> str:
+        (value,) = [o.data["text/plain"] for o in c.outputs if o.output_type == "execute_result"]
+        return value
+
+    assert printed(cells[0]) == ["8 of 300 tickets\n"]
+    routes = cell(cells, "from typing import Literal")
+    (summary,) = printed(routes)
+    assert summary.startswith("8/8 rows · 8 computed in ") and "items/s" in summary
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {})
+               for o in routes.outputs)  # the progress bar
+    assert result(cell(cells, "routes.head()")).split()[:3] == [
+        "team", "finish_reason", "prompt_tokens"]
+    chart = cell(cells, "import matplotlib.pyplot as plt")
+    assert any("image/png" in o.get("data", {}) for o in chart.outputs), chart.outputs
+    again = cell(cells, "again = ")
+    (line,) = printed(again)
+    assert "0 computed" in line and "8 from cache" in line and result(again) == "True"
+    extraction = cell(cells, "from pydantic import Field")
+    (line,) = printed(extraction)
+    assert line.startswith("8/8 rows · 8 computed")
+    assert result(extraction).split()[:3] == ["product", "order_number", "wants_refund"]
+    assert result(cell(cells, "scores = ")).splitlines()[0].startswith("order number")
+    (report,) = printed(cell(cells, "report = "))
+    assert report.startswith("8 rows in ") and "items/s" in report
+    assert (tmp_path / "jupyter-data" / "lms_jupyter" / "batch_cache.sqlite").exists()

@@ -19,3 +19,12 @@ class StreamResponse:
     events: AsyncIterator[dict]
     cancel: Callable[[], None]
     done_marker: str | None = "[DONE]"
+
+
+@dataclass
+class BytesResponse:
+    """A body sent as it is (a file's content), not JSON."""
+
+    content: bytes
+    media_type: str = "application/octet-stream"
+    status: int = 200

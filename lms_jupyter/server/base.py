@@ -25,11 +25,12 @@ import re
 from jupyter_server.auth import User
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
-from tornado import web
+from tornado import httputil, web
 from tornado.iostream import StreamClosedError
 
 from .. import logstream
-from ..api.results import JSONResponse, StreamResponse
+from ..api.batch_requests import Upload
+from ..api.results import BytesResponse, JSONResponse, StreamResponse
 from ..errors import APIError, bad_request
 from ..security.tokens import TokenRecord, TokenStoreError, looks_scoped
 from .services import Services
@@ -146,8 +147,12 @@ class LMSHandler(ExtensionHandlerMixin, APIHandler):
         return bool(self.current_user) and not self.token_authenticated
 
     # -- body: streamed in, bounded ---------------------------------------------------------
+    def body_limit(self) -> int:
+        """The largest body this request may send (an upload route allows more)."""
+        return self.services.max_request_bytes
+
     def _check_declared_size(self) -> None:
-        limit = self.services.max_request_bytes
+        limit = self.body_limit()
         declared = self.request.headers.get("Content-Length")
         if declared is not None and declared.strip().isdigit() and int(declared) > limit:
             self._body_refused = True
@@ -157,16 +162,17 @@ class LMSHandler(ExtensionHandlerMixin, APIHandler):
         self._body_parts = []
 
     def _too_large_message(self, size: int | None = None) -> str:
-        limit = self.services.max_request_bytes
+        limit = self.body_limit()
         got = f" ({size} bytes)" if size is not None else ""
-        return (f"The request body is too large{got}: the limit is {limit} bytes "
-                "(LMSJupyterApp.max_request_mb).")
+        setting = " (LMSJupyterApp.max_request_mb)" \
+            if limit == self.services.max_request_bytes else ""
+        return f"The request body is too large{got}: the limit is {limit} bytes{setting}."
 
     def data_received(self, chunk: bytes) -> None:
         if self._body_refused or self._body_parts is None:
             return
         self._body_size += len(chunk)
-        if self._body_size > self.services.max_request_bytes:
+        if self._body_size > self.body_limit():
             self._body_refused = True
             self._body_parts = None
             self.send_error(413, exc_info=(web.HTTPError, web.HTTPError(
@@ -192,6 +198,22 @@ class LMSHandler(ExtensionHandlerMixin, APIHandler):
             raise bad_request("The request body must be a JSON object.")
         self._log_model = body.get("model") if isinstance(body.get("model"), str) else None
         return body
+
+    def read_upload(self) -> Upload:
+        """A multipart/form-data body (Tornado parses it): the ``file`` part and the
+        other fields. Anything else gives an Upload without content (the API's 400)."""
+        # the body was streamed in (for the size limit), so Tornado did not parse it
+        arguments: dict = {}
+        files: dict = {}
+        httputil.parse_body_arguments(self.request.headers.get("Content-Type", ""),
+                                      self.body_bytes(), arguments, files,
+                                      self.request.headers)
+        parts = files.get("file") or []
+        fields = {name: values[0].decode("utf-8", "replace")
+                  for name, values in arguments.items() if values}
+        if not parts:
+            return Upload(None, None, fields)
+        return Upload(parts[0].filename, parts[0].body, fields)
 
     def on_finish(self) -> None:
         """Every request on ``lms log stream --source server`` (path only: no secrets)."""
@@ -236,6 +258,10 @@ class LMSHandler(ExtensionHandlerMixin, APIHandler):
             self.finish(json.dumps(result.body))
         elif isinstance(result, StreamResponse):
             await self.send_stream(result)
+        elif isinstance(result, BytesResponse):
+            self.set_status(result.status)
+            self.set_header("Content-Type", result.media_type)
+            self.finish(result.content)
         else:
             self.finish(json.dumps(result))
 

@@ -9,8 +9,12 @@ from traitlets import Bool, Enum, Float, List, Unicode
 
 from ..api.lmstudio import LMStudioAPI
 from .. import logstream
+from ..api.batch_runner import BatchRunner
+from ..api.batch_store import BatchStore
+from ..api.batches import BatchesAPI
 from ..api.downloads import DownloadAPI
 from ..api.mcp_tools import McpPolicy, url_list
+from ..api.files import FilesAPI
 from ..api.openai_compat import OpenAICompatAPI
 from ..api.responses_api import ResponsesAPI
 from ..api.responses_store import ResponseStore
@@ -21,7 +25,7 @@ from ..api.tokens import TokenAPI
 from ..models.presets import PresetStore, default_presets_dir
 from ..security.tokens import TokenStore
 from .routes import lms_handlers
-from .services import Services
+from .services import Services, batch_endpoints
 
 
 class LMSJupyterApp(ExtensionApp):
@@ -35,6 +39,9 @@ class LMSJupyterApp(ExtensionApp):
     presets_dir = Unicode("", config=True,
                           help="Folder of preset JSON files (default: $LMS_JUPYTER_PRESETS_DIR "
                                "or ~/.lmstudio/config-presets).")
+    batch_dir = Unicode("", config=True,
+                        help="Folder for uploaded files and batch jobs (default: "
+                             "<jupyter data dir>/lms_jupyter/batches).")
     reasoning_field = Enum(["both", "reasoning", "reasoning_content", "inline"], "both",
                            config=True,
                            help="Where chat responses put a model's reasoning: 'reasoning' "
@@ -92,7 +99,16 @@ class LMSJupyterApp(ExtensionApp):
         from .openapi import openapi_document
 
         self.services.openapi = openapi_document(self.prefix)
+        self._init_batches()
         self.settings[Services.SETTINGS_KEY] = self.services
+
+    def _init_batches(self) -> None:
+        """Files and batches share one store; the runner starts with the server."""
+        store = BatchStore(self.batch_dir or None)
+        self.batch_runner = BatchRunner(store, batch_endpoints(self.services),
+                                        self.services.manager)
+        self.services.files = FilesAPI(store)
+        self.services.batches = BatchesAPI(store, self.batch_runner)
 
     def initialize_handlers(self):
         self.handlers.extend(lms_handlers(self.prefix))
@@ -113,6 +129,7 @@ class LMSJupyterApp(ExtensionApp):
                       "'Authorization: Bearer <token>'). Stop the server with Ctrl+C twice.",
                       root, root, key)
         logstream.server_started(f"{serverapp.base_url}{self.prefix}/", folder, [token or None])
+        self.batch_runner.start()  # resumes batches a previous run left unfinished
         if self.preload or (not models and manager.fetch_starter):
             # loads and the starter model's first fetch take seconds: run them off the event
             # loop so the server answers meanwhile
@@ -138,6 +155,10 @@ class LMSJupyterApp(ExtensionApp):
         """Unload every model (off the event loop: workers are joined), then let the
         streams in flight write their error event and [DONE] before the loop stops."""
         services = self.services
+        # the batch runner first: its running requests are dropped, not recorded as
+        # failures, so they run again after a restart
+        await self.batch_runner.stop()
+        services.batches.store.close()
         await asyncio.to_thread(services.manager.shutdown)
         streams = [s for s in services.streams if not s.done()]
         if streams:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
+from ..api.batch_requests import MAX_FILE_BYTES
 from ..engine.channel import EventChannel, run_blocking
 from ..errors import APIError
 from .base import LMSHandler
@@ -42,6 +43,13 @@ class EndpointHandler(LMSHandler):
     async def delete(self, *args, **kwargs):
         await self._serve("delete", kwargs)
 
+    def body_limit(self) -> int:
+        """Uploads (``/v1/files``) may be as large as a batch input file."""
+        endpoint = self.endpoints.get(self.request.method.lower())
+        if endpoint is not None and endpoint.upload:
+            return max(self.services.max_request_bytes, MAX_FILE_BYTES)
+        return super().body_limit()
+
     async def _serve(self, method: str, path_args: dict) -> None:
         endpoint = self.endpoints.get(method)
         if endpoint is None:
@@ -61,6 +69,10 @@ class EndpointHandler(LMSHandler):
             args = [self.services, *path_args.values()]
             if endpoint.body:
                 args.append(self.read_json())
+            if endpoint.upload:
+                args.append(self.read_upload())
+            if endpoint.query:
+                args.append({k: self.get_query_argument(k) for k in self.request.query_arguments})
             if endpoint.blocking:
                 return await run_blocking(endpoint.call, *args)
             result = endpoint.call(*args, channel=channel) if endpoint.stream \

@@ -29,6 +29,8 @@ class Endpoint:
     scoped: bool = True  # a scoped API token may call it (False: a full Jupyter identity)
     request: str | None = None
     response: str | None = None
+    upload: bool = False  # reads a multipart form (``api.batch_requests.Upload``)
+    query: bool = False  # gets the query string as a dict (list pagination)
 
 
 def openai_error(error: APIError) -> dict:
@@ -73,6 +75,32 @@ def _routes(prefix: str) -> list[tuple[str, dict, dict]]:
             lambda s, body: s.openai.embeddings(body),
             "Embedding vectors for one or more inputs", body=True,
             request="EmbeddingRequest", response="EmbeddingList")}, OPENAI),
+        # OpenAI Files and Batch API (low priority beside interactive requests)
+        (rf"{v1}/files/?", {
+            "get": Endpoint(lambda s, query: s.files.list(query),
+                            "Uploaded files and batch output files", query=True),
+            "post": Endpoint(lambda s, upload: s.files.upload(upload),
+                             "Upload a file (multipart: file, purpose=batch for JSONL)",
+                             upload=True, blocking=True)}, OPENAI),
+        (rf"{v1}/files/(?P<file_id>[^/]+)/?", {
+            "get": Endpoint(lambda s, file_id: s.files.retrieve(file_id), "One file"),
+            "delete": Endpoint(lambda s, file_id: s.files.delete(file_id),
+                               "Delete a file")}, OPENAI),
+        (rf"{v1}/files/(?P<file_id>[^/]+)/content/?", {"get": Endpoint(
+            lambda s, file_id: s.files.content(file_id),
+            "A file's content (batch input, output or error JSONL)")}, OPENAI),
+        (rf"{v1}/batches/?", {
+            "get": Endpoint(lambda s, query: s.batches.list(query), "Batches, newest first",
+                            query=True),
+            "post": Endpoint(lambda s, body: s.batches.create(body),
+                             "Create a batch from an uploaded JSONL file", body=True,
+                             blocking=True)}, OPENAI),
+        (rf"{v1}/batches/(?P<batch_id>[^/]+)/?", {"get": Endpoint(
+            lambda s, batch_id: s.batches.retrieve(batch_id),
+            "A batch's status, request counts and output files")}, OPENAI),
+        (rf"{v1}/batches/(?P<batch_id>[^/]+)/cancel/?", {"post": Endpoint(
+            lambda s, batch_id: s.batches.cancel(batch_id),
+            "Cancel a batch (running requests stop within a token)")}, OPENAI),
         # LM Studio REST v0
         (rf"{v0}/models/?", {"get": Endpoint(
             lambda s: s.lmstudio.models_v0(), "Every model on disk with its state",

@@ -4,7 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..api import OpenAICompatAPI
+from ..api.batches import BatchesAPI
 from ..api.downloads import DownloadAPI
+from ..api.files import FilesAPI
 from ..api.lmstudio import LMStudioAPI
 from ..api.responses_api import ResponsesAPI
 from ..api.tokens import TokenAPI
@@ -22,5 +24,22 @@ class Services:
     max_request_bytes: int = 16 * 2**20  # larger bodies get 413 before being read
     openapi: dict = field(default_factory=dict)  # the OpenAPI document of every /lms route
     streams: set = field(default_factory=set)  # SSE responses in flight (shutdown ends them)
+    files: FilesAPI | None = None  # /v1/files (Batch API input and output)
+    batches: BatchesAPI | None = None  # /v1/batches, run at low priority
 
     SETTINGS_KEY = "lms_jupyter_services"
+
+
+def batch_endpoints(services: Services) -> dict:
+    """What a batch line may call, by its ``url``: the same API calls as the routes.
+    ``/v1/responses`` is offered when the server has a Responses API."""
+    openai = services.openai
+    endpoints = {
+        "/v1/chat/completions": lambda body, channel: openai.chat_completions(body, channel),
+        "/v1/completions": lambda body, channel: openai.completions(body, channel),
+        "/v1/embeddings": lambda body, channel: openai.embeddings(body),
+    }
+    responses = getattr(services, "responses", None)
+    if responses is not None:
+        endpoints["/v1/responses"] = lambda body, channel: responses.create(body, channel)
+    return endpoints
