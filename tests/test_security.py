@@ -290,6 +290,22 @@ def test_a_body_over_the_limit_is_413_before_it_is_read(strict_server):
     assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
 
 
+def test_batch_uploads_have_the_file_limit_not_the_body_limit(strict_server):
+    """/v1/files takes batch input files up to OpenAI's 200 MB, whatever max_request_mb says
+    (1 MiB here); the multipart body is parsed from the streamed-in bytes."""
+    srv = strict_server
+    line = json.dumps({"custom_id": "row-{}", "method": "POST", "url": "/v1/chat/completions",
+                       "body": {"model": MODEL, "max_tokens": 1,
+                                "messages": [{"role": "user", "content": "x" * 1000}]}})
+    content = "".join(line.replace("row-{}", f"row-{i}") + "\n" for i in range(1500))
+    assert len(content) > 1.4 * 2**20
+    client = OpenAI(base_url=srv.api_url, api_key=srv.token, max_retries=0, timeout=60)
+    uploaded = client.files.create(file=("big.jsonl", content.encode()), purpose="batch")
+    assert uploaded.bytes == len(content) and uploaded.purpose == "batch"
+    assert client.files.content(uploaded.id).content == content.encode()
+    client.files.delete(uploaded.id)
+
+
 def test_full_queue_is_503_with_retry_after_and_queued_work_completes(strict_server):
     srv = strict_server
     client = OpenAI(base_url=srv.api_url, api_key=srv.token, max_retries=0, timeout=300)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 
 from .. import __version__
+from ..api.batch_requests import PURPOSES
 from ..api.schemas import component_schemas
 from .routes import Endpoint, route_table
 
@@ -29,7 +30,7 @@ ERROR_STATUSES = {
     "404": "No such model, instance, preset, job, token or URL",
     "405": "Method not allowed on this path",
     "409": "Conflict (identifier in use, model unloaded meanwhile, preset exists)",
-    "413": "Request body over LMSJupyterApp.max_request_mb",
+    "413": "Request body over LMSJupyterApp.max_request_mb (uploads: the file limit)",
     "500": "The server failed (a model file that cannot be loaded, named in the message)",
     "503": "The model's queue is full (ModelManager.max_queued_requests); see Retry-After",
 }
@@ -85,6 +86,17 @@ def _operation(method: str, path: str, endpoint: Endpoint) -> dict:
         schema = _ref(endpoint.request) if endpoint.request else {"type": "object"}
         operation["requestBody"] = {"required": True,
                                     "content": {"application/json": {"schema": schema}}}
+    if endpoint.upload:  # POST /v1/files: OpenAI's multipart form
+        operation["requestBody"] = {"required": True, "content": {"multipart/form-data": {
+            "schema": {"type": "object", "required": ["file", "purpose"], "properties": {
+                "file": {"type": "string", "format": "binary"},
+                "purpose": {"type": "string", "enum": list(PURPOSES)}}}}}}
+    if endpoint.query:  # list pagination
+        operation.setdefault("parameters", []).extend([
+            {"name": "after", "in": "query", "schema": {"type": "string"}},
+            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+            {"name": "order", "in": "query", "schema": {"enum": ["asc", "desc"]}},
+            {"name": "purpose", "in": "query", "schema": {"type": "string"}}])
     return operation
 
 
