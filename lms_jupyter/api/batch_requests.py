@@ -197,7 +197,7 @@ def batch_lines(content: bytes, endpoint: str) -> tuple[list[tuple[int, str, dic
 def list_query(query: dict, *, max_limit: int = 10_000) -> ListQuery:
     """``after``, ``limit``, ``order`` and ``purpose`` of a list request."""
     out = ListQuery(after=query.get("after") or None, purpose=query.get("purpose") or None)
-    if query.get("limit") not in (None, ""):
+    if query.get("limit") is not None:  # "" is not a number either
         try:
             out.limit = int(query["limit"])
         except ValueError:

@@ -205,9 +205,12 @@ class LMSHandler(ExtensionHandlerMixin, APIHandler):
         # the body was streamed in (for the size limit), so Tornado did not parse it
         arguments: dict = {}
         files: dict = {}
-        httputil.parse_body_arguments(self.request.headers.get("Content-Type", ""),
-                                      self.body_bytes(), arguments, files,
-                                      self.request.headers)
+        try:
+            httputil.parse_body_arguments(self.request.headers.get("Content-Type", ""),
+                                          self.body_bytes(), arguments, files,
+                                          self.request.headers)
+        except httputil.HTTPInputError as exc:
+            raise bad_request(f"The multipart body cannot be read: {exc}", "file") from None
         parts = files.get("file") or []
         fields = {name: values[0].decode("utf-8", "replace")
                   for name, values in arguments.items() if values}
