@@ -170,15 +170,32 @@ class TokenText:
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.generated = 0
         self.stop_reason: str | None = None
+        # log-probabilities travel with the text they belong to: each token's entry is
+        # released with the delta that releases the last character of its text
+        self._decoded = 0  # characters decoded so far
+        self._released = 0  # characters handed out so far
+        self._incomplete: list = []  # entries of tokens still inside a UTF-8 character
+        self._pending: list[tuple[int, object]] = []  # (end of its text, entry)
 
-    def push(self, token: int) -> str:
-        """The text this token releases; sets ``stop_reason`` when generation must end."""
+    def push(self, token: int, logprob=None) -> str:
+        """The text this token releases; sets ``stop_reason`` when generation must end.
+
+        ``logprob`` (an ``events.TokenLogprob``) rides along: :meth:`take_logprobs` gives
+        it back with the delta whose text completes this token's (an end-of-generation
+        token and the tokens of a stop string have none)."""
         if self.is_eog(token):
             self.stop_reason = STOP_EOS
             return ""
         self.generated += 1
         text = self.decoder.decode(llama.token_bytes(self.llm, token, self.render_special))
+        self._decoded += len(text)
+        if logprob is not None:
+            self._incomplete.append(logprob)
+            if text:
+                self._pending += [(self._decoded, entry) for entry in self._incomplete]
+                self._incomplete = []
         out, hit = self.matcher.push(text)
+        self._released += len(out)
         if hit:
             self.stop_reason = STOP_STRING
         elif self.limit is not None and self.generated >= self.limit:
@@ -187,11 +204,25 @@ class TokenText:
             self.stop_reason = STOP_CONTEXT
         return out
 
+    def take_logprobs(self) -> list:
+        """The log-probability entries of the tokens whose text has been released and
+        not yet taken, in order (empty when none were pushed)."""
+        ready = [entry for end, entry in self._pending if end <= self._released]
+        if ready:
+            self._pending = self._pending[len(ready):]
+        return ready
+
     def flush(self) -> str:
         """Text held back for a stop string that never came (nothing after a hit)."""
         if self.stop_reason == STOP_STRING:
+            self._pending, self._incomplete = [], []
             return ""
-        return self.matcher.flush() + self.decoder.decode(b"", final=True)
+        out = self.matcher.flush() + self.decoder.decode(b"", final=True)
+        self._released += len(out)
+        self._decoded = self._released
+        self._pending += [(self._released, entry) for entry in self._incomplete]
+        self._incomplete = []
+        return out
 
 
 def run_generation(llm, request: GenerationRequest, cancel: threading.Event,
