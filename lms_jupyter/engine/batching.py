@@ -486,6 +486,8 @@ class Scheduler:
 
     # -- ending a request -------------------------------------------------------------
     def _release(self, running: _Running) -> None:
+        for key, value in running.sampler.stats.items():  # grammar checks, for benchmarks
+            self.stats["grammar_" + key] = self.stats.get("grammar_" + key, 0) + value
         running.sampler.close()
         running.job.channel.close()
         running.slot.running = None

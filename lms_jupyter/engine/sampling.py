@@ -30,6 +30,7 @@ and temperature: the model's own distribution as the request biased it.
 """
 from __future__ import annotations
 
+import collections
 import ctypes
 import math
 
@@ -38,6 +39,7 @@ from . import llama
 from .events import TokenLogprob
 from .generation import SamplingParams, random_seed
 
+LAZY_GRAMMAR = True  # False: always the full check (tests and benchmarks compare both)
 TOP_M = 128  # grammar-check window; <= 128 keeps llama.cpp's top-k on std::partial_sort
 PENALTY_LAST_N = 64  # llama-cpp-python's last_n_tokens_size
 _MARGIN = 1e-4  # cumulative-probability margin for the top-p cut (float32 error is ~1e-6)
@@ -103,18 +105,57 @@ def _chain(samplers):
     return chain
 
 
+class _RepeatPenalty:
+    """llama.cpp's repetition penalty over the last ``PENALTY_LAST_N`` accepted tokens,
+    applied to those few logits in numpy instead of a hash lookup for each of the
+    vocabulary's tokens (the C sampler's cost, most of a token's sampling time). Same
+    float32 arithmetic: ``logit * r`` when ``logit <= 0``, else ``logit / r``."""
+
+    def __init__(self, repeat: float):
+        import numpy as np
+
+        self.repeat = np.float32(repeat)
+        self.window: collections.deque[int] = collections.deque()
+        self.counts: dict[int, int] = {}
+
+    def accept(self, token: int) -> None:
+        self.counts[token] = self.counts.get(token, 0) + 1
+        if len(self.window) >= PENALTY_LAST_N:
+            old = self.window.popleft()
+            self.counts[old] -= 1
+            if not self.counts[old]:
+                del self.counts[old]
+        self.window.append(token)
+
+    def apply(self, row) -> None:
+        import numpy as np
+
+        if not self.counts:
+            return
+        ids = np.fromiter(self.counts, dtype=np.int32, count=len(self.counts))
+        values = row[ids]
+        row[ids] = np.where(values <= 0, values * self.repeat, values / self.repeat)
+
+
 class SlotSampler:
-    """The sampler of one request: ``sample(ctx, batch_index) -> (token, logprob)``."""
+    """The sampler of one request: ``sample(ctx, batch_index) -> (token, logprob)``.
+
+    ``logit_bias`` and a plain repetition penalty are applied to the context's logits
+    row in place (cheap, and exactly llama.cpp's arithmetic); frequency and presence
+    penalties keep llama.cpp's own sampler; greedy decoding is numpy's first maximum,
+    which is what llama.cpp's greedy sampler picks."""
 
     def __init__(self, vocab, n_vocab: int, sampling: SamplingParams, *,
                  grammar: str | None = None, logprobs: int | None = None,
-                 candidates: Candidates | None = None, lazy: bool = True,
+                 candidates: Candidates | None = None, lazy: bool | None = None,
                  token_piece=None):
+        import numpy as np
+
         lib = _lib()
         self.n_vocab = n_vocab
         self.sampling = sampling
         self.logprobs = logprobs
-        self.lazy = lazy
+        self.lazy = LAZY_GRAMMAR if lazy is None else lazy
         self.token_piece = token_piece  # token -> bytes, for log-probabilities
         self.candidates = candidates
         self.stats = {"tokens": 0, "window": 0, "full": 0}  # how grammar checks went
@@ -123,11 +164,18 @@ class SlotSampler:
         temp = sampling.temperature
         self.greedy = temp == 0
         self.top_k = sampling.top_k
-        self._bias = self._bias_sampler(sampling.logit_bias) if sampling.logit_bias else None
-        pre = ([self._bias] if self._bias is not None else []) + [
-            lib.llama_sampler_init_penalties(n_vocab, PENALTY_LAST_N, sampling.repeat_penalty,
-                                             sampling.frequency_penalty,
-                                             sampling.presence_penalty)]
+        bias = sampling.logit_bias or {}
+        self._bias_ids = np.fromiter(bias.keys(), dtype=np.int32, count=len(bias))
+        self._bias_values = np.array([-np.inf if v <= -100 else v for v in bias.values()],
+                                     dtype=np.float32)
+        self._repeat = None
+        pre = []
+        if sampling.frequency_penalty or sampling.presence_penalty:
+            pre.append(lib.llama_sampler_init_penalties(
+                n_vocab, PENALTY_LAST_N, sampling.repeat_penalty, sampling.frequency_penalty,
+                sampling.presence_penalty))
+        elif sampling.repeat_penalty != 1.0:
+            self._repeat = _RepeatPenalty(sampling.repeat_penalty)
         if temp < 0:
             post = [lib.llama_sampler_init_dist(seed)]
         elif temp == 0:
@@ -140,27 +188,23 @@ class SlotSampler:
                     lib.llama_sampler_init_temp(temp),
                     lib.llama_sampler_init_dist(seed)]
         self.grammar = None
+        self.pre = _chain(pre) if pre else None
+        self._owned += [self.pre] if pre else []
         if grammar:
             self.grammar = compile_grammar(vocab, grammar)
             self._owned.append(self.grammar)
             if candidates is None:
                 self.candidates = Candidates(n_vocab)
-            self.pre = _chain(pre)
             self.post = _chain(post)
             self.window = lib.llama_sampler_init_top_k(max(TOP_M, 2 * max(self.top_k, 0)))
-            self._owned += [self.pre, self.post, self.window]
+            self._owned += [self.post, self.window]
             self.chain = None
         else:
+            # the chain samples straight from the context's (adjusted) logits row
             self.chain = _chain(pre + post)
-            self._owned.append(self.chain)
-
-    def _bias_sampler(self, logit_bias: dict[int, float]):
-        lib = _lib()
-        entries = (lib.llama_logit_bias * len(logit_bias))()
-        for i, (token, bias) in enumerate(logit_bias.items()):
-            entries[i].token = token
-            entries[i].bias = -math.inf if bias <= -100 else bias
-        return lib.llama_sampler_init_logit_bias(self.n_vocab, len(logit_bias), entries)
+            self._owned = [self.chain]
+            self.pre = None
+        self._argmax = self.greedy and self.chain is not None and not pre
 
     def close(self) -> None:
         lib = _lib()
@@ -171,14 +215,27 @@ class SlotSampler:
     # -- sampling ------------------------------------------------------------------------
     def sample(self, ctx, index: int) -> tuple[int, TokenLogprob | None]:
         """Sample (and accept) the token at batch position ``index`` of the last decode."""
+        import numpy as np
+
         lib = _lib()
-        if self.chain is not None:
-            token = int(lib.llama_sampler_sample(self.chain, ctx, index))
-        else:
-            token = self._sample_with_grammar(llama.logits_row(ctx, index, self.n_vocab))
+        row = llama.logits_row(ctx, index, self.n_vocab)
         logprob = None
         if self.logprobs is not None:
-            logprob = self._logprob(llama.logits_row(ctx, index, self.n_vocab), token)
+            logprob = self._logprob(row, None)
+        if len(self._bias_ids):
+            row[self._bias_ids] += self._bias_values
+        if self._repeat is not None:
+            self._repeat.apply(row)
+        if self._argmax:
+            token = int(np.argmax(row))
+        elif self.chain is not None:
+            token = int(lib.llama_sampler_sample(self.chain, ctx, index))
+        else:
+            token = self._sample_with_grammar(row)
+        if self._repeat is not None:
+            self._repeat.accept(token)
+        if logprob is not None:
+            logprob = logprob(token)
         return token, logprob
 
     def _sample_with_grammar(self, logits) -> int:
@@ -186,16 +243,19 @@ class SlotSampler:
         cand = self.candidates
         self.stats["tokens"] += 1
         cand.fill(logits)
-        lib.llama_sampler_apply(self.pre, cand.ref)
-        token = self._lazy(cand) if self.lazy else None
+        if self.pre is not None:
+            lib.llama_sampler_apply(self.pre, cand.ref)
+        token = self._lazy(cand, logits) if self.lazy else None
         if token is None:  # the full check: the grammar over the whole vocabulary
             self.stats["full"] += 1
             cand.fill(logits)
-            lib.llama_sampler_apply(self.pre, cand.ref)
+            if self.pre is not None:
+                lib.llama_sampler_apply(self.pre, cand.ref)
             lib.llama_sampler_apply(self.grammar, cand.ref)
             lib.llama_sampler_apply(self.post, cand.ref)
             token = cand.selected_token()
-        lib.llama_sampler_accept(self.pre, token)
+        if self.pre is not None:
+            lib.llama_sampler_accept(self.pre, token)
         lib.llama_sampler_accept(self.grammar, token)
         lib.llama_sampler_accept(self.post, token)
         return token
@@ -212,7 +272,7 @@ class SlotSampler:
         lib.llama_sampler_apply(self.grammar, cand.one_ref)
         return cand.one[0].logit != -math.inf
 
-    def _lazy(self, cand: Candidates) -> int | None:
+    def _lazy(self, cand: Candidates, logits) -> int | None:
         """The full check's token from a small window of candidates, or None when only
         the full check can tell."""
         import numpy as np
@@ -222,8 +282,8 @@ class SlotSampler:
         if temp < 0 or (temp > 0 and not 0 < self.top_k < self.n_vocab // 2):
             return None
         if self.greedy:
-            logits = cand.view["logit"]
-            best = int(np.argmax(logits))  # the greedy sampler's pick (first maximum)
+            values = logits if self.pre is None else cand.view["logit"]
+            best = int(np.argmax(values))  # the greedy sampler's pick (first maximum)
             if self._allowed(best):
                 return best
         # the best TOP_M candidates, sorted (llama.cpp's top-k), then the grammar on them
@@ -277,14 +337,14 @@ class SlotSampler:
         return False
 
     # -- log-probabilities -------------------------------------------------------------
-    def _logprob(self, logits, token: int) -> TokenLogprob:
+    def _logprob(self, logits, _token):
+        """Log-probabilities from the raw row (before it is adjusted in place); returns
+        a function of the sampled token giving its :class:`TokenLogprob`."""
         import numpy as np
 
         values = logits.astype(np.float64)
-        bias = self.sampling.logit_bias
-        if bias:
-            for t, b in bias.items():
-                values[t] = -np.inf if b <= -100 else values[t] + b
+        if len(self._bias_ids):
+            values[self._bias_ids] += self._bias_values
         top = values.max()
         logsum = top + math.log(np.exp(values - top).sum())
         alternatives = ()
@@ -293,8 +353,12 @@ class SlotSampler:
             best = np.argpartition(-values, n - 1)[:n]
             best = best[np.argsort(-values[best], kind="stable")]
             alternatives = tuple(self._entry(int(t), float(values[t] - logsum)) for t in best)
-        chosen = self._entry(int(token), float(values[token] - logsum))
-        return TokenLogprob(chosen.token, chosen.logprob, chosen.bytes, alternatives)
+
+        def entry(token: int) -> TokenLogprob:
+            chosen = self._entry(token, float(values[token] - logsum))
+            return TokenLogprob(chosen.token, chosen.logprob, chosen.bytes, alternatives)
+
+        return entry
 
     def _entry(self, token: int, logprob: float) -> TokenLogprob:
         piece = self.token_piece(token) if self.token_piece is not None else b""
