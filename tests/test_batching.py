@@ -167,7 +167,7 @@ def test_stop_strings_max_tokens_and_logprobs_per_slot(manager):
             GenerationRequest(story, SamplingParams(temperature=0, logit_bias=NO_EOS),
                               max_tokens=5, add_bos=False),
             GenerationRequest(story, SamplingParams(temperature=0, logit_bias=NO_EOS),
-                              max_tokens=200, stop=[" the"], add_bos=False),
+                              max_tokens=200, stop=[" the"], add_bos=False, logprobs=0),
             GenerationRequest(story, SamplingParams(temperature=0, repeat_penalty=1.0,
                                                     logit_bias=NO_EOS),
                               max_tokens=12, add_bos=False, logprobs=2),
@@ -190,6 +190,11 @@ def test_stop_strings_max_tokens_and_logprobs_per_slot(manager):
             assert lp.top[0].token == lp.token  # greedy, no penalty: the likeliest
             assert bytes(lp.bytes).decode("utf-8", "replace") == lp.token
         assert not any(e.logprobs for e in e1 if isinstance(e, TextDelta))  # not asked
+        # a stop string's tokens carry no entries: what is left spells the text before it
+        kept = [lp for e in e2 if isinstance(e, TextDelta) for lp in e.logprobs]
+        assert kept and all(lp.top == () for lp in kept)
+        assert stopped.startswith("".join(lp.token for lp in kept))
+        assert len(kept) < finished(e2).completion_tokens
     finally:
         manager.unload("limits")
 

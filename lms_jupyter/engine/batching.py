@@ -28,6 +28,9 @@ between steps: *inline* ones (embeddings on a chat model use their own context) 
 away, *exclusive* ones (speculative decoding, lending the model as a draft, both through
 llama-cpp-python's high-level ``Llama`` on sequence 0) once every slot is idle, with the
 KV cache cleared before and after.
+
+(One module on purpose: the queue, the slots and the step loop share one lock and the
+state of one thread.)
 """
 from __future__ import annotations
 

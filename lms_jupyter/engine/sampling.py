@@ -1,10 +1,13 @@
 """One request's sampler for the batching scheduler, with grammars checked lazily.
 
-Each slot samples with its own llama.cpp sampler chain, built exactly like
-llama-cpp-python's ``Llama._init_sampler`` (logit bias, repetition penalties over the last
-64 generated tokens, [grammar], top-k, typical, top-p, min-p, temperature, a seeded
-``dist``; or greedy at temperature 0). Penalties and grammars are stateful, so chains are
-never shared between requests; seeds give the same text as the single-request path did.
+Each slot samples with its own chain, the one llama-cpp-python's ``Llama._init_sampler``
+builds (logit bias, repetition penalties over the last 64 generated tokens, [grammar],
+top-k, typical, top-p, min-p, temperature, a seeded ``dist``; or greedy at temperature 0)
+and with the same arithmetic, so a seed gives the text the single-request path gives.
+Penalties and grammars are stateful, so nothing is shared between requests. Two links run
+in numpy on the context's logits row instead of in C: ``logit_bias`` and the plain
+repetition penalty (llama.cpp's C penalty looks up every vocabulary token in a hash map,
+most of a token's sampling time), and greedy picking is numpy's first maximum.
 
 **Lazy grammars.** Applying a GBNF grammar to the whole vocabulary (49k tokens for
 SmolLM2) costs about as much as decoding the token, which made structured output half as
