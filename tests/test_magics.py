@@ -169,7 +169,7 @@ def test_load_ps_unload_cycle_with_every_flag(ip, capsys, manager):
     assert json.loads(capsys.readouterr().out) == []
 
     ip.run_line_magic("lms", f"load {MODEL} --identifier t1 --context-length 512 --ttl 600 "
-                             f"--gpu off")
+                             f"--gpu off --parallel 2")
     progress = ip.display_pub.messages
     assert not progress[0]["update"] and "Loading smollm2-135m-instruct" in \
         progress[0]["data"]["text/plain"]
@@ -181,6 +181,7 @@ def test_load_ps_unload_cycle_with_every_flag(ip, capsys, manager):
     model = manager.get_loaded("t1")
     assert model.config.context_length == 512 and model.ttl == 600
     assert model.config.n_gpu_layers == 0 and not model.jit
+    assert model.config.parallel == 2 and len(model.scheduler.slots) == 2
 
     ip.run_line_magic("lms", f"load {MODEL} -c 256 --gpu max")
     capsys.readouterr()
@@ -189,17 +190,20 @@ def test_load_ps_unload_cycle_with_every_flag(ip, capsys, manager):
     ip.run_line_magic("lms", "ps")
     out = capsys.readouterr().out
     header, *rows = out.strip().splitlines()
-    assert header.split()[:7] == ["IDENTIFIER", "MODEL", "STATUS", "QUEUED", "SIZE",
-                                  "CONTEXT", "TTL"]
+    assert header.split()[:8] == ["IDENTIFIER", "MODEL", "STATUS", "QUEUED", "SIZE",
+                                  "CONTEXT", "PARALLEL", "TTL"]
     assert len(rows) == 2
     row = next(r for r in rows if r.startswith("t1 "))
-    assert "IDLE" in row and " 512 " in row
+    assert "IDLE" in row and " 512 " in row and re.search(r" 512 +2 ", row), row
+    default = next(r for r in rows if r.startswith(f"{MODEL} "))
+    assert re.search(r" 256 +4 ", default), default  # c.ModelManager.parallel's default
     assert re.search(r"(10m|9m 5\ds) / 10m", row), row  # the idle TTL countdown
 
     ip.run_line_magic("lms", "ps --json")
     data = {m["identifier"]: m for m in json.loads(capsys.readouterr().out)}
     assert data["t1"]["status"] == "idle" and data["t1"]["queued"] == 0
     assert data["t1"]["contextLength"] == 512 and data["t1"]["ttlMs"] == 600_000
+    assert data["t1"]["parallel"] == 2 and data[MODEL]["parallel"] == 4
     assert data["t1"]["modelKey"] == MODEL
 
     ip.run_line_magic("lms", "unload t1")

@@ -72,7 +72,8 @@ class LMStudioAPI:
         if requests.boolean(body, "estimate_only"):
             return self.manager.estimate(request.model, context_length=request.context_length,
                                          gpu=request.gpu,
-                                         flash_attention=request.flash_attention)
+                                         flash_attention=request.flash_attention,
+                                         parallel=request.parallel)
         instance = self.manager.load(request)
         result = {"type": v1_type(instance.info), "instance_id": instance.identifier,
                   "load_time_seconds": round(instance.load_time_seconds, 3), "status": "loaded"}
@@ -100,7 +101,8 @@ class LMStudioAPI:
         """POST /api/v1/models/estimate: ``lms load --estimate-only`` over HTTP."""
         request = requests.load_request(body)
         return self.manager.estimate(request.model, context_length=request.context_length,
-                                     gpu=request.gpu, flash_attention=request.flash_attention)
+                                     gpu=request.gpu, flash_attention=request.flash_attention,
+                                     parallel=request.parallel)
 
     # -- presets ---------------------------------------------------------------------------------
     def list_presets(self) -> dict:

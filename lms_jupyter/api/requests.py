@@ -31,7 +31,7 @@ from ..chat.grammar import UnsupportedSchemaError, grammar_for_response_format
 from ..chat.templates import normalise_messages
 from ..engine.generation import SamplingParams
 from ..engine.logprobs import MAX_TOP_LOGPROBS
-from ..engine.options import LoadRequest
+from ..engine.options import MAX_PARALLEL, LoadRequest
 from ..errors import APIError, bad_request
 from ..models.memory import parse_gpu_offload
 
@@ -199,6 +199,11 @@ def ttl_seconds(body: dict) -> float | None:
 def context_length(body: dict) -> int | None:
     """Context length for a load (LM Studio's load field; presets and JIT loads set it)."""
     return number(body, "context_length", MIN_CONTEXT_LENGTH, None, integer=True)
+
+
+def parallel(body: dict) -> int | None:
+    """Slots of a load (LM Studio's ``parallel``, "Max Concurrent Predictions")."""
+    return number(body, "parallel", 1, MAX_PARALLEL, integer=True)
 
 
 def single_choice(body: dict) -> None:
@@ -579,7 +584,7 @@ def load_request(body) -> LoadRequest:
     return LoadRequest(model=model_name(body), identifier=text(body, "identifier"),
                        context_length=context_length(body), ttl=ttl_seconds(body),
                        flash_attention=flash_attention, gpu=gpu(body),
-                       force=boolean(body, "force"))
+                       force=boolean(body, "force"), parallel=parallel(body))
 
 
 # -- presets ----------------------------------------------------------------------------------

@@ -99,7 +99,7 @@ def ps_row(model) -> dict:
     row.update({
         "contextLength": model.config.context_length,
         "status": model.status, "queued": model.queued,
-        "parallel": 1 if v1_type(model.info) == "llm" else None,
+        "parallel": model.config.parallel if v1_type(model.info) == "llm" else None,
         # not in LM Studio's row: how it was loaded and when the idle TTL fires
         "jit": model.jit,
         "ttlRemainingMs": None if remaining is None else int(remaining * 1000),
@@ -148,7 +148,7 @@ def instance_config(model) -> dict:
              "flash_attention": config.flash_attention,
              "offload_kv_cache_to_gpu": config.n_gpu_layers != 0}
     if v1_type(model.info) == "llm":
-        entry["parallel"] = 1
+        entry["parallel"] = config.parallel
     return entry
 
 

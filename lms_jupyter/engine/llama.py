@@ -81,12 +81,17 @@ class LoadCancelled(Exception):
 
 
 def load_llama(model_path: str, *, progress: Callable[[float], bool] | None = None,
-               **kwargs):
+               n_seq_max: int = 1, **kwargs):
     """A ``Llama`` for ``model_path``; ``progress(fraction)`` is called while the weights
     load and may return False to cancel (then :class:`LoadCancelled` is raised).
 
-    One load at a time: llama.cpp's progress callback is set through llama-cpp-python's
-    model-params factory, which is swapped for the duration of this load only.
+    ``n_seq_max`` sequences share the context's KV cache (``kv_unified``: ``n_ctx`` cells
+    in all, not per sequence), so the batching scheduler decodes every slot in this one
+    context and ``parallel: 4`` costs no more KV memory than ``parallel: 1``.
+
+    One load at a time: llama.cpp's progress callback and the context's sequence count
+    are set through llama-cpp-python's params factories (``Llama()`` takes neither),
+    which are swapped for the duration of this load only.
     """
     import llama_cpp.llama_cpp as lib
     from llama_cpp import Llama
@@ -115,7 +120,16 @@ def load_llama(model_path: str, *, progress: Callable[[float], bool] | None = No
                 params.progress_callback = callback
             return params
 
+        original_context = lib.llama_context_default_params
+
+        def context_params():
+            params = original_context()
+            params.n_seq_max = max(1, n_seq_max)
+            params.kv_unified = True
+            return params
+
         lib.llama_model_default_params = params_with_progress
+        lib.llama_context_default_params = context_params
         try:
             llm = Llama(model_path=model_path, verbose=False, **kwargs)
         except Exception:
@@ -124,6 +138,7 @@ def load_llama(model_path: str, *, progress: Callable[[float], bool] | None = No
             raise
         finally:
             lib.llama_model_default_params = original
+            lib.llama_context_default_params = original_context
     if progress is not None:
         progress(1.0)
     return llm
@@ -203,3 +218,127 @@ class PrefillAbort:
 
         ctx = self._llm._ctx.ctx
         llama_cpp.llama_set_abort_callback(ctx, self._callback if enabled else self._none, None)
+
+
+# -- the low-level context the batching scheduler drives -------------------------------------
+
+class TokenBatch:
+    """A ``llama_batch`` over numpy buffers, one sequence id per token.
+
+    ``llama_batch_init`` mallocs a seq_id array per token that Python can only fill one
+    element at a time; here every field is a numpy array the scheduler fills with slice
+    assignments, and the struct just points at them.
+    """
+
+    def __init__(self, capacity: int):
+        import llama_cpp
+        import numpy as np
+
+        self.capacity = capacity
+        self.token = np.zeros(capacity, dtype=np.int32)
+        self.pos = np.zeros(capacity, dtype=np.int32)
+        self.n_seq_id = np.ones(capacity, dtype=np.int32)
+        self.seq = np.zeros(capacity, dtype=np.int32)
+        self.logits = np.zeros(capacity, dtype=np.int8)
+        int_p = ctypes.POINTER(ctypes.c_int32)
+        base = self.seq.ctypes.data
+        self._seq_ptrs = (int_p * capacity)(*[ctypes.cast(base + 4 * i, int_p)
+                                              for i in range(capacity)])
+        batch = llama_cpp.llama_batch()
+        batch.n_tokens = 0
+        batch.token = self.token.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_token))
+        batch.embd = ctypes.POINTER(ctypes.c_float)()
+        batch.pos = self.pos.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_pos))
+        batch.n_seq_id = self.n_seq_id.ctypes.data_as(int_p)
+        batch.seq_id = ctypes.cast(self._seq_ptrs, ctypes.POINTER(int_p))
+        batch.logits = self.logits.ctypes.data_as(ctypes.POINTER(ctypes.c_int8))
+        self.batch = batch
+        self.n = 0
+
+    @property
+    def room(self) -> int:
+        return self.capacity - self.n
+
+    def clear(self) -> None:
+        self.logits[:self.n] = 0
+        self.n = 0
+
+    def add(self, tokens, first_pos: int, seq: int, output_last: bool) -> int:
+        """Append ``tokens`` of sequence ``seq`` at positions ``first_pos...``; returns the
+        batch index of the last one (whose logits are kept when ``output_last``)."""
+        start, n = self.n, len(tokens)
+        end = start + n
+        if n == 1:  # a generating slot's next token: scalar stores are the cheapest
+            self.token[start] = tokens[0]
+            self.pos[start] = first_pos
+            self.seq[start] = seq
+            self.logits[start] = 1 if output_last else 0
+            self.n = end
+            return start
+        self.token[start:end] = tokens
+        self.pos[start:end] = range(first_pos, first_pos + n)
+        self.seq[start:end] = seq
+        if output_last:
+            self.logits[end - 1] = 1
+        self.n = end
+        return end - 1
+
+    def truncate(self, n: int) -> None:
+        """Drop everything from batch index ``n`` on."""
+        self.logits[n:self.n] = 0
+        self.n = n
+
+    def decode(self, ctx) -> int:
+        """``llama_decode``: 0 ok, 1 no room in the KV cache (nothing changed), 2 aborted,
+        negative an error (see llama.h)."""
+        import llama_cpp
+
+        self.batch.n_tokens = self.n
+        return int(llama_cpp.llama_decode(ctx, self.batch))
+
+
+class KVMemory:
+    """The sequences of one context's KV cache (llama.cpp's memory API)."""
+
+    def __init__(self, llm):
+        import llama_cpp
+
+        self.ctx = llm._ctx.ctx
+        self._mem = llama_cpp.llama_get_memory(self.ctx)
+
+    def remove(self, seq: int, p0: int = -1, p1: int = -1) -> bool:
+        """Drop positions ``[p0, p1)`` of ``seq`` (-1: open ends); False when the cache
+        cannot cut a sequence partially (the whole sequence can always go)."""
+        import llama_cpp
+
+        return bool(llama_cpp.llama_memory_seq_rm(self._mem, seq, p0, p1))
+
+    def copy(self, src: int, dst: int, p0: int, p1: int) -> None:
+        """Let ``dst`` share ``src``'s cells for positions ``[p0, p1)`` (no new memory
+        with a unified cache)."""
+        import llama_cpp
+
+        llama_cpp.llama_memory_seq_cp(self._mem, src, dst, p0, p1)
+
+    def clear(self) -> None:
+        import llama_cpp
+
+        llama_cpp.llama_memory_clear(self._mem, True)
+
+    def pos_max(self, seq: int) -> int:
+        import llama_cpp
+
+        return int(llama_cpp.llama_memory_seq_pos_max(self._mem, seq))
+
+
+def logits_row(ctx, index: int, n_vocab: int):
+    """The logits of batch position ``index`` of the last decode, as a numpy view."""
+    import llama_cpp
+    import numpy as np
+
+    return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, index), shape=(n_vocab,))
+
+
+def vocab(llm):
+    """The model's ``llama_vocab`` pointer (samplers and grammars need it)."""
+    return llm._model.vocab

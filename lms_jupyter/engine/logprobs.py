@@ -17,6 +17,7 @@ it directly. Nothing here runs unless a request asks for log-probabilities.
 from __future__ import annotations
 
 from collections import deque
+from typing import Callable
 
 from . import llama
 from .events import TokenLogprob
@@ -26,17 +27,21 @@ FLOOR = -9999.0  # what OpenAI reports for a token with no probability at all (J
 
 
 class TokenStrings:
-    """A token's (text, bytes) as generation renders it, cached per id."""
+    """A token's (text, bytes) as generation renders it, cached per id; ``piece`` gives a
+    token's bytes."""
 
-    def __init__(self, llm, special: bool = False):
-        self.llm = llm
-        self.special = special
+    def __init__(self, piece: Callable[[int], bytes]):
+        self.piece = piece
         self._cache: dict[int, tuple[str, tuple[int, ...]]] = {}
+
+    @classmethod
+    def for_llm(cls, llm, special: bool = False) -> "TokenStrings":
+        return cls(lambda token: llama.token_bytes(llm, token, special))
 
     def __call__(self, token: int) -> tuple[str, tuple[int, ...]]:
         hit = self._cache.get(token)
         if hit is None:
-            raw = llama.token_bytes(self.llm, token, self.special)
+            raw = self.piece(token)
             hit = self._cache[token] = (raw.decode("utf-8", errors="replace"), tuple(raw))
         return hit
 
@@ -81,7 +86,7 @@ class LogprobRecorder:
 
     def __init__(self, llm, top_n: int, special: bool = False):
         self.top_n = top_n
-        self.strings = TokenStrings(llm, special)
+        self.strings = TokenStrings.for_llm(llm, special)
         self._steps: deque = deque()
 
     def __call__(self, _input_ids, scores):

@@ -28,10 +28,11 @@ from ..models.memory import (available_memory_bytes, estimate_memory, gpu_fracti
                              gpu_layers_setting)
 from ..models.starter import StarterFetchError, fetch_starter, how_to_get, is_starter_name
 from .model import LoadedModel
-from .options import LoadConfig, LoadRequest
+from .options import MAX_PARALLEL, LoadConfig, LoadRequest
 
 DEFAULT_JIT_TTL = 60 * 60
 DEFAULT_CONTEXT_LENGTH = 4096
+DEFAULT_PARALLEL = 4  # LM Studio's "Max Concurrent Predictions"
 
 
 @dataclass
@@ -63,6 +64,10 @@ class ModelManager(LoggingConfigurable):
                                  help="Context length for loads that do not name one.")
     flash_attention = Bool(True, config=True, help="Use flash attention where supported.")
     n_threads = Int(0, config=True, help="Threads for generation (0: all cores).")
+    parallel = Int(DEFAULT_PARALLEL, config=True,
+                   help="Requests a loaded LLM serves at once (slots decoded together in "
+                        "one context whose KV cache they share), unless a load names its "
+                        "own; more wait in arrival order.")
     gpu_layers = Int(0, config=True, help="Layers to offload to a GPU (-1: all).")
     memory_guardrail = Bool(True, config=True,
                             help="Refuse loads whose memory estimate exceeds what is "
@@ -212,11 +217,14 @@ class ModelManager(LoggingConfigurable):
         n_layer = self._layer_count(variant)
         n_gpu_layers = self.gpu_layers if request.gpu is None \
             else gpu_layers_setting(request.gpu, n_layer)
+        parallel = 1 if info.type != "llm" else self._parallel(request.parallel)
         config = LoadConfig(context_length=context_length, flash_attention=flash_attention,
-                            n_gpu_layers=n_gpu_layers, n_threads=self.n_threads or None)
+                            n_gpu_layers=n_gpu_layers, n_threads=self.n_threads or None,
+                            parallel=parallel)
         estimate = estimate_memory(info.key, variant.header, variant.size_bytes, context_length,
                                    flash_attention=flash_attention,
-                                   gpu_offload=gpu_fraction(n_gpu_layers, n_layer))
+                                   gpu_offload=gpu_fraction(n_gpu_layers, n_layer),
+                                   parallel=parallel)
         if self.memory_guardrail and not request.force:
             self._check_memory(estimate, jit, info.type)  # before evicting anything for it
         with self._lock:
@@ -261,12 +269,13 @@ class ModelManager(LoggingConfigurable):
 
     # -- memory estimate and guardrail -------------------------------------------------------
     def estimate(self, model: str, *, context_length: int | None = None,
-                 gpu: float | None = None, flash_attention: bool | None = None) -> dict:
+                 gpu: float | None = None, flash_attention: bool | None = None,
+                 parallel: int | None = None) -> dict:
         """What loading ``model`` would take, without loading it (``lms load --estimate-only``).
 
-        Returns model, context_length, gpu_offload, estimated_total_bytes,
-        estimated_gpu_bytes, available_bytes, fits and a weights / kv_cache / compute
-        breakdown.
+        Returns model, context_length, parallel, gpu_offload, estimated_total_bytes,
+        estimated_gpu_bytes, available_bytes, fits and a weights / kv_cache / compute /
+        slots breakdown.
         """
         if self.remotes is not None and self.remotes.owns(model):
             raise bad_request(f"\"{model}\" runs on a remote engine: memory estimates need "
@@ -278,7 +287,7 @@ class ModelManager(LoggingConfigurable):
         estimate = estimate_memory(
             info.key, variant.header, variant.size_bytes, context_length,
             flash_attention=self.flash_attention if flash_attention is None else flash_attention,
-            gpu_offload=gpu)
+            gpu_offload=gpu, parallel=1 if info.type != "llm" else self._parallel(parallel))
         result = estimate.as_dict(self.available_bytes(for_jit=False))
         result["model"] = info.key
         result["guardrail"] = self.memory_guardrail
@@ -293,6 +302,10 @@ class ModelManager(LoggingConfigurable):
             raise bad_request(f"context_length {context_length} exceeds the model's maximum of "
                               f"{variant.max_context_length}.", "context_length")
         return context_length
+
+    def _parallel(self, parallel: int | None) -> int:
+        """The slots of a load: the request's, else the configured default."""
+        return max(1, min(MAX_PARALLEL, parallel or self.parallel))
 
     @staticmethod
     def _layer_count(variant: ModelVariant) -> int:

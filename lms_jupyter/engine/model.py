@@ -1,36 +1,33 @@
-"""A loaded model instance: one llama_cpp.Llama owned by one worker thread.
+"""A loaded model instance: one llama_cpp.Llama, one worker thread, ``parallel`` slots.
 
-llama-cpp-python is not thread-safe, so every use of a model (prompt, every token of a
-stream, embeddings) runs on that model's single worker thread. Requests queue there in
-arrival order; the manager and the fronts only see status and queue length.
+llama-cpp-python is not thread-safe, so everything that touches a model's context runs on
+that model's single worker thread, the :class:`~.batching.Scheduler`: generation requests
+share the context in slots and are decoded together (continuous batching); embeddings,
+speculative decoding and lending the model as a draft run between decode steps. Requests
+beyond the free slots queue in arrival order; the manager and the fronts only see status
+and queue length.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import threading
 import time
 from concurrent.futures import Future
 from typing import Callable
 
-from .. import logstream
 from .embedding import Embedder, EmbeddingResult, model_pooling
-from ..errors import APIError, bad_request, queue_full
+from ..errors import APIError, bad_request
 from ..models.catalog import ModelInfo, ModelVariant
 from . import llama
+from .batching import (STATUS_EMBEDDING, STATUS_GENERATING, STATUS_IDLE,  # noqa: F401
+                       STATUS_PROMPT, Scheduler, SlotJob, model_unloaded)
 from .channel import EventChannel
-from .events import STOP_USER, Failed, Finished
+from .events import Failed
 from .generation import GenerationRequest, run_generation
 from .options import LoadConfig, default_threads
 
 log = logging.getLogger(__name__)
-
-STATUS_IDLE = "idle"
-STATUS_PROMPT = "processingPrompt"
-STATUS_GENERATING = "generating"
-STATUS_EMBEDDING = "computingEmbedding"
-_STOP = object()
 
 
 class LoadedModel:
@@ -44,23 +41,19 @@ class LoadedModel:
         self.config = config
         self.ttl = ttl
         self.jit = jit
-        self.status = STATUS_IDLE
         self.loaded_at = time.time()
         self.last_used = time.time()
         self.load_time_seconds = 0.0
         self.estimated_bytes = 0  # the manager's memory estimate, for the guardrail budget
         self.waiting_for: LoadedModel | None = None  # a draft model this worker waits on
-        self._queued = 0
+        self._current_cancel: threading.Event | None = None  # an exclusive generation's
         self.max_queued = 0  # bound on requests waiting or running (0: none); the manager's
-        self._count_lock = threading.Lock()
-        self._jobs: queue.Queue = queue.Queue()
-        self._current_cancel: threading.Event | None = None
         # an embedding model (BERT, ...) has only an embedding context, no chat Llama
         self.embedding_only = variant.is_embedding
         self._llm = None
         self._embedder: Embedder | None = None
         self._prefill_abort: llama.PrefillAbort | None = None
-        self._worker: threading.Thread | None = None
+        self.scheduler: Scheduler | None = None
         self.closed = False
 
     # -- lifecycle -------------------------------------------------------------------
@@ -77,9 +70,10 @@ class LoadedModel:
                 use_mmap=self.config.use_mmap, flash_attention=self.config.flash_attention,
                 pooling=model_pooling(self.variant.header), label=self.identifier)
             return self._started(started)
+        n_batch = min(self.config.n_batch, self.config.context_length)
         self.llm = llama.load_llama(
             str(self.variant.path), progress=progress, n_ctx=self.config.context_length,
-            n_batch=min(self.config.n_batch, self.config.context_length),
+            n_batch=n_batch, n_seq_max=self.config.parallel,
             n_threads=threads, n_threads_batch=threads,
             flash_attn=self.config.flash_attention, n_gpu_layers=self.config.n_gpu_layers,
             use_mmap=self.config.use_mmap)
@@ -88,10 +82,16 @@ class LoadedModel:
 
     def _started(self, started: float) -> "LoadedModel":
         self.load_time_seconds = time.perf_counter() - started
-        self._worker = threading.Thread(target=self._run, name=f"lms-{self.identifier}",
-                                        daemon=True)
-        self._worker.start()
+        self.scheduler = Scheduler(self, self._llm, self.config.parallel,
+                                   min(self.config.n_batch, self.config.context_length))
+        self.scheduler.start(f"lms-{self.identifier}")
         return self
+
+    @property
+    def status(self) -> str:
+        """LM Studio's status: generating when any slot generates, processingPrompt when
+        one evaluates its prompt, computingEmbedding, or idle."""
+        return self.scheduler.status if self.scheduler is not None else STATUS_IDLE
 
     @property
     def llm(self):
@@ -107,12 +107,12 @@ class LoadedModel:
 
     @property
     def worker_alive(self) -> bool:
-        return self._worker is not None and self._worker.is_alive()
+        return self.scheduler is not None and self.scheduler.alive
 
     def join(self, timeout: float = 30.0) -> bool:
         """Wait for the worker to exit after :meth:`close`; True when it has."""
-        if self._worker is not None and self._worker is not threading.current_thread():
-            self._worker.join(timeout)
+        if self.scheduler is not None:
+            self.scheduler.join(timeout)
         return not self.worker_alive
 
     def _cancel_requested(self) -> bool:
@@ -128,13 +128,16 @@ class LoadedModel:
         if self.closed:
             return
         self.closed = True
+        if self.scheduler is None:
+            self._free()
+            return
         if cancel_running:
             if self._current_cancel is not None:
                 self._current_cancel.set()
-            self._abandon_queued()
-        self._jobs.put(_STOP)
-        if wait and self._worker is not None and self._worker is not threading.current_thread():
-            self._worker.join(timeout=30)
+            self.scheduler.cancel_all()
+        self.scheduler.stop()
+        if wait:
+            self.scheduler.join(timeout=30)
 
     def _free(self) -> None:
         # the embedding context first: a chat model's one uses the chat model's weights
@@ -149,77 +152,40 @@ class LoadedModel:
     # -- queue -------------------------------------------------------------------------
     @property
     def queued(self) -> int:
-        """Requests waiting or running (LM Studio counts the current one)."""
-        return self._queued
+        """Requests waiting or running (LM Studio counts the running ones)."""
+        return self.scheduler.queued if self.scheduler is not None else 0
 
     @property
     def busy(self) -> bool:
-        return self._queued > 0
+        return self.queued > 0
 
     def _submit(self, job) -> None:
         if self.closed:
-            raise APIError(f"Model {self.identifier} was unloaded.", 409, "invalid_request_error",
-                           "model", "model_unloaded")
-        with self._count_lock:
-            if self.max_queued and self._queued >= self.max_queued and \
-                    not isinstance(job, _LeaseJob):  # a draft lease never waits for clients
-                raise queue_full(self.identifier, self.max_queued)
-            self._queued += 1
+            raise model_unloaded(self.identifier)
         self.last_used = time.time()
-        self._jobs.put(job)
-
-    def _run(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is _STOP:
-                self._drain()
-                self._free()
-                return
-            try:
-                job()
-            finally:
-                self.status = STATUS_IDLE
-                self._current_cancel = None
-                self.last_used = time.time()
-                with self._count_lock:
-                    self._queued -= 1
-
-    def _abandon_queued(self) -> None:
-        """Fail the requests still waiting when the model is unloaded."""
-        kept = []
-        while True:
-            try:
-                job = self._jobs.get_nowait()
-            except queue.Empty:
-                break
-            if job is _STOP:
-                kept.append(job)
-                continue
-            job.abandon()
-            with self._count_lock:
-                self._queued = max(0, self._queued - 1)
-        for job in kept:
-            self._jobs.put(job)
-
-    def _drain(self) -> None:
-        self._abandon_queued()
+        # a draft lease never waits for clients: it is not bounded by the client queue
+        self.scheduler.submit(job, 0 if isinstance(job, _LeaseJob) else self.max_queued)
 
     # -- work ----------------------------------------------------------------------------
     def generate(self, request: GenerationRequest, channel: EventChannel) -> None:
         """Queue a generation whose events go to ``channel``."""
         if self.embedding_only:
             raise not_a_chat_model(self.identifier)
-        self._submit(_GenerationJob(self, request, channel))
+        if getattr(request, "draft", None) is not None:
+            self._submit(_SpeculativeJob(self, request, channel))
+        else:
+            self._submit(SlotJob(self, request, channel))
 
     @contextlib.contextmanager
     def lease(self, holder: "LoadedModel", cancel: threading.Event | None = None,
               timeout: float = 600.0):
         """Borrow this model's Llama for ``holder``'s worker (speculative drafting).
 
-        A lease is a job in this model's queue: it waits its turn, then parks the worker
-        until released, so the Llama is still used by one thread at a time and the model
-        counts as busy (never reaped or evicted mid-use). Two models drafting for each
-        other at the same moment would wait forever, so that fails at once instead.
+        A lease is an exclusive job in this model's queue: it waits until this model's
+        slots are idle, then parks the worker until released, so the Llama is still used
+        by one thread at a time and the model counts as busy (never reaped or evicted
+        mid-use). Two models drafting for each other at the same moment would wait
+        forever, so that fails at once instead.
         """
         job = _LeaseJob(self)
         self._submit(job)
@@ -304,15 +270,21 @@ class LoadedModel:
             "path": str(self.variant.path), "type": self.info.type,
             "status": self.status, "queued": self.queued,
             "contextLength": self.config.context_length, "ttlSeconds": self.ttl,
+            "parallel": None if self.embedding_only else self.config.parallel,
             "jit": self.jit, "lastUsedTime": self.last_used, "loadedAt": self.loaded_at,
             "sizeBytes": self.variant.size_bytes, "quantization": self.variant.quantization,
             "arch": self.variant.arch,
         }
 
 
-class _GenerationJob:
-    def __init__(self, model: LoadedModel, request: GenerationRequest, channel: EventChannel):
-        self.model, self.request, self.channel = model, request, channel
+class _SpeculativeJob(SlotJob):
+    """A request with a draft model: speculative decoding through the high-level Llama
+    (sequence 0 of the context), so it takes the model exclusively: it waits until every
+    slot is idle, and the KV cache is cleared before and after (the slots' prompt caches
+    are lost)."""
+
+    mode = "exclusive"
+    status = STATUS_GENERATING
 
     def __call__(self) -> None:
         model, channel = self.model, self.channel
@@ -322,24 +294,16 @@ class _GenerationJob:
             model._current_cancel = channel.cancel_event
 
             def phase(status):
-                model.status = status
+                model.scheduler._job_status = status
                 model._prefill_abort.arm(status == STATUS_PROMPT)
-
-            def emit(event):
-                if isinstance(event, Finished) and event.stop_reason == STOP_USER \
-                        and model.closed and not channel.cancelled_by_client:
-                    event = Failed(APIError(
-                        f"Model {model.identifier} was unloaded during generation.", 409,
-                        "invalid_request_error", "model", "model_unloaded"))
-                logstream.on_generation_event(model, self.request, event)  # lms log stream
-                channel.put(event)
 
             try:
                 with _draft_lease(model, self.request, channel.cancel_event) as draft_llm:
-                    run_generation(model.llm, self.request, channel.cancel_event, emit, phase,
-                                   eog=model.is_eog, draft_llm=draft_llm)
+                    run_generation(model.llm, self.request, channel.cancel_event, self.emit,
+                                   phase, eog=model.is_eog, draft_llm=draft_llm)
             finally:
                 model._prefill_abort.arm(False)
+                model._current_cancel = None
         except _LeaseCancelled:
             pass
         except APIError as exc:
@@ -349,11 +313,6 @@ class _GenerationJob:
             channel.put(Failed(APIError(f"Generation failed: {exc}", 500, "server_error")))
         finally:
             channel.close()
-
-    def abandon(self) -> None:
-        self.channel.put(Failed(APIError(f"Model {self.model.identifier} was unloaded.", 409,
-                                         "invalid_request_error", "model", "model_unloaded")))
-        self.channel.close()
 
 
 class _LeaseCancelled(Exception):
@@ -372,7 +331,11 @@ def _draft_lease(model: LoadedModel, request: GenerationRequest, cancel: threadi
 
 
 class _LeaseJob:
-    """Parks a model's worker while another worker uses its Llama."""
+    """Parks a model's worker while another worker uses its Llama (exclusively: the
+    slots are idle and the KV cache is cleared around it)."""
+
+    mode = "exclusive"
+    status = STATUS_GENERATING
 
     def __init__(self, model: LoadedModel):
         self.model = model
@@ -381,7 +344,6 @@ class _LeaseJob:
         self.abandoned = False
 
     def __call__(self) -> None:
-        self.model.status = STATUS_GENERATING
         self.granted.set()
         self.released.wait()
 
@@ -397,6 +359,11 @@ def not_a_chat_model(identifier: str) -> APIError:
 
 
 class _EmbeddingJob:
+    """Embeddings run between decode steps: they use their own context, not a slot."""
+
+    mode = "inline"
+    status = STATUS_EMBEDDING
+
     def __init__(self, model: LoadedModel, texts: list, truncate: bool, future: Future):
         self.model, self.texts, self.truncate, self.future = model, texts, truncate, future
 
@@ -404,7 +371,6 @@ class _EmbeddingJob:
         if not self.future.set_running_or_notify_cancel():
             return
         try:
-            self.model.status = STATUS_EMBEDDING
             result: EmbeddingResult = self.model.embedder().embed(self.texts, self.truncate)
             self.future.set_result(result)
         except APIError as exc:

@@ -22,6 +22,7 @@ class LoadRequest:
     flash_attention: bool | None = None
     gpu: float | None = None  # share of the layers offloaded to a GPU, 0..1
     force: bool = False  # skip the memory guardrail
+    parallel: int | None = None  # concurrent requests (slots) the instance serves
 
 
 @dataclass
@@ -34,6 +35,10 @@ class LoadConfig:
     n_threads: int | None = None
     n_batch: int = 512
     use_mmap: bool = True
+    parallel: int = 1  # slots: sequences of the one context, decoded together
+
+
+MAX_PARALLEL = 64  # LM Studio's UI stops well below llama.cpp's 256 sequences
 
 
 def default_threads() -> int:

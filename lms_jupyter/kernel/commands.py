@@ -138,6 +138,8 @@ def build_parser(prog: str = "lms-jupyter") -> argparse.ArgumentParser:
                       help="share of the layers to offload to the GPU")
     load.add_argument("--ttl", type=float, metavar="SECONDS",
                       help="unload after this many idle seconds")
+    load.add_argument("--parallel", type=_positive_int, metavar="N",
+                      help="requests served at once (default 4), decoded together")
     load.add_argument("--identifier", metavar="NAME", help="name to refer to this instance")
     load.add_argument("--estimate-only", action="store_true",
                       help="print the memory estimate without loading")
@@ -329,7 +331,8 @@ class Commands:
         """``lms load``'s flags as the same typed request the HTTP API builds (one set of
         rules for both)."""
         fields = {"model": args.model, "identifier": args.identifier,
-                  "context_length": args.context_length, "ttl": args.ttl, "gpu": args.gpu}
+                  "context_length": args.context_length, "ttl": args.ttl, "gpu": args.gpu,
+                  "parallel": args.parallel}
         return requests.load_request({k: v for k, v in fields.items() if v is not None})
 
     def cmd_load(self, args) -> None:
@@ -351,14 +354,15 @@ class Commands:
             raise CommandError(exc.message) from None
         elapsed = time.perf_counter() - started
         ttl = f", idle TTL {listing.human_duration(model.ttl)}" if model.ttl else ""
+        parallel = "" if model.embedding_only else f", parallel {model.config.parallel}"
         view.finish(f"Model loaded successfully in {elapsed:.2f}s. "
                     f"({listing.human_size(variant.size_bytes)}, context "
-                    f"{model.config.context_length}{ttl})\n"
+                    f"{model.config.context_length}{parallel}{ttl})\n"
                     f"To use the model, use the identifier \"{model.identifier}\".")
 
     def _estimate(self, manager, request, info, as_json: bool) -> None:
         result = manager.estimate(request.model, context_length=request.context_length,
-                                  gpu=request.gpu)
+                                  gpu=request.gpu, parallel=request.parallel)
         if as_json:
             self.console.json(result)
             return

@@ -146,7 +146,10 @@ def ps_lines(loaded: list, load_hint: str, now: float | None = None) -> list[str
         else:
             left = ttl if snap["queued"] else ttl - (now - snap["lastUsedTime"])
             ttl_text = f"{human_duration(left)} / {human_duration(ttl)}"
+        parallel = snap.get("parallel")
         rows.append([snap["identifier"], snap["modelKey"], snap["status"].upper(),
                      str(snap["queued"]), human_size(snap["sizeBytes"]),
-                     str(snap["contextLength"]), ttl_text, "JIT" if snap["jit"] else ""])
-    return table(rows, ["IDENTIFIER", "MODEL", "STATUS", "QUEUED", "SIZE", "CONTEXT", "TTL", ""])
+                     str(snap["contextLength"]), "-" if parallel is None else str(parallel),
+                     ttl_text, "JIT" if snap["jit"] else ""])
+    return table(rows, ["IDENTIFIER", "MODEL", "STATUS", "QUEUED", "SIZE", "CONTEXT",
+                        "PARALLEL", "TTL", ""])

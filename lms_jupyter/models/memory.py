@@ -8,7 +8,10 @@ on the CPU backend:
   Sliding-window layers (Gemma 2/3, Cohere2, gpt-oss) keep only ``n_swa + n_ubatch``
   cells unless llama.cpp uses a full-size SWA cache, which is llama-cpp-python's default;
 - compute: the working set of one prompt micro-batch (activations, attention scores,
-  output logits) plus the runtime's own tables (the vocabulary dominates them).
+  output logits) plus the runtime's own tables (the vocabulary dominates them);
+- slots (``parallel``): the slots share the one KV cache (llama.cpp's unified cache), so
+  each adds only what it samples with: a row of output logits and its sampler's
+  candidate arrays.
 
 llama.cpp *reserves* a bigger compute buffer than it touches on the CPU (worst case of
 ``n_ubatch`` output rows); untouched pages cost no RAM there, but on a GPU the
@@ -47,6 +50,7 @@ _SWA_PERIOD = {"gemma2": 2, "gemma3": 6, "gemma3n": 5, "cohere2": 4, "gpt-oss": 
 # and the fixed cost of a context; measured on the CPU backend (llama-cpp-python 0.3.36).
 _RUNTIME_BYTES_PER_TOKEN = 160
 _RUNTIME_FIXED_BYTES = 12 * MIB
+_SAMPLER_BYTES_PER_TOKEN = 24  # llama_token_data (12 bytes) in llama.cpp's and our arrays
 
 
 def tensor_bytes(shape: tuple[int, ...], ggml_type: int) -> int:
@@ -219,21 +223,24 @@ class MemoryEstimate:
     kv_cache: int
     compute: int
     gpu_bytes: int
+    parallel: int = 1
+    slots: int = 0
 
     @property
     def total_bytes(self) -> int:
-        return self.weights + self.kv_cache + self.compute
+        return self.weights + self.kv_cache + self.compute + self.slots
 
     def as_dict(self, available_bytes: int | None = None) -> dict:
         fits = True if available_bytes is None else self.total_bytes <= available_bytes
         return {
             "model": self.model, "context_length": self.context_length,
+            "parallel": self.parallel,
             "flash_attention": self.flash_attention, "gpu_offload": self.gpu_offload,
             "gpu_layers": self.gpu_layers,
             "estimated_total_bytes": self.total_bytes, "estimated_gpu_bytes": self.gpu_bytes,
             "available_bytes": available_bytes, "fits": fits,
             "breakdown": {"weights": self.weights, "kv_cache": self.kv_cache,
-                          "compute": self.compute},
+                          "compute": self.compute, "slots": self.slots},
         }
 
 
@@ -257,11 +264,18 @@ def gpu_layer_count(gpu_offload: float, n_layer: int) -> int:
     return int(round(gpu_offload * n_layer))
 
 
+def slots_bytes(shape: ModelShape, parallel: int) -> int:
+    """What ``parallel`` slots add to one context: an output-logits row and a sampler
+    (llama.cpp's candidate array, plus ours for grammars) each."""
+    return int(max(parallel, 1) * shape.n_vocab * (4 + _SAMPLER_BYTES_PER_TOKEN))
+
+
 def estimate_memory(model: str, header: GGUFHeader, size_bytes: int, context_length: int, *,
                     flash_attention: bool = True, gpu_offload: float = 0.0,
                     n_ubatch: int = DEFAULT_UBATCH, kv_type: str = "f16",
-                    swa_full: bool = True) -> MemoryEstimate:
-    """Estimate a load of ``header``'s model at ``context_length`` without loading it."""
+                    swa_full: bool = True, parallel: int = 1) -> MemoryEstimate:
+    """Estimate a load of ``header``'s model at ``context_length`` without loading it
+    (``parallel`` slots share its KV cache)."""
     shape = ModelShape.from_header(header)
     kv = kv_cache_bytes(shape, context_length, n_ubatch=n_ubatch, kv_type=kv_type,
                         swa_full=swa_full)
@@ -280,7 +294,7 @@ def estimate_memory(model: str, header: GGUFHeader, size_bytes: int, context_len
         gpu += compute_bytes(shape, context_length, flash_attention=flash_attention,
                              n_ubatch=n_ubatch, reserved=True)
     return MemoryEstimate(model, context_length, flash_attention, gpu_offload, gpu_layers,
-                          size_bytes, kv, compute, gpu)
+                          size_bytes, kv, compute, gpu, parallel, slots_bytes(shape, parallel))
 
 
 def available_memory_bytes() -> int:
