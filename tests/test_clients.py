@@ -153,8 +153,10 @@ def clock_agent(model):
     # output ends the turn (stop_on_first_tool), the follow-up turn has no tools
     agent = Agent(name="clock", instructions="Answer with the get_time tool.",
                   tools=[get_time], model=model, tool_use_behavior="stop_on_first_tool",
-                  model_settings=ModelSettings(tool_choice="required", max_tokens=40,
-                                               temperature=0, extra_args={"seed": 1}))
+                  model_settings=ModelSettings(tool_choice="required", max_tokens=64,
+                                               temperature=0,
+                                               # Responses' create() has no seed keyword
+                                               extra_body={"seed": 1}))
     return agent, calls
 
 
@@ -172,11 +174,19 @@ def run_clock(agent, calls):
     call = result.new_items[0].raw_item
     assert call.call_id.startswith("call_") and json.loads(call.arguments)["tz"] == calls[0]
     assert result.raw_responses[0].usage.output_tokens > 0
+    # the follow-up answers in a schema, so that it ends on its own: through the Responses
+    # API the SDK treats an answer cut off by max_tokens ("incomplete") as an error
+    from pydantic import BaseModel
+
+    class Said(BaseModel):
+        zone: Literal["UTC", "CET"]
+
     follow_up = Agent(name="clock", instructions="Answer briefly.", model=agent.model,
-                      model_settings=ModelSettings(max_tokens=8, temperature=0))
-    history = result.to_input_list() + [{"role": "user", "content": "What did it say?"}]
+                      output_type=Said,
+                      model_settings=ModelSettings(max_tokens=40, temperature=0))
+    history = result.to_input_list() + [{"role": "user", "content": "Which zone was it?"}]
     second = Runner.run_sync(follow_up, history, max_turns=1, run_config=config)
-    assert isinstance(second.final_output, str) and second.final_output
+    assert isinstance(second.final_output, Said)
 
 
 def agents_client(server):

@@ -582,7 +582,7 @@ def test_ls_variants_and_ps_json_as_lm_studio(hub, models, shell, capsys):
     shell.run_line_magic("lms", "ps --json")
     (row,) = json.loads(capsys.readouterr().out)
     assert list(row)[:len(LMS_PS_KEYS)] == LMS_PS_KEYS
-    assert row["identifier"] == "smol" and row["ttlMs"] == 60_000 and row["parallel"] == 1
+    assert row["identifier"] == "smol" and row["ttlMs"] == 60_000 and row["parallel"] == 4
     assert row["path"] == row["indexedModelIdentifier"] == \
         "HuggingFaceTB/SmolLM2-135M-Instruct.Q4_1.gguf"
     assert row["deviceIdentifier"] is None and "variants" not in row

@@ -73,7 +73,7 @@ def test_estimate_shape_and_knobs(smol_header):
     assert gpu.gpu_bytes > small.kv_cache + 0.5 * size
     as_dict = small.as_dict(10**12)
     assert as_dict["fits"] is True and as_dict["estimated_total_bytes"] == small.total_bytes
-    assert set(as_dict["breakdown"]) == {"weights", "kv_cache", "compute"}
+    assert set(as_dict["breakdown"]) == {"weights", "kv_cache", "compute", "slots"}
     assert small.as_dict(1)["fits"] is False
 
 

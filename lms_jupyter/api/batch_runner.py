@@ -58,7 +58,7 @@ LINE_ERRORS = {"cancelled": ("batch_cancelled", "The batch was cancelled before 
 
 
 def slots(instance) -> int:
-    """A loaded instance's ``parallel`` slots (1 before the engine has them)."""
+    """A loaded instance's ``parallel`` slots (1 when unknown: a remote engine's model)."""
     value = getattr(getattr(instance, "config", None), "parallel", None)
     return value if isinstance(value, int) and value > 0 else 1
 

@@ -302,9 +302,15 @@ class _Run:
 
     def _reasoning_tokens(self, done: Done) -> int:
         """The step's reasoning re-tokenized (think tags excluded): the model's own count
-        whenever its tokenization of that text is canonical, as it nearly always is."""
+        whenever its tokenization of that text is canonical, as it nearly always is. A
+        remote engine's model is counted by the engine (its usage), or not at all."""
         text = done.answer.reasoning
-        return len(self.prepared.model.tokenize(text, special=False)) if text else 0
+        if not text:
+            return 0
+        tokenize = getattr(self.prepared.model, "tokenize", None)
+        if tokenize is None:  # a remote engine's model: no tokenizer here
+            return done.stats.reasoning_tokens or 0
+        return len(tokenize(text, special=False))
 
     async def _execute(self, index: int) -> list[dict]:
         """Run one pending MCP call; its closing events."""

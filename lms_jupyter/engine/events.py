@@ -63,6 +63,8 @@ class Finished:
     generation_time: float
     draft_stats: dict | None = None  # speculative decoding counts, when a draft model ran
     cached_tokens: int = 0  # prompt tokens whose KV cache was reused, not evaluated
+    # reasoning tokens as a remote engine counted them (None: count them here)
+    reasoning_tokens: int | None = None
 
     @property
     def finish_reason(self) -> str:

@@ -121,6 +121,7 @@ class RemoteConfig:
     flash_attention: bool = False
     n_gpu_layers: int = 0
     n_threads: int = 0
+    parallel: int | None = None  # the engine's own slots: not known from here
 
 
 class _Report:
@@ -164,10 +165,14 @@ class _Report:
         else:
             reason = STOP_MAX_TOKENS if self.finish == "length" else STOP_EOS
         details = usage.get("prompt_tokens_details") or {}
+        output_details = usage.get("completion_tokens_details") or {}
+        reasoning = output_details.get("reasoning_tokens") \
+            if isinstance(output_details, dict) else None
         return Finished(reason, int(usage.get("prompt_tokens") or 0),
                         int(usage.get("completion_tokens") or self.pieces), ttft, elapsed,
                         cached_tokens=int(details.get("cached_tokens") or 0)
-                        if isinstance(details, dict) else 0)
+                        if isinstance(details, dict) else 0,
+                        reasoning_tokens=reasoning if isinstance(reasoning, int) else None)
 
 
 def _in_stream_error(engine: str, payload: dict) -> APIError:

@@ -354,7 +354,8 @@ class Commands:
             raise CommandError(exc.message) from None
         elapsed = time.perf_counter() - started
         ttl = f", idle TTL {listing.human_duration(model.ttl)}" if model.ttl else ""
-        parallel = "" if model.embedding_only else f", parallel {model.config.parallel}"
+        slots = getattr(model.config, "parallel", None)  # None: a remote engine's own
+        parallel = "" if model.embedding_only or slots is None else f", parallel {slots}"
         view.finish(f"Model loaded successfully in {elapsed:.2f}s. "
                     f"({listing.human_size(variant.size_bytes)}, context "
                     f"{model.config.context_length}{parallel}{ttl})\n"

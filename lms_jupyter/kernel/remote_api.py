@@ -264,10 +264,10 @@ class ConnectedManager:
         return done
 
     def estimate(self, model: str, *, context_length=None, gpu=None,
-                 flash_attention=None) -> dict:
+                 flash_attention=None, parallel=None) -> dict:
         body = {"model": model}
         for name, value in (("context_length", context_length), ("gpu", gpu),
-                            ("flash_attention", flash_attention)):
+                            ("flash_attention", flash_attention), ("parallel", parallel)):
             if value is not None:
                 body[name] = value
         try:

@@ -341,6 +341,10 @@ def _hub_error(exc: Exception, endpoint: str, what: str) -> DownloadError:
     from huggingface_hub import errors as hf_errors
     import httpx2
 
+    if isinstance(exc, hf_errors.HFValidationError):  # not a repository name at all
+        return DownloadError(f"\"{what}\" is not a Hugging Face repository id "
+                             "(publisher/name: letters, digits, '-', '_', '.').",
+                             "invalid_model_name", 400)
     if isinstance(exc, hf_errors.OfflineModeIsEnabled):
         return DownloadError("Downloads are disabled: HF_HUB_OFFLINE is set.", "offline", 503)
     if isinstance(exc, hf_errors.GatedRepoError):

@@ -32,6 +32,7 @@ ERROR_STATUSES = {
     "409": "Conflict (identifier in use, model unloaded meanwhile, preset exists)",
     "413": "Request body over LMSJupyterApp.max_request_mb (uploads: the file limit)",
     "500": "The server failed (a model file that cannot be loaded, named in the message)",
+    "502": "An upstream failed: the Hugging Face Hub (downloads) or a remote engine",
     "503": "The model's queue is full (ModelManager.max_queued_requests); see Retry-After",
 }
 
@@ -66,7 +67,8 @@ def _operation(method: str, path: str, endpoint: Endpoint) -> dict:
                                        else {"type": "object"}}}
     if endpoint.stream:
         ok_content["text/event-stream"] = {"schema": {
-            "type": "string",
+            "type": "object", "properties": {"event": {"type": "string"},
+                                             "data": {"type": "string"}},
             "description": "With stream=true: 'data: <chunk JSON>' events, an error object as "
                            "an event if generation fails, then 'data: [DONE]'"}}
     operation = {
