@@ -155,13 +155,6 @@ def test_bad_input_is_a_clear_error(batch_server, bclient):
     with pytest.raises(openai.BadRequestError, match="endpoint"):
         bclient.batches.create(input_file_id=good.id, endpoint="/v1/images/generations",
                                completion_window="24h")
-    # /v1/responses: accepted where the server has the Responses API, else a clear 400
-    probe = httpx.post(batch_server.api_url + "/responses", json={},
-                       headers=batch_server.headers, timeout=30)
-    if probe.status_code == 404:
-        with pytest.raises(openai.BadRequestError, match="not available on this server"):
-            bclient.batches.create(input_file_id=good.id, endpoint="/v1/responses",
-                                   completion_window="24h")
     # malformed lines fail the batch with OpenAI's per-line errors
     lines = [chat_line("a", "hi"), chat_line("a", "again"),
              {**chat_line("b", "hi"), "url": "/v1/embeddings"},
@@ -174,6 +167,28 @@ def test_bad_input_is_a_clear_error(batch_server, bclient):
     raw = httpx.post(batch_server.api_url + "/files", content=b"{}",
                      headers={**batch_server.headers, "Content-Type": "application/json"})
     assert raw.status_code == 400 and raw.json()["error"]["param"] == "file"
+
+
+def test_responses_batch(bclient):
+    """A batch of /v1/responses lines: each output body is a response object (stored, so
+    it can be retrieved by id like any other)."""
+    lines = [{"custom_id": f"r{i}", "method": "POST", "url": "/v1/responses",
+              "body": {"model": MODEL, "input": f"Name a fruit. Number {i}.",
+                       "max_output_tokens": 6, "temperature": 0}} for i in range(2)]
+    created = bclient.batches.create(
+        input_file_id=bclient.files.create(file=("r.jsonl", jsonl(lines)), purpose="batch").id,
+        endpoint="/v1/responses", completion_window="24h")
+    batch = wait_for(bclient, created.id, finished)
+    assert batch.status == "completed" and batch.request_counts.completed == 2, batch
+    outputs = read_lines(bclient, batch.output_file_id)
+    assert sorted(o["custom_id"] for o in outputs) == ["r0", "r1"]
+    for output in outputs:
+        body = output["response"]["body"]
+        assert body["object"] == "response" and body["output"][0]["type"] == "message"
+        assert bclient.responses.retrieve(body["id"]).output_text == \
+            body["output"][0]["content"][0]["text"]
+    assert batch.usage.output_tokens == sum(o["response"]["body"]["usage"]["output_tokens"]
+                                            for o in outputs)
 
 
 def test_cancel_keeps_what_finished(bclient):

@@ -147,6 +147,18 @@ def test_kernel_connects_to_its_server_and_shares_its_model(hub):
         out, _ = kernel.run('%lms embed shared "red apple" "green pear"')
         assert out.startswith("shared · 2 texts · 576 dims")
 
+        # lms_jupyter.batch goes through the connected API: the server's slots run the rows
+        before = httpx.get(hub.url + "lms/api/v0/ps", headers=hub.headers).json()["data"]
+        out, _ = kernel.run("import lms_jupyter\nrows = lms_jupyter.batch(['Paris', 'Rome', "
+                            "'Oslo'], 'Say hello to {input}.', model='shared', max_tokens=4, "
+                            "cache=False, progress=False)\n"
+                            "print(json.dumps([rows['finish_reason'].tolist(), "
+                            "rows['answer'].tolist(), rows['error'].isna().all().item()]))")
+        reasons, answers, no_errors = json.loads(out.strip().splitlines()[-1])
+        assert no_errors and all(answers) and set(reasons) <= {"length", "stop"}
+        after = httpx.get(hub.url + "lms/api/v0/ps", headers=hub.headers).json()["data"]
+        assert after[0]["lastUsedTime"] > before[0]["lastUsedTime"]  # the server's instance
+
         # one copy: the server holds the model, the kernel never loaded llama.cpp
         out, _ = kernel.run("import json\nfrom lms_jupyter.kernel import runtime\n"
                             "print(json.dumps({'llama': 'llama_cpp' in sys.modules, "
