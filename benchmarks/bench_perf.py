@@ -48,6 +48,9 @@ from lms_jupyter.engine.options import default_threads  # noqa: E402
 from lms_jupyter.models.catalog import DEFAULT_MODEL_KEY, embedded_model_path  # noqa: E402
 
 EOS_ID = 2  # SmolLM2's <|im_end|>
+# flash attention as the server's default chooses it (on with a GPU, off on the CPU), on
+# every side, so that all three do the same work
+FLASH = __import__("lms_jupyter.engine.llama", fromlist=["x"]).supports_gpu_offload()
 NO_EOS = {str(EOS_ID): -100}
 SAME = {"temperature": 0, "repeat_penalty": 1.0}  # greedy, no penalty: the same work
 STORY = "Here is a long story about a dragon who learns to read:\n\n"
@@ -193,7 +196,7 @@ def raw(path: str, threads: int, args) -> dict:
     from llama_cpp import Llama
 
     llm = Llama(model_path=path, n_ctx=4096, n_threads=threads, n_threads_batch=threads,
-                flash_attn=True, verbose=False)
+                flash_attn=FLASH, verbose=False)
     try:
         raw_stream(llm, "Warm up.", 8)
         one = [raw_stream(llm, f"Story {run}. {STORY}", args.tokens) for run in range(args.runs)]
@@ -313,7 +316,7 @@ def peer(path: str, threads: int, args) -> dict:
         [sys.executable, "-m", "llama_cpp.server", "--model", path, "--model_alias", "peer",
          "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096",
          "--n_threads", str(threads), "--n_threads_batch", str(threads),
-         "--flash_attn", "True", "--interrupt_requests", "False", "--verbose", "False"],
+         "--flash_attn", str(FLASH), "--interrupt_requests", "False", "--verbose", "False"],
         stdout=log, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}/v1"

@@ -42,9 +42,11 @@ def json_grammar() -> str:
 
 @pytest.fixture(scope="module")
 def manager(tmp_path_factory):
-    # one thread: llama.cpp's spinning workers crawl when a shared machine is oversubscribed
+    # one thread: llama.cpp's spinning workers crawl when a shared machine is oversubscribed.
+    # Flash attention: a request's text is then the same alone or beside others (its CPU
+    # kernel skips other sequences' cells; without it, they change the rounding of sums)
     mgr = ModelManager(ModelCatalog(tmp_path_factory.mktemp("models")), reaper_interval=0.2,
-                       n_threads=1)
+                       n_threads=1, flash_attention=True)
     yield mgr
     mgr.shutdown()
 
@@ -54,7 +56,7 @@ def reference():
     """llama-cpp-python's own single-request path (``Llama.generate`` with its sampler
     chain, the grammar applied to the whole vocabulary), on a separate instance."""
     llm = llama.load_llama(str(embedded_model_path()), n_ctx=2048, n_batch=512,
-                           flash_attn=True)
+                           flash_attn=True)  # as the manager below loads
 
     def run(request: GenerationRequest) -> str:
         events = []

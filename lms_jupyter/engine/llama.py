@@ -144,6 +144,13 @@ def load_llama(model_path: str, *, progress: Callable[[float], bool] | None = No
     return llm
 
 
+def supports_gpu_offload() -> bool:
+    """Whether this llama.cpp build can offload layers to a GPU."""
+    import llama_cpp
+
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
 def token_bytes(llm, token: int, special: bool = False) -> bytes:
     """The exact bytes of one token (llama-cpp-python's helper pads them with NULs)."""
     import llama_cpp

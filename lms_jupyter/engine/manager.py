@@ -27,6 +27,7 @@ from ..models.catalog import (ModelCatalog, ModelFileUnreadable, ModelInfo, Mode
 from ..models.memory import (available_memory_bytes, estimate_memory, gpu_fraction,
                              gpu_layers_setting)
 from ..models.starter import StarterFetchError, fetch_starter, how_to_get, is_starter_name
+from . import llama
 from .model import LoadedModel
 from .options import MAX_PARALLEL, LoadConfig, LoadRequest
 
@@ -62,7 +63,12 @@ class ModelManager(LoggingConfigurable):
                     help="Idle seconds before a JIT-loaded model is unloaded.")
     default_context_length = Int(DEFAULT_CONTEXT_LENGTH, config=True,
                                  help="Context length for loads that do not name one.")
-    flash_attention = Bool(True, config=True, help="Use flash attention where supported.")
+    flash_attention = Bool(None, allow_none=True, config=True,
+                           help="Flash attention for loads that do not say: True, False, or "
+                                "None (default): on when layers are offloaded to a GPU, off "
+                                "on the CPU, where llama.cpp's flash-attention kernel makes a "
+                                "long or shared KV cache slower (time to first token of a "
+                                "continued conversation grows with its history).")
     n_threads = Int(0, config=True, help="Threads for generation (0: all cores).")
     parallel = Int(DEFAULT_PARALLEL, config=True,
                    help="Requests a loaded LLM serves at once (slots decoded together in "
@@ -212,11 +218,10 @@ class ModelManager(LoggingConfigurable):
             return self.remotes.load(request)
         info, variant = self.resolve_model(request.model)
         context_length = self._context_length(variant, request.context_length)
-        flash_attention = self.flash_attention if request.flash_attention is None \
-            else request.flash_attention
         n_layer = self._layer_count(variant)
         n_gpu_layers = self.gpu_layers if request.gpu is None \
             else gpu_layers_setting(request.gpu, n_layer)
+        flash_attention = self._flash_attention(request.flash_attention, n_gpu_layers)
         parallel = 1 if info.type != "llm" else self._parallel(request.parallel)
         config = LoadConfig(context_length=context_length, flash_attention=flash_attention,
                             n_gpu_layers=n_gpu_layers, n_threads=self.n_threads or None,
@@ -282,16 +287,25 @@ class ModelManager(LoggingConfigurable):
                               "the GGUF file on this machine.", "model", "remote_model")
         info, variant = self.resolve_model(model)
         context_length = self._context_length(variant, context_length)
+        n_layer = self._layer_count(variant)
         if gpu is None:
-            gpu = gpu_fraction(self.gpu_layers, self._layer_count(variant))
+            gpu = gpu_fraction(self.gpu_layers, n_layer)
         estimate = estimate_memory(
             info.key, variant.header, variant.size_bytes, context_length,
-            flash_attention=self.flash_attention if flash_attention is None else flash_attention,
+            flash_attention=self._flash_attention(flash_attention, gpu_layers_setting(gpu, n_layer)),
             gpu_offload=gpu, parallel=1 if info.type != "llm" else self._parallel(parallel))
         result = estimate.as_dict(self.available_bytes(for_jit=False))
         result["model"] = info.key
         result["guardrail"] = self.memory_guardrail
         return result
+
+    def _flash_attention(self, requested: bool | None, n_gpu_layers: int) -> bool:
+        """The request's choice, else the setting, else on only with GPU offload."""
+        if requested is not None:
+            return requested
+        if self.flash_attention is not None:
+            return self.flash_attention
+        return n_gpu_layers != 0 and llama.supports_gpu_offload()
 
     def _context_length(self, variant: ModelVariant, context_length: int | None) -> int:
         """The context length to load with: the default, or the request's if the model
