@@ -48,9 +48,9 @@ from lms_jupyter.engine.options import default_threads  # noqa: E402
 from lms_jupyter.models.catalog import DEFAULT_MODEL_KEY, embedded_model_path  # noqa: E402
 
 EOS_ID = 2  # SmolLM2's <|im_end|>
-# flash attention as the server's default chooses it (on with a GPU, off on the CPU), on
-# every side, so that all three do the same work
-FLASH = __import__("lms_jupyter.engine.llama", fromlist=["x"]).supports_gpu_offload()
+# flash attention on every side alike (so that all three do the same work); main() sets
+# it from --flash-attention (default on, as the server)
+FLASH = True
 NO_EOS = {str(EOS_ID): -100}
 SAME = {"temperature": 0, "repeat_penalty": 1.0}  # greedy, no penalty: the same work
 STORY = "Here is a long story about a dragon who learns to read:\n\n"
@@ -261,7 +261,8 @@ def ours(threads: int, args, full: bool) -> dict:
 
     root = Path(tempfile.mkdtemp())
     (root / "models").mkdir()
-    server = JupyterServer(root, root / "models", [f"--ModelManager.n_threads={threads}"])
+    server = JupyterServer(root, root / "models", [f"--ModelManager.n_threads={threads}",
+                                                   f"--ModelManager.flash_attention={FLASH}"])
     result: dict = {}
     try:
         http = httpx.Client(headers=server.headers, timeout=600)
@@ -412,9 +413,13 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=0,
                         help="generation threads on every side (default: cores - 1)")
+    parser.add_argument("--flash-attention", choices=("on", "off"), default="on",
+                        help="flash attention on every side (default: on, as the server)")
     parser.add_argument("--no-peer", action="store_true",
                         help="skip llama-cpp-python's server")
     args = parser.parse_args()
+    global FLASH
+    FLASH = args.flash_attention == "on"
     cores = default_threads()
     threads = args.threads or max(1, cores - 1)
     path = str(embedded_model_path())

@@ -26,8 +26,8 @@ def smol(smollm_path):
     """SmolLM2 in this process: its tokenizer, and llama-cpp-python's own logprobs."""
     from llama_cpp import Llama
 
-    llm = Llama(str(smollm_path), n_ctx=512, n_threads=2, logits_all=True, flash_attn=False,
-                verbose=False)  # no flash attention, as the server loads on the CPU
+    llm = Llama(str(smollm_path), n_ctx=512, n_threads=2, logits_all=True, flash_attn=True,
+                verbose=False)  # flash attention, as the server loads models
     yield llm
     llm.close()
 

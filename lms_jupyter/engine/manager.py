@@ -63,12 +63,13 @@ class ModelManager(LoggingConfigurable):
                     help="Idle seconds before a JIT-loaded model is unloaded.")
     default_context_length = Int(DEFAULT_CONTEXT_LENGTH, config=True,
                                  help="Context length for loads that do not name one.")
-    flash_attention = Bool(None, allow_none=True, config=True,
-                           help="Flash attention for loads that do not say: True, False, or "
-                                "None (default): on when layers are offloaded to a GPU, off "
-                                "on the CPU, where llama.cpp's flash-attention kernel makes a "
-                                "long or shared KV cache slower (time to first token of a "
-                                "continued conversation grows with its history).")
+    flash_attention = Bool(True, allow_none=True, config=True,
+                           help="Flash attention for loads that do not say: True (default), "
+                                "False, or None: on when layers are offloaded to a GPU, off on "
+                                "the CPU, where llama.cpp's flash-attention kernel makes a long "
+                                "or shared KV cache slower (time to first token of a continued "
+                                "conversation grows with its history) but outputs are no "
+                                "longer the same alone or batched.")
     n_threads = Int(0, config=True, help="Threads for generation (0: all cores).")
     parallel = Int(DEFAULT_PARALLEL, config=True,
                    help="Requests a loaded LLM serves at once (slots decoded together in "
