@@ -241,7 +241,9 @@ def test_v0_bad_input_is_openai_error(server):
 
 # -- ps while busy -----------------------------------------------------------------------------
 def test_ps_status_while_generating_and_queued_count(server):
-    assert post(server, "v1/models/load", {"model": MODEL, "identifier": "busy",
+    # one slot, so that the short requests wait behind the long one (with more slots they
+    # run beside it and finish between two polls)
+    assert post(server, "v1/models/load", {"model": MODEL, "identifier": "busy", "parallel": 1,
                                            "context_length": 1024}).status_code == 200
     long_body = {"model": "busy", "stream": True, "max_tokens": 400, "temperature": 1,
                  "logit_bias": {str(EOS_ID): -100},
