@@ -318,8 +318,9 @@ def test_full_queue_is_503_with_retry_after_and_queued_work_completes(strict_ser
                                                 stream_options={"include_usage": True})
         results[i] = [c for c in stream]
 
+    # both long enough to still run when the third arrives (they share the model's slots)
     threads = [threading.Thread(target=run, args=(0, 120)), threading.Thread(
-        target=run, args=(1, 4))]
+        target=run, args=(1, 60))]
     threads[0].start()
     _wait_for(lambda: _ps(srv) and _ps(srv)[0]["queued"] == 1)
     threads[1].start()
@@ -332,7 +333,7 @@ def test_full_queue_is_503_with_retry_after_and_queued_work_completes(strict_ser
     for thread in threads:
         thread.join(600)
     assert [results[0][-1].usage.completion_tokens, results[1][-1].usage.completion_tokens] \
-        == [120, 4]
+        == [120, 60]
     _wait_for(lambda: _ps(srv)[0]["queued"] == 0)
 
 
