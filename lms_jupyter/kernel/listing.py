@@ -9,18 +9,7 @@ import time
 
 from ..api.views import v1_type, variant_id
 from ..models.catalog import ModelInfo
-
-
-def human_size(n_bytes: int | float | None) -> str:
-    """Decimal units, as LM Studio prints them (4.92 GB, 84.11 MB)."""
-    if n_bytes is None:
-        return "-"
-    value = float(n_bytes)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.2f} {unit}"
-        value /= 1000
-    return f"{value:.2f} TB"
+from ..models.hub import human_size  # noqa: F401 - LM Studio's sizes, shared with `lms get`
 
 
 def human_duration(seconds: float | None) -> str:
