@@ -443,6 +443,20 @@ def render_json(event: dict) -> str:
 
 
 # -- readers ---------------------------------------------------------------------------------
+def _waits(deadline: float | None, poll: float,
+           stop: threading.Event | None) -> Iterator[float]:
+    """How long each read of a follower may block: ``poll`` seconds, less just before the
+    ``deadline`` (monotonic; None: none); ends at the deadline or once ``stop`` is set."""
+    while stop is None or not stop.is_set():
+        if deadline is None:
+            yield poll
+            continue
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        yield min(poll, left)
+
+
 def follow(log_filter: LogFilter, *, timeout: float | None = None,
            stop: threading.Event | None = None, poll: float = 0.25,
            on_dropped: Callable[[int], None] | None = None,
@@ -453,13 +467,7 @@ def follow(log_filter: LogFilter, *, timeout: float | None = None,
     sub = subscription or _bus.subscribe(log_filter.source)
     reported = 0
     try:
-        while stop is None or not stop.is_set():
-            wait = poll
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return
-                wait = min(poll, left)
+        for wait in _waits(deadline, poll, stop):
             event = sub.get(wait)
             if sub.dropped != reported and on_dropped is not None:
                 on_dropped(sub.dropped - reported)
@@ -536,13 +544,7 @@ def _sse_events(response, deadline, on_dropped, stop, poll) -> Iterator[dict]:
     reader = threading.Thread(target=pump, name="lms-log-sse", daemon=True)
     reader.start()
     try:
-        while stop is None or not stop.is_set():
-            wait = poll
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return
-                wait = min(poll, left)
+        for wait in _waits(deadline, poll, stop):
             try:
                 item = items.get(timeout=wait)
             except queue.Empty:
