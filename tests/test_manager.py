@@ -190,3 +190,32 @@ def test_unload_mid_stream_reports_an_error_and_fails_queued(manager):
         list(waiting)
     assert err.value.code == "model_unloaded"
     assert manager.list_loaded() == []
+
+
+def test_unload_while_a_request_is_being_admitted_stops_it(manager, monkeypatch):
+    """The unload lands between a request leaving the queue and entering its slot (the
+    race CI once hit): the request must still end with model_unloaded, not run on."""
+    from lms_jupyter.engine import batching
+
+    api = OpenAICompatAPI(manager)
+    manager.load(LoadRequest(MODEL))
+    scheduler = manager.get_loaded(MODEL).scheduler
+    real_check = batching.check_prompt
+    unloading = threading.Thread(target=manager.unload, args=(MODEL,))
+
+    def check_during_unload(llm, request):
+        unloading.start()
+        deadline = time.monotonic() + 10
+        while not scheduler.cancelling and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return real_check(llm, request)
+
+    monkeypatch.setattr(batching, "check_prompt", check_during_unload)
+    body = {"model": MODEL, "prompt": "Story:", "max_tokens": 500, "stream": True,
+            "logit_bias": {str(EOS_ID): -100}}
+    chunks = api.run_sync(api.prepare_completion(body))
+    with pytest.raises(APIError) as err:
+        list(chunks)
+    assert err.value.code == "model_unloaded"
+    unloading.join(30)
+    assert manager.list_loaded() == []

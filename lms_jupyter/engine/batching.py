@@ -198,6 +198,11 @@ class Scheduler:
             self._cond.notify()
 
     @property
+    def cancelling(self) -> bool:
+        """An unload is stopping this model's requests."""
+        return self._cancelling
+
+    @property
     def queued(self) -> int:
         """Requests waiting or running (LM Studio counts the running ones)."""
         return self._queued
@@ -343,7 +348,10 @@ class Scheduler:
         text = TokenText(self.llm, request, len(tokens), self.model.is_eog)
         running = _Running(job, slot, tokens, cached, sampler, text, started_at)
         slot.running = running
-        self.running.append(running)
+        with self._cond:  # cancel_all() may have run while the prompt was checked
+            self.running.append(running)
+            if self._cancelling:
+                job.channel.cancel_event.set()
         job.emit(Started(len(tokens), cached))
 
     def _place(self, tokens: list[int]) -> tuple[Slot, int]:

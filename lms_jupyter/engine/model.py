@@ -132,9 +132,10 @@ class LoadedModel:
             self._free()
             return
         if cancel_running:
+            # the scheduler first: an exclusive job that starts now sees it cancelling
+            self.scheduler.cancel_all()
             if self._current_cancel is not None:
                 self._current_cancel.set()
-            self.scheduler.cancel_all()
         self.scheduler.stop()
         if wait:
             self.scheduler.join(timeout=30)
@@ -292,6 +293,8 @@ class _SpeculativeJob(SlotJob):
             if channel.cancelled:
                 return
             model._current_cancel = channel.cancel_event
+            if model.scheduler.cancelling:  # unloaded after it left the queue
+                channel.cancel_event.set()
 
             def phase(status):
                 model.scheduler._job_status = status
