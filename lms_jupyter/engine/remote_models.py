@@ -175,6 +175,76 @@ class _Report:
                         reasoning_tokens=reasoning if isinstance(reasoning, int) else None)
 
 
+
+class _Relay:
+    """What both relay loops (asyncio on the server, a thread in a kernel) do with the
+    engine's answer: turn its chunks into channel events and end the answer once.
+
+    Feed it the one body of a non-streamed answer (:meth:`whole`) or the stream's lines
+    (:meth:`line`, False: stop reading), then :meth:`end`.
+    """
+
+    def __init__(self, engine: str, request: RemoteRequest, channel):
+        self.engine, self.request, self.channel = engine, request, channel
+        self.report = _Report()
+        self.parser = SSEParser()
+        self.done = False  # the engine sent [DONE]
+        self.failed = False  # a chunk was an error, already reported
+
+    def whole(self, payload) -> None:
+        if self._deliver(payload):
+            self.channel.put(self.report.finished())
+
+    def line(self, line: str) -> bool:
+        event = self.parser.line(line)
+        if event is None:
+            return True
+        if event.done:
+            self.done = True
+            return False
+        try:
+            payload = event.json()
+        except ValueError as exc:
+            payload = {"error": f"the stream carried {exc}"}
+        return self._deliver(payload)
+
+    def end(self) -> None:
+        """The stream is over: Finished, or Failed when it stopped before finishing."""
+        if self.failed:
+            return
+        report = self.report
+        if not self.done and report.finish is None and report.usage is None \
+                and report.stats is None:
+            self.channel.put(Failed(APIError(
+                f"Remote engine \"{self.engine}\" ended the answer without finishing it.",
+                502, "server_error", None, "upstream_disconnected")))
+            return
+        self.channel.put(report.finished())
+
+    def cancelled(self) -> None:
+        self.channel.put(self.report.finished(cancelled=True))
+
+    def _deliver(self, payload) -> bool:
+        """Pass one chunk on; False when it was an error (reported as Failed)."""
+        if not isinstance(payload, dict):
+            self.failed = True
+            self.channel.put(Failed(APIError(
+                f"Remote engine \"{self.engine}\" sent a chunk that is not an object.",
+                502, "server_error", None, "upstream_error")))
+            return False
+        if "error" in payload and not payload.get("choices"):
+            self.failed = True
+            self.channel.put(Failed(_in_stream_error(self.engine, payload)))
+            return False
+        self.report.see(payload)
+        if self.request.text:
+            for choice in payload.get("choices") or []:
+                if isinstance(choice, dict) and choice.get("text"):
+                    self.channel.put(TextDelta(choice["text"]))
+        else:
+            self.channel.put(UpstreamChunk(payload))
+        return True
+
 def _in_stream_error(engine: str, payload: dict) -> APIError:
     error = payload.get("error")
     if isinstance(error, dict):
@@ -277,56 +347,22 @@ class RemoteModel:
             threading.Thread(target=self._relay_sync, args=(request, channel), daemon=True,
                              name=f"lms-remote-{self.identifier}").start()
 
-    def _deliver(self, payload, request: RemoteRequest, report: _Report, channel) -> bool:
-        """Pass one chunk on; False when it was an error (reported as Failed)."""
-        if not isinstance(payload, dict):
-            channel.put(Failed(APIError(f"Remote engine \"{self.engine}\" sent a chunk that "
-                                        "is not an object.", 502, "server_error", None,
-                                        "upstream_error")))
-            return False
-        if "error" in payload and not payload.get("choices"):
-            channel.put(Failed(_in_stream_error(self.engine, payload)))
-            return False
-        report.see(payload)
-        if request.text:
-            for choice in payload.get("choices") or []:
-                if isinstance(choice, dict) and choice.get("text"):
-                    channel.put(TextDelta(choice["text"]))
-        else:
-            channel.put(UpstreamChunk(payload))
-        return True
-
-    def _ended(self, report: _Report) -> Finished | Failed:
-        if report.finish is None and report.usage is None and report.stats is None:
-            return Failed(APIError(f"Remote engine \"{self.engine}\" ended the answer without "
-                                   "finishing it.", 502, "server_error", None,
-                                   "upstream_disconnected"))
-        return report.finished()
-
     async def _relay_async(self, request: RemoteRequest, channel) -> None:
-        report, upstream = _Report(), None
+        relay, upstream = _Relay(self.engine, request, channel), None
         try:
             upstream = await self.client.aopen("POST", request.path, request.body)
             channel.put(Started(0))
             response = upstream.response
             if not request.stream:
                 await response.aread()
-                if self._deliver(self.client._json(response), request, report, channel):
-                    channel.put(report.finished())
+                relay.whole(self.client._json(response))
                 return
-            parser, ended = SSEParser(), False
             async for line in response.aiter_lines():
-                event = parser.line(line)
-                if event is None:
-                    continue
-                if event.done:
-                    ended = True
+                if not relay.line(line):
                     break
-                if not self._deliver(self._payload(event), request, report, channel):
-                    return
-            channel.put(report.finished() if ended else self._ended(report))
+            relay.end()
         except asyncio.CancelledError:
-            channel.put(report.finished(cancelled=True))
+            relay.cancelled()
         except APIError as exc:
             channel.put(Failed(exc))
         except Exception as exc:  # noqa: BLE001 - the engine broke off mid-answer
@@ -342,7 +378,7 @@ class RemoteModel:
             channel.close()
 
     def _relay_sync(self, request: RemoteRequest, channel) -> None:
-        report, upstream = _Report(), None
+        relay, upstream = _Relay(self.engine, request, channel), None
         try:
             if channel.cancelled:
                 return
@@ -351,28 +387,20 @@ class RemoteModel:
             response = upstream.response
             if not request.stream:
                 response.read()
-                if self._deliver(self.client._json(response), request, report, channel):
-                    channel.put(report.finished())
+                relay.whole(self.client._json(response))
                 return
-            parser, ended = SSEParser(), False
             for line in response.iter_lines():
-                if channel.cancelled:
-                    channel.put(report.finished(cancelled=True))
+                if channel.cancelled:  # a blocking read has no task to cancel
+                    relay.cancelled()
                     return
-                event = parser.line(line)
-                if event is None:
-                    continue
-                if event.done:
-                    ended = True
+                if not relay.line(line):
                     break
-                if not self._deliver(self._payload(event), request, report, channel):
-                    return
-            channel.put(report.finished() if ended else self._ended(report))
+            relay.end()
         except APIError as exc:
             channel.put(Failed(exc))
         except Exception as exc:  # noqa: BLE001
             if channel.cancelled:
-                channel.put(report.finished(cancelled=True))
+                relay.cancelled()
             else:
                 channel.put(Failed(self._broken(exc, upstream)))
         finally:
@@ -384,12 +412,6 @@ class RemoteModel:
                 upstream.release()
             self._end()
             channel.close()
-
-    def _payload(self, event):
-        try:
-            return event.json()
-        except ValueError as exc:
-            return {"error": f"the stream carried {exc}"}
 
     def _broken(self, exc: Exception, upstream) -> APIError:
         replica = upstream.replica if upstream is not None else None
