@@ -11,6 +11,8 @@ import sys
 import time
 from dataclasses import dataclass
 
+from .listing import human_duration
+
 
 @dataclass
 class Figures:
@@ -44,22 +46,11 @@ class Figures:
                  f"{self.tokens_per_second:.1f} tokens/s"]
         eta = self.eta
         if eta is not None and self.done < self.total:
-            parts.append(f"ETA {_duration(eta)}")
+            parts.append(f"ETA {human_duration(eta)}")
         if self.cached:
             parts.append(f"{self.cached} cached")
         parts.append(f"{self.errors} error{'s' if self.errors != 1 else ''}")
         return " · ".join(parts)
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}:{seconds:02d}"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{seconds:02d}"
 
 
 class NoProgress:

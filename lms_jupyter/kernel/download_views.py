@@ -15,6 +15,8 @@ from typing import Callable
 
 from ..models.downloads import COMPLETED, FAILED, DownloadJob
 from ..models.hub import DownloadError, DownloadPlan, human_size
+from .listing import human_duration
+from .progress import TerminalLines
 
 
 class DownloadPaused(Exception):
@@ -48,22 +50,11 @@ def progress_text(done: int, total: int, speed: float) -> str:
     text = f"{pct:.2f}% | {human_size(done)} of {human_size(total)}"
     if speed > 0:
         left = max(0, total - done) / speed
-        text += f" | {human_size(speed)}/s | ETA {_duration(left)}"
+        text += f" | {human_size(speed)}/s | ETA {human_duration(left)}"
     return text
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m {seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
-
-
-class TerminalDownloadProgress:
+class TerminalDownloadProgress(TerminalLines):
     """tqdm on stderr (bytes, speed, ETA); silent when stderr is not a terminal."""
 
     def __init__(self, title: str, stream=None):
@@ -86,14 +77,6 @@ class TerminalDownloadProgress:
             self._bar.close()
             self._bar = None
 
-    def finish(self, line: str) -> None:
-        self._close()
-        print(line, flush=True)
-
-    def fail(self, line: str | None) -> None:
-        self._close()
-        if line:
-            print(line, file=sys.stderr, flush=True)
 
 
 class WidgetDownloadProgress:

@@ -141,7 +141,24 @@ class NotebookProgress:
         self.handle.update({"text/plain": line or f"{self.title}: failed."}, raw=True)
 
 
-class TerminalProgress:
+class TerminalLines:
+    """How every terminal progress view ends: its bar cleared (``_close``), then the
+    result on stdout or the failure on stderr."""
+
+    def _close(self) -> None:
+        raise NotImplementedError
+
+    def finish(self, line: str) -> None:
+        self._close()
+        print(line, flush=True)
+
+    def fail(self, line: str | None) -> None:
+        self._close()
+        if line:
+            print(line, file=sys.stderr, flush=True)
+
+
+class TerminalProgress(TerminalLines):
     """A one-line bar on the terminal's stderr (a duplicate of its file descriptor, so
     Jupyter's stream capture does not swallow it). Nothing is drawn when stderr is not
     a tty."""
@@ -183,14 +200,6 @@ class TerminalProgress:
             os.close(self._fd)
             self._fd = None
 
-    def finish(self, line: str) -> None:
-        self._close()
-        print(line, flush=True)
-
-    def fail(self, line: str | None) -> None:
-        self._close()
-        if line:
-            print(line, file=sys.stderr, flush=True)
 
 
 def _escape(text: str) -> str:
