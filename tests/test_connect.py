@@ -230,10 +230,12 @@ def test_console_script_acts_on_the_running_server(hub, tmp_path, models_dir):
         return subprocess.run([sys.executable, "-m", "lms_jupyter.cli", *args], env=env,
                               capture_output=True, text=True, timeout=120)
 
-    result = run("load", GEMMA, "--identifier", "from-cli", "--context-length", "512")
+    result = run("load", GEMMA, "--identifier", "from-cli", "--context-length", "512",
+                 "--parallel", "2")
     assert result.returncode == 0, result.stderr
     assert 'use the identifier "from-cli"' in result.stdout and result.stderr == ""
-    assert "from-cli" in [row["identifier"] for row in ps(hub)]  # it stayed loaded there
+    (row,) = [row for row in ps(hub) if row["identifier"] == "from-cli"]  # loaded there
+    assert row["parallel"] == 2 and row["contextLength"] == 512  # every flag went along
     result = run("ps", "--json")
     assert "from-cli" in [row["identifier"] for row in json.loads(result.stdout)]
     assert "Connected to the Jupyter server" in run("status").stdout

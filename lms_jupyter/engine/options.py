@@ -24,6 +24,20 @@ class LoadRequest:
     force: bool = False  # skip the memory guardrail
     parallel: int | None = None  # concurrent requests (slots) the instance serves
 
+    def wire_body(self, model: str | None = None) -> dict:
+        """This request as the body of LM Studio's ``POST /api/v1/models/load`` (to
+        another server: a connected kernel's, or an LM Studio engine's with ``model`` its
+        upstream key); fields left to the defaults are not sent."""
+        body = {"model": model or self.model}
+        for name in ("identifier", "context_length", "ttl", "flash_attention", "gpu",
+                     "parallel"):
+            value = getattr(self, name)
+            if value is not None:
+                body[name] = value
+        if self.force:
+            body["force"] = True
+        return body
+
 
 @dataclass
 class LoadConfig:

@@ -179,14 +179,8 @@ class RemoteEngines:
         engine = self.engines[model.engine]
         if engine.config.kind != "lmstudio":
             return model  # an OpenAI engine serves whatever it lists: always loaded
-        body = {"model": model.upstream_id}
-        for name in ("context_length", "ttl", "identifier", "flash_attention", "gpu"):
-            value = getattr(request, name, None)
-            if value is not None:
-                body[name] = value
-        if getattr(request, "force", False):
-            body["force"] = True
-        result = engine.client.call("POST", "/api/v1/models/load", body, timeout=600.0)
+        result = engine.client.call("POST", "/api/v1/models/load",
+                                    request.wire_body(model.upstream_id), timeout=600.0)
         engine.refresh()
         instance = result.get("instance_id") if isinstance(result, dict) else None
         loaded = self.model(f"{engine.name}/{instance}") if instance else None

@@ -208,13 +208,7 @@ class ConnectedManager:
     # -- load / unload / estimate ------------------------------------------------------------
     def load(self, request, *, jit: bool = False, progress=None):
         """POST /api/v1/models/load; progress follows the server's ``ps`` loading row."""
-        body = {"model": request.model}
-        for name in ("identifier", "context_length", "ttl", "flash_attention", "gpu"):
-            value = getattr(request, name, None)
-            if value is not None:
-                body[name] = value
-        if getattr(request, "force", False):
-            body["force"] = True
+        body = request.wire_body()
         done = threading.Event()
         if progress is not None:
             threading.Thread(target=self._follow_load, args=(request, progress, done),
