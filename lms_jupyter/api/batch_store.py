@@ -141,18 +141,23 @@ class BatchStore:
         return True
 
     # -- files ---------------------------------------------------------------------------------
+    def _write_file(self, file_id: str, content: bytes) -> None:
+        """The file's bytes whole or not at all: a temporary name, fsync, then rename (a
+        crash leaves a ``.part`` that no row names, never a short file)."""
+        target = self.files_dir / file_id
+        temporary = target.with_name(f".{file_id}.part")
+        with open(temporary, "wb") as out:
+            out.write(content)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, target)
+
     def add_file(self, filename: str, purpose: str, content: bytes) -> dict:
         """Write ``content`` whole (temporary name, then rename), then record it."""
         file_id = new_id("file-")
         with self._lock:
             self._db()
-            target = self.files_dir / file_id
-            temporary = target.with_name(f".{file_id}.part")
-            with open(temporary, "wb") as out:
-                out.write(content)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, target)
+            self._write_file(file_id, content)
             row = (file_id, filename, purpose, len(content), int(time.time()))
             with self._transaction() as db:
                 db.execute("INSERT INTO files VALUES (?, ?, ?, ?, ?)", row)
@@ -232,13 +237,7 @@ class BatchStore:
             self._db()
             rows = []
             for file_id, filename, content in files:
-                target = self.files_dir / file_id
-                temporary = target.with_name(f".{file_id}.part")
-                with open(temporary, "wb") as out:
-                    out.write(content)
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.replace(temporary, target)
+                self._write_file(file_id, content)
                 rows.append((file_id, filename, "batch_output", len(content),
                              int(time.time())))
             with self._transaction() as db:

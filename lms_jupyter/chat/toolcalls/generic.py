@@ -68,16 +68,21 @@ def _text_of(content: object) -> str:
     return str(content)
 
 
+def _call_arguments(function: dict):
+    """A tool call's arguments as a value (they travel as a JSON string; a string that
+    is not JSON stays as it was sent)."""
+    raw = function.get("arguments")
+    try:
+        return json.loads(raw) if isinstance(raw, str) else (raw or {})
+    except ValueError:
+        return raw
+
+
 def _assistant_text(message: dict) -> str:
     parts = [_text_of(message.get("content")).strip()]
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
-        raw = function.get("arguments")
-        try:
-            arguments = json.loads(raw) if isinstance(raw, str) else (raw or {})
-        except ValueError:
-            arguments = raw
-        parts.append(format_tool_request(function.get("name", ""), arguments))
+        parts.append(format_tool_request(function.get("name", ""), _call_arguments(function)))
     return "\n".join(part for part in parts if part)
 
 
@@ -104,11 +109,7 @@ def convert_messages_for_generic(messages: list[dict], tools: list[dict]) -> lis
     for message in messages:
         for call in message.get("tool_calls") or []:
             function = call.get("function") or {}
-            raw = function.get("arguments")
-            try:
-                arguments = json.loads(raw) if isinstance(raw, str) else (raw or {})
-            except ValueError:
-                arguments = raw
+            arguments = _call_arguments(function)
             shown = json.dumps(arguments, ensure_ascii=False) if arguments != {} else ""
             calls[str(call.get("id"))] = f"{function.get('name', '')}({shown})"
 
