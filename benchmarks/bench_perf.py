@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from lms_jupyter.engine.llama import KV_CACHE_TYPES as KV_TYPES  # noqa: E402
 from lms_jupyter.engine.options import default_threads  # noqa: E402
 from lms_jupyter.models.catalog import DEFAULT_MODEL_KEY, embedded_model_path  # noqa: E402
 
@@ -51,6 +52,7 @@ EOS_ID = 2  # SmolLM2's <|im_end|>
 # flash attention on every side alike (so that all three do the same work); main() sets
 # it from --flash-attention (default on, as the server)
 FLASH = True
+KV = "f16"  # the KV cache's cell type on every side alike (--kv-cache)
 NO_EOS = {str(EOS_ID): -100}
 SAME = {"temperature": 0, "repeat_penalty": 1.0}  # greedy, no penalty: the same work
 STORY = "Here is a long story about a dragon who learns to read:\n\n"
@@ -196,7 +198,7 @@ def raw(path: str, threads: int, args) -> dict:
     from llama_cpp import Llama
 
     llm = Llama(model_path=path, n_ctx=4096, n_threads=threads, n_threads_batch=threads,
-                flash_attn=FLASH, verbose=False)
+                flash_attn=FLASH, type_k=KV_TYPES[KV], type_v=KV_TYPES[KV], verbose=False)
     try:
         raw_stream(llm, "Warm up.", 8)
         one = [raw_stream(llm, f"Story {run}. {STORY}", args.tokens) for run in range(args.runs)]
@@ -262,7 +264,8 @@ def ours(threads: int, args, full: bool) -> dict:
     root = Path(tempfile.mkdtemp())
     (root / "models").mkdir()
     server = JupyterServer(root, root / "models", [f"--ModelManager.n_threads={threads}",
-                                                   f"--ModelManager.flash_attention={FLASH}"])
+                                                   f"--ModelManager.flash_attention={FLASH}",
+                                                   f"--ModelManager.kv_cache_type={KV}"])
     result: dict = {}
     try:
         http = httpx.Client(headers=server.headers, timeout=600)
@@ -317,7 +320,8 @@ def peer(path: str, threads: int, args) -> dict:
         [sys.executable, "-m", "llama_cpp.server", "--model", path, "--model_alias", "peer",
          "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096",
          "--n_threads", str(threads), "--n_threads_batch", str(threads),
-         "--flash_attn", str(FLASH), "--interrupt_requests", "False", "--verbose", "False"],
+         "--flash_attn", str(FLASH), "--type_k", str(KV_TYPES[KV]), "--type_v",
+         str(KV_TYPES[KV]), "--interrupt_requests", "False", "--verbose", "False"],
         stdout=log, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}/v1"
@@ -366,7 +370,8 @@ def rss():
         return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmRSS:"))
 
 parallel, threads, root = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-manager = ModelManager(ModelCatalog(root), n_threads=threads, reaper_interval=3600)
+manager = ModelManager(ModelCatalog(root), n_threads=threads, reaper_interval=3600,
+                       flash_attention=sys.argv[4] == "True", kv_cache_type=sys.argv[5])
 import llama_cpp, numpy  # noqa: F401 - libraries in the baseline, not in the growth
 estimate = manager.estimate("smollm2-135m-instruct", context_length=4096, parallel=parallel)
 before = rss()
@@ -390,7 +395,7 @@ def resident(parallel: int, threads: int) -> dict:
     """Resident memory a 4096-token load of SmolLM2 adds after four concurrent requests."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", _RESIDENT, str(parallel), str(threads),
-                          tempfile.mkdtemp()], env=env, check=True, capture_output=True,
+                          tempfile.mkdtemp(), str(FLASH), KV], env=env, check=True, capture_output=True,
                          text=True, timeout=1200)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -415,11 +420,15 @@ def main() -> None:
                         help="generation threads on every side (default: cores - 1)")
     parser.add_argument("--flash-attention", choices=("on", "off"), default="on",
                         help="flash attention on every side (default: on, as the server)")
+    parser.add_argument("--kv-cache", choices=sorted(KV_TYPES), default="f16",
+                        help="the KV cache's cell type on every side (default: f16, as the "
+                             "server; quantized types need flash attention)")
     parser.add_argument("--no-peer", action="store_true",
                         help="skip llama-cpp-python's server")
     args = parser.parse_args()
-    global FLASH
+    global FLASH, KV
     FLASH = args.flash_attention == "on"
+    KV = args.kv_cache
     cores = default_threads()
     threads = args.threads or max(1, cores - 1)
     path = str(embedded_model_path())

@@ -131,6 +131,44 @@ def test_same_output_alone_or_beside_three_others(manager, reference, sampling_a
         manager.unload("fresh")
 
 
+def test_quantized_kv_cache_keeps_outputs_batch_invariant(tmp_path):
+    """``c.ModelManager.kv_cache_type = "q8_0"``: the context really holds q8_0 cells, the
+    estimate counts them (34 bytes per 32 values, not 64), requests batched together give
+    what each gives alone through llama-cpp-python on a q8_0 cache, and a quantized cache
+    with flash attention off is a clear 400 (llama.cpp cannot read it without)."""
+    mgr = ModelManager(ModelCatalog(tmp_path), reaper_interval=0.2, n_threads=1,
+                       flash_attention=True, kv_cache_type="q8_0")
+    f16 = ModelManager(ModelCatalog(tmp_path), n_threads=1, flash_attention=True)
+    q8 = mgr.estimate(MODEL, context_length=2048)
+    assert q8["kv_cache_type"] == "q8_0"
+    assert q8["breakdown"]["kv_cache"] == pytest.approx(
+        f16.estimate(MODEL, context_length=2048)["breakdown"]["kv_cache"] * 17 / 32, rel=0.01)
+    with pytest.raises(APIError) as err:
+        mgr.load(LoadRequest(MODEL, flash_attention=False))
+    assert err.value.status == 400 and err.value.code == "kv_cache_needs_flash_attention"
+    assert mgr.list_loaded() == []
+    q8_type = llama.KV_CACHE_TYPES["q8_0"]
+    alone = llama.load_llama(str(embedded_model_path()), n_ctx=2048, n_batch=512,
+                             flash_attn=True, type_k=q8_type, type_v=q8_type)
+    try:
+        model = mgr.load(LoadRequest(MODEL, parallel=4, context_length=2048))
+        assert model.llm.context_params.type_k == q8_type == model.llm.context_params.type_v
+        prompts = ["Write a haiku about rain.", "List three fruits.",
+                   "Describe a cat in one sentence."]
+        requests = [GenerationRequest(chatml(p), SamplingParams(temperature=0), max_tokens=40,
+                                      add_bos=False) for p in prompts]
+        together = run_together(model, requests)
+        for request, (text, events) in zip(requests, together):
+            out = []
+            run_generation(alone, request, threading.Event(), out.append,
+                           eog=lambda t: llama.is_eog(alone, t))
+            assert finished(events).completion_tokens > 0
+            assert text == "".join(e.text for e in out if isinstance(e, TextDelta))
+    finally:
+        alone.close()
+        mgr.shutdown()
+
+
 def test_lazy_grammar_gives_the_full_checks_output(manager, reference):
     """The grammar checked on a window of candidates (falling back to the whole
     vocabulary only when that cannot decide) samples what the full check samples."""

@@ -80,6 +80,11 @@ class LoadCancelled(Exception):
     """A load stopped because its progress callback asked it to."""
 
 
+# llama.cpp's KV cache types that ``c.ModelManager.kv_cache_type`` offers (ggml type ids):
+# f16 (llama.cpp's default) and the two quantizations its CPU flash-attention kernel reads
+KV_CACHE_TYPES = {"f16": 1, "q8_0": 8, "q4_0": 2}
+
+
 def load_llama(model_path: str, *, progress: Callable[[float], bool] | None = None,
                n_seq_max: int = 1, **kwargs):
     """A ``Llama`` for ``model_path``; ``progress(fraction)`` is called while the weights

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from traitlets import Bool, Dict, Float, Int, Unicode
+from traitlets import Bool, Dict, Enum, Float, Int, Unicode
 from traitlets.config import LoggingConfigurable
 
 from ..errors import APIError, bad_request, model_not_found
@@ -70,6 +70,12 @@ class ModelManager(LoggingConfigurable):
                                 "or shared KV cache slower (time to first token of a continued "
                                 "conversation grows with its history) but outputs are no "
                                 "longer the same alone or batched.")
+    kv_cache_type = Enum(sorted(llama.KV_CACHE_TYPES), "f16", config=True,
+                         help="The KV cache's cell type for LLM loads: f16 (default), or "
+                              "q8_0 / q4_0 (quantized; they need flash attention). q8_0 "
+                              "halves the cache and makes llama.cpp's CPU flash-attention "
+                              "kernel faster over a long history, at a small cost in "
+                              "precision.")
     n_threads = Int(0, config=True, help="Threads for generation (0: all cores).")
     parallel = Int(DEFAULT_PARALLEL, config=True,
                    help="Requests a loaded LLM serves at once (slots decoded together in "
@@ -224,13 +230,14 @@ class ModelManager(LoggingConfigurable):
             else gpu_layers_setting(request.gpu, n_layer)
         flash_attention = self._flash_attention(request.flash_attention, n_gpu_layers)
         parallel = 1 if info.type != "llm" else self._parallel(request.parallel)
+        kv_cache_type = self._kv_cache_type(info.type, flash_attention)
         config = LoadConfig(context_length=context_length, flash_attention=flash_attention,
                             n_gpu_layers=n_gpu_layers, n_threads=self.n_threads or None,
-                            parallel=parallel)
+                            parallel=parallel, kv_cache_type=kv_cache_type)
         estimate = estimate_memory(info.key, variant.header, variant.size_bytes, context_length,
                                    flash_attention=flash_attention,
                                    gpu_offload=gpu_fraction(n_gpu_layers, n_layer),
-                                   parallel=parallel)
+                                   parallel=parallel, kv_type=kv_cache_type)
         if self.memory_guardrail and not request.force:
             self._check_memory(estimate, jit, info.type)  # before evicting anything for it
         with self._lock:
@@ -291,10 +298,12 @@ class ModelManager(LoggingConfigurable):
         n_layer = self._layer_count(variant)
         if gpu is None:
             gpu = gpu_fraction(self.gpu_layers, n_layer)
+        flash_attention = self._flash_attention(flash_attention, gpu_layers_setting(gpu, n_layer))
         estimate = estimate_memory(
             info.key, variant.header, variant.size_bytes, context_length,
-            flash_attention=self._flash_attention(flash_attention, gpu_layers_setting(gpu, n_layer)),
-            gpu_offload=gpu, parallel=1 if info.type != "llm" else self._parallel(parallel))
+            flash_attention=flash_attention, gpu_offload=gpu,
+            parallel=1 if info.type != "llm" else self._parallel(parallel),
+            kv_type=self._kv_cache_type(info.type, flash_attention))
         result = estimate.as_dict(self.available_bytes(for_jit=False))
         result["model"] = info.key
         result["guardrail"] = self.memory_guardrail
@@ -307,6 +316,17 @@ class ModelManager(LoggingConfigurable):
         if self.flash_attention is not None:
             return self.flash_attention
         return n_gpu_layers != 0 and llama.supports_gpu_offload()
+
+    def _kv_cache_type(self, model_type: str, flash_attention: bool) -> str:
+        """The KV cell type of a load: the setting for LLMs (an embedding context keeps
+        f16); a quantized cache with flash attention off is refused, as llama.cpp would."""
+        if model_type != "llm" or self.kv_cache_type == "f16":
+            return "f16"
+        if not flash_attention:
+            raise bad_request(f"A {self.kv_cache_type} KV cache needs flash attention "
+                              "(c.ModelManager.kv_cache_type with flash_attention off).",
+                              "flash_attention", "kv_cache_needs_flash_attention")
+        return self.kv_cache_type
 
     def _context_length(self, variant: ModelVariant, context_length: int | None) -> int:
         """The context length to load with: the default, or the request's if the model

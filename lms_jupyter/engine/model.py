@@ -76,7 +76,9 @@ class LoadedModel:
             n_batch=n_batch, n_seq_max=self.config.parallel,
             n_threads=threads, n_threads_batch=threads,
             flash_attn=self.config.flash_attention, n_gpu_layers=self.config.n_gpu_layers,
-            use_mmap=self.config.use_mmap)
+            use_mmap=self.config.use_mmap,
+            type_k=llama.KV_CACHE_TYPES[self.config.kv_cache_type],
+            type_v=llama.KV_CACHE_TYPES[self.config.kv_cache_type])
         self._prefill_abort = llama.PrefillAbort(self.llm, self._cancel_requested)
         return self._started(started)
 

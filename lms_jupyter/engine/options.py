@@ -50,6 +50,7 @@ class LoadConfig:
     n_batch: int = 512
     use_mmap: bool = True
     parallel: int = 1  # slots: sequences of the one context, decoded together
+    kv_cache_type: str = "f16"  # K and V cells: f16, or quantized q8_0 / q4_0
 
 
 MAX_PARALLEL = 64  # LM Studio's UI stops well below llama.cpp's 256 sequences

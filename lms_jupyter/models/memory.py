@@ -225,6 +225,7 @@ class MemoryEstimate:
     gpu_bytes: int
     parallel: int = 1
     slots: int = 0
+    kv_cache_type: str = "f16"
 
     @property
     def total_bytes(self) -> int:
@@ -235,8 +236,8 @@ class MemoryEstimate:
         return {
             "model": self.model, "context_length": self.context_length,
             "parallel": self.parallel,
-            "flash_attention": self.flash_attention, "gpu_offload": self.gpu_offload,
-            "gpu_layers": self.gpu_layers,
+            "flash_attention": self.flash_attention, "kv_cache_type": self.kv_cache_type,
+            "gpu_offload": self.gpu_offload, "gpu_layers": self.gpu_layers,
             "estimated_total_bytes": self.total_bytes, "estimated_gpu_bytes": self.gpu_bytes,
             "available_bytes": available_bytes, "fits": fits,
             "breakdown": {"weights": self.weights, "kv_cache": self.kv_cache,
@@ -294,7 +295,8 @@ def estimate_memory(model: str, header: GGUFHeader, size_bytes: int, context_len
         gpu += compute_bytes(shape, context_length, flash_attention=flash_attention,
                              n_ubatch=n_ubatch, reserved=True)
     return MemoryEstimate(model, context_length, flash_attention, gpu_offload, gpu_layers,
-                          size_bytes, kv, compute, gpu, parallel, slots_bytes(shape, parallel))
+                          size_bytes, kv, compute, gpu, parallel, slots_bytes(shape, parallel),
+                          kv_type)
 
 
 def available_memory_bytes() -> int:
