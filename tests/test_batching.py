@@ -147,6 +147,8 @@ def test_quantized_kv_cache_keeps_outputs_batch_invariant(tmp_path):
         mgr.load(LoadRequest(MODEL, flash_attention=False))
     assert err.value.status == 400 and err.value.code == "kv_cache_needs_flash_attention"
     assert mgr.list_loaded() == []
+    by_device = ModelManager(ModelCatalog(tmp_path), flash_attention=None, kv_cache_type="q8_0")
+    assert by_device.estimate(MODEL)["flash_attention"] is True  # "by device" picks it on
     q8_type = llama.KV_CACHE_TYPES["q8_0"]
     alone = llama.load_llama(str(embedded_model_path()), n_ctx=2048, n_batch=512,
                              flash_attn=True, type_k=q8_type, type_v=q8_type)

@@ -65,8 +65,8 @@ class ModelManager(LoggingConfigurable):
                                  help="Context length for loads that do not name one.")
     flash_attention = Bool(True, allow_none=True, config=True,
                            help="Flash attention for loads that do not say: True (default), "
-                                "False, or None: on when layers are offloaded to a GPU, off on "
-                                "the CPU, where llama.cpp's flash-attention kernel makes a long "
+                                "False, or None: on when layers are offloaded to a GPU or the KV "
+                                "cache is quantized, else off on the CPU, where llama.cpp's flash-attention kernel makes a long "
                                 "or shared KV cache slower (time to first token of a continued "
                                 "conversation grows with its history) but outputs are no "
                                 "longer the same alone or batched.")
@@ -228,7 +228,8 @@ class ModelManager(LoggingConfigurable):
         n_layer = self._layer_count(variant)
         n_gpu_layers = self.gpu_layers if request.gpu is None \
             else gpu_layers_setting(request.gpu, n_layer)
-        flash_attention = self._flash_attention(request.flash_attention, n_gpu_layers)
+        flash_attention = self._flash_attention(request.flash_attention, n_gpu_layers,
+                                                info.type)
         parallel = 1 if info.type != "llm" else self._parallel(request.parallel)
         kv_cache_type = self._kv_cache_type(info.type, flash_attention)
         config = LoadConfig(context_length=context_length, flash_attention=flash_attention,
@@ -298,7 +299,8 @@ class ModelManager(LoggingConfigurable):
         n_layer = self._layer_count(variant)
         if gpu is None:
             gpu = gpu_fraction(self.gpu_layers, n_layer)
-        flash_attention = self._flash_attention(flash_attention, gpu_layers_setting(gpu, n_layer))
+        flash_attention = self._flash_attention(flash_attention, gpu_layers_setting(gpu, n_layer),
+                                                info.type)
         estimate = estimate_memory(
             info.key, variant.header, variant.size_bytes, context_length,
             flash_attention=flash_attention, gpu_offload=gpu,
@@ -309,12 +311,16 @@ class ModelManager(LoggingConfigurable):
         result["guardrail"] = self.memory_guardrail
         return result
 
-    def _flash_attention(self, requested: bool | None, n_gpu_layers: int) -> bool:
-        """The request's choice, else the setting, else on only with GPU offload."""
+    def _flash_attention(self, requested: bool | None, n_gpu_layers: int,
+                         model_type: str = "llm") -> bool:
+        """The request's choice, else the setting, else (None: by device) on with GPU
+        offload or a quantized KV cache (which llama.cpp reads only with it)."""
         if requested is not None:
             return requested
         if self.flash_attention is not None:
             return self.flash_attention
+        if model_type == "llm" and self.kv_cache_type != "f16":
+            return True
         return n_gpu_layers != 0 and llama.supports_gpu_offload()
 
     def _kv_cache_type(self, model_type: str, flash_attention: bool) -> str:
@@ -323,8 +329,9 @@ class ModelManager(LoggingConfigurable):
         if model_type != "llm" or self.kv_cache_type == "f16":
             return "f16"
         if not flash_attention:
-            raise bad_request(f"A {self.kv_cache_type} KV cache needs flash attention "
-                              "(c.ModelManager.kv_cache_type with flash_attention off).",
+            raise bad_request(f"A {self.kv_cache_type} KV cache (c.ModelManager."
+                              "kv_cache_type) needs flash attention: leave flash_attention "
+                              "on, or set kv_cache_type to f16.",
                               "flash_attention", "kv_cache_needs_flash_attention")
         return self.kv_cache_type
 
