@@ -58,15 +58,17 @@ def reference():
     llm = llama.load_llama(str(embedded_model_path()), n_ctx=2048, n_batch=512,
                            flash_attn=True)  # as the manager below loads
 
-    def run(request: GenerationRequest) -> str:
-        events = []
-        run_generation(llm, request, threading.Event(), events.append,
-                       eog=lambda t: llama.is_eog(llm, t))
-        assert isinstance(events[-1], Finished), events[-1]
-        return "".join(e.text for e in events if isinstance(e, TextDelta))
-
-    yield run
+    yield lambda request: single_path_text(llm, request)
     llm.close()
+
+
+def single_path_text(llm, request: GenerationRequest) -> str:
+    """``request``'s text through llama-cpp-python's single-request path on ``llm``."""
+    events = []
+    run_generation(llm, request, threading.Event(), events.append,
+                   eog=lambda t: llama.is_eog(llm, t))
+    assert isinstance(events[-1], Finished), events[-1]
+    return "".join(e.text for e in events if isinstance(e, TextDelta))
 
 
 def start(model, request: GenerationRequest) -> EventChannel:
@@ -161,11 +163,8 @@ def test_quantized_kv_cache_keeps_outputs_batch_invariant(tmp_path):
                                       add_bos=False) for p in prompts]
         together = run_together(model, requests)
         for request, (text, events) in zip(requests, together):
-            out = []
-            run_generation(alone, request, threading.Event(), out.append,
-                           eog=lambda t: llama.is_eog(alone, t))
             assert finished(events).completion_tokens > 0
-            assert text == "".join(e.text for e in out if isinstance(e, TextDelta))
+            assert text == single_path_text(alone, request)
     finally:
         alone.close()
         mgr.shutdown()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 
@@ -18,11 +17,10 @@ import jsonschema
 import openai
 import pytest
 
-from conftest import EOS_ID, MODEL, JupyterServer
+from conftest import EOS_ID, MODEL, JupyterServer, free_port
 from family_templates import QWEN_STYLE
 from lms_jupyter.api.mcp_tools import url_allowed, url_list
 from lms_jupyter.api.responses_request import items_to_messages, parse, step_request
-from lms_jupyter.models.catalog import embedded_model_path
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -58,25 +56,15 @@ def normalised(value):
     return value
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # -- servers --------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """SmolLM2 (embedded) and a copy of it with a reasoning template."""
-    from test_template_families import copy_gguf_with_template
+    from test_template_families import models_with_template
 
-    root = tmp_path_factory.mktemp("responses-models")
-    folder = root / "lms-tests" / "Hermes-SmolLM2-GGUF"
-    folder.mkdir(parents=True)
-    copy_gguf_with_template(embedded_model_path(), folder / "hermes-smollm2-Q4_1.gguf",
-                            QWEN_STYLE)
-    return root
+    return models_with_template(tmp_path_factory.mktemp("responses-models"), "hermes",
+                                QWEN_STYLE)
 
 
 @pytest.fixture(scope="module")
@@ -356,6 +344,16 @@ def test_json_schema_text_format(client):
 
 # -- streaming ------------------------------------------------------------------------------
 
+def stream_then_create(client, kwargs):
+    """The same request streamed (its events, checked, and the SDK's accumulated response)
+    and then sent plain."""
+    with client.responses.stream(**kwargs) as stream:
+        events = list(stream)
+        streamed = stream.get_final_response()
+    check_envelope(events)
+    return events, streamed, client.responses.create(**kwargs)
+
+
 def check_envelope(events) -> None:
     """The rules openai 3.x's stream accumulator enforces, checked here directly."""
     assert events[0].type == "response.created"
@@ -376,11 +374,7 @@ def test_text_stream_event_by_event(client):
                   temperature=0)
     # one token fills the model's cache with this prompt: the two runs below start alike
     client.responses.create(**dict(kwargs, max_output_tokens=1))
-    with client.responses.stream(**kwargs) as stream:
-        events = list(stream)
-        streamed = stream.get_final_response()
-    again = client.responses.create(**kwargs)
-    check_envelope(events)
+    events, streamed, again = stream_then_create(client, kwargs)
     kinds = [e.type for e in events]
     deltas = kinds.count("response.output_text.delta")
     assert deltas >= 2
@@ -429,11 +423,7 @@ def test_function_call_argument_deltas(client):
                   tool_choice={"type": "function", "name": "get_weather"},
                   max_output_tokens=40, temperature=0)
     client.responses.create(**dict(kwargs, max_output_tokens=1))  # as above
-    with client.responses.stream(**kwargs) as stream:
-        events = list(stream)
-        streamed = stream.get_final_response()
-    again = client.responses.create(**kwargs)
-    check_envelope(events)
+    events, streamed, again = stream_then_create(client, kwargs)
     kinds = [e.type for e in events]
     n = kinds.count("response.function_call_arguments.delta")
     assert n >= 2

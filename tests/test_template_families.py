@@ -69,14 +69,20 @@ def copy_gguf_with_template(source, target, chat_template: str) -> None:
     writer.close()
 
 
+def models_with_template(root, family: str, chat_template: str):
+    """A models folder holding SmolLM2 with another chat template, as the catalog reads
+    it: ``lms-tests/<Family>-SmolLM2-GGUF/<family>-smollm2-Q4_1.gguf``."""
+    folder = root / "lms-tests" / f"{family.capitalize()}-SmolLM2-GGUF"
+    folder.mkdir(parents=True)
+    copy_gguf_with_template(embedded_model_path(), folder / f"{family}-smollm2-Q4_1.gguf",
+                            chat_template)
+    return root
+
+
 @pytest.fixture(scope="module")
 def hermes_models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hermes-models")
-    folder = root / "lms-tests" / "Hermes-SmolLM2-GGUF"
-    folder.mkdir(parents=True)
-    copy_gguf_with_template(embedded_model_path(), folder / "hermes-smollm2-Q4_1.gguf",
-                            QWEN_STYLE)
-    return root
+    return models_with_template(tmp_path_factory.mktemp("hermes-models"), "hermes",
+                                QWEN_STYLE)
 
 
 @pytest.fixture(scope="module")
@@ -202,11 +208,8 @@ MISTRAL_MODEL = "mistral-smollm2"
 @pytest.fixture(scope="module")
 def mistral_api(tmp_path_factory):
     """SmolLM2 with a Mistral v0.3 style template, served in-process."""
-    root = tmp_path_factory.mktemp("mistral-models")
-    folder = root / "lms-tests" / "Mistral-SmolLM2-GGUF"
-    folder.mkdir(parents=True)
-    copy_gguf_with_template(embedded_model_path(), folder / "mistral-smollm2-Q4_1.gguf",
-                            MISTRAL_STYLE)
+    root = models_with_template(tmp_path_factory.mktemp("mistral-models"), "mistral",
+                                MISTRAL_STYLE)
     manager = ModelManager(ModelCatalog(root, include_embedded=False))
     yield OpenAICompatAPI(manager)
     manager.shutdown()
