@@ -229,15 +229,21 @@ def multi_turn(client, model: str, run: int, tokens: int = 80) -> list[tuple[flo
 
 
 def status_p99(server, client, model: str, tokens: int, seconds: float = 8.0) -> float:
-    stop = threading.Event()
-
-    def generate(i):
+    def generate(i, stop):
         run = 0
         while not stop.is_set():
             run += 1
             completion_stream(client, model, f"Load {i}-{run}. {STORY}", tokens)
 
-    workers = [threading.Thread(target=generate, args=(i,), daemon=True) for i in range(4)]
+    return status_p99_while(server, generate, 4, seconds)
+
+
+def status_p99_while(server, generate, streams: int, seconds: float = 8.0) -> float:
+    """p99 (ms) of jupyter's ``GET /api/status`` while ``streams`` threads run
+    ``generate(i, stop)`` until ``stop`` is set (also used by bench_server.py)."""
+    stop = threading.Event()
+    workers = [threading.Thread(target=generate, args=(i, stop), daemon=True)
+               for i in range(streams)]
     for w in workers:
         w.start()
     time.sleep(1.0)

@@ -16,11 +16,9 @@ import argparse
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -69,31 +67,15 @@ def http_run(client, tokens: int, run: int) -> tuple[float, float]:
 
 def status_latency_under_load(server, client, tokens: int) -> float:
     """p99 of GET /api/status (ms) while two streams generate."""
-    stop = threading.Event()
+    from bench_perf import status_p99_while
 
-    def generate():
-        run = 1000
+    def generate(i, stop):
+        run = 1000 * (i + 1)
         while not stop.is_set():
             run += 1
             http_run(client, tokens, run)
 
-    workers = [threading.Thread(target=generate, daemon=True) for _ in range(2)]
-    for w in workers:
-        w.start()
-    time.sleep(1.0)
-    latencies = []
-    with httpx.Client(headers=server.headers) as http:
-        deadline = time.time() + 8
-        while time.time() < deadline:
-            t0 = time.perf_counter()
-            http.get(server.url + "api/status").raise_for_status()
-            latencies.append((time.perf_counter() - t0) * 1000)
-            time.sleep(0.02)
-    stop.set()
-    for w in workers:
-        w.join(120)
-    latencies.sort()
-    return latencies[int(len(latencies) * 0.99) - 1]
+    return status_p99_while(server, generate, 2)
 
 
 def main() -> None:
