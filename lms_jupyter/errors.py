@@ -53,3 +53,10 @@ def queue_full(identifier: str, limit: int, retry_after: int = 1) -> APIError:
                      "server_error", "model", "queue_full")
     error.headers["Retry-After"] = str(retry_after)
     return error
+
+
+def not_a_chat_model(identifier: str) -> APIError:
+    """Chat or completions on an embedding model: a 400, never llama.cpp's 500."""
+    return bad_request(f"\"{identifier}\" is an embedding model: it has no chat or completion "
+                       "endpoint. Use /v1/embeddings with it, or pick an LLM.", "model",
+                       "model_not_chat_capable")

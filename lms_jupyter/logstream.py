@@ -303,7 +303,7 @@ _outputs: dict[int, list[str]] = {}  # id(request) -> text so far, while someone
 
 
 def on_generation_event(model, request, event) -> None:
-    """Called by a model's worker for each generation event: publishes the prompt when
+    """Called for each generation event a model's worker sends: publishes the prompt when
     generation starts and the output (with stats) when it finishes. Cheap when nobody
     follows ``--source model``."""
     if not _bus.has_subscribers("model") and id(request) not in _outputs:
@@ -327,12 +327,8 @@ def _publish_generation_event(model, request, event) -> None:
     if isinstance(event, Started):
         _outputs[id(request)] = []
         prompt = request.prompt
-        if not isinstance(prompt, str):
-            try:
-                prompt = model.llm.detokenize(list(prompt), special=True).decode(
-                    "utf-8", errors="replace")
-            except Exception:  # noqa: BLE001 - tokens we cannot render are shown as ids
-                prompt = str(list(prompt))
+        if not isinstance(prompt, str):  # token ids: the worker rendered them
+            prompt = event.prompt_text if event.prompt_text is not None else str(list(prompt))
         _bus.publish({"type": MODEL_INPUT, "input": prompt, "modelPath": model_path(model),
                       "modelIdentifier": model.identifier})
     elif isinstance(event, Finished):

@@ -18,7 +18,7 @@ from ..engine.events import Finished, Started, TextDelta
 from ..engine.remote_models import UpstreamChunk
 from ..errors import APIError
 from .events import Done, Failed
-from .prepare import Prepared
+from .prepared import Prepared
 
 
 class Generation:

@@ -50,9 +50,10 @@ class LMStudioAPI:
 
     # -- ps (lms ps --json) --------------------------------------------------------------------
     def ps(self) -> dict:
-        """Every loaded instance, as ``lms ps --json`` rows plus our own extras, and the
-        loads still running (``status: "loading"`` with ``loadProgress``)."""
-        rows = [ps_row(m) for m in self.manager.list_loaded()]
+        """Every loaded instance, as ``lms ps --json`` rows plus our own extras, the
+        crashed ones (``status: "crashed"`` with ``crash.reason``), and the loads still
+        running (``status: "loading"`` with ``loadProgress``)."""
+        rows = [ps_row(m) for m in self.manager.list_instances()]
         rows += [loading_row(load) for load in list(self.manager.loads_in_progress.values())]
         return {"object": "list", "data": rows}
 

@@ -7,53 +7,36 @@ happens to the tokens afterwards is :mod:`.drive`'s and :mod:`.encode`'s busines
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
-from ..chat.output import ChatOutput
 from ..chat.plan import output_factory, plan_chat
 from ..chat.templates import PLAIN_TRANSCRIPT_STOP, render_chat
 from ..engine.generation import GenerationRequest
+from ..engine.instance import ModelInstance
 from ..engine.manager import ModelManager
-from ..engine.model import LoadedModel, not_a_chat_model
-from ..engine.remote_models import RemoteModel
+from ..errors import not_a_chat_model
+from .prepared import Prepared
+from .remote import prepare_remote_chat, prepare_remote_completion
 from .requests import ChatRequest, CompletionRequest, GenerationFields
 
-
-@dataclass
-class Prepared:
-    """What to run (``request``), where (``model``), and how to read its output.
-
-    For a remote model (``engine.remote_models.RemoteModel``) ``request`` is the
-    ``RemoteRequest`` to relay and ``make_output`` decodes the engine's chunks."""
-
-    model: LoadedModel | RemoteModel
-    request: GenerationRequest
-    make_output: Callable[[], ChatOutput] | None = None  # None: plain text (completions)
-    echo: str = ""  # text completions with ``echo``: the prompt comes first
-    # text completions' log-probabilities: the prompt's length in characters, where the
-    # legacy ``text_offset`` of the first generated token is (as OpenAI counts it)
-    prompt_chars: int = 0
-    stream: bool = False
-    include_usage: bool = False
+__all__ = ["Prepared", "acquire", "prepare_chat", "prepare_completion"]
 
 
-def acquire(manager: ModelManager, request: GenerationFields) -> LoadedModel:
+def acquire(manager: ModelManager, request: GenerationFields) -> ModelInstance:
     """The request's model, JIT-loaded with its ``ttl`` / ``context_length`` if needed."""
     return manager.acquire(request.model, ttl=request.ttl, context_length=request.context_length)
 
 
-def _draft(manager: ModelManager, model: LoadedModel, request: GenerationFields):
+def _draft(manager: ModelManager, model: ModelInstance, request: GenerationFields):
     if request.draft is None:
         return None
     return manager.acquire_draft(model, request.draft.model, request.draft.max_tokens)
 
 
-def _generation_model(manager: ModelManager, request: GenerationFields) -> LoadedModel:
+def _generation_model(manager: ModelManager, request: GenerationFields) -> ModelInstance:
     model = acquire(manager, request)
-    if model.embedding_only:
+    if not model.capabilities.chat:
         raise not_a_chat_model(model.identifier)
     return model
+
 
 
 def prepare_chat(manager: ModelManager, request: ChatRequest,
@@ -61,9 +44,7 @@ def prepare_chat(manager: ModelManager, request: ChatRequest,
     """Render the chat prompt with the model's template and plan tools / format /
     reasoning; ``reasoning_field="inline"`` keeps reasoning inside the content."""
     model = _generation_model(manager, request)
-    if isinstance(model, RemoteModel):  # the manager chose a remote engine: it renders
-        from .remote import prepare_remote_chat
-
+    if model.capabilities.renders_prompt:  # a remote engine applies its own template
         return prepare_remote_chat(model, request, reasoning_field)
     plan = plan_chat(model, request.features, request.messages)
     template = model.variant.chat_template
@@ -85,9 +66,7 @@ def prepare_chat(manager: ModelManager, request: ChatRequest,
 def prepare_completion(manager: ModelManager, request: CompletionRequest) -> Prepared:
     """A raw text completion: the prompt as given (text or token ids), no template."""
     model = _generation_model(manager, request)
-    if isinstance(model, RemoteModel):
-        from .remote import prepare_remote_completion
-
+    if model.capabilities.renders_prompt:
         return prepare_remote_completion(model, request)
     generation = GenerationRequest(
         prompt=request.prompt, sampling=request.sampling, max_tokens=request.max_tokens,

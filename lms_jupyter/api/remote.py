@@ -13,7 +13,7 @@ from __future__ import annotations
 from ..engine.generation import SamplingParams
 from ..engine.remote_models import RemoteModel, RemoteRequest
 from .decode import ChunkOutput
-from .prepare import Prepared
+from .prepared import Prepared
 from .requests import ChatRequest, CompletionRequest, GenerationFields
 
 _DEFAULTS = SamplingParams()

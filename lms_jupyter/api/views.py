@@ -107,6 +107,11 @@ def ps_row(model) -> dict:
         "estimatedMemoryBytes": model.estimated_bytes,
         "selectedVariant": variant_id(model.info, variant),
     })
+    snap = model.snapshot()  # what only some instances know: their worker, their crash
+    for key in ("pid", "residentBytes", "kvCacheType", "flashAttention"):
+        if snap.get(key) is not None:
+            row[key] = snap[key]
+    row["crash"] = model.crash.as_dict() if model.crash is not None else None
     return row
 
 

@@ -43,14 +43,15 @@ from ..errors import APIError, queue_full
 from . import llama
 from .events import STOP_CONTEXT, STOP_EOS, STOP_USER, Failed, Finished, Started
 from .generation import GenerationRequest, TokenText, check_prompt
+from .instance import InstanceStatus, JobKind
 from .sampling import Candidates, SlotSampler
 
 log = logging.getLogger(__name__)
 
-STATUS_IDLE = "idle"
-STATUS_PROMPT = "processingPrompt"
-STATUS_GENERATING = "generating"
-STATUS_EMBEDDING = "computingEmbedding"
+STATUS_IDLE = InstanceStatus.IDLE
+STATUS_PROMPT = InstanceStatus.PROCESSING_PROMPT
+STATUS_GENERATING = InstanceStatus.GENERATING
+STATUS_EMBEDDING = InstanceStatus.EMBEDDING
 
 PREFILL_CHUNK = 256  # prompt tokens per step while other slots are generating
 ABORT_MIN_TOKENS = 32  # arm the abort callback only for prompt chunks at least this long
@@ -66,19 +67,16 @@ def model_unloaded(identifier: str, during: bool = False) -> APIError:
 class SlotJob:
     """A generation request: waits for a slot, then runs in it."""
 
-    mode = "slot"
+    mode = JobKind.SLOT
 
     def __init__(self, model, request: GenerationRequest, channel):
         self.model, self.request, self.channel = model, request, channel
 
     def emit(self, event) -> None:
-        from .. import logstream
-
         model = self.model
         if isinstance(event, Finished) and event.stop_reason == STOP_USER \
                 and model.closed and not self.channel.cancelled_by_client:
             event = Failed(model_unloaded(model.identifier, during=True))
-        logstream.on_generation_event(model, self.request, event)  # lms log stream
         self.channel.put(event)
 
     def abandon(self) -> None:
@@ -352,7 +350,7 @@ class Scheduler:
             self.running.append(running)
             if self._cancelling:
                 job.channel.cancel_event.set()
-        job.emit(Started(len(tokens), cached))
+        job.emit(Started(len(tokens), cached, llama.prompt_text(self.llm, request.prompt)))
 
     def _place(self, tokens: list[int]) -> tuple[Slot, int]:
         """The free slot for a prompt and how many of its tokens are already cached."""

@@ -10,14 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import APIError
+from .instance import StopReason
 
 # LM Studio's stop reasons (LLMPredictionStats.ts) and the OpenAI finish_reason of each
-STOP_EOS = "eosFound"
-STOP_STRING = "stopStringFound"
-STOP_MAX_TOKENS = "maxPredictedTokensReached"
-STOP_CONTEXT = "contextLengthReached"
-STOP_USER = "userStopped"
-STOP_FAILED = "failed"
+STOP_EOS = StopReason.EOS
+STOP_STRING = StopReason.STOP_STRING
+STOP_MAX_TOKENS = StopReason.MAX_TOKENS
+STOP_CONTEXT = StopReason.CONTEXT
+STOP_USER = StopReason.USER
+STOP_FAILED = StopReason.FAILED
 FINISH_REASONS = {STOP_EOS: "stop", STOP_STRING: "stop", STOP_USER: "stop",
                   STOP_MAX_TOKENS: "length", STOP_CONTEXT: "length", STOP_FAILED: "stop"}
 
@@ -28,6 +29,7 @@ class Started:
 
     prompt_tokens: int
     cached_tokens: int = 0  # prompt tokens whose KV cache was reused, not evaluated
+    prompt_text: str | None = None  # a token-id prompt as text (for the log stream)
 
 
 @dataclass(frozen=True)

@@ -245,7 +245,7 @@ def run_generation(llm, request: GenerationRequest, cancel: threading.Event,
         emit(Failed(exc))
         return None
     cached = 0 if request.draft is not None else llama.keep_prefix(llm, tokens)
-    emit(Started(len(tokens), cached))
+    emit(Started(len(tokens), cached, llama.prompt_text(llm, request.prompt)))
     on_phase("processingPrompt")
     text = TokenText(llm, request, len(tokens), eog or (lambda t: t == llm.token_eos()))
     draft_stats = None

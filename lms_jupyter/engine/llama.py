@@ -149,6 +149,15 @@ def load_llama(model_path: str, *, progress: Callable[[float], bool] | None = No
     return llm
 
 
+def prompt_text(llm, prompt) -> str | None:
+    """A token-id prompt as text (special tokens included), None for a text prompt."""
+    if isinstance(prompt, str):
+        return None
+    n_vocab = llm.n_vocab()
+    raw = b"".join(token_bytes(llm, t, special=True) for t in prompt if 0 <= t < n_vocab)
+    return raw.decode("utf-8", errors="replace")
+
+
 def supports_gpu_offload() -> bool:
     """Whether this llama.cpp build can offload layers to a GPU."""
     import llama_cpp

@@ -6,6 +6,11 @@ request resets the timer); with auto-evict only the newest JIT model of each typ
 (an embedding model and an LLM live side by side, so a RAG loop does not reload them);
 explicitly loaded models are never evicted; nothing is unloaded while it has work.
 
+Every local model runs in its own worker process (:mod:`.worker`): the manager starts it
+on load and ends it on unload, so native code never runs here. A worker that dies leaves
+a crashed instance (``lms ps`` shows why) that the next request naming it reloads with the
+same settings, unless the model crashed three times within a minute.
+
 The manager is a traitlets ``LoggingConfigurable``, like jupyter_server's kernel manager:
 the server extension creates it with itself as parent and a kernel with the IPython
 shell as parent, so ``c.ModelManager.<setting>`` configures both, and its log lines go
@@ -28,8 +33,12 @@ from ..models.memory import (available_memory_bytes, estimate_memory, gpu_fracti
                              gpu_layers_setting)
 from ..models.starter import StarterFetchError, fetch_starter, how_to_get, is_starter_name
 from . import llama
-from .model import LoadedModel
 from .options import MAX_PARALLEL, LoadConfig, LoadRequest
+from .worker import WorkerModel
+from .worker.proxy import SparePool, gpu_offload_supported
+
+CRASH_WINDOW_SECONDS = 60.0
+CRASHES_BEFORE_GIVING_UP = 3  # crashes of one model within the window stop auto-reloads
 
 DEFAULT_JIT_TTL = 60 * 60
 DEFAULT_CONTEXT_LENGTH = 4096
@@ -47,6 +56,13 @@ class LoadInProgress:
     jit: bool
     started_at: float
     progress: float = 0.0  # share of the weights read, 0..1
+
+
+def _log_stream_event(model, request, event) -> None:
+    """Each generation event a worker sends, for ``lms log stream --source model``."""
+    from .. import logstream
+
+    logstream.on_generation_event(model, request, event)
 
 
 class ModelManager(LoggingConfigurable):
@@ -95,6 +111,10 @@ class ModelManager(LoggingConfigurable):
                               help="Requests one loaded model may have waiting or running; "
                                    "past it a request gets 503 with Retry-After (0: no bound).")
     reaper_interval = Float(1.0, help="Seconds between idle-TTL checks.")
+    prestart_worker = Bool(True, config=True,
+                           help="Keep one model worker process started ahead of the next "
+                                "load (Python and llama.cpp already imported there), so a "
+                                "load costs what reading the weights costs.")
     remote_engines = Dict(config=True,
                           help="Remote OpenAI-compatible engines whose models are served as "
                                "<engine>/<model id>: {name: {'base_url' or 'base_urls': [...], "
@@ -105,7 +125,11 @@ class ModelManager(LoggingConfigurable):
     def __init__(self, catalog: ModelCatalog | None = None, **kwargs):
         super().__init__(**kwargs)
         self.catalog = catalog or ModelCatalog(self.models_dir or None)
-        self._loaded: dict[str, LoadedModel] = {}
+        self._loaded: dict[str, WorkerModel] = {}
+        self._crashed: dict[str, WorkerModel] = {}  # dead workers, until reloaded/unloaded
+        self._crash_times: dict[str, list[float]] = {}  # model key -> recent crash times
+        self.spares = SparePool(self.prestart_worker)
+        self.spares.refill()
         self._lock = threading.RLock()
         self._jit_pending: dict[str, threading.Event] = {}
         self.loads_in_progress: dict[str, LoadInProgress] = {}
@@ -133,7 +157,7 @@ class ModelManager(LoggingConfigurable):
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
-    def _notify(self, event: str, model: LoadedModel) -> None:
+    def _notify(self, event: str, model: WorkerModel) -> None:
         snapshot = model.snapshot()
         for listener in list(self._listeners):
             try:
@@ -141,13 +165,60 @@ class ModelManager(LoggingConfigurable):
             except Exception:  # noqa: BLE001 - a broken listener must not break loading
                 self.log.exception("lms_jupyter: a model listener failed")
 
+    # -- crashes -----------------------------------------------------------------------------
+    def _worker_exited(self, model: WorkerModel) -> None:
+        """A worker process ended; if it was not asked to, the instance crashed."""
+        if model.crash is None:
+            return
+        with self._lock:
+            if self._loaded.get(model.identifier) is model:
+                del self._loaded[model.identifier]
+            self._crashed[model.identifier] = model
+            now = time.time()
+            times = self._crash_times.setdefault(model.info.key, [])
+            times[:] = [t for t in times if now - t < CRASH_WINDOW_SECONDS] + [now]
+        self.log.error("lms_jupyter: model %s crashed (%s); the next request reloads it",
+                       model.identifier, model.crash.reason)
+        from .. import logstream
+
+        logstream.server_log("error", f"Model {model.identifier} crashed: "
+                                      f"{model.crash.reason}")
+        self._notify("crashed", model)
+
+    def list_crashed(self) -> list[WorkerModel]:
+        with self._lock:
+            return list(self._crashed.values())
+
+    def list_instances(self) -> list:
+        """What ``lms ps`` lists: the loaded instances, then the crashed ones."""
+        return self.list_loaded() + self.list_crashed()
+
+    def _find_crashed(self, name: str) -> WorkerModel | None:
+        wanted = name.lower()
+        for model in self._crashed.values():
+            if wanted in (model.identifier.lower(), model.info.key,
+                          f"{model.info.publisher.lower()}/{model.info.key}"):
+                return model
+        return None
+
+    def _check_crash_loop(self, model: WorkerModel) -> None:
+        now = time.time()
+        recent = [t for t in self._crash_times.get(model.info.key, [])
+                  if now - t < CRASH_WINDOW_SECONDS]
+        if len(recent) >= CRASHES_BEFORE_GIVING_UP:
+            raise APIError(
+                f"Model \"{model.identifier}\" crashed {len(recent)} times within a minute, "
+                "so it is not reloaded automatically any more. Last crash: "
+                f"{model.crash.reason}. Load it explicitly (lms load) to try again.", 503,
+                "server_error", "model", "model_crashed")
+
     # -- queries -------------------------------------------------------------------------
-    def list_loaded(self) -> list[LoadedModel]:
+    def list_loaded(self) -> list[WorkerModel]:
         with self._lock:
             local = list(self._loaded.values())
         return local + (self.remotes.loaded() if self.remotes is not None else [])
 
-    def get_loaded(self, name: str) -> LoadedModel | None:
+    def get_loaded(self, name: str) -> WorkerModel | None:
         """A loaded instance by identifier, or by model key / publisher/key."""
         if self.remotes is not None and self.remotes.owns(name) and name not in self._loaded:
             return self.remotes.get_loaded(name)
@@ -214,8 +285,11 @@ class ModelManager(LoggingConfigurable):
 
     # -- load / unload -------------------------------------------------------------------
     def load(self, request: LoadRequest, *, jit: bool = False,
-             progress: Callable[[float], bool] | None = None) -> LoadedModel:
-        """Load a model (blocking). Explicit loads have no TTL unless one is given.
+             progress: Callable[[float], bool] | None = None,
+             automatic: bool = False) -> WorkerModel:
+        """Load a model in a new worker process (blocking). Explicit loads have no TTL
+        unless one is given; an explicit load also forgets the model's recent crashes
+        (``automatic``: the reload of a crashed instance, which does not).
 
         ``progress(fraction)`` follows the weights being read and may return False to
         cancel (``engine.llama.LoadCancelled``). ``request.force`` skips the guardrail.
@@ -251,7 +325,11 @@ class ModelManager(LoggingConfigurable):
             pending = LoadInProgress(identifier, info, variant, context_length, jit, time.time())
             self.loads_in_progress[identifier] = pending
         ttl = request.ttl if request.ttl is not None or not jit else self.jit_ttl
-        instance = LoadedModel(info, variant, identifier, config, ttl=ttl, jit=jit)
+        instance = WorkerModel(info, variant, identifier, config, ttl=ttl, jit=jit,
+                               on_exit=self._worker_exited, spares=self.spares,
+                               on_event=_log_stream_event)
+        if not jit and not automatic:
+            self._crash_times.pop(info.key, None)
         instance.estimated_bytes = estimate.total_bytes
         instance.max_queued = max(0, self.max_queued_requests)
 
@@ -269,6 +347,8 @@ class ModelManager(LoggingConfigurable):
             if isinstance(exc, LoadCancelled):
                 self.log.info("lms_jupyter: load of %s cancelled", identifier)
                 raise
+            if isinstance(exc, APIError) and exc.code == "model_crashed":
+                raise  # the worker died loading it: the crash report says why
             self.log.error("lms_jupyter: failed to load %s: %s", variant.path, exc)
             raise APIError(f"Failed to load model \"{request.model}\" from {variant.path}: "
                            f"{exc}", 500, "server_error", "model", "model_load_failed") from exc
@@ -277,7 +357,9 @@ class ModelManager(LoggingConfigurable):
                 self.loads_in_progress.pop(identifier, None)
         with self._lock:
             self._loaded[identifier] = instance
-        self.log.info("lms_jupyter: loaded %s in %.2f s", identifier, instance.load_time_seconds)
+            self._crashed.pop(identifier, None)
+        self.log.info("lms_jupyter: loaded %s in %.2f s (worker pid %s)", identifier,
+                      instance.load_time_seconds, instance.pid)
         self._notify("loaded", instance)
         return instance
 
@@ -321,7 +403,7 @@ class ModelManager(LoggingConfigurable):
             return self.flash_attention
         if model_type == "llm" and self.kv_cache_type != "f16":
             return True
-        return n_gpu_layers != 0 and llama.supports_gpu_offload()
+        return n_gpu_layers != 0 and gpu_offload_supported()
 
     def _kv_cache_type(self, model_type: str, flash_attention: bool) -> str:
         """The KV cell type of a load: the setting for LLMs (an embedding context keeps
@@ -399,20 +481,25 @@ class ModelManager(LoggingConfigurable):
             self.log.info("lms_jupyter: auto-evicting %s for a new JIT load", model.identifier)
             self._unload_instance(model, cancel_running=False)
 
-    def unload(self, identifier: str) -> LoadedModel:
+    def unload(self, identifier: str) -> WorkerModel:
         remote = self.get_loaded(identifier) if self.remotes is not None else None
-        if remote is not None and getattr(remote, "relays_requests", False):
+        if remote is not None and not remote.capabilities.managed_here:
             return self.remotes.unload(remote)
         with self._lock:
             model = self.get_loaded(identifier)
             if model is None:
+                crashed = self._find_crashed(identifier)
+                if crashed is not None:  # unloading a crashed instance forgets it
+                    del self._crashed[crashed.identifier]
+                    self._notify("unloaded", crashed)
+                    return crashed
                 raise APIError(f"No loaded model with identifier \"{identifier}\".", 404,
                                "invalid_request_error", "identifier", "model_not_found")
             self._unload_instance(model)
         self.log.info("lms_jupyter: unloaded %s", model.identifier)
         return model
 
-    def unload_all(self) -> list[LoadedModel]:
+    def unload_all(self) -> list[WorkerModel]:
         """Unload every model in this process's memory (remote engines keep theirs)."""
         with self._lock:
             models = list(self._loaded.values())
@@ -420,7 +507,7 @@ class ModelManager(LoggingConfigurable):
                 self._unload_instance(model)
         return models
 
-    def _unload_instance(self, model: LoadedModel, cancel_running: bool = True) -> None:
+    def _unload_instance(self, model: WorkerModel, cancel_running: bool = True) -> None:
         self._loaded.pop(model.identifier, None)
         model.close(wait=False, cancel_running=cancel_running)
         self._notify("unloaded", model)
@@ -428,7 +515,7 @@ class ModelManager(LoggingConfigurable):
     # -- what requests use ---------------------------------------------------------------
     def acquire(self, model: str, *, ttl: float | None = None,
                 context_length: int | None = None,
-                progress: Callable[[float], bool] | None = None) -> LoadedModel:
+                progress: Callable[[float], bool] | None = None) -> WorkerModel:
         """The instance a request should use, JIT-loading it when allowed (``progress``
         follows that load, as in :meth:`load`). A remote model is the engine's to load."""
         if self.remotes is not None and self.remotes.owns(model) and model not in self._loaded:
@@ -443,25 +530,41 @@ class ModelManager(LoggingConfigurable):
                         loaded.ttl = ttl
                     loaded.last_used = time.time()
                     return loaded
+                crashed = self._find_crashed(model)
                 if not self.jit_loading:
+                    if crashed is not None:
+                        raise crashed.crash.error()
                     raise APIError(f"Model \"{model}\" is not loaded and JIT loading is off. "
                                    f"Load it first.", 404, "invalid_request_error", "model",
                                    "model_not_found")
-                info, _variant = self.resolve_model(model)
-                pending = self._jit_pending.get(info.key)
+                if crashed is not None:
+                    self._check_crash_loop(crashed)
+                    key = crashed.info.key
+                else:
+                    key = self.resolve_model(model)[0].key
+                pending = self._jit_pending.get(key)
                 if pending is None:
-                    pending = self._jit_pending[info.key] = threading.Event()
+                    pending = self._jit_pending[key] = threading.Event()
                     break
-            pending.wait()  # someone else is JIT-loading it: use theirs
+            pending.wait()  # someone else is loading it: use theirs
         try:
+            if crashed is not None:  # the same settings it crashed with
+                self.log.info("lms_jupyter: reloading %s after its crash", crashed.identifier)
+                config = crashed.config
+                return self.load(LoadRequest(
+                    f"{crashed.info.key}@{crashed.variant.quantization}",
+                    identifier=crashed.identifier,
+                    context_length=config.context_length, ttl=crashed.ttl,
+                    flash_attention=config.flash_attention, parallel=config.parallel,
+                    force=True), jit=crashed.jit, progress=progress, automatic=True)
             return self.load(LoadRequest(model, ttl=ttl, context_length=context_length),
                              jit=True, progress=progress)
         finally:
             with self._lock:
-                self._jit_pending.pop(info.key, None)
+                self._jit_pending.pop(key, None)
             pending.set()
 
-    def acquire_draft(self, main: LoadedModel, name: str, look_ahead: int):
+    def acquire_draft(self, main: WorkerModel, name: str, look_ahead: int):
         """The draft model for speculative decoding on ``main``, checked to share its
         vocabulary: the loaded instance, or a new load.
 
@@ -469,8 +572,8 @@ class ModelManager(LoggingConfigurable):
         it drafts for) but it gets the JIT idle TTL so it does not stay forever. A pair
         that cannot work is refused from the GGUF headers before anything is loaded.
         """
-        from .speculative import (DraftSettings, check_draft_pair, header_vocab_mismatch,
-                                  incompatible_draft)
+        from .speculative import (DraftSettings, DraftSource, check_draft_pair,
+                                  header_vocab_mismatch, incompatible_draft)
 
         draft = self.get_loaded(name)
         variant = draft.variant if draft else self.resolve_model(name, "draft_model")[1]
@@ -490,7 +593,10 @@ class ModelManager(LoggingConfigurable):
                     raise
         draft.last_used = time.time()
         check_draft_pair(main, draft)
-        return DraftSettings(draft, draft.identifier, look_ahead)
+        config = draft.config
+        source = DraftSource(draft.identifier, str(draft.variant.path), config.context_length,
+                             config.n_gpu_layers, config.flash_attention, config.kv_cache_type)
+        return DraftSettings(source, draft.identifier, look_ahead)
 
     # -- idle TTL --------------------------------------------------------------------------
     def _reap_loop(self) -> None:
@@ -515,6 +621,7 @@ class ModelManager(LoggingConfigurable):
         """Unload everything (requests in flight end with a model_unloaded error) and wait
         for the worker threads to exit."""
         self._stop.set()
+        self.spares.close()
         if self.remotes is not None:
             self.remotes.close()
         models = self.unload_all()

@@ -1,15 +1,19 @@
-"""A loaded model instance: one llama_cpp.Llama, one worker thread, ``parallel`` slots.
+"""A model in this process's memory: one llama_cpp.Llama, one scheduler thread, slots.
+
+This is the engine inside a model's worker process (:mod:`.worker.child`); the server
+and the kernel never hold one (they hold a :class:`~.worker.proxy.WorkerModel`). Engine
+tests and benchmarks use it directly.
 
 llama-cpp-python is not thread-safe, so everything that touches a model's context runs on
-that model's single worker thread, the :class:`~.batching.Scheduler`: generation requests
-share the context in slots and are decoded together (continuous batching); embeddings,
-speculative decoding and lending the model as a draft run between decode steps. Requests
-beyond the free slots queue in arrival order; the manager and the fronts only see status
-and queue length.
+that model's single scheduler thread, the :class:`~.batching.Scheduler`: generation
+requests share the context in slots and are decoded together (continuous batching);
+embeddings and speculative decoding run between decode steps. A draft model that serves
+this model for speculative decoding is loaded here too, privately (its weights are
+memory-mapped, so the pages are shared with the draft's own instance, if one is loaded).
+Requests beyond the free slots queue in arrival order.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -17,7 +21,7 @@ from concurrent.futures import Future
 from typing import Callable
 
 from .embedding import Embedder, EmbeddingResult, model_pooling
-from ..errors import APIError, bad_request
+from ..errors import APIError, not_a_chat_model
 from ..models.catalog import ModelInfo, ModelVariant
 from . import llama
 from .batching import (STATUS_EMBEDDING, STATUS_GENERATING, STATUS_IDLE,  # noqa: F401
@@ -25,6 +29,7 @@ from .batching import (STATUS_EMBEDDING, STATUS_GENERATING, STATUS_IDLE,  # noqa
 from .channel import EventChannel
 from .events import Failed
 from .generation import GenerationRequest, run_generation
+from .instance import JobKind
 from .options import LoadConfig, default_threads
 
 log = logging.getLogger(__name__)
@@ -45,7 +50,7 @@ class LoadedModel:
         self.last_used = time.time()
         self.load_time_seconds = 0.0
         self.estimated_bytes = 0  # the manager's memory estimate, for the guardrail budget
-        self.waiting_for: LoadedModel | None = None  # a draft model this worker waits on
+        self._drafts: dict[tuple, object] = {}  # private draft Llamas, by DraftSource
         self._current_cancel: threading.Event | None = None  # an exclusive generation's
         self.max_queued = 0  # bound on requests waiting or running (0: none); the manager's
         # an embedding model (BERT, ...) has only an embedding context, no chat Llama
@@ -144,7 +149,8 @@ class LoadedModel:
 
     def _free(self) -> None:
         # the embedding context first: a chat model's one uses the chat model's weights
-        for owner in (self._embedder, self._llm):
+        drafts, self._drafts = list(self._drafts.values()), {}
+        for owner in (self._embedder, *drafts, self._llm):
             if owner is not None:
                 try:
                     owner.close()
@@ -166,53 +172,17 @@ class LoadedModel:
         if self.closed:
             raise model_unloaded(self.identifier)
         self.last_used = time.time()
-        # a draft lease never waits for clients: it is not bounded by the client queue
-        self.scheduler.submit(job, 0 if isinstance(job, _LeaseJob) else self.max_queued)
+        self.scheduler.submit(job, self.max_queued)
 
     # -- work ----------------------------------------------------------------------------
     def generate(self, request: GenerationRequest, channel: EventChannel) -> None:
         """Queue a generation whose events go to ``channel``."""
         if self.embedding_only:
             raise not_a_chat_model(self.identifier)
-        if getattr(request, "draft", None) is not None:
+        if request.draft is not None:
             self._submit(_SpeculativeJob(self, request, channel))
         else:
             self._submit(SlotJob(self, request, channel))
-
-    @contextlib.contextmanager
-    def lease(self, holder: "LoadedModel", cancel: threading.Event | None = None,
-              timeout: float = 600.0):
-        """Borrow this model's Llama for ``holder``'s worker (speculative drafting).
-
-        A lease is an exclusive job in this model's queue: it waits until this model's
-        slots are idle, then parks the worker until released, so the Llama is still used
-        by one thread at a time and the model counts as busy (never reaped or evicted
-        mid-use). Two models drafting for each other at the same moment would wait
-        forever, so that fails at once instead.
-        """
-        job = _LeaseJob(self)
-        self._submit(job)
-        holder.waiting_for = self
-        try:
-            deadline = time.monotonic() + timeout
-            while not job.granted.wait(0.05):
-                if cancel is not None and cancel.is_set():
-                    raise _LeaseCancelled()
-                if self.waiting_for is holder:
-                    raise APIError(f"Draft model {self.identifier} is itself waiting to draft "
-                                   f"with {holder.identifier}; try again.", 409,
-                                   "invalid_request_error", "draft_model", "draft_model_busy")
-                if time.monotonic() > deadline:
-                    raise APIError(f"Timed out waiting for draft model {self.identifier}.",
-                                   503, "server_error", "draft_model", "draft_model_busy")
-            holder.waiting_for = None
-            if job.abandoned or self.llm is None:
-                raise APIError(f"Draft model {self.identifier} was unloaded.", 409,
-                               "invalid_request_error", "draft_model", "model_unloaded")
-            yield self.llm
-        finally:
-            holder.waiting_for = None
-            job.released.set()
 
     def embed(self, texts: list, truncate: bool = False) -> Future:
         """Queue embeddings of texts and/or token-id lists; the future gives an
@@ -220,6 +190,41 @@ class LoadedModel:
         future: Future = Future()
         self._submit(_EmbeddingJob(self, texts, truncate, future))
         return future
+
+    def draft_llm(self, source):
+        """The private Llama of a draft model (scheduler thread only): loaded the first
+        time a request drafts with that file and settings, checked to share this model's
+        vocabulary token by token, kept until this model is unloaded."""
+        from .speculative import incompatible_draft, vocab_mismatch
+
+        key = source.key
+        if key not in self._drafts:
+            draft = llama.load_llama(
+                source.path, n_ctx=source.context_length,
+                n_batch=min(self.config.n_batch, source.context_length),
+                n_threads=self.config.n_threads, n_threads_batch=self.config.n_threads,
+                flash_attn=source.flash_attention, n_gpu_layers=source.n_gpu_layers,
+                use_mmap=True, type_k=llama.KV_CACHE_TYPES[source.kv_cache_type],
+                type_v=llama.KV_CACHE_TYPES[source.kv_cache_type])
+            reason = vocab_mismatch(self.llm, draft)
+            if reason:
+                draft.close()
+                raise incompatible_draft(source.identifier, self.identifier, reason)
+            self._drafts[key] = draft
+        return self._drafts[key]
+
+    def engine_stats(self) -> dict:
+        """The scheduler's counters and slots (tests and benchmarks look inside)."""
+        scheduler = self.scheduler
+        if scheduler is None:
+            return {}
+        return {"stats": dict(scheduler.stats), "running": len(scheduler.running),
+                "slots": [len(slot.kv) for slot in scheduler.slots],
+                "n_ctx": self._llm.n_ctx() if self._llm is not None else None,
+                "type_k": self._llm.context_params.type_k if self._llm is not None else None,
+                "type_v": self._llm.context_params.type_v if self._llm is not None else None,
+                "n_vocab": self._llm.n_vocab() if self._llm is not None else None,
+                "n_threads": self.config.n_threads}
 
     def embedder(self) -> Embedder:
         """The embedding context (worker thread only). A chat model gets a mean-pooling
@@ -286,7 +291,7 @@ class _SpeculativeJob(SlotJob):
     slot is idle, and the KV cache is cleared before and after (the slots' prompt caches
     are lost)."""
 
-    mode = "exclusive"
+    mode = JobKind.EXCLUSIVE
     status = STATUS_GENERATING
 
     def __call__(self) -> None:
@@ -303,14 +308,12 @@ class _SpeculativeJob(SlotJob):
                 model._prefill_abort.arm(status == STATUS_PROMPT)
 
             try:
-                with _draft_lease(model, self.request, channel.cancel_event) as draft_llm:
-                    run_generation(model.llm, self.request, channel.cancel_event, self.emit,
-                                   phase, eog=model.is_eog, draft_llm=draft_llm)
+                draft_llm = model.draft_llm(self.request.draft.source)
+                run_generation(model.llm, self.request, channel.cancel_event, self.emit,
+                               phase, eog=model.is_eog, draft_llm=draft_llm)
             finally:
                 model._prefill_abort.arm(False)
                 model._current_cancel = None
-        except _LeaseCancelled:
-            pass
         except APIError as exc:
             channel.put(Failed(exc))
         except Exception as exc:  # noqa: BLE001 - report, never kill the worker
@@ -320,53 +323,10 @@ class _SpeculativeJob(SlotJob):
             channel.close()
 
 
-class _LeaseCancelled(Exception):
-    """The request was cancelled while waiting for its draft model."""
-
-
-@contextlib.contextmanager
-def _draft_lease(model: LoadedModel, request: GenerationRequest, cancel: threading.Event):
-    """The draft model's Llama for a speculative request (None for a plain one)."""
-    draft = getattr(request, "draft", None)
-    if draft is None:
-        yield None
-        return
-    with draft.model.lease(model, cancel) as draft_llm:
-        yield draft_llm
-
-
-class _LeaseJob:
-    """Parks a model's worker while another worker uses its Llama (exclusively: the
-    slots are idle and the KV cache is cleared around it)."""
-
-    mode = "exclusive"
-    status = STATUS_GENERATING
-
-    def __init__(self, model: LoadedModel):
-        self.model = model
-        self.granted = threading.Event()
-        self.released = threading.Event()
-        self.abandoned = False
-
-    def __call__(self) -> None:
-        self.granted.set()
-        self.released.wait()
-
-    def abandon(self) -> None:
-        self.abandoned = True
-        self.granted.set()
-
-
-def not_a_chat_model(identifier: str) -> APIError:
-    return bad_request(f"\"{identifier}\" is an embedding model: it has no chat or completion "
-                       "endpoint. Use /v1/embeddings with it, or pick an LLM.", "model",
-                       "model_not_chat_capable")
-
-
 class _EmbeddingJob:
     """Embeddings run between decode steps: they use their own context, not a slot."""
 
-    mode = "inline"
+    mode = JobKind.INLINE
     status = STATUS_EMBEDDING
 
     def __init__(self, model: LoadedModel, texts: list, truncate: bool, future: Future):

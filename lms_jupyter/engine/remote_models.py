@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from ..errors import APIError
+from .instance import Capabilities
 from .events import (STOP_EOS, STOP_MAX_TOKENS, STOP_USER, Failed, Finished, Started,
                      TextDelta)
 from .remote import EngineClient, transport_error
@@ -259,7 +260,11 @@ def _in_stream_error(engine: str, payload: dict) -> APIError:
 class RemoteModel:
     """One model of a remote engine (see the module docstring)."""
 
-    relays_requests = True
+    # the engine renders prompts with its own template and owns the model's memory
+    capabilities = Capabilities(chat=True, completion=True, embeddings=True, tools=True,
+                                draft=True, renders_prompt=True, vocabulary=False,
+                                restartable=False, managed_here=False)
+    crash = None  # an engine's failures are 502s of their requests, never a crash here
 
     def __init__(self, client: EngineClient, upstream_id: str, identifier: str | None = None,
                  *, kind: str = "openai"):

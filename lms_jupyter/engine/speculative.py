@@ -29,11 +29,29 @@ DEFAULT_DRAFT_TOKENS = 8
 MAX_DRAFT_TOKENS = 64
 
 
+@dataclass(frozen=True)
+class DraftSource:
+    """The file and settings a main model's worker loads its private draft Llama with
+    (plain data: it travels to the worker with the request)."""
+
+    identifier: str  # the draft instance's name, for errors and stats
+    path: str
+    context_length: int
+    n_gpu_layers: int = 0
+    flash_attention: bool = True
+    kv_cache_type: str = "f16"
+
+    @property
+    def key(self) -> tuple:
+        return (self.path, self.context_length, self.n_gpu_layers, self.flash_attention,
+                self.kv_cache_type)
+
+
 @dataclass
 class DraftSettings:
-    """A request's draft model (a loaded instance) and how far it may look ahead."""
+    """A request's draft model and how far it may look ahead."""
 
-    model: object  # engine.LoadedModel, leased on the main model's worker thread
+    source: DraftSource | None
     identifier: str
     max_tokens: int = DEFAULT_DRAFT_TOKENS
 
@@ -109,7 +127,9 @@ def incompatible_draft(draft_name: str, main_name: str, reason: str):
 
 
 def check_draft_pair(main, draft) -> None:
-    """400 unless ``draft`` (a LoadedModel) can draft for ``main``."""
+    """400 unless ``draft`` (a loaded instance) can draft for ``main``; the token-by-token
+    vocabulary check runs in the main model's worker when it loads the draft
+    (:meth:`~.model.LoadedModel.draft_llm`)."""
     if draft is main:
         raise bad_request("draft_model must be a different loaded model instance than the "
                           "main model (load the same file again with another identifier).",
@@ -117,9 +137,6 @@ def check_draft_pair(main, draft) -> None:
     if draft.info.type != "llm":
         raise bad_request(f"draft_model \"{draft.identifier}\" is an embedding model.",
                           "draft_model")
-    reason = vocab_mismatch(main.llm, draft.llm)
-    if reason:
-        raise incompatible_draft(draft.identifier, main.identifier, reason)
 
 
 def _common_prefix(llm, tokens: list[int]) -> int:

@@ -319,7 +319,7 @@ class Commands:
         self.console.print("\n".join(listing.variant_lines(info, manager.list_loaded())))
 
     def cmd_ps(self, args) -> None:
-        loaded = self.manager.list_loaded()
+        loaded = self.manager.list_instances()
         if args.json:
             self.console.json([views.ps_row(m) for m in loaded])
             return

@@ -140,5 +140,10 @@ def ps_lines(loaded: list, load_hint: str, now: float | None = None) -> list[str
                      str(snap["queued"]), human_size(snap["sizeBytes"]),
                      str(snap["contextLength"]), "-" if parallel is None else str(parallel),
                      ttl_text, "JIT" if snap["jit"] else ""])
-    return table(rows, ["IDENTIFIER", "MODEL", "STATUS", "QUEUED", "SIZE", "CONTEXT",
-                        "PARALLEL", "TTL", ""])
+    lines = table(rows, ["IDENTIFIER", "MODEL", "STATUS", "QUEUED", "SIZE", "CONTEXT",
+                         "PARALLEL", "TTL", ""])
+    for model in loaded:
+        if model.crash is not None:
+            lines.append(f"{model.identifier} crashed: {model.crash.reason}. The next request "
+                         "that names it loads it again.")
+    return lines

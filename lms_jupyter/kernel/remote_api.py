@@ -40,6 +40,17 @@ class ServerModelInfo(RemoteModelInfo):
     owner = "organization_owner"
 
 
+class _ReportedCrash:
+    """A crash as the server's ``ps`` row reports it."""
+
+    def __init__(self, report: dict):
+        self.report = report
+        self.reason = str(report.get("reason") or "crashed")
+
+    def as_dict(self) -> dict:
+        return dict(self.report)
+
+
 class ServerInstance(RemoteModel):
     """A loaded instance on the server (a ``ps`` row), with the state the server reports."""
 
@@ -61,6 +72,12 @@ class ServerInstance(RemoteModel):
     @property
     def status(self) -> str:
         return self.row.get("status") or "idle"
+
+    @property
+    def crash(self):
+        """The server's crash report of this instance (``ps`` row ``crash``), if any."""
+        report = self.row.get("crash")
+        return _ReportedCrash(report) if isinstance(report, dict) else None
 
     @property
     def queued(self) -> int:
@@ -188,6 +205,10 @@ class ConnectedManager:
 
     def list_loaded(self) -> list:
         return self.listing()[1]
+
+    def list_instances(self) -> list:
+        """``lms ps``: the server's rows, its crashed instances among them."""
+        return self.list_loaded()
 
     def get_loaded(self, name: str):
         wanted = (name or "").lower()

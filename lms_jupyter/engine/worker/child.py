@@ -1,0 +1,221 @@
+"""A model's worker process: ``python -m lms_jupyter.engine.worker.child FD``.
+
+It owns everything that touches llama.cpp for one instance (a
+:class:`~..model.LoadedModel`: the Llama, the scheduler and its slots, the prompt cache,
+the embedding context, draft models) and serves its parent over the socket ``FD``
+(:mod:`.protocol`). Threads: the main thread loads the model and then reports status
+changes; a reader thread takes the parent's messages; the model's scheduler thread
+generates and sends events as they are produced.
+
+The process ignores SIGINT: a kernel interrupt or a Ctrl+C in a terminal reaches the whole
+process group, and it is meant for the parent, which cancels the request instead. It exits
+as soon as the socket closes, so a parent that dies (even by SIGKILL) leaves no worker.
+A worker started ahead of need (a spare) waits for its "load" message the same way.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+
+STATUS_POLL_SECONDS = 0.02
+
+
+class _Channel:
+    """The scheduler's view of one request: events go over the socket as they come."""
+
+    loop = None
+
+    def __init__(self, worker: "Worker", rid: int):
+        self.worker, self.rid = worker, rid
+        self.cancel_event = threading.Event()
+        self.cancelled_by_client = False
+        self.closed = False
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set()
+
+    def put(self, event) -> None:
+        self.worker.send(("event", self.rid, event))
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.worker.channels.pop(self.rid, None)
+            self.worker.send(("closed", self.rid))
+
+    def cancel(self) -> None:
+        self.cancelled_by_client = True
+        self.cancel_event.set()
+
+
+class Worker:
+    def __init__(self, connection):
+        self.connection = connection
+        self._send_lock = threading.Lock()
+        self.model = None
+        self.channels: dict[int, _Channel] = {}
+        self._load_cancelled = threading.Event()
+        self._close = threading.Event()
+        self._cancel_running = True
+
+    def send(self, message) -> None:
+        try:
+            with self._send_lock:
+                self.connection.send(message)
+        except (OSError, ValueError):  # the parent is gone: nobody to work for
+            os._exit(0)
+
+    # -- the main thread --------------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            kind, spec = self.connection.recv()
+        except (EOFError, OSError):
+            os._exit(0)  # a spare whose parent stopped before it was needed
+        if kind != "load":
+            os._exit(2)
+        from ...errors import APIError
+        from ..llama import LoadCancelled
+        from ..model import LoadedModel
+        from .protocol import LoadedFacts
+
+        threading.Thread(target=self._read, name="lms-worker-reader", daemon=True).start()
+        model = LoadedModel(spec.info, spec.variant, spec.identifier, spec.config)
+        try:
+            model.load(progress=self._progress)
+        except LoadCancelled:
+            self.send(("load_failed", None))
+            os._exit(0)
+        except Exception as exc:  # noqa: BLE001 - every load failure goes to the parent
+            logging.getLogger(__name__).error("loading %s failed: %s", spec.variant.path, exc)
+            error = exc if isinstance(exc, APIError) else APIError(str(exc), 500)
+            self.send(("load_failed", error))
+            os._exit(0)
+        self.model = model
+        self.send(("loaded", LoadedFacts(
+            model.load_time_seconds, model.config.n_threads,
+            "" if model.embedding_only else model.bos_text,
+            "" if model.embedding_only else model.eos_text, os.getpid())))
+        last = None
+        while not self._close.wait(STATUS_POLL_SECONDS):
+            status = model.status
+            if status != last:
+                last = status
+                self.send(("status", status))
+        model.close(wait=False, cancel_running=self._cancel_running)
+        model.join(timeout=None if not self._cancel_running else 60)
+        self.send(("bye",))
+        os._exit(0)
+
+    def _progress(self, fraction: float) -> bool:
+        self.send(("progress", fraction))
+        return not self._load_cancelled.is_set()
+
+    # -- the reader thread --------------------------------------------------------------------
+    def _read(self) -> None:
+        while True:
+            try:
+                message = self.connection.recv()
+            except (EOFError, OSError):
+                os._exit(0)
+            try:
+                self._handle(message)
+            except Exception:  # noqa: BLE001 - one bad message must not stop the worker
+                logging.getLogger(__name__).exception("worker: message %r failed",
+                                                      message[0])
+
+    def _handle(self, message) -> None:
+        kind = message[0]
+        if kind == "generate":
+            self._generate(message[1], message[2])
+        elif kind == "cancel":
+            channel = self.channels.get(message[1])
+            if channel is not None:
+                channel.cancel()
+        elif kind == "embed":
+            self._embed(*message[1:])
+        elif kind == "call":
+            self._call(*message[1:])
+        elif kind == "cancel_load":
+            self._load_cancelled.set()
+        elif kind == "close":
+            self._cancel_running = bool(message[1])
+            self._close.set()
+
+    def _generate(self, rid: int, request) -> None:
+        from ..events import Failed
+        from ...errors import APIError
+
+        channel = self.channels[rid] = _Channel(self, rid)
+        try:
+            self.model.generate(request, channel)
+        except APIError as exc:
+            channel.put(Failed(exc))
+            channel.close()
+
+    def _embed(self, rid: int, texts, truncate: bool) -> None:
+        from ...errors import APIError
+
+        try:
+            future = self.model.embed(texts, truncate)
+        except APIError as exc:
+            self.send(("reply", rid, False, exc))
+            return
+
+        def done(f) -> None:
+            error = f.exception()
+            self.send(("reply", rid, error is None, error if error is not None else f.result()))
+
+        future.add_done_callback(done)
+
+    def _call(self, rid: int, name: str, args: tuple) -> None:
+        from .protocol import CALLS
+
+        try:
+            if name not in CALLS:
+                raise ValueError(f"not a worker call: {name}")
+            value = getattr(self.model, name)(*args)
+        except Exception as exc:  # noqa: BLE001 - the caller gets the error
+            self.send(("reply", rid, False, exc))
+            return
+        self.send(("reply", rid, True, value))
+
+
+class _Formatter(logging.Formatter):
+    """llama.cpp's lines as llama.cpp wrote them; ours with their level and logger."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name == "lms_jupyter.llama_cpp":
+            return record.getMessage()
+        return f"{record.levelname} {record.name}: {record.getMessage()}"
+
+
+def _logging_to_stderr() -> None:
+    """Python's and llama.cpp's log lines go to stderr, which the parent reads: it logs
+    them and keeps the last ones for a crash report."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("lms_jupyter.llama_cpp").setLevel(logging.DEBUG)
+
+
+def main(argv: list[str]) -> None:
+    from multiprocessing.connection import Connection
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _logging_to_stderr()
+    connection = Connection(int(argv[1]))
+    # the imports a load needs, before the "load" message: a spare is ready at once
+    from .. import model as _model  # noqa: F401
+    import llama_cpp  # noqa: F401
+
+    Worker(connection).run()
+
+
+if __name__ == "__main__":
+    main(sys.argv)
