@@ -124,7 +124,7 @@ def test_same_output_alone_or_beside_three_others(manager, reference, sampling_a
                                      grammar=json_grammar() if i == 3 else None)
 
         together = run_together(model, [request(i) for i in range(4)])
-        assert model.scheduler.stats["steps"] < sum(
+        assert model.engine_stats()["stats"]["steps"] < sum(
             finished(events).completion_tokens for _text, events in together)  # batched
         for i, (text, events) in enumerate(together):
             assert finished(events).completion_tokens > 0
@@ -156,7 +156,8 @@ def test_quantized_kv_cache_keeps_outputs_batch_invariant(tmp_path):
                              flash_attn=True, type_k=q8_type, type_v=q8_type)
     try:
         model = mgr.load(LoadRequest(MODEL, parallel=4, context_length=2048))
-        assert model.llm.context_params.type_k == q8_type == model.llm.context_params.type_v
+        stats = model.engine_stats()  # the worker's context
+        assert stats["type_k"] == q8_type == stats["type_v"]
         prompts = ["Write a haiku about rain.", "List three fruits.",
                    "Describe a cat in one sentence."]
         requests = [GenerationRequest(chatml(p), SamplingParams(temperature=0), max_tokens=40,
@@ -170,21 +171,29 @@ def test_quantized_kv_cache_keeps_outputs_batch_invariant(tmp_path):
         mgr.shutdown()
 
 
-def test_lazy_grammar_gives_the_full_checks_output(manager, reference):
+def test_lazy_grammar_gives_the_full_checks_output(reference):
     """The grammar checked on a window of candidates (falling back to the whole
-    vocabulary only when that cannot decide) samples what the full check samples."""
-    model = manager.load(LoadRequest(MODEL, identifier="grammar", parallel=2))
+    vocabulary only when that cannot decide) samples what the full check samples.
+
+    The engine itself, in this process (sampling.LAZY_GRAMMAR is this process's switch),
+    loaded as a worker loads it."""
+    from lms_jupyter.engine.model import LoadedModel
+    from lms_jupyter.engine.options import LoadConfig
+
+    info, variant = ModelCatalog(None).resolve(MODEL)
+    model = LoadedModel(info, variant, "grammar", LoadConfig(
+        context_length=2048, n_threads=1, parallel=2, flash_attention=True)).load()
     try:
         for args in (dict(temperature=0), dict(temperature=0.8, seed=3),
                      dict(temperature=1.2, seed=5, top_k=20)):
             request = GenerationRequest(chatml("Describe a person as JSON."),
                                         SamplingParams(**args), max_tokens=60,
                                         add_bos=False, grammar=json_grammar())
-            before = dict(model.scheduler.stats)
+            before = model.engine_stats()["stats"]
             lazy, events = collect(start(model, request))
-            windows = model.scheduler.stats.get("grammar_window", 0) - before.get(
-                "grammar_window", 0)
-            full_checks = model.scheduler.stats["grammar_full"] - before.get("grammar_full", 0)
+            after = model.engine_stats()["stats"]
+            windows = after.get("grammar_window", 0) - before.get("grammar_window", 0)
+            full_checks = after["grammar_full"] - before.get("grammar_full", 0)
             tokens = finished(events).completion_tokens
             assert windows > 0 and full_checks < tokens  # the lazy path did the work
             sampling.LAZY_GRAMMAR = False
@@ -195,7 +204,7 @@ def test_lazy_grammar_gives_the_full_checks_output(manager, reference):
             assert lazy == full == reference(request), args
             assert lazy.startswith("{") and '"age"' in lazy
     finally:
-        manager.unload("grammar")
+        model.close()
 
 
 # -- semantics per slot -------------------------------------------------------------------------
@@ -255,9 +264,9 @@ def test_cancelling_one_stream_leaves_the_others_running(manager):
                     victim.cancel()  # the client went away
                     break
         deadline = time.time() + 30
-        while len(model.scheduler.running) == 3 and time.time() < deadline:
+        while model.engine_stats()["running"] == 3 and time.time() < deadline:
             time.sleep(0.01)
-        assert len(model.scheduler.running) == 2  # its slot is free, the others run on
+        assert model.engine_stats()["running"] == 2  # its slot is free, the others run on
         cancelled = list(victim)
         assert isinstance(cancelled[-1], Finished) and cancelled[-1].stop_reason == "userStopped"
         assert cancelled[-1].completion_tokens < 40
@@ -291,7 +300,7 @@ def test_requests_beyond_the_slots_wait_in_arrival_order(manager):
         for t in threads:
             t.start()
         while any(t.is_alive() for t in threads):
-            peak_running = max(peak_running, len(model.scheduler.running))
+            peak_running = max(peak_running, model.engine_stats()["running"])
             peak_queued = max(peak_queued, model.queued)
             statuses.add(model.status)
             time.sleep(0.002)

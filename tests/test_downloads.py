@@ -247,7 +247,7 @@ def test_split_gguf_downloads_whole_and_loads_as_one_model(hub, models):
     manager = ModelManager(catalog)
     try:
         model = manager.load(LoadRequest(plan.model_key, context_length=256))
-        assert model.llm.n_vocab() == 49152  # SmolLM2's vocabulary, from both shards
+        assert model.engine_stats()["n_vocab"] == 49152  # SmolLM2's vocabulary, from both shards
         assert model.tokenize("Hello world")
     finally:
         manager.shutdown()

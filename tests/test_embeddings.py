@@ -167,7 +167,7 @@ def test_chat_model_keeps_mean_pooling(catalog):
         mean = rows.mean(axis=0)
         assert cosine(ours, mean) > 0.9999
         model = manager.get_loaded(MODEL)
-        assert not model.embedding_only and model.llm is not None  # chat still works
+        assert not model.embedding_only and model.capabilities.chat  # chat still works
     finally:
         manager.shutdown()
 

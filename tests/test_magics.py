@@ -181,7 +181,7 @@ def test_load_ps_unload_cycle_with_every_flag(ip, capsys, manager):
     model = manager.get_loaded("t1")
     assert model.config.context_length == 512 and model.ttl == 600
     assert model.config.n_gpu_layers == 0 and not model.jit
-    assert model.config.parallel == 2 and len(model.scheduler.slots) == 2
+    assert model.config.parallel == 2 and len(model.engine_stats()["slots"]) == 2
 
     ip.run_line_magic("lms", f"load {MODEL} -c 256 --gpu max")
     capsys.readouterr()

@@ -30,7 +30,7 @@ def test_explicit_load_unload_identifier(manager):
     model = manager.load(LoadRequest(MODEL, identifier="mine", context_length=1024))
     assert loaded(manager) == ["mine"]
     assert model.ttl is None and not model.jit
-    assert model.llm.n_ctx() == 1024
+    assert model.engine_stats()["n_ctx"] == 1024  # what the worker's context has
     assert manager.get_loaded("mine") is model
     assert manager.get_loaded(MODEL) is model  # the model key finds it too
     with pytest.raises(APIError) as err:
@@ -145,7 +145,7 @@ def test_cancel_mid_stream_stops_within_tokens(manager):
         time.sleep(0.01)
     assert not model.busy
     # the slot's sequence holds the prompt and a few tokens, not 1000
-    assert 0 < max(len(slot.kv) for slot in model.scheduler.slots) < 40
+    assert 0 < max(model.engine_stats()["slots"]) < 40
 
 
 def test_abort_interrupts_a_long_prefill(manager):
@@ -153,19 +153,18 @@ def test_abort_interrupts_a_long_prefill(manager):
 
     A 3,000-token prefill takes tens of seconds on two cores; the cancel lands 0.3 s in.
     """
+    from lms_jupyter.api.drive import Generation
+
     manager.load(LoadRequest(MODEL, context_length=4096))
     api = OpenAICompatAPI(manager)
     prompt = "word " * 3000
-    chunks = api.run_sync(api.prepare_completion({"model": MODEL, "prompt": prompt,
-                                                   "max_tokens": 5, "stream": True}))
-    model = manager.get_loaded(MODEL)
+    generation = Generation(api.prepare_completion({"model": MODEL, "prompt": prompt,
+                                                    "max_tokens": 5, "stream": True}))
     started = time.perf_counter()
-    # a generator cannot be closed from another thread while next() blocks on it,
-    # so cancel through the model's running request, as a disconnect does
-    canceller = threading.Timer(0.3, lambda: [r.job.channel.cancel()
-                                              for r in list(model.scheduler.running)])
+    # the client goes away 0.3 s in, as a disconnect does: the cancel crosses to the worker
+    canceller = threading.Timer(0.3, generation.cancel)
     canceller.start()
-    list(chunks)
+    list(generation.channel)
     elapsed = time.perf_counter() - started
     assert elapsed < 3, elapsed
     # and the model still works
@@ -192,16 +191,22 @@ def test_unload_mid_stream_reports_an_error_and_fails_queued(manager):
     assert manager.list_loaded() == []
 
 
-def test_unload_while_a_request_is_being_admitted_stops_it(manager, monkeypatch):
+def test_unload_while_a_request_is_being_admitted_stops_it(monkeypatch):
     """The unload lands between a request leaving the queue and entering its slot (the
-    race CI once hit): the request must still end with model_unloaded, not run on."""
+    race CI once hit): the request must still end with model_unloaded, not run on. The
+    engine in this process (the interleaving is forced by patching its prompt check)."""
     from lms_jupyter.engine import batching
+    from lms_jupyter.engine.channel import EventChannel
+    from lms_jupyter.engine.events import Failed
+    from lms_jupyter.engine.generation import GenerationRequest, SamplingParams
+    from lms_jupyter.engine.model import LoadedModel
+    from lms_jupyter.engine.options import LoadConfig
 
-    api = OpenAICompatAPI(manager)
-    manager.load(LoadRequest(MODEL))
-    scheduler = manager.get_loaded(MODEL).scheduler
+    info, variant = ModelCatalog(None).resolve(MODEL)
+    model = LoadedModel(info, variant, MODEL, LoadConfig(context_length=2048)).load()
+    scheduler = model.scheduler
     real_check = batching.check_prompt
-    unloading = threading.Thread(target=manager.unload, args=(MODEL,))
+    unloading = threading.Thread(target=model.close, kwargs={"wait": False})
 
     def check_during_unload(llm, request):
         unloading.start()
@@ -211,11 +216,12 @@ def test_unload_while_a_request_is_being_admitted_stops_it(manager, monkeypatch)
         return real_check(llm, request)
 
     monkeypatch.setattr(batching, "check_prompt", check_during_unload)
-    body = {"model": MODEL, "prompt": "Story:", "max_tokens": 500, "stream": True,
-            "logit_bias": {str(EOS_ID): -100}}
-    chunks = api.run_sync(api.prepare_completion(body))
-    with pytest.raises(APIError) as err:
-        list(chunks)
-    assert err.value.code == "model_unloaded"
+    channel = EventChannel()
+    model.generate(GenerationRequest("Story:", SamplingParams(logit_bias={EOS_ID: -100}),
+                                     max_tokens=500), channel)
+    events = list(channel)
+    assert isinstance(events[-1], Failed) and events[-1].error.code == "model_unloaded"
     unloading.join(30)
-    assert manager.list_loaded() == []
+    assert model.join(30)
+
+

@@ -94,33 +94,42 @@ def test_parse_gpu_offload_rejects(value):
 
 # -- estimate vs a real load --------------------------------------------------------------------
 _MEASURE = textwrap.dedent("""
-    import json, sys, threading
+    import json, sys
     from lms_jupyter.models.catalog import ModelCatalog
-    from lms_jupyter.engine.generation import GenerationRequest, SamplingParams, run_generation
+    from lms_jupyter.engine.channel import EventChannel
+    from lms_jupyter.engine.generation import GenerationRequest, SamplingParams
     from lms_jupyter.engine.manager import ModelManager
     from lms_jupyter.engine.options import LoadRequest
+    from lms_jupyter.engine.worker.proxy import WorkerProcess
 
-    def rss():
-        with open("/proc/self/status") as f:
+    def rss(pid):
+        with open(f"/proc/{pid}/status") as f:
             return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmRSS:"))
 
     models_dir, model, n_ctx = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    manager = ModelManager(ModelCatalog(models_dir), reaper_interval=3600)
-    import llama_cpp, numpy  # noqa: F401 - libraries in the baseline, not in the growth
+    manager = ModelManager(ModelCatalog(models_dir), reaper_interval=3600,
+                           prestart_worker=False)
     estimate = manager.estimate(model, context_length=n_ctx)
-    before = rss()
+    # the baseline: a worker process with Python, numpy and llama.cpp imported, no model
+    idle = WorkerProcess()
+    idle.wait_ready(120)
+    before = rss(idle.process.pid)
+    idle.discard()
     loaded = manager.load(LoadRequest(model, context_length=n_ctx))
-    after_load = rss()
+    after_load = loaded.resident_bytes()
     # a prompt longer than one micro-batch touches the whole compute working set
     request = GenerationRequest(prompt="The quick brown fox. " * 105,
                                 sampling=SamplingParams(temperature=0), max_tokens=4)
-    events = []
-    run_generation(loaded.llm, request, threading.Event(), events.append)
-    after_gen = rss()
+    channel = EventChannel()
+    loaded.generate(request, channel)
+    events = list(channel)
+    after_gen = loaded.resident_bytes()
+    manager.shutdown()
     print(json.dumps({"estimate": estimate, "load": after_load - before,
                       "generation": after_gen - before,
                       "prompt_tokens": events[-1].prompt_tokens}))
 """)
+
 
 
 def measure(models_dir, model: str, n_ctx: int) -> dict:

@@ -214,7 +214,9 @@ def main(argv: list[str]) -> None:
     from .. import model as _model  # noqa: F401
     import llama_cpp  # noqa: F401
 
-    Worker(connection).run()
+    worker = Worker(connection)
+    worker.send(("ready",))
+    worker.run()
 
 
 if __name__ == "__main__":

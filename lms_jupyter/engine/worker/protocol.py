@@ -22,6 +22,7 @@ parent -> worker
     ("close", cancel_running)           unload: finish or stop the work, then exit
 
 worker -> parent
+    ("ready",)                          imported what a load needs (sent before "load")
     ("progress", fraction)              while the weights load
     ("loaded", LoadedFacts)             or ("load_failed", APIError)
     ("event", rid, engine event)        Started / TextDelta / Finished / Failed

@@ -66,6 +66,12 @@ class WorkerProcess:
             child_socket.close()
         self.started_at = time.perf_counter()
 
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until the process has imported what a load needs (its "ready" message)."""
+        if not self.connection.poll(timeout):
+            return False
+        return self.connection.recv() == ("ready",)
+
     def discard(self) -> None:
         """A spare nobody will use: closing its socket makes it exit."""
         try:
@@ -250,6 +256,8 @@ class WorkerModel:
     def status(self) -> str:
         if self.crash is not None:
             return InstanceStatus.CRASHED
+        if self._queued == 0:  # nothing running or waiting: idle, whatever was last polled
+            return InstanceStatus.IDLE
         return self._status
 
     @property
