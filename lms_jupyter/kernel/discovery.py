@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 
 PREFIX = "lms"  # LMSJupyterApp.url_prefix's default
+# set by a jupyter server running the extension, for the kernels it starts: its API root
+SERVER_ENV = "LMS_JUPYTER_SERVER"
 PROBE_TIMEOUT = 5.0
 
 

@@ -3,10 +3,13 @@
 Magics, widgets and the terminal commands of one process all share it, so a model loaded
 by ``%lms load`` is the one ``%%chat`` and the widgets see.
 
-After :func:`connect` (``%lms connect``, or ``$LMS_JUPYTER_CONNECT=auto|<url>`` for every
-kernel) they get a server's models instead, through HTTP (:mod:`.remote_api`): one model
-set shared by every kernel, the sidebar and HTTP clients. :func:`disconnect` returns to
-the in-kernel manager, the default.
+A kernel that a Jupyter server with the extension started (it finds
+``$LMS_JUPYTER_SERVER`` in its environment) uses that server's models by default, through
+HTTP (:mod:`.remote_api`): one model set shared by every kernel, the sidebar and HTTP
+clients. ``%lms connect`` (or ``$LMS_JUPYTER_CONNECT=auto|<url>``) attaches to a server
+explicitly; ``%lms disconnect`` or ``$LMS_JUPYTER_CONNECT=off`` choose the kernel's own
+manager, which is also what plain IPython, papermill and kernels without such a server
+get. Either way, the kernel's own models run in worker processes, never in the kernel.
 """
 from __future__ import annotations
 
@@ -108,7 +111,7 @@ def status() -> str:
         manager = _manager
     loaded = manager.list_loaded() if manager is not None else []
     names = ", ".join(m.identifier for m in loaded) or "none loaded"
-    return (f"Using this kernel's own models (in-process manager; {names}). "
+    return (f"Using this kernel's own models (each in a worker process; {names}). "
             "%lms connect attaches to the Jupyter server's models.")
 
 
@@ -127,9 +130,15 @@ def _connect_from_env() -> None:
             return
         _env_checked = True
     wanted = os.environ.get("LMS_JUPYTER_CONNECT", "").strip()
-    if not wanted or wanted.lower() in ("0", "off", "no", "none", "false"):
+    if wanted.lower() in ("0", "off", "no", "none", "false"):
         return
-    from .discovery import DiscoveryError
+    from .discovery import SERVER_ENV, DiscoveryError
+
+    if not wanted:
+        root = os.environ.get(SERVER_ENV, "").strip()
+        if root:
+            _connect_to_parent_server(root)
+        return
 
     try:
         connect(None if wanted.lower() == "auto" else wanted)
@@ -138,6 +147,24 @@ def _connect_from_env() -> None:
             raise
         print(f"lms_jupyter: LMS_JUPYTER_CONNECT=auto: {exc} Using this kernel's own models.",
               file=sys.stderr)
+
+
+def _connect_to_parent_server(root: str) -> None:
+    """The default in a kernel that a server with the extension started: its models."""
+    import sys
+
+    from .discovery import DiscoveryError
+
+    try:
+        connect(None)  # the server that started this kernel (its runtime file has the token)
+        return
+    except DiscoveryError:
+        pass
+    try:
+        connect(root)  # found by the URL it gave us ($JUPYTER_TOKEN / $LMS_JUPYTER_TOKEN)
+    except DiscoveryError as exc:
+        print(f"lms_jupyter: the Jupyter server's models at {root} are out of reach ({exc}); "
+              "using this kernel's own models.", file=sys.stderr)
 
 
 def set_manager(manager):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Enum, Float, List, Unicode
@@ -19,6 +20,7 @@ from ..api.openai_compat import OpenAICompatAPI
 from ..api.responses_api import ResponsesAPI
 from ..api.responses_store import ResponseStore
 from ..engine.manager import ModelManager
+from ..kernel.discovery import SERVER_ENV
 from ..engine.options import LoadRequest
 from ..errors import APIError
 from ..api.tokens import TokenAPI
@@ -129,6 +131,9 @@ class LMSJupyterApp(ExtensionApp):
                       "'Authorization: Bearer <token>'). Stop the server with Ctrl+C twice.",
                       root, root, key)
         logstream.server_started(f"{serverapp.base_url}{self.prefix}/", folder, [token or None])
+        # kernels (and terminals) this server starts inherit its environment: this tells
+        # their lms_jupyter to use this server's models, one model set (kernel.runtime)
+        os.environ[SERVER_ENV] = root
         self.batch_runner.start()  # resumes batches a previous run left unfinished
         if self.preload or (not models and manager.fetch_starter):
             # loads and the starter model's first fetch take seconds: run them off the event
