@@ -91,7 +91,9 @@ class LMStudioAPI:
         if not isinstance(instance_id, str) or not instance_id.strip():
             raise bad_request("'instance_id' is required and must be a non-empty string.",
                               "instance_id", "missing_required_parameter")
-        loaded = self.manager.get_loaded(instance_id.strip())
+        loaded = self.manager.get_loaded(instance_id.strip()) or next(
+            (m for m in self.manager.list_crashed() if m.identifier == instance_id.strip()),
+            None)  # a crashed instance is unloaded (forgotten) too
         if loaded is None:
             raise APIError(f"No loaded model instance \"{instance_id}\".", 404,
                            "invalid_request_error", "instance_id", "model_not_found")

@@ -206,6 +206,9 @@ class ConnectedManager:
     def list_loaded(self) -> list:
         return self.listing()[1]
 
+    def list_crashed(self) -> list:
+        return [m for m in self.list_loaded() if m.crash is not None]
+
     def list_instances(self) -> list:
         """``lms ps``: the server's rows, its crashed instances among them."""
         return self.list_loaded()

@@ -466,6 +466,7 @@ class WorkerModel:
             if line:
                 self._stderr.append(line)
                 log.debug("[%s] %s", self.identifier, line)
+        stream.close()
 
     def _reap(self, timeout: float) -> int | None:
         process = self._worker.process
