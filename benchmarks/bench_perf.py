@@ -369,18 +369,22 @@ from lms_jupyter.engine.channel import EventChannel
 from lms_jupyter.engine.generation import GenerationRequest, SamplingParams
 from lms_jupyter.engine.manager import ModelManager
 from lms_jupyter.engine.options import LoadRequest
+from lms_jupyter.engine.worker.proxy import WorkerProcess
 from lms_jupyter.models.catalog import ModelCatalog
 
-def rss():
-    with open("/proc/self/status") as f:
+def rss(pid):
+    with open(f"/proc/{pid}/status") as f:
         return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmRSS:"))
 
 parallel, threads, root = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 manager = ModelManager(ModelCatalog(root), n_threads=threads, reaper_interval=3600,
-                       flash_attention=sys.argv[4] == "True", kv_cache_type=sys.argv[5])
-import llama_cpp, numpy  # noqa: F401 - libraries in the baseline, not in the growth
+                       flash_attention=sys.argv[4] == "True", kv_cache_type=sys.argv[5],
+                       prestart_worker=False)
 estimate = manager.estimate("smollm2-135m-instruct", context_length=4096, parallel=parallel)
-before = rss()
+idle = WorkerProcess()  # the baseline: a worker with Python, numpy and llama.cpp imported
+idle.wait_ready(120)
+before = rss(idle.process.pid)
+idle.discard()
 model = manager.load(LoadRequest("smollm2-135m-instruct", context_length=4096,
                                  parallel=parallel))
 channels = []
@@ -391,14 +395,15 @@ for i in range(4):  # four requests at once, a prompt longer than one micro-batc
     channels.append(channel)
 for channel in channels:
     list(channel)
-print(json.dumps({"resident": rss() - before, "estimate": estimate["estimated_total_bytes"],
+print(json.dumps({"resident": model.resident_bytes() - before, "estimate": estimate["estimated_total_bytes"],
                   "kv": estimate["breakdown"]["kv_cache"]}))
 manager.shutdown()
 """
 
 
 def resident(parallel: int, threads: int) -> dict:
-    """Resident memory a 4096-token load of SmolLM2 adds after four concurrent requests."""
+    """Resident memory a 4096-token load of SmolLM2 adds to its worker process (over an
+    idle worker's) after four concurrent requests."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", _RESIDENT, str(parallel), str(threads),
                           tempfile.mkdtemp(), str(FLASH), KV], env=env, check=True, capture_output=True,
