@@ -210,7 +210,7 @@ export class ModelsSection extends Widget {
       await this.refresh();
       const active =
         this._pending.size > 0 ||
-        this._instances.some(i => i.status && i.status !== 'idle');
+        this._instances.some(i => i.status && i.status !== 'idle' && i.status !== 'crashed');
       const interval = Math.max(0.5, this._settings().refreshInterval || 2) * 1000;
       if (this._timer === null && !this.isDisposed) {
         this._schedule(active ? 500 : interval);
@@ -283,7 +283,9 @@ export class ModelsSection extends Widget {
       if (inst.loading) {
         continue;
       }
-      const parts = [inst.statusLabel, `queued ${inst.queued}`];
+      const parts = inst.crashReason
+        ? [`crashed (${inst.crashReason}); the next request reloads it`]
+        : [inst.statusLabel, `queued ${inst.queued}`];
       if (inst.ttlRemainingMs !== null) {
         parts.push(`TTL left ${formatDuration(inst.ttlRemainingMs)}`);
       }

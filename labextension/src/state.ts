@@ -37,15 +37,26 @@ export interface IInstance {
   publisher?: string;
   sizeBytes?: number;
   contextLength?: number;
-  /** "idle" | "processingPrompt" | "generating" | "computingEmbedding" | "loading" */
-  status?: string;
+  status?: InstanceStatus;
   queued?: number;
   ttlMs?: number | null;
   ttlRemainingMs?: number | null;
   jit?: boolean;
   /** 0..1 while `status` is "loading" (servers that report load progress). */
   loadProgress?: number | null;
+  /** Why its worker process died, while `status` is "crashed". */
+  crash?: { reason: string } | null;
 }
+
+/** The server's instance states (lms_jupyter/engine/instance.py InstanceStatus), and
+ * "loading" for a load in progress. */
+export type InstanceStatus =
+  | 'idle'
+  | 'processingPrompt'
+  | 'generating'
+  | 'computingEmbedding'
+  | 'crashed'
+  | 'loading';
 
 // ---- the model list ----------------------------------------------------------------------
 
@@ -58,6 +69,7 @@ export interface IInstanceView {
   contextLength?: number;
   loading: boolean;
   loadProgress: number | null;
+  crashReason: string | null;
 }
 
 export interface IModelView {
@@ -79,6 +91,7 @@ const STATUS_LABELS: { [status: string]: string } = {
   processingPrompt: 'processing prompt',
   generating: 'generating',
   computingEmbedding: 'computing embeddings',
+  crashed: 'crashed',
   loading: 'loading'
 };
 
@@ -168,7 +181,8 @@ function instanceView(inst: IInstance): IInstanceView {
     contextLength: inst.contextLength,
     loading: status === 'loading',
     loadProgress:
-      typeof progress === 'number' && isFinite(progress) ? Math.min(1, Math.max(0, progress)) : null
+      typeof progress === 'number' && isFinite(progress) ? Math.min(1, Math.max(0, progress)) : null,
+    crashReason: status === 'crashed' ? inst.crash?.reason ?? 'its worker process died' : null
   };
 }
 
