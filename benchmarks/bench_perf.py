@@ -310,10 +310,18 @@ def ours(threads: int, args, full: bool) -> dict:
                 rates[name].append(body["stats"]["tokens_per_second"])
         result["grammar"] = {name: median(values) for name, values in rates.items()}
         result["status_p99"] = status_p99(server, client, "bench", 32)
+        rows = http.get(server.url + "lms/api/v0/ps").json()["data"]
+        result["rss"] = {"server": rss_of(server.proc.pid),
+                         "workers": {r["identifier"]: r.get("residentBytes") for r in rows}}
         http.close()
     finally:
         server.stop()
     return result
+
+
+def rss_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
 
 
 def peer(path: str, threads: int, args) -> dict:
@@ -524,6 +532,11 @@ def report(f: dict, threads: int, cores: int) -> None:
                  "(estimate)", "",
                  f"{one['resident'] / mib:.0f} MiB ({one['estimate'] / mib:.0f}) / "
                  f"{four['resident'] / mib:.0f} MiB ({four['estimate'] / mib:.0f})"))
+    memory = ours_["rss"]
+    rows.append(("resident memory: the jupyter server / each model's worker process", "",
+                 f"{memory['server'] / mib:.0f} MiB / " + ", ".join(
+                     f"{name} {value / mib:.0f} MiB" for name, value in memory["workers"].items()
+                     if value)))
     print()
     print("| measure | goal | value |")
     print("| --- | --- | --- |")
