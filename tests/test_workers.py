@@ -206,6 +206,19 @@ def test_the_server_never_loads_llama_cpp_and_unloads_give_memory_back(srv):
         return len(os.listdir(f"/proc/{server_pid}/fd"))
 
     load(srv, MODEL, identifier="warmup", context_length=512)
+    # every kind of work once: chat (v1 and LM Studio's v0 with its runtime info),
+    # embeddings, tools, structured output, Responses
+    for path, body in (
+            ("lms/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}]}),
+            ("lms/api/v0/chat/completions", {"messages": [{"role": "user", "content": "Hi"}]}),
+            ("lms/v1/embeddings", {"input": ["a sentence"]}),
+            ("lms/v1/completions", {"prompt": [1, 2, 3]}),
+            ("lms/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}],
+                                         "response_format": {"type": "json_object"}}),
+            ("lms/v1/responses", {"input": "Hi"})):
+        r = httpx.post(srv.url + path, headers=srv.headers, timeout=120,
+                       json={"model": "warmup", "max_tokens": 4, **body})
+        assert r.status_code == 200, (path, r.text)
     httpx.post(srv.url + "lms/api/v1/models/unload", headers=srv.headers, timeout=60,
                json={"instance_id": "warmup"})
     time.sleep(1)

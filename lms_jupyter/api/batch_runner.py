@@ -59,7 +59,7 @@ LINE_ERRORS = {"cancelled": ("batch_cancelled", "The batch was cancelled before 
 
 def slots(instance) -> int:
     """A loaded instance's ``parallel`` slots (1 when unknown: a remote engine's model)."""
-    value = getattr(getattr(instance, "config", None), "parallel", None)
+    value = instance.slots
     return value if isinstance(value, int) and value > 0 else 1
 
 
@@ -254,7 +254,7 @@ class BatchRunner:
                 room = mine == 0  # not loaded: the first request loads it, the rest wait
             else:
                 parallel = slots(instance)
-                queued = getattr(instance, "queued", 0) or 0
+                queued = instance.queued
                 room = mine < max(1, parallel - 1) and queued < parallel
             if room:
                 self._busy[key] = mine + 1

@@ -15,18 +15,17 @@ from .events import Done
 
 @lru_cache(maxsize=1)
 def runtime_info() -> dict:
-    """Which engine runs the models, named like LM Studio's runtimes."""
-    import llama_cpp
+    """Which engine runs the models, named like LM Studio's runtimes (asked of a
+    short-lived process: llama.cpp never loads in the server)."""
+    from ..engine.worker.proxy import engine_runtime
 
-    try:
-        gpu = bool(llama_cpp.llama_supports_gpu_offload())
-    except Exception:  # noqa: BLE001 - an old binding without the probe
-        gpu = False
+    runtime = engine_runtime()
+    gpu = bool(runtime.get("gpu"))
     system = {"darwin": "mac", "windows": "win"}.get(platform.system().lower(),
                                                       platform.system().lower())
     backend = "gpu" if gpu else "cpu"
     return {"name": f"llama.cpp-{system}-{platform.machine().lower()}-{backend}",
-            "version": getattr(llama_cpp, "__version__", "unknown"),
+            "version": runtime.get("version", "unknown"),
             "supported_formats": ["gguf"]}
 
 

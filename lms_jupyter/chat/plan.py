@@ -159,8 +159,9 @@ def markers_are_special(model, markers: tuple[str, ...]) -> bool:
     """Whether any marker is a control token, whose text generation drops unless it
     renders special tokens (e.g. <|python_tag|>, [TOOL_CALLS], <|channel|>).
 
-    ``model`` is a loaded model (anything with ``is_control_text`` and a ``variant``)."""
-    if getattr(model, "llm", None) is None or not markers:
+    ``model`` is a loaded instance; one without a vocabulary here (a remote engine) has
+    none to check."""
+    if not markers or not model.capabilities.vocabulary:
         return False
     key = (str(model.variant.path), markers)
     if key not in _special_cache:

@@ -88,7 +88,8 @@ class ModelInstance(Protocol):
 
     Identity and listing: ``identifier``, ``info``, ``variant``, ``config``, ``ttl``,
     ``jit``, ``last_used``, ``loaded_at``, ``estimated_bytes``, ``status``, ``queued``,
-    ``busy``, ``crash`` (a :class:`~.worker.crash.CrashReport` or None), ``snapshot()``.
+    ``busy``, ``slots`` (its ``parallel``, None when unknown), ``crash`` (a
+    :class:`~.worker.crash.CrashReport` or None), ``snapshot()``.
     Work: ``generate(request, channel)`` queues a generation whose engine events go to
     ``channel``; ``embed(texts, truncate)`` returns a Future of an EmbeddingResult.
     """
@@ -104,6 +105,9 @@ class ModelInstance(Protocol):
 
     @property
     def busy(self) -> bool: ...
+
+    @property
+    def slots(self) -> int | None: ...
 
     @property
     def embedding_only(self) -> bool: ...

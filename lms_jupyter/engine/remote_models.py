@@ -306,6 +306,11 @@ class RemoteModel:
     def status(self) -> str:
         return STATUS_GENERATING if self._running else STATUS_IDLE
 
+    @property
+    def slots(self) -> int | None:
+        """Requests the engine serves at once for this model (None: it does not say)."""
+        return self.config.parallel
+
     def update(self, entry: dict) -> None:
         """Take the facts an engine reports (LM Studio's /api/v0 model object)."""
         variant = self.variant

@@ -167,16 +167,8 @@ def model_slots(api, model: str) -> int:
         instance = None
     if instance is None:
         return 1
-    candidates = [getattr(getattr(instance, "config", None), "parallel", None)]
-    try:
-        candidates.append(instance.snapshot().get("parallel"))
-    except Exception:  # noqa: BLE001
-        pass
-    candidates.append((getattr(instance, "row", None) or {}).get("parallel"))
-    for value in candidates:
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return 1
+    value = instance.slots
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
 
 
 def default_model(api) -> str:

@@ -74,6 +74,11 @@ class ServerInstance(RemoteModel):
         return self.row.get("status") or "idle"
 
     @property
+    def slots(self) -> int | None:
+        value = self.row.get("parallel")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    @property
     def crash(self):
         """The server's crash report of this instance (``ps`` row ``crash``), if any."""
         report = self.row.get("crash")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import functools
 import itertools
+import json
 import logging
 import os
 import subprocess
@@ -269,6 +270,11 @@ class WorkerModel:
     def busy(self) -> bool:
         return self._queued > 0
 
+    @property
+    def slots(self) -> int | None:
+        """Requests it generates at once (its ``parallel``); None for an embedding model."""
+        return None if self.embedding_only else self.config.parallel
+
     def resident_bytes(self) -> int | None:
         """The worker's resident memory (what ``lms ps`` shows as the instance's)."""
         pid = self.pid
@@ -514,14 +520,19 @@ class WorkerModel:
 
 
 @functools.lru_cache(maxsize=None)
-def gpu_offload_supported() -> bool:
-    """Whether this llama.cpp build offloads to a GPU, asked of a short-lived process (the
-    server never loads llama.cpp itself)."""
+def engine_runtime() -> dict:
+    """llama-cpp-python's version and whether it offloads to a GPU, asked once of a
+    short-lived process (the server and the kernel never load llama.cpp themselves)."""
+    code = ("import json, llama_cpp; print(json.dumps({'version': getattr(llama_cpp, "
+            "'__version__', 'unknown'), 'gpu': bool(llama_cpp.llama_supports_gpu_offload())}))")
     try:
-        result = subprocess.run(
-            [sys.executable, "-c", "import llama_cpp; "
-             "print(int(llama_cpp.llama_supports_gpu_offload()))"],
-            capture_output=True, text=True, timeout=120)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return result.stdout.strip() == "1"
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                timeout=120)
+        return json.loads(result.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+        return {"version": "unknown", "gpu": False}
+
+
+def gpu_offload_supported() -> bool:
+    """Whether this llama.cpp build can offload layers to a GPU."""
+    return bool(engine_runtime().get("gpu"))
