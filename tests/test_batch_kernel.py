@@ -196,13 +196,13 @@ def test_slots_come_from_the_loaded_instance(kernel_manager):
     loaded = kernel_manager.get_loaded(MODEL)
     assert model_slots(api, MODEL) == loaded.config.parallel == kernel_manager.parallel == 4
     assert model_slots(api, "not-loaded") == 1
-    # an instance with slots (the engine's config, or a server's `ps` row)
-    fake = SimpleNamespace(manager=SimpleNamespace(get_loaded=lambda name: SimpleNamespace(
-        config=SimpleNamespace(parallel=4), snapshot=lambda: {})))
-    assert model_slots(fake, MODEL) == 4
+    # any ModelInstance declares its slots (a server's `ps` row says 3, an engine nothing)
     row = SimpleNamespace(manager=SimpleNamespace(get_loaded=lambda name: SimpleNamespace(
-        row={"parallel": 3}, snapshot=lambda: {})))
+        slots=3)))
     assert model_slots(row, MODEL) == 3
+    unknown = SimpleNamespace(manager=SimpleNamespace(get_loaded=lambda name: SimpleNamespace(
+        slots=None)))
+    assert model_slots(unknown, MODEL) == 1
 
 
 def test_lists_in_and_out_without_pandas(tmp_path):
