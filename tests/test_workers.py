@@ -321,3 +321,37 @@ def test_a_kernel_the_server_started_uses_the_servers_models(tmp_path_factory, m
         if kernel is not None:
             kernel.close()
         server.stop()
+
+
+def test_a_crash_under_a_chat_cell_is_a_short_error_and_the_next_cell_works():
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="python3", env={
+        **os.environ, "LMS_JUPYTER_CONNECT": "off"})
+    try:
+        kc.execute_interactive(_KERNEL_LOAD + (
+            "import os, signal, threading\n"
+            "get_ipython()._lms_magics.chat_defaults = {'logit_bias': {'2': -100}}\n"
+            f"pid = runtime.get_manager().get_loaded('{MODEL}').pid\n"), timeout=180)
+        errors = []
+
+        def keep_errors(message):  # IPython prints a UsageError as one line on stderr
+            if message["msg_type"] == "error" or (message["msg_type"] == "stream" and
+                                                  message["content"]["name"] == "stderr"):
+                errors.append(message["content"])
+
+        kc.execute_interactive("threading.Timer(1.0, os.kill, (pid, signal.SIGKILL)).start()",
+                               timeout=30)
+        kc.execute_interactive(f"%%chat --model {MODEL} --max-tokens 2000\nTell a long story.",
+                               timeout=120, output_hook=keep_errors)
+        text = "".join(e.get("text", "") for e in errors)
+        assert not any("traceback" in e for e in errors), errors  # no traceback
+        assert text.startswith("UsageError: ") and "crashed" in text and "SIGKILL" in text
+        assert text.count("\n") <= 1, text
+        answers = []
+        kc.execute_interactive(f"%%chat --model {MODEL} --max-tokens 5\nSay hi.", timeout=120,
+                               output_hook=lambda m: answers.append(m["msg_type"]))
+        assert "error" not in answers  # reloaded by the next cell
+    finally:
+        km.shutdown_kernel(now=True)
+        kc.stop_channels()
