@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+from lms_jupyter.engine.instance import Capabilities
+
 import pytest
 
 from family_templates import QWEN_STYLE
@@ -31,8 +33,9 @@ PING = {"type": "function", "function": {"name": "ping"}}
 
 
 def fake_model(template):
+    # no vocabulary to check markers against, as a remote engine's model
     return SimpleNamespace(variant=SimpleNamespace(chat_template=template, path="fake.gguf"),
-                           llm=None)
+                           capabilities=Capabilities(vocabulary=False))
 
 
 def plan(template, body, messages=None):
