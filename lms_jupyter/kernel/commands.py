@@ -305,7 +305,8 @@ class Commands:
                 self.console.json([views.model_json(m) for m in models])
             return
         lines = listing.ls_lines(models, manager.list_loaded(), variants=args.variants,
-                                 kinds=kinds, total_count=len(all_models))
+                                 kinds=kinds, total_count=len(all_models),
+                                 models_dir=getattr(manager.catalog, "models_dir", None))
         self.console.print("\n".join(lines))
 
     def _ls_variants_of(self, manager, args) -> None:
