@@ -34,16 +34,31 @@ def model_not_found(model, known: list[str] | None = None) -> APIError:
     model = str(model)
     if len(model) > 200:  # a 100k-character id is not echoed back whole
         model = model[:200] + f"... ({len(model)} characters)"
-    return APIError(f'Model "{model}" not found. Please specify a valid downloaded model.{hint}',
+    # OpenAI's phrase first (clients match on it), then LM Studio's hint
+    return APIError(f"The model `{model}` does not exist or you do not have access to it. "
+                    f"Please specify a valid downloaded model.{hint}",
                     404, "invalid_request_error", "model", "model_not_found")
 
 
 def context_length_exceeded(n_prompt: int, n_ctx: int) -> APIError:
+    # OpenAI's wording, which litellm and others match to raise their context-window error
     return APIError(
-        f"The prompt is {n_prompt} tokens long but the model is loaded with a context length of "
-        f"{n_ctx} tokens, which is not enough. Load the model with a larger context length, "
-        "or provide a shorter input.", 400, "invalid_request_error", "messages",
+        f"This model's maximum context length is {n_ctx} tokens. However, your messages "
+        f"resulted in {n_prompt} tokens. Please reduce the length of the messages, or load "
+        "the model with a larger context length.", 400, "invalid_request_error", "messages",
         "context_length_exceeded")
+
+
+def invalid_api_key(hint: str) -> APIError:
+    """401 in OpenAI's phrasing ("Incorrect API key provided"), our hint after it."""
+    return APIError(f"Incorrect API key provided. {hint}", 401, "invalid_request_error", None,
+                    "invalid_api_key")
+
+
+def rate_limited(subject: str, detail: str) -> APIError:
+    """429 in OpenAI's phrasing ("Rate limit reached for ..."), our detail after it."""
+    return APIError(f"Rate limit reached for {subject}. {detail}", 429, "rate_limit_error",
+                    None, "rate_limit_exceeded")
 
 
 def queue_full(identifier: str, limit: int, retry_after: int = 1) -> APIError:

@@ -438,6 +438,10 @@ def render_json(event: dict) -> str:
     return json.dumps(event, ensure_ascii=False, separators=(",", ":"))
 
 
+# -- stopping: see log_stop.py (every follower registers its stop event there) ------------
+from .log_stop import _register, _unregister, signals_stop_streams, stop_streams  # noqa: E402,F401
+
+
 # -- readers ---------------------------------------------------------------------------------
 def _waits(deadline: float | None, poll: float,
            stop: threading.Event | None) -> Iterator[float]:
@@ -462,6 +466,7 @@ def follow(log_filter: LogFilter, *, timeout: float | None = None,
     deadline = None if timeout is None else time.monotonic() + timeout
     sub = subscription or _bus.subscribe(log_filter.source)
     reported = 0
+    stop = _register(stop)
     try:
         for wait in _waits(deadline, poll, stop):
             event = sub.get(wait)
@@ -474,6 +479,7 @@ def follow(log_filter: LogFilter, *, timeout: float | None = None,
             if shown is not None:
                 yield shown
     finally:
+        _unregister(stop)
         sub.close()
 
 
@@ -490,8 +496,8 @@ def read_sse(url: str, token: str | None = None, *, timeout: float | None = None
     """The events of a server's log stream (``GET .../api/v0/logs/stream``), as dicts.
 
     Ends after ``timeout`` seconds, when ``stop`` is set, or when the server ends the
-    stream. The socket is read on a helper thread so that the caller's thread stays
-    interruptible (Ctrl+C) and the timeout holds between events. Plain ``urllib``, so the
+    stream (or :func:`stop_streams` is called). The socket is read on a helper thread so
+    that the caller's thread stays interruptible and the timeout holds between events. Plain ``urllib``, so the
     CLI needs no HTTP client.
     """
     import urllib.error
@@ -539,6 +545,7 @@ def _sse_events(response, deadline, on_dropped, stop, poll) -> Iterator[dict]:
 
     reader = threading.Thread(target=pump, name="lms-log-sse", daemon=True)
     reader.start()
+    stop = _register(stop)
     try:
         for wait in _waits(deadline, poll, stop):
             try:
@@ -555,6 +562,7 @@ def _sse_events(response, deadline, on_dropped, stop, poll) -> Iterator[dict]:
             elif name in (None, "message"):
                 yield value
     finally:
+        _unregister(stop)
         _close_response(response)
 
 

@@ -41,8 +41,27 @@ require_node() {
 # cores, once (pip caches the wheel). Built without AMX instructions: some virtual machines
 # report AMX but fault on it (every prompt longer than one token crashed the process);
 # export LMS_JUPYTER_AMX=1 on hardware that really has it.
+# The build needs a C/C++ compiler and CMake (pip brings cmake itself when it can, but
+# not a compiler): say so before starting a build that would fail minutes later.
+check_build_tools() {
+    local missing=""
+    command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 \
+        || command -v clang >/dev/null 2>&1 || missing="$missing a C compiler (gcc or clang),"
+    command -v c++ >/dev/null 2>&1 || command -v g++ >/dev/null 2>&1 \
+        || command -v clang++ >/dev/null 2>&1 || missing="$missing a C++ compiler (g++ or clang++),"
+    command -v cmake >/dev/null 2>&1 || $PY -c "import cmake" 2>/dev/null \
+        || missing="$missing CMake,"
+    if [ -n "$missing" ]; then
+        echo "Building llama-cpp-python needs${missing%,}." >&2
+        echo "Install them first, e.g. 'sudo apt-get install build-essential cmake'" \
+             "(Debian/Ubuntu) or 'xcode-select --install; brew install cmake' (macOS)." >&2
+        exit 1
+    fi
+}
+
 build_llama() {
     $PY -c "import llama_cpp" 2>/dev/null && return 0
+    check_build_tools
     echo "Building llama-cpp-python 0.3.36 from source (about 12 minutes on two cores, once;"
     echo "pip caches the wheel). Progress:"
     if [ -z "${LMS_JUPYTER_AMX:-}" ]; then
@@ -51,8 +70,8 @@ build_llama() {
     fi
     set +o pipefail
     $PIP install -v "llama-cpp-python==0.3.36" 2>&1 \
-        | grep --line-buffered -E "^ *\[ *[0-9]+%\]|Successfully installed|Using cached|ERROR" \
-        | sed -u -E 's/^ *(\[ *[0-9]+%\]).* ([^ /]+)$/  \1 \2/'
+        | grep --line-buffered -E "^ *\[ *[0-9]+%\]|^ *\[[0-9]+/[0-9]+\]|Successfully installed|Using cached|ERROR" \
+        | sed -u -E 's/^ *(\[ *[0-9]+%\]|\[[0-9]+\/[0-9]+\]).* ([^ ]*\/)?([^ /]+)$/  \1 \3/'
     set -o pipefail
     $PY -c "import llama_cpp" || { echo "llama-cpp-python did not build" >&2; exit 1; }
 }

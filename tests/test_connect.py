@@ -238,6 +238,10 @@ def test_console_script_acts_on_the_running_server(hub, tmp_path, models_dir):
     assert row["parallel"] == 2 and row["contextLength"] == 512  # every flag went along
     result = run("ps", "--json")
     assert "from-cli" in [row["identifier"] for row in json.loads(result.stdout)]
+    table = run("ps").stdout.splitlines()  # issue 26: the connected table shows PARALLEL
+    header = next(line for line in table if "PARALLEL" in line)
+    line = next(line for line in table if line.startswith("from-cli"))
+    assert line[header.index("PARALLEL"):].split()[0] == "2", table
     assert "Connected to the Jupyter server" in run("status").stdout
     logs = run("log", "stream", "--timeout", "1")
     assert logs.returncode == 0 and f"server at {hub.url}lms" in logs.stderr

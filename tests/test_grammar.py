@@ -17,15 +17,22 @@ from typing import Optional
 import jsonschema
 import pytest
 
+from functools import partial
+
+from lms_jupyter.chat import grammar as G
 from lms_jupyter.chat.grammar import (
     UnsupportedSchemaError,
     gbnf_compiles,
     gbnf_literal,
     grammar_for_response_format,
-    json_object_gbnf,
-    json_schema_to_gbnf,
-    tool_call_gbnf,
 )
+
+# The schema tests below check what documents a schema admits, written readably with
+# spaces: they run on the loose grammar variant. What the server uses, compact JSON, is
+# checked in test_compact_grammars_admit_no_optional_whitespace.
+json_object_gbnf = partial(G.json_object_gbnf, compact=False)
+json_schema_to_gbnf = partial(G.json_schema_to_gbnf, compact=False)
+tool_call_gbnf = partial(G.tool_call_gbnf, compact=False)
 from toolcall_helpers import parse_tool_calls
 
 # -- a small GBNF recogniser ------------------------------------------------------------------
@@ -503,9 +510,9 @@ def test_unsupported_schemas_are_rejected_clearly(schema, keyword, path):
 def test_response_format_grammar():
     assert grammar_for_response_format(None) is None
     assert grammar_for_response_format({"type": "text"}) is None
-    assert grammar_for_response_format({"type": "json_object"}) == json_object_gbnf()
+    assert grammar_for_response_format({"type": "json_object"}) == G.json_object_gbnf()
     spec = {"type": "json_schema", "json_schema": {"name": "p", "strict": True, "schema": PERSON}}
-    assert grammar_for_response_format(spec) == json_schema_to_gbnf(PERSON)
+    assert grammar_for_response_format(spec) == G.json_schema_to_gbnf(PERSON)
     with pytest.raises(ValueError):
         grammar_for_response_format({"type": "json_schema", "json_schema": {"name": "p"}})
     with pytest.raises(ValueError):
@@ -670,3 +677,32 @@ def test_llama_cpp_accepts_forced_calls(family, llama_accepts):
     assert not llama_accepts(required, FORCED[family].replace("get_weather", "get_wether"))
     if family in PARALLEL:
         assert llama_accepts(required, PARALLEL[family])
+
+
+@pytest.mark.parametrize("family", ["hermes", "llama3", "mistral", "generic", "harmony", "nemotron"])
+def test_compact_grammars_admit_no_optional_whitespace(family):
+    """Issue 26 point 3: forced calls and json_schema answers are compact JSON."""
+    schema = {"type": "object", "properties": {"answer": {"type": "string"},
+                                               "n": {"type": "integer"}},
+              "required": ["answer", "n"]}
+    compact, spaced = '{"answer":"yes","n":1}', '{"answer": "yes", "n": 1}'
+    document = Gbnf(G.json_schema_to_gbnf(schema))
+    assert document.accepts(compact) and not document.accepts(spaced)
+    assert not document.accepts('{\n    "answer":"yes","n":1}')
+    tools = [{"type": "function", "function": {"name": "f", "parameters": schema}}]
+    gbnf = G.tool_call_gbnf(tools, family, "required", parallel=False)
+    _compiles(gbnf)
+    calls = Gbnf(gbnf)
+    wire = {
+        "hermes": '<tool_call>\n{"name":"f","arguments":%s}\n</tool_call>',
+        "llama3": '{"name":"f","parameters":%s}',
+        "mistral": "[TOOL_CALLS]f[ARGS]%s",
+        "generic": '[TOOL_REQUEST]{"name":"f","arguments":%s}[END_TOOL_REQUEST]',
+        "harmony": "<|channel|>commentary to=functions.f <|constrain|>json<|message|>%s",
+        "nemotron": '<TOOLCALL>[{"name":"f","arguments":%s}]</TOOLCALL>',
+    }[family]
+    assert calls.accepts(wire % compact)
+    assert not calls.accepts(wire % spaced)
+    content, parsed = parse_tool_calls(family, wire % compact, ["f"])
+    assert [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in parsed] \
+        == [("f", {"answer": "yes", "n": 1})]

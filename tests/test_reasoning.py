@@ -87,10 +87,11 @@ HARMONY_CASES = [
         "Need a tool.",
         '<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city":"Paris"}<|call|>',
     ),
-    (  # recipient in the role part, call token cut by EOS handling
+    (  # recipient in the role part, call token cut by EOS handling: no <|call|> added,
+        # so the parser sees where the output ended (issue 26)
         "<|start|>assistant to=functions.get_time<|channel|>commentary json<|message|>{}",
         "",
-        "<|channel|>commentary to=functions.get_time <|constrain|>json<|message|>{}<|call|>",
+        "<|channel|>commentary to=functions.get_time <|constrain|>json<|message|>{}",
     ),
     (  # a preamble on the commentary channel is user-visible
         "<|channel|>commentary<|message|>Checking now.<|end|>",

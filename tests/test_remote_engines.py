@@ -398,3 +398,23 @@ def test_responses_api_runs_on_remote_models(front, client):
         deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
         assert deltas and events[-1].response.output_text == deltas
         assert [e.sequence_number for e in events] == list(range(len(events)))
+
+
+def test_usage_from_an_engine_that_reports_none(front, client):
+    """Issue 26 point 5: llama_cpp.server sends no usage in streams; the relay counts
+    with its /extras/tokenize, says the count is an estimate, and /v1/responses turns
+    with previous_response_id no longer look free."""
+    first = client.responses.create(model="llama/smollm2", input="My name is Ada. Hi!",
+                                    max_output_tokens=8, temperature=0)
+    assert first.usage.input_tokens > 5 and first.usage.output_tokens > 0
+    assert first.model_dump()["usage"].get("estimated") is True
+    follow = client.responses.create(model="llama/smollm2", previous_response_id=first.id,
+                                     input="What is my name?", max_output_tokens=8,
+                                     temperature=0)
+    assert follow.usage.input_tokens > first.usage.input_tokens
+    chunks = list(client.chat.completions.create(
+        model="llama/smollm2", messages=[{"role": "user", "content": "Hi"}], max_tokens=4,
+        stream=True, stream_options={"include_usage": True}))
+    usage = chunks[-1].usage
+    assert usage.prompt_tokens > 0 and usage.completion_tokens > 0
+    assert usage.model_dump().get("estimated") is True

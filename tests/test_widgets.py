@@ -136,5 +136,5 @@ def test_chat_widget_reports_unknown_model(api):
     chat = ChatWidget(model="no-such-model", api=api)
     chat.send("hi")
     assert chat.wait(30)
-    assert chat.last_error.startswith('Model "no-such-model" not found')
+    assert chat.last_error.startswith('The model `no-such-model` does not exist')
     assert "Error:" in chat.status.value and not chat.send_button.disabled

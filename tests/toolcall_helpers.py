@@ -18,6 +18,7 @@ class ToolCallAccumulator:
         self._content: list[str] = []
         self._calls: dict[int, dict] = {}
         self._incomplete: set[int] = set()
+        self._cut_off: set[int] = set()
 
     def add(self, events: Iterable[object]) -> None:
         for event in events:
@@ -33,6 +34,8 @@ class ToolCallAccumulator:
                 self._calls[event.index]["function"]["arguments"] += event.text
             elif isinstance(event, ToolCallEnd) and not event.complete:
                 self._incomplete.add(event.index)
+                if event.cut_off:
+                    self._cut_off.add(event.index)
 
     @property
     def content(self) -> str:
@@ -46,6 +49,11 @@ class ToolCallAccumulator:
     def incomplete_indexes(self) -> set[int]:
         """Indexes of calls that ended with ``complete=False``."""
         return set(self._incomplete)
+
+    @property
+    def cut_off_indexes(self) -> set[int]:
+        """Indexes of calls the end of the output cut off (reported as far as they got)."""
+        return set(self._cut_off)
 
 
 def parse_tool_calls(

@@ -99,7 +99,11 @@ class ResponseEncoder:
         for i, value in enumerate((stats.prompt_tokens, stats.cached_tokens,
                                    stats.completion_tokens, reasoning_tokens)):
             self._usage[i] += value
+        self._estimated = getattr(self, "_estimated", False) or \
+            bool(getattr(stats, "usage_estimated", False))
         self.response["usage"] = usage_object(*self._usage)
+        if self._estimated:  # a remote engine reported none: the relay counted them
+            self.response["usage"]["estimated"] = True
 
     def finish(self, incomplete_reason: str | None = None) -> None:
         """Mark the response completed (or incomplete, e.g. ``max_output_tokens``)."""

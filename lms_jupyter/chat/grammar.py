@@ -124,20 +124,37 @@ def gbnf_literal(text: str) -> str:
     return '"' + "".join(escaped) + '"'
 
 
-def _json_literal(value: object) -> str:
-    return gbnf_literal(json.dumps(value, ensure_ascii=False, separators=(", ", ": ")))
+# JSON separators: compact (what the grammars force, issue 26: every optional space or
+# newline is a token the model pays for) or the loose form the grammars used to allow.
+COMPACT = (",", ":")
+LOOSE = (", ", ": ")
+
+
+def _json_literal(value: object, separators: tuple[str, str] = COMPACT) -> str:
+    return gbnf_literal(json.dumps(value, ensure_ascii=False, separators=separators))
 
 
 class _Grammar:
-    """Collects named rules, sharing identical bodies, and prints them root first."""
+    """Collects named rules, sharing identical bodies, and prints them root first.
 
-    def __init__(self) -> None:
+    ``compact`` (the default) forces JSON without optional whitespace: ``ws`` matches
+    nothing and literals use ``,``/``:``. ``compact=False`` is the earlier grammar that
+    allowed a space or an indented newline between tokens (kept for the benchmark that
+    measures what compact JSON saves)."""
+
+    def __init__(self, compact: bool = True) -> None:
         self.rules: dict[str, str | None] = {"root": None}
         self._by_body: dict[str, str] = {}
+        self.compact = compact
+        self.separators = COMPACT if compact else LOOSE
+
+    def literal(self, value: object) -> str:
+        """A GBNF literal for a JSON value, spelled with this grammar's separators."""
+        return _json_literal(value, self.separators)
 
     def primitive(self, name: str) -> str:
         if name not in self.rules:
-            self.rules[name] = _PRIMITIVES[name]
+            self.rules[name] = '""' if (name == "ws" and self.compact) else _PRIMITIVES[name]
             for dependency in _PRIMITIVE_DEPENDENCIES.get(name, ()):
                 self.primitive(dependency)
         return name
@@ -278,12 +295,12 @@ class _SchemaConverter:
         if "$ref" in schema:
             return self._ref(schema["$ref"], path)
         if "const" in schema:
-            body = _json_literal(schema["const"])
+            body = g.literal(schema["const"])
         elif "enum" in schema:
             values = schema["enum"]
             if not isinstance(values, list) or not values:
                 raise UnsupportedSchemaError("enum", path, "enum must be a non-empty list")
-            body = " | ".join(_json_literal(value) for value in values)
+            body = " | ".join(g.literal(value) for value in values)
         elif "anyOf" in schema or "oneOf" in schema:
             body = self._union(schema, path, hint)
         elif "allOf" in schema:
@@ -473,7 +490,7 @@ class _SchemaConverter:
         members = []
         for name, prop in properties.items():
             value = self.convert(prop, f"{path}/properties/{name}", f"{hint}-{name}")
-            member = g.add(f"{hint}-{name}-kv", f'{_json_literal(name)} {ws} ":" {ws} {value} {ws}')
+            member = g.add(f"{hint}-{name}-kv", f'{g.literal(name)} {ws} ":" {ws} {value} {ws}')
             members.append((member, name in required))
         return _seq('"{"', ws, self._members(members, f'"," {ws}', hint), '"}"')
 
@@ -618,7 +635,7 @@ def _load(schema: object) -> object:
     return schema
 
 
-def json_schema_to_gbnf(schema: dict | str) -> str:
+def json_schema_to_gbnf(schema: dict | str, *, compact: bool = True) -> str:
     """A grammar whose documents are JSON values valid for `schema` (a dict or JSON text).
 
     Objects list their properties in schema order; properties that are not declared
@@ -626,15 +643,15 @@ def json_schema_to_gbnf(schema: dict | str) -> str:
     declares no properties at all, in which case it is a free-form dictionary.
     """
     schema = _load(schema)
-    grammar = _Grammar()
+    grammar = _Grammar(compact)
     converter = _SchemaConverter(grammar, schema)
     grammar.define("root", converter.convert(schema, "#", "value"))
     return grammar.text()
 
 
-def json_object_gbnf() -> str:
+def json_object_gbnf(*, compact: bool = True) -> str:
     """Any JSON object (OpenAI's response_format json_object)."""
-    grammar = _Grammar()
+    grammar = _Grammar(compact)
     grammar.define("root", grammar.primitive("json-object"))
     return grammar.text()
 
@@ -679,6 +696,7 @@ def _call_rule(grammar: _Grammar, family: str, function: dict) -> tuple[str, str
     converter = _SchemaConverter(grammar, parameters)
     hint = "call-" + name
     quoted = json.dumps(name, ensure_ascii=False)
+    comma, colon = grammar.separators
     if family == families.SEED_OSS:
         params = converter.xml_parameters(parameters, hint + "-params")
         opening = gbnf_literal(f"<seed:tool_call>\n<function={name}>\n")
@@ -687,7 +705,7 @@ def _call_rule(grammar: _Grammar, family: str, function: dict) -> tuple[str, str
         return grammar.add(hint, body), ""
     arguments = converter.convert(parameters, "#", hint + "-args")
     args_key = "parameters" if family == families.LLAMA3 else "arguments"
-    opening = gbnf_literal('{"name": ' + quoted + ', "' + args_key + '": ')
+    opening = gbnf_literal('{"name"' + colon + quoted + comma + '"' + args_key + '"' + colon)
     json_call = grammar.add(hint + "-json", f'{opening} {arguments} "}}"')
     if family == families.GENERIC:
         body = f'"[TOOL_REQUEST]" {json_call} "[END_TOOL_REQUEST]"'
@@ -711,6 +729,7 @@ def tool_call_gbnf(
     choice: str | dict = "required",
     *,
     parallel: bool = True,
+    compact: bool = True,
 ) -> str:
     """A grammar that makes the model call tools in its family's wire format.
 
@@ -733,17 +752,18 @@ def tool_call_gbnf(
     if family == families.HARMONY:
         parallel = False
 
-    grammar = _Grammar()
+    grammar = _Grammar(compact)
+    comma = gbnf_literal(grammar.separators[0])
     rules = [_call_rule(grammar, family, function) for function in functions]
     calls = [call for call, _ in rules]
     json_calls = [json_call for _, json_call in rules]
     call = grammar.add("call", " | ".join(calls))
     if family == families.NEMOTRON:
-        listed = _repeat(call, '", "', 1, None if parallel else 1)
+        listed = _repeat(call, comma, 1, None if parallel else 1)
         root = f'"<TOOLCALL>[" {listed} "]</TOOLCALL>"'
     elif family == families.MISTRAL:
         json_call = grammar.add("json-call", " | ".join(json_calls))
-        array = f'"[" {_repeat(json_call, gbnf_literal(", "), 1, None if parallel else 1)} "]"'
+        array = f'"[" {_repeat(json_call, comma, 1, None if parallel else 1)} "]"'
         named = f'{call} ( "[TOOL_CALLS]" {call} )*' if parallel else call
         root = f'"[TOOL_CALLS]" ( {array} | {named} )'
     elif family == families.LLAMA3:

@@ -36,7 +36,8 @@ class ChatOutput:
         self.content_parts: list[str] = []
         self.reasoning_parts: list[str] = []
         self.calls: dict[int, ToolCall] = {}
-        self.incomplete: set[int] = set()
+        self.incomplete: set[int] = set()  # broken calls, left out of the answer
+        self.cut_off: set[int] = set()  # calls the length limit ended: kept as they got
         self._held_space = ""  # trailing whitespace that is dropped if a call follows
         self._inline_open = False
 
@@ -123,7 +124,9 @@ class ChatOutput:
                     self.calls[event.index].arguments += event.text
                     out.append(event)
             elif isinstance(event, ToolCallEnd):
-                if not event.complete:
+                if event.cut_off:
+                    self.cut_off.add(event.index)
+                elif not event.complete:
                     self.incomplete.add(event.index)
                 out.append(event)
         return out
@@ -132,15 +135,18 @@ class ChatOutput:
     @property
     def tool_calls(self) -> list[ToolCall]:
         """Complete calls, in order."""
-        return [self.calls[i] for i in sorted(self.calls) if i not in self.incomplete]
+        return [self.calls[i] for i in sorted(self.calls)
+                if i not in self.incomplete and i not in self.cut_off]
 
     @property
     def finish_reason_override(self) -> str | None:
-        """"tool_calls" when the model called a tool (LM Studio's stop reason toolCalls)."""
-        return "tool_calls" if self.tool_calls else None
+        """"tool_calls" when the model called a tool (LM Studio's stop reason toolCalls);
+        a call the length limit cut off leaves the engine's "length" standing."""
+        return "tool_calls" if self.tool_calls and not self.cut_off else None
 
     def answer(self) -> Answer:
         content = "".join(self.content_parts)
-        calls = self.tool_calls
+        # OpenAI reports a call cut off by max_tokens as far as it got
+        calls = [self.calls[i] for i in sorted(self.calls) if i not in self.incomplete]
         return Answer(content.strip() if calls else content, "".join(self.reasoning_parts),
                       calls)

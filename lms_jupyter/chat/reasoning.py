@@ -170,8 +170,9 @@ class HarmonySplitter:
     def finish(self) -> list[Piece]:
         self._final = True
         out = self._run()
-        if self._mode == "body" and self._tool_call:
-            out.append((CONTENT, TOOL_CALL_END))
+        # a call body the stream ended in gets no <|call|>: the tool-call parser then
+        # sees where the output stopped (a complete call parses without the token, a
+        # cut-off one is reported as far as it got instead of turning into content)
         self._mode = "between"
         return _merge(out)
 

@@ -67,6 +67,8 @@ class Finished:
     cached_tokens: int = 0  # prompt tokens whose KV cache was reused, not evaluated
     # reasoning tokens as a remote engine counted them (None: count them here)
     reasoning_tokens: int | None = None
+    # the counts are the relay's estimate: the remote engine reported none (issue 26)
+    usage_estimated: bool = False
 
     @property
     def finish_reason(self) -> str:
@@ -84,7 +86,8 @@ class Finished:
         """OpenAI's usage object for chat and text completions."""
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
                 "total_tokens": self.prompt_tokens + self.completion_tokens,
-                "prompt_tokens_details": {"cached_tokens": self.cached_tokens}}
+                "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
+                **({"estimated": True} if self.usage_estimated else {})}
 
 
 @dataclass

@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from ..errors import APIError
+from ..errors import APIError, rate_limited
 
 log = logging.getLogger(__name__)
 
@@ -194,8 +194,7 @@ def error_from_upstream(engine: str, status: int, text: str) -> APIError:
                         fields.get("type") or "invalid_request_error", fields.get("param"),
                         fields.get("code"))
     if status == 429:
-        return APIError(f"Remote engine \"{engine}\" is busy (HTTP 429): {message}", 429,
-                        "rate_limit_error", None, "rate_limit_exceeded")
+        return rate_limited(f'remote engine "{engine}"', f"It is busy (HTTP 429): {message}")
     return APIError(f"Remote engine \"{engine}\" failed (HTTP {status}): {message}", 502,
                     "server_error", None, "upstream_error")
 

@@ -30,6 +30,7 @@ from .instance import Capabilities
 from .events import (STOP_EOS, STOP_MAX_TOKENS, STOP_USER, Failed, Finished, Started,
                      TextDelta)
 from .remote import EngineClient, transport_error
+from . import remote_usage
 from .sse import SSEParser
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,7 @@ class _Report:
         self.started = time.perf_counter()
         self.first: float | None = None
         self.pieces = 0
+        self.text: list[str] = []  # what was generated, to count when usage never comes
         self.usage: dict | None = None
         self.finish: str | None = None
         self.stats: dict | None = None
@@ -145,6 +147,7 @@ class _Report:
                     delta.get(k) for k in ("content", "reasoning_content", "reasoning",
                                            "tool_calls"))):
                 self.pieces += 1
+                self.text.append(_generated_text(choice, delta))
                 if self.first is None:
                     self.first = time.perf_counter()
             if choice.get("finish_reason"):
@@ -173,7 +176,19 @@ class _Report:
                         int(usage.get("completion_tokens") or self.pieces), ttft, elapsed,
                         cached_tokens=int(details.get("cached_tokens") or 0)
                         if isinstance(details, dict) else 0,
-                        reasoning_tokens=reasoning if isinstance(reasoning, int) else None)
+                        reasoning_tokens=reasoning if isinstance(reasoning, int) else None,
+                        usage_estimated=bool(usage.get("estimated")))
+
+
+def _generated_text(choice: dict, delta) -> str:
+    """A chunk's generated text (content, reasoning, call names and arguments)."""
+    if choice.get("text"):
+        return str(choice["text"])
+    parts = [str(delta.get(k) or "") for k in ("content", "reasoning_content")]
+    for call in delta.get("tool_calls") or []:
+        function = call.get("function") or {} if isinstance(call, dict) else {}
+        parts += [str(function.get("name") or ""), str(function.get("arguments") or "")]
+    return "".join(parts)
 
 
 
@@ -370,6 +385,9 @@ class RemoteModel:
             async for line in response.aiter_lines():
                 if not relay.line(line):
                     break
+            if relay.report.usage is None and not relay.failed:  # the engine sent none
+                relay.report.usage = await remote_usage.aestimate(
+                    self.client, request.body, "".join(relay.report.text))
             relay.end()
         except asyncio.CancelledError:
             relay.cancelled()
@@ -405,6 +423,9 @@ class RemoteModel:
                     return
                 if not relay.line(line):
                     break
+            if relay.report.usage is None and not relay.failed:  # the engine sent none
+                relay.report.usage = remote_usage.estimate(
+                    self.client, request.body, "".join(relay.report.text))
             relay.end()
         except APIError as exc:
             channel.put(Failed(exc))

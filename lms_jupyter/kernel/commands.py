@@ -305,7 +305,8 @@ class Commands:
                 self.console.json([views.model_json(m) for m in models])
             return
         lines = listing.ls_lines(models, manager.list_loaded(), variants=args.variants,
-                                 kinds=kinds, total_count=len(all_models))
+                                 kinds=kinds, total_count=len(all_models),
+                                 models_dir=getattr(manager.catalog, "models_dir", None))
         self.console.print("\n".join(lines))
 
     def _ls_variants_of(self, manager, args) -> None:
@@ -553,9 +554,13 @@ class Commands:
             events = logstream.follow(log_filter, timeout=args.timeout, on_dropped=dropped,
                                       subscription=logstream.bus().subscribe(log_filter.source))
             where = ""
-        if not args.json or not self.console.notes_on_stdout:  # keep JSON lines clean
-            self.console.note(f"Streaming logs from lms-jupyter{where}\n")
+        # SIGINT/SIGTERM end the stream (not only a KeyboardInterrupt, which never comes
+        # where SIGINT is ignored); logstream.stop_streams() ends it from code. The
+        # handlers are in place before the banner says the stream listens.
+        stopper = logstream.signals_stop_streams().__enter__()
         try:
+            if not args.json or not self.console.notes_on_stdout:  # keep JSON lines clean
+                self.console.note(f"Streaming logs from lms-jupyter{where}\n")
             for event in events:
                 self.console.print(logstream.render_json(event) if args.json
                                    else logstream.render_text(event, log_filter.stats))
@@ -564,6 +569,7 @@ class Commands:
         except logstream.LogOptionsError as exc:
             raise CommandError(str(exc)) from None
         finally:
+            stopper.__exit__(None, None, None)
             events.close()
     # -- token (scoped API tokens of a running server) -------------------------------------
     def cmd_token(self, args) -> None:

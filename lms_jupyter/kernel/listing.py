@@ -70,20 +70,31 @@ def _variant_rows(info: ModelInfo, instances: list) -> list[list[str]]:
     return rows
 
 
+def no_models_lines(models_dir=None) -> list[str]:
+    """What ``ls`` says with nothing to list: the folder, the exact command, and that
+    the server fetches the starter model itself (issue 26)."""
+    folder = f" ({models_dir})" if models_dir else ""
+    return ["You have not downloaded any models yet.",
+            f"Put GGUF files under the models folder{folder} as "
+            "<publisher>/<repo>/<file>.gguf, or run: lms-jupyter get --starter",
+            "(`jupyter lab` / `jupyter server` fetch the starter model by themselves "
+            "when they start.)"]
+
+
 def ls_lines(models: list[ModelInfo], loaded: list, *, variants: bool = False,
-             kinds: tuple[str, ...] = ("llm", "embedding"), total_count: int | None = None
-             ) -> list[str]:
+             kinds: tuple[str, ...] = ("llm", "embedding"), total_count: int | None = None,
+             models_dir=None) -> list[str]:
     """``lms ls`` as LM Studio prints it: a summary line, then one table per model type
     (``KEY (N variants)``, PARAMS, ARCH, SIZE, DEVICE, ``✓ LOADED``); ``variants`` adds a
     row per quantization under each model, the default marked `` * ``.
 
-    ``total_count`` is the number of models before a ``--llm``/``--embedding`` filter.
+    ``total_count`` is the number of models before a ``--llm``/``--embedding`` filter;
+    ``models_dir``, the folder named when there is nothing to list.
     """
     if not models:
         if total_count:
             return [f"You have {total_count} models, but none of them match the filter."]
-        return ["You have not downloaded any models yet. Put GGUF files under the models "
-                "folder (<publisher>/<repo>/<file>.gguf) or run get <model>."]
+        return no_models_lines(models_dir)
     total = sum(v.size_bytes for m in models for v in m.variants)
     count = len(models)
     lines = [f"You have {count} model{'s' if count != 1 else ''}, taking up "

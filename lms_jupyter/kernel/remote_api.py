@@ -92,6 +92,8 @@ class ServerInstance(RemoteModel):
         snap = super().snapshot()
         snap.update({"modelKey": self.info.key, "ttlSeconds": self.ttl, "jit": self.jit,
                      "sizeBytes": self.row.get("sizeBytes") or self.variant.size_bytes})
+        if self.row.get("parallel") is not None:  # the server's slots (ps PARALLEL)
+            snap["parallel"] = self.row["parallel"]
         return snap
 
 

@@ -31,7 +31,7 @@ from tornado.iostream import StreamClosedError
 from .. import logstream
 from ..api.batch_requests import Upload
 from ..api.results import BytesResponse, JSONResponse, StreamResponse
-from ..errors import APIError, bad_request
+from ..errors import APIError, bad_request, invalid_api_key
 from ..security.tokens import TokenRecord, TokenStoreError, looks_scoped
 from .services import Services
 
@@ -243,7 +243,7 @@ class LMSHandler(ExtensionHandlerMixin, APIHandler):
             message = exc.log_message if isinstance(exc, AuthFailed) else (
                 "Authentication required: send the Jupyter token or a scoped API token as "
                 "'Authorization: Bearer <token>'.")
-            error = APIError(message, 401, "invalid_request_error", None, "invalid_api_key")
+            error = invalid_api_key(message)
         elif status_code >= 500:
             message = reason if isinstance(exc, web.HTTPError) and reason else \
                 "Internal server error."

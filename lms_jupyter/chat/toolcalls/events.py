@@ -48,10 +48,15 @@ class ToolCallEnd:
     ``complete`` is False only in streaming mode when the model broke off or broke the
     syntax after the call had been announced: the arguments streamed so far may then
     not be valid JSON (the rest of the text comes back as content).
+
+    ``cut_off`` is True when the output ended inside the call (``max_tokens``): the call
+    is reported as far as it got, the way OpenAI reports a call cut off by the length
+    limit (partial ``arguments``, ``finish_reason: "length"``), in both modes.
     """
 
     index: int
     complete: bool = True
+    cut_off: bool = False
 
 
 ToolCallEvent = Union[ContentDelta, ToolCallStart, ToolCallArgsDelta, ToolCallEnd]

@@ -51,8 +51,14 @@ class ToolCallStreamParser:
     argument text on as it arrives; if such a call then breaks off, it is closed with
     ``ToolCallEnd(complete=False)`` and the text after it is content. With
     ``stream_arguments=False`` every call is emitted whole once it is complete, and a
-    call that never completes comes back entirely as content (what non-streamed
-    responses want).
+    call that breaks the syntax comes back entirely as content (what non-streamed
+    responses want). Both modes read the same way; the non-streaming one just holds a
+    block's events back until the block is settled.
+
+    When the output ends inside a call block (a length limit), nothing of the format
+    reaches content: a call whose name is known is reported as far as it got
+    (``ToolCallEnd(complete=False, cut_off=True)``), a partial closing marker is taken
+    as the marker, and a block cut off before its name is dropped.
 
     A call whose name is not in ``tool_names`` is still reported (the caller decides
     what to do with it), except for Llama 3's bare-JSON calls, which have no marker and
@@ -73,7 +79,12 @@ class ToolCallStreamParser:
         self.tool_names = list(tool_names)
         self._known_names = set(self.tool_names)
         self._parameter_schemas = _parameter_schemas(tools or [])
-        self._stream = stream_arguments
+        self._stream = True  # read as streaming; _defer holds events back instead
+        self._defer = not stream_arguments
+        self._safe = (0, 0)  # (events, cursor) at the block's last settled point
+        self._ran_out = False  # the reader needed text after the stream ended
+        self._block_name: str | None = None  # the call name read in the current block
+        self._bare_block = False  # the block started without a marker (Llama 3)
         self._new_id = unique_id_factory(id_factory or new_call_id)
         self._buf = ""  # text neither emitted nor dropped yet
         self._pos = 0  # reader cursor into _buf
@@ -120,7 +131,10 @@ class ToolCallStreamParser:
                 # a block without a single call (e.g. an empty list) is just text
                 self._close_block(ok=self._commit > 0)
             except _Fail:
-                self._close_block(ok=False)
+                if self._final and self._ran_out:
+                    self._close_cut_off()
+                else:
+                    self._close_block(ok=False)
             else:
                 return  # the reader waits for more text
 
@@ -136,6 +150,7 @@ class ToolCallStreamParser:
             if stripped and stripped[0] in self._start_chars():
                 self._at_start = False
                 self._start_block(self._read_block_at_start(), len(buf) - len(stripped))
+                self._bare_block = True
                 return True
         if buf.strip():
             self._at_start = False
@@ -158,7 +173,11 @@ class ToolCallStreamParser:
             self._start_block(self._read_block(marker), offset - start + len(marker))
             return True
         if self._final:
-            held = 0
+            # the output ended inside an opening marker: markup, not content
+            held = _partial_marker_length(buf, self.markers)
+            self._emit_content(buf[: len(buf) - held])
+            self._buf = ""
+            return False
         else:
             # hold a possible marker start, and the whitespace before it, which is
             # dropped if a call follows
@@ -172,9 +191,35 @@ class ToolCallStreamParser:
         self._reader = reader
         self._pos = cursor
         self._commit = 0
+        self._safe = (len(self._events), 0)
+        self._ran_out = False
+        self._block_name = None
+        self._bare_block = False
+
+    def _close_cut_off(self) -> None:
+        """The stream ended inside a block: report the call as far as it got."""
+        if self._open_index is None and self._block_name is not None:
+            self._start_call(self._block_name)
+        if self._open_index is not None:
+            self._events.append(ToolCallEnd(self._open_index, False, cut_off=True))
+            self._open_index = None
+        elif self._bare_block and self._commit == 0:
+            # bare JSON at the start (Llama 3) that never named a tool: plain text
+            self._reader = None
+            self._emit_content(self._buf)
+            self._buf = ""
+            return
+        self._reader = None
+        self._buf = ""
+        self._pos = self._commit = 0
 
     def _close_block(self, ok: bool) -> None:
         self._reader = None
+        if not ok and self._defer:
+            # nothing of an unsettled call was shown: forget it, as if never read
+            del self._events[self._safe[0]:]
+            self._open_index = None
+            self._commit = self._safe[1]
         self._after_call = self._commit > 0
         if ok:
             self._buf = self._buf[self._pos :]
@@ -209,6 +254,11 @@ class ToolCallStreamParser:
     # -- events ------------------------------------------------------------------------
 
     def _take_events(self) -> list[ToolCallEvent]:
+        if self._defer and self._reader is not None:
+            settled = self._safe[0]
+            events, self._events = self._events[:settled], self._events[settled:]
+            self._safe = (0, self._safe[1])
+            return coalesce(events)
         events, self._events = coalesce(self._events), []
         return events
 
@@ -234,6 +284,9 @@ class ToolCallStreamParser:
             self._events.append(ToolCallEnd(self._open_index, complete))
             self._open_index = None
         self._commit = self._pos
+        if complete:
+            self._safe = (len(self._events), self._pos)
+            self._block_name = None
 
     def _complete_call(self, name: str, arguments: str) -> None:
         index = self._start_call(name)
@@ -246,6 +299,8 @@ class ToolCallStreamParser:
         """Waits until `count` characters follow the cursor, or the stream has ended."""
         while len(self._buf) - self._pos < count and not self._final:
             yield
+        if len(self._buf) - self._pos < count:
+            self._ran_out = True
 
     def _peek(self, count: int) -> Iterator[None]:
         yield from self._need(count)
@@ -256,6 +311,17 @@ class ToolCallStreamParser:
         got = yield from self._peek(len(literal))
         if got == literal:
             self._pos += len(literal)
+            return True
+        return False
+
+    def _accept_close(self, literal: str) -> Iterator[None]:
+        """Consumes a closing marker; at the end of the stream also the start of one
+        (generation stopped inside it, which is still the marker, not content)."""
+        if (yield from self._accept(literal)):
+            return True
+        rest = self._buf[self._pos:]
+        if self._final and rest and literal.startswith(rest):
+            self._pos = len(self._buf)
             return True
         return False
 
@@ -298,6 +364,8 @@ class ToolCallStreamParser:
                 self._pos = found + len(literal)
                 return self._buf[start:found]
             self._pos = max(self._pos, len(self._buf) - len(literal) + 1)
+            if self._final:
+                self._ran_out = True
             if self._final or (max_length is not None and self._pos - start > max_length):
                 raise _Fail
             yield
@@ -312,6 +380,7 @@ class ToolCallStreamParser:
             if start >= len(buf):  # end of stream
                 if scanner.can_end_here():
                     return "".join(pieces)
+                self._ran_out = True
                 raise _Fail
             index, status = start, ACCEPT
             while index < len(buf):
@@ -400,6 +469,7 @@ class ToolCallStreamParser:
             if key == "name" and name is None:
                 name = yield from self._read_json_string()
                 self._check_name(name, known_only)
+                self._block_name = name
                 if arguments is not None:
                     self._complete_call(name, arguments)
                     emitted = True
@@ -448,6 +518,7 @@ class ToolCallStreamParser:
         name = yield from self._read_name(">")
         yield from self._expect(">")
         self._check_name(name)
+        self._block_name = name
         schemas = self._parameter_schemas.get(name, {})
         pieces: list[str] = []
         index = self._start_call(name) if self._stream else -1
@@ -505,7 +576,7 @@ class HermesParser(ToolCallStreamParser):
         else:
             yield from self._read_json_calls()
         yield from self._skip_ws()
-        yield from self._accept("</tool_call>")
+        yield from self._accept_close("</tool_call>")
 
 
 class GenericParser(ToolCallStreamParser):
@@ -518,7 +589,7 @@ class GenericParser(ToolCallStreamParser):
         yield from self._skip_ws()
         yield from self._read_json_calls()
         yield from self._skip_ws()
-        yield from self._accept("[END_TOOL_REQUEST]")
+        yield from self._accept_close("[END_TOOL_REQUEST]")
 
 
 class NemotronParser(ToolCallStreamParser):
@@ -531,7 +602,7 @@ class NemotronParser(ToolCallStreamParser):
         yield from self._skip_ws()
         yield from self._read_json_calls()
         yield from self._skip_ws()
-        yield from self._accept("</TOOLCALL>")
+        yield from self._accept_close("</TOOLCALL>")
 
 
 class MistralParser(ToolCallStreamParser):
@@ -548,6 +619,7 @@ class MistralParser(ToolCallStreamParser):
             return
         name = yield from self._read_name("[")
         self._check_name(name)
+        self._block_name = name
         if (yield from self._accept("[CALL_ID]")):
             yield from self._read_name("[")
         yield from self._expect("[ARGS]")
@@ -602,7 +674,7 @@ class SeedOssParser(ToolCallStreamParser):
         yield from self._skip_ws()
         yield from self._read_xml_functions()
         yield from self._skip_ws()
-        yield from self._accept("</seed:tool_call>")
+        yield from self._accept_close("</seed:tool_call>")
 
 
 HARMONY_CALL_MARKER = "<|channel|>commentary to=functions."
@@ -622,10 +694,11 @@ class HarmonyParser(ToolCallStreamParser):
     def _read_block(self, marker: str) -> Reader:
         name = yield from self._read_name("<")
         self._check_name(name)
+        self._block_name = name
         yield from self._read_until("<|message|>", max_length=64)
         yield from self._read_arguments_for(name)
         yield from self._skip_ws()
-        yield from self._accept("<|call|>")
+        yield from self._accept_close("<|call|>")
 
 
 PARSERS: dict[str, type[ToolCallStreamParser]] = {
