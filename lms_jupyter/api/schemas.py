@@ -242,6 +242,7 @@ def native_chat_request() -> dict:
         "context_length": CONTEXT_LENGTH, "ttl": TTL, "preset": OPTIONAL_TEXT,
         "previous_response_id": previous, "thread_id": previous,
         "integrations": _INTEGRATIONS, "mcp_servers": _INTEGRATIONS,
+        "tool_choice": nullable({"enum": ["auto", "required", "none"]}),
     }}
 
 

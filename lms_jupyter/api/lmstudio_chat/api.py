@@ -26,13 +26,15 @@ from .request import native_error, responses_body
 
 log = logging.getLogger(__name__)
 
+PROGRESS_STEP = 0.05  # model_load.progress events: one per 5% of the weights read
+
 
 class _NativeRun(_Run):
     """A Responses run that keeps each model step's ``Done`` (for ``stats``)."""
 
     def __init__(self, *args):
         super().__init__(*args)
-        self.steps: list = []
+        self.finished: list = []
         self._seen = None
 
     async def _start_step(self) -> None:
@@ -43,7 +45,7 @@ class _NativeRun(_Run):
         generation = self.generation
         if generation is not None and generation is not self._seen and generation.done:
             self._seen = generation
-            self.steps.append(generation.done)
+            self.finished.append(generation.done)
 
 
 class LMStudioChatAPI:
@@ -71,8 +73,8 @@ class LMStudioChatAPI:
         response = await run.result()
         run._record()
         log.info("chat %s on %s: %d step(s)", response["id"], response["model"],
-                 len(run.steps))
-        return JSONResponse(chat_result(response, run.steps, request.store))
+                 len(run.finished))
+        return JSONResponse(chat_result(response, run.finished, request.store))
 
     async def _needs_load(self, name: str) -> bool:
         """Whether the request will JIT-load its model (an unknown one is a 404 now)."""
@@ -97,8 +99,13 @@ class LMStudioChatAPI:
         loop = asyncio.get_running_loop()
         progress: asyncio.Queue = asyncio.Queue()
 
+        reported = [-1.0]
+
         def on_progress(fraction: float) -> bool:
-            loop.call_soon_threadsafe(progress.put_nowait, fraction)
+            # llama.cpp reports hundreds of steps: one event per PROGRESS_STEP is plenty
+            if fraction >= reported[0] + PROGRESS_STEP or fraction >= 1 > reported[0]:
+                reported[0] = fraction
+                loop.call_soon_threadsafe(progress.put_nowait, fraction)
             return not run.gone()
 
         started = time.monotonic()
@@ -143,7 +150,7 @@ class LMStudioChatAPI:
                     if kind in ("response.completed", "response.incomplete"):
                         run._record()
                         out.append(self._event("chat.end", result=chat_result(
-                            event["response"], run.steps, run.request.store)))
+                            event["response"], run.finished, run.request.store)))
                     else:
                         out += translator.translate(event)
                 if out:

@@ -20,6 +20,9 @@ SAME_FIELDS = ("model", "stream", "temperature", "top_p", "top_k", "min_p", "rep
                "max_output_tokens", "context_length", "ttl", "store", "seed", "preset")
 ALIASES = {"previous_response_id": "thread_id", "integrations": "mcp_servers"}
 INPUT_TYPES = ("message", "text")
+# an lms-jupyter addition (LM Studio's native chat has none): "required" makes the first
+# model step call one of the integrations' tools, as /v1/responses' tool_choice does
+TOOL_CHOICES = ("auto", "required", "none")
 
 
 def _aliased(body: dict, name: str):
@@ -114,6 +117,15 @@ def responses_body(body) -> dict:
             raise bad_request(f"'{param}' must be an array.", param)
         out["tools"] = [_integration(e, i, param) for i, e in enumerate(integrations)]
         out["_integrations_param"] = param
+    choice = body.get("tool_choice")
+    if choice is not None:
+        if choice not in TOOL_CHOICES:
+            raise bad_request(f"'tool_choice' must be one of {', '.join(TOOL_CHOICES)}.",
+                              "tool_choice")
+        if choice == "required" and not integrations:
+            raise bad_request("tool_choice 'required' needs MCP 'integrations'.",
+                              "tool_choice")
+        out["tool_choice"] = choice
     return out
 
 
