@@ -38,6 +38,11 @@ def _server(args):
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["chat"]:  # the interactive terminal chat has its own options
+        from .terminal_chat import main as chat_main
+
+        return chat_main(argv[1:])
     parser = build_parser("lms-jupyter")
     parser.add_argument("--url", metavar="URL",
                         help="the server to act on: an LM Studio API root or a Jupyter "
@@ -48,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="use this process's own models, not a server's")
     server = None
     try:
-        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+        args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help()
             return 2

@@ -174,7 +174,82 @@ def preset_create_request() -> dict:
                        "load)"}
 
 
+_BLOCK = {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}}}
+_TEXT_BLOCK = {"type": "object", "required": ["type", "text"],
+               "properties": {"type": {"const": "text"}, "text": {"type": "string"}}}
+
+
+def messages_request(counting: bool = False) -> dict:
+    """Anthropic's ``POST /v1/messages`` (``counting``: ``/v1/messages/count_tokens``)."""
+    props = {
+        "model": MODEL,
+        "messages": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["role", "content"], "properties": {
+                "role": {"enum": ["user", "assistant"]},
+                "content": {"anyOf": [{"type": "string"},
+                                      {"type": "array", "items": _BLOCK}]}}}},
+        "system": {"anyOf": [{"type": "string"}, {"type": "null"},
+                             {"type": "array", "items": _TEXT_BLOCK}]},
+        "tools": nullable({"type": "array", "items": {
+            "type": "object", "required": ["name", "input_schema"], "properties": {
+                "type": {"enum": ["custom", None]}, "name": TEXT,
+                "description": nullable({"type": "string"}),
+                "input_schema": {"type": "object"}}}}),
+        "tool_choice": nullable({"type": "object", "required": ["type"], "properties": {
+            "type": {"enum": ["auto", "any", "tool", "none"]}, "name": {"type": "string"},
+            "disable_parallel_tool_use": BOOLEAN}}),
+        "stop_sequences": nullable({"type": "array", "maxItems": 16,
+                                    "items": {"type": "string"}}),
+        "temperature": _number(0, 1), "top_p": _number(0, 1),
+        "top_k": _number(0, None, integer=True),
+        "metadata": nullable({"type": "object"}),
+        "thinking": nullable({"type": "object", "required": ["type"], "properties": {
+            "type": {"enum": ["enabled", "disabled", "adaptive"]},
+            "budget_tokens": _number(1, None, integer=True)}}),
+        "ttl": TTL, "context_length": CONTEXT_LENGTH,
+    }
+    required = ["model", "messages"]
+    if not counting:
+        props["max_tokens"] = {"type": "integer", "minimum": 1}
+        props["stream"] = BOOLEAN
+        required.append("max_tokens")
+    return {"type": "object", "required": required, "properties": props}
+
+
+_NATIVE_SAMPLING = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed",
+                    "max_output_tokens")
+_INTEGRATIONS = nullable({"type": "array", "items": {"anyOf": [
+    {"type": "string"},
+    {"type": "object", "properties": {
+        "type": {"enum": ["ephemeral_mcp", "mcp", "plugin"]},
+        "server_label": {"type": "string"}, "server_url": {"type": "string"},
+        "allowed_tools": {"type": ["array", "object", "null"]},
+        "headers": {"type": ["object", "null"]}}}]}})
+
+
+def native_chat_request() -> dict:
+    """LM Studio 0.4's ``POST /api/v1/chat``."""
+    sampling = {k: v for k, v in _sampling().items() if k in _NATIVE_SAMPLING}
+    previous = nullable({"type": "string", "minLength": 1})
+    return {"type": "object", "required": ["model", "input"], "properties": {
+        "model": MODEL, **sampling, "stream": BOOLEAN, "store": BOOLEAN,
+        "input": {"anyOf": [TEXT, {"type": "array", "minItems": 1, "items": {
+            "anyOf": [{"type": "string"}, {"type": "object", "properties": {
+                "type": {"enum": ["message", "text", "image", "file"]},
+                "content": {"type": "string"}}}]}}]},
+        "system_prompt": nullable({"type": "string"}),
+        "reasoning": nullable({"enum": ["off", "low", "medium", "high", "on"]}),
+        "context_length": CONTEXT_LENGTH, "ttl": TTL, "preset": OPTIONAL_TEXT,
+        "previous_response_id": previous, "thread_id": previous,
+        "integrations": _INTEGRATIONS, "mcp_servers": _INTEGRATIONS,
+        "tool_choice": nullable({"enum": ["auto", "required", "none"]}),
+    }}
+
+
 REQUESTS = {
+    "MessagesRequest": messages_request,
+    "CountTokensRequest": lambda: messages_request(counting=True),
+    "NativeChatRequest": native_chat_request,
     "ChatCompletionRequest": chat_request,
     "CompletionRequest": completion_request,
     "EmbeddingRequest": embedding_request,
@@ -271,6 +346,26 @@ RESPONSES = {
                                  created_at=_STR, expires_at=_ANY_TIME),
     "TokenList": lambda: _list_of(_TOKEN_ROW),
     "TokenDeleted": lambda: _obj(["id", "deleted"], id=_STR, deleted={"const": True}),
+    "Message": lambda: _obj(["id", "type", "role", "model", "content", "stop_reason",
+                             "usage"], id={"type": "string", "pattern": "^msg_"},
+                            type={"const": "message"}, role={"const": "assistant"},
+                            model=_STR, content={"type": "array", "items": _BLOCK},
+                            stop_reason={"enum": ["end_turn", "max_tokens", "stop_sequence",
+                                                  "tool_use"]},
+                            stop_sequence=_NULL_STR,
+                            usage=_obj(["input_tokens", "output_tokens"], input_tokens=_INT,
+                                       output_tokens=_INT,
+                                       cache_read_input_tokens=_INT)),
+    "TokenCount": lambda: _obj(["input_tokens"], input_tokens=_INT),
+    "NativeChatResult": lambda: _obj(
+        ["model_instance_id", "output", "stats"], model_instance_id=_STR,
+        output={"type": "array", "items": _obj(["type"], type={
+            "enum": ["message", "reasoning", "tool_call"]})},
+        stats=_obj(["input_tokens", "total_output_tokens", "tokens_per_second",
+                    "time_to_first_token_seconds"], input_tokens=_INT,
+                   total_output_tokens=_INT, reasoning_output_tokens=_INT,
+                   tokens_per_second=_NUM, time_to_first_token_seconds=_NUM),
+        response_id=_STR),
     "OpenAPIDocument": lambda: _obj(["openapi", "paths"], openapi=_STR, paths=_OBJ),
 }
 

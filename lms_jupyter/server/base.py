@@ -121,8 +121,18 @@ class LMSHandler(ExtensionHandlerMixin, APIHandler):
                              "Jupyter token or a scoped API token (sk-lmj-...).")
 
     def _header_credential(self) -> str | None:
+        self._api_key_as_bearer()
         match = AUTH_HEADER.match(self.request.headers.get("Authorization", ""))
         return match.group(2).strip() if match else None
+
+    def _api_key_as_bearer(self) -> None:
+        """Anthropic clients send ``x-api-key``: with no Authorization header, it counts as
+        ``Authorization: Bearer <key>`` (the Jupyter token or a scoped token), for these
+        routes only, so Jupyter's own check and ours see one credential."""
+        headers = self.request.headers
+        key = headers.get("x-api-key", "").strip()
+        if key and not headers.get("Authorization"):
+            headers["Authorization"] = f"Bearer {key}"
 
     def _scoped_user(self, credential: str) -> User:
         try:

@@ -98,6 +98,11 @@ class LMSJupyterApp(ExtensionApp):
                           self.remote_mcp_timeout)),
             tokens=TokenAPI(TokenStore(self.api_tokens_file or None)),
             max_request_bytes=int(self.max_request_mb * 2**20))
+        from ..api.anthropic import AnthropicAPI
+        from ..api.lmstudio_chat import LMStudioChatAPI
+
+        self.services.anthropic = AnthropicAPI(manager)
+        self.services.lmstudio_chat = LMStudioChatAPI(self.services.responses)
         from .openapi import openapi_document
 
         self.services.openapi = openapi_document(self.prefix)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..api.anthropic import anthropic_error
 from ..api.lmstudio import v1_error_body
 from ..errors import APIError
 
@@ -39,6 +40,7 @@ def openai_error(error: APIError) -> dict:
 
 OPENAI = {"error_body": openai_error}
 LMSTUDIO_V1 = {"error_body": v1_error_body}
+ANTHROPIC = {"error_body": anthropic_error}
 
 
 def _routes(prefix: str) -> list[tuple[str, dict, dict]]:
@@ -71,6 +73,16 @@ def _routes(prefix: str) -> list[tuple[str, dict, dict]]:
                             "A stored response"),
             "delete": Endpoint(lambda s, response_id: s.responses.delete(response_id),
                                "Delete a stored response")}, OPENAI),
+        # the Anthropic Messages API (Anthropic's error objects; x-api-key accepted)
+        (rf"{v1}/messages/?", {"post": Endpoint(
+            lambda s, body, channel: s.anthropic.messages(body, channel),
+            "Anthropic Messages API: a message, streamed as Anthropic's SSE events with "
+            "stream=true", **generation, request="MessagesRequest", response="Message")},
+         ANTHROPIC),
+        (rf"{v1}/messages/count_tokens/?", {"post": Endpoint(
+            lambda s, body: s.anthropic.count_tokens(body),
+            "Anthropic Messages API: the prompt's token count", body=True,
+            request="CountTokensRequest", response="TokenCount")}, ANTHROPIC),
         (rf"{v1}/embeddings/?", {"post": Endpoint(
             lambda s, body: s.openai.embeddings(body),
             "Embedding vectors for one or more inputs", body=True,
@@ -166,6 +178,11 @@ def _routes(prefix: str) -> list[tuple[str, dict, dict]]:
             lambda s, job_id: s.downloads.status(job_id),
             "A download job's status, bytes, speed and error",
             response="DownloadStatus")}, LMSTUDIO_V1),
+        (rf"{api1}/chat/?", {"post": Endpoint(
+            lambda s, body, channel: s.lmstudio_chat.chat(body, channel),
+            "LM Studio 0.4 native chat: stateful (response_id, previous_response_id), MCP "
+            "integrations, named SSE events with stream=true", **generation,
+            request="NativeChatRequest", response="NativeChatResult")}, LMSTUDIO_V1),
         # scoped API tokens: managed with the Jupyter identity only
         (rf"{api1}/tokens/?", {
             "get": Endpoint(lambda s: s.tokens.list(),

@@ -26,6 +26,8 @@ class Services:
     streams: set = field(default_factory=set)  # SSE responses in flight (shutdown ends them)
     files: FilesAPI | None = None  # /v1/files (Batch API input and output)
     batches: BatchesAPI | None = None  # /v1/batches, run at low priority
+    anthropic: object | None = None  # /v1/messages (api.anthropic.AnthropicAPI)
+    lmstudio_chat: object | None = None  # /api/v1/chat (api.lmstudio_chat.LMStudioChatAPI)
 
     SETTINGS_KEY = "lms_jupyter_services"
 
