@@ -51,7 +51,7 @@ def _api(args):
 def default_model(manager) -> str:
     """The first loaded chat model, else the first chat model on disk."""
     for model in manager.list_loaded():
-        if getattr(model.info, "type", "llm") == "llm":
+        if model.capabilities.chat:
             return model.identifier
     for info in manager.catalog.models():
         if getattr(info, "type", "llm") == "llm":
