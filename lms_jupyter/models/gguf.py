@@ -160,3 +160,20 @@ def read_header(path: str | Path) -> GGUFHeader:
         raise GGUFError(f"corrupt GGUF header in {path.name}: {exc}") from exc
     finally:
         buf.close()
+
+
+# fill-in-the-middle token ids: today's keys, then the older names some files still use
+_FIM_KEYS = (("tokenizer.ggml.fim_pre_token_id", "tokenizer.ggml.fim_suf_token_id",
+              "tokenizer.ggml.fim_mid_token_id"),
+             ("tokenizer.ggml.prefix_token_id", "tokenizer.ggml.suffix_token_id",
+              "tokenizer.ggml.middle_token_id"))
+
+
+def fim_token_ids(header: GGUFHeader) -> tuple[int, int, int] | None:
+    """(prefix, suffix, middle) token ids when the GGUF declares fill-in-the-middle tokens,
+    else None: a completion then falls back to a plain continuation of the prefix."""
+    for keys in _FIM_KEYS:
+        ids = [header.get(key) for key in keys]
+        if all(isinstance(i, int) and i >= 0 for i in ids):
+            return ids[0], ids[1], ids[2]
+    return None
