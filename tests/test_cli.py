@@ -88,7 +88,7 @@ def test_estimate_only(run):
 
 
 @pytest.mark.parametrize("args, status, message", [
-    (["load", "no-such-model"], 1, 'Error: Model "no-such-model" not found.'),
+    (["load", "no-such-model"], 1, "Error: The model `no-such-model` does not exist"),
     (["load", MODEL, "--gpu", "lots"], 2, "Error: lms-jupyter load: argument --gpu"),
     (["ls", "--bogus"], 2, "Error: lms-jupyter: unrecognized arguments: --bogus"),
     (["unload"], 1, "Error: No models are loaded."),

@@ -395,4 +395,4 @@ def test_embed_from_the_terminal(embedding_models_dir):
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     missing = subprocess.run([sys.executable, "-m", "lms_jupyter.cli", "embed", "no-such",
                               "x"], capture_output=True, text=True, env=env, timeout=120)
-    assert missing.returncode == 1 and "not found" in missing.stderr
+    assert missing.returncode == 1 and "does not exist" in missing.stderr

@@ -233,7 +233,7 @@ def test_ctrl_c_cancels_a_load(ip, capsys, manager):
 
 def test_user_mistakes_are_one_line(ip, capsys, manager):
     assert one_line_error(ip, capsys, "%lms load no-such-model").startswith(
-        'Model "no-such-model" not found.')
+        'The model `no-such-model` does not exist')
     assert "--gpu" in one_line_error(ip, capsys, f"%lms load {MODEL} --gpu 2")
     assert "--context-length" in one_line_error(ip, capsys, f"%lms load {MODEL} -c lots")
     assert "unrecognized arguments: --bogus" in one_line_error(ip, capsys, "%lms ls --bogus")
@@ -249,7 +249,7 @@ def test_user_mistakes_are_one_line(ip, capsys, manager):
         ip, capsys, "%lms log stream -s server --stats")
     assert "No closing quotation" in one_line_error(ip, capsys, "%lms load 'oops")
     chat_errors = {
-        "%%chat --model no-such-model\nhi": 'Model "no-such-model" not found.',
+        "%%chat --model no-such-model\nhi": 'The model `no-such-model` does not exist',
         "%%chat --temperature hot\nhi": "--temperature",
         "%%chat --max-tokens 0\nhi": "--max-tokens",
         "%%chat --temperature 9\nhi": "'temperature' must be between 0 and 5",

@@ -311,10 +311,13 @@ def test_function_tool_round_trip(client):
     jsonschema.validate(json.loads(call.arguments), CITY)
     assert asked.status == "completed"
     answer = client.responses.create(
-        model=MODEL, previous_response_id=asked.id, tools=[WEATHER], max_output_tokens=12,
+        model=MODEL, previous_response_id=asked.id, tools=[WEATHER], max_output_tokens=40,
         input=[{"type": "function_call_output", "call_id": call.call_id,
                 "output": "Sunny, 24 C"}], temperature=0)
-    assert answer.output[-1].type == "message" and answer.output_text
+    # the 135M model may answer or call the tool again; a call cut off by the budget is a
+    # function_call item now, never markup in a message
+    last = answer.output[-1]
+    assert last.type == "function_call" or (last.type == "message" and answer.output_text)
     assert answer.usage.input_tokens > asked.usage.input_tokens + asked.usage.output_tokens
     assert answer.usage.input_tokens_details.cached_tokens > 0
     with pytest.raises(openai.BadRequestError) as err:  # an output for no call
