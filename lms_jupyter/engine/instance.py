@@ -117,3 +117,18 @@ class ModelInstance(Protocol):
     def generate(self, request, channel) -> None: ...
 
     def embed(self, texts: list, truncate: bool = False) -> Future: ...
+
+
+def local_snapshot(model) -> dict:
+    """The ``lms ps`` row of a model loaded on this machine (from its catalog entry and
+    load configuration), shared by the worker proxy and the engine inside the worker."""
+    return {
+        "identifier": model.identifier, "modelKey": model.info.key,
+        "path": str(model.variant.path), "type": model.info.type,
+        "status": model.status, "queued": model.queued,
+        "contextLength": model.config.context_length, "ttlSeconds": model.ttl,
+        "parallel": None if model.embedding_only else model.config.parallel,
+        "jit": model.jit, "lastUsedTime": model.last_used, "loadedAt": model.loaded_at,
+        "sizeBytes": model.variant.size_bytes, "quantization": model.variant.quantization,
+        "arch": model.variant.arch,
+    }

@@ -272,17 +272,10 @@ class LoadedModel:
         return llama.is_eog(self.llm, token)
 
     def snapshot(self) -> dict:
-        """What `lms ps` shows for this instance."""
-        return {
-            "identifier": self.identifier, "modelKey": self.info.key,
-            "path": str(self.variant.path), "type": self.info.type,
-            "status": self.status, "queued": self.queued,
-            "contextLength": self.config.context_length, "ttlSeconds": self.ttl,
-            "parallel": None if self.embedding_only else self.config.parallel,
-            "jit": self.jit, "lastUsedTime": self.last_used, "loadedAt": self.loaded_at,
-            "sizeBytes": self.variant.size_bytes, "quantization": self.variant.quantization,
-            "arch": self.variant.arch,
-        }
+        """What `lms ps` shows for this instance (the same row its worker proxy gives)."""
+        from .instance import local_snapshot
+
+        return local_snapshot(self)
 
 
 class _SpeculativeJob(SlotJob):

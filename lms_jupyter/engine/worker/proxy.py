@@ -24,7 +24,7 @@ from concurrent.futures import Future
 from ...errors import APIError, not_a_chat_model, queue_full
 from ..channel import EventChannel
 from ..events import Failed, Finished, TextDelta
-from ..instance import Capabilities, InstanceStatus
+from ..instance import Capabilities, InstanceStatus, local_snapshot
 from ..options import LoadConfig
 from .crash import CrashReport
 from .protocol import LoadedFacts, LoadSpec, connection_pair
@@ -289,14 +289,8 @@ class WorkerModel:
     def snapshot(self) -> dict:
         """What `lms ps` shows for this instance."""
         return {
-            "identifier": self.identifier, "modelKey": self.info.key,
-            "path": str(self.variant.path), "type": self.info.type,
-            "status": self.status, "queued": self.queued,
-            "contextLength": self.config.context_length, "ttlSeconds": self.ttl,
-            "parallel": None if self.embedding_only else self.config.parallel,
-            "jit": self.jit, "lastUsedTime": self.last_used, "loadedAt": self.loaded_at,
-            "sizeBytes": self.variant.size_bytes, "quantization": self.variant.quantization,
-            "arch": self.variant.arch, "pid": self.pid,
+            **local_snapshot(self),
+            "pid": self.pid,
             "residentBytes": self.resident_bytes(),
             "kvCacheType": self.config.kv_cache_type,
             "flashAttention": self.config.flash_attention,
