@@ -65,7 +65,6 @@ class WorkerProcess:
                 stderr=subprocess.STDOUT, close_fds=True)
         finally:
             child_socket.close()
-        self.started_at = time.perf_counter()
 
     def wait_ready(self, timeout: float) -> bool:
         """Wait until the process has imported what a load needs (its "ready" message)."""
