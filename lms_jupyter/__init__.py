@@ -11,7 +11,7 @@ def embed(texts, model=None, **options):
     (2-D for a list of strings, 1-D for one string). ``dimensions``, ``truncate`` and
     ``api``: see :func:`lms_jupyter.kernel.embeddings.embed`. numpy and llama_cpp are
     imported on the first call, not with the package."""
-    from .kernel.embeddings import embed as _embed
+    from lms_jupyter.kernel.embeddings import embed as _embed
 
     return _embed(texts, model, **options)
 
@@ -25,7 +25,7 @@ def find_server(url=None, token=None):
     """
     import os
 
-    from .kernel import discovery
+    from lms_jupyter.kernel import discovery
 
     url = url or os.environ.get("LMS_JUPYTER_URL")
     return discovery.for_url(url, token) if url else discovery.for_kernel()
@@ -38,13 +38,13 @@ def batch(inputs, prompt=None, **options):
     (``model``, ``system``, ``schema``, ``max_tokens``, ``temperature``, ``seed``, ``tools``,
     ...): see :func:`lms_jupyter.kernel.batch.batch`. pandas and llama_cpp are imported on
     the first call, not with the package."""
-    from .kernel.batch import batch as _batch
+    from lms_jupyter.kernel.batch import batch as _batch
 
     return _batch(inputs, prompt, **options)
 
 
 def _jupyter_server_extension_points():
-    from .server.extension import LMSJupyterApp
+    from lms_jupyter.server.extension import LMSJupyterApp
 
     return [{"module": "lms_jupyter", "app": LMSJupyterApp}]
 
@@ -55,12 +55,12 @@ def _jupyter_labextension_paths():
 
 
 def load_ipython_extension(ipython):
-    from .kernel.magics import load_ipython_extension as load
+    from lms_jupyter.kernel.magics import load_ipython_extension as load
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython):
-    from .kernel.magics import unload_ipython_extension as unload
+    from lms_jupyter.kernel.magics import unload_ipython_extension as unload
 
     unload(ipython)

@@ -14,12 +14,12 @@ from __future__ import annotations
 import os
 import sys
 
-from .kernel.commands import CommandError, Commands, Console, HelpShown, build_parser
+from lms_jupyter.kernel.commands import CommandError, Commands, Console, HelpShown, build_parser
 
 def _server(args):
     """The server to talk to (a ConnectedManager), or None for this process's models."""
-    from .kernel import discovery
-    from .kernel.remote_api import ConnectedManager
+    from lms_jupyter.kernel import discovery
+    from lms_jupyter.kernel.remote_api import ConnectedManager
 
     if args.local:
         return None
@@ -40,7 +40,7 @@ def _server(args):
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["chat"]:  # the interactive terminal chat has its own options
-        from .terminal_chat import main as chat_main
+        from lms_jupyter.terminal_chat import main as chat_main
 
         return chat_main(argv[1:])
     parser = build_parser("lms-jupyter")
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
-        from .kernel import runtime
+        from lms_jupyter.kernel import runtime
 
         if args.command in ("connect", "disconnect"):
             raise CommandError(f"`{args.command}` is for kernels (%lms {args.command}); "
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         server = None if args.command == "get" and getattr(args, "select", False) \
             else _server(args)
         if server is not None:
-            from .kernel.remote_api import ConnectedAPI
+            from lms_jupyter.kernel.remote_api import ConnectedAPI
 
             commands = Commands(lambda: server, Console(),
                                 api_factory=lambda: ConnectedAPI(server), parser=parser)
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         print("Interrupted.", file=sys.stderr)
         return 130
     finally:
-        from .kernel import runtime
+        from lms_jupyter.kernel import runtime
 
         if server is not None:
             server.shutdown()

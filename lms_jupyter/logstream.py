@@ -315,7 +315,7 @@ def on_generation_event(model, request, event) -> None:
 
 
 def _publish_generation_event(model, request, event) -> None:
-    from .engine.events import Failed, Finished, Started, TextDelta
+    from lms_jupyter.engine.events import Failed, Finished, Started, TextDelta
 
     if isinstance(event, TextDelta):
         if id(request) in _outputs:
@@ -439,7 +439,7 @@ def render_json(event: dict) -> str:
 
 
 # -- stopping: see log_stop.py (every follower registers its stop event there) ------------
-from .log_stop import _register, _unregister, signals_stop_streams, stop_streams  # noqa: E402,F401
+from lms_jupyter.log_stop import _register, _unregister, signals_stop_streams, stop_streams  # noqa: E402,F401
 
 
 # -- readers ---------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from ..errors import APIError, bad_request
+from lms_jupyter.errors import APIError, bad_request
 
 PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses")

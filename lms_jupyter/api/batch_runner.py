@@ -39,10 +39,10 @@ import logging
 import time
 from typing import Awaitable, Callable
 
-from ..engine.channel import EventChannel
-from ..errors import APIError
-from .batch_store import BatchRequestRow, BatchStore, Usage, new_id
-from .results import JSONResponse, StreamResponse
+from lms_jupyter.engine.channel import EventChannel
+from lms_jupyter.errors import APIError
+from lms_jupyter.api.batch_store import BatchRequestRow, BatchStore, Usage, new_id
+from lms_jupyter.api.results import JSONResponse, StreamResponse
 
 log = logging.getLogger(__name__)
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import time
 
-from ..errors import APIError, bad_request
-from . import batch_requests as wire
-from .batch_runner import BatchRunner
-from .batch_store import BatchRequestRow, BatchStore, new_id
-from .files import file_not_found, page
-from .results import JSONResponse
+from lms_jupyter.errors import APIError, bad_request
+from lms_jupyter.api import batch_requests as wire
+from lms_jupyter.api.batch_runner import BatchRunner
+from lms_jupyter.api.batch_store import BatchRequestRow, BatchStore, new_id
+from lms_jupyter.api.files import file_not_found, page
+from lms_jupyter.api.results import JSONResponse
 
 MAX_LIST_LIMIT = 100
 FIELDS = ("id", "object", "endpoint", "errors", "input_file_id", "completion_window",

@@ -9,7 +9,7 @@ and the kernel's ``%%chat`` handle remote answers exactly like local ones.
 """
 from __future__ import annotations
 
-from ..chat.events import (Answer, ContentDelta, ReasoningDelta, ToolCall, ToolCallArgsDelta,
+from lms_jupyter.chat.events import (Answer, ContentDelta, ReasoningDelta, ToolCall, ToolCallArgsDelta,
                            ToolCallEnd, ToolCallStart)
 
 

@@ -6,10 +6,10 @@ once and the event loop never waits on the network or the disk.
 """
 from __future__ import annotations
 
-from ..errors import APIError, bad_request
-from ..models.downloads import DownloadJobs
-from ..models.hub import DownloadError, memory_budget
-from . import requests
+from lms_jupyter.errors import APIError, bad_request
+from lms_jupyter.models.downloads import DownloadJobs
+from lms_jupyter.models.hub import DownloadError, memory_budget
+from lms_jupyter.api import requests
 
 
 class DownloadAPI:

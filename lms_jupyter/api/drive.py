@@ -11,14 +11,14 @@ from __future__ import annotations
 import time
 from typing import AsyncIterator, Iterator
 
-from ..chat.events import Answer, ContentDelta
-from ..chat.logprobs import ContentLogprobs
-from ..engine.channel import EventChannel
-from ..engine.events import Finished, Started, TextDelta
-from ..engine.remote_models import UpstreamChunk
-from ..errors import APIError
-from .events import Done, Failed
-from .prepared import Prepared
+from lms_jupyter.chat.events import Answer, ContentDelta
+from lms_jupyter.chat.logprobs import ContentLogprobs
+from lms_jupyter.engine.channel import EventChannel
+from lms_jupyter.engine.events import Finished, Started, TextDelta
+from lms_jupyter.engine.remote_models import UpstreamChunk
+from lms_jupyter.errors import APIError
+from lms_jupyter.api.events import Done, Failed
+from lms_jupyter.api.prepared import Prepared
 
 
 class Generation:

@@ -19,10 +19,10 @@ from __future__ import annotations
 import asyncio
 import base64
 
-from ..engine.channel import run_blocking
-from ..errors import bad_request
-from .requests import EmbeddingRequest, embedding_request
-from .results import JSONResponse
+from lms_jupyter.engine.channel import run_blocking
+from lms_jupyter.errors import bad_request
+from lms_jupyter.api.requests import EmbeddingRequest, embedding_request
+from lms_jupyter.api.results import JSONResponse
 
 def acquire(api, request: EmbeddingRequest):
     """The loaded instance for the request (JIT-loads it; blocking)."""
@@ -42,7 +42,7 @@ def response_body(model, request: EmbeddingRequest, result) -> dict:
     """OpenAI's embeddings list for an :class:`~lms_jupyter.engine.embedding.EmbeddingResult`."""
     import numpy as np
 
-    from ..engine.embedding import truncate_dimensions
+    from lms_jupyter.engine.embedding import truncate_dimensions
 
     if request.dimensions is not None and request.dimensions > result.vectors.shape[1]:
         raise bad_request(f"'dimensions' must be at most {result.vectors.shape[1]} for "

@@ -17,9 +17,9 @@ import secrets
 import time
 from typing import Callable
 
-from ..chat.events import (Answer, ContentDelta, ReasoningDelta, ToolCallArgsDelta,
+from lms_jupyter.chat.events import (Answer, ContentDelta, ReasoningDelta, ToolCallArgsDelta,
                            ToolCallStart)
-from .events import Done
+from lms_jupyter.api.events import Done
 
 Extras = Callable[[Done], dict]
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..chat.events import (Answer, ContentDelta, ReasoningDelta, ToolCall, ToolCallArgsDelta,
+from lms_jupyter.chat.events import (Answer, ContentDelta, ReasoningDelta, ToolCall, ToolCallArgsDelta,
                            ToolCallEnd, ToolCallStart)
-from ..engine.events import Failed, Finished
+from lms_jupyter.engine.events import Failed, Finished
 
 STOP_TOOL_CALLS = "toolCalls"  # LM Studio's stop reason when the model called tools
 

@@ -7,10 +7,10 @@ files of finished batches appear here with purpose ``batch_output``. Storage is
 """
 from __future__ import annotations
 
-from ..errors import APIError
-from . import batch_requests as wire
-from .batch_store import BatchStore
-from .results import BytesResponse, JSONResponse
+from lms_jupyter.errors import APIError
+from lms_jupyter.api import batch_requests as wire
+from lms_jupyter.api.batch_store import BatchStore
+from lms_jupyter.api.results import BytesResponse, JSONResponse
 
 
 def file_not_found(file_id: str) -> APIError:

@@ -7,13 +7,13 @@ Studio's error object (``{"error": {"type", "message", "code", "param"}}``).
 """
 from __future__ import annotations
 
-from ..engine.manager import ModelManager
-from ..errors import APIError, bad_request, model_not_found
-from ..models.presets import Preset, PresetStore
-from . import requests
-from .lmstudio_v0 import v0_extras
-from .openai_compat import OpenAICompatAPI
-from .views import instance_config, loading_row, model_v0, model_v1, ps_row, v1_type
+from lms_jupyter.engine.manager import ModelManager
+from lms_jupyter.errors import APIError, bad_request, model_not_found
+from lms_jupyter.models.presets import Preset, PresetStore
+from lms_jupyter.api import requests
+from lms_jupyter.api.lmstudio_v0 import v0_extras
+from lms_jupyter.api.openai_compat import OpenAICompatAPI
+from lms_jupyter.api.views import instance_config, loading_row, model_v0, model_v1, ps_row, v1_type
 
 
 def v1_error_body(error: APIError) -> dict:

@@ -10,14 +10,14 @@ from __future__ import annotations
 import platform
 from functools import lru_cache
 
-from .events import Done
+from lms_jupyter.api.events import Done
 
 
 @lru_cache(maxsize=1)
 def runtime_info() -> dict:
     """Which engine runs the models, named like LM Studio's runtimes (asked of a
     short-lived process: llama.cpp never loads in the server)."""
-    from ..engine.worker.proxy import engine_runtime
+    from lms_jupyter.engine.worker.proxy import engine_runtime
 
     runtime = engine_runtime()
     gpu = bool(runtime.get("gpu"))

@@ -28,8 +28,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from ..errors import APIError, bad_request
-from .responses_request import McpServerSpec
+from lms_jupyter.errors import APIError, bad_request
+from lms_jupyter.api.responses_request import McpServerSpec
 
 try:
     _GROUP = BaseExceptionGroup

@@ -11,17 +11,17 @@ from __future__ import annotations
 import os
 from typing import Iterator
 
-from ..engine.channel import EventChannel, run_blocking
-from ..engine.manager import ModelManager
-from ..errors import model_not_found
-from ..models.catalog import ModelNotFound
-from . import embeddings as embeddings_api
-from . import requests
-from .drive import Generation
-from .encode import ChatEncoder, Extras, TextEncoder
-from .events import Failed
-from .prepare import Prepared, prepare_chat, prepare_completion
-from .results import JSONResponse, StreamResponse
+from lms_jupyter.engine.channel import EventChannel, run_blocking
+from lms_jupyter.engine.manager import ModelManager
+from lms_jupyter.errors import model_not_found
+from lms_jupyter.models.catalog import ModelNotFound
+from lms_jupyter.api import embeddings as embeddings_api
+from lms_jupyter.api import requests
+from lms_jupyter.api.drive import Generation
+from lms_jupyter.api.encode import ChatEncoder, Extras, TextEncoder
+from lms_jupyter.api.events import Failed
+from lms_jupyter.api.prepare import Prepared, prepare_chat, prepare_completion
+from lms_jupyter.api.results import JSONResponse, StreamResponse
 
 
 def _owner(info) -> str:
@@ -90,7 +90,7 @@ class OpenAICompatAPI:
     def with_preset(self, body) -> dict:
         """The body with its ``preset`` applied (explicit request fields win)."""
         if isinstance(body, dict) and body.get("preset") is not None and self.presets is None:
-            from ..models.presets import PresetStore
+            from lms_jupyter.models.presets import PresetStore
 
             self.presets = PresetStore()
         return requests.apply_preset(body, self.presets)

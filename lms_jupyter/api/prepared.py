@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ..chat.output import ChatOutput
-from ..engine.generation import GenerationRequest
-from ..engine.instance import ModelInstance
+from lms_jupyter.chat.output import ChatOutput
+from lms_jupyter.engine.generation import GenerationRequest
+from lms_jupyter.engine.instance import ModelInstance
 
 
 @dataclass

@@ -27,13 +27,13 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from ..chat.grammar import UnsupportedSchemaError, grammar_for_response_format
-from ..chat.templates import normalise_messages
-from ..engine.generation import SamplingParams
-from ..engine.logprobs import MAX_TOP_LOGPROBS
-from ..engine.options import MAX_PARALLEL, LoadRequest
-from ..errors import APIError, bad_request
-from ..models.memory import parse_gpu_offload
+from lms_jupyter.chat.grammar import UnsupportedSchemaError, grammar_for_response_format
+from lms_jupyter.chat.templates import normalise_messages
+from lms_jupyter.engine.generation import SamplingParams
+from lms_jupyter.engine.logprobs import MAX_TOP_LOGPROBS
+from lms_jupyter.engine.options import MAX_PARALLEL, LoadRequest
+from lms_jupyter.errors import APIError, bad_request
+from lms_jupyter.models.memory import parse_gpu_offload
 
 _MISSING = object()
 

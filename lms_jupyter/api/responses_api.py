@@ -20,18 +20,18 @@ import asyncio
 import logging
 from contextlib import aclosing
 
-from ..engine.channel import EventChannel, run_blocking
-from ..engine.manager import ModelManager
-from ..errors import APIError, bad_request
-from . import mcp_tools
-from . import responses_request as rr
-from .drive import Generation
-from .events import Done, Failed
-from .mcp_tools import McpCallError, McpPolicy, McpTool
-from .prepare import prepare_chat
-from .responses_encode import ResponseEncoder
-from .responses_store import ResponseStore
-from .results import JSONResponse, StreamResponse
+from lms_jupyter.engine.channel import EventChannel, run_blocking
+from lms_jupyter.engine.manager import ModelManager
+from lms_jupyter.errors import APIError, bad_request
+from lms_jupyter.api import mcp_tools
+from lms_jupyter.api import responses_request as rr
+from lms_jupyter.api.drive import Generation
+from lms_jupyter.api.events import Done, Failed
+from lms_jupyter.api.mcp_tools import McpCallError, McpPolicy, McpTool
+from lms_jupyter.api.prepare import prepare_chat
+from lms_jupyter.api.responses_encode import ResponseEncoder
+from lms_jupyter.api.responses_store import ResponseStore
+from lms_jupyter.api.results import JSONResponse, StreamResponse
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class ResponsesAPI:
 
     def parse(self, body) -> rr.ResponsesRequest:
         if isinstance(body, dict) and body.get("preset") is not None and self.presets is None:
-            from ..models.presets import PresetStore
+            from lms_jupyter.models.presets import PresetStore
 
             self.presets = PresetStore()
         return rr.parse(rr.apply_preset(body, self.presets))

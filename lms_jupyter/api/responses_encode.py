@@ -19,9 +19,9 @@ import copy
 import secrets
 import time
 
-from ..chat.events import ContentDelta, ReasoningDelta, ToolCallArgsDelta, ToolCallEnd, \
+from lms_jupyter.chat.events import ContentDelta, ReasoningDelta, ToolCallArgsDelta, ToolCallEnd, \
     ToolCallStart
-from ..errors import APIError
+from lms_jupyter.errors import APIError
 
 
 def new_id(prefix: str) -> str:

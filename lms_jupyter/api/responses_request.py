@@ -21,11 +21,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from ..chat.grammar import UnsupportedSchemaError, grammar_for_response_format
-from ..chat.templates import message_text, normalise_messages
-from ..errors import bad_request
-from . import requests
-from .requests import ChatFeatures, ChatRequest, ToolSettings
+from lms_jupyter.chat.grammar import UnsupportedSchemaError, grammar_for_response_format
+from lms_jupyter.chat.templates import message_text, normalise_messages
+from lms_jupyter.errors import bad_request
+from lms_jupyter.api import requests
+from lms_jupyter.api.requests import ChatFeatures, ChatRequest, ToolSettings
 
 ROLES = ("user", "assistant", "system", "developer")
 TEXT_PARTS = ("input_text", "output_text", "text")

@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from ..errors import APIError
+from lms_jupyter.errors import APIError
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ The route table (:mod:`lms_jupyter.server.routes`) names these schemas per endpo
 """
 from __future__ import annotations
 
-from . import requests as rq
+from lms_jupyter.api import requests as rq
 
 NON_BLANK = r"\S"  # text(): a string with something besides whitespace
 

@@ -5,9 +5,9 @@ Only a full Jupyter identity reaches these calls (the route table marks them
 """
 from __future__ import annotations
 
-from ..errors import APIError
-from ..security.tokens import TokenStore, TokenStoreError, iso_time
-from . import requests
+from lms_jupyter.errors import APIError
+from lms_jupyter.security.tokens import TokenStore, TokenStoreError, iso_time
+from lms_jupyter.api import requests
 
 
 def token_not_found(token_id: str) -> APIError:

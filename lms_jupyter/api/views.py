@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import time
 
-from ..models.catalog import ModelInfo, ModelVariant
+from lms_jupyter.models.catalog import ModelInfo, ModelVariant
 
 _BITS = re.compile(r"(\d+)")
 

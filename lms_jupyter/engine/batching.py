@@ -39,12 +39,12 @@ import logging
 import threading
 import time
 
-from ..errors import APIError, queue_full
-from . import llama
-from .events import STOP_CONTEXT, STOP_EOS, STOP_USER, Failed, Finished, Started
-from .generation import GenerationRequest, TokenText, check_prompt
-from .instance import InstanceStatus, JobKind
-from .sampling import Candidates, SlotSampler
+from lms_jupyter.errors import APIError, queue_full
+from lms_jupyter.engine import llama
+from lms_jupyter.engine.events import STOP_CONTEXT, STOP_EOS, STOP_USER, Failed, Finished, Started
+from lms_jupyter.engine.generation import GenerationRequest, TokenText, check_prompt
+from lms_jupyter.engine.instance import InstanceStatus, JobKind
+from lms_jupyter.engine.sampling import Candidates, SlotSampler
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
-from ..errors import APIError, bad_request
+from lms_jupyter.errors import APIError, bad_request
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def _init_backend() -> None:
             return
         import llama_cpp
 
-        from .llama import route_llama_logs
+        from lms_jupyter.engine.llama import route_llama_logs
 
         route_llama_logs()
         llama_cpp.llama_backend_init()

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import APIError
-from .instance import StopReason
+from lms_jupyter.errors import APIError
+from lms_jupyter.engine.instance import StopReason
 
 # LM Studio's stop reasons (LLMPredictionStats.ts) and the OpenAI finish_reason of each
 STOP_EOS = StopReason.EOS

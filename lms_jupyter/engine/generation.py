@@ -20,11 +20,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..errors import APIError, bad_request, context_length_exceeded
-from . import llama
-from .events import (STOP_CONTEXT, STOP_EOS, STOP_MAX_TOKENS, STOP_STRING, STOP_USER, Failed,
+from lms_jupyter.errors import APIError, bad_request, context_length_exceeded
+from lms_jupyter.engine import llama
+from lms_jupyter.engine.events import (STOP_CONTEXT, STOP_EOS, STOP_MAX_TOKENS, STOP_STRING, STOP_USER, Failed,
                      Finished, Started, TextDelta, TokenLogprob)
-from .logprobs import HeldLogprobs, LogprobRecorder
+from lms_jupyter.engine.logprobs import HeldLogprobs, LogprobRecorder
 
 @dataclass
 class SamplingParams:
@@ -250,7 +250,7 @@ def run_generation(llm, request: GenerationRequest, cancel: threading.Event,
     text = TokenText(llm, request, len(tokens), eog or (lambda t: t == llm.token_eos()))
     draft_stats = None
     if request.draft is not None and draft_llm is not None:
-        from .speculative import DraftStats, speculative_tokens
+        from lms_jupyter.engine.speculative import DraftStats, speculative_tokens
 
         draft_stats = DraftStats(request.draft.identifier)
         generator = speculative_tokens(llm, draft_llm, tokens, settings, request.sampling,

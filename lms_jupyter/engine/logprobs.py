@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Callable
 
-from . import llama
-from .events import TokenLogprob
+from lms_jupyter.engine import llama
+from lms_jupyter.engine.events import TokenLogprob
 
 MAX_TOP_LOGPROBS = 20  # OpenAI's bound for top_logprobs (and ours for legacy logprobs)
 FLOOR = -9999.0  # what OpenAI reports for a token with no probability at all (JSON has no -inf)

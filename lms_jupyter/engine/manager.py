@@ -26,16 +26,16 @@ from typing import Callable
 from traitlets import Bool, Dict, Enum, Float, Int, Unicode
 from traitlets.config import LoggingConfigurable
 
-from ..errors import APIError, bad_request, model_not_found
-from ..models.catalog import (ModelCatalog, ModelFileUnreadable, ModelInfo, ModelNotFound,
+from lms_jupyter.errors import APIError, bad_request, model_not_found
+from lms_jupyter.models.catalog import (ModelCatalog, ModelFileUnreadable, ModelInfo, ModelNotFound,
                               ModelVariant)
-from ..models.memory import (available_memory_bytes, estimate_memory, gpu_fraction,
+from lms_jupyter.models.memory import (available_memory_bytes, estimate_memory, gpu_fraction,
                              gpu_layers_setting)
-from ..models.starter import StarterFetchError, fetch_starter, how_to_get, is_starter_name
-from . import llama
-from .options import MAX_PARALLEL, LoadConfig, LoadRequest
-from .worker import WorkerModel
-from .worker.proxy import SparePool, gpu_offload_supported
+from lms_jupyter.models.starter import StarterFetchError, fetch_starter, how_to_get, is_starter_name
+from lms_jupyter.engine import llama
+from lms_jupyter.engine.options import MAX_PARALLEL, LoadConfig, LoadRequest
+from lms_jupyter.engine.worker import WorkerModel
+from lms_jupyter.engine.worker.proxy import SparePool, gpu_offload_supported
 
 CRASH_WINDOW_SECONDS = 60.0
 CRASHES_BEFORE_GIVING_UP = 3  # crashes of one model within the window stop auto-reloads
@@ -60,7 +60,7 @@ class LoadInProgress:
 
 def _log_stream_event(model, request, event) -> None:
     """Each generation event a worker sends, for ``lms log stream --source model``."""
-    from .. import logstream
+    from lms_jupyter import logstream
 
     logstream.on_generation_event(model, request, event)
 
@@ -142,7 +142,7 @@ class ModelManager(LoggingConfigurable):
         # by their engine; every query below asks them after the local models
         self.remotes = None
         if self.remote_engines:
-            from .remote_engines import RemoteCatalog, RemoteEngines
+            from lms_jupyter.engine.remote_engines import RemoteCatalog, RemoteEngines
 
             self.remotes = RemoteEngines(self.remote_engines, self.log)
             self.catalog = RemoteCatalog(self.catalog, self.remotes)
@@ -179,7 +179,7 @@ class ModelManager(LoggingConfigurable):
             times[:] = [t for t in times if now - t < CRASH_WINDOW_SECONDS] + [now]
         self.log.error("lms_jupyter: model %s crashed (%s); the next request reloads it",
                        model.identifier, model.crash.reason)
-        from .. import logstream
+        from lms_jupyter import logstream
 
         logstream.server_log("error", f"Model {model.identifier} crashed: "
                                       f"{model.crash.reason}")
@@ -344,7 +344,7 @@ class ModelManager(LoggingConfigurable):
         try:
             instance.load(progress=on_progress)
         except Exception as exc:  # noqa: BLE001 - llama.cpp load failures become API errors
-            from .llama import LoadCancelled
+            from lms_jupyter.engine.llama import LoadCancelled
 
             if isinstance(exc, LoadCancelled):
                 self.log.info("lms_jupyter: load of %s cancelled", identifier)
@@ -574,7 +574,7 @@ class ModelManager(LoggingConfigurable):
         it drafts for) but it gets the JIT idle TTL so it does not stay forever. A pair
         that cannot work is refused from the GGUF headers before anything is loaded.
         """
-        from .speculative import (DraftSettings, DraftSource, check_draft_pair,
+        from lms_jupyter.engine.speculative import (DraftSettings, DraftSource, check_draft_pair,
                                   header_vocab_mismatch, incompatible_draft)
 
         draft = self.get_loaded(name)

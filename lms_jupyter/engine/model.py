@@ -20,17 +20,17 @@ import time
 from concurrent.futures import Future
 from typing import Callable
 
-from .embedding import Embedder, EmbeddingResult, model_pooling
-from ..errors import APIError, not_a_chat_model
-from ..models.catalog import ModelInfo, ModelVariant
-from . import llama
-from .batching import (STATUS_EMBEDDING, STATUS_GENERATING, STATUS_IDLE,  # noqa: F401
+from lms_jupyter.engine.embedding import Embedder, EmbeddingResult, model_pooling
+from lms_jupyter.errors import APIError, not_a_chat_model
+from lms_jupyter.models.catalog import ModelInfo, ModelVariant
+from lms_jupyter.engine import llama
+from lms_jupyter.engine.batching import (STATUS_EMBEDDING, STATUS_GENERATING, STATUS_IDLE,  # noqa: F401
                        STATUS_PROMPT, Scheduler, SlotJob, model_unloaded)
-from .channel import EventChannel
-from .events import Failed
-from .generation import GenerationRequest, run_generation
-from .instance import JobKind
-from .options import LoadConfig, default_threads
+from lms_jupyter.engine.channel import EventChannel
+from lms_jupyter.engine.events import Failed
+from lms_jupyter.engine.generation import GenerationRequest, run_generation
+from lms_jupyter.engine.instance import JobKind
+from lms_jupyter.engine.options import LoadConfig, default_threads
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ class LoadedModel:
         """The private Llama of a draft model (scheduler thread only): loaded the first
         time a request drafts with that file and settings, checked to share this model's
         vocabulary token by token, kept until this model is unloaded."""
-        from .speculative import incompatible_draft, vocab_mismatch
+        from lms_jupyter.engine.speculative import incompatible_draft, vocab_mismatch
 
         key = source.key
         if key not in self._drafts:
@@ -273,7 +273,7 @@ class LoadedModel:
 
     def snapshot(self) -> dict:
         """What `lms ps` shows for this instance (the same row its worker proxy gives)."""
-        from .instance import local_snapshot
+        from lms_jupyter.engine.instance import local_snapshot
 
         return local_snapshot(self)
 

@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from ..errors import APIError, rate_limited
+from lms_jupyter.errors import APIError, rate_limited
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ import logging
 import threading
 import time
 
-from ..errors import APIError, bad_request, model_not_found
-from ..models.catalog import ModelNotFound
-from .remote import EngineClient, EngineConfig
-from .remote_models import RemoteModel
+from lms_jupyter.errors import APIError, bad_request, model_not_found
+from lms_jupyter.models.catalog import ModelNotFound
+from lms_jupyter.engine.remote import EngineClient, EngineConfig
+from lms_jupyter.engine.remote_models import RemoteModel
 
 log = logging.getLogger(__name__)
 

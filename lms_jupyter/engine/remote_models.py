@@ -25,13 +25,13 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from ..errors import APIError
-from .instance import Capabilities
-from .events import (STOP_EOS, STOP_MAX_TOKENS, STOP_USER, Failed, Finished, Started,
+from lms_jupyter.errors import APIError
+from lms_jupyter.engine.instance import Capabilities
+from lms_jupyter.engine.events import (STOP_EOS, STOP_MAX_TOKENS, STOP_USER, Failed, Finished, Started,
                      TextDelta)
-from .remote import EngineClient, transport_error
-from . import remote_usage
-from .sse import SSEParser
+from lms_jupyter.engine.remote import EngineClient, transport_error
+from lms_jupyter.engine import remote_usage
+from lms_jupyter.engine.sse import SSEParser
 
 log = logging.getLogger(__name__)
 
@@ -475,7 +475,7 @@ class RemoteModel:
     def _embed(self, texts: list[str], truncate: bool):
         import numpy as np
 
-        from .embedding import EmbeddingResult
+        from lms_jupyter.engine.embedding import EmbeddingResult
 
         body = {"model": self.upstream_id, "input": list(texts), "encoding_format": "base64"}
         if truncate and self.kind == "lmstudio":

@@ -37,11 +37,11 @@ import collections
 import ctypes
 import math
 
-from ..errors import bad_request
-from . import llama
-from .events import TokenLogprob
-from .generation import SamplingParams, random_seed
-from .logprobs import TokenStrings, token_logprob
+from lms_jupyter.errors import bad_request
+from lms_jupyter.engine import llama
+from lms_jupyter.engine.events import TokenLogprob
+from lms_jupyter.engine.generation import SamplingParams, random_seed
+from lms_jupyter.engine.logprobs import TokenStrings, token_logprob
 
 LAZY_GRAMMAR = True  # False: always the full check (tests and benchmarks compare both)
 TOP_M = 128  # grammar-check window; <= 128 keeps llama.cpp's top-k on std::partial_sort

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from ..errors import bad_request
+from lms_jupyter.errors import bad_request
 
 DEFAULT_DRAFT_TOKENS = 8
 MAX_DRAFT_TOKENS = 64
@@ -83,7 +83,7 @@ class DraftStats:
 
 def vocab_mismatch(main_llm, draft_llm, samples: int = 256) -> str | None:
     """Why two models cannot pair for speculative decoding, or None when they can."""
-    from .llama import token_bytes
+    from lms_jupyter.engine.llama import token_bytes
 
     n_main, n_draft = main_llm.n_vocab(), draft_llm.n_vocab()
     if n_main != n_draft:

@@ -31,13 +31,13 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..errors import APIError
-from .batch_data import (BatchInputError, Item, answer_columns, build_result, empty_row,
+from lms_jupyter.errors import APIError
+from lms_jupyter.kernel.batch_data import (BatchInputError, Item, answer_columns, build_result, empty_row,
                          read_inputs, row_values)
-from .batch_progress import Figures, make_progress
-from .chat import DEFAULT_MAX_TOOL_ROUNDS, ChatOptions, ChatRunner, Conversation, NullView
-from .schemas import OutputSchema, SchemaError, output_schema
-from .tools import Toolbox
+from lms_jupyter.kernel.batch_progress import Figures, make_progress
+from lms_jupyter.kernel.chat import DEFAULT_MAX_TOOL_ROUNDS, ChatOptions, ChatRunner, Conversation, NullView
+from lms_jupyter.kernel.schemas import OutputSchema, SchemaError, output_schema
+from lms_jupyter.kernel.tools import Toolbox
 
 DEFAULT_MAX_TOKENS = 256
 SLOTS_REFRESH_SECONDS = 2.0
@@ -173,7 +173,7 @@ def model_slots(api, model: str) -> int:
 
 def default_model(api) -> str:
     """The loaded chat model when there is exactly one; the starter model when none."""
-    from ..models.catalog import DEFAULT_MODEL_KEY
+    from lms_jupyter.models.catalog import DEFAULT_MODEL_KEY
 
     manager = getattr(api, "manager", None)
     if manager is None:
@@ -330,7 +330,7 @@ def _open_cache(cache):
         return None
     import sqlite3
 
-    from .batch_cache import BatchCache
+    from lms_jupyter.kernel.batch_cache import BatchCache
 
     if cache is not True:
         return BatchCache(cache)
@@ -375,7 +375,7 @@ def batch(inputs, prompt: str | None = None, *, model: str | None = None,
     rows have no answer; ``finish_reason`` "interrupted" for those that were running);
     running the same call again resumes from the cache.
     """
-    from .runtime import get_api
+    from lms_jupyter.kernel.runtime import get_api
 
     # every request goes through this one API object: the in-kernel one today;
     # ``%lms connect`` (a server's slots) or remote engines replace it here
@@ -393,7 +393,7 @@ def batch(inputs, prompt: str | None = None, *, model: str | None = None,
                           extra=extra)
     spec = BatchSpec(model, system, options, columns, max(0, int(retries)), seed,
                      model_identity(api, model))
-    from .batch_cache import cache_key
+    from lms_jupyter.kernel.batch_cache import cache_key
 
     keys = [cache_key(spec.identity, spec.request_body(item.prompt)) for item in items]
     store = _open_cache(cache)

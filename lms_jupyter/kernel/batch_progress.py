@@ -11,7 +11,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from .listing import human_duration
+from lms_jupyter.kernel.listing import human_duration
 
 
 @dataclass

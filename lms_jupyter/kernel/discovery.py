@@ -175,7 +175,7 @@ def for_url(url: str, token: str | None = None, prefix: str = PREFIX) -> Target:
     """An API root for what the user typed: ``http://host:8888/lms``, LM Studio's
     ``http://localhost:1234`` (``/v1`` may be added), or a Jupyter server's own URL
     (``http://host:8888/``: its ``/lms`` is used)."""
-    from ..engine.remote import api_root
+    from lms_jupyter.engine.remote import api_root
 
     if not re.match(r"https?://", url or ""):
         raise DiscoveryError(f"Not an http(s) URL: {url!r}.")

@@ -13,10 +13,10 @@ import threading
 import time
 from typing import Callable
 
-from ..models.downloads import COMPLETED, FAILED, DownloadJob
-from ..models.hub import DownloadError, DownloadPlan, human_size
-from .listing import human_duration
-from .progress import TerminalLines
+from lms_jupyter.models.downloads import COMPLETED, FAILED, DownloadJob
+from lms_jupyter.models.hub import DownloadError, DownloadPlan, human_size
+from lms_jupyter.kernel.listing import human_duration
+from lms_jupyter.kernel.progress import TerminalLines
 
 
 class DownloadPaused(Exception):

@@ -93,7 +93,7 @@ def embed(texts: str | Sequence[str], model: str | None = None, *,
     the model takes instead of failing. ``api`` defaults to the kernel's in-process API.
     """
     if api is None:
-        from .runtime import get_api
+        from lms_jupyter.kernel.runtime import get_api
 
         api = get_api()
     vectors, _meta = embed_with(api, texts, model, dimensions=dimensions, truncate=truncate)

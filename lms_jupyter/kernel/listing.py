@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import time
 
-from ..api.views import v1_type, variant_id
-from ..models.catalog import ModelInfo
-from ..models.hub import human_size  # noqa: F401 - LM Studio's sizes, shared with `lms get`
+from lms_jupyter.api.views import v1_type, variant_id
+from lms_jupyter.models.catalog import ModelInfo
+from lms_jupyter.models.hub import human_size  # noqa: F401 - LM Studio's sizes, shared with `lms get`
 
 
 def human_duration(seconds: float | None) -> str:

@@ -14,17 +14,17 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from traitlets import Bool, Dict, Enum, Float, Int, Unicode
 
-from ..models.catalog import DEFAULT_MODEL_KEY
-from ..errors import APIError
-from . import runtime
-from .chat import (DEFAULT_MAX_TOOL_ROUNDS, ChatOptions, ChatRunner, Conversation,
+from lms_jupyter.models.catalog import DEFAULT_MODEL_KEY
+from lms_jupyter.errors import APIError
+from lms_jupyter.kernel import runtime
+from lms_jupyter.kernel.chat import (DEFAULT_MAX_TOOL_ROUNDS, ChatOptions, ChatRunner, Conversation,
                    GenerationInterrupted, expand_variables)
-from .commands import (CommandError, Commands, Console, HelpShown, _Parser, _positive_int,
+from lms_jupyter.kernel.commands import (CommandError, Commands, Console, HelpShown, _Parser, _positive_int,
                        build_parser)
-from .display import CellChatView, can_update_displays
-from .progress import LoadCancelled, NotebookProgress, TerminalProgress, run_load
-from .schemas import SchemaError, schema_from_namespace
-from .tools import ToolError, Toolbox
+from lms_jupyter.kernel.display import CellChatView, can_update_displays
+from lms_jupyter.kernel.progress import LoadCancelled, NotebookProgress, TerminalProgress, run_load
+from lms_jupyter.kernel.schemas import SchemaError, schema_from_namespace
+from lms_jupyter.kernel.tools import ToolError, Toolbox
 
 
 def build_chat_parser() -> _Parser:
@@ -76,7 +76,7 @@ class KernelConsole(Console):
         return True
 
     def download_progress(self, title: str):
-        from .download_views import TerminalDownloadProgress, WidgetDownloadProgress
+        from lms_jupyter.kernel.download_views import TerminalDownloadProgress, WidgetDownloadProgress
 
         if self.mode == "display":
             return WidgetDownloadProgress(title)
@@ -84,7 +84,7 @@ class KernelConsole(Console):
 
     def select(self, plan, resolve_repo):
         """A picker widget in a notebook (it downloads on its own); a prompt elsewhere."""
-        from .download_views import DownloadPicker
+        from lms_jupyter.kernel.download_views import DownloadPicker
 
         if self.mode == "display":
             return DownloadPicker(plan, resolve_repo, self.load_hint)
@@ -150,7 +150,7 @@ class LMSMagics(Magics):
 
     def _connect(self, args) -> None:
         """``%lms connect [URL] [--token T]``: use a server's models from now on."""
-        from .discovery import DiscoveryError
+        from lms_jupyter.kernel.discovery import DiscoveryError
 
         try:
             connection = runtime.connect(args.url, args.token)
@@ -183,12 +183,12 @@ class LMSMagics(Magics):
             print(self.conversation.to_text())
 
     def _widget(self, args):
-        from .widgets import ModelManagerWidget
+        from lms_jupyter.kernel.widgets import ModelManagerWidget
 
         return ModelManagerWidget()
 
     def _chat_widget(self, args):
-        from .widgets import ChatWidget
+        from lms_jupyter.kernel.widgets import ChatWidget
 
         return ChatWidget(model=args.model or self.default_model, system=args.system,
                           request_defaults=dict(self.chat_defaults))

@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Callable
 
-from ..engine.llama import LoadCancelled
+from lms_jupyter.engine.llama import LoadCancelled
 
 
 class LoadWatcher:

@@ -21,14 +21,14 @@ import threading
 import time
 from pathlib import PurePosixPath
 
-from ..api import requests
-from ..api.drive import Generation
-from ..api.remote import prepare_remote_chat
-from ..engine.remote import EngineClient, EngineConfig
-from ..engine.remote_models import RemoteModel, RemoteModelInfo, RemoteVariant
-from ..errors import APIError, model_not_found
-from ..models.catalog import ModelNotFound
-from .discovery import Target
+from lms_jupyter.api import requests
+from lms_jupyter.api.drive import Generation
+from lms_jupyter.api.remote import prepare_remote_chat
+from lms_jupyter.engine.remote import EngineClient, EngineConfig
+from lms_jupyter.engine.remote_models import RemoteModel, RemoteModelInfo, RemoteVariant
+from lms_jupyter.errors import APIError, model_not_found
+from lms_jupyter.models.catalog import ModelNotFound
+from lms_jupyter.kernel.discovery import Target
 
 LOAD_TIMEOUT = 900.0
 

@@ -13,13 +13,13 @@ import time
 
 import ipywidgets as widgets
 
-from ..models.catalog import DEFAULT_MODEL_KEY
-from ..errors import APIError
-from . import listing, runtime
-from .chat import ChatOptions, ChatRunner, Conversation
-from ..engine.options import LoadRequest
-from .progress import LoadTask
-from .tools import Toolbox
+from lms_jupyter.models.catalog import DEFAULT_MODEL_KEY
+from lms_jupyter.errors import APIError
+from lms_jupyter.kernel import listing, runtime
+from lms_jupyter.kernel.chat import ChatOptions, ChatRunner, Conversation
+from lms_jupyter.engine.options import LoadRequest
+from lms_jupyter.kernel.progress import LoadTask
+from lms_jupyter.kernel.tools import Toolbox
 
 _CELL = {"name": "15em", "params": "5em", "quant": "6em", "size": "7em", "state": "13em"}
 

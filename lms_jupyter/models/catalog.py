@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .gguf import FILE_TYPES, GGUFError, GGUFHeader, read_header
+from lms_jupyter.models.gguf import FILE_TYPES, GGUFError, GGUFHeader, read_header
 
 DEFAULT_MODEL_KEY = "smollm2-135m-instruct"
 DEFAULT_MODEL_PUBLISHER = "HuggingFaceTB"

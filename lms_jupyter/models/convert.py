@@ -27,7 +27,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from .catalog import default_models_dir
+from lms_jupyter.models.catalog import default_models_dir
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
-from .hub import (CHUNK_BYTES, DownloadCancelled, DownloadError, DownloadPlan, Hub, RemoteFile,
+from lms_jupyter.models.hub import (CHUNK_BYTES, DownloadCancelled, DownloadError, DownloadPlan, Hub, RemoteFile,
                   human_size, iso_time, resolve)
 
 log = logging.getLogger(__name__)

@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import unquote, urlparse
 
-from .catalog import default_models_dir, model_key_from_repo
-from .gguf import GGUFError, read_header
-from .memory import available_memory_bytes, estimate_memory
+from lms_jupyter.models.catalog import default_models_dir, model_key_from_repo
+from lms_jupyter.models.gguf import GGUFError, read_header
+from lms_jupyter.models.memory import available_memory_bytes, estimate_memory
 
 log = logging.getLogger(__name__)
 

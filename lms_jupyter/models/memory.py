@@ -22,8 +22,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ..errors import bad_request
-from .gguf import GGUFHeader
+from lms_jupyter.errors import bad_request
+from lms_jupyter.models.gguf import GGUFHeader
 
 MIB = 1 << 20
 CONTEXT_PAD = 256  # llama.cpp rounds n_ctx up to this

@@ -24,7 +24,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import APIError, bad_request
+from lms_jupyter.errors import APIError, bad_request
 
 PRESET_SUFFIX = ".preset.json"
 

@@ -28,12 +28,12 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import httputil, web
 from tornado.iostream import StreamClosedError
 
-from .. import logstream
-from ..api.batch_requests import Upload
-from ..api.results import BytesResponse, JSONResponse, StreamResponse
-from ..errors import APIError, bad_request, invalid_api_key
-from ..security.tokens import TokenRecord, TokenStoreError, looks_scoped
-from .services import Services
+from lms_jupyter import logstream
+from lms_jupyter.api.batch_requests import Upload
+from lms_jupyter.api.results import BytesResponse, JSONResponse, StreamResponse
+from lms_jupyter.errors import APIError, bad_request, invalid_api_key
+from lms_jupyter.security.tokens import TokenRecord, TokenStoreError, looks_scoped
+from lms_jupyter.server.services import Services
 
 AUTH_RESOURCE = "lms_jupyter"
 # jupyter_server's own pattern (IdentityProvider.auth_header_pat)

@@ -8,26 +8,26 @@ import os
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Enum, Float, List, Unicode
 
-from ..api.lmstudio import LMStudioAPI
-from .. import logstream
-from ..api.batch_runner import BatchRunner
-from ..api.batch_store import BatchStore
-from ..api.batches import BatchesAPI
-from ..api.downloads import DownloadAPI
-from ..api.mcp_tools import McpPolicy, url_list
-from ..api.files import FilesAPI
-from ..api.openai_compat import OpenAICompatAPI
-from ..api.responses_api import ResponsesAPI
-from ..api.responses_store import ResponseStore
-from ..engine.manager import ModelManager
-from ..kernel.discovery import SERVER_ENV
-from ..engine.options import LoadRequest
-from ..errors import APIError
-from ..api.tokens import TokenAPI
-from ..models.presets import PresetStore, default_presets_dir
-from ..security.tokens import TokenStore
-from .routes import lms_handlers
-from .services import Services, batch_endpoints
+from lms_jupyter.api.lmstudio import LMStudioAPI
+from lms_jupyter import logstream
+from lms_jupyter.api.batch_runner import BatchRunner
+from lms_jupyter.api.batch_store import BatchStore
+from lms_jupyter.api.batches import BatchesAPI
+from lms_jupyter.api.downloads import DownloadAPI
+from lms_jupyter.api.mcp_tools import McpPolicy, url_list
+from lms_jupyter.api.files import FilesAPI
+from lms_jupyter.api.openai_compat import OpenAICompatAPI
+from lms_jupyter.api.responses_api import ResponsesAPI
+from lms_jupyter.api.responses_store import ResponseStore
+from lms_jupyter.engine.manager import ModelManager
+from lms_jupyter.kernel.discovery import SERVER_ENV
+from lms_jupyter.engine.options import LoadRequest
+from lms_jupyter.errors import APIError
+from lms_jupyter.api.tokens import TokenAPI
+from lms_jupyter.models.presets import PresetStore, default_presets_dir
+from lms_jupyter.security.tokens import TokenStore
+from lms_jupyter.server.routes import lms_handlers
+from lms_jupyter.server.services import Services, batch_endpoints
 
 
 class LMSJupyterApp(ExtensionApp):
@@ -98,12 +98,12 @@ class LMSJupyterApp(ExtensionApp):
                           self.remote_mcp_timeout)),
             tokens=TokenAPI(TokenStore(self.api_tokens_file or None)),
             max_request_bytes=int(self.max_request_mb * 2**20))
-        from ..api.anthropic import AnthropicAPI
-        from ..api.lmstudio_chat import LMStudioChatAPI
+        from lms_jupyter.api.anthropic import AnthropicAPI
+        from lms_jupyter.api.lmstudio_chat import LMStudioChatAPI
 
         self.services.anthropic = AnthropicAPI(manager)
         self.services.lmstudio_chat = LMStudioChatAPI(self.services.responses)
-        from .openapi import openapi_document
+        from lms_jupyter.server.openapi import openapi_document
 
         self.services.openapi = openapi_document(self.prefix)
         self._init_batches()

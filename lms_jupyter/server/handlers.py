@@ -11,10 +11,10 @@ from __future__ import annotations
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from ..api.batch_requests import MAX_FILE_BYTES
-from ..engine.channel import EventChannel, run_blocking
-from ..errors import APIError
-from .base import LMSHandler
+from lms_jupyter.api.batch_requests import MAX_FILE_BYTES
+from lms_jupyter.engine.channel import EventChannel, run_blocking
+from lms_jupyter.errors import APIError
+from lms_jupyter.server.base import LMSHandler
 
 
 class EndpointHandler(LMSHandler):

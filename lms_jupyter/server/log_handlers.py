@@ -15,9 +15,9 @@ from jupyter_server.auth.decorator import authorized
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from .. import logstream
-from ..errors import bad_request
-from .base import LMSHandler
+from lms_jupyter import logstream
+from lms_jupyter.errors import bad_request
+from lms_jupyter.server.base import LMSHandler
 
 
 def _truthy(value: str | None) -> bool:

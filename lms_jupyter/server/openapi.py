@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import re
 
-from .. import __version__
-from ..api.batch_requests import PURPOSES
-from ..api.schemas import component_schemas
-from .routes import Endpoint, route_table
+from lms_jupyter import __version__
+from lms_jupyter.api.batch_requests import PURPOSES
+from lms_jupyter.api.schemas import component_schemas
+from lms_jupyter.server.routes import Endpoint, route_table
 
 _GROUP = re.compile(r"\(\?P<(\w+)>[^)]*\)")
 

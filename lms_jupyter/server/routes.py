@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..api.anthropic import anthropic_error
-from ..api.lmstudio import v1_error_body
-from ..errors import APIError
+from lms_jupyter.api.anthropic import anthropic_error
+from lms_jupyter.api.lmstudio import v1_error_body
+from lms_jupyter.errors import APIError
 
 
 @dataclass(frozen=True)
@@ -206,8 +206,8 @@ def _routes(prefix: str) -> list[tuple[str, dict, dict]]:
 def lms_handlers(prefix: str) -> list[tuple]:
     """Tornado handler specs for every route under ``/{prefix}``, ending with a catch-all
     that answers unknown paths with a JSON 404 in OpenAI's error shape."""
-    from .handlers import EndpointHandler, NotFoundHandler
-    from .log_handlers import LogStreamHandler
+    from lms_jupyter.server.handlers import EndpointHandler, NotFoundHandler
+    from lms_jupyter.server.log_handlers import LogStreamHandler
 
     specs = [(pattern, EndpointHandler, {"endpoints": endpoints, **options})
              for pattern, endpoints, options in _routes(prefix)]

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..api import OpenAICompatAPI
-from ..api.batches import BatchesAPI
-from ..api.downloads import DownloadAPI
-from ..api.files import FilesAPI
-from ..api.lmstudio import LMStudioAPI
-from ..api.responses_api import ResponsesAPI
-from ..api.tokens import TokenAPI
-from ..engine.manager import ModelManager
+from lms_jupyter.api import OpenAICompatAPI
+from lms_jupyter.api.batches import BatchesAPI
+from lms_jupyter.api.downloads import DownloadAPI
+from lms_jupyter.api.files import FilesAPI
+from lms_jupyter.api.lmstudio import LMStudioAPI
+from lms_jupyter.api.responses_api import ResponsesAPI
+from lms_jupyter.api.tokens import TokenAPI
+from lms_jupyter.engine.manager import ModelManager
 
 
 @dataclass

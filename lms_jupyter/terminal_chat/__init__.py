@@ -1,4 +1,4 @@
 """``lms-jupyter chat``: LM Studio's ``lms chat`` in a terminal (see :mod:`.main`)."""
-from .main import main
+from lms_jupyter.terminal_chat.main import main
 
 __all__ = ["main"]

@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import APIError
-from .repl import Repl
-from .session import ChatSession, stats_text
+from lms_jupyter.errors import APIError
+from lms_jupyter.terminal_chat.repl import Repl
+from lms_jupyter.terminal_chat.session import ChatSession, stats_text
 
 
 def parser() -> argparse.ArgumentParser:
@@ -34,15 +34,15 @@ def parser() -> argparse.ArgumentParser:
 
 def _api(args):
     """(the API to chat through, its manager, the server connection or None)."""
-    from ..cli import _server
+    from lms_jupyter.cli import _server
 
     server = _server(args)
     if server is not None:
-        from ..kernel.remote_api import ConnectedAPI
+        from lms_jupyter.kernel.remote_api import ConnectedAPI
 
         return ConnectedAPI(server), server, server
-    from ..kernel import runtime
-    from ..api import OpenAICompatAPI
+    from lms_jupyter.kernel import runtime
+    from lms_jupyter.api import OpenAICompatAPI
 
     manager = runtime.get_manager()
     return OpenAICompatAPI(manager), manager, None
@@ -63,7 +63,7 @@ def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     server = None
     try:
-        from ..kernel.commands import CommandError
+        from lms_jupyter.kernel.commands import CommandError
 
         try:
             api, manager, server = _api(args)
@@ -85,7 +85,7 @@ def main(argv: list[str]) -> int:
         print(f"Error: {exc.message}", file=sys.stderr)
         return 1
     finally:
-        from ..kernel import runtime
+        from lms_jupyter.kernel import runtime
 
         if server is not None:
             server.shutdown()

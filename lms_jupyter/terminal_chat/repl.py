@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from .session import ChatSession, stats_text
+from lms_jupyter.terminal_chat.session import ChatSession, stats_text
 
 PROMPT = "> "
 HELP = """Commands:

@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..api import requests
-from ..chat.events import ContentDelta, ReasoningDelta
-from ..api.events import Done
+from lms_jupyter.api import requests
+from lms_jupyter.chat.events import ContentDelta, ReasoningDelta
+from lms_jupyter.api.events import Done
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """The Anthropic Messages API (``/v1/messages``) over the one chat path."""
-from .api import AnthropicAPI
-from .errors import anthropic_error
+from lms_jupyter.api.anthropic.api import AnthropicAPI
+from lms_jupyter.api.anthropic.errors import anthropic_error
 
 __all__ = ["AnthropicAPI", "anthropic_error"]

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import logging
 
-from ...engine.channel import EventChannel, run_blocking
-from ...engine.manager import ModelManager
-from ...errors import APIError
-from ..drive import Generation
-from ..events import Done, Failed
-from ..prepare import prepare_chat
-from ..results import JSONResponse, StreamResponse
-from . import request as anthropic_request
-from .encode import MessageEncoder
-from .errors import anthropic_error
+from lms_jupyter.engine.channel import EventChannel, run_blocking
+from lms_jupyter.engine.manager import ModelManager
+from lms_jupyter.errors import APIError
+from lms_jupyter.api.drive import Generation
+from lms_jupyter.api.events import Done, Failed
+from lms_jupyter.api.prepare import prepare_chat
+from lms_jupyter.api.results import JSONResponse, StreamResponse
+from lms_jupyter.api.anthropic import request as anthropic_request
+from lms_jupyter.api.anthropic.encode import MessageEncoder
+from lms_jupyter.api.anthropic.errors import anthropic_error
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 import secrets
 
-from ...chat.events import ContentDelta, ReasoningDelta, ToolCallArgsDelta, ToolCallEnd, \
+from lms_jupyter.chat.events import ContentDelta, ReasoningDelta, ToolCallArgsDelta, ToolCallEnd, \
     ToolCallStart
-from ...engine.events import STOP_STRING
-from ..events import Done
+from lms_jupyter.engine.events import STOP_STRING
+from lms_jupyter.api.events import Done
 
 
 def new_id(prefix: str) -> str:

@@ -7,7 +7,7 @@ exception class (``BadRequestError``, ``AuthenticationError``, ``NotFoundError``
 """
 from __future__ import annotations
 
-from ...errors import APIError
+from lms_jupyter.errors import APIError
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error",
                403: "permission_error", 404: "not_found_error", 413: "request_too_large",

@@ -14,9 +14,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from ...errors import bad_request
-from .. import requests
-from ..requests import ChatRequest
+from lms_jupyter.errors import bad_request
+from lms_jupyter.api import requests
+from lms_jupyter.api.requests import ChatRequest
 
 ROLES = ("user", "assistant")
 TOOL_CHOICES = ("auto", "any", "tool", "none")

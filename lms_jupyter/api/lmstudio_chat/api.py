@@ -16,13 +16,13 @@ import logging
 import time
 from contextlib import aclosing
 
-from ...engine.channel import EventChannel, run_blocking
-from ...errors import APIError
-from ..lmstudio import v1_error_body
-from ..responses_api import ResponsesAPI, _Run
-from ..results import JSONResponse, StreamResponse
-from .encode import EventTranslator, chat_result
-from .request import native_error, responses_body
+from lms_jupyter.engine.channel import EventChannel, run_blocking
+from lms_jupyter.errors import APIError
+from lms_jupyter.api.lmstudio import v1_error_body
+from lms_jupyter.api.responses_api import ResponsesAPI, _Run
+from lms_jupyter.api.results import JSONResponse, StreamResponse
+from lms_jupyter.api.lmstudio_chat.encode import EventTranslator, chat_result
+from lms_jupyter.api.lmstudio_chat.request import native_error, responses_body
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ Errors name the native fields (``integrations[0].server_url``, ``system_prompt``
 """
 from __future__ import annotations
 
-from ...errors import APIError, bad_request
-from .. import requests
+from lms_jupyter.errors import APIError, bad_request
+from lms_jupyter.api import requests
 
 REASONING = {"off": "none", "low": "low", "medium": "medium", "high": "high", "on": "medium"}
 # native fields with the same name and meaning in a Responses body

@@ -77,10 +77,10 @@ class Worker:
             os._exit(0)  # a spare whose parent stopped before it was needed
         if kind != "load":
             os._exit(2)
-        from ...errors import APIError
-        from ..llama import LoadCancelled
-        from ..model import LoadedModel
-        from .protocol import LoadedFacts
+        from lms_jupyter.errors import APIError
+        from lms_jupyter.engine.llama import LoadCancelled
+        from lms_jupyter.engine.model import LoadedModel
+        from lms_jupyter.engine.worker.protocol import LoadedFacts
 
         threading.Thread(target=self._read, name="lms-worker-reader", daemon=True).start()
         model = LoadedModel(spec.info, spec.variant, spec.identifier, spec.config)
@@ -146,8 +146,8 @@ class Worker:
             self._close.set()
 
     def _generate(self, rid: int, request) -> None:
-        from ..events import Failed
-        from ...errors import APIError
+        from lms_jupyter.engine.events import Failed
+        from lms_jupyter.errors import APIError
 
         channel = self.channels[rid] = _Channel(self, rid)
         try:
@@ -157,7 +157,7 @@ class Worker:
             channel.close()
 
     def _embed(self, rid: int, texts, truncate: bool) -> None:
-        from ...errors import APIError
+        from lms_jupyter.errors import APIError
 
         try:
             future = self.model.embed(texts, truncate)
@@ -172,7 +172,7 @@ class Worker:
         future.add_done_callback(done)
 
     def _call(self, rid: int, name: str, args: tuple) -> None:
-        from .protocol import CALLS
+        from lms_jupyter.engine.worker.protocol import CALLS
 
         try:
             if name not in CALLS:
@@ -211,7 +211,7 @@ def main(argv: list[str]) -> None:
     _logging_to_stderr()
     connection = Connection(int(argv[1]))
     # the imports a load needs, before the "load" message: a spare is ready at once
-    from .. import model as _model  # noqa: F401
+    from lms_jupyter.engine import model as _model  # noqa: F401
     import llama_cpp  # noqa: F401
 
     worker = Worker(connection)

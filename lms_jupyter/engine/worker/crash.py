@@ -10,7 +10,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-from ...errors import APIError
+from lms_jupyter.errors import APIError
 
 # The command that rebuilds llama-cpp-python the way scripts/dev.sh does: without AMX
 # instructions, which some virtual machines report but fault on, and bypassing pip's

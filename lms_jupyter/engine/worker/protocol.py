@@ -37,7 +37,7 @@ import socket
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
-from ..options import LoadConfig
+from lms_jupyter.engine.options import LoadConfig
 
 # what "call" may run in the worker (vocabulary lookups are safe beside generation)
 CALLS = frozenset({"tokenize", "detokenize", "token_text", "is_control_text", "engine_stats"})

@@ -21,13 +21,13 @@ import threading
 import time
 from concurrent.futures import Future
 
-from ...errors import APIError, not_a_chat_model, queue_full
-from ..channel import EventChannel
-from ..events import Failed, Finished, TextDelta
-from ..instance import Capabilities, InstanceStatus, local_snapshot
-from ..options import LoadConfig
-from .crash import CrashReport
-from .protocol import LoadedFacts, LoadSpec, connection_pair
+from lms_jupyter.errors import APIError, not_a_chat_model, queue_full
+from lms_jupyter.engine.channel import EventChannel
+from lms_jupyter.engine.events import Failed, Finished, TextDelta
+from lms_jupyter.engine.instance import Capabilities, InstanceStatus, local_snapshot
+from lms_jupyter.engine.options import LoadConfig
+from lms_jupyter.engine.worker.crash import CrashReport
+from lms_jupyter.engine.worker.protocol import LoadedFacts, LoadSpec, connection_pair
 
 log = logging.getLogger("lms_jupyter.worker")
 STDERR_LINES = 40  # kept for a crash report
@@ -186,7 +186,7 @@ class WorkerModel:
     def load(self, progress=None) -> "WorkerModel":
         """Start (or take a spare) worker and load the weights there (blocking).
         ``progress(fraction)`` may return False to cancel (``LoadCancelled``)."""
-        from ..llama import LoadCancelled
+        from lms_jupyter.engine.llama import LoadCancelled
 
         started = time.perf_counter()
         self._load_progress = progress
@@ -301,7 +301,7 @@ class WorkerModel:
         if self.crash is not None:
             raise self.crash.error()
         if self.closed:
-            from ..batching import model_unloaded
+            from lms_jupyter.engine.batching import model_unloaded
 
             raise model_unloaded(self.identifier)
 
@@ -494,7 +494,7 @@ class WorkerModel:
         for entry in pending:
             failure = error
             if failure is None:
-                from ..batching import model_unloaded
+                from lms_jupyter.engine.batching import model_unloaded
 
                 failure = model_unloaded(self.identifier, during=True)
             if entry.channel is not None:
