@@ -28,8 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lms_jupyter.engine.embedding import Embedder, model_pooling  # noqa: E402
-from lms_jupyter.engine.model import default_threads  # noqa: E402
+from lms_jupyter.engine.local.embedding import Embedder, model_pooling  # noqa: E402
+from lms_jupyter.engine.local.model import default_threads  # noqa: E402
 from lms_jupyter.models.catalog import (DEFAULT_MODEL_KEY, ModelCatalog,  # noqa: E402
                                         embedded_model_path)
 from lms_jupyter.models.convert import MINILM_KEY, install_minilm  # noqa: E402

@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from lms_jupyter.engine.llama import KV_CACHE_TYPES as KV_TYPES  # noqa: E402
+from lms_jupyter.engine.options import KV_CACHE_TYPES as KV_TYPES  # noqa: E402
 from lms_jupyter.engine.options import default_threads  # noqa: E402
 from lms_jupyter.models.catalog import DEFAULT_MODEL_KEY, embedded_model_path  # noqa: E402
 
@@ -374,7 +374,7 @@ def peer(path: str, threads: int, args) -> dict:
 _RESIDENT = """
 import json, sys, threading
 from lms_jupyter.engine.channel import EventChannel
-from lms_jupyter.engine.generation import GenerationRequest, SamplingParams
+from lms_jupyter.engine.request import GenerationRequest, SamplingParams
 from lms_jupyter.engine.manager import ModelManager
 from lms_jupyter.engine.options import LoadRequest
 from lms_jupyter.engine.worker.proxy import WorkerProcess

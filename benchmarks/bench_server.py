@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from lms_jupyter.models.catalog import DEFAULT_MODEL_KEY, embedded_model_path  # noqa: E402
-from lms_jupyter.engine.model import default_threads  # noqa: E402
+from lms_jupyter.engine.local.model import default_threads  # noqa: E402
 
 PROMPT = "Here is a long story about a dragon who learns to read:\n\n"
 EOS_BIAS = {2: -100.0}  # SmolLM2's EOS: keep both sides generating the full length

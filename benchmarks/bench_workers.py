@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from lms_jupyter.engine.channel import EventChannel  # noqa: E402
 from lms_jupyter.engine.events import Finished, TextDelta  # noqa: E402
-from lms_jupyter.engine.generation import GenerationRequest, SamplingParams  # noqa: E402
+from lms_jupyter.engine.local.generation import GenerationRequest, SamplingParams  # noqa: E402
 from lms_jupyter.engine.options import LoadConfig, default_threads  # noqa: E402
 from lms_jupyter.models.catalog import DEFAULT_MODEL_KEY, ModelCatalog  # noqa: E402
 
@@ -86,7 +86,7 @@ def cancel_latency(model) -> float:
 
 
 def in_process(info, variant, config: LoadConfig, args) -> dict:
-    from lms_jupyter.engine.model import LoadedModel
+    from lms_jupyter.engine.local.model import LoadedModel
 
     loads, ttft, decode, cancels, first = [], [], [], [], []
     for run in range(args.runs):

@@ -25,7 +25,7 @@ def find_server(url=None, token=None):
     """
     import os
 
-    from lms_jupyter.kernel import discovery
+    from lms_jupyter.client import discovery
 
     url = url or os.environ.get("LMS_JUPYTER_URL")
     return discovery.for_url(url, token) if url else discovery.for_kernel()
@@ -36,9 +36,9 @@ def batch(inputs, prompt=None, **options):
     a template with ``{column}`` fields) and get the answers as a DataFrame aligned with the
     input (a list of dicts without pandas), resumable from a local cache. Options
     (``model``, ``system``, ``schema``, ``max_tokens``, ``temperature``, ``seed``, ``tools``,
-    ...): see :func:`lms_jupyter.kernel.batch.batch`. pandas and llama_cpp are imported on
+    ...): see :func:`lms_jupyter.kernel.mapping.batch.batch`. pandas and llama_cpp are imported on
     the first call, not with the package."""
-    from lms_jupyter.kernel.batch import batch as _batch
+    from lms_jupyter.kernel.mapping.batch import batch as _batch
 
     return _batch(inputs, prompt, **options)
 

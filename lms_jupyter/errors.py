@@ -75,3 +75,9 @@ def not_a_chat_model(identifier: str) -> APIError:
     return bad_request(f"\"{identifier}\" is an embedding model: it has no chat or completion "
                        "endpoint. Use /v1/embeddings with it, or pick an LLM.", "model",
                        "model_not_chat_capable")
+
+
+def model_unloaded(identifier: str, during: bool = False) -> APIError:
+    what = "was unloaded during generation" if during else "was unloaded"
+    return APIError(f"Model {identifier} {what}.", 409, "invalid_request_error", "model",
+                    "model_unloaded")

@@ -269,7 +269,7 @@ def test_a_batch_resumes_after_a_restart(tmp_path, models_dir):
 def test_one_runner_per_batch_folder(tmp_path):
     """Two servers on one folder: only the lock holder runs batches, the other takes over
     when it stops (a real flock on <folder>/runner.lock)."""
-    from lms_jupyter.api.batch_store import BatchStore
+    from lms_jupyter.api.files_batches.store import BatchStore
 
     first, second = BatchStore(tmp_path), BatchStore(tmp_path)
     assert first.claim_runner() and first.claim_runner()

@@ -21,9 +21,9 @@ import pytest
 from pydantic import BaseModel
 
 import lms_jupyter
-from lms_jupyter import logstream
-from lms_jupyter.kernel.batch import model_slots
-from lms_jupyter.kernel.batch_data import BatchInputError
+from lms_jupyter import logs as logstream
+from lms_jupyter.kernel.mapping.batch import model_slots
+from lms_jupyter.kernel.mapping.data import BatchInputError
 
 from conftest import MODEL
 

@@ -12,12 +12,14 @@ import pytest
 
 from conftest import EOS_ID, MODEL
 from lms_jupyter.api import OpenAICompatAPI
-from lms_jupyter.api.requests import load_request
+from lms_jupyter.api.openai.requests import load_request
 from lms_jupyter.chat.grammar import grammar_for_response_format
-from lms_jupyter.engine import llama, sampling
+from lms_jupyter.engine.local import llama
+from lms_jupyter.engine.local import sampling
 from lms_jupyter.engine.channel import EventChannel
 from lms_jupyter.engine.events import Failed, Finished, Started, TextDelta
-from lms_jupyter.engine.generation import GenerationRequest, SamplingParams, run_generation
+from lms_jupyter.engine.request import GenerationRequest, SamplingParams
+from lms_jupyter.engine.local.generation import run_generation
 from lms_jupyter.engine.manager import ModelManager
 from lms_jupyter.engine.options import LoadRequest
 from lms_jupyter.errors import APIError
@@ -177,7 +179,7 @@ def test_lazy_grammar_gives_the_full_checks_output(reference):
 
     The engine itself, in this process (sampling.LAZY_GRAMMAR is this process's switch),
     loaded as a worker loads it."""
-    from lms_jupyter.engine.model import LoadedModel
+    from lms_jupyter.engine.local.model import LoadedModel
     from lms_jupyter.engine.options import LoadConfig
 
     info, variant = ModelCatalog(None).resolve(MODEL)

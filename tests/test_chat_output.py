@@ -10,9 +10,9 @@ from lms_jupyter.engine.instance import Capabilities
 import pytest
 
 from family_templates import QWEN_STYLE
-from lms_jupyter.api import requests
-from lms_jupyter.api import requests as feature_params
-from lms_jupyter.api.encode import chat_delta, chat_message
+from lms_jupyter.api.openai import features as api_features
+from lms_jupyter.api.openai import requests
+from lms_jupyter.api.openai.encode import chat_delta, chat_message
 from lms_jupyter.chat import plan as chat_features
 from lms_jupyter.chat.output import ChatOutput
 from lms_jupyter.errors import APIError
@@ -104,7 +104,7 @@ def test_bad_history_tool_calls_are_400():
 
 
 def test_flat_tools_and_tool_choice_are_accepted():
-    settings = feature_params.tool_settings({
+    settings = api_features.tool_settings({
         "tools": [{"type": "function", "name": "ping"}],
         "tool_choice": {"type": "function", "name": "ping"}})
     assert settings.forced_name == "ping" and settings.tools[0]["function"]["name"] == "ping"

@@ -198,7 +198,8 @@ def test_kernel_connects_to_its_server_and_shares_its_model(hub):
 
 
 def test_connect_by_url_env_and_outside_a_server(hub, monkeypatch, tmp_path):
-    from lms_jupyter.kernel import discovery, runtime
+    from lms_jupyter.kernel import runtime
+    from lms_jupyter.client import discovery
 
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path))  # no server here
     with pytest.raises(discovery.DiscoveryError, match="does not run under a Jupyter server"):

@@ -432,7 +432,7 @@ def test_magic_get_with_a_widget_progress_bar(hub, models, shell, capsys):
 
 def test_magic_get_select_gives_a_picker(hub, models, shell, capsys):
     picker = shell.run_line_magic("lms", "get --select tiny")
-    from lms_jupyter.kernel.download_views import DownloadPicker
+    from lms_jupyter.kernel.progress.download import DownloadPicker
 
     assert isinstance(picker, DownloadPicker)
     assert picker.repo.value == "bartowski/Tiny-GGUF"

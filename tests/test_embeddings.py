@@ -16,8 +16,7 @@ import pytest
 
 from conftest import GEMMA, MINILM, MODEL, JupyterServer
 from lms_jupyter.api import OpenAICompatAPI
-from lms_jupyter.engine.embedding import (POOLING_MEAN, Embedder, model_pooling,
-                                          truncate_dimensions)
+from lms_jupyter.engine.local.embedding import POOLING_MEAN, Embedder, model_pooling, truncate_dimensions
 from lms_jupyter.engine.manager import ModelManager
 from lms_jupyter.errors import APIError
 from lms_jupyter.models.catalog import ModelCatalog

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from lms_jupyter.api import requests as params
+from lms_jupyter.api import fields
 from lms_jupyter.errors import APIError
-from lms_jupyter.engine.generation import StopStringMatcher
+from lms_jupyter.engine.local.generation import StopStringMatcher
 from lms_jupyter.chat.templates import normalise_messages, render_chat
 
 
@@ -36,24 +36,24 @@ def test_stop_string_holds_back_only_prefixes():
 
 def test_params_validation():
     with pytest.raises(APIError) as e:
-        params.sampling_params({"temperature": "hot"})
+        fields.sampling_params({"temperature": "hot"})
     assert e.value.param == "temperature" and e.value.status == 400
     with pytest.raises(APIError):
-        params.sampling_params({"top_p": 2})
+        fields.sampling_params({"top_p": 2})
     with pytest.raises(APIError):
-        params.logit_bias({"abc": 1})
-    assert params.logit_bias({"2": -100}) == {2: -100.0}
-    assert params.max_tokens({"max_tokens": -1}) is None
-    assert params.max_tokens({"max_tokens": 5}) == 5
+        fields.logit_bias({"abc": 1})
+    assert fields.logit_bias({"2": -100}) == {2: -100.0}
+    assert fields.max_tokens({"max_tokens": -1}) is None
+    assert fields.max_tokens({"max_tokens": 5}) == 5
     with pytest.raises(APIError):
-        params.max_tokens({"max_tokens": 0})
-    assert params.stop_strings({"stop": "x"}) == ["x"]
+        fields.max_tokens({"max_tokens": 0})
+    assert fields.stop_strings({"stop": "x"}) == ["x"]
     with pytest.raises(APIError):
-        params.stop_strings({"stop": [1]})
-    assert params.stream_flags({"stream": True, "stream_options": {"include_usage": True}}) \
+        fields.stop_strings({"stop": [1]})
+    assert fields.stream_flags({"stream": True, "stream_options": {"include_usage": True}}) \
         == (True, True)
     with pytest.raises(APIError):
-        params.single_choice({"n": 2})
+        fields.single_choice({"n": 2})
 
 
 def test_messages_and_templates():
@@ -77,7 +77,7 @@ def test_messages_and_templates():
 
 def test_held_logprobs_travel_with_the_text_they_produced():
     from lms_jupyter.engine.events import TokenLogprob
-    from lms_jupyter.engine.logprobs import HeldLogprobs
+    from lms_jupyter.engine.local.logprobs import HeldLogprobs
 
     def entry(name):
         return TokenLogprob(name, -1.0, ())

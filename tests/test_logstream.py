@@ -19,7 +19,7 @@ import pytest
 from IPython.core.error import UsageError
 
 from conftest import MODEL
-from lms_jupyter import logstream
+from lms_jupyter import logs as logstream
 from lms_jupyter.engine.manager import ModelManager
 from lms_jupyter.kernel import runtime
 from lms_jupyter.models.catalog import ModelCatalog

@@ -10,7 +10,7 @@ from conftest import EOS_ID, GEMMA, MODEL
 from lms_jupyter.api import OpenAICompatAPI
 from lms_jupyter.models.catalog import ModelCatalog
 from lms_jupyter.errors import APIError
-from lms_jupyter.api.requests import load_request
+from lms_jupyter.api.openai.requests import load_request
 from lms_jupyter.engine.manager import ModelManager
 from lms_jupyter.engine.options import LoadRequest
 
@@ -195,11 +195,11 @@ def test_unload_while_a_request_is_being_admitted_stops_it(monkeypatch):
     """The unload lands between a request leaving the queue and entering its slot (the
     race CI once hit): the request must still end with model_unloaded, not run on. The
     engine in this process (the interleaving is forced by patching its prompt check)."""
-    from lms_jupyter.engine import batching
+    from lms_jupyter.engine.local import batching
     from lms_jupyter.engine.channel import EventChannel
     from lms_jupyter.engine.events import Failed
-    from lms_jupyter.engine.generation import GenerationRequest, SamplingParams
-    from lms_jupyter.engine.model import LoadedModel
+    from lms_jupyter.engine.local.generation import GenerationRequest, SamplingParams
+    from lms_jupyter.engine.local.model import LoadedModel
     from lms_jupyter.engine.options import LoadConfig
 
     info, variant = ModelCatalog(None).resolve(MODEL)

@@ -97,7 +97,7 @@ _MEASURE = textwrap.dedent("""
     import json, sys
     from lms_jupyter.models.catalog import ModelCatalog
     from lms_jupyter.engine.channel import EventChannel
-    from lms_jupyter.engine.generation import GenerationRequest, SamplingParams
+    from lms_jupyter.engine.local.generation import GenerationRequest, SamplingParams
     from lms_jupyter.engine.manager import ModelManager
     from lms_jupyter.engine.options import LoadRequest
     from lms_jupyter.engine.worker.proxy import WorkerProcess

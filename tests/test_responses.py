@@ -19,8 +19,8 @@ import pytest
 
 from conftest import EOS_ID, MODEL, JupyterServer, free_port
 from family_templates import QWEN_STYLE
-from lms_jupyter.api.mcp_tools import url_allowed, url_list
-from lms_jupyter.api.responses_request import items_to_messages, parse, step_request
+from lms_jupyter.api.responses.mcp_tools import url_allowed, url_list
+from lms_jupyter.api.responses.request import items_to_messages, parse, step_request
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -240,7 +240,7 @@ def test_instructions_are_not_carried_over():
 
 
 def test_preset_fills_what_the_request_leaves_out(tmp_path):
-    from lms_jupyter.api.responses_request import apply_preset
+    from lms_jupyter.api.responses.request import apply_preset
     from lms_jupyter.models.presets import PresetStore
 
     presets = PresetStore(tmp_path)

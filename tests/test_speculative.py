@@ -151,7 +151,7 @@ def test_speculative_stream_reports_counts(pair):
 # -- the decoding loop itself, in process ------------------------------------------------------
 def test_header_check_needs_no_loading(smollm_path, gemma_file):
     from lms_jupyter.models.gguf import read_header
-    from lms_jupyter.engine.speculative import header_vocab_mismatch
+    from lms_jupyter.engine.drafts import header_vocab_mismatch
 
     smol, gemma = read_header(smollm_path), read_header(gemma_file)
     assert header_vocab_mismatch(smol, smol) is None
@@ -161,9 +161,9 @@ def test_header_check_needs_no_loading(smollm_path, gemma_file):
 def test_unconsumed_drafts_count_as_ignored_and_caches_stay_usable(smollm_path):
     from llama_cpp import Llama
 
-    from lms_jupyter.engine.generation import SamplingParams
-    from lms_jupyter.engine.speculative import (DraftSettings, DraftStats, speculative_tokens,
-                                         vocab_mismatch)
+    from lms_jupyter.engine.local.generation import SamplingParams
+    from lms_jupyter.engine.drafts import DraftSettings
+    from lms_jupyter.engine.local.speculative import DraftStats, speculative_tokens, vocab_mismatch
 
     def load():
         return Llama(model_path=str(smollm_path), n_ctx=512, n_batch=128, verbose=False)

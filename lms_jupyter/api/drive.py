@@ -15,7 +15,7 @@ from lms_jupyter.chat.events import Answer, ContentDelta
 from lms_jupyter.chat.logprobs import ContentLogprobs
 from lms_jupyter.engine.channel import EventChannel
 from lms_jupyter.engine.events import Finished, Started, TextDelta
-from lms_jupyter.engine.remote_models import UpstreamChunk
+from lms_jupyter.engine.remote.models import UpstreamChunk
 from lms_jupyter.errors import APIError
 from lms_jupyter.api.events import Done, Failed
 from lms_jupyter.api.prepared import Prepared

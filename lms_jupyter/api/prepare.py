@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from lms_jupyter.chat.plan import output_factory, plan_chat
 from lms_jupyter.chat.templates import PLAIN_TRANSCRIPT_STOP, render_chat
-from lms_jupyter.engine.generation import GenerationRequest
+from lms_jupyter.engine.request import GenerationRequest
 from lms_jupyter.engine.instance import ModelInstance
 from lms_jupyter.engine.manager import ModelManager
 from lms_jupyter.errors import not_a_chat_model
 from lms_jupyter.api.prepared import Prepared
 from lms_jupyter.api.remote import prepare_remote_chat, prepare_remote_completion
-from lms_jupyter.api.requests import ChatRequest, CompletionRequest, GenerationFields
+from lms_jupyter.api.openai.requests import ChatRequest, CompletionRequest, GenerationFields
 
 __all__ = ["Prepared", "acquire", "prepare_chat", "prepare_completion"]
 

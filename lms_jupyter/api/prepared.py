@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from lms_jupyter.chat.output import ChatOutput
-from lms_jupyter.engine.generation import GenerationRequest
+from lms_jupyter.engine.request import GenerationRequest
 from lms_jupyter.engine.instance import ModelInstance
 
 

@@ -10,11 +10,11 @@ chunks that :class:`~.decode.ChunkOutput` turns into the usual typed events.
 """
 from __future__ import annotations
 
-from lms_jupyter.engine.generation import SamplingParams
-from lms_jupyter.engine.remote_models import RemoteModel, RemoteRequest
-from lms_jupyter.api.decode import ChunkOutput
+from lms_jupyter.engine.request import SamplingParams
+from lms_jupyter.engine.remote.models import RemoteModel, RemoteRequest
+from lms_jupyter.api.openai.decode import ChunkOutput
 from lms_jupyter.api.prepared import Prepared
-from lms_jupyter.api.requests import ChatRequest, CompletionRequest, GenerationFields
+from lms_jupyter.api.openai.requests import ChatRequest, CompletionRequest, GenerationFields
 
 _DEFAULTS = SamplingParams()
 # fields relayed as sent, when the client sent them and no typed field covers them

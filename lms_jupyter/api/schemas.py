@@ -13,7 +13,8 @@ The route table (:mod:`lms_jupyter.server.routes`) names these schemas per endpo
 """
 from __future__ import annotations
 
-from lms_jupyter.api import requests as rq
+from lms_jupyter.api import fields as api_fields
+from lms_jupyter.api.openai import requests as rq
 
 NON_BLANK = r"\S"  # text(): a string with something besides whitespace
 
@@ -40,19 +41,19 @@ TEXT = {"type": "string", "pattern": NON_BLANK}
 OPTIONAL_TEXT = nullable(TEXT)
 MODEL = {**TEXT, "description": "A model key, publisher/key, key@quantization or a loaded "
          "instance's identifier", "examples": ["smollm2-135m-instruct"]}
-TTL = _number(0, rq.MAX_TTL_SECONDS, exclusive_lo=True)
-CONTEXT_LENGTH = _number(rq.MIN_CONTEXT_LENGTH, None, integer=True)
+TTL = _number(0, api_fields.MAX_TTL_SECONDS, exclusive_lo=True)
+CONTEXT_LENGTH = _number(api_fields.MIN_CONTEXT_LENGTH, None, integer=True)
 NAME = {"type": "string", "maxLength": rq.MAX_NAME_LENGTH,
         "pattern": r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$"}
 
 
 def _sampling() -> dict:
     props = {name: _number(lo, hi, integer) for name, (lo, hi, integer)
-             in rq.SAMPLING_BOUNDS.items()}
+             in api_fields.SAMPLING_BOUNDS.items()}
     props["logit_bias"] = nullable({
-        "type": "object", "propertyNames": {"pattern": rq.TOKEN_ID_PATTERN},
+        "type": "object", "propertyNames": {"pattern": api_fields.TOKEN_ID_PATTERN},
         "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100}})
-    for alias in rq.ALIASES["max_tokens"]:
+    for alias in api_fields.ALIASES["max_tokens"]:
         props[alias] = {**_number(-1, None, integer=True), "not": {"const": 0},
                         "description": "-1: until the context is full"}
     return props
@@ -98,7 +99,7 @@ TOOL = {"anyOf": [
      "properties": {"type": {"const": "function"}, **_FUNCTION["properties"]}},
 ]}
 TOOL_CHOICE = {"anyOf": [
-    {"enum": list(rq.TOOL_CHOICES)}, {"type": "null"},
+    {"enum": list(api_fields.TOOL_CHOICES)}, {"type": "null"},
     {"type": "object", "properties": {"type": {"const": "function"}}},
 ]}
 RESPONSE_FORMAT = nullable({
@@ -121,9 +122,9 @@ def chat_request() -> dict:
         "tools": nullable({"type": "array", "items": TOOL}),
         "tool_choice": TOOL_CHOICE, "parallel_tool_calls": BOOLEAN,
         "response_format": RESPONSE_FORMAT,
-        "reasoning_effort": nullable({"enum": list(rq.REASONING_EFFORTS)}),
+        "reasoning_effort": nullable({"enum": list(api_fields.REASONING_EFFORTS)}),
         "reasoning": nullable({"type": "object", "properties": {
-            "effort": nullable({"enum": list(rq.REASONING_EFFORTS)})}}),
+            "effort": nullable({"enum": list(api_fields.REASONING_EFFORTS)})}}),
     }}
 
 
@@ -143,7 +144,7 @@ def embedding_request() -> dict:
     return {"type": "object", "required": ["model", "input"], "properties": {
         "model": MODEL,
         "input": {"anyOf": [_NON_EMPTY_STRING, {
-            "type": "array", "minItems": 1, "maxItems": rq.MAX_EMBEDDING_INPUTS,
+            "type": "array", "minItems": 1, "maxItems": api_fields.MAX_EMBEDDING_INPUTS,
             "items": _NON_EMPTY_STRING}]},
         "encoding_format": nullable({"enum": ["float", "base64"]}),
         "dimensions": _number(1, None, integer=True), "ttl": TTL,

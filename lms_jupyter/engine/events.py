@@ -7,7 +7,7 @@ into their wire formats.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lms_jupyter.errors import APIError
 from lms_jupyter.engine.instance import StopReason
@@ -95,3 +95,12 @@ class Failed:
     """Generation could not run or broke off; the error says why, in the API's terms."""
 
     error: APIError
+
+
+@dataclass
+class EmbeddingResult:
+    """What one embedding request produced."""
+
+    vectors: "object"          # numpy float32 array (n_inputs, n_dims), rows L2-normalised
+    prompt_tokens: int         # tokens embedded, special tokens included
+    truncated: list[int] = field(default_factory=list)  # inputs cut to the limit

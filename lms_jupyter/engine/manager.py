@@ -32,7 +32,7 @@ from lms_jupyter.models.catalog import (ModelCatalog, ModelFileUnreadable, Model
 from lms_jupyter.models.memory import (available_memory_bytes, estimate_memory, gpu_fraction,
                              gpu_layers_setting)
 from lms_jupyter.models.starter import StarterFetchError, fetch_starter, how_to_get, is_starter_name
-from lms_jupyter.engine import llama
+from lms_jupyter.engine.options import KV_CACHE_TYPES
 from lms_jupyter.engine.options import MAX_PARALLEL, LoadConfig, LoadRequest
 from lms_jupyter.engine.worker import WorkerModel
 from lms_jupyter.engine.worker.proxy import SparePool, gpu_offload_supported
@@ -60,7 +60,7 @@ class LoadInProgress:
 
 def _log_stream_event(model, request, event) -> None:
     """Each generation event a worker sends, for ``lms log stream --source model``."""
-    from lms_jupyter import logstream
+    from lms_jupyter import logs as logstream
 
     logstream.on_generation_event(model, request, event)
 
@@ -86,7 +86,7 @@ class ModelManager(LoggingConfigurable):
                                 "or shared KV cache slower (time to first token of a continued "
                                 "conversation grows with its history) but outputs are no "
                                 "longer the same alone or batched.")
-    kv_cache_type = Enum(sorted(llama.KV_CACHE_TYPES), "f16", config=True,
+    kv_cache_type = Enum(sorted(KV_CACHE_TYPES), "f16", config=True,
                          help="The KV cache's cell type for LLM loads: f16 (default), or "
                               "q8_0 / q4_0 (quantized; they need flash attention). q8_0 "
                               "halves the cache and makes llama.cpp's CPU flash-attention "
@@ -142,7 +142,7 @@ class ModelManager(LoggingConfigurable):
         # by their engine; every query below asks them after the local models
         self.remotes = None
         if self.remote_engines:
-            from lms_jupyter.engine.remote_engines import RemoteCatalog, RemoteEngines
+            from lms_jupyter.engine.remote.engines import RemoteCatalog, RemoteEngines
 
             self.remotes = RemoteEngines(self.remote_engines, self.log)
             self.catalog = RemoteCatalog(self.catalog, self.remotes)
@@ -179,7 +179,7 @@ class ModelManager(LoggingConfigurable):
             times[:] = [t for t in times if now - t < CRASH_WINDOW_SECONDS] + [now]
         self.log.error("lms_jupyter: model %s crashed (%s); the next request reloads it",
                        model.identifier, model.crash.reason)
-        from lms_jupyter import logstream
+        from lms_jupyter import logs as logstream
 
         logstream.server_log("error", f"Model {model.identifier} crashed: "
                                       f"{model.crash.reason}")
@@ -344,7 +344,7 @@ class ModelManager(LoggingConfigurable):
         try:
             instance.load(progress=on_progress)
         except Exception as exc:  # noqa: BLE001 - llama.cpp load failures become API errors
-            from lms_jupyter.engine.llama import LoadCancelled
+            from lms_jupyter.engine.options import LoadCancelled
 
             if isinstance(exc, LoadCancelled):
                 self.log.info("lms_jupyter: load of %s cancelled", identifier)
@@ -574,8 +574,7 @@ class ModelManager(LoggingConfigurable):
         it drafts for) but it gets the JIT idle TTL so it does not stay forever. A pair
         that cannot work is refused from the GGUF headers before anything is loaded.
         """
-        from lms_jupyter.engine.speculative import (DraftSettings, DraftSource, check_draft_pair,
-                                  header_vocab_mismatch, incompatible_draft)
+        from lms_jupyter.engine.drafts import DraftSettings, DraftSource, check_draft_pair, header_vocab_mismatch, incompatible_draft
 
         draft = self.get_loaded(name)
         variant = draft.variant if draft else self.resolve_model(name, "draft_model")[1]

@@ -1,7 +1,7 @@
 """The typed inputs of a load: what the caller asked for, and what the instance got.
 
 ``LoadRequest`` is built once from a front's input (HTTP body, ``lms load`` flags) by
-``lms_jupyter.api.requests``, which checks every field; the manager and the engine
+``lms_jupyter.api.openai.requests``, which checks every field; the manager and the engine
 trust it and never re-check. ``LoadConfig`` is the resolved configuration one loaded
 instance runs with (defaults filled in), reported by ``lms ps`` and ``/api/v1/models``.
 """
@@ -62,3 +62,12 @@ def default_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
         return os.cpu_count() or 1
+
+
+class LoadCancelled(Exception):
+    """A load stopped because its progress callback asked it to."""
+
+
+# llama.cpp's KV cache types that ``c.ModelManager.kv_cache_type`` offers (ggml type ids):
+# f16 (llama.cpp's default) and the two quantizations its CPU flash-attention kernel reads
+KV_CACHE_TYPES = {"f16": 1, "q8_0": 8, "q4_0": 2}

@@ -19,10 +19,9 @@ from lms_jupyter.errors import APIError
 from lms_jupyter.kernel import runtime
 from lms_jupyter.kernel.chat import (DEFAULT_MAX_TOOL_ROUNDS, ChatOptions, ChatRunner, Conversation,
                    GenerationInterrupted, expand_variables)
-from lms_jupyter.kernel.commands import (CommandError, Commands, Console, HelpShown, _Parser, _positive_int,
-                       build_parser)
+from lms_jupyter.cli.commands import CommandError, Commands, Console, HelpShown, _Parser, _positive_int, build_parser
 from lms_jupyter.kernel.display import CellChatView, can_update_displays
-from lms_jupyter.kernel.progress import LoadCancelled, NotebookProgress, TerminalProgress, run_load
+from lms_jupyter.kernel.progress.load import LoadCancelled, NotebookProgress, TerminalProgress, run_load
 from lms_jupyter.kernel.schemas import SchemaError, schema_from_namespace
 from lms_jupyter.kernel.tools import ToolError, Toolbox
 
@@ -76,7 +75,7 @@ class KernelConsole(Console):
         return True
 
     def download_progress(self, title: str):
-        from lms_jupyter.kernel.download_views import TerminalDownloadProgress, WidgetDownloadProgress
+        from lms_jupyter.kernel.progress.download import TerminalDownloadProgress, WidgetDownloadProgress
 
         if self.mode == "display":
             return WidgetDownloadProgress(title)
@@ -84,7 +83,7 @@ class KernelConsole(Console):
 
     def select(self, plan, resolve_repo):
         """A picker widget in a notebook (it downloads on its own); a prompt elsewhere."""
-        from lms_jupyter.kernel.download_views import DownloadPicker
+        from lms_jupyter.kernel.progress.download import DownloadPicker
 
         if self.mode == "display":
             return DownloadPicker(plan, resolve_repo, self.load_hint)
@@ -150,7 +149,7 @@ class LMSMagics(Magics):
 
     def _connect(self, args) -> None:
         """``%lms connect [URL] [--token T]``: use a server's models from now on."""
-        from lms_jupyter.kernel.discovery import DiscoveryError
+        from lms_jupyter.client.discovery import DiscoveryError
 
         try:
             connection = runtime.connect(args.url, args.token)

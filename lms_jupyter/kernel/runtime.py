@@ -58,7 +58,7 @@ def get_api():
     with _lock:
         if _api is None or _api.manager is not manager:
             if _connection is not None and manager is _connection:
-                from lms_jupyter.kernel.remote_api import ConnectedAPI
+                from lms_jupyter.client.connected import ConnectedAPI
 
                 _api = ConnectedAPI(manager)
             else:
@@ -74,8 +74,8 @@ def connect(url: str | None = None, token: str | None = None):
     Jupyter server's URL), or the Jupyter server running this kernel. Returns the
     ConnectedManager; a ``discovery.DiscoveryError`` says why it could not connect."""
     global _connection, _api, _env_checked
-    from lms_jupyter.kernel import discovery
-    from lms_jupyter.kernel.remote_api import ConnectedManager
+    from lms_jupyter.client import discovery
+    from lms_jupyter.client.connected import ConnectedManager
 
     target = discovery.for_url(url, token) if url else discovery.for_kernel()
     connection = ConnectedManager(target)
@@ -132,7 +132,7 @@ def _connect_from_env() -> None:
     wanted = os.environ.get("LMS_JUPYTER_CONNECT", "").strip()
     if wanted.lower() in ("0", "off", "no", "none", "false"):
         return
-    from lms_jupyter.kernel.discovery import SERVER_ENV, DiscoveryError
+    from lms_jupyter.client.discovery import SERVER_ENV, DiscoveryError
 
     if not wanted:
         root = os.environ.get(SERVER_ENV, "").strip()
@@ -153,7 +153,7 @@ def _connect_to_parent_server(root: str) -> None:
     """The default in a kernel that a server with the extension started: its models."""
     import sys
 
-    from lms_jupyter.kernel.discovery import DiscoveryError
+    from lms_jupyter.client.discovery import DiscoveryError
 
     try:
         connect(None)  # the server that started this kernel (its runtime file has the token)

@@ -15,10 +15,11 @@ import ipywidgets as widgets
 
 from lms_jupyter.models.catalog import DEFAULT_MODEL_KEY
 from lms_jupyter.errors import APIError
-from lms_jupyter.kernel import listing, runtime
+from lms_jupyter.kernel import runtime
+from lms_jupyter.cli import listing
 from lms_jupyter.kernel.chat import ChatOptions, ChatRunner, Conversation
 from lms_jupyter.engine.options import LoadRequest
-from lms_jupyter.kernel.progress import LoadTask
+from lms_jupyter.kernel.progress.load import LoadTask
 from lms_jupyter.kernel.tools import Toolbox
 
 _CELL = {"name": "15em", "params": "5em", "quant": "6em", "size": "7em", "state": "13em"}

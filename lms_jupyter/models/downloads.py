@@ -26,8 +26,9 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
-from lms_jupyter.models.hub import (CHUNK_BYTES, DownloadCancelled, DownloadError, DownloadPlan, Hub, RemoteFile,
-                  human_size, iso_time, resolve)
+from lms_jupyter.models.download_plan import DownloadPlan, RemoteFile
+from lms_jupyter.models.hub import (CHUNK_BYTES, DownloadCancelled, DownloadError, Hub, human_size,
+                                    iso_time, resolve)
 
 log = logging.getLogger(__name__)
 

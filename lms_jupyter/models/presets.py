@@ -11,7 +11,7 @@ the LM Studio app work here and ours work there::
      "load": {"fields": [{"key": "llm.load.contextLength", "value": 4096}]}}
 
 This module knows the file format and the folder; checking the settings and applying
-them to a request (explicit request fields win) is ``lms_jupyter.api.requests``'s job.
+them to a request (explicit request fields win) is ``lms_jupyter.api.openai.requests``'s job.
 Of the load settings, ``context_length`` applies when the request JIT-loads its model;
 ``flash_attention`` is kept so files round-trip with LM Studio but is not applied.
 """

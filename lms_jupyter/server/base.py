@@ -28,11 +28,12 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import httputil, web
 from tornado.iostream import StreamClosedError
 
-from lms_jupyter import logstream
-from lms_jupyter.api.batch_requests import Upload
+from lms_jupyter import logs as logstream
+from lms_jupyter.api.files_batches.requests import Upload
 from lms_jupyter.api.results import BytesResponse, JSONResponse, StreamResponse
 from lms_jupyter.errors import APIError, bad_request, invalid_api_key
 from lms_jupyter.security.tokens import TokenRecord, TokenStoreError, looks_scoped
+from lms_jupyter.server import sse
 from lms_jupyter.server.services import Services
 
 AUTH_RESOURCE = "lms_jupyter"
@@ -289,9 +290,7 @@ class LMSHandler(ExtensionHandlerMixin, APIHandler):
 
     async def _send_stream(self, stream: StreamResponse) -> None:
         self._cancel = stream.cancel
-        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.set_header("Cache-Control", "no-cache")
-        self.set_header("X-Accel-Buffering", "no")
+        sse.open_stream(self)
         events = stream.events
         try:
             async for batch in events:
@@ -302,7 +301,7 @@ class LMSHandler(ExtensionHandlerMixin, APIHandler):
                 self.write("".join(self.format_event(event) for event in batch))
                 await self.flush()
             if stream.done_marker:
-                self.write(f"data: {stream.done_marker}\n\n")
+                self.write(sse.frame(stream.done_marker))
             await self.flush()
         except StreamClosedError:
             stream.cancel()
@@ -313,20 +312,18 @@ class LMSHandler(ExtensionHandlerMixin, APIHandler):
                 f"Generation failed: {exc}", 500, "server_error")
             self.log.warning("lms_jupyter stream failed: %s", exc)
             try:
-                self.write(f"data: {json.dumps(self.error_body(error))}\n\n")
-                self.write("data: [DONE]\n\n")
+                self.write(sse.frame(self.error_body(error)) + sse.frame("[DONE]"))
                 await self.flush()
             except StreamClosedError:
                 return
         finally:
             await events.aclose()
-        self.finish(set_content_type="text/event-stream; charset=utf-8")
+        self.finish(set_content_type=sse.CONTENT_TYPE)
 
     @staticmethod
     def format_event(event: dict) -> str:
         name = event.pop("__event__", None) if isinstance(event, dict) else None
-        prefix = f"event: {name}\n" if name else ""
-        return f"{prefix}data: {json.dumps(event)}\n\n"
+        return sse.frame(event, name)
 
     def on_connection_close(self) -> None:
         if self._cancel is not None:

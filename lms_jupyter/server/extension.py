@@ -8,22 +8,22 @@ import os
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Enum, Float, List, Unicode
 
-from lms_jupyter.api.lmstudio import LMStudioAPI
-from lms_jupyter import logstream
-from lms_jupyter.api.batch_runner import BatchRunner
-from lms_jupyter.api.batch_store import BatchStore
-from lms_jupyter.api.batches import BatchesAPI
-from lms_jupyter.api.downloads import DownloadAPI
-from lms_jupyter.api.mcp_tools import McpPolicy, url_list
-from lms_jupyter.api.files import FilesAPI
-from lms_jupyter.api.openai_compat import OpenAICompatAPI
-from lms_jupyter.api.responses_api import ResponsesAPI
-from lms_jupyter.api.responses_store import ResponseStore
+from lms_jupyter.api.lmstudio.rest import LMStudioAPI
+from lms_jupyter import logs as logstream
+from lms_jupyter.api.files_batches.runner import BatchRunner
+from lms_jupyter.api.files_batches.store import BatchStore
+from lms_jupyter.api.files_batches.batches import BatchesAPI
+from lms_jupyter.api.lmstudio.downloads import DownloadAPI
+from lms_jupyter.api.responses.mcp_tools import McpPolicy, url_list
+from lms_jupyter.api.files_batches.files import FilesAPI
+from lms_jupyter.api.openai.endpoints import OpenAICompatAPI
+from lms_jupyter.api.responses.endpoint import ResponsesAPI
+from lms_jupyter.api.responses.store import ResponseStore
 from lms_jupyter.engine.manager import ModelManager
-from lms_jupyter.kernel.discovery import SERVER_ENV
+from lms_jupyter.client.discovery import SERVER_ENV
 from lms_jupyter.engine.options import LoadRequest
 from lms_jupyter.errors import APIError
-from lms_jupyter.api.tokens import TokenAPI
+from lms_jupyter.api.lmstudio.tokens import TokenAPI
 from lms_jupyter.models.presets import PresetStore, default_presets_dir
 from lms_jupyter.security.tokens import TokenStore
 from lms_jupyter.server.routes import lms_handlers
@@ -99,7 +99,7 @@ class LMSJupyterApp(ExtensionApp):
             tokens=TokenAPI(TokenStore(self.api_tokens_file or None)),
             max_request_bytes=int(self.max_request_mb * 2**20))
         from lms_jupyter.api.anthropic import AnthropicAPI
-        from lms_jupyter.api.lmstudio_chat import LMStudioChatAPI
+        from lms_jupyter.api.lmstudio.chat import LMStudioChatAPI
 
         self.services.anthropic = AnthropicAPI(manager)
         self.services.lmstudio_chat = LMStudioChatAPI(self.services.responses)

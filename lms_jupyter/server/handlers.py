@@ -11,7 +11,7 @@ from __future__ import annotations
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from lms_jupyter.api.batch_requests import MAX_FILE_BYTES
+from lms_jupyter.api.files_batches.requests import MAX_FILE_BYTES
 from lms_jupyter.engine.channel import EventChannel, run_blocking
 from lms_jupyter.errors import APIError
 from lms_jupyter.server.base import LMSHandler

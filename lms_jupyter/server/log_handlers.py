@@ -9,14 +9,14 @@ away. The stream ends when the client disconnects.
 from __future__ import annotations
 
 import asyncio
-import json
 
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from lms_jupyter import logstream
+from lms_jupyter import logs as logstream
 from lms_jupyter.errors import bad_request
+from lms_jupyter.server import sse
 from lms_jupyter.server.base import LMSHandler
 
 
@@ -50,30 +50,27 @@ class LogStreamHandler(LMSHandler):
         sub = logstream.bus().subscribe(log_filter.source)
         sub.add_waker(waker)
         self._subscription = sub
-        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.set_header("Cache-Control", "no-cache")
-        self.set_header("X-Accel-Buffering", "no")
+        sse.open_stream(self)
         reported = 0
         try:
-            self.write(": streaming lms-jupyter logs\n\n")
+            self.write(sse.comment("streaming lms-jupyter logs"))
             await self.flush()
             while not sub.closed:
                 try:
                     await asyncio.wait_for(wake.wait(), self.keepalive_seconds)
                 except asyncio.TimeoutError:
-                    self.write(": keep-alive\n\n")
+                    self.write(sse.comment("keep-alive"))
                     await self.flush()
                     continue
                 wake.clear()
                 chunks = []
                 if sub.dropped != reported:
-                    chunks.append("event: dropped\ndata: "
-                                  f"{json.dumps({'dropped': sub.dropped - reported})}\n\n")
+                    chunks.append(sse.frame({"dropped": sub.dropped - reported}, "dropped"))
                     reported = sub.dropped
                 while (event := sub.get_nowait()) is not None:
                     shown = log_filter.apply(event)
                     if shown is not None:
-                        chunks.append(f"data: {json.dumps(shown, ensure_ascii=False)}\n\n")
+                        chunks.append(sse.frame(shown, ascii_only=False))
                 if chunks:
                     self.write("".join(chunks))
                     await self.flush()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 from lms_jupyter import __version__
-from lms_jupyter.api.batch_requests import PURPOSES
+from lms_jupyter.api.files_batches.requests import PURPOSES
 from lms_jupyter.api.schemas import component_schemas
 from lms_jupyter.server.routes import Endpoint, route_table
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from lms_jupyter.api.anthropic import anthropic_error
-from lms_jupyter.api.lmstudio import v1_error_body
+from lms_jupyter.api.lmstudio.rest import v1_error_body
 from lms_jupyter.errors import APIError
 
 

@@ -15,8 +15,9 @@ import json
 from dataclasses import dataclass, field
 
 from lms_jupyter.errors import bad_request
-from lms_jupyter.api import requests
-from lms_jupyter.api.requests import ChatRequest
+from lms_jupyter.api import fields as api_fields
+from lms_jupyter.api.openai import requests
+from lms_jupyter.api.openai.requests import ChatRequest
 
 ROLES = ("user", "assistant")
 TOOL_CHOICES = ("auto", "any", "tool", "none")
@@ -243,7 +244,7 @@ def thinking(body: dict) -> str | None:
                           "or {\"type\": \"disabled\"}.", "thinking")
     if value["type"] == "disabled":
         return "none"
-    budget = requests.number(value, "budget_tokens", 1, None, 4096, integer=True)
+    budget = api_fields.number(value, "budget_tokens", 1, None, 4096, integer=True)
     for limit, effort in THINKING_EFFORT:
         if budget <= limit:
             return effort
@@ -259,16 +260,16 @@ def _metadata(body: dict) -> None:
 def chat_body(body, *, counting: bool = False) -> dict:
     """The OpenAI-shaped body of a Messages request (``counting``: count_tokens, which
     has no ``max_tokens``)."""
-    body = requests.require_object(body)
-    requests.model_name(body)
+    body = api_fields.require_object(body)
+    api_fields.model_name(body)
     if not counting:
         if body.get("max_tokens") is None:
             raise bad_request("'max_tokens' is required.", "max_tokens")
-        requests.number(body, "max_tokens", 1, None, integer=True)
+        api_fields.number(body, "max_tokens", 1, None, integer=True)
     _metadata(body)
     tools, choice, parallel = chat_tools(body)
     out = {"model": body["model"], "messages": chat_messages(body),
-           "stream": False if counting else requests.boolean(body, "stream"),
+           "stream": False if counting else api_fields.boolean(body, "stream"),
            "stop": stop_sequences(body)}
     if not counting:
         out["max_tokens"] = body["max_tokens"]
@@ -276,7 +277,7 @@ def chat_body(body, *, counting: bool = False) -> dict:
         if body.get(name) is not None:
             out[name] = body[name]
     if body.get("temperature") is not None:  # Anthropic's range is 0..1
-        requests.number(body, "temperature", 0, 1)
+        api_fields.number(body, "temperature", 0, 1)
     if tools is not None:
         out["tools"] = tools
     if choice is not None:

@@ -78,8 +78,8 @@ class Worker:
         if kind != "load":
             os._exit(2)
         from lms_jupyter.errors import APIError
-        from lms_jupyter.engine.llama import LoadCancelled
-        from lms_jupyter.engine.model import LoadedModel
+        from lms_jupyter.engine.local.llama import LoadCancelled
+        from lms_jupyter.engine.local.model import LoadedModel
         from lms_jupyter.engine.worker.protocol import LoadedFacts
 
         threading.Thread(target=self._read, name="lms-worker-reader", daemon=True).start()
@@ -211,7 +211,7 @@ def main(argv: list[str]) -> None:
     _logging_to_stderr()
     connection = Connection(int(argv[1]))
     # the imports a load needs, before the "load" message: a spare is ready at once
-    from lms_jupyter.engine import model as _model  # noqa: F401
+    from lms_jupyter.engine.local import model as _model  # noqa: F401
     import llama_cpp  # noqa: F401
 
     worker = Worker(connection)

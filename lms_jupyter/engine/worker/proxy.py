@@ -186,7 +186,7 @@ class WorkerModel:
     def load(self, progress=None) -> "WorkerModel":
         """Start (or take a spare) worker and load the weights there (blocking).
         ``progress(fraction)`` may return False to cancel (``LoadCancelled``)."""
-        from lms_jupyter.engine.llama import LoadCancelled
+        from lms_jupyter.engine.options import LoadCancelled
 
         started = time.perf_counter()
         self._load_progress = progress
@@ -301,7 +301,7 @@ class WorkerModel:
         if self.crash is not None:
             raise self.crash.error()
         if self.closed:
-            from lms_jupyter.engine.batching import model_unloaded
+            from lms_jupyter.errors import model_unloaded
 
             raise model_unloaded(self.identifier)
 
@@ -494,7 +494,7 @@ class WorkerModel:
         for entry in pending:
             failure = error
             if failure is None:
-                from lms_jupyter.engine.batching import model_unloaded
+                from lms_jupyter.errors import model_unloaded
 
                 failure = model_unloaded(self.identifier, during=True)
             if entry.channel is not None:

@@ -1,0 +1,1 @@
+"""OpenAI's Files and Batch APIs (`/v1/files`, `/v1/batches`): stored jobs run at low priority. (Not continuous batching: that is engine/local/batching.py; not `lms_jupyter.batch`: that is kernel/mapping/.)"""
