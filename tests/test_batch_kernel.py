@@ -232,7 +232,7 @@ def test_lists_in_and_out_without_pandas(tmp_path):
 
 SETUP = """
 import json, lms_jupyter
-from lms_jupyter import logstream
+from lms_jupyter import logs as logstream
 from lms_jupyter.engine.manager import ModelManager
 from lms_jupyter.kernel import runtime
 runtime.set_manager(ModelManager(n_threads=1))  # see ONE_THREAD

@@ -16,7 +16,7 @@ from lms_jupyter.engine.instance import ModelInstance
 class Prepared:
     """What to run (``request``), where (``model``), and how to read its output.
 
-    For a remote model (``engine.remote_models.RemoteModel``) ``request`` is the
+    For a remote model (``engine.remote.models.RemoteModel``) ``request`` is the
     ``RemoteRequest`` to relay and ``make_output`` decodes the engine's chunks."""
 
     model: ModelInstance

@@ -188,7 +188,7 @@ def _tool_grammar(settings, model_tools, family, name_map) -> str:
 
 def plan_chat(model, features, messages: list[dict]) -> ChatPlan:
     """Plan one chat generation on ``model`` from the request's checked ``features``
-    (``api.requests.ChatFeatures``: tool settings, format grammar, reasoning effort)."""
+    (``api.openai.requests.ChatFeatures``: tool settings, format grammar, reasoning effort)."""
     template = model.variant.chat_template
     settings = features.tools
     format_grammar = features.format_grammar

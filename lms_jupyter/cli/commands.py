@@ -17,7 +17,7 @@ from lms_jupyter.api.openai import requests
 from lms_jupyter.errors import APIError
 from lms_jupyter.models.memory import parse_gpu_offload
 from lms_jupyter.cli import listing
-from lms_jupyter.kernel.progress.load import LoadCancelled, TerminalProgress, run_load
+from lms_jupyter.kernel.progress.load import LoadCancelled, TerminalLoadProgress, run_load
 
 MLX_MESSAGE = ("MLX models run only on Apple silicon with Apple's MLX engine; lms-jupyter "
                "runs GGUF models with llama.cpp. Leave out --mlx (GGUF is the default).")
@@ -200,7 +200,7 @@ class Console:
         self.print(json.dumps(value, indent=2, ensure_ascii=False))
 
     def progress(self, title: str):
-        return TerminalProgress(title)
+        return TerminalLoadProgress(title)
 
     # -- get / log stream ----------------------------------------------------------------
     def note(self, text: str) -> None:

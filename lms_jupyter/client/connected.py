@@ -12,7 +12,7 @@ work unchanged, and the models live once, in the server. What is asked:
   ``loaded_instances`` of ``/api/v1/models`` (LM Studio);
 - load / unload / estimate / download: LM Studio 0.4's ``/api/v1/models/...``;
 - chat: ``/v1/chat/completions`` streamed, read by the same relay and chunk decoder the
-  server uses for remote engines (``engine.remote_models``, ``api.decode``);
+  server uses for remote engines (``engine.remote.models``, ``api.openai.decode``);
 - embeddings: ``/v1/embeddings``; logs: ``/api/v0/logs/stream``.
 """
 from __future__ import annotations

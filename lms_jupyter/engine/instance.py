@@ -2,7 +2,7 @@
 
 A model can live in a worker process on this machine (:mod:`.worker`), on a remote engine
 (:mod:`.remote_models`), or in another Jupyter server a kernel is connected to
-(``kernel.remote_api``). Callers (the API, the manager, the fronts) hold a
+(``client.connected``). Callers (the API, the manager, the fronts) hold a
 ``ModelInstance`` and read what it can do from :attr:`ModelInstance.capabilities`; they
 never ask which kind it is. The enums here are the vocabulary shared by the engine, the
 API and the sidebar's types (``labextension/src/api.ts``): they are ``str`` enums, so they

@@ -294,7 +294,7 @@ class ModelManager(LoggingConfigurable):
         (``automatic``: the reload of a crashed instance, which does not).
 
         ``progress(fraction)`` follows the weights being read and may return False to
-        cancel (``engine.llama.LoadCancelled``). ``request.force`` skips the guardrail.
+        cancel (``engine.local.llama.LoadCancelled``). ``request.force`` skips the guardrail.
         A remote model is loaded by its engine (LM Studio's REST API).
         """
         if self.remotes is not None and self.remotes.owns(request.model):

@@ -21,7 +21,7 @@ from lms_jupyter.kernel.chat import (DEFAULT_MAX_TOOL_ROUNDS, ChatOptions, ChatR
                    GenerationInterrupted, expand_variables)
 from lms_jupyter.cli.commands import CommandError, Commands, Console, HelpShown, _Parser, _positive_int, build_parser
 from lms_jupyter.kernel.display import CellChatView, can_update_displays
-from lms_jupyter.kernel.progress.load import LoadCancelled, NotebookProgress, TerminalProgress, run_load
+from lms_jupyter.kernel.progress.load import LoadCancelled, NotebookLoadProgress, TerminalLoadProgress, run_load
 from lms_jupyter.kernel.schemas import SchemaError, schema_from_namespace
 from lms_jupyter.kernel.tools import ToolError, Toolbox
 
@@ -65,7 +65,7 @@ class KernelConsole(Console):
         self.mode = mode
 
     def progress(self, title: str):
-        return NotebookProgress(title) if self.mode == "display" else TerminalProgress(title)
+        return NotebookLoadProgress(title) if self.mode == "display" else TerminalLoadProgress(title)
 
     # -- get / log stream: the cell shows status lines; the magic itself is the "yes" --------
     def note(self, text: str) -> None:
@@ -281,7 +281,7 @@ class LMSMagics(Magics):
         except APIError as exc:
             raise UsageError(exc.message) from None
         title = f"Loading {info.key}"
-        view = NotebookProgress(title) if mode == "display" else TerminalProgress(title)
+        view = NotebookLoadProgress(title) if mode == "display" else TerminalLoadProgress(title)
         started = time.perf_counter()
         try:
             run_load(lambda progress: manager.acquire(model, progress=progress), view,

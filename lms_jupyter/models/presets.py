@@ -187,7 +187,7 @@ class PresetStore:
         raise preset_not_found(wanted, [p.name for p in presets])
 
     def save(self, name: str, settings: dict, overwrite: bool = True) -> Preset:
-        """Write a preset (settings already checked, see ``api.requests.preset_settings``),
+        """Write a preset (settings already checked, see ``api.openai.requests.preset_settings``),
         atomically: a crash leaves the old file or the new one, never half of one."""
         if not isinstance(name, str) or not name.strip():
             raise bad_request("'name' must be a non-empty string.", "name")

@@ -30,7 +30,7 @@ class Endpoint:
     scoped: bool = True  # a scoped API token may call it (False: a full Jupyter identity)
     request: str | None = None
     response: str | None = None
-    upload: bool = False  # reads a multipart form (``api.batch_requests.Upload``)
+    upload: bool = False  # reads a multipart form (``api.files_batches.requests.Upload``)
     query: bool = False  # gets the query string as a dict (list pagination)
 
 

@@ -2,7 +2,7 @@
 
 The session builds the same typed :class:`~..api.requests.ChatRequest` every front
 builds and reads the one typed event stream (:class:`~..api.drive.Generation`), from
-whichever API it was given: the running server's (``kernel.remote_api.ConnectedAPI``,
+whichever API it was given: the running server's (``client.connected.ConnectedAPI``,
 which streams over HTTP) or this process's own (``api.OpenAICompatAPI``). Cancelling
 the generation closes that stream, which stops the model within a token; the text
 received until then stays in the conversation, as LM Studio's ``lms chat`` keeps it.

@@ -18,7 +18,7 @@ longest allowed input, because llama.cpp cannot split a sequence of a non-causal
 model across micro-batches (it aborts the process if asked to).
 
 Nothing here is thread-safe: an :class:`Embedder` is used by its model's worker thread only,
-and llama.cpp's notes while creating one go to Python logging (``engine.llama``).
+and llama.cpp's notes while creating one go to Python logging (``engine.local.llama``).
 """
 from __future__ import annotations
 

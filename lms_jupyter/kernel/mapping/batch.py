@@ -367,7 +367,7 @@ def batch(inputs, prompt: str | None = None, *, model: str | None = None,
     the model's parallel slots + 1). ``cache``: True (Jupyter's data dir), False, or a
     path; ``refresh=True`` recomputes cached rows, ``refresh="errors"`` only the cached
     rows that have an error. Identical rows are computed once. ``progress``: True, False,
-    "widget" or "tqdm". ``api``: what runs the requests (default: the kernel's). Other keyword
+    "widget" or "terminal". ``api``: what runs the requests (default: the kernel's). Other keyword
     arguments are request fields (``top_k``, ``stop``, ...).
 
     Ctrl+C stops within a token per running request and returns what is done (unfinished

@@ -1,4 +1,4 @@
-"""Progress of a batch: an ipywidgets bar in a notebook, tqdm in a terminal.
+"""Progress of a batch: an ipywidgets bar in a notebook, a bar on the terminal (the :mod:`.views` family).
 
 Both show done/total, items/s, tokens/s (generated), ETA and the errors so far; the
 dispatcher calls :meth:`update` after every finished item and at most ~5 times a second
@@ -7,11 +7,10 @@ cell's output (and in a saved notebook) whichever view ran.
 """
 from __future__ import annotations
 
-import sys
-import time
 from dataclasses import dataclass
 
 from lms_jupyter.cli.listing import human_duration
+from lms_jupyter.kernel.progress.views import TerminalView, WidgetView
 
 
 @dataclass
@@ -61,75 +60,34 @@ class NoProgress:
         pass
 
 
-class _Throttled:
+class WidgetBatchProgress(WidgetView):
+    """A batch's ipywidgets bar: rows done, items/s, tokens/s, errors, ETA."""
+
     interval = 0.2
 
-    def __init__(self):
-        self._last = 0.0
-
-    def due(self, force: bool) -> bool:
-        now = time.monotonic()
-        if force or now - self._last >= self.interval:
-            self._last = now
-            return True
-        return False
-
-
-class WidgetProgress(_Throttled):
-    """An ipywidgets ``IntProgress`` with a label, updated in place."""
-
-    def __init__(self, title: str, figures: Figures):
-        super().__init__()
-        import ipywidgets as widgets
-        from IPython.display import display
-
-        self.bar = widgets.IntProgress(value=figures.done, min=0, max=max(figures.total, 1),
-                                       description=title,
-                                       style={"description_width": "initial"})
-        self.label = widgets.HTML(value=_html(figures.text()))
-        self.box = widgets.HBox([self.bar, self.label])
-        display(self.box)
-
     def update(self, figures: Figures, force: bool = False) -> None:
-        if not self.due(force):
-            return
-        self.bar.value = figures.done
-        self.label.value = _html(figures.text())
-
-    def close(self, figures: Figures, interrupted: bool = False) -> None:
-        self.bar.value = figures.done
-        self.bar.bar_style = "warning" if interrupted or figures.errors else "success"
-        self.label.value = _html(figures.text() + (" · interrupted" if interrupted else ""))
-
-
-class TerminalProgress(_Throttled):
-    """tqdm on stderr."""
-
-    def __init__(self, title: str, figures: Figures, stream=None):
-        super().__init__()
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=figures.total, initial=figures.done, desc=title, unit="item",
-                        file=stream or sys.stderr, dynamic_ncols=True, leave=True,
-                        mininterval=0.5, disable=None)  # nothing on a non-tty stderr
-
-    def update(self, figures: Figures, force: bool = False) -> None:
-        if not self.due(force):
-            return
-        self.bar.n = figures.done
-        self.bar.set_postfix_str(f"{figures.tokens_per_second:.1f} tok/s, "
-                                 f"{figures.errors} errors", refresh=False)
-        self.bar.refresh()
+        self.show(figures.done / figures.total if figures.total else 1.0,
+                  f"{self.title}: {figures.text()}", force=force)
 
     def close(self, figures: Figures, interrupted: bool = False) -> None:
         self.update(figures, force=True)
-        self.bar.close()
+        style = "warning" if interrupted or figures.errors else "success"
+        WidgetView.finish(self, f"{self.title}: {figures.text()}"
+                          + (" · interrupted" if interrupted else ""), style=style)
 
 
-def _html(text: str) -> str:
-    import html
+class TerminalBatchProgress(TerminalView):
+    """A batch's bar on the terminal; the summary line is printed by the batch itself."""
 
-    return f"<span style='font-family:monospace'>{html.escape(text)}</span>"
+    interval = 0.2
+
+    def update(self, figures: Figures, force: bool = False) -> None:
+        self.show(figures.done / figures.total if figures.total else 1.0, figures.text(),
+                  force=force)
+
+    def close(self, figures: Figures, interrupted: bool = False) -> None:
+        self.update(figures, force=True)
+        self.clear()
 
 
 def in_notebook() -> bool:
@@ -143,18 +101,18 @@ def in_notebook() -> bool:
 
 
 def make_progress(progress, title: str, figures: Figures):
-    """``progress``: True (pick from the environment), False, "widget" or "tqdm"."""
+    """``progress``: True (pick from the environment), False, "widget" or "terminal" ("tqdm" is accepted for the terminal bar)."""
     if progress is False or progress is None:
         return NoProgress()
-    kind = progress if isinstance(progress, str) else ("widget" if in_notebook() else "tqdm")
+    kind = progress if isinstance(progress, str) else ("widget" if in_notebook() else "terminal")
     if kind == "widget":
         try:
-            return WidgetProgress(title, figures)
+            return WidgetBatchProgress(title)
         except ImportError:
-            kind = "tqdm"
-    if kind == "tqdm":
+            kind = "terminal"
+    if kind in ("terminal", "tqdm"):
         try:
-            return TerminalProgress(title, figures)
+            return TerminalBatchProgress(title)
         except ImportError:
             return NoProgress()
-    raise ValueError("progress must be True, False, 'widget' or 'tqdm'.")
+    raise ValueError("progress must be True, False, 'widget' or 'terminal'.")

@@ -1,4 +1,5 @@
-"""How ``get`` shows a download: tqdm in a terminal, an ipywidgets bar in a notebook, and
+"""How ``get`` shows a download: a bar on the terminal or an ipywidgets bar in a notebook (the
+:mod:`.views` family), and
 the ``--select`` pickers (a numbered prompt in a terminal, dropdowns in a notebook).
 
 The download itself is a :class:`~lms_jupyter.models.downloads.DownloadJob` on its own
@@ -10,14 +11,13 @@ from __future__ import annotations
 import html
 import sys
 import threading
-import time
 from typing import Callable
 
 from lms_jupyter.models.downloads import COMPLETED, FAILED, DownloadJob
 from lms_jupyter.models.hub import DownloadError, human_size
 from lms_jupyter.models.download_plan import DownloadPlan
 from lms_jupyter.cli.listing import human_duration
-from lms_jupyter.kernel.progress.load import TerminalLines
+from lms_jupyter.kernel.progress.views import TerminalView, WidgetView
 
 
 class DownloadPaused(Exception):
@@ -55,70 +55,28 @@ def progress_text(done: int, total: int, speed: float) -> str:
     return text
 
 
-class TerminalDownloadProgress(TerminalLines):
-    """tqdm on stderr (bytes, speed, ETA); silent when stderr is not a terminal."""
-
-    def __init__(self, title: str, stream=None):
-        from tqdm.auto import tqdm
-
-        self.updates = 0
-        self._bar = tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1000, desc=title,
-                         file=stream or sys.stderr, disable=None, dynamic_ncols=True,
-                         leave=False)
+class TerminalDownloadProgress(TerminalView):
+    """A download's bar on the terminal: percentage, bytes, speed and ETA."""
 
     def update(self, done: int, total: int, speed: float) -> None:
-        self.updates += 1
-        if self._bar.total != total:
-            self._bar.total = total
-        if done != self._bar.n:
-            self._bar.update(done - self._bar.n)
-
-    def _close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+        self.show(done / total if total else 1.0, progress_text(done, total, speed),
+                  force=bool(total) and done >= total)
 
 
-
-class WidgetDownloadProgress:
-    """An ipywidgets bar with bytes, speed and ETA, updated about ten times a second."""
-
-    def __init__(self, title: str, interval: float = 0.1):
-        import ipywidgets as widgets
-        from IPython.display import display
-
-        self.interval = interval
-        self._last = 0.0
-        self.updates = 0
-        self.title = title
-        self.bar = widgets.IntProgress(value=0, min=0, max=1000, description="",
-                                       layout=widgets.Layout(width="18em"))
-        self.label = widgets.HTML(html.escape(f"{title}…"))
-        self.box = widgets.HBox([self.bar, self.label])
-        display(self.box)
+class WidgetDownloadProgress(WidgetView):
+    """A download's ipywidgets bar with bytes, speed and ETA; the result line is also
+    printed, so it stays in the cell's text output."""
 
     def update(self, done: int, total: int, speed: float) -> None:
-        now = time.perf_counter()
-        if now - self._last < self.interval and done < total:
-            return
-        self._last = now
-        self.updates += 1
-        self.bar.value = int(1000 * done / total) if total else 1000
-        self.label.value = html.escape(f"{self.title}: {progress_text(done, total, speed)}")
+        self.show(done / total if total else 1.0,
+                  f"{self.title}: {progress_text(done, total, speed)}",
+                  force=bool(total) and done >= total)
 
-    def finish(self, line: str) -> None:
-        self.bar.value = 1000
-        self.bar.bar_style = "success"
-        self.label.value = html.escape(line)
+    def finish(self, line: str) -> None:  # type: ignore[override]
+        super().finish(line)
         print(line, flush=True)
 
-    def fail(self, line: str | None) -> None:
-        self.bar.bar_style = "danger"
-        if line:
-            self.label.value = html.escape(line)
 
-
-# -- --select ------------------------------------------------------------------------------------
 def variant_label(plan: DownloadPlan, variant) -> str:
     mark = "  (default)" if variant is plan.default else ""
     shards = f", {len(variant.files)} files" if len(variant.files) > 1 else ""

@@ -1,19 +1,19 @@
 """Show a model load as it happens, and let the user cancel it.
 
 The manager reports load progress through a callback (llama.cpp's, via
-``engine.llama.load_llama``). The load runs on a helper thread that updates a
+``engine.local.llama.load_llama``). The load runs on a helper thread that updates a
 :class:`LoadWatcher`; the caller polls it (~10 Hz) to draw progress and turns Ctrl+C
 into a cancel, which llama.cpp honours at the next tensor.
 """
 from __future__ import annotations
 
-import os
-import sys
+import html
 import threading
 import time
 from typing import Callable
 
 from lms_jupyter.engine.options import LoadCancelled
+from lms_jupyter.kernel.progress.views import ProgressView, TerminalView
 
 
 class LoadWatcher:
@@ -99,39 +99,31 @@ def run_load(fn: Callable[[Callable[[float], bool]], object], view, *, poll: flo
 
 
 # -- views ------------------------------------------------------------------------------
-def _bar(fraction: float, width: int = 24) -> str:
-    filled = int(round(fraction * width))
-    return "█" * filled + "░" * (width - filled)
-
-
-class NotebookProgress:
-    """A progress bar in a display handle; its final update is the result line."""
+class NotebookLoadProgress(ProgressView):
+    """A load's bar in a display handle (plain HTML, so it needs no widget front and shows in
+    saved notebooks); its last update is the result line."""
 
     def __init__(self, title: str, interval: float = 0.1):
+        super().__init__(title, interval)
         from IPython.display import display
 
-        self.title = title
-        self.interval = interval
-        self._last = 0.0
-        self.updates = 0
         self.handle = display(self._bundle(0.0, "starting"), raw=True, display_id=True)
 
     def _bundle(self, fraction: float, stage: str, elapsed: float = 0.0) -> dict:
         pct = int(fraction * 100)
         text = f"{self.title}… {pct}% ({stage}, {elapsed:.1f} s)"
-        html = (f'<div><progress value="{pct}" max="100" style="width:16em;'
-                f'vertical-align:middle"></progress> <span>{_escape(self.title)}… {pct}% '
-                f'<span style="opacity:.65">({stage}, {elapsed:.1f} s)</span></span></div>')
-        return {"text/plain": text, "text/html": html}
+        title = html.escape(self.title, quote=True)
+        markup = (f'<div><progress value="{pct}" max="100" style="width:16em;'
+                  f'vertical-align:middle"></progress> <span>{title}… {pct}% '
+                  f'<span style="opacity:.65">({stage}, {elapsed:.1f} s)</span></span></div>')
+        return {"text/plain": text, "text/html": markup}
 
     def update(self, watcher: LoadWatcher) -> None:
-        now = time.perf_counter()
-        if now - self._last < self.interval:
-            return
-        self._last = now
-        self.updates += 1
-        self.handle.update(self._bundle(watcher.fraction, watcher.stage, watcher.elapsed),
-                           raw=True)
+        self._watcher = watcher
+        self.show(watcher.fraction, watcher.stage)
+
+    def draw(self, fraction: float, status: str) -> None:
+        self.handle.update(self._bundle(fraction, status, self._watcher.elapsed), raw=True)
 
     def finish(self, line: str) -> None:
         self.updates += 1
@@ -141,68 +133,9 @@ class NotebookProgress:
         self.handle.update({"text/plain": line or f"{self.title}: failed."}, raw=True)
 
 
-class TerminalLines:
-    """How every terminal progress view ends: its bar cleared (``_close``), then the
-    result on stdout or the failure on stderr."""
-
-    def _close(self) -> None:
-        raise NotImplementedError
-
-    def finish(self, line: str) -> None:
-        self._close()
-        print(line, flush=True)
-
-    def fail(self, line: str | None) -> None:
-        self._close()
-        if line:
-            print(line, file=sys.stderr, flush=True)
-
-
-class TerminalProgress(TerminalLines):
-    """A one-line bar on the terminal's stderr (a duplicate of its file descriptor, so
-    Jupyter's stream capture does not swallow it). Nothing is drawn when stderr is not
-    a tty."""
-
-    def __init__(self, title: str, stream=None, interval: float = 0.1):
-        self.title = title
-        self.interval = interval
-        self._last = 0.0
-        self.updates = 0
-        stream = stream or sys.__stderr__
-        self._fd = None
-        self._out = stream
-        try:
-            if stream is not None and stream.isatty():
-                self._fd = os.dup(stream.fileno())
-        except (AttributeError, OSError, ValueError):
-            self._fd = None
-
-    def _write(self, text: str) -> None:
-        if self._fd is not None:
-            try:
-                os.write(self._fd, text.encode("utf-8", "replace"))
-            except OSError:
-                pass
+class TerminalLoadProgress(TerminalView):
+    """A load's one-line bar on the terminal: percentage, stage and seconds so far."""
 
     def update(self, watcher: LoadWatcher) -> None:
-        now = time.perf_counter()
-        if self._fd is None or now - self._last < self.interval:
-            return
-        self._last = now
-        self.updates += 1
         pct = int(watcher.fraction * 100)
-        self._write(f"\r{self.title} {_bar(watcher.fraction)} {pct:3d}% "
-                    f"({watcher.stage}, {watcher.elapsed:.1f} s)\x1b[K")
-
-    def _close(self) -> None:
-        if self._fd is not None:
-            self._write("\r\x1b[K")
-            os.close(self._fd)
-            self._fd = None
-
-
-
-def _escape(text: str) -> str:
-    import html
-
-    return html.escape(text, quote=True)
+        self.show(watcher.fraction, f"{pct:3d}% ({watcher.stage}, {watcher.elapsed:.1f} s)")
