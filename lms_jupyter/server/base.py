@@ -324,6 +324,10 @@ class LMSHandler(ExtensionHandlerMixin, APIHandler):
 
     @staticmethod
     def format_event(event: dict) -> str:
+        """One SSE event: ``{"__event__": name, ...}`` adds ``event: name``; and
+        ``{"__comment__": text}`` is a comment line (a heartbeat that clients ignore)."""
+        if isinstance(event, dict) and "__comment__" in event:
+            return f": {event['__comment__']}\n\n"
         name = event.pop("__event__", None) if isinstance(event, dict) else None
         prefix = f"event: {name}\n" if name else ""
         return f"{prefix}data: {json.dumps(event)}\n\n"
