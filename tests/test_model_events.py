@@ -11,8 +11,8 @@ import time
 
 import httpx
 import pytest
-
 from conftest import EOS_ID, MODEL
+
 from lms_jupyter.engine.sse import SSEParser
 from lms_jupyter.model_events import diff_rows
 from lms_jupyter.server.base import LMSHandler
@@ -154,9 +154,9 @@ def test_snapshot_then_load_status_queue_unload(server):
             # a long streamed answer (EOS banned): the status and queue change, both see it
             body = {"model": instance, "messages": [{"role": "user", "content": "Tell a story."}],
                     "max_tokens": 400, "logit_bias": {str(EOS_ID): -100}, "stream": True}
-            with httpx.Client(timeout=120) as chat:
-                with chat.stream("POST", server.url + "lms/v1/chat/completions",
-                                 headers=server.headers, json=body) as answer:
+            with httpx.Client(timeout=120) as chat, \
+                    chat.stream("POST", server.url + "lms/v1/chat/completions",
+                                headers=server.headers, json=body) as answer:
                     assert answer.status_code == 200
                     lines = answer.iter_lines()
                     for reader in (first, second):

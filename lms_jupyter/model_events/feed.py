@@ -29,7 +29,7 @@ import asyncio
 import logging
 import time
 import weakref
-from typing import Callable
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def diff_rows(old: dict[str, dict], new: dict[str, dict]) -> list[dict]:
 class Subscription:
     """One reader's queue of events; ``None`` in it means the feed closed it."""
 
-    def __init__(self, feed: "ModelEventFeed"):
+    def __init__(self, feed: ModelEventFeed):
         self._feed = feed
         self.queue: asyncio.Queue = asyncio.Queue()
         self.closed = False
@@ -100,13 +100,14 @@ class Subscription:
             self._feed._remove(self)
 
 
+_FEEDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # manager -> its feed
+
+
 class ModelEventFeed:
     """The ``ps`` rows of one manager, published as change events (see the module doc)."""
 
     active_interval = 0.25  # seconds between comparisons while a model loads or works
     idle_interval = 1.0
-
-    _feeds: "weakref.WeakKeyDictionary[object, ModelEventFeed]" = weakref.WeakKeyDictionary()
 
     def __init__(self, manager, rows: Callable[[], list[dict]]):
         """``rows()``: the current ``ps`` rows (``LMStudioAPI.ps()["data"]``)."""
@@ -120,11 +121,11 @@ class ModelEventFeed:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
-    def for_manager(cls, manager, rows: Callable[[], list[dict]]) -> "ModelEventFeed":
+    def for_manager(cls, manager, rows: Callable[[], list[dict]]) -> ModelEventFeed:
         """The one feed of ``manager`` (created on first use)."""
-        feed = cls._feeds.get(manager)
+        feed = _FEEDS.get(manager)
         if feed is None:
-            feed = cls._feeds[manager] = cls(manager, rows)
+            feed = _FEEDS[manager] = cls(manager, rows)
         return feed
 
     @property
@@ -195,7 +196,7 @@ class ModelEventFeed:
                 break
             try:
                 rows = await self._read_rows()
-            except Exception:  # noqa: BLE001 - a failed listing is retried next time
+            except Exception:
                 log.exception("lms_jupyter: reading the ps rows for model events failed")
                 continue
             events = diff_rows(self._rows, rows)
