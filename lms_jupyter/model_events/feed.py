@@ -39,7 +39,7 @@ BUSY_STATUSES = {"loading", "processingPrompt", "generating", "computingEmbeddin
 
 
 def _event(kind: str, identifier: str, model_key: str | None, row: dict | None, **extra) -> dict:
-    event = {"kind": kind, "identifier": identifier, "modelKey": model_key,
+    event: dict = {"kind": kind, "identifier": identifier, "modelKey": model_key,
              "time": int(time.time() * 1000)}
     if row is not None:
         event["row"] = row
