@@ -57,7 +57,10 @@ export class ModelsStore {
   }
 
   get views(): IModelView[] {
-    return mergeModels(this._models, this._instances, this._details);
+    // The catalogue's `state` and loaded context were true when it was fetched; the pushed
+    // instances are what is loaded now.
+    const catalogue = this._models.map(m => ({ ...m, state: undefined, loaded_context_length: undefined }));
+    return mergeModels(catalogue, this._instances, this._details);
   }
 
   /** Display names by model key (the server's, from the GGUF metadata). */
