@@ -188,3 +188,52 @@ def test_snapshot_then_load_status_queue_unload(server):
             json.dumps(data)  # plain JSON throughout
     finally:
         first.close()
+
+
+# -- ps --watch ----------------------------------------------------------------------------
+def test_event_lines_read_like_ps():
+    from lms_jupyter.model_events.watch import event_line
+
+    row = {"identifier": "m", "status": "generating", "queued": 2}
+    assert event_line({"kind": "queue", "identifier": "m", "row": row, "time": 0}).endswith(
+        "queue     m  generating, queued 2")
+    loading = {"kind": "progress", "identifier": "m", "time": 0,
+               "row": {"status": "loading", "loadProgress": 0.42}}
+    assert event_line(loading).endswith("progress  m  loading 42%")
+    assert event_line({"kind": "unloaded", "identifier": "m", "time": 0,
+                       "wasLoading": True}).endswith("load ended before it finished")
+    assert event_line({"kind": "snapshot", "data": [], "time": 0}).endswith("no models loaded")
+
+
+def test_cli_ps_watch_follows_the_server(server):
+    """``lms-jupyter ps --watch --json`` reads the server's event stream: the snapshot,
+    then the load and unload made over HTTP meanwhile."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NO_COLOR": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lms_jupyter.cli", "--url", server.url, "--token", server.token,
+         "ps", "--watch", "--json", "--timeout", "90"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        lines: queue.Queue = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout],
+                         daemon=True).start()
+        first = json.loads(lines.get(timeout=60))
+        assert first["kind"] == "snapshot"
+        r = httpx.post(server.url + "lms/api/v1/models/load", headers=server.headers,
+                       json={"model": MODEL, "identifier": "watched"}, timeout=120)
+        assert r.status_code == 200, r.text
+        httpx.post(server.url + "lms/api/v1/models/unload", headers=server.headers,
+                   json={"instance_id": "watched"}, timeout=60).raise_for_status()
+        kinds = []
+        while "unloaded" not in kinds:
+            event = json.loads(lines.get(timeout=60))
+            if event.get("identifier") == "watched":
+                kinds.append(event["kind"])
+        assert "loaded" in kinds and kinds.index("loaded") < kinds.index("unloaded"), kinds
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
