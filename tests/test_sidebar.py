@@ -353,6 +353,17 @@ NOTEBOOK = {
 }
 
 
+def _show_sidebar(page) -> None:
+    """Select the LM Studio tab unless the restored layout already shows it."""
+    from playwright.sync_api import expect
+
+    tab = page.get_by_role("tab", name="LM Studio")
+    expect(tab).to_be_visible(timeout=120_000)
+    if tab.get_attribute("aria-selected") != "true":
+        tab.click()
+    expect(tab).to_have_attribute("aria-selected", "true")
+
+
 def _put_settings(lab, values: dict) -> None:
     r = httpx.put(lab.url + f"lab/api/settings/{PLUGIN}", headers=lab.headers, timeout=10,
                   json={"raw": json.dumps(values)})
@@ -422,7 +433,7 @@ def test_sidebar_push_code_blocks_and_active_cell(lab, browser_page, artifacts):
     page.goto(f"{lab.url}lab/tree/context.ipynb?token={lab.token}")
     cells = page.locator(".jp-Notebook .jp-Cell")
     expect(cells).to_have_count(1, timeout=120_000)
-    _open_sidebar(page)
+    _show_sidebar(page)
     _widen_sidebar(page)
     models = page.get_by_role("list", name="Models")
     row = models.get_by_role("listitem").filter(has_text=MODEL)
@@ -495,15 +506,20 @@ def test_sidebar_push_code_blocks_and_active_cell(lab, browser_page, artifacts):
         sent.append(route.request.post_data_json)
         route.continue_()
 
-    page.route("**/lms/v1/chat/completions", record)
+    def is_chat(url: str) -> bool:
+        return "lms/v1/chat/completions" in url
+
+    page.route(is_chat, record)
     message.fill("Why does this fail?")
-    page.get_by_role("button", name="Send").click()
+    with page.expect_request(lambda req: is_chat(req.url) and req.method == "POST") as seen:
+        page.get_by_role("button", name="Send").click()
+    assert seen.value.post_data_json["messages"][-1]["content"].startswith("Why does this fail?")
     answer = conversation.locator(".lms-Turn-assistant").nth(1)
     expect(answer.locator(".lms-Turn-content")).not_to_be_empty(timeout=240_000)
     page.get_by_role("button", name="Stop").click()  # the answer itself does not matter
     expect(answer.locator(".lms-Stats")).to_contain_text("stopped")
-    page.unroute("**/lms/v1/chat/completions")
-    assert len(sent) == 1
+    page.unroute(is_chat)
+    assert len(sent) == 1, "the request was not intercepted"
     last = sent[0]["messages"][-1]
     assert last["role"] == "user"
     assert last["content"].startswith("Why does this fail?\n\n")
@@ -549,7 +565,7 @@ def test_sidebar_reconnects_after_a_server_restart(lab, browser_page):
     _load_over_http(lab)
     # a fresh workspace: no notebook (and no kernel) to complain about the restart
     page.goto(f"{lab.url}lab/workspaces/restart?token={lab.token}")
-    _open_sidebar(page)
+    _show_sidebar(page)
     row = page.get_by_role("list", name="Models").get_by_role("listitem").filter(has_text=MODEL)
     live = page.get_by_role("status", name="Model events")
     expect(live).to_have_text("live")
