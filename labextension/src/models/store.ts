@@ -96,8 +96,12 @@ export class ModelsStore {
     return this._errors.get(model);
   }
 
-  /** Open the event stream (its snapshot then fetches the catalogue). */
+  /** Fetch the catalogue and open the event stream (each reconnect fetches it again). */
   start(): void {
+    if (!this._started) {
+      this._started = true;
+      void this.refreshCatalog();
+    }
     this._stream.start();
   }
 
@@ -183,7 +187,10 @@ export class ModelsStore {
   private _onEvent(event: IModelEvent): void {
     this._instances = applyModelEvent(this._instances, event);
     if (event.kind === 'snapshot') {
-      void this.refreshCatalog(); // after a (re)connect the catalogue may have changed too
+      // after a reconnect (a server restart) the catalogue may have changed too
+      if (this._snapshots++ > 0 || this._listError) {
+        void this.refreshCatalog();
+      }
     } else if (event.modelKey && !this._models.some(m => m.id === event.modelKey)) {
       void this.refreshCatalog(); // a model this page has not listed yet
     }
@@ -206,5 +213,7 @@ export class ModelsStore {
   private _listError = '';
   private _catalogInFlight: Promise<void> | null = null;
   private _catalogAgain = false;
+  private _started = false;
+  private _snapshots = 0;
   private _changed = new Signal<this, void>(this);
 }
