@@ -35,7 +35,7 @@ LOAD_URL_SUFFIX = "lms/api/v1/models/load"
 SHORT_ANSWER = 32
 SETTINGS = {"maxTokens": SHORT_ANSWER, "extraRequestFields": {"logit_bias": {"2": -100}}}
 
-pytestmark = pytest.mark.timeout(420)
+pytestmark = pytest.mark.timeout(900)  # generation is slow when the 2 cores are shared
 
 
 def _require_tools():
@@ -240,7 +240,7 @@ def test_sidebar_end_to_end(lab, browser_page, artifacts):
     expect(message).to_have_value("")
     answer = conversation.locator(".lms-Turn-assistant").last
     stats = answer.locator(".lms-Stats")
-    expect(stats).to_contain_text("tok/s", timeout=120_000)
+    expect(stats).to_contain_text("tok/s", timeout=300_000)
     expect(stats).to_contain_text(f"{SHORT_ANSWER} tokens")
     expect(page.get_by_role("button", name="Stop")).to_be_disabled()
     expect(page.get_by_role("button", name="Send")).to_be_enabled()
@@ -485,7 +485,16 @@ def test_sidebar_push_code_blocks_and_active_cell(lab, browser_page, artifacts):
     expect(block.locator("pre span").first).to_be_attached()  # highlighted tokens
     expect(block.get_by_role("button", name="Copy")).to_be_enabled()
     sidebar = page.locator("#lms-jupyter-sidebar")
+    expect(row).to_contain_text("idle · queued 0")
     _save_screenshot(page, sidebar, artifacts, "sidebar-light.png")
+    # The same sidebar in the dark theme (theme variables only, no colours of its own).
+    background = sidebar.evaluate("n => getComputedStyle(n).backgroundColor")
+    _use_theme(page, "JupyterLab Dark")
+    assert sidebar.evaluate("n => getComputedStyle(n).backgroundColor") != background
+    _save_screenshot(page, sidebar, artifacts, "sidebar-dark.png")
+    _use_theme(page, "JupyterLab Light")
+    assert sidebar.evaluate("n => getComputedStyle(n).backgroundColor") == background
+
     insert = block.get_by_role("button", name="Insert as cell below")
     expect(insert).to_be_enabled()
     insert.click()
@@ -531,12 +540,6 @@ def test_sidebar_push_code_blocks_and_active_cell(lab, browser_page, artifacts):
     expect(question.locator(".lms-Turn-text")).to_have_text("Why does this fail?")
     expect(question.locator(".lms-Context")).to_contain_text("Notebook context")
 
-    # The same sidebar in the dark theme (theme variables only, no colours of its own).
-    _use_theme(page, "JupyterLab Dark")
-    background = sidebar.evaluate("n => getComputedStyle(n).backgroundColor")
-    _save_screenshot(page, sidebar, artifacts, "sidebar-dark.png")
-    _use_theme(page, "JupyterLab Light")
-    assert sidebar.evaluate("n => getComputedStyle(n).backgroundColor") != background
     assert [m for m in console if m["type"] == "pageerror"] == []
     _unload_all(lab)
 
