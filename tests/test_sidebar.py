@@ -286,7 +286,7 @@ def test_sidebar_end_to_end(lab, browser_page, artifacts):
         """() => {
             const a = document.querySelectorAll('.lms-Turn-assistant .lms-Turn-content');
             return a.length === 2 && a[1].innerText.length > 240;
-        }""", timeout=120_000)
+        }""", timeout=300_000)
     busy = _ps(lab)
     assert busy[0]["status"] == "generating", busy
     sidebar = page.locator("#lms-jupyter-sidebar")
