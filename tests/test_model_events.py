@@ -237,3 +237,33 @@ def test_cli_ps_watch_follows_the_server(server):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_watch_local_wakes_on_manager_events(monkeypatch):
+    """This process's watch: the manager's listener wakes the comparison, the interval
+    finds the rest, and the listener is removed when the watch ends."""
+    from lms_jupyter.model_events import watch
+
+    rows: list[dict] = []
+
+    class Manager:
+        def __init__(self):
+            self.listeners: list = []
+
+        def subscribe(self, listener):
+            self.listeners.append(listener)
+            return lambda: self.listeners.remove(listener)
+
+    manager = Manager()
+    monkeypatch.setattr(watch, "local_rows", lambda _manager: [dict(r) for r in rows])
+    events = watch.watch_local(manager, interval=3600)  # only a wake-up can end a wait
+    assert next(events)["kind"] == "snapshot"
+    rows.append(_row("m"))
+    got: list[dict] = []
+    reader = threading.Thread(target=lambda: got.append(next(events)), daemon=True)
+    reader.start()
+    manager.listeners[0]("loaded", {})
+    reader.join(60)
+    assert got and (got[0]["kind"], got[0]["identifier"]) == ("loaded", "m")
+    events.close()
+    assert manager.listeners == []
