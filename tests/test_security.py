@@ -88,6 +88,7 @@ def every_lms_request(srv) -> list[tuple[str, str]]:
             path = path.replace("{" + name + "}", "x")
         out += [(method.upper(), srv.url + path.lstrip("/")) for method in endpoints]
     out.append(("GET", srv.url + "lms/api/v0/logs/stream"))
+    out.append(("GET", srv.url + "lms/api/v0/events"))
     out.append(("GET", srv.url + "lms/no/such/route"))
     return out
 

@@ -96,6 +96,25 @@ export class LMSClient {
     return response;
   }
 
+  /**
+   * Open the model event stream (`GET lms/api/v0/events`, SSE): a snapshot of every
+   * loaded instance, then each change. Resolves once the headers arrive.
+   */
+  async events(signal: AbortSignal): Promise<Response> {
+    const response = await ServerConnection.makeRequest(
+      this.url('api/v0/events'),
+      { method: 'GET', headers: { Accept: 'text/event-stream' }, signal, cache: 'no-store' },
+      this.serverSettings
+    );
+    if (!response.ok) {
+      throw await requestError(response);
+    }
+    if (!response.body) {
+      throw new LMSRequestError('The browser gave no stream for the response.', response.status);
+    }
+    return response;
+  }
+
   private async _json(path: string, init: RequestInit): Promise<any> {
     if (init.body !== undefined) {
       init.headers = { 'Content-Type': 'application/json' };

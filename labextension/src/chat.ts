@@ -71,7 +71,7 @@ export class ChatController {
   }
 
   /** Send a user message and stream the answer; resolves when the answer ends. */
-  async send(text: string, options: IChatOptions = {}): Promise<void> {
+  async send(text: string, options: IChatOptions = {}, context = ''): Promise<void> {
     if (this.busy || !text.trim()) {
       return;
     }
@@ -79,7 +79,11 @@ export class ChatController {
     const abort = new AbortController();
     this._abort = abort;
     this._changed.emit({ kind: 'busy', busy: true });
-    state.turns.push({ role: 'user', content: text });
+    const question: ITurn = { role: 'user', content: text };
+    if (context) {
+      question.context = context;
+    }
+    state.turns.push(question);
     this._changed.emit({ kind: 'turn-added', index: state.turns.length - 1 });
     const body = buildChatRequest(state, options);
     const turn: ITurn = { role: 'assistant', content: '', model: state.model };
@@ -108,6 +112,21 @@ export class ChatController {
               turn.reasoning = (turn.reasoning ?? '') + update.text;
               stats.delta(performance.now());
               break;
+            case 'tool_call': {
+              const calls = (turn.toolCalls ??= []);
+              const call = (calls[update.index] ??= { name: '', arguments: '' });
+              if (update.id) {
+                call.id = update.id;
+              }
+              if (update.name) {
+                call.name += update.name;
+              }
+              if (update.arguments) {
+                call.arguments += update.arguments;
+              }
+              stats.delta(performance.now());
+              break;
+            }
             case 'usage':
               stats.usage(update.usage);
               break;

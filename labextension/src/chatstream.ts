@@ -18,6 +18,7 @@ export type StreamUpdate =
   | { kind: 'reasoning'; text: string }
   | { kind: 'usage'; usage: IUsage }
   | { kind: 'finish'; reason: string }
+  | { kind: 'tool_call'; index: number; id?: string; name?: string; arguments?: string }
   | { kind: 'error'; message: string; code?: string }
   | { kind: 'done' };
 
@@ -53,6 +54,27 @@ export function interpretChunk(event: ISSEEvent): StreamUpdate[] {
       const content = textOf(delta.content);
       if (content) {
         updates.push({ kind: 'content', text: content });
+      }
+      // OpenAI streams a tool call in pieces: the first names it, the rest add arguments.
+      for (const call of Array.isArray(delta.tool_calls) ? delta.tool_calls : []) {
+        if (!call || typeof call !== 'object') {
+          continue;
+        }
+        const fn = call.function ?? {};
+        const update: StreamUpdate = {
+          kind: 'tool_call',
+          index: typeof call.index === 'number' ? call.index : 0
+        };
+        if (typeof call.id === 'string') {
+          update.id = call.id;
+        }
+        if (typeof fn.name === 'string') {
+          update.name = fn.name;
+        }
+        if (typeof fn.arguments === 'string') {
+          update.arguments = fn.arguments;
+        }
+        updates.push(update);
       }
       if (typeof choice.finish_reason === 'string' && choice.finish_reason) {
         updates.push({ kind: 'finish', reason: choice.finish_reason });

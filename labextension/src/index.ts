@@ -1,10 +1,12 @@
 /**
- * lms-jupyter's JupyterLab plugin: the "LM Studio" left-sidebar panel, its command-palette
- * entry, its settings and the conversation kept in the state database (so it survives a
- * page reload).
+ * lms-jupyter's JupyterLab plugin: the "LM Studio" left-sidebar panel (React components
+ * in models/ and chat/), its command-palette entry, its settings and the conversation kept
+ * in the state database (so it survives a page reload). The notebook tracker is optional:
+ * with it, answers' code blocks insert as cells and a message can carry the active cell.
  */
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
+import { INotebookTracker } from '@jupyterlab/notebook';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStateDB } from '@jupyterlab/statedb';
@@ -13,7 +15,9 @@ import { ReadonlyPartialJSONValue } from '@lumino/coreutils';
 
 import { LMSClient } from './api';
 import { ChatController } from './chat';
-import { DEFAULT_SETTINGS, ISidebarSettings, LMStudioSidebar } from './panel';
+import { NotebookBridge } from './chat/notebook';
+import { DEFAULT_SETTINGS, ISidebarSettings, readSettings } from './settings';
+import { LMStudioSidebar } from './sidebar';
 import { restoreChat, serializeChat } from './state';
 
 const PLUGIN_ID = 'lms-jupyter:plugin';
@@ -28,36 +32,20 @@ const ICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16"
 
 export const lmsIcon = new LabIcon({ name: 'lms-jupyter:icon', svgstr: ICON_SVG });
 
-function readSettings(settings: ISettingRegistry.ISettings | null): ISidebarSettings {
-  if (!settings) {
-    return { ...DEFAULT_SETTINGS };
-  }
-  const c = settings.composite as { [key: string]: any };
-  const num = (v: unknown, d: number) => (typeof v === 'number' && isFinite(v) ? v : d);
-  const extra = c.extraRequestFields;
-  return {
-    defaultModel: typeof c.defaultModel === 'string' ? c.defaultModel : '',
-    systemPrompt: typeof c.systemPrompt === 'string' ? c.systemPrompt : '',
-    ttl: num(c.ttl, 0),
-    maxTokens: num(c.maxTokens, 0),
-    extraRequestFields: extra && typeof extra === 'object' && !Array.isArray(extra) ? extra : {},
-    refreshInterval: num(c.refreshInterval, 2)
-  };
-}
-
 const plugin: JupyterFrontEndPlugin<void> = {
   id: PLUGIN_ID,
   description: 'LM Studio sidebar: models, load/unload and a streaming chat.',
   autoStart: true,
   requires: [IRenderMimeRegistry],
-  optional: [ICommandPalette, ISettingRegistry, IStateDB, ILayoutRestorer],
+  optional: [ICommandPalette, ISettingRegistry, IStateDB, ILayoutRestorer, INotebookTracker],
   activate: (
     app: JupyterFrontEnd,
     rendermime: IRenderMimeRegistry,
     palette: ICommandPalette | null,
     settingRegistry: ISettingRegistry | null,
     state: IStateDB | null,
-    restorer: ILayoutRestorer | null
+    restorer: ILayoutRestorer | null,
+    notebooks: INotebookTracker | null
   ) => {
     let settings: ISidebarSettings = { ...DEFAULT_SETTINGS };
     const client = new LMSClient(app.serviceManager.serverSettings);
@@ -65,6 +53,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const sidebar = new LMStudioSidebar({
       client,
       chat,
+      notebook: new NotebookBridge(notebooks),
       rendermime,
       settings: () => settings,
       icon: lmsIcon
@@ -93,7 +82,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
             settings = readSettings(loaded);
             loaded.changed.connect(() => {
               settings = readSettings(loaded);
-              void sidebar.models.refresh();
+              sidebar.update();
             });
           })
           .catch(reason => {
@@ -127,7 +116,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
             .catch(reason => console.warn('lms-jupyter: the conversation could not be saved.', reason));
         }, 200);
       };
-      sidebar.chatSection.stateChanged.connect(save);
+      sidebar.stateChanged.connect(save);
       chat.finished.connect(save);
     });
   }

@@ -253,24 +253,34 @@ export interface IModelChoice {
  * The "Chat model" picker: loaded instances first (by identifier), then every model on disk
  * that is not already listed (a request names it and the server loads it just in time).
  */
-export function chatModelChoices(models: IModelV0[], instances: IInstance[]): IModelChoice[] {
+export function chatModelChoices(
+  models: IModelV0[],
+  instances: IInstance[],
+  names?: Map<string, string>
+): IModelChoice[] {
   const choices: IModelChoice[] = [];
   const seen = new Set<string>();
+  const embedding = new Set(models.filter(m => (m.type ?? '').startsWith('embedding')).map(m => m.id));
   for (const inst of instances) {
-    if (inst.status === 'loading' || seen.has(inst.identifier)) {
+    if (inst.status === 'loading' || seen.has(inst.identifier) || embedding.has(inst.modelKey)) {
       continue;
     }
     seen.add(inst.identifier);
-    const label =
-      inst.identifier === inst.modelKey ? inst.identifier : `${inst.identifier} (${inst.modelKey})`;
+    const name = names?.get(inst.modelKey);
+    let label: string;
+    if (name) {
+      label = inst.identifier === inst.modelKey ? name : `${name} (${inst.identifier})`;
+    } else {
+      label = inst.identifier === inst.modelKey ? inst.identifier : `${inst.identifier} (${inst.modelKey})`;
+    }
     choices.push({ value: inst.identifier, label, group: 'loaded' });
   }
   for (const model of models) {
-    if ((model.type ?? '').startsWith('embedding') || seen.has(model.id)) {
+    if (embedding.has(model.id) || seen.has(model.id)) {
       continue;
     }
     seen.add(model.id);
-    choices.push({ value: model.id, label: model.id, group: 'all' });
+    choices.push({ value: model.id, label: names?.get(model.id) || model.id, group: 'all' });
   }
   return choices;
 }
@@ -309,9 +319,19 @@ export interface ITurnStats {
   finishReason?: string;
 }
 
+/** A tool call the model made (streamed as `delta.tool_calls`), shown as such. */
+export interface IToolCall {
+  id?: string;
+  name: string;
+  arguments: string;
+}
+
 export interface ITurn {
   role: 'user' | 'assistant';
   content: string;
+  /** Notebook context sent after the user's text (the active cell, its error). */
+  context?: string;
+  toolCalls?: IToolCall[];
   reasoning?: string;
   model?: string;
   stats?: ITurnStats;
@@ -342,10 +362,11 @@ export function requestMessages(state: IChatState): IChatMessage[] {
     messages.push({ role: 'system', content: state.systemPrompt });
   }
   for (const turn of state.turns) {
-    if (turn.role === 'assistant' && !turn.content) {
+    if (turn.role === 'assistant' && !turn.content && !turn.toolCalls?.length) {
       continue; // failed before any text: the model never said it
     }
-    messages.push({ role: turn.role, content: turn.content });
+    const content = turn.context ? `${turn.content}\n\n${turn.context}` : turn.content;
+    messages.push({ role: turn.role, content });
   }
   return messages;
 }
@@ -472,10 +493,13 @@ export function serializeChat(state: IChatState): { [key: string]: any } {
     systemPrompt: state.systemPrompt,
     turns: state.turns.map(t => {
       const out: { [key: string]: any } = { role: t.role, content: t.content };
-      for (const key of ['reasoning', 'model', 'error', 'errorCode'] as const) {
+      for (const key of ['context', 'reasoning', 'model', 'error', 'errorCode'] as const) {
         if (t[key]) {
           out[key] = t[key];
         }
+      }
+      if (t.toolCalls?.length) {
+        out.toolCalls = t.toolCalls.map(c => ({ ...c }));
       }
       if (t.stopped) {
         out.stopped = true;
@@ -503,9 +527,23 @@ export function restoreChat(value: unknown): IChatState | null {
       continue;
     }
     const turn: ITurn = { role: t.role, content: t.content };
-    for (const key of ['reasoning', 'model', 'error', 'errorCode'] as const) {
+    for (const key of ['context', 'reasoning', 'model', 'error', 'errorCode'] as const) {
       if (typeof t[key] === 'string' && t[key]) {
         turn[key] = t[key];
+      }
+    }
+    if (Array.isArray(t.toolCalls)) {
+      const calls = t.toolCalls
+        .filter((c: any) => c && typeof c.name === 'string')
+        .map((c: any) => {
+          const call: IToolCall = { name: c.name, arguments: typeof c.arguments === 'string' ? c.arguments : '' };
+          if (typeof c.id === 'string') {
+            call.id = c.id;
+          }
+          return call;
+        });
+      if (calls.length) {
+        turn.toolCalls = calls;
       }
     }
     if (t.stopped === true) {

@@ -10,6 +10,7 @@ import re
 import time
 
 from lms_jupyter.models.catalog import ModelInfo, ModelVariant
+from lms_jupyter.models.display_names import display_name as human_display_name
 
 _BITS = re.compile(r"(\d+)")
 
@@ -21,8 +22,9 @@ def nominal_bits(quantization: str) -> int | None:
 
 
 def display_name(info: ModelInfo) -> str:
-    name = info.default_variant.header.get("general.name")
-    return name if isinstance(name, str) and name else info.key
+    """A name for people (models/display_names.py: not the converter's title-cased one)."""
+    variant = info.default_variant
+    return human_display_name(variant.header, variant.path, info.key)
 
 
 def v1_type(info: ModelInfo) -> str:

@@ -131,6 +131,10 @@ def build_parser(prog: str = "lms-jupyter") -> argparse.ArgumentParser:
 
     ps = sub.add_parser("ps", help="list the loaded models")
     ps.add_argument("--json", action="store_true", help="print JSON")
+    ps.add_argument("--watch", action="store_true",
+                    help="then follow loads, progress, status, queue and unloads as they "
+                         "happen (Ctrl+C stops)")
+    ps.add_argument("--timeout", type=float, metavar="SECONDS", help="stop watching after this")
 
     load = sub.add_parser("load", help="load a model into memory")
     load.add_argument("model", help="model key, publisher/key, optionally @quantization")
@@ -321,6 +325,11 @@ class Commands:
         self.console.print("\n".join(listing.variant_lines(info, manager.list_loaded())))
 
     def cmd_ps(self, args) -> None:
+        if args.watch:
+            from lms_jupyter.cli.ps_watch import run_ps_watch
+
+            return run_ps_watch(self.manager, self.console, as_json=args.json,
+                                timeout=args.timeout)
         loaded = self.manager.list_instances()
         if args.json:
             self.console.json([views.ps_row(m) for m in loaded])

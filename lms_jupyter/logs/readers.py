@@ -63,8 +63,10 @@ def sse_url(base_url: str, log_filter: LogFilter, prefix: str = "lms") -> str:
 
 def read_sse(url: str, token: str | None = None, *, timeout: float | None = None,
              on_dropped: Callable[[int], None] | None = None,
-             stop: threading.Event | None = None, poll: float = 0.25) -> Iterator[dict]:
-    """The events of a server's log stream (``GET .../api/v0/logs/stream``), as dicts.
+             stop: threading.Event | None = None, poll: float = 0.25,
+             accept: tuple[str, ...] = ()) -> Iterator[dict]:
+    """The events of a server's log stream (``GET .../api/v0/logs/stream``), as dicts;
+    ``accept``: the named events to yield besides unnamed ones (the model events route).
 
     Ends after ``timeout`` seconds, when ``stop`` is set, or when the server ends the
     stream (or :func:`stop_streams` is called). The socket is read on a helper thread so
@@ -86,10 +88,10 @@ def read_sse(url: str, token: str | None = None, *, timeout: float | None = None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise LogOptionsError(f"Cannot reach the server at {url}: {reason}") from None
-    return _sse_events(response, deadline, on_dropped, stop, poll)
+    return _sse_events(response, deadline, on_dropped, stop, poll, accept)
 
 
-def _sse_events(response, deadline, on_dropped, stop, poll) -> Iterator[dict]:
+def _sse_events(response, deadline, on_dropped, stop, poll, accept=()) -> Iterator[dict]:
     import queue
 
     items: queue.Queue = queue.Queue()
@@ -122,7 +124,7 @@ def _sse_events(response, deadline, on_dropped, stop, poll) -> Iterator[dict]:
             if item.name == "dropped":
                 if on_dropped is not None:
                     on_dropped(int(value.get("dropped", 0)))
-            elif item.name in (None, "message"):
+            elif item.name in (None, "message") or item.name in accept:
                 yield value
     finally:
         _unregister(stop)

@@ -322,6 +322,10 @@ class LMSHandler(ExtensionHandlerMixin, APIHandler):
 
     @staticmethod
     def format_event(event: dict) -> str:
+        """One SSE event: ``{"__event__": name, ...}`` adds ``event: name``; and
+        ``{"__comment__": text}`` is a comment line (a heartbeat that clients ignore)."""
+        if isinstance(event, dict) and "__comment__" in event:
+            return f": {event['__comment__']}\n\n"
         name = event.pop("__event__", None) if isinstance(event, dict) else None
         return sse.frame(event, name)
 

@@ -208,11 +208,13 @@ def lms_handlers(prefix: str) -> list[tuple]:
     that answers unknown paths with a JSON 404 in OpenAI's error shape."""
     from lms_jupyter.server.handlers import EndpointHandler, NotFoundHandler
     from lms_jupyter.server.log_handlers import LogStreamHandler
+    from lms_jupyter.server.model_events_handler import ModelEventsHandler
 
     specs = [(pattern, EndpointHandler, {"endpoints": endpoints, **options})
              for pattern, endpoints, options in _routes(prefix)]
     # lms log stream: an SSE feed from the log bus, not an API call
     specs.append((rf"/{prefix}/api/v0/logs/stream/?", LogStreamHandler))
+    specs.append((rf"/{prefix}/api/v0/events/?", ModelEventsHandler))  # model events (SSE)
     specs.append((rf"/{prefix}(/.*)?", NotFoundHandler, OPENAI))
     return specs
 

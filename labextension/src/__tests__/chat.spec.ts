@@ -72,6 +72,26 @@ describe('ChatController', () => {
     expect(chat.busy).toBe(false);
   });
 
+  it('sends the notebook context after the text and collects streamed tool calls', async () => {
+    const call = (piece: object) => chunk({ tool_calls: [{ index: 0, ...piece }] });
+    const { client, requests } = fakeClient([
+      call({ id: 'call_1', type: 'function', function: { name: 'get_', arguments: '' } }),
+      call({ function: { name: 'weather', arguments: '{"city":' } }),
+      call({ function: { arguments: ' "Paris"}' } }),
+      'data: [DONE]\n\n'
+    ]);
+    const chat = new ChatController(client);
+    chat.setModel('smol');
+    await chat.send('Why?', {}, 'The active notebook cell [1]:\n```python\n1/0\n```');
+    expect(requests[0].messages).toEqual([
+      { role: 'user', content: 'Why?\n\nThe active notebook cell [1]:\n```python\n1/0\n```' }
+    ]);
+    expect(chat.state.turns[0]).toMatchObject({ content: 'Why?', context: expect.stringContaining('1/0') });
+    expect(chat.state.turns[1].toolCalls).toEqual([
+      { id: 'call_1', name: 'get_weather', arguments: '{"city": "Paris"}' }
+    ]);
+  });
+
   it('sends the history with the next message', async () => {
     const { client, requests } = fakeClient([chunk({ content: 'A' }), 'data: [DONE]\n\n']);
     const chat = new ChatController(client);
