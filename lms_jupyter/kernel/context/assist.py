@@ -20,7 +20,7 @@ EXPLAIN_SYSTEM = ("You explain Python code in Jupyter notebooks to a data scient
                   "what it does and, when it failed, why and how to fix it. Be brief.")
 
 _FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*([\w+.-]*)[^\n]*\n(.*?)(?:^[ \t]*\1[ \t]*$|\Z)",
-                    re.S | re.M)
+                    re.DOTALL | re.MULTILINE)
 
 
 @dataclass(frozen=True)

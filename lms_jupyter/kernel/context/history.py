@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import traceback
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
 
 log = logging.getLogger(__name__)
 

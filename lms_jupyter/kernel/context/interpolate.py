@@ -11,8 +11,9 @@ from __future__ import annotations
 import builtins
 import logging
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from lms_jupyter.kernel.context.history import ContextError, NotebookHistory
 from lms_jupyter.kernel.context.render import Limits, fit, render_value
@@ -93,7 +94,10 @@ def _first_line(exc: BaseException) -> str:
 
 def evaluate(placeholder: Placeholder, namespace: Mapping, globals_: dict | None = None):
     """The value of an expression placeholder in ``namespace``."""
-    names = free_names(placeholder.tree)
+    tree = placeholder.tree
+    if tree is None:
+        raise ContextError(f"{placeholder.label} is not an expression.")
+    names = free_names(tree)
     unknown = [n for n in names if n not in namespace and
                (globals_ is None or n not in globals_) and not hasattr(builtins, n)]
     if unknown:
@@ -102,12 +106,12 @@ def evaluate(placeholder: Placeholder, namespace: Mapping, globals_: dict | None
             return value
         raise ContextError(f"{placeholder.label}: name {unknown[0]!r} is not defined. "
                            "Write \\{ for a literal brace.")
-    code = compile(placeholder.tree, placeholder.label, "eval")
+    code = compile(tree, placeholder.label, "eval")
     scope = globals_ if globals_ is not None else {"__builtins__": builtins, **namespace}
     try:
         if globals_ is not None and namespace is not globals_:
-            return eval(code, scope, dict(namespace))  # noqa: S307 - the user's own code
-        return eval(code, scope)  # noqa: S307
+            return eval(code, scope, dict(namespace))
+        return eval(code, scope)
     except Exception as exc:  # noqa: BLE001 - shown as the placeholder's one-line error
         raise ContextError(f"{placeholder.label} failed: {_first_line(exc)}") from None
 
@@ -145,8 +149,8 @@ def resolve(text: str, namespace: Mapping, history: NotebookHistory | None = Non
                               f"Out[{history.count(part.index)}] {_kind(value)}"))
             else:
                 error = history.error(part.index)
-                parts.append((part, error.traceback, f"Err[{error.execution_count}] "
-                                                     f"{error.ename}"))
+                kind = f"Err[{error.execution_count}] {error.ename}"
+                parts.append((part, error.traceback, kind))
         except ContextError as exc:
             raise ContextError(f"{part.label}: {exc}") from None
     return Resolved(parts)

@@ -70,7 +70,7 @@ class KernelContext:
             return
         try:
             self.history.record_error(count, exc, self._skip)
-        except Exception:  # noqa: BLE001 - a hook must never break the next cell
+        except Exception:
             log.exception("could not record the error of cell %s", count)
 
     # -- %%chat ---------------------------------------------------------------------------
@@ -95,8 +95,8 @@ def show_prompt(expanded: Expanded, model: str, system: str | None = None) -> No
     total = None
     try:
         total = model_counter(model).count(expanded.text)
-    except Exception:  # noqa: BLE001
-        pass
+    except Exception as exc:  # noqa: BLE001 - the count is a courtesy
+        log.debug("could not count the prompt: %s", exc)
     size = f"{total:,} tokens" if total is not None else ""
     lines = [f"Prompt sent to {model} (user message, {size}):"]
     if system:

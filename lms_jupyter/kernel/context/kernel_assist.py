@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import logging
 
-from lms_jupyter.kernel.context.assist import (AssistRequest, explain_request,
-                                               first_code_block, fix_request)
+from lms_jupyter.kernel.context.assist import (
+    AssistRequest,
+    explain_request,
+    first_code_block,
+    fix_request,
+)
 from lms_jupyter.kernel.context.history import ContextError
-from lms_jupyter.kernel.context.ipython import show_prompt
 from lms_jupyter.kernel.context.interpolate import Expanded
+from lms_jupyter.kernel.context.ipython import show_prompt
 
 log = logging.getLogger(__name__)
 
@@ -77,4 +81,3 @@ def run_explain(magics, args) -> None:
     error = history.errors.get(count)
     _stream(magics, explain_request(count, source, error,
                                     magics.context.limits(args.model)), args)
-    return None

@@ -44,7 +44,8 @@ def chat(prompt: str, model: str | None = None, *, system: str | None = None,
     """
     from lms_jupyter.kernel import runtime
     from lms_jupyter.kernel.chat import ChatOptions, ChatRunner, Conversation
-    from lms_jupyter.kernel.context.ipython import model_counter, show_prompt as show
+    from lms_jupyter.kernel.context.ipython import model_counter
+    from lms_jupyter.kernel.context.ipython import show_prompt as show
     from lms_jupyter.models.catalog import DEFAULT_MODEL_KEY
 
     if not isinstance(prompt, str) or not prompt.strip():

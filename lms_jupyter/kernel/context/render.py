@@ -69,10 +69,10 @@ def _fits(text: str, limits: Limits) -> bool:
 
 
 # -- tables ---------------------------------------------------------------------------------
-def _cell(value, limits: Limits) -> str:
+def _cell(value, chars: int) -> str:
     text = str(value).replace("\n", " ").replace("|", "\\|")
-    if len(text) > limits.cell_chars:
-        text = text[:limits.cell_chars - 1] + "…"
+    if len(text) > chars:
+        text = text[:chars - 1] + "…"
     return text
 
 
@@ -82,28 +82,45 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _shrinking(rows: int, columns: int, chars: int):
+    """Table sizes to try, largest first: fewer rows, then narrower cells, then fewer
+    columns, until one fits the cap."""
+    tried = set()
+    for r, c, w in [(rows, columns, chars), (min(rows, 3), columns, chars),
+                    (min(rows, 3), columns, 30), (min(rows, 2), min(columns, 10), 30),
+                    (min(rows, 2), min(columns, 5), 20), (1, min(columns, 3), 20),
+                    (1, 1, 20), (0, 0, 0)]:
+        if (r, c, w) not in tried:
+            tried.add((r, c, w))
+            yield r, c, w
+
+
 def _frame(df, limits: Limits) -> str:
     n_rows, n_cols = df.shape
     columns = list(df.columns)
-    shown_cols = columns[:limits.columns]
-    dtypes = ", ".join(f"{c}: {df.dtypes[c]}" for c in shown_cols)
-    if n_cols > len(shown_cols):
-        dtypes += f", ... ({n_cols - len(shown_cols):,} more columns)"
+    listed = columns[:limits.columns]
+    dtypes = ", ".join(f"{c}: {df.dtypes[c]}" for c in listed)
+    if n_cols > len(listed):
+        dtypes += f", ... ({n_cols - len(listed):,} more columns)"
     head = f"pandas DataFrame: {_count(n_rows, 'row')} × {_count(n_cols, 'column')}\n" \
            f"dtypes: {dtypes}"
-    rows = min(limits.rows, n_rows)
-    while True:
-        sample = df.iloc[:rows][shown_cols] if n_cols else df.iloc[:rows]
-        body = [[_cell(label, limits)] + [_cell(v, limits) for v in record]
+    text = head
+    for rows, cols, chars in _shrinking(min(limits.rows, n_rows), len(listed),
+                                        limits.cell_chars):
+        if rows == 0 or cols == 0:
+            return head
+        shown = columns[:cols]
+        sample = df.iloc[:rows][shown]
+        body = [[_cell(label, chars)] + [_cell(v, chars) for v in record]
                 for label, record in zip(sample.index, sample.itertuples(index=False))]
-        table = _markdown_table([""] + [_cell(c, limits) for c in shown_cols], body)
+        table = _markdown_table([""] + [_cell(c, chars) for c in shown], body)
         what = f"first {_count(rows, 'row')}" if rows < n_rows else "all rows"
-        if n_cols > len(shown_cols):
-            what += f", first {len(shown_cols)} columns"
-        text = f"{head}\n{what}:\n{table}" if rows else head
-        if rows <= 1 or _fits(text, limits):
+        if cols < n_cols:
+            what += f", first {_count(cols, 'column')}"
+        text = f"{head}\n{what}:\n{table}"
+        if _fits(text, limits):
             return text
-        rows //= 2
+    return text
 
 
 def _series(series, limits: Limits) -> str:
@@ -111,11 +128,12 @@ def _series(series, limits: Limits) -> str:
     head = f"pandas Series{name}: {_count(len(series), 'value')}, dtype {series.dtype}"
     rows = min(limits.rows, len(series))
     while True:
-        body = [[_cell(label, limits), _cell(value, limits)]
+        chars = limits.cell_chars
+        body = [[_cell(label, chars), _cell(value, chars)]
                 for label, value in series.iloc[:rows].items()]
         what = f"first {_count(rows, 'value')}" if rows < len(series) else "all values"
-        text = f"{head}\n{what}:\n" + _markdown_table(["", _cell(series.name or "value",
-                                                                      limits)], body)
+        name = series.name if series.name is not None else "value"
+        text = f"{head}\n{what}:\n" + _markdown_table(["", _cell(name, chars)], body)
         if rows <= 1 or _fits(text, limits):
             return text
         rows //= 2
@@ -157,15 +175,50 @@ def image_name(value) -> str | None:
 
 
 # -- containers and the rest ----------------------------------------------------------------
-def _bounded_repr(value, items: int) -> str:
-    short = reprlib.Repr()
-    short.maxlist = short.maxtuple = short.maxset = short.maxfrozenset = items
-    short.maxdict = items
-    short.maxdeque = items
-    short.maxlevel = 4
-    short.maxstring = short.maxother = 200
+class _OrderedRepr(reprlib.Repr):
+    """reprlib for nested values, but a dict keeps its own order (reprlib sorts keys)."""
+
+    def repr_dict(self, x, level):
+        if not x:
+            return "{}"
+        if level <= 0:
+            return "{...}"
+        pieces = [f"{self.repr1(k, level - 1)}: {self.repr1(v, level - 1)}"
+                  for k, v in list(x.items())[:self.maxdict]]
+        if len(x) > self.maxdict:
+            pieces.append(self.fillvalue)
+        return "{" + ", ".join(pieces) + "}"
+
+
+def _nested_repr() -> reprlib.Repr:
+    short = _OrderedRepr()
+    short.maxlist = short.maxtuple = short.maxset = short.maxfrozenset = 20
+    short.maxdict = short.maxdeque = 20
+    short.maxlevel = 3
+    short.maxstring = short.maxother = 300
     short.maxlong = 100
-    return short.repr(value)
+    return short
+
+
+def _first_items(value, items: int) -> str:
+    """The container's first ``items`` entries (each value itself bounded)."""
+    short = _nested_repr()
+    level = short.maxlevel
+    if isinstance(value, dict):
+        pieces = [f"{short.repr1(k, level)}: {short.repr1(v, level)}"
+                  for k, v in list(value.items())[:items]]
+        opening, closing = "{", "}"
+    else:
+        pieces = [short.repr1(v, level) for v in list(value)[:items]]
+        brackets: dict[type, tuple[str, str]] = {list: ("[", "]"), tuple: ("(", ")")}
+        opening, closing = brackets.get(type(value), ("{", "}"))
+        if isinstance(value, tuple) and len(pieces) == 1 and len(value) == 1:
+            closing = ",)"
+        if isinstance(value, (set, frozenset)) and not value:
+            return repr(value)
+    if len(value) > items:
+        pieces.append("...")
+    return opening + ", ".join(pieces) + closing
 
 
 def _container(value, limits: Limits) -> str:
@@ -173,14 +226,12 @@ def _container(value, limits: Limits) -> str:
     noun = "key" if isinstance(value, dict) else "item"
     items = min(limits.items, size) or 1
     while True:
-        text = _bounded_repr(value, items)
-        if items >= size and _fits(text, limits):
+        text = _first_items(value, items)
+        if items < size:
+            text += f"\n[{type(value).__name__} of {_count(size, noun)}; the first " \
+                    f"{items:,} shown]"
+        if items <= 1 or _fits(text, limits):
             return text
-        note = f"[{type(value).__name__} of {_count(size, noun)}; the first " \
-               f"{min(items, size):,} shown]"
-        candidate = f"{text}\n{note}" if items < size else text
-        if items <= 1 or _fits(candidate, limits):
-            return candidate
         items //= 2
 
 
@@ -194,8 +245,8 @@ def render_value(value, limits: Limits | None = None) -> str:
     if isinstance(value, str):
         return _string(value, limits)
     if isinstance(value, (bytes, bytearray)):
-        return fit(_bounded_repr(bytes(value), limits.items), limits, "bytes") + \
-            (f"\n[{len(value):,} bytes]" if len(value) > 200 else "")
+        return fit(_nested_repr().repr(bytes(value)), limits, "bytes") + \
+            (f"\n[{len(value):,} bytes]" if len(value) > 300 else "")
     if _is(value, "pandas", "DataFrame"):
         return fit(_frame(value, limits), limits, "table")
     if _is(value, "pandas", "Series"):

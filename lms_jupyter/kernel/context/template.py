@@ -88,7 +88,7 @@ def parse(text: str) -> list[Part]:
                 continue
             candidate = _CANDIDATE.match(text, i)
             found = placeholder(candidate.group(1)) if candidate else None
-            if found is not None:
+            if candidate is not None and found is not None:
                 if buffer:
                     parts.append("".join(buffer))
                     buffer = []

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class TokenizerCounter:
         self._tokenize = tokenize
         self._detokenize = detokenize
         self._fallback: EstimateCounter | None = None
+        self._estimate = EstimateCounter()
 
     def _tokens(self, text: str) -> list[int] | None:
         if self._fallback is not None:
@@ -55,20 +57,20 @@ class TokenizerCounter:
 
     def count(self, text: str) -> int:
         tokens = self._tokens(text)
-        return self._fallback.count(text) if tokens is None else len(tokens)
+        return self._estimate.count(text) if tokens is None else len(tokens)
 
     def truncate(self, text: str, tokens: int) -> str:
         ids = self._tokens(text)
         if ids is None:
-            return self._fallback.truncate(text, tokens)
+            return self._estimate.truncate(text, tokens)
         if len(ids) <= tokens:
             return text
         if self._detokenize is not None:
             try:
                 cut = self._detokenize(ids[:max(0, tokens)])
                 return cut.decode("utf-8", "ignore") if isinstance(cut, bytes) else cut
-            except Exception:  # noqa: BLE001
-                pass
+            except Exception as exc:  # noqa: BLE001 - cut by characters instead
+                log.debug("detokenize failed: %s", exc)
         # no detokenizer: shrink by characters until it fits
         cut = text[:tokens * CHARS_PER_TOKEN]
         while cut and self.count(cut) > tokens:
