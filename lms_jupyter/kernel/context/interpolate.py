@@ -138,15 +138,14 @@ def resolve(text: str, namespace: Mapping, history: NotebookHistory | None = Non
         if history is None:
             raise ContextError(f"{part.label}: cell history is only available in an "
                                "IPython kernel with %load_ext lms_jupyter.")
+        n = part.index if part.index is not None else -1
         try:
             if part.kind == "In":
-                parts.append((part, history.source(part.index),
-                              f"In[{history.count(part.index)}]"))
+                parts.append((part, history.source(n), f"In[{history.count(n)}]"))
             elif part.kind == "Out":
-                value = history.output(part.index)
-                parts.append((Placeholder(part.text, "expr", part.index,
-                                          tree=None), value,
-                              f"Out[{history.count(part.index)}] {_kind(value)}"))
+                value = history.output(n)
+                parts.append((Placeholder(part.text, "expr", n), value,
+                              f"Out[{history.count(n)}] {_kind(value)}"))
             else:
                 error = history.error(part.index)
                 kind = f"Err[{error.execution_count}] {error.ename}"
