@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
-_NOT_RECORDED = ("GenerationInterrupted",)  # a stopped answer is not an error to explain
+# not errors to explain: a stopped answer, a magic's one-line usage message
+_NOT_RECORDED = ("GenerationInterrupted", "UsageError")
 
 
 class ContextError(ValueError):
