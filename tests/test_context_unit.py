@@ -267,3 +267,15 @@ def test_public_chat_rejects_a_bad_placeholder_before_any_model_call(monkeypatch
     import lms_jupyter.chat.templates  # noqa: F401 - importing a submodule keeps it callable
 
     assert callable(lms_jupyter.chat)
+
+
+def test_batch_templates_render_non_text_values_with_the_same_renderer():
+    from lms_jupyter.kernel.batch_data import read_inputs
+
+    rows = [{"text": "word " * 5000, "tags": list(range(100_000)), "n": 3, "score": 0.25}]
+    (item,), _ = read_inputs(rows, "{text}|{tags}|{n}|{score:.1f}|{index}")
+    text, tags, n, score, index = item.prompt.split("|")
+    assert text == "word " * 5000  # a row's own text is never cut
+    assert tags == render_value(list(range(100_000)))
+    assert "[list of 100,000 items; the first" in tags
+    assert (n, score, index) == ("3", "0.2", "0")
