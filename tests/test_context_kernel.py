@@ -12,44 +12,43 @@ import json
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
-
 from conftest import MODEL
+from nbclient import NotebookClient
 
 pytestmark = pytest.mark.timeout(600)
 
 BUGGY = "def mean(xs):\n    return sum(xs) / len(x)\n\nmean([1, 2, 3])"
 CELLS = [
     "%load_ext lms_jupyter",  # 1
-    "import pandas as pd\n"
-    "df = pd.DataFrame({'city': ['Paris', 'Rome', 'Oslo', 'Lima'] * 500,\n"
-    "                   'temp': [21.5, 25.0, 9.5, 18.0] * 500,\n"
-    "                   'note': ['a rather long free-text note about the weather'] * 2000})",
+    ("import pandas as pd\n"
+     "df = pd.DataFrame({'city': ['Paris', 'Rome', 'Oslo', 'Lima'] * 500,\n"
+     "                   'temp': [21.5, 25.0, 9.5, 18.0] * 500,\n"
+     "                   'note': ['a rather long free-text note about the weather'] * 2000})"),
     "df.shape",  # 3
-    "%%chat --max-tokens 4 --temperature 0 --no-stats --show-prompt --context-tokens 120\n"
-    "Summarise this table: {df}",  # 4
-    "import json\n"  # 5: the prompt as sent, measured with the model's tokenizer
-    "from lms_jupyter.kernel import runtime\n"
-    "m = get_ipython()._lms_magics\n"
-    "sent = m.conversation.messages[-2]['content']\n"
-    f"tok = runtime.get_manager().get_loaded({MODEL!r})\n"
-    "table = sent.removeprefix('Summarise this table: ')\n"
-    "print(json.dumps({'sent': sent, 'tokens': len(tok.tokenize(table, False, False))}))",
+    ("%%chat --max-tokens 4 --temperature 0 --no-stats --show-prompt --context-tokens 120\n"
+     "Summarise this table: {df}"),  # 4
+    ("import json\n"  # 5: the prompt as sent, measured with the model's tokenizer
+     "from lms_jupyter.kernel import runtime\n"
+     "m = get_ipython()._lms_magics\n"
+     "sent = m.conversation.messages[-2]['content']\n"
+     f"tok = runtime.get_manager().get_loaded({MODEL!r})\n"
+     "table = sent.removeprefix('Summarise this table: ')\n"
+     "print(json.dumps({'sent': sent, 'tokens': len(tok.tokenize(table, False, False))}))"),
     "1 / 0",  # 6
-    "%%chat --new --max-tokens 4 --temperature 0 --no-stats --show-prompt\n"
-    "Why did this fail? {Err}\nCell 2 was:\n{In[2]}\nIts shape: {Out[3]}",  # 7
+    ("%%chat --new --max-tokens 4 --temperature 0 --no-stats --show-prompt\n"
+     "Why did this fail? {Err}\nCell 2 was:\n{In[2]}\nIts shape: {Out[3]}"),  # 7
     "%%chat --max-tokens 4\nAbout {df} and {missing_name}",  # 8
     "print(len(m.conversation), m.conversation.messages[-2]['content'][:9])",  # 9
-    "%%chat --max-tokens 2 --temperature 0 --no-stats\n"
-    "Literal \\{df} and {\"a\": 1} and {{x}}",  # 10
+    ("%%chat --max-tokens 2 --temperature 0 --no-stats\n"
+     "Literal \\{df} and {\"a\": 1} and {{x}}"),  # 10
     "print(m.conversation.messages[-2]['content'])",  # 11
     BUGGY,  # 12
     "%lms fix --max-tokens 120 --temperature 0",  # 13
     "%lms explain 6 --max-tokens 24 --temperature 0 --show-prompt",  # 14
     "%lms fix 3",  # 15: cell 3 raised nothing
-    "import lms_jupyter\n"  # 16
-    "answer = lms_jupyter.chat('Describe {df.head(2)}', max_tokens=4, temperature=0, "
-    "show_prompt=True)\nprint(type(answer).__name__)",
+    ("import lms_jupyter\n"  # 16
+     "answer = lms_jupyter.chat('Describe {df.head(2)}', max_tokens=4, temperature=0, "
+     "show_prompt=True)\nprint(type(answer).__name__)"),
     "print(m.context.history.last_error.execution_count)",  # 17: usage errors not kept
 ]
 

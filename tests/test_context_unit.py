@@ -4,12 +4,29 @@ from __future__ import annotations
 
 import pytest
 
-from lms_jupyter.kernel.context.assist import explain_request, first_code_block, fix_request
-from lms_jupyter.kernel.context.history import ContextError, NotebookHistory, format_error
+from lms_jupyter.kernel.context.assist import (
+    explain_request,
+    first_code_block,
+    fix_request,
+)
+from lms_jupyter.kernel.context.history import (
+    ContextError,
+    NotebookHistory,
+    format_error,
+)
 from lms_jupyter.kernel.context.interpolate import expand, resolve
 from lms_jupyter.kernel.context.render import Limits, render_value
-from lms_jupyter.kernel.context.template import Placeholder, free_names, parse, placeholders
-from lms_jupyter.kernel.context.tokens import EstimateCounter, TokenizerCounter, counter_for
+from lms_jupyter.kernel.context.template import (
+    Placeholder,
+    free_names,
+    parse,
+    placeholders,
+)
+from lms_jupyter.kernel.context.tokens import (
+    EstimateCounter,
+    TokenizerCounter,
+    counter_for,
+)
 
 
 # -- the template rule ----------------------------------------------------------------------
@@ -110,8 +127,9 @@ def test_history_placeholders():
 
 
 def test_format_error_skips_the_runner_frames():
-    def runner():
-        exec(compile("def g():\n    raise ValueError('bad value')\ng()", "<cell-5>", "exec"),
+    def runner():  # runs a cell, as IPython does
+        exec(  # noqa: S102
+            compile("def g():\n    raise ValueError('bad value')\ng()", "<cell-5>", "exec"),
              {})
 
     try:
@@ -264,7 +282,7 @@ def test_public_chat_rejects_a_bad_placeholder_before_any_model_call(monkeypatch
     monkeypatch.setattr(runtime, "get_api", no_model)
     with pytest.raises(ContextError, match=r"^\{nothing_here\}: name 'nothing_here'"):
         lms_jupyter.chat("Tell me about {nothing_here}")
-    import lms_jupyter.chat.templates  # noqa: F401 - importing a submodule keeps it callable
+    import lms_jupyter.chat.templates
 
     assert callable(lms_jupyter.chat)
 
