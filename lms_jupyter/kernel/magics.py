@@ -25,6 +25,7 @@ from .display import CellChatView, can_update_displays
 from .progress import LoadCancelled, NotebookProgress, TerminalProgress, run_load
 from .schemas import SchemaError, schema_from_namespace
 from .tools import ToolError, Toolbox
+from lms_jupyter.kernel.context.interpolate import Expanded
 from lms_jupyter.kernel.context.ipython import KernelContext, show_prompt
 from lms_jupyter.kernel.context.kernel_assist import AssistError, run_explain, run_fix
 from lms_jupyter.kernel.context.options import add_assist_parsers, add_chat_arguments
@@ -247,18 +248,14 @@ class LMSMagics(Magics):
                               max_tool_rounds=self.max_tool_rounds, extra=extra)
         mode = self.mode
         self._ensure_loaded(model, mode)
-        if resolved is not None:  # rendered with the loaded model's tokenizer
-            expanded = resolved.render(self.context.limits(
-                model, args.context_tokens or self.context_tokens))
-            prompt = expanded.text.strip() or text
-            if args.show_prompt:
-                show_prompt(expanded, model, self.conversation.system)
-        else:
-            prompt = text
-            if args.show_prompt:
-                from lms_jupyter.kernel.context.interpolate import Expanded
-
-                show_prompt(Expanded(text), model, self.conversation.system)
+        # rendered now, with the loaded model's tokenizer measuring the cap
+        expanded = Expanded(text) if resolved is None else resolved.render(
+            self.context.limits(model, args.context_tokens or self.context_tokens))
+        prompt = expanded.text.strip()
+        if not prompt:
+            raise UsageError("%%chat: the message is empty once its placeholders are filled.")
+        if args.show_prompt:
+            show_prompt(expanded, model, self.conversation.system)
         view = CellChatView(mode=mode, rate=self.update_rate,
                             show_stats=self.show_stats and not args.no_stats,
                             render=_json_fence if schema else None)

@@ -22,15 +22,24 @@ class AssistError(Exception):
     """Shown as one line (the magic turns it into a UsageError)."""
 
 
-def _stream(magics, request: AssistRequest, args):
+def _model(magics, args) -> str:
+    """The model to ask (as ``%%chat`` picks it), loaded with progress if need be."""
+    model = args.model or magics._continuing_model() or magics.default_model
+    magics._ensure_loaded(model, magics.mode)
+    return model
+
+
+def _limits(magics, model: str):
+    return magics.context.limits(model, magics.context_tokens)
+
+
+def _stream(magics, model: str, request: AssistRequest, args):
     from lms_jupyter.errors import APIError
     from lms_jupyter.kernel import runtime
     from lms_jupyter.kernel.chat import ChatOptions, ChatRunner, Conversation
     from lms_jupyter.kernel.display import CellChatView
 
-    model = args.model or magics._continuing_model() or magics.default_model
     mode = magics.mode
-    magics._ensure_loaded(model, mode)
     if args.show_prompt:
         show_prompt(Expanded(request.user), model, request.system)
     extra = dict(magics.chat_defaults)
@@ -48,8 +57,9 @@ def _stream(magics, request: AssistRequest, args):
     return result
 
 
-def run_fix(magics, args) -> str | None:
-    """The code offered (also when interrupted part-way), or None."""
+def run_fix(magics, args) -> None:
+    """Offer the answer's first code block as the next cell (also when the answer was cut
+    by max_tokens or interrupted part-way)."""
     history = magics.context.history
     try:
         error = history.error(args.cell)
@@ -57,17 +67,26 @@ def run_fix(magics, args) -> str | None:
         raise AssistError(f"%lms fix: {exc}") from None
     if not error.source.strip():
         raise AssistError(f"%lms fix: the source of cell {error.execution_count} is gone.")
-    result = _stream(magics, fix_request(error, magics.context.limits(args.model)), args)
+    model = _model(magics, args)
+    result = _stream(magics, model, fix_request(error, _limits(magics, model)), args)
     code = first_code_block(result.content)
     if code is None:
         print("The answer has no code block; no cell was offered.", flush=True)
-        return None
-    magics.context.set_next_input(code)
-    log.info("offered a fix for cell %s (%d lines)", error.execution_count,
-             code.count("\n") + 1)
-    print(f"A corrected cell {error.execution_count} is offered below; it has not run.",
-          flush=True)
-    return None
+    else:
+        magics.context.set_next_input(code)
+        log.info("offered a fix for cell %s (%d lines)", error.execution_count,
+                 code.count("\n") + 1)
+        print(f"A corrected cell {error.execution_count} is offered below; it has not run.",
+              flush=True)
+    _stop_if_interrupted(result)
+
+
+def _stop_if_interrupted(result) -> None:
+    """As ``%%chat``: a stopped answer stops "Run all" here, in one line."""
+    if result.interrupted:
+        from lms_jupyter.kernel.chat import GenerationInterrupted
+
+        raise GenerationInterrupted(result.stats.completion_tokens if result.stats else 0)
 
 
 def run_explain(magics, args) -> None:
@@ -79,5 +98,7 @@ def run_explain(magics, args) -> None:
         raise AssistError(f"%lms explain: {exc}") from None
     count = history.count(n)
     error = history.errors.get(count)
-    _stream(magics, explain_request(count, source, error,
-                                    magics.context.limits(args.model)), args)
+    model = _model(magics, args)
+    result = _stream(magics, model, explain_request(count, source, error,
+                                                    _limits(magics, model)), args)
+    _stop_if_interrupted(result)
