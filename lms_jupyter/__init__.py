@@ -43,6 +43,17 @@ def batch(inputs, prompt=None, **options):
     return _batch(inputs, prompt, **options)
 
 
+def __getattr__(name):
+    """``lms_jupyter.chat(prompt, ...)``: the ``chat`` subpackage is callable (one chat turn
+    with notebook context, :func:`lms_jupyter.kernel.context.public.chat`); it is imported
+    on first use, not with the package."""
+    if name == "chat":
+        import importlib
+
+        return importlib.import_module(".chat", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _jupyter_server_extension_points():
     from lms_jupyter.server.extension import LMSJupyterApp
 

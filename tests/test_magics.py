@@ -22,8 +22,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from conftest import EOS_ID, GEMMA, MODEL
 from lms_jupyter.models.catalog import ModelCatalog
 from lms_jupyter.kernel import runtime
-from lms_jupyter.kernel.chat import (DEFAULT_MAX_TOOL_ROUNDS, GenerationInterrupted,
-                                     expand_variables)
+from lms_jupyter.kernel.chat import DEFAULT_MAX_TOOL_ROUNDS, GenerationInterrupted
 from lms_jupyter.kernel.display import METADATA_KEY
 from lms_jupyter.engine.manager import ModelManager
 
@@ -357,20 +356,37 @@ def test_variables_out_and_stats_config(ip):
     ip.user_ns.update(city="Paris", facts={"river": "Seine"}, numbers=[3, 4])
     magics.show_stats = False
     ip.run_cell_magic("chat", "--max-tokens 4 --temperature 0 --seed 1 --out reply",
-                      'About {city} on the {facts[river]} ({numbers[1]}): {missing} '
-                      '{{city}} {"json": true}')
+                      'About {city} on the {facts[river]} ({numbers[1]}, {len(numbers)}): '
+                      '{{city}} \\{missing} {"json": true}')
     user = magics.conversation.messages[0]["content"]
-    assert user == 'About Paris on the Seine (4): {missing} {city} {"json": true}'
+    assert user == 'About Paris on the Seine (4, 2): {city} {missing} {"json": true}'
     assert ip.user_ns["reply"] == magics.last_result.content
     assert notes(ip, "stats") == []
 
 
-def test_expand_variables_rules():
+def test_unknown_name_is_one_line_error_before_any_model_call(ip, capsys, manager):
+    """Issue 25: an unknown name no longer passes through as text (as it did before):
+    it is a one-line error naming it, and nothing reaches a model."""
+    magics = ip._lms_magics
+    magics.last_result = None
+    error = one_line_error(ip, capsys, "%%chat --max-tokens 4\nAbout {city} and {missing}")
+    assert error == ("%%chat: {missing}: name 'missing' is not defined. Write \\{ for a "
+                     "literal brace.")
+    assert magics.last_result is None and len(magics.conversation) == 0
+    assert answers(ip) == {}
+    # --no-context sends the text as written
+    ip.run_cell_magic("chat", "--max-tokens 2 --temperature 0 --no-context --no-stats",
+                      "About {missing}")
+    assert magics.conversation.messages[0]["content"] == "About {missing}"
+
+
+def test_interpolation_rules_kept_from_expand_variables():
+    from lms_jupyter.kernel.context.interpolate import expand
+
     ns = {"a": 1, "obj": type("O", (), {"x": "X"})(), "d": {"k": "v"}}
-    assert expand_variables("{a}{obj.x}{d[k]}", ns) == "1Xv"
-    assert expand_variables("{nope} {obj.nope} {{a}} {a!r} {}", ns) == \
-        "{nope} {obj.nope} {a} {a!r} {}"
-    assert expand_variables('{"a": {"b": 1}}', ns) == '{"a": {"b": 1}}'
+    assert expand("{a}{obj.x}{d[k]}", ns).text == "1Xv"
+    assert expand("{{a}} {a!r} {}", ns).text == "{a} {a!r} {}"
+    assert expand('{"a": {"b": 1}}', ns).text == '{"a": {"b": 1}}'
 
 
 def test_terminal_ipython_prints_deltas(ip, capsys):

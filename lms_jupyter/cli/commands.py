@@ -254,8 +254,8 @@ class Commands:
         command = args.command
         if command is None:
             raise CommandError("Give a command: ls, ps, load, unload, get, log, embed, token, "
-                               "connect, disconnect, status, history, widget, chat-widget "
-                               "(-h for help).",
+                               "connect, disconnect, status, history, widget, chat-widget, "
+                               "fix, explain (-h for help).",
                                status=2)
         if command == "help":
             return self.help(args.topic)

@@ -9,8 +9,6 @@ the partial answer.
 """
 from __future__ import annotations
 
-import re
-import string
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -200,34 +198,6 @@ class Conversation:
         for entry in self.entries():
             blocks.append(f"**{entry['role']}**\n\n{self._describe(entry)}")
         return "\n\n---\n\n".join(blocks)
-
-
-_FIELD = re.compile(r"\{\{([A-Za-z_][^{}]*)\}\}"
-                    r"|\{([A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[[^\[\]{}]+\])*)\}")
-
-
-def expand_variables(text: str, namespace: dict) -> str:
-    """Replace ``{name}``, ``{obj.attr}``, ``{seq[0]}`` with values from ``namespace``.
-
-    Anything else is left alone (JSON and code in prompts survive); ``{{name}}`` gives a
-    literal ``{name}``.
-    """
-    formatter = string.Formatter()
-
-    def replace(match: re.Match) -> str:
-        if match.group(1) is not None:
-            return "{" + match.group(1) + "}"
-        expr = match.group(2)
-        root = re.match(r"\w+", expr).group(0)
-        if root not in namespace:
-            return match.group(0)
-        try:
-            value, _ = formatter.get_field(expr, (), namespace)
-        except (AttributeError, LookupError, TypeError, ValueError):
-            return match.group(0)
-        return str(value)
-
-    return _FIELD.sub(replace, text)
 
 
 class ChatRunner:

@@ -18,17 +18,23 @@ from lms_jupyter.models.catalog import DEFAULT_MODEL_KEY
 from lms_jupyter.errors import APIError
 from lms_jupyter.kernel import runtime
 from lms_jupyter.kernel.chat import (DEFAULT_MAX_TOOL_ROUNDS, ChatOptions, ChatRunner, Conversation,
-                   GenerationInterrupted, expand_variables)
+                   GenerationInterrupted)
 from lms_jupyter.cli.commands import CommandError, Commands, Console, HelpShown, _Parser, _positive_int, build_parser
 from lms_jupyter.kernel.display import CellChatView, can_update_displays
 from lms_jupyter.kernel.progress.load import LoadCancelled, NotebookLoadProgress, TerminalLoadProgress, run_load
 from lms_jupyter.kernel.schemas import SchemaError, schema_from_namespace
 from lms_jupyter.kernel.tools import ToolError, Toolbox
+from lms_jupyter.kernel.context.interpolate import Expanded
+from lms_jupyter.kernel.context.ipython import KernelContext, show_prompt
+from lms_jupyter.kernel.context.kernel_assist import AssistError, run_explain, run_fix
+from lms_jupyter.kernel.context.options import add_assist_parsers, add_chat_arguments
+from lms_jupyter.kernel.context.render import DEFAULT_CONTEXT_TOKENS
 
 
 def build_chat_parser() -> _Parser:
     parser = _Parser(prog="%%chat", description="Chat with a local model; the cell body is "
-                     "the message ({name} inserts a variable).")
+                     "the message ({name}, {expr}, {In[n]}, {Out[n]}, {Err[n]}, {Err} insert "
+                     "the notebook's values; \\{ is a literal brace).")
     parser.add_argument("--model", "-m", metavar="M", help="model key or loaded identifier")
     parser.add_argument("--system", "-s", metavar="TEXT", help="system prompt")
     parser.add_argument("--temperature", "-t", type=float, metavar="T")
@@ -42,6 +48,7 @@ def build_chat_parser() -> _Parser:
     parser.add_argument("--tool-choice", choices=["auto", "required", "none"],
                         help="for the first request (later ones use auto)")
     parser.add_argument("--no-stats", action="store_true", help="hide the stats line")
+    add_chat_arguments(parser)  # --no-context, --context-tokens, --show-prompt
     return parser
 
 
@@ -105,6 +112,8 @@ class LMSMagics(Magics):
     max_tool_rounds = Int(DEFAULT_MAX_TOOL_ROUNDS,
                           help="Tool-call rounds per %%chat cell before the model must "
                                "answer.").tag(config=True)
+    context_tokens = Int(DEFAULT_CONTEXT_TOKENS,
+                         help="Token cap for each value a %%chat cell fills in.").tag(config=True)
     chat_defaults = Dict(help="Extra request fields for every %%chat (e.g. top_k, "
                               "logit_bias).").tag(config=True)
 
@@ -113,7 +122,9 @@ class LMSMagics(Magics):
         self.conversation = Conversation()
         self.last_result = None
         self._lms_parser = build_parser("%lms")
+        add_assist_parsers(self._lms_parser)  # %lms fix, %lms explain
         self._chat_parser = build_chat_parser()
+        self.context = KernelContext(shell)  # {In[n]}, {Err}, %lms fix / explain
 
     @property
     def mode(self) -> str:
@@ -139,13 +150,17 @@ class LMSMagics(Magics):
                                 extra={"history": self._history, "widget": self._widget,
                                        "chat-widget": self._chat_widget,
                                        "connect": self._connect,
-                                       "disconnect": self._disconnect},
+                                       "disconnect": self._disconnect,
+                                       "fix": lambda a: run_fix(self, a),
+                                       "explain": lambda a: run_explain(self, a)},
                                 api_factory=runtime.get_api, parser=self._lms_parser)
             return commands.run(args)
         except HelpShown:
             return None
         except CommandError as exc:
             raise UsageError(exc.message) from None
+        except AssistError as exc:
+            raise UsageError(str(exc)) from None
 
     def _connect(self, args) -> None:
         """``%lms connect [URL] [--token T]``: use a server's models from now on."""
@@ -205,9 +220,11 @@ class LMSMagics(Magics):
         except ValueError as exc:
             raise UsageError(f"%%chat: {exc}") from None
         namespace = self.shell.user_ns
-        prompt = expand_variables(cell or "", namespace).strip()
-        if not prompt:
+        text = (cell or "").strip()
+        if not text:
             raise UsageError("%%chat: write the message in the cell body.")
+        # placeholders are evaluated now: a bad one fails before any model work
+        resolved = None if args.no_context else self.context.resolve(text)
         if args.out is not None and not args.out.isidentifier():
             raise UsageError(f"%%chat: --out needs a variable name (got {args.out!r}).")
         try:
@@ -230,6 +247,14 @@ class LMSMagics(Magics):
                               max_tool_rounds=self.max_tool_rounds, extra=extra)
         mode = self.mode
         self._ensure_loaded(model, mode)
+        # rendered now, with the loaded model's tokenizer measuring the cap
+        expanded = Expanded(text) if resolved is None else resolved.render(
+            self.context.limits(model, args.context_tokens or self.context_tokens))
+        prompt = expanded.text.strip()
+        if not prompt:
+            raise UsageError("%%chat: the message is empty once its placeholders are filled.")
+        if args.show_prompt:
+            show_prompt(expanded, model, self.conversation.system)
         view = CellChatView(mode=mode, rate=self.update_rate,
                             show_stats=self.show_stats and not args.no_stats,
                             render=_json_fence if schema else None)
@@ -298,6 +323,7 @@ def load_ipython_extension(ipython) -> None:
         return
     magics = LMSMagics(shell=ipython)
     ipython.register_magics(magics)
+    magics.context.register()  # records each failing cell's traceback for {Err}
     ipython._lms_magics = magics
 
 
@@ -305,6 +331,7 @@ def unload_ipython_extension(ipython) -> None:
     magics = getattr(ipython, "_lms_magics", None)
     if magics is None:
         return
+    magics.context.unregister()
     registry = ipython.magics_manager.magics
     registry["line"].pop("lms", None)
     registry["cell"].pop("chat", None)

@@ -48,6 +48,15 @@ class _Fields(string.Formatter):
                                   "'{{' and '}}' for literal braces.")
         return kwargs[key]
 
+    def format_field(self, value, format_spec):
+        """A row's text as is; other values (lists, dicts, DataFrames, figures) through
+        the notebook-context renderer, the one ``%%chat`` uses, with its cap."""
+        if format_spec or isinstance(value, (str, int, float, bool)) or value is None:
+            return super().format_field(value, format_spec)
+        from lms_jupyter.kernel.context.render import render_value
+
+        return render_value(value)
+
 
 def render(template: str, fields: dict) -> str:
     formatter = _Fields([f"{{{k}}}" for k in fields])
