@@ -204,9 +204,12 @@ class ToolCallStreamParser:
             self._events.append(ToolCallEnd(self._open_index, False, cut_off=True))
             self._open_index = None
         elif self._bare_block and self._commit == 0:
-            # bare JSON at the start (Llama 3) that never named a tool: plain text
+            # bare JSON at the start (Llama 3) that never named a tool: plain text,
+            # unless it could still have become a call (cut off in its name): like a
+            # partial marker, that is markup and must not reach content
             self._reader = None
-            self._emit_content(self._buf)
+            if not self._could_become_bare_call(self._buf):
+                self._emit_content(self._buf)
             self._buf = ""
             return
         self._reader = None
@@ -250,6 +253,10 @@ class ToolCallStreamParser:
 
     def _read_block_at_start(self) -> Reader:
         raise NotImplementedError
+
+    def _could_become_bare_call(self, text: str) -> bool:
+        """Whether output cut off inside a bare block could still have been a call."""
+        return False
 
     # -- events ------------------------------------------------------------------------
 
@@ -646,6 +653,9 @@ class Llama3Parser(ToolCallStreamParser):
     def _read_block_at_start(self) -> Reader:
         yield from self._read_llama_calls(known_only=True)
 
+    def _could_become_bare_call(self, text: str) -> bool:
+        return bare_call_prefix(text, self.tool_names)
+
     def _read_llama_calls(self, known_only: bool) -> Reader:
         options = {"require_args": True, "known_only": known_only}
         if (yield from self._peek(1)) == "[":
@@ -735,6 +745,43 @@ def make_parser(
 
 
 # -- helpers ------------------------------------------------------------------------------
+
+
+def bare_call_prefix(text: str, tool_names: Iterable[str]) -> bool:
+    """Whether `text` is the start of a bare-JSON call that had not finished its name:
+    a prefix of ``{"name": "<a known tool>"`` (or of a list of calls), JSON whitespace
+    allowed between tokens. With no known tools any name could follow, as in
+    ``_check_name``. The grammar for forced Llama 3 calls writes the name first, and so
+    does the model, so a call cut off later than its name is reported as a call."""
+    compact, in_string, escaped = [], False, False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch in _WHITESPACE:
+            continue
+        else:
+            in_string = ch == '"'
+        compact.append(ch)
+    seen = "".join(compact)
+    if seen.startswith("["):
+        seen = seen[1:]
+    if not seen:
+        return bool(compact)  # "[" alone
+    opening = '{"name":"'
+    if len(seen) <= len(opening):
+        return opening.startswith(seen)
+    if not seen.startswith(opening):
+        return False
+    partial = seen[len(opening):]
+    names = list(tool_names)
+    if not names:
+        return '"' not in partial and "\\" not in partial
+    return any(name.startswith(partial) for name in names)
 
 
 def _earliest(text: str, markers: tuple[str, ...]) -> tuple[int, str] | None:
