@@ -19,6 +19,7 @@ from lms_jupyter.chat.toolcalls.formats.hermes import HermesParser
 from lms_jupyter.chat.toolcalls.formats.llama3 import Llama3Parser, bare_call_prefix
 from lms_jupyter.chat.toolcalls.formats.mistral import MistralParser
 from lms_jupyter.chat.toolcalls.formats.nemotron import NemotronParser
+from lms_jupyter.chat.toolcalls.formats.reading import Reader
 from lms_jupyter.chat.toolcalls.formats.seed_oss import SeedOssParser
 from lms_jupyter.chat.toolcalls.formats.xml_values import xml_value_to_json
 
@@ -31,6 +32,7 @@ __all__ = [
     "Llama3Parser",
     "MistralParser",
     "NemotronParser",
+    "Reader",
     "SeedOssParser",
     "ToolCallStreamParser",
     "bare_call_prefix",

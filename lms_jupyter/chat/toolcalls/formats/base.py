@@ -294,7 +294,6 @@ class ToolCallStreamParser(StreamReading):
         self._args_delta(index, arguments)
         self._end_call()
 
-
     def _check_name(self, name: object, known_only: bool = False) -> None:
         if not isinstance(name, str) or not name.strip():
             raise NotACall
