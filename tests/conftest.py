@@ -215,6 +215,8 @@ def wire_inspector(request):
 
     with WireInspector().installed() as inspector:
         yield inspector
+    # a check that saw nothing proves nothing (e.g. the clients stopped using send)
+    assert inspector.checked, "the wire_hygiene check saw no response"
 
 
 @pytest.fixture(autouse=True)
