@@ -117,6 +117,7 @@ class SchemaConverter:
             name_rule = self.grammar.add("xml-name", "[a-zA-Z0-9_]+")
             line = f'"<parameter=" {name_rule} ">" {self.grammar.primitive("xml-text")} "</parameter>\\n"'
             return f"( {self.grammar.add(hint + '-param', line)} )*"
+        assert isinstance(schema, dict)  # it has properties
         required = set(schema.get("required", []))
         members = []
         for key, prop in properties.items():
@@ -167,6 +168,7 @@ class SchemaConverter:
         if isinstance(ref, str) and ref in self._ref_rules:
             return self._ref_rules[ref]
         target = self._lookup(ref, path)
+        assert isinstance(ref, str)  # _lookup accepts local string references only
         hint = ref.rstrip("/").rsplit("/", 1)[-1] or "root-ref"
         name = self.grammar.reserve(hint)
         self._ref_rules[ref] = name  # registered first, so recursive schemas terminate
@@ -281,12 +283,12 @@ class SchemaConverter:
             raise UnsupportedSchemaError(
                 "maxProperties", path, "fewer properties than declared cannot be enforced"
             )
-        members = []
+        declared: list[tuple[str, bool]] = []
         for name, prop in properties.items():
             value = self.convert(prop, f"{path}/properties/{name}", f"{hint}-{name}")
             member = g.add(f"{hint}-{name}-kv", f'{g.literal(name)} {ws} ":" {ws} {value} {ws}')
-            members.append((member, name in required))
-        return seq('"{"', ws, self._members(members, f'"," {ws}', hint), '"}"')
+            declared.append((member, name in required))
+        return seq('"{"', ws, self._members(declared, f'"," {ws}', hint), '"}"')
 
     def _members(self, members: list[tuple[str, bool]], separator: str, hint: str) -> str:
         """Members in order; optional ones may be left out, `separator` between present ones.
@@ -419,10 +421,10 @@ def json_schema_to_gbnf(schema: dict | str, *, compact: bool = True) -> str:
     are never generated (also when additionalProperties is absent), unless the object
     declares no properties at all, in which case it is a free-form dictionary.
     """
-    schema = _load(schema)
+    loaded = _load(schema)
     grammar = Grammar(compact)
-    converter = SchemaConverter(grammar, schema)
-    grammar.define("root", converter.convert(schema, "#", "value"))
+    converter = SchemaConverter(grammar, loaded)
+    grammar.define("root", converter.convert(loaded, "#", "value"))
     return grammar.text()
 
 
@@ -442,7 +444,7 @@ def grammar_for_response_format(response_format: dict | None) -> str | None:
     if not response_format:
         return None
     if not isinstance(response_format, dict):
-        raise ValueError("'response_format' must be an object")
+        raise ValueError("'response_format' must be an object")  # noqa: TRY004 (callers map ValueError to a 400)
     kind = response_format.get("type")
     if kind == "text":
         return None

@@ -14,7 +14,7 @@ the XML ``<function=...>`` form).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 
 from lms_jupyter.chat.toolcalls.events import (
     ContentDelta,
@@ -30,6 +30,7 @@ from lms_jupyter.chat.toolcalls.formats.reading import (
     WHITESPACE,
     NotACall,
     Reader,
+    Reads,
     StreamReading,
 )
 from lms_jupyter.chat.toolcalls.formats.xml_values import (
@@ -302,7 +303,7 @@ class ToolCallStreamParser(StreamReading):
 
     # -- shared call readers -------------------------------------------------------------
 
-    def _read_arguments_text(self) -> Iterator[None]:
+    def _read_arguments_text(self) -> Reads[str]:
         """Reads an arguments value whole: an object, or an object serialised in a string."""
         ch = yield from self._peek(1)
         if ch == "{":
@@ -438,7 +439,7 @@ class ToolCallStreamParser(StreamReading):
         while True:
             resume = self._pos
             yield from self._skip_ws()
-            if not (yield from self._peek(len("<function="))) == "<function=":
+            if (yield from self._peek(len("<function="))) != "<function=":
                 self._pos = resume
                 return
             yield from self._read_xml_function()

@@ -71,8 +71,7 @@ def bare_call_prefix(text: str, tool_names: Iterable[str]) -> bool:
             in_string = ch == '"'
         compact.append(ch)
     seen = "".join(compact)
-    if seen.startswith("["):
-        seen = seen[1:]
+    seen = seen.removeprefix("[")
     if not seen:
         return bool(compact)  # "[" alone
     opening = '{"name":"'

@@ -10,9 +10,12 @@ these readers and turns what they read into events is base.ToolCallStreamParser.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
+from typing import Any, TypeVar
 
 from lms_jupyter.chat.toolcalls.jsonscan import ACCEPT, DONE, DONE_BEFORE, JsonScanner
+
+T = TypeVar("T")
 
 WHITESPACE = " \t\n\r"
 MAX_NAME = 128
@@ -22,7 +25,9 @@ class NotACall(Exception):
     """The text at the cursor is not (or stops being) a well-formed tool call."""
 
 
-Reader = Iterator[None]
+# A reader yields (None) whenever it needs more text; what it reads is its return value.
+Reader = Generator[None, None, None]
+Reads = Generator[None, None, T]
 
 
 class StreamReading:
@@ -45,11 +50,11 @@ class StreamReading:
         if len(self._buf) - self._pos < count:
             self._ran_out = True
 
-    def _peek(self, count: int) -> Iterator[None]:
+    def _peek(self, count: int) -> Reads[str]:
         yield from self._need(count)
         return self._buf[self._pos : self._pos + count]
 
-    def _accept(self, literal: str) -> Iterator[None]:
+    def _accept(self, literal: str) -> Reads[bool]:
         """Consumes `literal` if it comes next; returns whether it did."""
         got = yield from self._peek(len(literal))
         if got == literal:
@@ -57,7 +62,7 @@ class StreamReading:
             return True
         return False
 
-    def _accept_close(self, literal: str) -> Iterator[None]:
+    def _accept_close(self, literal: str) -> Reads[bool]:
         """Consumes a closing marker; at the end of the stream also the start of one
         (generation stopped inside it, which is still the marker, not content)."""
         if (yield from self._accept(literal)):
@@ -79,7 +84,7 @@ class StreamReading:
                 return
             self._pos += 1
 
-    def _read_name(self, terminators: str) -> Iterator[None]:
+    def _read_name(self, terminators: str) -> Reads[str]:
         """Reads a bare identifier (tool or parameter name) up to a terminator."""
         start = self._pos
         while True:
@@ -96,7 +101,7 @@ class StreamReading:
             raise NotACall
         return name
 
-    def _read_until(self, literal: str, max_length: int | None = None) -> Iterator[None]:
+    def _read_until(self, literal: str, max_length: int | None = None) -> Reads[str]:
         """Reads raw text up to `literal`, consuming both; returns the text."""
         start = self._pos
         while True:
@@ -113,7 +118,7 @@ class StreamReading:
                 raise NotACall
             yield
 
-    def _read_json(self, on_piece: Callable[[str], None] | None = None) -> Iterator[None]:
+    def _read_json(self, on_piece: Callable[[str], None] | None = None) -> Reads[str]:
         """Reads one JSON value; returns its raw text. `on_piece` sees it as it arrives."""
         scanner = JsonScanner()
         pieces: list[str] = []
@@ -145,7 +150,7 @@ class StreamReading:
             if index < len(buf):  # rejected character
                 raise NotACall
 
-    def _read_json_string(self) -> Iterator[None]:
+    def _read_json_string(self) -> Reads[Any]:
         ch = yield from self._peek(1)
         if ch != '"':
             raise NotACall

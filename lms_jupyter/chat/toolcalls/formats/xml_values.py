@@ -60,8 +60,7 @@ def xml_value_to_json(raw: str, schema: dict | None = None) -> str:
     The value is raw text, so its type comes from the parameter's schema when known;
     without one, text that parses as JSON keeps that type and the rest is a string.
     """
-    value = raw[1:] if raw.startswith("\n") else raw
-    value = value[:-1] if value.endswith("\n") else value
+    value = raw.removeprefix("\n").removesuffix("\n")
     types = _schema_types(schema)
     if types == {"string"}:
         return json.dumps(value, ensure_ascii=False)
