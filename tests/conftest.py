@@ -195,3 +195,36 @@ def server_factory(tmp_path_factory, models_dir):
     yield start
     for srv in started:
         srv.stop()
+
+
+# -- issue 26's wire property, for the modules marked wire_hygiene -----------------------------
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "wire_hygiene: every HTTP response the module receives (bodies and stream "
+        "events) is checked for tool-call format markers (tests/wire_markers.py)")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def wire_inspector(request):
+    """Installed for a whole marked module, before its module fixtures make requests."""
+    if request.node.get_closest_marker("wire_hygiene") is None:
+        yield None
+        return
+    from wire_markers import WireInspector
+
+    with WireInspector().installed() as inspector:
+        yield inspector
+    # a check that saw nothing proves nothing (e.g. the clients stopped using send)
+    assert inspector.checked, "the wire_hygiene check saw no response"
+
+
+@pytest.fixture(autouse=True)
+def no_format_markers(wire_inspector):
+    """Fails the test during which a response carried a format marker (see wire_markers)."""
+    yield
+    if wire_inspector is not None and wire_inspector.found:
+        found = list(wire_inspector.found)
+        wire_inspector.found.clear()
+        pytest.fail("tool-call format markup reached the client:\n" + "\n".join(found[:20]),
+                    pytrace=False)

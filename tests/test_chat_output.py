@@ -16,7 +16,8 @@ from lms_jupyter.api.openai.encode import chat_delta, chat_message
 from lms_jupyter.chat import plan as chat_features
 from lms_jupyter.chat.output import ChatOutput
 from lms_jupyter.errors import APIError
-from lms_jupyter.chat.grammar import gbnf_compiles, json_schema_to_gbnf, union_gbnf
+from lms_jupyter.chat.grammar import json_schema_to_gbnf, union_gbnf
+from lms_jupyter.engine.local.llama import gbnf_compiles
 from lms_jupyter.chat.reasoning import ReasoningSplitter
 from lms_jupyter.chat.templates import render_chat
 from lms_jupyter.chat.toolcalls import make_parser

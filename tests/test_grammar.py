@@ -20,9 +20,9 @@ import pytest
 from functools import partial
 
 from lms_jupyter.chat import grammar as G
+from lms_jupyter.engine.local.llama import gbnf_compiles
 from lms_jupyter.chat.grammar import (
     UnsupportedSchemaError,
-    gbnf_compiles,
     gbnf_literal,
     grammar_for_response_format,
 )

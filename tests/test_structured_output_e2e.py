@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from conftest import MODEL
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.wire_hygiene]
 
 CITY_SCHEMA = {
     "type": "object",

@@ -564,8 +564,10 @@ def test_mutated_outputs_never_raise_and_never_lose_text():
         if not calls:
             assert text.startswith(content or "")
             if (content or "") != text:  # only markup cut off at the end is dropped
-                assert any(marker[:1] in text[len(content or ""):]
-                           for marker in PARSERS[family].markers)
+                dropped = text[len(content or ""):]
+                # (or, in Llama 3, a bare-JSON call cut off in its name)
+                assert any(marker[:1] in dropped for marker in PARSERS[family].markers) or (
+                    family == "llama3" and not content and dropped.lstrip()[:1] in ("{", "["))
         for index, call in enumerate(calls):
             if index not in whole.cut_off_indexes:
                 assert isinstance(json.loads(call["function"]["arguments"]), dict)

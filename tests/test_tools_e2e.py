@@ -11,7 +11,7 @@ import pytest
 
 from conftest import MODEL
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.wire_hygiene]
 
 WEATHER_PARAMETERS = {
     "type": "object",

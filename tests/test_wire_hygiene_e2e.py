@@ -15,6 +15,7 @@ import pytest
 from conftest import MODEL, JupyterServer
 from family_templates import MISTRAL_STYLE, QWEN_STYLE
 from test_template_families import models_with_template
+from wire_markers import FRAGMENTS as MARKER_FRAGMENTS
 
 LLAMA3_STYLE = """\
 {{- bos_token }}
@@ -43,11 +44,9 @@ TOOLS = [{"type": "function", "function": {
 ASK = [{"role": "user", "content": "Is the sky blue? Answer with the tool."}]
 NAMED = {"type": "function", "function": {"name": "YesNo"}}
 
-# every marker of every family, and the server's normalised tool name
-FRAGMENTS = ("<tool_call", "</tool_call", "tool_call>", "[TOOL_REQUEST", "[END_TOOL",
-             "TOOL_REQUEST]", "[TOOL_CALLS", "[ARGS]", "<|python_tag", "<TOOLCALL", "</TOOLCALL",
-             "<seed:tool_call", "<|channel|>", "<|call|>", "<|message|>", "<|constrain|>",
-             "to=functions.", "yes_no")
+# every marker of every family (shared with the wire_hygiene hook), and the server's
+# normalised tool name
+FRAGMENTS = (*MARKER_FRAGMENTS, "yes_no")
 
 
 def leaks(text) -> list[str]:
@@ -180,3 +179,27 @@ def test_property_no_marker_in_any_body_or_delta(client):
             check_body(message)
             if mode == "json_schema" and message.content:
                 assert '": ' not in message.content  # compact JSON answers
+
+
+@pytest.mark.timeout(900)  # the first test of the module also starts the server
+def test_llama3_bare_call_cut_off_in_its_name_leaks_no_part_of_it(client):
+    """Llama 3's forced call is bare JSON ({"name":"yes_no",...}, no marker): cut off by
+    max_tokens before the name is complete, nothing of it (the normalised name included)
+    may come back as content, streamed or not."""
+    cut_in_name = 0
+    for limit in range(1, 16):
+        body = create(client, "llama3", tools=TOOLS, tool_choice=NAMED, max_tokens=limit)
+        choice = body.choices[0]
+        check_body(choice.message)
+        assert not choice.message.content, (limit, choice)  # "" or, with a call, null
+        content, calls, finish, deltas = streamed(client, "llama3", tools=TOOLS,
+                                                  tool_choice=NAMED, max_tokens=limit)
+        assert content == "" and not any(leaks(json.dumps(d)) for d in deltas), deltas
+        if choice.message.tool_calls:
+            assert [c.function.name for c in choice.message.tool_calls] == ["YesNo"]
+            break  # the name is complete from here on: the call is reported
+        assert finish == choice.finish_reason == "length"
+        cut_in_name += 1
+    else:
+        raise AssertionError("the forced call never got its name")
+    assert cut_in_name >= 2  # '{"name":"' and at least one piece of the name

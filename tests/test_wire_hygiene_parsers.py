@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from lms_jupyter.chat.output import ChatOutput
+from lms_jupyter.chat.toolcalls import ContentDelta
 from lms_jupyter.chat.toolcalls import make_parser
 from lms_jupyter.chat.toolcalls.parsers import PARSERS
 
@@ -94,3 +95,46 @@ def test_cut_inside_the_arguments_reports_the_call_as_far_as_it_got(family, stre
     assert output.tool_calls == []  # no complete call
     if family != "seed_oss":
         assert answer.tool_calls[0].arguments == text[text.index("{", text.index("yes_no")):cut]
+
+
+# -- Llama 3's bare-JSON calls (no marker) --------------------------------------------------
+# what the forced-call grammar writes (issue 26 point 3: compact), and the model's own form
+BARE_CALLS = ['{"name":"yes_no","parameters":{"answer":"yes"}}',
+              ' {"name": "yes_no", "parameters": {"answer": "yes"}}',
+              '[{"name": "yes_no", "parameters": {"answer": "yes"}}]']
+
+
+@pytest.mark.parametrize("text", BARE_CALLS)
+@pytest.mark.parametrize("stream", [False, True])
+def test_llama3_bare_call_cut_before_its_name_is_complete_leaks_nothing(text, stream):
+    """Issue 26: a bare-JSON call cut off (max_tokens) inside its name gave the text so far,
+    part of the normalised name included, back as content."""
+    name_end = text.index("yes_no") + len("yes_no") + 1  # the name's closing quote
+    for cut in range(1, len(text) + 1):
+        for chunked in (False, True):
+            output, _ = _run("llama3", text[:cut], stream, chunked)
+            answer = output.answer()
+            assert answer.content.strip() == "", (text[:cut], answer.content)
+            names = [c.name for c in answer.tool_calls]
+            assert names == (["YesNo"] if cut >= name_end else []), (text[:cut], names)
+
+
+@pytest.mark.parametrize("text", BARE_CALLS)
+def test_llama3_bare_call_streams_no_content_while_it_could_still_be_a_call(text):
+    """The streaming state: while the output could still become a bare call, every feed
+    holds it back (no content delta), whatever the chunking."""
+    parser = make_parser("llama3", ["yes_no"], stream_arguments=True)
+    for ch in text:
+        events = parser.feed(ch)
+        assert not [e for e in events if isinstance(e, ContentDelta)], (ch, events)
+    assert not [e for e in parser.finish() if isinstance(e, ContentDelta)]
+
+
+@pytest.mark.parametrize("text", ['{"answer": "ye', '{"name": "Bob', '{"name": "yes_nope',
+                                  '{"nombre": "x'])
+def test_llama3_cut_off_json_that_cannot_be_a_known_call_stays_content(text):
+    """Only text that could still become a call to a known tool is withheld."""
+    for stream in (False, True):
+        output, _ = _run("llama3", text, stream, True)
+        assert output.answer().content == text
+        assert output.answer().tool_calls == []

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Union
 
-from .toolcalls.events import ContentDelta, ToolCallArgsDelta, ToolCallEnd, ToolCallStart
+from lms_jupyter.chat.toolcalls.events import ContentDelta, ToolCallArgsDelta, ToolCallEnd, ToolCallStart
 
 
 @dataclass(frozen=True)

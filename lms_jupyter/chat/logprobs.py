@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from .events import ContentDelta, ReasoningDelta
+from lms_jupyter.chat.events import ContentDelta, ReasoningDelta
 
 
 class ContentLogprobs:

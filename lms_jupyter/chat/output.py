@@ -8,10 +8,10 @@ reasoning splitter; only the answer part reaches the tool-call parser, so a call
 """
 from __future__ import annotations
 
-from .events import (Answer, ContentDelta, ReasoningDelta, ToolCall, ToolCallArgsDelta,
+from lms_jupyter.chat.events import (Answer, ContentDelta, ReasoningDelta, ToolCall, ToolCallArgsDelta,
                      ToolCallEnd, ToolCallStart)
-from .reasoning import REASONING
-from .toolcalls import original_tool_name
+from lms_jupyter.chat.reasoning import REASONING
+from lms_jupyter.chat.toolcalls import original_tool_name
 
 # Where reasoning goes, as LM Studio's developer setting: "both" sends it as
 # ``reasoning`` (gpt-oss / o3-mini style) and ``reasoning_content`` (DeepSeek style);

@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable
 
-from . import reasoning as reasoning_mod
-from ..errors import bad_request
-from .grammar import UnsupportedSchemaError, tool_call_gbnf, union_gbnf
-from .toolcalls import (
+from lms_jupyter.chat import reasoning as reasoning_mod
+from lms_jupyter.errors import bad_request
+from lms_jupyter.chat.grammar import UnsupportedSchemaError, tool_call_gbnf, union_gbnf
+from lms_jupyter.chat.toolcalls import (
     GENERIC,
     HARMONY,
     MISTRAL,
@@ -47,8 +47,8 @@ from .toolcalls import (
     normalize_tool_names,
     template_supports_tools,
 )
-from .toolcalls.parsers import PARSERS
-from .output import REASONING_FIELDS, ChatOutput
+from lms_jupyter.chat.toolcalls.parsers import PARSERS
+from lms_jupyter.chat.output import REASONING_FIELDS, ChatOutput
 
 _HARMONY_TOKENS = ("<|channel|>", "<|message|>", "<|call|>", "<|start|>", "<|end|>")
 

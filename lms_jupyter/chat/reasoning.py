@@ -268,7 +268,7 @@ def _render_generation_prompt(chat_template: str, variables: dict) -> str | None
 
     Uses the templates module's compiled-template cache, so a chat request does not
     compile the model's template a second time."""
-    from .templates import render_template
+    from lms_jupyter.chat.templates import render_template
 
     try:
         return render_template(chat_template, messages=[{"role": "user", "content": "Hi"}],

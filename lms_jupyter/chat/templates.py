@@ -15,7 +15,7 @@ from jinja2 import TemplateError
 from jinja2.ext import loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from ..errors import bad_request
+from lms_jupyter.errors import bad_request
 
 # Base models (no template) get this transcript; "\nUser:" ends the assistant turn.
 PLAIN_TRANSCRIPT_STOP = ["\nUser:", "\nSystem:"]

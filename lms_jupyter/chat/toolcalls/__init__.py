@@ -1,7 +1,7 @@
 """Tool calling without transport: family detection, stream parsers, generic fallback,
 tool-name normalisation. The grammar that forces calls lives in lms_jupyter.grammar."""
 
-from .events import (
+from lms_jupyter.chat.toolcalls.events import (
     ContentDelta,
     ToolCallArgsDelta,
     ToolCallEnd,
@@ -9,7 +9,7 @@ from .events import (
     ToolCallStart,
     new_call_id,
 )
-from .families import (
+from lms_jupyter.chat.toolcalls.families import (
     FAMILIES,
     GENERIC,
     HARMONY,
@@ -21,18 +21,18 @@ from .families import (
     detect_family,
     template_supports_tools,
 )
-from .generic import (
+from lms_jupyter.chat.toolcalls.generic import (
     convert_messages_for_generic,
     format_tool_request,
     generic_tool_system_prompt,
 )
-from .names import (
+from lms_jupyter.chat.toolcalls.names import (
     model_names_in_history,
     normalize_tool_names,
     original_tool_name,
     snake_case,
 )
-from .parsers import (
+from lms_jupyter.chat.toolcalls.parsers import (
     ToolCallStreamParser,
     make_parser,
     xml_value_to_json,

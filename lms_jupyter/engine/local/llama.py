@@ -356,3 +356,15 @@ def logits_row(ctx, index: int, n_vocab: int):
 def vocab(llm):
     """The model's ``llama_vocab`` pointer (samplers and grammars need it)."""
     return llm._model.vocab
+
+
+def gbnf_compiles(gbnf: str) -> bool:
+    """Whether llama.cpp's own parser accepts the grammar (the tests check every grammar the
+    chat layer writes with it; the chat layer itself never imports llama_cpp)."""
+    import llama_cpp
+
+    sampler = llama_cpp.llama_sampler_init_grammar(None, gbnf.encode("utf-8"), b"root")
+    if not sampler:
+        return False
+    llama_cpp.llama_sampler_free(sampler)
+    return True
