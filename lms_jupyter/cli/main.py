@@ -14,7 +14,9 @@ from __future__ import annotations
 import os
 import sys
 
-from lms_jupyter.cli.commands import CommandError, Commands, Console, HelpShown, build_parser
+from lms_jupyter.cli.commands import Commands, Console
+
+from lms_jupyter.cli.parser import CommandError, HelpShown, build_parser
 
 def _server(args):
     """The server to talk to (a ConnectedManager), or None for this process's models."""

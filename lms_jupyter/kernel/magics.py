@@ -19,7 +19,8 @@ from lms_jupyter.errors import APIError
 from lms_jupyter.kernel import runtime
 from lms_jupyter.kernel.chat import (DEFAULT_MAX_TOOL_ROUNDS, ChatOptions, ChatRunner, Conversation,
                    GenerationInterrupted)
-from lms_jupyter.cli.commands import CommandError, Commands, Console, HelpShown, _Parser, _positive_int, build_parser
+from lms_jupyter.cli.commands import Commands, Console
+from lms_jupyter.cli.parser import CommandError, HelpShown, _Parser, _positive_int, build_parser
 from lms_jupyter.kernel.display import CellChatView, can_update_displays
 from lms_jupyter.kernel.progress.load import LoadCancelled, NotebookLoadProgress, TerminalLoadProgress, run_load
 from lms_jupyter.kernel.schemas import SchemaError, schema_from_namespace

@@ -63,7 +63,7 @@ def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     server = None
     try:
-        from lms_jupyter.cli.commands import CommandError
+        from lms_jupyter.cli.parser import CommandError
 
         try:
             api, manager, server = _api(args)
