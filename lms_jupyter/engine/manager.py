@@ -43,6 +43,7 @@ CRASHES_BEFORE_GIVING_UP = 3  # crashes of one model within the window stop auto
 DEFAULT_JIT_TTL = 60 * 60
 DEFAULT_CONTEXT_LENGTH = 4096
 DEFAULT_PARALLEL = 4  # LM Studio's "Max Concurrent Predictions"
+CPU_KV_CACHE_TYPE = "q8_0"  # kv_cache_type "auto" on the CPU (issue 23: by measurement)
 
 
 @dataclass
@@ -82,16 +83,16 @@ class ModelManager(LoggingConfigurable):
     flash_attention = Bool(True, allow_none=True, config=True,
                            help="Flash attention for loads that do not say: True (default), "
                                 "False, or None: on when layers are offloaded to a GPU or the KV "
-                                "cache is quantized, else off on the CPU, where llama.cpp's flash-attention kernel makes a long "
-                                "or shared KV cache slower (time to first token of a continued "
-                                "conversation grows with its history) but outputs are no "
-                                "longer the same alone or batched.")
-    kv_cache_type = Enum(sorted(llama.KV_CACHE_TYPES), "f16", config=True,
-                         help="The KV cache's cell type for LLM loads: f16 (default), or "
-                              "q8_0 / q4_0 (quantized; they need flash attention). q8_0 "
-                              "halves the cache and makes llama.cpp's CPU flash-attention "
-                              "kernel faster over a long history, at a small cost in "
-                              "precision.")
+                                "cache is quantized (the CPU default), else off. With it a "
+                                "request's text is the same alone or batched; quantized KV "
+                                "caches need it.")
+    kv_cache_type = Enum(["auto", *sorted(llama.KV_CACHE_TYPES)], "auto", config=True,
+                         help="The KV cache's cell type for LLM loads: auto (default: q8_0 "
+                              "on the CPU with flash attention, f16 when layers are offloaded "
+                              "to a GPU or flash attention is off), f16, or q8_0 / q4_0 "
+                              "(quantized; they need flash attention). q8_0 halves the cache "
+                              "and makes llama.cpp's CPU flash-attention kernel faster over a "
+                              "long history; attention then reads 8-bit keys and values.")
     n_threads = Int(0, config=True, help="Threads for generation (0: all cores).")
     parallel = Int(DEFAULT_PARALLEL, config=True,
                    help="Requests a loaded LLM serves at once (slots decoded together in "
@@ -307,7 +308,7 @@ class ModelManager(LoggingConfigurable):
         flash_attention = self._flash_attention(request.flash_attention, n_gpu_layers,
                                                 info.type)
         parallel = 1 if info.type != "llm" else self._parallel(request.parallel)
-        kv_cache_type = self._kv_cache_type(info.type, flash_attention)
+        kv_cache_type = self._kv_cache_type(info.type, flash_attention, n_gpu_layers)
         config = LoadConfig(context_length=context_length, flash_attention=flash_attention,
                             n_gpu_layers=n_gpu_layers, n_threads=self.n_threads or None,
                             parallel=parallel, kv_cache_type=kv_cache_type)
@@ -383,13 +384,13 @@ class ModelManager(LoggingConfigurable):
         n_layer = self._layer_count(variant)
         if gpu is None:
             gpu = gpu_fraction(self.gpu_layers, n_layer)
-        flash_attention = self._flash_attention(flash_attention, gpu_layers_setting(gpu, n_layer),
-                                                info.type)
+        n_gpu_layers = gpu_layers_setting(gpu, n_layer)
+        flash_attention = self._flash_attention(flash_attention, n_gpu_layers, info.type)
         estimate = estimate_memory(
             info.key, variant.header, variant.size_bytes, context_length,
             flash_attention=flash_attention, gpu_offload=gpu,
             parallel=1 if info.type != "llm" else self._parallel(parallel),
-            kv_type=self._kv_cache_type(info.type, flash_attention))
+            kv_type=self._kv_cache_type(info.type, flash_attention, n_gpu_layers))
         result = estimate.as_dict(self.available_bytes(for_jit=False))
         result["model"] = info.key
         result["guardrail"] = self.memory_guardrail
@@ -398,24 +399,37 @@ class ModelManager(LoggingConfigurable):
     def _flash_attention(self, requested: bool | None, n_gpu_layers: int,
                          model_type: str = "llm") -> bool:
         """The request's choice, else the setting, else (None: by device) on with GPU
-        offload or a quantized KV cache (which llama.cpp reads only with it)."""
+        offload or a quantized KV cache (which llama.cpp reads only with it; ``auto``
+        quantizes on the CPU)."""
         if requested is not None:
             return requested
         if self.flash_attention is not None:
             return self.flash_attention
         if model_type == "llm" and self.kv_cache_type != "f16":
             return True
+        return self._offloads(n_gpu_layers)
+
+    @staticmethod
+    def _offloads(n_gpu_layers: int) -> bool:
+        """Whether a load with ``n_gpu_layers`` really puts layers on a GPU."""
         return n_gpu_layers != 0 and gpu_offload_supported()
 
-    def _kv_cache_type(self, model_type: str, flash_attention: bool) -> str:
-        """The KV cell type of a load: the setting for LLMs (an embedding context keeps
-        f16); a quantized cache with flash attention off is refused, as llama.cpp would."""
+    def _kv_cache_type(self, model_type: str, flash_attention: bool,
+                       n_gpu_layers: int = 0) -> str:
+        """The KV cell type of a load: f16 for an embedding context; for an LLM the setting,
+        ``auto`` being q8_0 on the CPU with flash attention (see the README's Benchmarks)
+        and f16 with GPU offload or without flash attention. A quantized setting with
+        flash attention off is refused, as llama.cpp would."""
         if model_type != "llm" or self.kv_cache_type == "f16":
+            return "f16"
+        if self.kv_cache_type == "auto":
+            if flash_attention and not self._offloads(n_gpu_layers):
+                return CPU_KV_CACHE_TYPE
             return "f16"
         if not flash_attention:
             raise bad_request(f"A {self.kv_cache_type} KV cache (c.ModelManager."
                               "kv_cache_type) needs flash attention: leave flash_attention "
-                              "on, or set kv_cache_type to f16.",
+                              "on, or set kv_cache_type to f16 or auto.",
                               "flash_attention", "kv_cache_needs_flash_attention")
         return self.kv_cache_type
 
