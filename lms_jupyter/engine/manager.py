@@ -129,11 +129,11 @@ class ModelManager(LoggingConfigurable):
         self._loaded: dict[str, WorkerModel] = {}
         self._crashed: dict[str, WorkerModel] = {}  # dead workers, until reloaded/unloaded
         self._crash_times: dict[str, list[float]] = {}  # model key -> recent crash times
-        self.spares = SparePool(self.prestart_worker)
-        self.spares.refill()
         self._lock = threading.RLock()
         self._jit_pending: dict[str, threading.Event] = {}
         self.loads_in_progress: dict[str, LoadInProgress] = {}
+        self.spares = SparePool(self.prestart_worker, quiet=self._quiet)
+        self.spares.refill()
         self._listeners: list[Callable[[str, dict], None]] = []
         self._stop = threading.Event()
         self._reaper = threading.Thread(target=self._reap_loop, name="lms-ttl-reaper",
@@ -285,6 +285,11 @@ class ModelManager(LoggingConfigurable):
             fetch_starter(self.catalog.models_dir, report)
         except StarterFetchError as exc:
             raise APIError(str(exc), 503, "server_error", "model", "model_fetch_failed") from None
+
+    def _quiet(self) -> bool:
+        """No load running and no local model busy: the time to start a spare worker."""
+        return not self.loads_in_progress and not any(
+            m.busy for m in list(self._loaded.values()))
 
     # -- load / unload -------------------------------------------------------------------
     def load(self, request: LoadRequest, *, jit: bool = False,
