@@ -130,7 +130,7 @@ def in_workers(manager_cls, catalog, config: LoadConfig, args) -> dict:
                 worker_rss.append(model.resident_bytes())
             manager.unload("bench")
             model.join(30)
-            time.sleep(1.0)  # the next spare starts
+            time.sleep(2.0)  # the next spare starts (once nothing runs: SparePool)
         if prestart:
             after = rss()
         manager.shutdown()
@@ -151,8 +151,9 @@ def main() -> None:
     catalog = ModelCatalog(None)
     info, variant = catalog.resolve(DEFAULT_MODEL_KEY)
     manager = ModelManager(catalog, prestart_worker=False)  # the defaults a load gets
-    config = LoadConfig(context_length=4096, flash_attention=manager._flash_attention(
-        None, 0), n_threads=threads, parallel=4, kv_cache_type=manager.kv_cache_type)
+    flash = manager._flash_attention(None, 0)
+    config = LoadConfig(context_length=4096, flash_attention=flash, n_threads=threads,
+                        parallel=4, kv_cache_type=manager._kv_cache_type("llm", flash, 0))
     manager.shutdown()
     print(f"$ python benchmarks/bench_workers.py {' '.join(sys.argv[1:])}".rstrip())
     print(f"model {variant.path.name}; {default_threads()} cores; threads {threads}; "
