@@ -429,7 +429,10 @@ class WorkerModel:
 
     def _dispatch(self, message) -> None:
         kind = message[0]
-        if kind == "event":
+        if kind == "batch":  # one step's events of several slots, in order
+            for item in message[1]:
+                self._dispatch(item)
+        elif kind == "event":
             _, rid, event = message
             pending = self._pending.get(rid)
             if pending is None:
