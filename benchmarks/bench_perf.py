@@ -27,7 +27,7 @@ slows both alike:
 Sampling is greedy with ``repeat_penalty`` 1.0 and EOS banned on every side, so every
 request generates exactly ``--tokens`` tokens and both sides do the same work.
 Usage: python benchmarks/bench_perf.py [--runs 5] [--tokens 128] [--no-peer]
-(about 12 minutes with --runs 5 on a quiet 2-core machine)
+(about 7 minutes with --runs 5 on a quiet 2-core machine, estimated; far longer on a loaded one)
 """
 from __future__ import annotations
 
