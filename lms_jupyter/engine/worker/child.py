@@ -243,7 +243,7 @@ def main(argv: list[str]) -> None:
     # of a process does besides loading the weights)
     from .. import model as _model  # noqa: F401
     import llama_cpp
-    from ..llama import route_llama_logs
+    from lms_jupyter.engine.llama import route_llama_logs
 
     llama_cpp.llama_backend_init()
     route_llama_logs()
