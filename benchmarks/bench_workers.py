@@ -13,6 +13,8 @@ Prints medians over --runs repetitions:
   its unload; the worker's while loaded                     goal: unload gives back
                                                              all but 15 MiB
 
+The three loads and their requests are interleaved run by run (a noisy machine slows all
+three alike); the server-side RSS cycles run first, before llama.cpp is in this process.
 Both sides get the same GenerationRequest (greedy, EOS banned, ``--tokens`` tokens) through
 the same ``generate(request, channel)`` call, so the difference is the boundary alone.
 Usage: python benchmarks/bench_workers.py [--runs 5] [--tokens 128] [--threads N]
@@ -85,58 +87,79 @@ def cancel_latency(model) -> float:
     raise RuntimeError("no Finished event")
 
 
-def in_process(info, variant, config: LoadConfig, args) -> dict:
-    from lms_jupyter.engine.local.model import LoadedModel
-
-    loads, ttft, decode, cancels, first = [], [], [], [], []
-    for run in range(args.runs):
-        started = time.perf_counter()
-        model = LoadedModel(info, variant, "bench", LoadConfig(**vars(config))).load()
-        loads.append(time.perf_counter() - started)
-        first.append(one_stream(model, "Warm up.", 8)[0])  # the first request after a load
-        t, d = one_stream(model, f"Story {run}. {STORY}", args.tokens)
-        ttft.append(t)
-        decode.append(d)
-        cancels.append(cancel_latency(model))
-        model.close()
-    return {"load": median(loads), "ttft": median(ttft), "decode": median(decode),
-            "cancel": median(cancels), "first": median(first)}
-
-
-def in_workers(manager_cls, catalog, config: LoadConfig, args) -> dict:
+def server_rss(manager_cls, catalog, config: LoadConfig, args) -> dict:
+    """This process's RSS (the server's role: no llama.cpp here yet) before and after
+    ``--runs`` load + unload cycles through worker processes."""
     from lms_jupyter.engine.options import LoadRequest
 
-    cold, spare, ttft, decode, cancels, worker_rss, first = [], [], [], [], [], [], []
-    before = after = None
-    for prestart, loads in ((False, cold), (True, spare)):
-        manager = manager_cls(catalog, n_threads=config.n_threads, prestart_worker=prestart,
-                              flash_attention=config.flash_attention,
-                              kv_cache_type=config.kv_cache_type)
-        time.sleep(2.0)  # a spare (if any) is ready, as it is long before a user's load
-        if prestart:
-            before = rss()
+    manager = manager_cls(catalog, n_threads=config.n_threads,
+                          flash_attention=config.flash_attention,
+                          kv_cache_type=config.kv_cache_type)
+    time.sleep(2.0)  # the spare is ready
+    before = rss()
+    for _run in range(args.runs):
+        model = manager.load(LoadRequest(DEFAULT_MODEL_KEY, identifier="bench",
+                                         context_length=config.context_length,
+                                         parallel=config.parallel))
+        manager.unload("bench")
+        model.join(30)
+        time.sleep(2.0)  # the next spare starts (once nothing runs: SparePool)
+    after = rss()
+    manager.shutdown()
+    return {"server_before": before, "server_after": after}
+
+
+def measure(model, run: int, args, out: dict) -> None:
+    """The first request after a load, a later one, a cancelled one."""
+    out["first"].append(one_stream(model, "Warm up.", 8)[0])
+    t, d = one_stream(model, f"Story {run}. {STORY}", args.tokens)
+    out["ttft"].append(t)
+    out["decode"].append(d)
+    out["cancel"].append(cancel_latency(model))
+
+
+def interleaved(manager_cls, catalog, info, variant, config: LoadConfig, args) -> tuple:
+    """Run by run: a load in this process, a load in a worker started for it, a load in
+    the spare worker (the default), each followed by the same requests."""
+    from lms_jupyter.engine.local.model import LoadedModel
+    from lms_jupyter.engine.options import LoadRequest
+
+    keys = ("load", "first", "ttft", "decode", "cancel")
+    local = {key: [] for key in keys}
+    workers = {key: [] for key in keys} | {"cold_load": [], "worker_rss": []}
+    managers = {prestart: manager_cls(catalog, n_threads=config.n_threads,
+                                      prestart_worker=prestart,
+                                      flash_attention=config.flash_attention,
+                                      kv_cache_type=config.kv_cache_type)
+                for prestart in (False, True)}
+    time.sleep(2.0)  # the spare is ready, as it is long before a user's load
+    request = LoadRequest(DEFAULT_MODEL_KEY, identifier="bench",
+                          context_length=config.context_length, parallel=config.parallel)
+    try:
         for run in range(args.runs):
             started = time.perf_counter()
-            model = manager.load(LoadRequest(DEFAULT_MODEL_KEY, identifier="bench",
-                                             context_length=config.context_length,
-                                             parallel=config.parallel))
-            loads.append(time.perf_counter() - started)
-            if prestart:
-                first.append(one_stream(model, "Warm up.", 8)[0])
-                t, d = one_stream(model, f"Story {run}. {STORY}", args.tokens)
-                ttft.append(t)
-                decode.append(d)
-                cancels.append(cancel_latency(model))
-                worker_rss.append(model.resident_bytes())
-            manager.unload("bench")
+            model = LoadedModel(info, variant, "bench", LoadConfig(**vars(config))).load()
+            local["load"].append(time.perf_counter() - started)
+            measure(model, run, args, local)
+            model.close()
+            started = time.perf_counter()
+            cold = managers[False].load(request)
+            workers["cold_load"].append(time.perf_counter() - started)
+            managers[False].unload("bench")
+            cold.join(30)
+            started = time.perf_counter()
+            model = managers[True].load(request)
+            workers["load"].append(time.perf_counter() - started)
+            measure(model, run, args, workers)
+            workers["worker_rss"].append(model.resident_bytes())
+            managers[True].unload("bench")
             model.join(30)
-            time.sleep(1.0)  # the next spare starts
-        if prestart:
-            after = rss()
-        manager.shutdown()
-    return {"cold_load": median(cold), "load": median(spare), "ttft": median(ttft),
-            "decode": median(decode), "cancel": median(cancels), "first": median(first),
-            "worker_rss": median(worker_rss), "server_before": before, "server_after": after}
+            time.sleep(2.0)  # the next spare starts (once nothing runs: SparePool)
+    finally:
+        for manager in managers.values():
+            manager.shutdown()
+    return ({key: median(values) for key, values in local.items()},
+            {key: median(values) for key, values in workers.items()})
 
 
 def main() -> None:
@@ -151,16 +174,18 @@ def main() -> None:
     catalog = ModelCatalog(None)
     info, variant = catalog.resolve(DEFAULT_MODEL_KEY)
     manager = ModelManager(catalog, prestart_worker=False)  # the defaults a load gets
-    config = LoadConfig(context_length=4096, flash_attention=manager._flash_attention(
-        None, 0), n_threads=threads, parallel=4, kv_cache_type=manager.kv_cache_type)
+    flash = manager._flash_attention(None, 0)
+    config = LoadConfig(context_length=4096, flash_attention=flash, n_threads=threads,
+                        parallel=4, kv_cache_type=manager._kv_cache_type("llm", flash, 0))
     manager.shutdown()
     print(f"$ python benchmarks/bench_workers.py {' '.join(sys.argv[1:])}".rstrip())
     print(f"model {variant.path.name}; {default_threads()} cores; threads {threads}; "
           f"{args.tokens} tokens; {args.runs} runs; KV {config.kv_cache_type}, flash "
           f"attention {config.flash_attention}; load average {os.getloadavg()[0]:.1f}",
           flush=True)
-    workers = in_workers(ModelManager, catalog, config, args)  # first: nothing in-process yet
-    local = in_process(info, variant, config, args)
+    memory = server_rss(ModelManager, catalog, config, args)  # first: no llama.cpp here yet
+    local, workers = interleaved(ModelManager, catalog, info, variant, config, args)
+    workers.update(memory)
     rows = [
         ("load: in-process / worker started for it / spare worker (default)",
          "spare <= 1.3x in-process",

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from conftest import EOS_ID, MODEL
+from lms_jupyter.engine.load_settings import kv_cache_type_for
 from lms_jupyter.api import OpenAICompatAPI
 from lms_jupyter.api.openai.requests import load_request
 from lms_jupyter.chat.grammar import grammar_for_response_format
@@ -54,11 +55,18 @@ def manager(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def reference():
+def default_kv(manager) -> str:
+    """The KV cell type the manager's loads get by default (q8_0 on this CPU)."""
+    return kv_cache_type_for(manager, "llm", True, 0)
+
+
+@pytest.fixture(scope="module")
+def reference(default_kv):
     """llama-cpp-python's own single-request path (``Llama.generate`` with its sampler
     chain, the grammar applied to the whole vocabulary), on a separate instance."""
+    kv = llama.KV_CACHE_TYPES[default_kv]
     llm = llama.load_llama(str(embedded_model_path()), n_ctx=2048, n_batch=512,
-                           flash_attn=True)  # as the manager below loads
+                           flash_attn=True, type_k=kv, type_v=kv)  # as the manager loads
 
     yield lambda request: single_path_text(llm, request)
     llm.close()
@@ -113,10 +121,12 @@ def finished(events) -> Finished:
 def test_same_output_alone_or_beside_three_others(manager, reference, sampling_args):
     """Four requests decoded together in one context give what each gives alone through
     llama-cpp-python's single-request path (token for token: a fresh instance, so every
-    sequence's cells are in order), including one constrained by a grammar."""
+    sequence's cells are in order), including one constrained by a grammar; under the
+    default KV cache (q8_0 cells on the CPU)."""
     model = manager.load(LoadRequest(MODEL, identifier="fresh", parallel=4,
                                      context_length=2048))
     try:
+        assert model.engine_stats()["type_k"] == llama.KV_CACHE_TYPES["q8_0"]
         prompts = ["Write a haiku about rain.", "List three fruits.",
                    "Describe a cat in one sentence.", "Reply with a person as JSON."]
 
@@ -142,7 +152,8 @@ def test_quantized_kv_cache_keeps_outputs_batch_invariant(tmp_path):
     with flash attention off is a clear 400 (llama.cpp cannot read it without)."""
     mgr = ModelManager(ModelCatalog(tmp_path), reaper_interval=0.2, n_threads=1,
                        flash_attention=True, kv_cache_type="q8_0")
-    f16 = ModelManager(ModelCatalog(tmp_path), n_threads=1, flash_attention=True)
+    f16 = ModelManager(ModelCatalog(tmp_path), n_threads=1, flash_attention=True,
+                       kv_cache_type="f16", prestart_worker=False)
     q8 = mgr.estimate(MODEL, context_length=2048)
     assert q8["kv_cache_type"] == "q8_0"
     assert q8["breakdown"]["kv_cache"] == pytest.approx(
@@ -151,6 +162,7 @@ def test_quantized_kv_cache_keeps_outputs_batch_invariant(tmp_path):
         mgr.load(LoadRequest(MODEL, flash_attention=False))
     assert err.value.status == 400 and err.value.code == "kv_cache_needs_flash_attention"
     assert mgr.list_loaded() == []
+    assert f16.estimate(MODEL)["kv_cache_type"] == "f16"  # the setting overrides auto
     by_device = ModelManager(ModelCatalog(tmp_path), flash_attention=None, kv_cache_type="q8_0")
     assert by_device.estimate(MODEL)["flash_attention"] is True  # "by device" picks it on
     q8_type = llama.KV_CACHE_TYPES["q8_0"]
@@ -173,7 +185,33 @@ def test_quantized_kv_cache_keeps_outputs_batch_invariant(tmp_path):
         mgr.shutdown()
 
 
-def test_lazy_grammar_gives_the_full_checks_output(reference):
+def test_kv_cache_default_by_device(tmp_path):
+    """``kv_cache_type = "auto"`` (the default): q8_0 cells with flash attention on the
+    CPU; a load that turns flash attention off gets f16 cells (not a 400); an embedding
+    model keeps f16; ``ps`` rows say which. (GPU offload keeps f16: this build has none,
+    so a load asking for layers on a GPU stays on the CPU and keeps q8_0.)"""
+    mgr = ModelManager(ModelCatalog(tmp_path), reaper_interval=3600, n_threads=1,
+                       prestart_worker=False)
+    assert mgr.kv_cache_type == "auto" and mgr.flash_attention is True
+    estimate = mgr.estimate(MODEL, context_length=2048)
+    assert estimate["kv_cache_type"] == "q8_0" and estimate["flash_attention"] is True
+    assert mgr.estimate(MODEL, flash_attention=False)["kv_cache_type"] == "f16"
+    assert kv_cache_type_for(mgr, "embedding", True, 0) == "f16"
+    try:
+        plain = mgr.load(LoadRequest(MODEL, identifier="q8", context_length=1024))
+        off = mgr.load(LoadRequest(MODEL, identifier="no-fa", context_length=1024,
+                                   flash_attention=False))
+        rows = {m.identifier: m.snapshot() for m in mgr.list_loaded()}
+        assert (rows["q8"]["kvCacheType"], rows["q8"]["flashAttention"]) == ("q8_0", True)
+        assert (rows["no-fa"]["kvCacheType"], rows["no-fa"]["flashAttention"]) == ("f16",
+                                                                                     False)
+        assert plain.engine_stats()["type_k"] == llama.KV_CACHE_TYPES["q8_0"]
+        assert off.engine_stats()["type_v"] == llama.KV_CACHE_TYPES["f16"]
+    finally:
+        mgr.shutdown()
+
+
+def test_lazy_grammar_gives_the_full_checks_output(reference, default_kv):
     """The grammar checked on a window of candidates (falling back to the whole
     vocabulary only when that cannot decide) samples what the full check samples.
 
@@ -184,7 +222,8 @@ def test_lazy_grammar_gives_the_full_checks_output(reference):
 
     info, variant = ModelCatalog(None).resolve(MODEL)
     model = LoadedModel(info, variant, "grammar", LoadConfig(
-        context_length=2048, n_threads=1, parallel=2, flash_attention=True)).load()
+        context_length=2048, n_threads=1, parallel=2, flash_attention=True,
+        kv_cache_type=default_kv)).load()
     try:
         for args in (dict(temperature=0), dict(temperature=0.8, seed=3),
                      dict(temperature=1.2, seed=5, top_k=20)):

@@ -170,7 +170,9 @@ def test_estimate_endpoint(small_server):
     assert body["model"] == GEMMA and body["context_length"] == 8192
     assert body["gpu_offload"] == 0 and body["estimated_gpu_bytes"] == 0
     breakdown = body["breakdown"]
-    assert breakdown["kv_cache"] == 144 * MIB and breakdown["weights"] > 240e6
+    # the CPU default: q8_0 cells, 34 bytes per 32 values (144 MiB as f16)
+    assert body["kv_cache_type"] == "q8_0" and body["flash_attention"] is True
+    assert breakdown["kv_cache"] == 144 * MIB * 17 // 32 and breakdown["weights"] > 240e6
     assert body["estimated_total_bytes"] == sum(breakdown.values())
     assert body["fits"] is False and body["available_bytes"] <= 300 * MIB
     gpu = v1(small_server, "models/estimate", {"model": GEMMA, "context_length": 8192,

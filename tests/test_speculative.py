@@ -23,6 +23,9 @@ def pair(server):
         r = httpx.post(server.url + "lms/api/v1/models/load", json=body, headers=server.headers,
                        timeout=120)
         assert r.status_code == 200, r.text
+    rows = httpx.get(server.url + "lms/api/v0/ps", headers=server.headers).json()["data"]
+    # under the default on the CPU: q8_0 cells, flash attention
+    assert {(row["kvCacheType"], row["flashAttention"]) for row in rows} == {("q8_0", True)}
     return server
 
 

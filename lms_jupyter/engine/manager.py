@@ -29,13 +29,13 @@ from traitlets.config import LoggingConfigurable
 from lms_jupyter.errors import APIError, bad_request, model_not_found
 from lms_jupyter.models.catalog import (ModelCatalog, ModelFileUnreadable, ModelInfo, ModelNotFound,
                               ModelVariant)
-from lms_jupyter.models.memory import (available_memory_bytes, estimate_memory, gpu_fraction,
-                             gpu_layers_setting)
+from lms_jupyter.models.memory import (available_memory_bytes)
 from lms_jupyter.models.starter import StarterFetchError, fetch_starter, how_to_get, is_starter_name
 from lms_jupyter.engine.options import KV_CACHE_TYPES
-from lms_jupyter.engine.options import MAX_PARALLEL, LoadConfig, LoadRequest
+from lms_jupyter.engine.options import LoadConfig, LoadRequest
 from lms_jupyter.engine.worker import WorkerModel
-from lms_jupyter.engine.worker.proxy import SparePool, gpu_offload_supported
+from lms_jupyter.engine.worker.proxy import SparePool
+from lms_jupyter.engine.load_settings import resolve_load_settings
 
 CRASH_WINDOW_SECONDS = 60.0
 CRASHES_BEFORE_GIVING_UP = 3  # crashes of one model within the window stop auto-reloads
@@ -82,16 +82,16 @@ class ModelManager(LoggingConfigurable):
     flash_attention = Bool(True, allow_none=True, config=True,
                            help="Flash attention for loads that do not say: True (default), "
                                 "False, or None: on when layers are offloaded to a GPU or the KV "
-                                "cache is quantized, else off on the CPU, where llama.cpp's flash-attention kernel makes a long "
-                                "or shared KV cache slower (time to first token of a continued "
-                                "conversation grows with its history) but outputs are no "
-                                "longer the same alone or batched.")
-    kv_cache_type = Enum(sorted(KV_CACHE_TYPES), "f16", config=True,
-                         help="The KV cache's cell type for LLM loads: f16 (default), or "
-                              "q8_0 / q4_0 (quantized; they need flash attention). q8_0 "
-                              "halves the cache and makes llama.cpp's CPU flash-attention "
-                              "kernel faster over a long history, at a small cost in "
-                              "precision.")
+                                "cache is quantized (the CPU default), else off. With it a "
+                                "request's text is the same alone or batched; quantized KV "
+                                "caches need it.")
+    kv_cache_type = Enum(["auto", *sorted(KV_CACHE_TYPES)], "auto", config=True,
+                         help="The KV cache's cell type for LLM loads: auto (default: q8_0 "
+                              "on the CPU with flash attention, f16 when layers are offloaded "
+                              "to a GPU or flash attention is off), f16, or q8_0 / q4_0 "
+                              "(quantized; they need flash attention). q8_0 halves the cache "
+                              "and makes llama.cpp's CPU flash-attention kernel faster over a "
+                              "long history; attention then reads 8-bit keys and values.")
     n_threads = Int(0, config=True, help="Threads for generation (0: all cores).")
     parallel = Int(DEFAULT_PARALLEL, config=True,
                    help="Requests a loaded LLM serves at once (slots decoded together in "
@@ -128,11 +128,11 @@ class ModelManager(LoggingConfigurable):
         self._loaded: dict[str, WorkerModel] = {}
         self._crashed: dict[str, WorkerModel] = {}  # dead workers, until reloaded/unloaded
         self._crash_times: dict[str, list[float]] = {}  # model key -> recent crash times
-        self.spares = SparePool(self.prestart_worker)
-        self.spares.refill()
         self._lock = threading.RLock()
         self._jit_pending: dict[str, threading.Event] = {}
         self.loads_in_progress: dict[str, LoadInProgress] = {}
+        self.spares = SparePool(self.prestart_worker, quiet=self._quiet)
+        self.spares.refill()
         self._listeners: list[Callable[[str, dict], None]] = []
         self._stop = threading.Event()
         self._reaper = threading.Thread(target=self._reap_loop, name="lms-ttl-reaper",
@@ -285,6 +285,11 @@ class ModelManager(LoggingConfigurable):
         except StarterFetchError as exc:
             raise APIError(str(exc), 503, "server_error", "model", "model_fetch_failed") from None
 
+    def _quiet(self) -> bool:
+        """No load running and no local model busy: the time to start a spare worker."""
+        return not self.loads_in_progress and not any(
+            m.busy for m in list(self._loaded.values()))
+
     # -- load / unload -------------------------------------------------------------------
     def load(self, request: LoadRequest, *, jit: bool = False,
              progress: Callable[[float], bool] | None = None,
@@ -300,21 +305,15 @@ class ModelManager(LoggingConfigurable):
         if self.remotes is not None and self.remotes.owns(request.model):
             return self.remotes.load(request)
         info, variant = self.resolve_model(request.model)
-        context_length = self._context_length(variant, request.context_length)
-        n_layer = self._layer_count(variant)
-        n_gpu_layers = self.gpu_layers if request.gpu is None \
-            else gpu_layers_setting(request.gpu, n_layer)
-        flash_attention = self._flash_attention(request.flash_attention, n_gpu_layers,
-                                                info.type)
-        parallel = 1 if info.type != "llm" else self._parallel(request.parallel)
-        kv_cache_type = self._kv_cache_type(info.type, flash_attention)
-        config = LoadConfig(context_length=context_length, flash_attention=flash_attention,
-                            n_gpu_layers=n_gpu_layers, n_threads=self.n_threads or None,
-                            parallel=parallel, kv_cache_type=kv_cache_type)
-        estimate = estimate_memory(info.key, variant.header, variant.size_bytes, context_length,
-                                   flash_attention=flash_attention,
-                                   gpu_offload=gpu_fraction(n_gpu_layers, n_layer),
-                                   parallel=parallel, kv_type=kv_cache_type)
+        settings = resolve_load_settings(self, info, variant, context_length=request.context_length,
+                                         gpu=request.gpu, flash_attention=request.flash_attention,
+                                         parallel=request.parallel)
+        context_length = settings.context_length
+        config = LoadConfig(context_length=context_length,
+                            flash_attention=settings.flash_attention,
+                            n_gpu_layers=settings.n_gpu_layers, n_threads=self.n_threads or None,
+                            parallel=settings.parallel, kv_cache_type=settings.kv_cache_type)
+        estimate = settings.estimate(info, variant)
         if self.memory_guardrail and not request.force:
             self._check_memory(estimate, jit, info.type)  # before evicting anything for it
         with self._lock:
@@ -379,63 +378,14 @@ class ModelManager(LoggingConfigurable):
             raise bad_request(f"\"{model}\" runs on a remote engine: memory estimates need "
                               "the GGUF file on this machine.", "model", "remote_model")
         info, variant = self.resolve_model(model)
-        context_length = self._context_length(variant, context_length)
-        n_layer = self._layer_count(variant)
-        if gpu is None:
-            gpu = gpu_fraction(self.gpu_layers, n_layer)
-        flash_attention = self._flash_attention(flash_attention, gpu_layers_setting(gpu, n_layer),
-                                                info.type)
-        estimate = estimate_memory(
-            info.key, variant.header, variant.size_bytes, context_length,
-            flash_attention=flash_attention, gpu_offload=gpu,
-            parallel=1 if info.type != "llm" else self._parallel(parallel),
-            kv_type=self._kv_cache_type(info.type, flash_attention))
+        settings = resolve_load_settings(self, info, variant, context_length=context_length,
+                                         gpu=gpu, flash_attention=flash_attention,
+                                         parallel=parallel)
+        estimate = settings.estimate(info, variant)
         result = estimate.as_dict(self.available_bytes(for_jit=False))
         result["model"] = info.key
         result["guardrail"] = self.memory_guardrail
         return result
-
-    def _flash_attention(self, requested: bool | None, n_gpu_layers: int,
-                         model_type: str = "llm") -> bool:
-        """The request's choice, else the setting, else (None: by device) on with GPU
-        offload or a quantized KV cache (which llama.cpp reads only with it)."""
-        if requested is not None:
-            return requested
-        if self.flash_attention is not None:
-            return self.flash_attention
-        if model_type == "llm" and self.kv_cache_type != "f16":
-            return True
-        return n_gpu_layers != 0 and gpu_offload_supported()
-
-    def _kv_cache_type(self, model_type: str, flash_attention: bool) -> str:
-        """The KV cell type of a load: the setting for LLMs (an embedding context keeps
-        f16); a quantized cache with flash attention off is refused, as llama.cpp would."""
-        if model_type != "llm" or self.kv_cache_type == "f16":
-            return "f16"
-        if not flash_attention:
-            raise bad_request(f"A {self.kv_cache_type} KV cache (c.ModelManager."
-                              "kv_cache_type) needs flash attention: leave flash_attention "
-                              "on, or set kv_cache_type to f16.",
-                              "flash_attention", "kv_cache_needs_flash_attention")
-        return self.kv_cache_type
-
-    def _context_length(self, variant: ModelVariant, context_length: int | None) -> int:
-        """The context length to load with: the default, or the request's if the model
-        can hold it."""
-        if context_length is None:
-            return min(self.default_context_length, variant.max_context_length)
-        if context_length > variant.max_context_length:
-            raise bad_request(f"context_length {context_length} exceeds the model's maximum of "
-                              f"{variant.max_context_length}.", "context_length")
-        return context_length
-
-    def _parallel(self, parallel: int | None) -> int:
-        """The slots of a load: the request's, else the configured default."""
-        return max(1, min(MAX_PARALLEL, parallel or self.parallel))
-
-    @staticmethod
-    def _layer_count(variant: ModelVariant) -> int:
-        return int(variant.arch_value("block_count", 0) or 0)
 
     def available_bytes(self, for_jit: bool = False, kind: str | None = None) -> int:
         """Memory a new model may use: free memory, capped by the configured budget.

@@ -35,6 +35,7 @@ state of one thread.)
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import threading
 import time
@@ -132,6 +133,9 @@ class Scheduler:
         self._cancelling = False
         self._job_status: str | None = None  # an inline or exclusive job's status
         self._thread: threading.Thread | None = None
+        # wraps the sampling of one step, so an owner can deliver the tokens of every slot
+        # at once (a model's worker sends them in one message)
+        self.grouped_events = contextlib.nullcontext
         self.stats = {"steps": 0, "decoded": 0, "sampled": 0}
         if llm is not None:
             self.ctx = llm._ctx.ctx
@@ -405,9 +409,10 @@ class Scheduler:
         for running, tokens, _last in plan:
             running.slot.kv.extend(tokens)
             self.stats["decoded"] += len(tokens)
-        for running, _tokens, last in plan:
-            if last:
-                self._sample(running)
+        with self.grouped_events():
+            for running, _tokens, last in plan:
+                if last:
+                    self._sample(running)
 
     def _plan(self) -> list[tuple[_Running, list[int], bool]]:
         """This step's work: (request, tokens to decode, whether its logits are needed)."""

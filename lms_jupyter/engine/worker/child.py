@@ -14,6 +14,7 @@ A worker started ahead of need (a spare) waits for its "load" message the same w
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -39,13 +40,13 @@ class _Channel:
         return self.cancel_event.is_set()
 
     def put(self, event) -> None:
-        self.worker.send(("event", self.rid, event))
+        self.worker.deliver(("event", self.rid, event))
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
             self.worker.channels.pop(self.rid, None)
-            self.worker.send(("closed", self.rid))
+            self.worker.deliver(("closed", self.rid))
 
     def cancel(self) -> None:
         self.cancelled_by_client = True
@@ -61,6 +62,8 @@ class Worker:
         self._load_cancelled = threading.Event()
         self._close = threading.Event()
         self._cancel_running = True
+        self._group: list | None = None  # messages held while a step samples (grouped)
+        self._group_thread = 0
 
     def send(self, message) -> None:
         try:
@@ -68,6 +71,29 @@ class Worker:
                 self.connection.send(message)
         except (OSError, ValueError):  # the parent is gone: nobody to work for
             os._exit(0)
+
+    def deliver(self, message) -> None:
+        """A request's event or end: held while the scheduler thread samples one step
+        (:meth:`grouped`), else sent at once."""
+        group = self._group
+        if group is not None and threading.get_ident() == self._group_thread:
+            group.append(message)
+        else:
+            self.send(message)
+
+    @contextlib.contextmanager
+    def grouped(self):
+        """The scheduler's sampling of one step: the tokens of every slot go to the parent
+        in one message (one write and one wake-up of its reader instead of one per slot)."""
+        self._group_thread, self._group = threading.get_ident(), []
+        try:
+            yield
+        finally:
+            group, self._group = self._group, None
+            if len(group) == 1:
+                self.send(group[0])
+            elif group:
+                self.send(("batch", group))
 
     # -- the main thread --------------------------------------------------------------------
     def run(self) -> None:
@@ -95,6 +121,8 @@ class Worker:
             self.send(("load_failed", error))
             os._exit(0)
         self.model = model
+        if model.scheduler is not None:
+            model.scheduler.grouped_events = self.grouped
         self.send(("loaded", LoadedFacts(
             model.load_time_seconds, model.config.n_threads,
             "" if model.embedding_only else model.bos_text,
@@ -210,9 +238,15 @@ def main(argv: list[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _logging_to_stderr()
     connection = Connection(int(argv[1]))
-    # the imports a load needs, before the "load" message: a spare is ready at once
+    # the imports a load needs, before the "load" message: a spare is ready at once, with
+    # llama.cpp's backend initialised and its log lines routed (what the first Llama()
+    # of a process does besides loading the weights)
     from lms_jupyter.engine.local import model as _model  # noqa: F401
-    import llama_cpp  # noqa: F401
+    import llama_cpp
+    from lms_jupyter.engine.local.llama import route_llama_logs
+
+    llama_cpp.llama_backend_init()
+    route_llama_logs()
 
     worker = Worker(connection)
     worker.send(("ready",))

@@ -27,6 +27,8 @@ worker -> parent
     ("loaded", LoadedFacts)             or ("load_failed", APIError)
     ("event", rid, engine event)        Started / TextDelta / Finished / Failed
     ("closed", rid)                     no more events for rid
+    ("batch", [message, ...])           the "event"/"closed" messages of one decode step's
+                                        slots, in order (one write for all of them)
     ("reply", rid, ok, value)           for "embed" and "call" (value: the error if not ok)
     ("status", InstanceStatus)          whenever the scheduler's status changes
     ("bye",)                            clean exit after "close"

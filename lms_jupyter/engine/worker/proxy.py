@@ -89,39 +89,63 @@ class WorkerProcess:
 
 class SparePool:
     """One worker process started ahead of the next load, so a load costs what loading
-    the weights costs: the interpreter and llama.cpp are already imported there."""
+    the weights costs: the interpreter and llama.cpp are already imported there.
 
-    def __init__(self, enabled: bool = True):
+    A spare is started when a load has finished and nothing generates (``quiet()``), never
+    during a load: its start (Python, numpy and llama.cpp imports, about 0.3 s of CPU) on
+    a core the load or a stream needs made a spare-worker load 1.5x an in-process one on
+    two cores (benchmarks/bench_workers.py), and 1.1x once it waited."""
+
+    QUIET_POLL_SECONDS = 0.1
+    QUIET_WAIT_SECONDS = 30.0  # busy for this long: start the spare anyway
+
+    def __init__(self, enabled: bool = True, quiet=None):
         self.enabled = enabled
+        self._quiet = quiet  # () -> bool: no load and no request running
         self._lock = threading.Lock()
         self._spare: WorkerProcess | None = None
         self._closed = False
+        self._starting = False
 
     def take(self) -> WorkerProcess:
+        """The spare, or a new process; the caller calls :meth:`refill` once its load
+        is done."""
         with self._lock:
             spare, self._spare = self._spare, None
         if spare is not None and spare.process.poll() is None:
-            self.refill()
             return spare
         if spare is not None:
             spare.discard()
-        process = WorkerProcess()
-        self.refill()
-        return process
+        return WorkerProcess()
 
     def refill(self) -> None:
-        """Start a spare in the background (at most one)."""
+        """Start a spare in the background (at most one), once things are quiet."""
         if not self.enabled:
             return
+        with self._lock:
+            if self._closed or self._spare is not None or self._starting:
+                return
+            self._starting = True
 
         def start() -> None:
-            with self._lock:
-                if self._closed or self._spare is not None:
-                    return
-                try:
-                    self._spare = WorkerProcess()
-                except OSError as exc:
-                    log.warning("lms_jupyter: could not start a spare worker: %s", exc)
+            try:
+                deadline = time.monotonic() + self.QUIET_WAIT_SECONDS
+                while self._quiet is not None and time.monotonic() < deadline:
+                    try:
+                        if self._quiet():
+                            break
+                    except Exception:  # noqa: BLE001 - a listing mid-change: ask again
+                        pass
+                    time.sleep(self.QUIET_POLL_SECONDS)
+                with self._lock:
+                    if self._closed or self._spare is not None:
+                        return
+                    try:
+                        self._spare = WorkerProcess()
+                    except OSError as exc:
+                        log.warning("lms_jupyter: could not start a spare worker: %s", exc)
+            finally:
+                self._starting = False
 
         threading.Thread(target=start, name="lms-spare-worker", daemon=True).start()
 
@@ -197,6 +221,8 @@ class WorkerModel:
                          daemon=True).start()
         self._send(("load", LoadSpec(self.info, self.variant, self.identifier, self.config)))
         self._loaded.wait()
+        if self._spares is not None:
+            self._spares.refill()  # now that the weights are in: see SparePool
         if self.crash is not None:
             raise self.crash.error()
         if self.facts is None:
@@ -403,7 +429,10 @@ class WorkerModel:
 
     def _dispatch(self, message) -> None:
         kind = message[0]
-        if kind == "event":
+        if kind == "batch":  # one step's events of several slots, in order
+            for item in message[1]:
+                self._dispatch(item)
+        elif kind == "event":
             _, rid, event = message
             pending = self._pending.get(rid)
             if pending is None:
