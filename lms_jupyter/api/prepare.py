@@ -7,6 +7,8 @@ happens to the tokens afterwards is :mod:`.drive`'s and :mod:`.encode`'s busines
 """
 from __future__ import annotations
 
+from lms_jupyter.api.fim import completion_prompt
+
 from ..chat.plan import output_factory, plan_chat
 from ..chat.templates import PLAIN_TRANSCRIPT_STOP, render_chat
 from ..engine.generation import GenerationRequest
@@ -64,13 +66,15 @@ def prepare_chat(manager: ModelManager, request: ChatRequest,
 
 
 def prepare_completion(manager: ModelManager, request: CompletionRequest) -> Prepared:
-    """A raw text completion: the prompt as given (text or token ids), no template."""
+    """A raw text completion: the prompt as given (text or token ids), no template; with a
+    ``suffix``, a fill-in-the-middle prompt when the model has FIM tokens (:mod:`.fim`)."""
     model = _generation_model(manager, request)
     if model.capabilities.renders_prompt:
         return prepare_remote_completion(model, request)
+    built = completion_prompt(model, request.prompt, request.suffix, model.adds_bos)
     generation = GenerationRequest(
-        prompt=request.prompt, sampling=request.sampling, max_tokens=request.max_tokens,
-        stop=request.stop, add_bos=model.adds_bos, draft=_draft(manager, model, request),
+        prompt=built.prompt, sampling=request.sampling, max_tokens=request.max_tokens,
+        stop=request.stop, add_bos=built.add_bos, draft=_draft(manager, model, request),
         logprobs=request.logprobs)
     echo = request.prompt if request.echo and isinstance(request.prompt, str) else ""
     prompt_chars = 0

@@ -27,6 +27,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from lms_jupyter.api.fim import completion_suffix
+
 from ..chat.grammar import UnsupportedSchemaError, grammar_for_response_format
 from ..chat.templates import normalise_messages
 from ..engine.generation import SamplingParams
@@ -448,6 +450,7 @@ class ChatRequest(GenerationFields):
 class CompletionRequest(GenerationFields):
     prompt: str | list[int] = ""
     echo: bool = False
+    suffix: str | None = None  # text after the insertion point (fill-in-the-middle)
 
 
 @dataclass
@@ -529,7 +532,8 @@ def completion_request(body) -> CompletionRequest:
     if echo and logprobs is not None:
         raise bad_request("'logprobs' with 'echo' would need the prompt's log-probabilities, "
                           "which are not computed; send one or the other.", "echo")
-    return CompletionRequest(**common, prompt=prompt, echo=echo, logprobs=logprobs)
+    return CompletionRequest(**common, prompt=prompt, echo=echo, logprobs=logprobs,
+                             suffix=completion_suffix(body))
 
 
 def embedding_inputs(value) -> list[str | list[int]]:
