@@ -12,7 +12,6 @@ import time
 
 import httpx
 import pytest
-
 from conftest import EOS_ID, MODEL, JupyterServer
 from gguf_fim import write_with_fim_tokens
 
@@ -107,14 +106,14 @@ def _busy(srv, model: str) -> bool:
 def test_a_disconnect_mid_stream_frees_the_slot_within_a_second(fim_server, model):
     body = {"model": model, "prompt": PREFIX, "suffix": SUFFIX, "stream": True,
             "max_tokens": 2000, "temperature": 1, "logit_bias": {str(EOS_ID): -100}}
-    with httpx.Client(timeout=60) as http:
-        with http.stream("POST", fim_server.api_url + "/completions", json=body,
-                         headers=fim_server.headers) as r:
-            assert r.status_code == 200
-            for i, _line in enumerate(r.iter_lines()):
-                if i > 6:
-                    break
-            assert _busy(fim_server, model)  # 2000 tokens take far longer than this
+    with httpx.Client(timeout=60) as http, http.stream(
+            "POST", fim_server.api_url + "/completions", json=body,
+            headers=fim_server.headers) as r:
+        assert r.status_code == 200
+        for i, _line in enumerate(r.iter_lines()):
+            if i > 6:
+                break
+        assert _busy(fim_server, model)  # 2000 tokens take far longer than this
     closed = time.monotonic()
     while _busy(fim_server, model) and time.monotonic() - closed < 1.0:
         time.sleep(0.02)
