@@ -13,6 +13,7 @@ import { ReadonlyPartialJSONValue } from '@lumino/coreutils';
 
 import { LMSClient } from './api';
 import { ChatController } from './chat';
+import { completerPlugin } from './completer/plugin';
 import { DEFAULT_SETTINGS, ISidebarSettings, LMStudioSidebar } from './panel';
 import { restoreChat, serializeChat } from './state';
 
@@ -133,4 +134,4 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default plugin;
+export default [plugin, completerPlugin];
