@@ -8,9 +8,10 @@ Prints, as medians over --runs repetitions (A and B interleaved in one run):
         model's prompt cache holds all but the last few tokens       target <= 300 ms
       - cold: a context the cache has never seen (the first request in a notebook)
   * the cost a cancelled completion imposes on the next one: the next keystroke's
-    request right after the previous stream was aborted mid-way (the client closes the
-    connection, as the provider's AbortController does) against the same request after
-    a previous completion that had finished              target: no measurable difference
+    request after the previous stream was aborted mid-way (the client closes the
+    connection, as the provider's AbortController does), right away (B, the worst case)
+    or after the debounce as the editor sends it (B'), against the same request after a
+    previous completion that had finished (A)            target: no measurable difference
 
 Usage: python benchmarks/bench_inline_completion.py [--runs 9] [--context 1000] [--threads N]
 
@@ -103,6 +104,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--context", type=int, default=1000, help="context size in tokens")
+    parser.add_argument("--cold-runs", type=int, default=3)
+    parser.add_argument("--debounce", type=float, default=250,
+                        help="ms between the abort and the next request in B' (the setting)")
     parser.add_argument("--threads", type=int, default=0,
                         help="generation threads (0: the server's default, all cores)")
     args = parser.parse_args()
@@ -115,37 +119,45 @@ def main() -> None:
     extra = [f"--ModelManager.n_threads={args.threads}"] if args.threads else []
     server = JupyterServer(root, models, extra)
     load_before = os.getloadavg()[0]
-    typing, cold, after_done, after_cancel = [], [], [], []
+    typing, cold = [], []
+    results: dict[str, list[float]] = {"A": [], "B": [], "B'": []}
     try:
         http = httpx.Client(timeout=120)
         r = http.post(server.url + "lms/api/v1/models/load", headers=server.headers,
                       json={"model": DEFAULT_MODEL_KEY})
         r.raise_for_status()
         bench = Bench(server, http)
-        _, n_tokens = bench.first_token(context(args.context, "warm-up"))
+        shared = context(args.context, "shared")  # the notebook: its cache stays warm
+        _, n_tokens = bench.first_token(shared)
         print(f"model {DEFAULT_MODEL_KEY}, context {n_tokens} prompt tokens, "
               f"{args.runs} runs, threads {args.threads or 'default'}", flush=True)
         for run in range(args.runs):
-            base = context(args.context, f"run {run}")
-            # cold: nothing of this context is cached yet
+            if run < args.cold_runs:  # cold: a context no cache holds (prefill-bound)
+                bench.wait_idle()
+                cold.append(bench.first_token(context(args.context, f"cold {run}"))[0])
+            base = shared + f"value_{run} = transform_{run}(frame)\n"
             bench.wait_idle()
-            seconds, _ = bench.first_token(base)
-            cold.append(seconds)
+            bench.first_token(base)
             # typing: one keystroke on from the request before (which finished)
             bench.wait_idle()
             typing.append(bench.first_token(base + "r")[0])
-            # A/B, order alternating: the next keystroke after a finished completion (A)
-            # or right after an aborted one (B); each pair starts from its own prefix
-            for order in ((False, True) if run % 2 == 0 else (True, False)):
-                prefix = base + f"x_{order:d} = "
+            # A/B, order rotating: the next keystroke's request after a finished
+            # completion (A), right after an aborted one (B: the worst case, the abort
+            # still crossing to the engine), or after an aborted one and the debounce,
+            # as the editor sends it (B'); each from its own prefix
+            kinds = ["A", "B", "B'"]
+            for kind in kinds[run % 3:] + kinds[:run % 3]:
+                prefix = base + f"x_{kind[0]}{len(kind)} = "
                 bench.wait_idle()
-                if order:
-                    bench.first_token(prefix, cancel_after=4, max_tokens=500)
-                else:
+                if kind == "A":
                     bench.first_token(prefix, max_tokens=4)
                     bench.wait_idle()
+                else:
+                    bench.first_token(prefix, cancel_after=4, max_tokens=500)
+                    if kind == "B'":
+                        time.sleep(args.debounce / 1000)
                 seconds, _ = bench.first_token(prefix + "t")
-                (after_cancel if order else after_done).append(seconds)
+                results[kind].append(seconds)
         http.close()
     finally:
         server.stop()
@@ -163,12 +175,16 @@ def main() -> None:
     print(f"{'time to first token':44} {'median':>9} {'quartiles (ms)':>18}")
     print(f"{'typing (prompt cache warm)   target <=300':44} {ms(typing):7.1f}ms {spread(typing)}")
     print(f"{'cold (new context)':44} {ms(cold):7.1f}ms {spread(cold)}")
+    after_done = results["A"]
     print(f"{'A: after a finished completion':44} {ms(after_done):7.1f}ms {spread(after_done)}")
-    print(f"{'B: right after a cancelled one':44} {ms(after_cancel):7.1f}ms "
-          f"{spread(after_cancel)}")
-    pairs = [b - a for a, b in zip(after_done, after_cancel)]
-    print(f"cancel cost B - A (median of pairs)          {statistics.median(pairs) * 1000:+7.1f}ms"
-          f"   ratio B/A {ms(after_cancel) / ms(after_done):.2f} (target: ~1.00)")
+    for kind, label in (("B", "B: right after a cancelled one"),
+                        ("B'", "B': cancelled, then the debounce")):
+        print(f"{label:44} {ms(results[kind]):7.1f}ms {spread(results[kind])}")
+    for kind in ("B", "B'"):
+        pairs = [b - a for a, b in zip(after_done, results[kind])]
+        print(f"cancel cost {kind:2} - A (median of the runs' differences) "
+              f"{statistics.median(pairs) * 1000:+7.1f}ms   ratio {kind}/A "
+              f"{ms(results[kind]) / ms(after_done):.2f} (target: ~1.00)")
 
 
 if __name__ == "__main__":
