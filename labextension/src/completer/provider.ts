@@ -111,6 +111,7 @@ export class LMSInlineCompletionProvider implements IInlineCompletionProvider {
     context: IInlineCompletionContext
   ): Promise<IInlineCompletionList> {
     this.cancel();
+    const called = Date.now(); // JupyterLab's timeout runs from here
     const settings = this._options.settings();
     const empty: IInlineCompletionList = { items: [] };
     if (!settings.enabled) {
@@ -124,7 +125,6 @@ export class LMSInlineCompletionProvider implements IInlineCompletionProvider {
         return empty;
       }
     }
-    const started = Date.now();
     let model: string | null;
     try {
       model = chooseModel(await this._options.client.loaded(), settings);
@@ -157,7 +157,7 @@ export class LMSInlineCompletionProvider implements IInlineCompletionProvider {
     // JupyterLab drops an answer later than its timeout: give up before that.
     const deadline = setTimeout(
       () => controller.abort(),
-      Math.max(1000, this._timeoutMs - (Date.now() - started) - 500)
+      Math.max(1000, this._timeoutMs - (Date.now() - called) - 500)
     );
     let text = '';
     try {
