@@ -18,6 +18,7 @@ import { ChatController } from './chat';
 import { NotebookBridge } from './chat/notebook';
 import { DEFAULT_SETTINGS, ISidebarSettings, readSettings } from './settings';
 import { LMStudioSidebar } from './sidebar';
+import { completerPlugin } from './completer/plugin';
 import { restoreChat, serializeChat } from './state';
 
 const PLUGIN_ID = 'lms-jupyter:plugin';
@@ -122,4 +123,4 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default plugin;
+export default [plugin, completerPlugin];

@@ -16,6 +16,7 @@ from lms_jupyter.errors import not_a_chat_model
 from lms_jupyter.api.prepared import Prepared
 from lms_jupyter.api.remote import prepare_remote_chat, prepare_remote_completion
 from lms_jupyter.api.openai.requests import ChatRequest, CompletionRequest, GenerationFields
+from lms_jupyter.api.openai.fim import completion_prompt
 
 __all__ = ["Prepared", "acquire", "prepare_chat", "prepare_completion"]
 
@@ -64,13 +65,15 @@ def prepare_chat(manager: ModelManager, request: ChatRequest,
 
 
 def prepare_completion(manager: ModelManager, request: CompletionRequest) -> Prepared:
-    """A raw text completion: the prompt as given (text or token ids), no template."""
+    """A raw text completion: the prompt as given (text or token ids), no template; with a
+    ``suffix``, a fill-in-the-middle prompt when the model has FIM tokens (:mod:`.fim`)."""
     model = _generation_model(manager, request)
     if model.capabilities.renders_prompt:
         return prepare_remote_completion(model, request)
+    built = completion_prompt(model, request.prompt, request.suffix, model.adds_bos)
     generation = GenerationRequest(
-        prompt=request.prompt, sampling=request.sampling, max_tokens=request.max_tokens,
-        stop=request.stop, add_bos=model.adds_bos, draft=_draft(manager, model, request),
+        prompt=built.prompt, sampling=request.sampling, max_tokens=request.max_tokens,
+        stop=request.stop, add_bos=built.add_bos, draft=_draft(manager, model, request),
         logprobs=request.logprobs)
     echo = request.prompt if request.echo and isinstance(request.prompt, str) else ""
     prompt_chars = 0

@@ -137,7 +137,8 @@ def completion_request() -> dict:
                         {"type": "array", "minItems": 1, "maxItems": 1,
                          "items": {"anyOf": [_NON_EMPTY_STRING, _TOKEN_IDS]}}]}
     return {"type": "object", "required": ["model", "prompt"], "properties": {
-        **_generation_fields(), "prompt": prompt, "echo": BOOLEAN}}
+        **_generation_fields(), "prompt": prompt, "echo": BOOLEAN,
+        "suffix": nullable({"type": "string"})}}
 
 
 def embedding_request() -> dict:

@@ -29,6 +29,7 @@ from lms_jupyter.chat.templates import normalise_messages
 from lms_jupyter.engine.request import SamplingParams
 from lms_jupyter.engine.options import LoadRequest
 from lms_jupyter.errors import APIError, bad_request
+from lms_jupyter.api.openai.fim import completion_suffix
 from lms_jupyter.api.fields import ALIASES, MAX_EMBEDDING_INPUTS, boolean, chat_logprobs, completion_logprobs, context_length, gpu, max_tokens, model_name, number, parallel, require_object, sampling_params, single_choice, stop_strings, stream_flags, text, ttl_seconds
 from lms_jupyter.api.openai.features import ChatFeatures, chat_features, check_tool_history, response_format_grammar
 
@@ -74,6 +75,7 @@ class ChatRequest(GenerationFields):
 class CompletionRequest(GenerationFields):
     prompt: str | list[int] = ""
     echo: bool = False
+    suffix: str | None = None  # text after the insertion point (fill-in-the-middle)
 
 
 @dataclass
@@ -155,7 +157,8 @@ def completion_request(body) -> CompletionRequest:
     if echo and logprobs is not None:
         raise bad_request("'logprobs' with 'echo' would need the prompt's log-probabilities, "
                           "which are not computed; send one or the other.", "echo")
-    return CompletionRequest(**common, prompt=prompt, echo=echo, logprobs=logprobs)
+    return CompletionRequest(**common, prompt=prompt, echo=echo, logprobs=logprobs,
+                             suffix=completion_suffix(body))
 
 
 def embedding_inputs(value) -> list[str | list[int]]:

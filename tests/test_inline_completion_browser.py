@@ -1,0 +1,206 @@
+"""Inline (ghost-text) completion in a real browser: Debian's chromium driven by Playwright
+against ``jupyter lab`` on loopback under a non-root base_url with a token, SmolLM2 loaded
+and the extension built from this checkout (first on JUPYTER_PATH).
+
+Typing in a notebook code cell shows ghost text from the model that Tab accepts; typing on
+while a completion streams aborts its request, and the model is idle again in
+``/lms/api/v0/ps`` within a second (the next request waits out a long debounce, so what
+frees the slot can only be the abort).
+
+Chromium comes from ``apt-get install chromium``; never a download.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import EOS_ID, MODEL, JupyterServer
+
+import lms_jupyter
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+BUILT = Path(lms_jupyter.__file__).parent / "labextension"
+TYPED = "numbers = [1, 2, 3, 4, 5]\ntotal = "
+NO_EOS = {"logit_bias": {str(EOS_ID): -100}}  # SmolLM2 must always say something
+# ... and for the long completion, no other special token either (they render as nothing)
+ONLY_TEXT = {"logit_bias": {str(t): -100 for t in range(17)}}
+
+pytestmark = pytest.mark.timeout(420)
+
+
+def _require_tools():
+    missing = []
+    if not CHROMIUM.exists():
+        missing.append("chromium (apt-get install -y chromium)")
+    if not (BUILT / "schemas" / "lms-jupyter" / "completer.json").exists():
+        missing.append(f"the built extension in {BUILT} (jlpm build:prod in labextension/)")
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        missing.append("the playwright package (pip install -e '.[test]')")
+    if missing:
+        message = "browser test needs: " + "; ".join(missing)
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def _write_settings(folder: Path, package: str, plugin: str, values: dict) -> None:
+    target = folder / package / f"{plugin}.jupyterlab-settings"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(values))
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    _require_tools()
+    root = tmp_path_factory.mktemp("lab")
+    models = tmp_path_factory.mktemp("no-extra-models")  # only the embedded SmolLM2
+    data = root / "jupyter-path"
+    (data / "labextensions").mkdir(parents=True)
+    (data / "labextensions" / "lms-jupyter").symlink_to(BUILT)
+    settings = root / "user-settings"
+    _write_settings(settings, "@jupyterlab/apputils-extension", "notification",
+                    {"fetchNews": "false", "checkForUpdates": False})
+    workspaces = root / "workspaces"
+    workspaces.mkdir()
+    notebooks = root / "notebooks"
+    notebooks.mkdir()
+    (notebooks / "t.ipynb").write_text(json.dumps({
+        "cells": [{"cell_type": "code", "source": "", "metadata": {}, "outputs": [],
+                   "execution_count": None}],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                    "language": "python"}},
+        "nbformat": 4, "nbformat_minor": 5}))
+    server = JupyterServer(
+        notebooks, models, app="jupyterlab", env={"JUPYTER_PATH": str(data)},
+        extra_args=[f"--LabApp.user_settings_dir={settings}",
+                    f"--LabApp.workspaces_dir={workspaces}"])
+    server.settings_dir = settings
+    r = httpx.post(server.url + "lms/api/v1/models/load", headers=server.headers,
+                   json={"model": MODEL}, timeout=120)
+    assert r.status_code == 200, r.text
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def artifacts(tmp_path):
+    folder = tmp_path / "artifacts"
+    folder.mkdir()
+    yield folder
+    keep = os.environ.get("LMS_JUPYTER_ARTIFACTS")
+    if keep:
+        shutil.copytree(folder, Path(keep) / "inline-completion", dirs_exist_ok=True)
+
+
+@pytest.fixture()
+def browser_page(lab, artifacts):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 860})
+            page.set_default_timeout(90_000)  # JupyterLab boots slowly on 2 busy cores
+            console: list[dict] = []
+            page.on("console", lambda m: console.append({"type": m.type, "text": m.text}))
+            page.on("pageerror", lambda e: console.append({"type": "pageerror", "text": str(e)}))
+            try:
+                yield page, console
+            finally:
+                (artifacts / "console.json").write_text(json.dumps(console, indent=1))
+                page.screenshot(path=artifacts / "99-last.png")
+        finally:
+            browser.close()
+            shutil.copy(lab.log_path, artifacts / "server.log")
+
+
+def _busy(lab) -> bool:
+    r = httpx.get(lab.url + "lms/api/v0/ps", headers=lab.headers, timeout=10)
+    r.raise_for_status()
+    (row,) = [m for m in r.json()["data"] if m["identifier"] == MODEL]
+    return row["status"] != "idle" or row["queued"] > 0
+
+
+def _wait_for(predicate, what: str, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+# the cell's own text, without the ghost text's widgets (they sit inside the editor's DOM)
+EDITOR_TEXT = """() => {
+    const content = document.querySelector('.jp-Notebook .jp-Cell .cm-content').cloneNode(true);
+    content.querySelectorAll('[class^="jp-GhostText"]').forEach(e => e.remove());
+    return [...content.querySelectorAll('.cm-line')].map(l => l.textContent).join('\\n');
+}"""
+
+
+def _open_cell(page, lab, settings: dict):
+    """Open the notebook with these completer settings and type TYPED into its cell."""
+    from playwright.sync_api import expect
+
+    _write_settings(lab.settings_dir, "lms-jupyter", "completer", settings)
+    page.goto(f"{lab.url}lab/tree/t.ipynb?reset&token={lab.token}")
+    editor = page.locator(".jp-Notebook .jp-Cell .cm-content").first
+    expect(editor).to_be_visible(timeout=120_000)
+    # the kernel is up (so nothing steals the focus later)
+    _wait_for(lambda: any(k["execution_state"] == "idle" for k in httpx.get(
+        lab.url + "api/kernels", headers=lab.headers, timeout=10).json()), "the kernel", 120)
+    editor.click()
+    page.keyboard.type(TYPED)
+    assert page.evaluate(EDITOR_TEXT) == TYPED
+    return page.locator(".jp-GhostText")
+
+
+def test_ghost_text_that_tab_accepts(lab, browser_page, artifacts):
+    from playwright.sync_api import expect
+
+    page, console = browser_page
+    ghost = _open_cell(page, lab, {"debounceMs": 100, "maxLines": 1, "maxTokens": 12,
+                                   "temperature": 0, "extraRequestFields": NO_EOS})
+    expect(ghost).to_have_count(1, timeout=60_000)
+    expect(ghost).not_to_have_text("")
+    # the completion has finished streaming once the model is idle again
+    _wait_for(lambda: not _busy(lab), "the completion to finish")
+    shown = ghost.inner_text()
+    assert shown.strip(), shown
+    page.screenshot(path=artifacts / "01-ghost-text.png")
+    page.keyboard.press("Tab")
+    accepted = _wait_for(lambda: (t := page.evaluate(EDITOR_TEXT)) != TYPED and t, "Tab")
+    assert accepted == TYPED + shown, (accepted, shown)
+    page.screenshot(path=artifacts / "02-accepted.png")
+    errors = [m for m in console if m["type"] in ("error", "pageerror")
+              and "lms-jupyter" in m["text"]]
+    assert not errors, errors
+
+
+def test_typing_on_cancels_the_request(lab, browser_page, artifacts):
+    from playwright.sync_api import expect
+
+    page, _console = browser_page
+    # a long completion, and a debounce long enough that the next request cannot start
+    # before the check: the slot goes free only if the typing aborted the stream
+    ghost = _open_cell(page, lab, {"debounceMs": 1500, "maxLines": 0, "maxTokens": 2000,
+                                   "temperature": 0.7, "extraRequestFields": ONLY_TEXT})
+    expect(ghost).to_have_count(1, timeout=60_000)
+    first = ghost.inner_text()
+    _wait_for(lambda: len(ghost.inner_text()) > len(first) + 20, "the ghost text to stream")
+    assert _busy(lab), "the completion should still be generating"
+    page.keyboard.type("#")
+    typed = time.monotonic()
+    _wait_for(lambda: not _busy(lab) or time.monotonic() - typed > 1.0, "the abort")
+    assert not _busy(lab), "the model was still busy a second after the user typed on"
+    page.screenshot(path=artifacts / "03-cancelled.png")
