@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import cast
 
 from lms_jupyter.engine.request import MAX_TOP_LOGPROBS, SamplingParams
 from lms_jupyter.engine.options import MAX_PARALLEL
@@ -90,7 +91,9 @@ def text(body: dict, name: str, required: bool = False) -> str | None:
 
 
 def model_name(body: dict) -> str:
-    return text(body, "model", required=True)
+    name = text(body, "model", required=True)
+    assert name is not None  # required=True raises rather than returning None
+    return name
 
 
 def logit_bias(value) -> dict[int, float]:
@@ -121,7 +124,7 @@ def sampling_params(body: dict) -> SamplingParams:
 def max_tokens(body: dict) -> int | None:
     """None means 'until the context is full' (OpenAI omitted, LM Studio's -1). Every
     alias sent is checked; the first one present wins."""
-    chosen = _MISSING
+    chosen: object = _MISSING
     for name in ALIASES["max_tokens"]:
         if body.get(name) is not None:
             value = number(body, name, -1, None, integer=True)
@@ -129,7 +132,7 @@ def max_tokens(body: dict) -> int | None:
                 raise bad_request(f"'{name}' must be positive, or -1 for no limit.", name)
             if chosen is _MISSING:
                 chosen = value
-    return None if chosen in (_MISSING, -1) else chosen
+    return None if chosen in (_MISSING, -1) else cast(int, chosen)  # number(integer=True)
 
 
 def stop_strings(body: dict) -> list[str]:

@@ -133,7 +133,7 @@ def model_v0(info: ModelInfo, loaded: list) -> dict:
     """One ``/api/v0/models`` entry."""
     variant = info.default_variant
     instances = [m for m in loaded if m.info.key == info.key]
-    entry = {
+    entry: dict[str, object] = {
         "id": info.key, "object": "model", "type": info.type, "publisher": info.publisher,
         "arch": variant.arch, "compatibility_type": "gguf",
         "quantization": variant.quantization,

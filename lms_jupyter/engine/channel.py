@@ -43,6 +43,7 @@ class EventChannel:
         if self._loop is None:
             self._sync_queue.put(event)
             return
+        assert self._async_queue is not None  # made together with the loop
         try:
             self._loop.call_soon_threadsafe(self._async_queue.put_nowait, event)
         except RuntimeError:  # the loop is gone: nobody is listening any more
