@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import cast
+from typing import Literal, cast, overload
 
 from lms_jupyter.engine.request import MAX_TOP_LOGPROBS, SamplingParams
 from lms_jupyter.engine.options import MAX_PARALLEL
@@ -79,6 +79,10 @@ def boolean(body: dict, name: str, default: bool = False) -> bool:
     return value
 
 
+@overload
+def text(body: dict, name: str, required: Literal[True]) -> str: ...
+@overload
+def text(body: dict, name: str, required: bool = False) -> str | None: ...
 def text(body: dict, name: str, required: bool = False) -> str | None:
     """A non-empty string (stripped), or None when absent and not required."""
     value = body.get(name)
@@ -91,9 +95,7 @@ def text(body: dict, name: str, required: bool = False) -> str | None:
 
 
 def model_name(body: dict) -> str:
-    name = text(body, "model", required=True)
-    assert name is not None  # required=True raises rather than returning None
-    return name
+    return text(body, "model", required=True)
 
 
 def logit_bias(value) -> dict[int, float]:
