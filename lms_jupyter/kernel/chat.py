@@ -125,7 +125,7 @@ class ChatOptions:
     max_tokens: int | None = None
     schema: OutputSchema | None = None
     tools: Toolbox | None = None
-    tool_choice: str | None = None  # first request only; later ones use "auto"
+    tool_choice: str | dict | None = None  # first request only; later ones use "auto"
     max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS
     extra: dict = field(default_factory=dict)  # other request fields (seed, top_k, ...)
 
@@ -218,7 +218,9 @@ def expand_variables(text: str, namespace: dict) -> str:
         if match.group(1) is not None:
             return "{" + match.group(1) + "}"
         expr = match.group(2)
-        root = re.match(r"\w+", expr).group(0)
+        word = re.match(r"\w+", expr)
+        assert word is not None  # _FIELD's expression starts with a letter or _
+        root = word.group(0)
         if root not in namespace:
             return match.group(0)
         try:
@@ -327,6 +329,7 @@ class ChatRunner:
         result = TurnResult()
         rounds = max(0, options.max_tool_rounds) if options.tools else 0
         for round_no in range(rounds + 1):
+            choice: str | dict | None
             if options.tools:
                 if round_no == rounds:
                     choice = "none"  # out of rounds: the model must answer now
@@ -339,6 +342,7 @@ class ChatRunner:
             result.requests += 1
             result.stats = reply.stats
             result.content = reply.content
+            assert reply.stats is not None  # stream_once always sets it
             if reply.interrupted:
                 view.stats(reply.stats)
                 result.interrupted = True

@@ -204,6 +204,7 @@ class LMSMagics(Magics):
             raise UsageError(exc.message) from None
         except ValueError as exc:
             raise UsageError(f"%%chat: {exc}") from None
+        assert self.shell is not None  # a magic runs in its shell
         namespace = self.shell.user_ns
         prompt = expand_variables(cell or "", namespace).strip()
         if not prompt:

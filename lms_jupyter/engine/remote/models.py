@@ -292,7 +292,7 @@ class RemoteModel:
         self.info = RemoteModelInfo(self.identifier, client.name, [self.variant])
         self.config = RemoteConfig()
         self.state = "loaded"  # LM Studio's /api/v0 state, or always loaded (OpenAI)
-        self.ttl = None
+        self.ttl: float | None = None
         self.jit = False
         self.loaded_at = self.last_used = time.time()
         self.load_time_seconds = 0.0
