@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import re
 import time
+from typing import TYPE_CHECKING
 
 from lms_jupyter.models.catalog import ModelInfo, ModelVariant
+
+if TYPE_CHECKING:
+    from lms_jupyter.engine.remote.models import RemoteModelInfo
 
 _BITS = re.compile(r"(\d+)")
 
@@ -25,7 +29,7 @@ def display_name(info: ModelInfo) -> str:
     return name if isinstance(name, str) and name else info.key
 
 
-def v1_type(info: ModelInfo) -> str:
+def v1_type(info: ModelInfo | RemoteModelInfo) -> str:
     """LM Studio 0.4's type names: ``llm`` or ``embedding``."""
     return "embedding" if info.type.startswith("embedding") else "llm"
 

@@ -163,7 +163,7 @@ class _Report:
         ttft = (self.first - self.started) if self.first is not None else elapsed
         if cancelled:
             reason = STOP_USER
-        elif isinstance((self.stats or {}).get("stop_reason"), str) \
+        elif self.stats is not None and isinstance(self.stats.get("stop_reason"), str) \
                 and self.stats["stop_reason"] != "toolCalls":
             reason = self.stats["stop_reason"]
         else:
@@ -477,7 +477,8 @@ class RemoteModel:
 
         from lms_jupyter.engine.events import EmbeddingResult
 
-        body = {"model": self.upstream_id, "input": list(texts), "encoding_format": "base64"}
+        body: dict[str, object] = {"model": self.upstream_id, "input": list(texts),
+                                   "encoding_format": "base64"}
         if truncate and self.kind == "lmstudio":
             body["truncate"] = True
         data = self.client.call("POST", "/v1/embeddings", body)
@@ -492,7 +493,7 @@ class RemoteModel:
             raise APIError(f"Remote engine \"{self.engine}\" returned {len(rows)} embeddings "
                            f"for {len(texts)} inputs.", 502, "server_error", None,
                            "upstream_error")
-        vectors = np.vstack(rows).astype(np.float32)
+        vectors: np.ndarray = np.vstack(rows).astype(np.float32)  # float32 throughout
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         vectors = vectors / np.where(norms > 0, norms, 1.0)
         usage = data.get("usage") or {}
