@@ -90,7 +90,7 @@ class BatchStore:
         self.db_path = self.root / "batches.sqlite"
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.RLock()
-        self._runner_lock: IO[str] | None = None  # the open lock file while this process runs batches
+        self._runner_lock: IO[str] | None = None  # the lock file while this process runs batches
 
     # -- connection ------------------------------------------------------------------------
     def exists(self) -> bool:
