@@ -128,8 +128,7 @@ class ModelManager(LoggingConfigurable):
 
     def __init__(self, catalog: ModelCatalog | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.catalog: ModelCatalog | RemoteCatalog = \
-            catalog or ModelCatalog(self.models_dir or None)
+        self.catalog: ModelCatalog | RemoteCatalog = catalog or ModelCatalog(self.models_dir or None)
         self._loaded: dict[str, WorkerModel] = {}
         self._crashed: dict[str, WorkerModel] = {}  # dead workers, until reloaded/unloaded
         self._crash_times: dict[str, list[float]] = {}  # model key -> recent crash times
