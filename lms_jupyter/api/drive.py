@@ -9,7 +9,7 @@ channel, which stops generation on the worker within a token.
 from __future__ import annotations
 
 import time
-from typing import AsyncIterator, Generator
+from typing import AsyncGenerator, Generator
 
 from lms_jupyter.chat.events import Answer, ContentDelta
 from lms_jupyter.chat.logprobs import ContentLogprobs
@@ -99,7 +99,7 @@ class Generation:
             raise first.error
         self._pending = self.translate(first)
 
-    async def batches(self) -> AsyncIterator[list]:
+    async def batches(self) -> AsyncGenerator[list, None]:
         """Lists of typed events: everything the worker produced since the last one, so a
         writer can send a burst of tokens with one flush. Call :meth:`start` first."""
         try:

@@ -87,6 +87,7 @@ class EventChannel:
 
     async def get(self):
         """The next event, or None once the channel is closed."""
+        assert self._async_queue is not None  # an asyncio reader's channel has its loop
         event = await self._async_queue.get()
         if event is _END:
             self._async_queue.put_nowait(_END)
@@ -95,6 +96,7 @@ class EventChannel:
 
     def get_nowait(self):
         """An event already waiting, else None (lets a writer batch a burst of tokens)."""
+        assert self._async_queue is not None  # an asyncio reader's channel has its loop
         try:
             event = self._async_queue.get_nowait()
         except asyncio.QueueEmpty:

@@ -73,7 +73,7 @@ class LMSHandler(ExtensionHandlerMixin, APIHandler):
         return self.settings[Services.SETTINGS_KEY]
 
     # -- first: size limit, then who is asking -------------------------------------------------
-    async def prepare(self):
+    async def prepare(self):  # type: ignore[override]  # as jupyter_server's APIHandler does
         try:
             await self._prepare()
         except web.HTTPError:

@@ -243,14 +243,16 @@ class _Run:
             yield events
         self.pending = []
         encoder = self.encoder
+        assert encoder is not None  # begin() made it
         try:
             while True:
                 done = None
+                assert self.generation is not None  # _start_step() made it
                 async with aclosing(self.generation.batches()) as batches:
                     async for batch in batches:  # closing them cancels the generation
                         if self.gone():
                             return
-                        out = []
+                        out: list[dict] = []
                         for event in batch:
                             if isinstance(event, Failed):
                                 raise event.error

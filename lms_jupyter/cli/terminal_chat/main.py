@@ -34,7 +34,7 @@ def parser() -> argparse.ArgumentParser:
 
 def _api(args):
     """(the API to chat through, its manager, the server connection or None)."""
-    from lms_jupyter.cli import _server
+    from lms_jupyter.cli.main import _server
 
     server = _server(args)
     if server is not None:

@@ -279,7 +279,11 @@ class RemoteModel:
     capabilities = Capabilities(chat=True, completion=True, embeddings=True, tools=True,
                                 draft=True, renders_prompt=True, vocabulary=False,
                                 restartable=False, managed_here=False)
-    crash = None  # an engine's failures are 502s of their requests, never a crash here
+    @property
+    def crash(self) -> object | None:
+        """None: an engine's failures are 502s of their requests, never a crash here (a
+        connected server's instances report the server's, :mod:`lms_jupyter.client`)."""
+        return None
 
     def __init__(self, client: EngineClient, upstream_id: str, identifier: str | None = None,
                  *, kind: str = "openai"):

@@ -464,6 +464,7 @@ class WorkerModel:
     def _read_stderr(self) -> None:
         assert self._worker is not None  # narrowing only: start() made it, never unset
         stream = self._worker.process.stdout
+        assert stream is not None  # narrowing only: the worker starts with stdout piped
         for raw in iter(stream.readline, b""):
             line = raw.decode("utf-8", errors="replace").rstrip()
             if line:
