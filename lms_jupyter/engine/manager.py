@@ -492,7 +492,8 @@ class ModelManager(LoggingConfigurable):
         remote = self.get_loaded(identifier) if self.remotes is not None else None
         if remote is not None and not remote.capabilities.managed_here:
             assert self.remotes is not None  # narrowing only: remote came from it
-            return self.remotes.unload(cast("RemoteModel", remote))  # only remote ones are
+            # an instance not managed here is a remote engine's
+            return self.remotes.unload(cast("RemoteModel", remote))
         with self._lock:
             model = self.get_loaded(identifier)
             if model is None:
@@ -583,7 +584,8 @@ class ModelManager(LoggingConfigurable):
         """
         from lms_jupyter.engine.drafts import DraftSettings, DraftSource, check_draft_pair, header_vocab_mismatch, incompatible_draft
 
-        if self.remotes is not None and self.remotes.owns(name):  # no GGUF here to draft with
+        # a remote engine's model has no GGUF here to draft with (the same precedence as acquire)
+        if self.remotes is not None and self.remotes.owns(name) and name not in self._loaded:
             raise bad_request(f"draft_model \"{name}\" is served by a remote engine; a draft "
                               "model must be a local one.", "draft_model")
         draft = self.get_loaded(name)

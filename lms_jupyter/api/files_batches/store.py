@@ -24,8 +24,8 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
-from typing import IO, Sequence
 from pathlib import Path
+from typing import IO, Sequence
 
 SCHEMA_VERSION = 1
 SCHEMA = """
