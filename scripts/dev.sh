@@ -2,6 +2,7 @@
 # One entry point for a fresh machine (Python >= 3.10 and Node.js >= 20 on PATH):
 #   bash scripts/dev.sh start [jupyter lab args]   install, then JupyterLab with the LM Studio API
 #   bash scripts/dev.sh test  [pytest args]        install with the test extras, run every test
+#   bash scripts/dev.sh check                      install with the test extras, type-check (mypy)
 #
 # It works in the active virtualenv, or creates and reuses ./.venv when none is active
 # (LMS_JUPYTER_PYTHON=/path/to/python uses that interpreter as it is, as CI may).
@@ -150,6 +151,14 @@ EOF
         exec "$BIN/jupyter" lab $(root_flag) --IdentityProvider.token="$TOKEN" \
             --LMSJupyterApp.preload=smollm2-135m-instruct "$@"
         ;;
+    check)
+        # The static checks CI runs before the tests: mypy over lms_jupyter/ at zero
+        # findings (its settings and the documented exceptions: [tool.mypy] in pyproject.toml).
+        install "test,clients"
+        echo "mypy: type-checking lms_jupyter/ ..."
+        $PY -m mypy || { echo "mypy found type errors (fix them; see [tool.mypy] in" \
+                              "pyproject.toml for the rules)" >&2; exit 1; }
+        ;;
     test)
         install "test,clients"
         install_test_models
@@ -163,7 +172,7 @@ EOF
         exit "$rc"
         ;;
     *)
-        echo "usage: bash scripts/dev.sh start|test [extra args]" >&2
+        echo "usage: bash scripts/dev.sh start|test [extra args] | check" >&2
         exit 2
         ;;
 esac

@@ -418,3 +418,15 @@ def test_usage_from_an_engine_that_reports_none(front, client):
     usage = chunks[-1].usage
     assert usage.prompt_tokens > 0 and usage.completion_tokens > 0
     assert usage.model_dump().get("estimated") is True
+
+
+def test_a_remote_model_cannot_draft_for_a_local_one(front):
+    """Speculative decoding runs the draft beside the main model in its worker, so a remote
+    engine's model named as ``draft_model`` is refused with a 400 on that field (before
+    the check it failed reading a GGUF header the remote model does not have: a 500)."""
+    r = httpx.post(front.api_url + "/chat/completions", headers=front.headers, timeout=120,
+                   json={"model": MODEL, "draft_model": "llama/smollm2", "max_tokens": 1,
+                         "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["param"] == "draft_model" and "remote engine" in error["message"]

@@ -9,7 +9,7 @@ channel, which stops generation on the worker within a token.
 from __future__ import annotations
 
 import time
-from typing import AsyncIterator, Iterator
+from typing import AsyncGenerator, Generator
 
 from lms_jupyter.chat.events import Answer, ContentDelta
 from lms_jupyter.chat.logprobs import ContentLogprobs
@@ -19,6 +19,7 @@ from lms_jupyter.engine.remote.models import UpstreamChunk
 from lms_jupyter.errors import APIError
 from lms_jupyter.api.events import Done, Failed
 from lms_jupyter.api.prepared import Prepared
+from lms_jupyter.api.openai.decode import ChunkOutput
 
 
 class Generation:
@@ -53,6 +54,7 @@ class Generation:
             self.prompt_tokens = event.prompt_tokens
             return []
         if isinstance(event, UpstreamChunk):  # a remote engine's chat chunk
+            assert isinstance(self.output, ChunkOutput)  # what a remote model's Prepared makes
             return self.output.feed_chunk(event.payload)
         if isinstance(event, TextDelta):
             if self.output is not None:
@@ -97,7 +99,7 @@ class Generation:
             raise first.error
         self._pending = self.translate(first)
 
-    async def batches(self) -> AsyncIterator[list]:
+    async def batches(self) -> AsyncGenerator[list, None]:
         """Lists of typed events: everything the worker produced since the last one, so a
         writer can send a burst of tokens with one flush. Call :meth:`start` first."""
         try:
@@ -120,10 +122,12 @@ class Generation:
             for event in batch:
                 if isinstance(event, Failed):
                     raise event.error
+        if self.done is None:  # the engine stopped without its final report
+            raise APIError("The generation ended without a result.", 500, "server_error")
         return self.done
 
     # -- blocking ------------------------------------------------------------------------------
-    def __iter__(self) -> Iterator:
+    def __iter__(self) -> Generator:
         """Typed events, blocking; a ``Failed`` is raised as its APIError. Closing the
         iterator early cancels the generation."""
         try:
@@ -149,4 +153,6 @@ class Generation:
     def result_sync(self) -> Done:
         for _event in self:
             pass
+        if self.done is None:  # the engine stopped without its final report
+            raise APIError("The generation ended without a result.", 500, "server_error")
         return self.done

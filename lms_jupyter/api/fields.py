@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Literal, cast, overload
 
 from lms_jupyter.engine.request import MAX_TOP_LOGPROBS, SamplingParams
 from lms_jupyter.engine.options import MAX_PARALLEL
@@ -78,6 +79,10 @@ def boolean(body: dict, name: str, default: bool = False) -> bool:
     return value
 
 
+@overload
+def text(body: dict, name: str, required: Literal[True]) -> str: ...
+@overload
+def text(body: dict, name: str, required: bool = False) -> str | None: ...
 def text(body: dict, name: str, required: bool = False) -> str | None:
     """A non-empty string (stripped), or None when absent and not required."""
     value = body.get(name)
@@ -121,7 +126,7 @@ def sampling_params(body: dict) -> SamplingParams:
 def max_tokens(body: dict) -> int | None:
     """None means 'until the context is full' (OpenAI omitted, LM Studio's -1). Every
     alias sent is checked; the first one present wins."""
-    chosen = _MISSING
+    chosen: object = _MISSING
     for name in ALIASES["max_tokens"]:
         if body.get(name) is not None:
             value = number(body, name, -1, None, integer=True)
@@ -129,7 +134,7 @@ def max_tokens(body: dict) -> int | None:
                 raise bad_request(f"'{name}' must be positive, or -1 for no limit.", name)
             if chosen is _MISSING:
                 chosen = value
-    return None if chosen in (_MISSING, -1) else chosen
+    return None if chosen in (_MISSING, -1) else cast(int, chosen)  # number(integer=True)
 
 
 def stop_strings(body: dict) -> list[str]:

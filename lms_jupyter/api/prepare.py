@@ -7,6 +7,8 @@ happens to the tokens afterwards is :mod:`.drive`'s and :mod:`.encode`'s busines
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from lms_jupyter.chat.plan import output_factory, plan_chat
 from lms_jupyter.chat.templates import PLAIN_TRANSCRIPT_STOP, render_chat
 from lms_jupyter.engine.request import GenerationRequest
@@ -18,6 +20,10 @@ from lms_jupyter.api.remote import prepare_remote_chat, prepare_remote_completio
 from lms_jupyter.api.openai.requests import ChatRequest, CompletionRequest, GenerationFields
 from lms_jupyter.api.openai.fim import completion_prompt
 
+if TYPE_CHECKING:
+    from lms_jupyter.engine.remote.models import RemoteModel
+    from lms_jupyter.engine.worker.proxy import WorkerModel
+
 __all__ = ["Prepared", "acquire", "prepare_chat", "prepare_completion"]
 
 
@@ -26,7 +32,7 @@ def acquire(manager: ModelManager, request: GenerationFields) -> ModelInstance:
     return manager.acquire(request.model, ttl=request.ttl, context_length=request.context_length)
 
 
-def _draft(manager: ModelManager, model: ModelInstance, request: GenerationFields):
+def _draft(manager: ModelManager, model: WorkerModel, request: GenerationFields):
     if request.draft is None:
         return None
     return manager.acquire_draft(model, request.draft.model, request.draft.max_tokens)
@@ -46,7 +52,9 @@ def prepare_chat(manager: ModelManager, request: ChatRequest,
     reasoning; ``reasoning_field="inline"`` keeps reasoning inside the content."""
     model = _generation_model(manager, request)
     if model.capabilities.renders_prompt:  # a remote engine applies its own template
-        return prepare_remote_chat(model, request, reasoning_field)
+        return prepare_remote_chat(cast("RemoteModel", model), request, reasoning_field)
+    # an instance that does not render prompts is a local one (the worker's proxy)
+    model = cast("WorkerModel", model)
     plan = plan_chat(model, request.features, request.messages)
     template = model.variant.chat_template
     bos = model.bos_text
@@ -69,7 +77,8 @@ def prepare_completion(manager: ModelManager, request: CompletionRequest) -> Pre
     ``suffix``, a fill-in-the-middle prompt when the model has FIM tokens (:mod:`.fim`)."""
     model = _generation_model(manager, request)
     if model.capabilities.renders_prompt:
-        return prepare_remote_completion(model, request)
+        return prepare_remote_completion(cast("RemoteModel", model), request)
+    model = cast("WorkerModel", model)  # not a remote engine's: a local instance
     built = completion_prompt(model, request.prompt, request.suffix, model.adds_bos)
     generation = GenerationRequest(
         prompt=built.prompt, sampling=request.sampling, max_tokens=request.max_tokens,

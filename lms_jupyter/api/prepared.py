@@ -5,11 +5,15 @@ importing each other."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from lms_jupyter.chat.output import ChatOutput
 from lms_jupyter.engine.request import GenerationRequest
 from lms_jupyter.engine.instance import ModelInstance
+
+if TYPE_CHECKING:
+    from lms_jupyter.api.openai.decode import ChunkOutput
+    from lms_jupyter.engine.remote.models import RemoteRequest
 
 
 @dataclass
@@ -20,8 +24,9 @@ class Prepared:
     ``RemoteRequest`` to relay and ``make_output`` decodes the engine's chunks."""
 
     model: ModelInstance
-    request: GenerationRequest
-    make_output: Callable[[], ChatOutput] | None = None  # None: plain text (completions)
+    request: GenerationRequest | RemoteRequest
+    # None: plain text (completions); a remote model's decodes the engine's chunks
+    make_output: Callable[[], ChatOutput | ChunkOutput] | None = None
     echo: str = ""  # text completions with ``echo``: the prompt comes first
     # text completions' log-probabilities: the prompt's length in characters, where the
     # legacy ``text_offset`` of the first generated token is (as OpenAI counts it)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import AsyncIterator, Callable
+from typing import AsyncGenerator, Callable
 
 
 @dataclass
@@ -16,7 +16,7 @@ class StreamResponse:
     """Server-sent events: ``events`` yields ``data:`` payloads (dicts), or lists of them
     to be written and flushed together; ``done_marker`` ends the stream."""
 
-    events: AsyncIterator[dict]
+    events: AsyncGenerator[dict | list[dict], None]
     cancel: Callable[[], None]
     done_marker: str | None = "[DONE]"
 

@@ -89,7 +89,7 @@ MESSAGE = {
         "tool_calls": nullable({"type": "array", "items": _TOOL_CALL}),
     },
 }
-_FUNCTION = {"type": "object", "required": ["name"], "properties": {
+_FUNCTION: dict = {"type": "object", "required": ["name"], "properties": {
     "name": TEXT, "description": nullable({"type": "string"}),
     "parameters": nullable({"type": "object"}), "strict": BOOLEAN}}
 TOOL = {"anyOf": [
@@ -167,7 +167,7 @@ def load_request() -> dict:
 
 
 def preset_create_request() -> dict:
-    settings = {name: {} for name in rq.PRESET_SETTINGS}
+    settings: dict[str, dict] = {name: {} for name in rq.PRESET_SETTINGS}
     return {"type": "object", "properties": {
         "name": NAME, "settings": nullable({"type": "object", "properties": settings}),
         "overwrite": BOOLEAN},

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import re
 import time
+from typing import TYPE_CHECKING
 
 from lms_jupyter.models.catalog import ModelInfo, ModelVariant
 from lms_jupyter.models.display_names import display_name as human_display_name
+
+if TYPE_CHECKING:
+    from lms_jupyter.engine.remote.models import RemoteModelInfo
 
 _BITS = re.compile(r"(\d+)")
 
@@ -27,7 +31,7 @@ def display_name(info: ModelInfo) -> str:
     return human_display_name(variant.header, variant.path, info.key)
 
 
-def v1_type(info: ModelInfo) -> str:
+def v1_type(info: ModelInfo | RemoteModelInfo) -> str:
     """LM Studio 0.4's type names: ``llm`` or ``embedding``."""
     return "embedding" if info.type.startswith("embedding") else "llm"
 
@@ -135,7 +139,7 @@ def model_v0(info: ModelInfo, loaded: list) -> dict:
     """One ``/api/v0/models`` entry."""
     variant = info.default_variant
     instances = [m for m in loaded if m.info.key == info.key]
-    entry = {
+    entry: dict[str, object] = {
         "id": info.key, "object": "model", "type": info.type, "publisher": info.publisher,
         "arch": variant.arch, "compatibility_type": "gguf",
         "quantization": variant.quantization,

@@ -91,6 +91,7 @@ class ChatOutput:
         if not self._inline_open:
             return []
         self._inline_open = False
+        assert self.inline_tags is not None  # narrowing only: only inline mode opens
         self.content_parts.append(self.inline_tags[1])
         return [ContentDelta(self.inline_tags[1])]
 

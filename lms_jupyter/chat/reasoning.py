@@ -10,6 +10,7 @@ gpt-oss's harmony channels. Splitters are fed text piece by piece and return
 from __future__ import annotations
 
 import re
+from typing import Any
 
 REASONING = "reasoning"
 CONTENT = "content"
@@ -287,7 +288,7 @@ def detect_reasoning(chat_template: str | None, template_kwargs: dict | None = N
     found by rendering the template with `template_kwargs`, since e.g. Qwen3 opens
     or pre-closes the tag depending on ``enable_thinking``.
     """
-    info = {
+    info: dict[str, Any] = {
         "format": None,
         "start_tag": None,
         "end_tag": None,

@@ -381,15 +381,18 @@ class Commands:
             if args.server:
                 url = logstream.sse_url(args.server, log_filter)
                 token = args.token or os.environ.get("JUPYTER_TOKEN")
+                root = args.server
             else:  # connected: the server's log stream
                 from urllib.parse import urlencode
 
+                assert connection is not None  # the condition above
                 url = f"{connection.root}/api/v0/logs/stream?{urlencode(log_filter.query())}"
                 token = args.token or connection.token
+                root = connection.root
             try:
                 events = logstream.read_sse(url, token, timeout=args.timeout,
                                             on_dropped=dropped)
-                where = f" server at {args.server or connection.root}"
+                where = f" server at {root}"
             except logstream.LogOptionsError as exc:
                 raise CommandError(str(exc)) from None
         else:

@@ -189,7 +189,7 @@ class ConnectedManager:
             entries = None
             data = self._get("/api/v0/models").get("data") or []
             infos = [info_from_v0(e) for e in data if isinstance(e, dict) and e.get("id")]
-        by_key = {info.key: info for info in infos}
+        by_key: dict[str | None, RemoteModelInfo] = {info.key: info for info in infos}
         try:
             rows = [r for r in self._get("/api/v0/ps").get("data") or []
                     if isinstance(r, dict) and r.get("identifier") and r.get("status") != "loading"]

@@ -43,6 +43,7 @@ class EventChannel:
         if self._loop is None:
             self._sync_queue.put(event)
             return
+        assert self._async_queue is not None  # made together with the loop
         try:
             self._loop.call_soon_threadsafe(self._async_queue.put_nowait, event)
         except RuntimeError:  # the loop is gone: nobody is listening any more
@@ -86,6 +87,7 @@ class EventChannel:
 
     async def get(self):
         """The next event, or None once the channel is closed."""
+        assert self._async_queue is not None  # an asyncio reader's channel has its loop
         event = await self._async_queue.get()
         if event is _END:
             self._async_queue.put_nowait(_END)
@@ -94,6 +96,7 @@ class EventChannel:
 
     def get_nowait(self):
         """An event already waiting, else None (lets a writer batch a burst of tokens)."""
+        assert self._async_queue is not None  # an asyncio reader's channel has its loop
         try:
             event = self._async_queue.get_nowait()
         except asyncio.QueueEmpty:

@@ -19,7 +19,7 @@ STOP_MAX_TOKENS = StopReason.MAX_TOKENS
 STOP_CONTEXT = StopReason.CONTEXT
 STOP_USER = StopReason.USER
 STOP_FAILED = StopReason.FAILED
-FINISH_REASONS = {STOP_EOS: "stop", STOP_STRING: "stop", STOP_USER: "stop",
+FINISH_REASONS: dict[str, str] = {STOP_EOS: "stop", STOP_STRING: "stop", STOP_USER: "stop",
                   STOP_MAX_TOKENS: "length", STOP_CONTEXT: "length", STOP_FAILED: "stop"}
 
 

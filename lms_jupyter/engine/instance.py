@@ -20,7 +20,8 @@ class _WireEnum(str, enum.Enum):
     """A ``str`` enum whose ``str()`` and f-string form is its wire value."""
 
     __str__ = str.__str__
-    __format__ = str.__format__
+    # mypy reads str's method as already bound here; at runtime it is str's own __format__
+    __format__ = str.__format__  # type: ignore[assignment]
 
 
 class ModelType(_WireEnum):

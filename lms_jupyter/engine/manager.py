@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, cast
 
 from traitlets import Bool, Dict, Enum, Float, Int, Unicode
 from traitlets.config import LoggingConfigurable
@@ -36,6 +36,10 @@ from lms_jupyter.engine.options import LoadConfig, LoadRequest
 from lms_jupyter.engine.worker import WorkerModel
 from lms_jupyter.engine.worker.proxy import SparePool
 from lms_jupyter.engine.load_settings import resolve_load_settings
+
+if TYPE_CHECKING:
+    from lms_jupyter.engine.remote.engines import RemoteCatalog, RemoteEngines
+    from lms_jupyter.engine.remote.models import RemoteModel
 
 CRASH_WINDOW_SECONDS = 60.0
 CRASHES_BEFORE_GIVING_UP = 3  # crashes of one model within the window stop auto-reloads
@@ -124,7 +128,7 @@ class ModelManager(LoggingConfigurable):
 
     def __init__(self, catalog: ModelCatalog | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.catalog = catalog or ModelCatalog(self.models_dir or None)
+        self.catalog: ModelCatalog | RemoteCatalog = catalog or ModelCatalog(self.models_dir or None)
         self._loaded: dict[str, WorkerModel] = {}
         self._crashed: dict[str, WorkerModel] = {}  # dead workers, until reloaded/unloaded
         self._crash_times: dict[str, list[float]] = {}  # model key -> recent crash times
@@ -140,7 +144,7 @@ class ModelManager(LoggingConfigurable):
         self._reaper.start()
         # remote engines (engine/remote_models.py): listed with the local catalog, served
         # by their engine; every query below asks them after the local models
-        self.remotes = None
+        self.remotes: RemoteEngines | None = None
         if self.remote_engines:
             from lms_jupyter.engine.remote.engines import RemoteCatalog, RemoteEngines
 
@@ -206,6 +210,7 @@ class ModelManager(LoggingConfigurable):
         recent = [t for t in self._crash_times.get(model.info.key, [])
                   if now - t < CRASH_WINDOW_SECONDS]
         if len(recent) >= CRASHES_BEFORE_GIVING_UP:
+            assert model.crash is not None  # narrowing only: it is a crashed instance
             raise APIError(
                 f"Model \"{model.identifier}\" crashed {len(recent)} times within a minute, "
                 "so it is not reloaded automatically any more. Last crash: "
@@ -213,12 +218,12 @@ class ModelManager(LoggingConfigurable):
                 "server_error", "model", "model_crashed")
 
     # -- queries -------------------------------------------------------------------------
-    def list_loaded(self) -> list[WorkerModel]:
+    def list_loaded(self) -> list[WorkerModel | RemoteModel]:
         with self._lock:
-            local = list(self._loaded.values())
+            local: list[WorkerModel | RemoteModel] = list(self._loaded.values())
         return local + (self.remotes.loaded() if self.remotes is not None else [])
 
-    def get_loaded(self, name: str) -> WorkerModel | None:
+    def get_loaded(self, name: str) -> WorkerModel | RemoteModel | None:
         """A loaded instance by identifier, or by model key / publisher/key."""
         if self.remotes is not None and self.remotes.owns(name) and name not in self._loaded:
             return self.remotes.get_loaded(name)
@@ -293,7 +298,7 @@ class ModelManager(LoggingConfigurable):
     # -- load / unload -------------------------------------------------------------------
     def load(self, request: LoadRequest, *, jit: bool = False,
              progress: Callable[[float], bool] | None = None,
-             automatic: bool = False) -> WorkerModel:
+             automatic: bool = False) -> WorkerModel | RemoteModel:
         """Load a model in a new worker process (blocking). Explicit loads have no TTL
         unless one is given; an explicit load also forgets the model's recent crashes
         (``automatic``: the reload of a crashed instance, which does not).
@@ -433,10 +438,12 @@ class ModelManager(LoggingConfigurable):
             self.log.info("lms_jupyter: auto-evicting %s for a new JIT load", model.identifier)
             self._unload_instance(model, cancel_running=False)
 
-    def unload(self, identifier: str) -> WorkerModel:
+    def unload(self, identifier: str) -> WorkerModel | RemoteModel:
         remote = self.get_loaded(identifier) if self.remotes is not None else None
         if remote is not None and not remote.capabilities.managed_here:
-            return self.remotes.unload(remote)
+            assert self.remotes is not None  # narrowing only: remote came from it
+            # an instance not managed here is a remote engine's
+            return self.remotes.unload(cast("RemoteModel", remote))
         with self._lock:
             model = self.get_loaded(identifier)
             if model is None:
@@ -447,7 +454,7 @@ class ModelManager(LoggingConfigurable):
                     return crashed
                 raise APIError(f"No loaded model with identifier \"{identifier}\".", 404,
                                "invalid_request_error", "identifier", "model_not_found")
-            self._unload_instance(model)
+            self._unload_instance(cast(WorkerModel, model))  # a remote one returned above
         self.log.info("lms_jupyter: unloaded %s", model.identifier)
         return model
 
@@ -467,7 +474,7 @@ class ModelManager(LoggingConfigurable):
     # -- what requests use ---------------------------------------------------------------
     def acquire(self, model: str, *, ttl: float | None = None,
                 context_length: int | None = None,
-                progress: Callable[[float], bool] | None = None) -> WorkerModel:
+                progress: Callable[[float], bool] | None = None) -> WorkerModel | RemoteModel:
         """The instance a request should use, JIT-loading it when allowed (``progress``
         follows that load, as in :meth:`load`). A remote model is the engine's to load."""
         if self.remotes is not None and self.remotes.owns(model) and model not in self._loaded:
@@ -485,6 +492,7 @@ class ModelManager(LoggingConfigurable):
                 crashed = self._find_crashed(model)
                 if not self.jit_loading:
                     if crashed is not None:
+                        assert crashed.crash is not None  # narrowing only: it crashed
                         raise crashed.crash.error()
                     raise APIError(f"Model \"{model}\" is not loaded and JIT loading is off. "
                                    f"Load it first.", 404, "invalid_request_error", "model",
@@ -526,6 +534,10 @@ class ModelManager(LoggingConfigurable):
         """
         from lms_jupyter.engine.drafts import DraftSettings, DraftSource, check_draft_pair, header_vocab_mismatch, incompatible_draft
 
+        # a remote engine's model has no GGUF here to draft with (the same precedence as acquire)
+        if self.remotes is not None and self.remotes.owns(name) and name not in self._loaded:
+            raise bad_request(f"draft_model \"{name}\" is served by a remote engine; a draft "
+                              "model must be a local one.", "draft_model")
         draft = self.get_loaded(name)
         variant = draft.variant if draft else self.resolve_model(name, "draft_model")[1]
         reason = header_vocab_mismatch(main.variant.header, variant.header)
@@ -544,7 +556,7 @@ class ModelManager(LoggingConfigurable):
                     raise
         draft.last_used = time.time()
         check_draft_pair(main, draft)
-        config = draft.config
+        config = cast(LoadConfig, draft.config)  # a local instance's: remote names are refused
         source = DraftSource(draft.identifier, str(draft.variant.path), config.context_length,
                              config.n_gpu_layers, config.flash_attention, config.kv_cache_type)
         return DraftSettings(source, draft.identifier, look_ahead)

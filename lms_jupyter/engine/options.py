@@ -28,7 +28,7 @@ class LoadRequest:
         """This request as the body of LM Studio's ``POST /api/v1/models/load`` (to
         another server: a connected kernel's, or an LM Studio engine's with ``model`` its
         upstream key); fields left to the defaults are not sent."""
-        body = {"model": model or self.model}
+        body: dict[str, object] = {"model": model or self.model}
         for name in ("identifier", "context_length", "ttl", "flash_attention", "gpu",
                      "parallel"):
             value = getattr(self, name)

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lms_jupyter.engine.drafts import DraftSettings
 
 
 MAX_TOP_LOGPROBS = 20  # OpenAI's bound for top_logprobs (and ours for legacy logprobs)
@@ -34,7 +38,7 @@ class GenerationRequest:
     stop: list[str] = field(default_factory=list)
     grammar: str | None = None  # GBNF text
     add_bos: bool = True  # for a text prompt whose template did not already add BOS
-    draft: object | None = None  # speculative.DraftSettings: decode with a draft model
+    draft: DraftSettings | None = None  # decode with a draft model (speculative decoding)
     # keep special tokens' text (tool-call markers such as <|channel|> or [TOOL_CALLS])
     render_special: bool = False
     logprobs: int | None = None  # report log-probabilities with N alternatives (None: off)

@@ -123,7 +123,7 @@ class ChatOptions:
     max_tokens: int | None = None
     schema: OutputSchema | None = None
     tools: Toolbox | None = None
-    tool_choice: str | None = None  # first request only; later ones use "auto"
+    tool_choice: str | dict | None = None  # first request only; later ones use "auto"
     max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS
     extra: dict = field(default_factory=dict)  # other request fields (seed, top_k, ...)
 
@@ -297,6 +297,7 @@ class ChatRunner:
         result = TurnResult()
         rounds = max(0, options.max_tool_rounds) if options.tools else 0
         for round_no in range(rounds + 1):
+            choice: str | dict | None
             if options.tools:
                 if round_no == rounds:
                     choice = "none"  # out of rounds: the model must answer now
@@ -309,6 +310,7 @@ class ChatRunner:
             result.requests += 1
             result.stats = reply.stats
             result.content = reply.content
+            assert reply.stats is not None  # stream_once always sets it
             if reply.interrupted:
                 view.stats(reply.stats)
                 result.interrupted = True

@@ -69,7 +69,7 @@ def embed_with(api, texts: str | Sequence[str], model: str | None = None, *,
             texts = list(texts)
         except TypeError:
             raise EmbeddingUsageError("texts must be a string or a list of strings.") from None
-    body = {"model": model or default_model(api), "input": list(texts),
+    body: dict[str, object] = {"model": model or default_model(api), "input": list(texts),
             "encoding_format": "base64"}
     if dimensions is not None:
         body["dimensions"] = dimensions

@@ -220,6 +220,7 @@ class LMSMagics(Magics):
             raise UsageError(exc.message) from None
         except ValueError as exc:
             raise UsageError(f"%%chat: {exc}") from None
+        assert self.shell is not None  # a magic runs in its shell
         namespace = self.shell.user_ns
         text = (cell or "").strip()
         if not text:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 
 class SchemaError(ValueError):
@@ -16,7 +19,7 @@ class SchemaError(ValueError):
 class OutputSchema:
     name: str
     schema: dict
-    model_class: type | None = None  # a pydantic model to validate into
+    model_class: type[BaseModel] | None = None  # a pydantic model to validate into
 
     def response_format(self) -> dict:
         return {"type": "json_schema",

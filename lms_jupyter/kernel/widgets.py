@@ -17,7 +17,7 @@ from lms_jupyter.models.catalog import DEFAULT_MODEL_KEY
 from lms_jupyter.errors import APIError
 from lms_jupyter.kernel import runtime
 from lms_jupyter.cli import listing
-from lms_jupyter.kernel.chat import ChatOptions, ChatRunner, Conversation
+from lms_jupyter.kernel.chat import ChatOptions, ChatRunner, Conversation, TurnResult
 from lms_jupyter.engine.options import LoadRequest
 from lms_jupyter.kernel.progress.load import LoadTask
 from lms_jupyter.kernel.tools import Toolbox
@@ -205,11 +205,13 @@ class _WidgetView:
         if now - self._last >= self.interval:
             self._last = now
             self.updates += 1
+            assert self.output is not None  # start_text() came first
             self.output.outputs = (_markdown_output(text),)
 
     def end_text(self, text: str, stage: str) -> None:
         suffix = "\n\n*(stopped)*" if stage == "interrupted" else ""
         self.updates += 1
+        assert self.output is not None  # start_text() came first
         self.output.outputs = (_markdown_output(text + suffix),)
 
     def tool_result(self, result) -> None:
@@ -241,7 +243,7 @@ class ChatWidget(widgets.VBox):
         self.max_tokens = max_tokens
         self.request_defaults = dict(request_defaults or {})
         self.rate = rate
-        self.last_result = None
+        self.last_result: TurnResult | None = None
         self.last_error: str | None = None
         self.transcript = widgets.VBox(layout=widgets.Layout(max_height="30em",
                                                              overflow="auto"))

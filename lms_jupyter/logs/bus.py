@@ -23,7 +23,7 @@ import os
 import re
 import threading
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 
 SOURCES = ("model", "server")
@@ -224,7 +224,7 @@ def log_request(method: str, path: str, status: int, seconds: float,
     server_log(level, text)
 
 
-def server_started(url: str, models_dir, secrets: list[str | None] = ()) -> None:
+def server_started(url: str, models_dir, secrets: Sequence[str | None] = ()) -> None:
     """The server's start-up lines; ``secrets`` (the Jupyter token) are masked from now on."""
     for secret in secrets:
         _bus.add_secret(secret)

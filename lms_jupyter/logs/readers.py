@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Callable, Iterator
+from typing import Callable, Generator, Iterator
 
 from lms_jupyter.logs.bus import Subscription, bus
 from lms_jupyter.logs.render import LogFilter, LogOptionsError
@@ -31,7 +31,7 @@ def _waits(deadline: float | None, poll: float,
 def follow(log_filter: LogFilter, *, timeout: float | None = None,
            stop: threading.Event | None = None, poll: float = 0.25,
            on_dropped: Callable[[int], None] | None = None,
-           subscription: Subscription | None = None) -> Iterator[dict]:
+           subscription: Subscription | None = None) -> Generator[dict, None, None]:
     """Events of this process's bus that pass ``log_filter``, as they come, until
     ``timeout`` seconds pass or ``stop`` is set. ``on_dropped(n)`` reports lost events."""
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -64,7 +64,7 @@ def sse_url(base_url: str, log_filter: LogFilter, prefix: str = "lms") -> str:
 def read_sse(url: str, token: str | None = None, *, timeout: float | None = None,
              on_dropped: Callable[[int], None] | None = None,
              stop: threading.Event | None = None, poll: float = 0.25,
-             accept: tuple[str, ...] = ()) -> Iterator[dict]:
+             accept: tuple[str, ...] = ()) -> Generator[dict, None, None]:
     """The events of a server's log stream (``GET .../api/v0/logs/stream``), as dicts;
     ``accept``: the named events to yield besides unnamed ones (the model events route).
 
@@ -91,7 +91,8 @@ def read_sse(url: str, token: str | None = None, *, timeout: float | None = None
     return _sse_events(response, deadline, on_dropped, stop, poll, accept)
 
 
-def _sse_events(response, deadline, on_dropped, stop, poll, accept=()) -> Iterator[dict]:
+def _sse_events(response, deadline, on_dropped, stop, poll,
+                accept=()) -> Generator[dict, None, None]:
     import queue
 
     items: queue.Queue = queue.Queue()

@@ -253,7 +253,7 @@ class ModelCatalog:
             if self.include_embedded:
                 path = embedded_model_path()
                 header = self._header(path) if path else None
-                if header is not None:
+                if path is not None and header is not None:
                     by_key[DEFAULT_MODEL_KEY] = ModelInfo(
                         DEFAULT_MODEL_KEY, DEFAULT_MODEL_PUBLISHER,
                         [ModelVariant(path, header, path.stat().st_size)], embedded=True)

@@ -182,6 +182,7 @@ def parse_target(spec: str, endpoint: str = HUB_URL) -> Target:
                             "invalid_request")
     if "://" in spec:
         return _parse_url(spec, endpoint)
+    quant: str | None
     name, _, quant = spec.partition("@")
     name, quant = name.strip(), quant.strip() or None
     if "/" in name:

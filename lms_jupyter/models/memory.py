@@ -309,7 +309,7 @@ def available_memory_bytes() -> int:
     except OSError:
         pass
     try:
-        import psutil  # type: ignore[import-not-found]
+        import psutil
 
         return int(psutil.virtual_memory().available)
     except ImportError:

@@ -21,6 +21,7 @@ import os
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -80,7 +81,7 @@ def _wheel_url(index: str) -> tuple[str, str, int]:
         if entry.get("filename") == wanted:
             url = entry["url"]
             if not url.startswith(("http://", "https://", "file:")):
-                url = urllib.request.urljoin(f"{index}/{PACKAGE}/", url)
+                url = urllib.parse.urljoin(f"{index}/{PACKAGE}/", url)
             return url, entry["hashes"]["sha256"], int(entry.get("size") or 0)
     raise StarterFetchError(f"The package index {index} has no {wanted}.")
 

@@ -34,7 +34,8 @@ from pathlib import Path
 try:
     import fcntl
 except ImportError:  # Windows: one process per data dir is assumed there
-    fcntl = None
+    # the optional-module idiom (the one use checks for None)
+    fcntl = None  # type: ignore[assignment]
 
 PREFIX = "sk-lmj-"
 TOKEN_PATTERN = re.compile(r"^sk-lmj-([0-9a-f]{16}):([A-Za-z0-9_-]{43})$")
@@ -228,6 +229,7 @@ class TokenStore:
                 # same work as a real check, so timing does not tell ids apart
                 _digest(b"\0" * 16, match.group(2) if match else "x")
                 return None
+            assert match is not None  # a record was found under the token's id
             ok = hmac.compare_digest(_digest(bytes.fromhex(record.salt), match.group(2)),
                                      record.hash)
             if not ok or record.expired():

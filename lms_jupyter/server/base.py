@@ -21,11 +21,13 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from typing import Callable
 
 from jupyter_server.auth import User
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import httputil, web
+from tornado.http1connection import HTTP1Connection
 from tornado.iostream import StreamClosedError
 
 from lms_jupyter import logs as logstream
@@ -60,7 +62,7 @@ class LMSHandler(ExtensionHandlerMixin, APIHandler):
     """Base for every lms_jupyter endpoint."""
 
     auth_resource = AUTH_RESOURCE
-    _cancel = None
+    _cancel: Callable[[], None] | None = None
     scoped_token: TokenRecord | None = None  # set when a scoped API token authenticated
     _body_parts: list | None = None
     _body_size = 0
@@ -71,7 +73,7 @@ class LMSHandler(ExtensionHandlerMixin, APIHandler):
         return self.settings[Services.SETTINGS_KEY]
 
     # -- first: size limit, then who is asking -------------------------------------------------
-    async def prepare(self):
+    async def prepare(self):  # type: ignore[override]  # as jupyter_server's APIHandler does
         try:
             await self._prepare()
         except web.HTTPError:
@@ -169,7 +171,8 @@ class LMSHandler(ExtensionHandlerMixin, APIHandler):
             self._body_refused = True
             raise web.HTTPError(413, self._too_large_message(int(declared)))
         # Tornado's own check as a backstop for chunked bodies
-        self.request.connection.set_max_body_size(limit + 2**16)
+        if isinstance(self.request.connection, HTTP1Connection):  # what Tornado serves
+            self.request.connection.set_max_body_size(limit + 2**16)
         self._body_parts = []
 
     def _too_large_message(self, size: int | None = None) -> str:
@@ -254,7 +257,7 @@ class LMSHandler(ExtensionHandlerMixin, APIHandler):
             message = exc.log_message if isinstance(exc, AuthFailed) else (
                 "Authentication required: send the Jupyter token or a scoped API token as "
                 "'Authorization: Bearer <token>'.")
-            error = invalid_api_key(message)
+            error = invalid_api_key(str(message))
         elif status_code >= 500:
             message = reason if isinstance(exc, web.HTTPError) and reason else \
                 "Internal server error."

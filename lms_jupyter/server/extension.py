@@ -168,7 +168,8 @@ class LMSJupyterApp(ExtensionApp):
         # the batch runner first: its running requests are dropped, not recorded as
         # failures, so they run again after a restart
         await self.batch_runner.stop()
-        services.batches.store.close()
+        if services.batches is not None:  # None if initialization failed before it
+            services.batches.store.close()
         await asyncio.to_thread(services.manager.shutdown)
         streams = [s for s in services.streams if not s.done()]
         if streams:

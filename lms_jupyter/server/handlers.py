@@ -20,8 +20,10 @@ from lms_jupyter.server.base import LMSHandler
 class EndpointHandler(LMSHandler):
     """Serves the ``Endpoint`` of its route for each HTTP method."""
 
-    def initialize(self, endpoints: dict, error_body, name: str | None = None) -> None:
-        super().initialize(name=name)
+    # Tornado passes each route's own keyword arguments: initialize() differs by design
+    def initialize(self, endpoints: dict, error_body,  # type: ignore[override]
+                   name: str | None = None) -> None:
+        super().initialize(name=name)  # type: ignore[arg-type]  # see NotFoundHandler
         self.endpoints = endpoints
         self._error_body = error_body
 
@@ -88,8 +90,10 @@ class NotFoundHandler(LMSHandler):
     """Any other path under the prefix: a JSON 404 that SDKs can show, not Jupyter's
     HTML page."""
 
-    def initialize(self, error_body, name: str | None = None) -> None:
-        super().initialize(name=name)
+    def initialize(self, error_body,  # type: ignore[override]  # Tornado's route kwargs
+                   name: str | None = None) -> None:
+        # jupyter_server's ExtensionApp always passes its name; None only outside one
+        super().initialize(name=name)  # type: ignore[arg-type]
         self._error_body = error_body
 
     def error_body(self, error: APIError) -> dict:

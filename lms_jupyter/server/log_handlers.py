@@ -12,6 +12,7 @@ import asyncio
 
 from jupyter_server.auth.decorator import authorized
 from tornado import web
+from tornado.http1connection import HTTP1Connection
 from tornado.iostream import StreamClosedError
 
 from lms_jupyter import logs as logstream
@@ -78,7 +79,8 @@ class LogStreamHandler(LMSHandler):
             pass
         finally:
             sub.close()
-        if not self.request.connection.stream.closed():
+        connection = self.request.connection  # Tornado's server: an HTTP1Connection
+        if not (isinstance(connection, HTTP1Connection) and connection.stream.closed()):
             self.finish()
 
     def on_connection_close(self) -> None:

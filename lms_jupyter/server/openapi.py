@@ -71,7 +71,7 @@ def _operation(method: str, path: str, endpoint: Endpoint) -> dict:
                                              "data": {"type": "string"}},
             "description": "With stream=true: 'data: <chunk JSON>' events, an error object as "
                            "an event if generation fails, then 'data: [DONE]'"}}
-    operation = {
+    operation: dict = {
         "operationId": f"{method}_{re.sub(r'[^A-Za-z0-9]+', '_', path).strip('_')}",
         "summary": endpoint.doc,
         "responses": {"200": {"description": endpoint.doc, "content": ok_content},

@@ -45,7 +45,7 @@ ANTHROPIC = {"error_body": anthropic_error}
 
 def _routes(prefix: str) -> list[tuple[str, dict, dict]]:
     v1, v0, api1 = f"/{prefix}/v1", f"/{prefix}/api/v0", f"/{prefix}/api/v1"
-    generation = dict(body=True, stream=True)
+    generation: dict[str, Any] = dict(body=True, stream=True)
     return [
         # OpenAI-compatible
         (rf"{v1}/models/?", {"get": Endpoint(
@@ -210,7 +210,7 @@ def lms_handlers(prefix: str) -> list[tuple]:
     from lms_jupyter.server.log_handlers import LogStreamHandler
     from lms_jupyter.server.model_events_handler import ModelEventsHandler
 
-    specs = [(pattern, EndpointHandler, {"endpoints": endpoints, **options})
+    specs: list[tuple] = [(pattern, EndpointHandler, {"endpoints": endpoints, **options})
              for pattern, endpoints, options in _routes(prefix)]
     # lms log stream: an SSE feed from the log bus, not an API call
     specs.append((rf"/{prefix}/api/v0/logs/stream/?", LogStreamHandler))

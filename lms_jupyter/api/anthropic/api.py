@@ -13,6 +13,7 @@ import logging
 
 from lms_jupyter.engine.channel import EventChannel, run_blocking
 from lms_jupyter.engine.manager import ModelManager
+from lms_jupyter.engine.request import GenerationRequest
 from lms_jupyter.errors import APIError
 from lms_jupyter.api.drive import Generation
 from lms_jupyter.api.events import Done, Failed
@@ -84,10 +85,11 @@ class AnthropicAPI:
         def count() -> int:
             prepared = prepare_chat(self.manager, request.chat, "both")
             tokenize = getattr(prepared.model, "tokenize", None)
-            prompt = prepared.request.prompt
-            if tokenize is None or not isinstance(prompt, str):
+            generation = prepared.request  # a remote engine's RemoteRequest has no prompt
+            if tokenize is None or not isinstance(generation, GenerationRequest) \
+                    or not isinstance(generation.prompt, str):
                 raise APIError(f"Model {prepared.model.identifier!r} is served by a remote "
                                "engine, whose tokenizer is not available here.", 400)
-            return len(tokenize(prompt, add_bos=prepared.request.add_bos, special=True))
+            return len(tokenize(generation.prompt, add_bos=generation.add_bos, special=True))
 
         return JSONResponse({"input_tokens": await run_blocking(count)})

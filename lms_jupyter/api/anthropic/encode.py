@@ -14,7 +14,7 @@ import json
 import secrets
 
 from lms_jupyter.chat.events import ContentDelta, ReasoningDelta, ToolCallArgsDelta, ToolCallEnd, \
-    ToolCallStart
+    ToolCall, ToolCallStart
 from lms_jupyter.engine.events import STOP_STRING
 from lms_jupyter.api.events import Done
 
@@ -124,6 +124,7 @@ class MessageEncoder:
 
     def feed(self, event) -> list[dict]:
         """The stream events for one typed answer event."""
+        index: int | None
         if isinstance(event, ContentDelta):
             return self._piece("text", event.text) if event.text else []
         if isinstance(event, ReasoningDelta):
@@ -163,7 +164,8 @@ class MessageEncoder:
 
     def _settle(self, done: Done) -> None:
         """Blocks as the assembled answer has them: the parsers' final word on calls."""
-        calls = {tool_use_id(c.id): c for c in done.answer.tool_calls}
+        calls: dict[str | None, ToolCall] = {tool_use_id(c.id): c
+                                             for c in done.answer.tool_calls}
         for block in self.content:
             call = calls.get(block.get("id")) if block["type"] == "tool_use" else None
             if call is not None and call.arguments:

@@ -168,7 +168,7 @@ def chat_messages(body: dict) -> list[dict]:
 def chat_tools(body: dict) -> tuple[list[dict] | None, object, bool | None]:
     """``tools`` and ``tool_choice`` as chat-completions ones (+ parallel_tool_calls)."""
     value = body.get("tools")
-    tools = None
+    tools: list[dict] | None = None
     if value is not None:
         if not isinstance(value, list):
             raise bad_request("'tools' must be an array of tools.", "tools")
@@ -210,7 +210,9 @@ def chat_tools(body: dict) -> tuple[list[dict] | None, object, bool | None]:
     if kind in ("any", "tool") and not tools:
         raise bad_request(f"tool_choice '{kind}' needs a non-empty 'tools' array.",
                           "tool_choice")
+    openai_choice: dict | str | None
     if kind == "tool":
+        assert tools is not None  # a 'tool' choice without tools was refused above
         name = choice.get("name")
         names = [t["function"]["name"] for t in tools]
         if not isinstance(name, str) or name not in names:

@@ -61,7 +61,7 @@ class BatchesAPI:
         content = self.store.file_content(checked.input_file_id) or b""
         lines, errors = wire.batch_lines(content, checked.endpoint)
         now = int(time.time())
-        batch = {name: None for name in FIELDS}
+        batch: dict[str, object] = {name: None for name in FIELDS}
         batch.update(id=new_id("batch_"), object="batch", endpoint=checked.endpoint,
                      input_file_id=checked.input_file_id,
                      completion_window=checked.completion_window, status="validating",
@@ -108,4 +108,7 @@ class BatchesAPI:
         batch["cancelling_at"] = int(time.time())
         self.store.save_batch(batch)
         self.runner.cancel(batch_id)
-        return self.view(self.store.get_batch(batch_id))
+        saved = self.store.get_batch(batch_id)
+        if saved is None:  # the store's folder went away meanwhile
+            raise batch_not_found(batch_id)
+        return self.view(saved)

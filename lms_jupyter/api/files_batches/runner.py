@@ -154,6 +154,7 @@ class BatchRunner:
                 log.exception("lms_jupyter: cannot read the batch store")
                 active = []
             if not active:
+                assert self._wake is not None  # start() made it
                 self._wake.clear()
                 try:  # woken by a new batch; a rescan now and then sees another server's
                     await asyncio.wait_for(self._wake.wait(), RESCAN_SECONDS)
@@ -179,6 +180,8 @@ class BatchRunner:
 
     async def _process(self, batch_id: str) -> None:
         batch = self.store.get_batch(batch_id)
+        if batch is None:  # the store's folder went away since the scan: fail clearly
+            raise LookupError(f"batch {batch_id} is no longer in the batch store")
         if batch["status"] == "cancelling" or batch_id in self._cancelled:
             self.finalize(batch_id, "cancelled")
             return
@@ -228,7 +231,7 @@ class BatchRunner:
     @staticmethod
     def _expired(batch: dict) -> bool:
         expires = batch.get("expires_at")
-        return bool(expires) and time.time() >= expires
+        return bool(expires and time.time() >= expires)
 
     def _intended(self, batch: dict) -> str:
         if batch.get("cancelling_at"):
@@ -259,6 +262,7 @@ class BatchRunner:
             if room:
                 self._busy[key] = mine + 1
                 return key
+            assert self._freed is not None  # start() made it
             self._freed.clear()
             try:  # re-check as soon as one of ours finishes, else every `poll` seconds
                 await asyncio.wait_for(self._freed.wait(), self.poll)
@@ -274,6 +278,7 @@ class BatchRunner:
         finally:
             self._channels.discard(channel)
             self._busy[key] = max(0, self._busy.get(key, 1) - 1)
+            assert self._freed is not None  # start() made it
             self._freed.set()
         if self._stopping or channel in self._cut:
             self._cut.discard(channel)
@@ -297,8 +302,8 @@ class BatchRunner:
         body = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
         try:
             result = await call(body, channel)
-        except APIError as error:
-            return error.status, error.to_dict()
+        except APIError as failure:
+            return failure.status, failure.to_dict()
         except Exception as exc:  # noqa: BLE001 - one request's failure is its own line
             log.exception("lms_jupyter: a batch request failed")
             error = APIError(f"Internal error: {exc}", 500, "server_error")

@@ -25,6 +25,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Sequence
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -89,7 +90,7 @@ class BatchStore:
         self.db_path = self.root / "batches.sqlite"
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.RLock()
-        self._runner_lock = None  # the open lock file while this process runs batches
+        self._runner_lock: IO[str] | None = None  # the lock file while this process runs batches
 
     # -- connection ------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -190,6 +191,7 @@ class BatchStore:
         with self._lock:
             if not self.exists():
                 return []
+            args: tuple[str, ...]
             query, args = "SELECT * FROM files", ()
             if purpose:
                 query, args = query + " WHERE purpose = ?", (purpose,)
@@ -230,7 +232,7 @@ class BatchStore:
                                      (batch_id,)).fetchone()
         return json.loads(row[0]) if row else None
 
-    def save_batch(self, batch: dict, files: list[tuple[str, str, bytes]] = ()) -> dict:
+    def save_batch(self, batch: dict, files: Sequence[tuple[str, str, bytes]] = ()) -> dict:
         """Update a batch's object; ``files`` (id, filename, content) are output files
         written and recorded in the same transaction as the object that names them."""
         with self._lock:
@@ -319,6 +321,7 @@ class _Transaction:
 
     def __exit__(self, kind, exc, tb) -> None:
         try:
+            assert self.store._conn is not None  # opened by __enter__, under the lock
             self.store._conn.execute("ROLLBACK" if kind else "COMMIT")
         finally:
             self.store._lock.release()

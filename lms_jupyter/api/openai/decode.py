@@ -40,7 +40,7 @@ class ChunkOutput:
                 continue
             delta = choice.get("delta")
             if not isinstance(delta, dict):
-                delta = choice.get("message") if isinstance(choice.get("message"), dict) \
+                delta = choice["message"] if isinstance(choice.get("message"), dict) \
                     else {}
             reasoning = delta.get("reasoning_content")
             if not isinstance(reasoning, str) or not reasoning:
@@ -80,7 +80,7 @@ class ChunkOutput:
 
     def _tool_call(self, call: dict, position: int) -> list:
         index = call.get("index", position)
-        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+        function = call["function"] if isinstance(call.get("function"), dict) else {}
         events: list = self._close_think()
         if index not in self.calls:
             if self.open_call is not None:

@@ -155,6 +155,7 @@ class ChatEncoder(_Encoder):
                               "logprobs": None, "finish_reason": None}])]
 
     def delta_choice(self, event, finish_reason=None) -> dict | None:
+        delta: dict | None
         if event is None:
             delta = {}
         else:

@@ -9,9 +9,10 @@ ones (:meth:`OpenAICompatAPI.start_chat`) and reads the events itself.
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from typing import Callable, Iterator
 
 from lms_jupyter.engine.channel import EventChannel, run_blocking
+from lms_jupyter.engine.instance import ModelInstance
 from lms_jupyter.engine.manager import ModelManager
 from lms_jupyter.errors import model_not_found
 from lms_jupyter.models.catalog import ModelNotFound
@@ -19,7 +20,7 @@ from lms_jupyter.api.openai import embeddings as embeddings_api
 from lms_jupyter.api.openai import requests
 from lms_jupyter.api.drive import Generation
 from lms_jupyter.api.openai.encode import ChatEncoder, Extras, TextEncoder
-from lms_jupyter.api.events import Failed
+from lms_jupyter.api.events import Done, Failed
 from lms_jupyter.api.prepare import Prepared, prepare_chat, prepare_completion
 from lms_jupyter.api.results import JSONResponse, StreamResponse
 
@@ -33,7 +34,8 @@ class OpenAICompatAPI:
     """The /v1 surface. ``extras`` adds fields to every finished completion (LM Studio's
     /api/v0 adds ``stats``, ``model_info`` and ``runtime``)."""
 
-    def __init__(self, manager: ModelManager, presets=None, *, extras: Extras | None = None,
+    def __init__(self, manager: ModelManager, presets=None, *,
+                 extras: Callable[[Done, ModelInstance], dict] | None = None,
                  reasoning_field: str = "both"):
         self.manager = manager
         self.presets = presets  # models.presets.PresetStore; None: the default folder
@@ -122,9 +124,10 @@ class OpenAICompatAPI:
                            extras=self._extras_for(prepared))
 
     def _extras_for(self, prepared: Prepared) -> Extras | None:
-        if self.extras is None:
+        extras = self.extras
+        if extras is None:
             return None
-        return lambda done: self.extras(done, prepared.model)
+        return lambda done: extras(done, prepared.model)
 
     # -- async (server) ----------------------------------------------------------------------
     async def chat_completions(self, body, channel: EventChannel | None = None):

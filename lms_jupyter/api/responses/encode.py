@@ -172,6 +172,7 @@ class ResponseEncoder:
             self.output[self._open]["content"].append(part)
             events.append(self._event("response.content_part.added", **self._ids(self._open),
                                       content_index=0, part=copy.deepcopy(part)))
+        assert self._open is not None  # a message is open: it was, or was just added
         self.output[self._open]["content"][0]["text"] += text
         events.append(self._event("response.output_text.delta", **self._ids(self._open),
                                   content_index=0, delta=text, logprobs=[]))
@@ -189,6 +190,7 @@ class ResponseEncoder:
             self.output[self._open]["content"].append(part)
             events.append(self._event("response.content_part.added", **self._ids(self._open),
                                       content_index=0, part=copy.deepcopy(part)))
+        assert self._open is not None  # a reasoning item is open: it was, or was just added
         self.output[self._open]["content"][0]["text"] += text
         events.append(self._event("response.reasoning_text.delta", **self._ids(self._open),
                                   content_index=0, delta=text))

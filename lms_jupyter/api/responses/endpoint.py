@@ -29,6 +29,7 @@ from lms_jupyter.api.drive import Generation
 from lms_jupyter.api.events import Done, Failed
 from lms_jupyter.api.responses.mcp_tools import McpCallError, McpPolicy, McpTool
 from lms_jupyter.api.prepare import prepare_chat
+from lms_jupyter.api.prepared import Prepared
 from lms_jupyter.api.responses.encode import ResponseEncoder
 from lms_jupyter.api.responses.store import ResponseStore
 from lms_jupyter.api.results import JSONResponse, StreamResponse
@@ -92,7 +93,7 @@ class _Run:
         self.context: list[dict] = []  # earlier turns' items
         self.encoder: ResponseEncoder | None = None
         self.generation: Generation | None = None
-        self.prepared = None
+        self.prepared: Prepared | None = None
         self.servers = {s.label: s for s in request.mcp}
         self.exposed: dict[str, tuple[McpTool, dict]] = {}  # model name -> (tool, chat tool)
         self.calls_made = 0
@@ -158,6 +159,7 @@ class _Run:
             if item.get("type") == "mcp_list_tools" and not item.get("error"):
                 shown[item.get("server_label")] = sorted(t.get("name", "") for t in
                                                           item.get("tools") or [])
+        assert self.encoder is not None  # begin() made it
         taken = {tool["function"]["name"] for tool in self.request.function_tools}
         for server in self.request.mcp:
             tools = await mcp_tools.list_tools(server, self.api.mcp.timeout)
@@ -212,6 +214,7 @@ class _Run:
         tools, choice = self._step_tools()
         self.forced_done = True
         budget = request.max_output_tokens
+        assert self.encoder is not None  # begin() made it
         if budget is not None:
             budget -= self.encoder.output_tokens
         conversation = [*self.context, *request.items, *self.encoder.output]
@@ -240,14 +243,16 @@ class _Run:
             yield events
         self.pending = []
         encoder = self.encoder
+        assert encoder is not None  # begin() made it
         try:
             while True:
                 done = None
+                assert self.generation is not None  # _start_step() made it
                 async with aclosing(self.generation.batches()) as batches:
                     async for batch in batches:  # closing them cancels the generation
                         if self.gone():
                             return
-                        out = []
+                        out: list[dict] = []
                         for event in batch:
                             if isinstance(event, Failed):
                                 raise event.error
@@ -290,6 +295,7 @@ class _Run:
 
     def _continues(self, done: Done, ran: int) -> bool:
         encoder = self.encoder
+        assert encoder is not None  # begin() made it
         if encoder.step_approvals or encoder.step_function_calls or not ran:
             return False
         if done.finish_reason == "length" or self._out_of_tokens():
@@ -298,6 +304,7 @@ class _Run:
 
     def _out_of_tokens(self) -> bool:
         budget = self.request.max_output_tokens
+        assert self.encoder is not None  # begin() made it
         return budget is not None and self.encoder.output_tokens >= budget
 
     def _reasoning_tokens(self, done: Done) -> int:
@@ -307,6 +314,7 @@ class _Run:
         text = done.answer.reasoning
         if not text:
             return 0
+        assert self.prepared is not None  # the step that just finished was prepared
         tokenize = getattr(self.prepared.model, "tokenize", None)
         if tokenize is None:  # a remote engine's model: no tokenizer here
             return done.stats.reasoning_tokens or 0
@@ -314,6 +322,7 @@ class _Run:
 
     async def _execute(self, index: int) -> list[dict]:
         """Run one pending MCP call; its closing events."""
+        assert self.encoder is not None  # begin() made it
         item = self.encoder.output[index]
         server = self.servers[item["server_label"]]
         self.calls_made += 1
@@ -336,6 +345,7 @@ class _Run:
     async def _save(self) -> None:
         if not self.request.store:
             return
+        assert self.encoder is not None  # begin() made it
         response = self.encoder.response
         conversation = [*self.context, *self.request.items, *response["output"]]
         try:
@@ -362,4 +372,5 @@ class _Run:
             raise APIError("The request was cancelled.", 499, "invalid_request_error")
         if self.error is not None:
             raise self.error
+        assert self.encoder is not None  # begin() made it
         return self.encoder.response

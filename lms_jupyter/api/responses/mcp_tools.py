@@ -33,8 +33,8 @@ from lms_jupyter.api.responses.request import McpServerSpec
 
 try:
     _GROUP = BaseExceptionGroup
-except NameError:  # Python 3.10: anyio's backport
-    from exceptiongroup import BaseExceptionGroup as _GROUP
+except NameError:  # Python 3.10: anyio's backport (mypy checks as 3.11: a redefinition)
+    from exceptiongroup import BaseExceptionGroup as _GROUP  # type: ignore[no-redef]
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ class McpPolicy:
         except (OSError, asyncio.TimeoutError) as exc:
             raise bad_request(f"Could not resolve the MCP server's host {parts.hostname!r}: "
                               f"{exc or 'timed out'}.", f"{server.param}.server_url") from None
-        return sorted({info[4][0] for info in infos})
+        return sorted({str(info[4][0]) for info in infos})
 
 
 # -- the client -----------------------------------------------------------------------------

@@ -386,7 +386,7 @@ def _text_format(text) -> tuple[str | None, dict]:
     if kind == "text":
         return None, {"format": {"type": "text"}}
     if kind == "json_object":
-        chat_format = {"type": "json_object"}
+        chat_format: dict = {"type": "json_object"}
     elif kind == "json_schema":
         if not isinstance(fmt.get("schema"), dict):
             raise bad_request("'text.format.schema' must be a JSON schema object.",

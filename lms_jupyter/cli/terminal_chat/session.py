@@ -12,13 +12,23 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from lms_jupyter.api.openai import requests
 from lms_jupyter.chat.events import ContentDelta, ReasoningDelta
 from lms_jupyter.api.events import Done
 
+if TYPE_CHECKING:
+    from lms_jupyter.api.drive import Generation
+
 log = logging.getLogger(__name__)
+
+
+class ChatAPI(Protocol):
+    """What a session needs of an API: the server's (``ConnectedAPI``) or this
+    process's own (``OpenAICompatAPI``)."""
+
+    def start_chat(self, request: requests.ChatRequest) -> Generation: ...
 
 
 @dataclass
@@ -34,7 +44,7 @@ class Answer:
 
 @dataclass
 class ChatSession:
-    api: object  # start_chat(ChatRequest) -> Generation
+    api: ChatAPI  # start_chat(ChatRequest) -> Generation
     model: str
     system: str | None = None
     ttl: float | None = None
@@ -56,7 +66,7 @@ class ChatSession:
                 body[name] = value
         return requests.chat_request(body)
 
-    def ask(self, question: str, write: Callable[[str], None],
+    def ask(self, question: str, write: Callable[[str], object],
             started: Callable[[object], None] | None = None) -> Answer:
         """Stream the answer to ``question`` through ``write``. A KeyboardInterrupt while
         it streams cancels the generation and returns the partial answer (interrupted);

@@ -35,6 +35,7 @@ state of one thread.)
 from __future__ import annotations
 
 import collections
+import collections.abc
 import contextlib
 import logging
 import threading
@@ -135,7 +136,8 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         # wraps the sampling of one step, so an owner can deliver the tokens of every slot
         # at once (a model's worker sends them in one message)
-        self.grouped_events = contextlib.nullcontext
+        self.grouped_events: collections.abc.Callable[[], contextlib.AbstractContextManager] = \
+            contextlib.nullcontext
         self.stats = {"steps": 0, "decoded": 0, "sampled": 0}
         if llm is not None:
             self.ctx = llm._ctx.ctx
@@ -158,7 +160,7 @@ class Scheduler:
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def join(self, timeout: float) -> None:
+    def join(self, timeout: float | None) -> None:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
@@ -183,7 +185,7 @@ class Scheduler:
             self._cancelling = True
             for running in list(self.running):
                 running.job.channel.cancel_event.set()
-            kept = collections.deque()
+            kept: collections.deque = collections.deque()
             while self._waiting:
                 job = self._waiting.popleft()
                 if job is STOP:
@@ -416,7 +418,10 @@ class Scheduler:
 
     def _plan(self) -> list[tuple[_Running, list[int], bool]]:
         """This step's work: (request, tokens to decode, whether its logits are needed)."""
-        plan = [(r, [r.next_token], True) for r in self.running if not r.prefilling]
+        # not prefilling means next_token is set: a property mypy cannot see through
+        plan: list[tuple[_Running, list[int], bool]] = [
+            (r, [r.next_token], True)  # type: ignore[list-item]
+            for r in self.running if not r.prefilling]
         room = self.batch.capacity - len(plan)
         chunk = room if not plan else min(room, PREFILL_CHUNK)
         for running in self.running:

@@ -237,7 +237,7 @@ def run_generation(llm, request: GenerationRequest, cancel: threading.Event,
                 if cancel.is_set():
                     text.stop_reason = STOP_USER
                     break
-                delta = text.delta(text.push(token, recorder and recorder.take(token)))
+                delta = text.delta(text.push(token, recorder.take(token) if recorder else None))
                 if delta is not None:
                     emit(delta)
                 if text.stop_reason:

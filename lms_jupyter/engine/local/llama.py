@@ -15,7 +15,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
-from typing import Callable
+from typing import Any, Callable
 
 from lms_jupyter.engine.options import KV_CACHE_TYPES, LoadCancelled  # noqa: F401
 
@@ -74,7 +74,8 @@ def route_llama_logs() -> None:
             def __exit__(self, *exc):
                 return False
 
-        llama_module.suppress_stdout_stderr = _NoRedirect
+        # a deliberate patch of llama_cpp's class (its stand-in has the same interface)
+        llama_module.suppress_stdout_stderr = _NoRedirect  # type: ignore[misc,assignment]
         _routed = True
 
 
@@ -258,7 +259,8 @@ class TokenBatch:
         base = self.seq.ctypes.data
         self._seq_ptrs = (int_p * capacity)(*[ctypes.cast(base + 4 * i, int_p)
                                               for i in range(capacity)])
-        batch = llama_cpp.llama_batch()
+        # Any: llama_cpp declares the pointer fields (token, pos, ...) as ctypes arrays
+        batch: Any = llama_cpp.llama_batch()
         batch.n_tokens = 0
         batch.token = self.token.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_token))
         batch.embd = ctypes.POINTER(ctypes.c_float)()

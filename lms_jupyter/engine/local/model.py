@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from concurrent.futures import Future
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from lms_jupyter.engine.local.embedding import Embedder, EmbeddingResult, model_pooling
 from lms_jupyter.errors import APIError, not_a_chat_model
@@ -31,6 +31,9 @@ from lms_jupyter.engine.request import GenerationRequest
 from lms_jupyter.engine.local.generation import run_generation
 from lms_jupyter.engine.instance import JobKind
 from lms_jupyter.engine.options import LoadConfig, default_threads
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +53,7 @@ class LoadedModel:
         self.last_used = time.time()
         self.load_time_seconds = 0.0
         self.estimated_bytes = 0  # the manager's memory estimate, for the guardrail budget
-        self._drafts: dict[tuple, object] = {}  # private draft Llamas, by DraftSource
+        self._drafts: dict[tuple, Llama] = {}  # private draft Llamas, by DraftSource
         self._current_cancel: threading.Event | None = None  # an exclusive generation's
         self.max_queued = 0  # bound on requests waiting or running (0: none); the manager's
         # an embedding model (BERT, ...) has only an embedding context, no chat Llama
@@ -116,7 +119,7 @@ class LoadedModel:
     def worker_alive(self) -> bool:
         return self.scheduler is not None and self.scheduler.alive
 
-    def join(self, timeout: float = 30.0) -> bool:
+    def join(self, timeout: float | None = 30.0) -> bool:
         """Wait for the worker to exit after :meth:`close`; True when it has."""
         if self.scheduler is not None:
             self.scheduler.join(timeout)
@@ -172,6 +175,7 @@ class LoadedModel:
         if self.closed:
             raise model_unloaded(self.identifier)
         self.last_used = time.time()
+        assert self.scheduler is not None  # narrowing only: load() made it
         self.scheduler.submit(job, self.max_queued)
 
     # -- work ----------------------------------------------------------------------------
@@ -230,6 +234,7 @@ class LoadedModel:
         """The embedding context (worker thread only). A chat model gets a mean-pooling
         one on its own weights the first time it is asked for embeddings."""
         if self._embedder is None:
+            assert self.config.n_threads is not None  # narrowing only: load() set it
             self._embedder = Embedder.for_chat_model(
                 self._llm, context_length=self.config.context_length,
                 n_threads=self.config.n_threads,
@@ -301,6 +306,7 @@ class _SpeculativeJob(SlotJob):
                 model._prefill_abort.arm(status == STATUS_PROMPT)
 
             try:
+                assert self.request.draft is not None  # narrowing only: made for a draft
                 draft_llm = model.draft_llm(self.request.draft.source)
                 run_generation(model.llm, self.request, channel.cancel_event, self.emit,
                                phase, eog=model.is_eog, draft_llm=draft_llm)

@@ -246,6 +246,7 @@ class SlotSampler:
     def _sample_with_grammar(self, logits) -> int:
         lib = _lib()
         cand = self.candidates
+        assert cand is not None  # narrowing only: a grammar sampler always has them
         self.stats["tokens"] += 1
         cand.fill(logits)
         if self.pre is not None:
@@ -268,6 +269,7 @@ class SlotSampler:
     def _allowed(self, token: int) -> bool:
         lib = _lib()
         cand = self.candidates
+        assert cand is not None  # narrowing only: a grammar sampler always has them
         cand.one[0].id = token
         cand.one[0].logit = 1.0
         cand.one[0].p = 0.0

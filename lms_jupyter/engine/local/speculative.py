@@ -21,7 +21,7 @@ is what breaks ``LlamaPromptLookupDecoding``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Generator
 
 from lms_jupyter.engine.drafts import (DEFAULT_DRAFT_TOKENS, MAX_DRAFT_TOKENS, DraftSettings,  # noqa: F401
                                        DraftSource, check_draft_pair, header_vocab_mismatch,
@@ -141,7 +141,7 @@ class _DraftPicker:
 def speculative_tokens(main, draft, prompt: list[int], sampler_settings: dict, sampling,
                        settings: DraftSettings, stats: DraftStats,
                        is_eog: Callable[[int], bool],
-                       max_new_tokens: int | None = None) -> Iterator[int]:
+                       max_new_tokens: int | None = None) -> Generator[int, None, None]:
     """Yield the main model's tokens, drafting ahead with ``draft`` (both llama_cpp.Llama).
 
     A drop-in for ``Llama.generate``: the caller stops whenever it likes (closing the

@@ -22,8 +22,12 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from lms_jupyter.errors import APIError, rate_limited
+
+if TYPE_CHECKING:
+    import httpx  # imported where it is used: only remote engines need it
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +238,7 @@ def _connect_errors():
 class Upstream:
     """An open response from one replica; ``close()`` frees the replica's slot."""
 
-    response: object  # httpx.Response, headers read, body not yet
+    response: httpx.Response  # headers read, body not yet
     replica: Replica
     pool: ReplicaPool
     released: bool = field(default=False)

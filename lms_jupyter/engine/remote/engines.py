@@ -150,7 +150,12 @@ class RemoteEngines:
     def require(self, name: str, param: str = "model") -> RemoteModel:
         model = self.model(name)
         if model is None:
-            engine, upstream = self.split(name)
+            found = self.split(name)
+            if found is None:  # not "<engine>/<model>" (callers ask owns() first)
+                error = model_not_found(name, [])
+                error.param = param
+                raise error
+            engine, upstream = found
             if not engine.allowed(upstream):
                 raise APIError(f"Model \"{upstream}\" is not in remote engine "
                                f"\"{engine.name}\"'s models list.", 404,

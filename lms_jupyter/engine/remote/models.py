@@ -163,7 +163,7 @@ class _Report:
         ttft = (self.first - self.started) if self.first is not None else elapsed
         if cancelled:
             reason = STOP_USER
-        elif isinstance((self.stats or {}).get("stop_reason"), str) \
+        elif self.stats is not None and isinstance(self.stats.get("stop_reason"), str) \
                 and self.stats["stop_reason"] != "toolCalls":
             reason = self.stats["stop_reason"]
         else:
@@ -279,7 +279,11 @@ class RemoteModel:
     capabilities = Capabilities(chat=True, completion=True, embeddings=True, tools=True,
                                 draft=True, renders_prompt=True, vocabulary=False,
                                 restartable=False, managed_here=False)
-    crash = None  # an engine's failures are 502s of their requests, never a crash here
+    @property
+    def crash(self) -> object | None:
+        """None: an engine's failures are 502s of their requests, never a crash here (a
+        connected server's instances report the server's, :mod:`lms_jupyter.client`)."""
+        return None
 
     def __init__(self, client: EngineClient, upstream_id: str, identifier: str | None = None,
                  *, kind: str = "openai"):
@@ -292,7 +296,7 @@ class RemoteModel:
         self.info = RemoteModelInfo(self.identifier, client.name, [self.variant])
         self.config = RemoteConfig()
         self.state = "loaded"  # LM Studio's /api/v0 state, or always loaded (OpenAI)
-        self.ttl = None
+        self.ttl: float | None = None
         self.jit = False
         self.loaded_at = self.last_used = time.time()
         self.load_time_seconds = 0.0
@@ -477,7 +481,8 @@ class RemoteModel:
 
         from lms_jupyter.engine.events import EmbeddingResult
 
-        body = {"model": self.upstream_id, "input": list(texts), "encoding_format": "base64"}
+        body: dict[str, object] = {"model": self.upstream_id, "input": list(texts),
+                                   "encoding_format": "base64"}
         if truncate and self.kind == "lmstudio":
             body["truncate"] = True
         data = self.client.call("POST", "/v1/embeddings", body)
@@ -492,7 +497,7 @@ class RemoteModel:
             raise APIError(f"Remote engine \"{self.engine}\" returned {len(rows)} embeddings "
                            f"for {len(texts)} inputs.", 502, "server_error", None,
                            "upstream_error")
-        vectors = np.vstack(rows).astype(np.float32)
+        vectors: np.ndarray = np.vstack(rows).astype(np.float32)  # float32 throughout
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         vectors = vectors / np.where(norms > 0, norms, 1.0)
         usage = data.get("usage") or {}

@@ -178,6 +178,7 @@ class Worker:
         from lms_jupyter.errors import APIError
 
         channel = self.channels[rid] = _Channel(self, rid)
+        assert self.model is not None  # narrowing only: requests come after "loaded"
         try:
             self.model.generate(request, channel)
         except APIError as exc:
@@ -187,6 +188,7 @@ class Worker:
     def _embed(self, rid: int, texts, truncate: bool) -> None:
         from lms_jupyter.errors import APIError
 
+        assert self.model is not None  # narrowing only: requests come after "loaded"
         try:
             future = self.model.embed(texts, truncate)
         except APIError as exc:

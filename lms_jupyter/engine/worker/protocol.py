@@ -60,7 +60,7 @@ class LoadedFacts:
     """What the worker reports once loaded; the proxy answers these without a round trip."""
 
     load_time_seconds: float
-    n_threads: int
+    n_threads: int | None  # LoadConfig.n_threads, which the load filled in
     bos_text: str
     eos_text: str
     pid: int

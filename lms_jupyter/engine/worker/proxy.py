@@ -264,6 +264,7 @@ class WorkerModel:
         if self.alive:
             log.warning("lms_jupyter: worker of %s did not exit after unload; killing it",
                         self.identifier)
+            assert self._worker is not None  # narrowing only: alive implies a worker
             self._worker.process.kill()
 
     def join(self, timeout: float | None = 30.0) -> bool:
@@ -398,6 +399,7 @@ class WorkerModel:
 
     # -- the socket ---------------------------------------------------------------------------
     def _send(self, message, quiet: bool = False) -> None:
+        assert self._worker is not None  # narrowing only: start() made it, never unset
         try:
             with self._send_lock:
                 self._worker.connection.send(message)
@@ -410,6 +412,7 @@ class WorkerModel:
                                "server_error", "model", "model_crashed") from None
 
     def _read_events(self) -> None:
+        assert self._worker is not None  # narrowing only: start() made it, never unset
         connection = self._worker.connection
         while True:
             try:
@@ -488,7 +491,9 @@ class WorkerModel:
             self._send(("cancel_load",), quiet=True)
 
     def _read_stderr(self) -> None:
+        assert self._worker is not None  # narrowing only: start() made it, never unset
         stream = self._worker.process.stdout
+        assert stream is not None  # narrowing only: the worker starts with stdout piped
         for raw in iter(stream.readline, b""):
             line = raw.decode("utf-8", errors="replace").rstrip()
             if line:
@@ -497,6 +502,7 @@ class WorkerModel:
         stream.close()
 
     def _reap(self, timeout: float) -> int | None:
+        assert self._worker is not None  # narrowing only: start() made it, never unset
         process = self._worker.process
         try:
             return process.wait(timeout=timeout)
@@ -507,6 +513,7 @@ class WorkerModel:
     def _worker_gone(self) -> None:
         """The socket closed: the worker exited. Unexpectedly: a crash."""
         returncode = self._reap(timeout=10)
+        assert self._worker is not None  # narrowing only: start() made it, never unset
         try:
             self._worker.connection.close()
         except OSError:

@@ -148,6 +148,7 @@ def run_row(api, spec: BatchSpec, item: Item, runner: _CountingRunner) -> Outcom
                "prompt_tokens": runner.prompt_tokens,
                "completion_tokens": runner.completion_tokens, "error": None}
         return Outcome(row, True, runner.prompt_tokens, runner.completion_tokens)
+    assert error is not None  # every attempt ended in a SchemaError (there is at least one)
     return _failed(runner, error, cacheable=True)
 
 
@@ -194,6 +195,8 @@ def model_identity(api, model: str) -> str:
         instance = manager.get_loaded(model) if manager is not None else None
         if instance is not None:
             return f"{instance.info.key}|{instance.variant.path.name}"
+        if manager is None:  # (an AttributeError here was caught below, to the same end)
+            return model
         info, variant = manager.catalog.resolve(model)
         return f"{info.key}|{variant.path.name}"
     except Exception:  # noqa: BLE001 - a name we cannot resolve is its own identity
@@ -411,7 +414,9 @@ def _run(api, spec: BatchSpec, items: list[Item], index, keys: list[str], store,
     cached = {} if store is None or refresh is True else store.get_many(keys)
     if refresh == "errors":
         cached = {k: row for k, row in cached.items() if row.get("error") is None}
-    pending, twins, first = [], {}, {}
+    pending: list = []
+    twins: dict[int, list[int]] = {}
+    first: dict[str, int] = {}
     figures = Figures(total=len(items))
     for item, key in zip(items, keys):
         if key in cached:

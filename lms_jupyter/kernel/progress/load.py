@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from lms_jupyter.engine.options import LoadCancelled
 from lms_jupyter.kernel.progress.views import ProgressView, TerminalView
@@ -48,7 +48,7 @@ class LoadTask:
     def __init__(self, fn: Callable[[Callable[[float], bool]], object]):
         self.fn = fn
         self.watcher = LoadWatcher()
-        self.result = None
+        self.result: object = None
         self.error: BaseException | None = None
         self.done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lms-load", daemon=True)
@@ -70,7 +70,7 @@ class LoadTask:
 
 
 def run_load(fn: Callable[[Callable[[float], bool]], object], view, *, poll: float = 0.1,
-             discard: Callable[[object], None] | None = None):
+             discard: Callable[[Any], None] | None = None):
     """Run ``fn(progress)`` with ``view`` showing progress; Ctrl+C cancels it
     (LoadCancelled).
 

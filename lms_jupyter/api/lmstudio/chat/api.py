@@ -136,6 +136,7 @@ class LMStudioChatAPI:
     async def _events(self, run: _NativeRun, param: str, announce: bool = True):
         translator = EventTranslator()
         if announce:
+            assert run.encoder is not None  # begin() made it
             yield [self._event("chat.start", model_instance_id=run.encoder.response["model"])]
         async with aclosing(run.events()) as events:
             async for batch in events:
