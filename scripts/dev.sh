@@ -152,12 +152,21 @@ EOF
             --LMSJupyterApp.preload=smollm2-135m-instruct "$@"
         ;;
     check)
-        # The static checks CI runs before the tests: mypy over lms_jupyter/ at zero
-        # findings (its settings and the documented exceptions: [tool.mypy] in pyproject.toml).
+        # The static checks CI runs before the tests, each at zero findings: ruff (lint and
+        # format, [tool.ruff] in pyproject.toml) over the Python, mypy over lms_jupyter/
+        # ([tool.mypy]), and the labextension's strict TypeScript and eslint.
         install "test,clients"
+        echo "ruff: linting and format-checking the Python ..."
+        $PY -m ruff check lms_jupyter tests benchmarks scripts || { echo "ruff found lint" \
+            "findings (ruff check --fix fixes most)" >&2; exit 1; }
+        $PY -m ruff format --check lms_jupyter tests benchmarks scripts || { echo "ruff format" \
+            "would change files (run: ruff format lms_jupyter tests benchmarks scripts)" >&2; exit 1; }
         echo "mypy: type-checking lms_jupyter/ ..."
         $PY -m mypy || { echo "mypy found type errors (fix them; see [tool.mypy] in" \
                               "pyproject.toml for the rules)" >&2; exit 1; }
+        echo "labextension: eslint and strict TypeScript ..."
+        (cd labextension && jlpm install >/dev/null && jlpm lint) || { echo "the labextension" \
+            "has lint or type errors (cd labextension && jlpm lint)" >&2; exit 1; }
         ;;
     test)
         install "test,clients"

@@ -486,12 +486,14 @@ export function formatStats(stats: ITurnStats | undefined, stopped = false): str
 export const STATE_VERSION = 1;
 
 /** A JSON value for IStateDB. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the serialized form is plain JSON
 export function serializeChat(state: IChatState): { [key: string]: any } {
   return {
     version: STATE_VERSION,
     model: state.model,
     systemPrompt: state.systemPrompt,
     turns: state.turns.map(t => {
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the serialized form is plain JSON
       const out: { [key: string]: any } = { role: t.role, content: t.content };
       for (const key of ['context', 'reasoning', 'model', 'error', 'errorCode'] as const) {
         if (t[key]) {
@@ -517,6 +519,7 @@ export function restoreChat(value: unknown): IChatState | null {
   if (!value || typeof value !== 'object' || Array.isArray(value)) {
     return null;
   }
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- stored JSON from an older version: checked field by field below
   const v = value as { [key: string]: any };
   if (v.version !== STATE_VERSION || !Array.isArray(v.turns)) {
     return null;
@@ -534,7 +537,9 @@ export function restoreChat(value: unknown): IChatState | null {
     }
     if (Array.isArray(t.toolCalls)) {
       const calls = t.toolCalls
+        // eslint-disable-next-line @typescript-eslint/no-explicit-any -- stored JSON from an older version: checked field by field below
         .filter((c: any) => c && typeof c.name === 'string')
+        // eslint-disable-next-line @typescript-eslint/no-explicit-any -- stored JSON, checked field by field
         .map((c: any) => {
           const call: IToolCall = { name: c.name, arguments: typeof c.arguments === 'string' ? c.arguments : '' };
           if (typeof c.id === 'string') {

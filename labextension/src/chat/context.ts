@@ -27,6 +27,7 @@ export interface ICellContext {
 /** Characters kept of a source or a traceback (a big cell must not fill the context). */
 export const MAX_CONTEXT_CHARS = 6000;
 
+// eslint-disable-next-line no-control-regex -- ANSI escapes in tracebacks start with ESC
 const ANSI = /\u001b\[[0-9;?]*[ -/]*[@-~]/g;
 
 export function stripAnsi(text: string): string {

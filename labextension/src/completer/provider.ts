@@ -48,12 +48,14 @@ export interface IProviderOptions {
 
 /** The cells above the active one, when `widget` is a notebook panel (duck-typed). */
 export function cellsAbove(widget: Widget | undefined): ICellText[] {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the editor's widget type does not declare the notebook it belongs to
   const notebook = (widget as any)?.content;
   const cells = notebook?.widgets;
   const active = notebook?.activeCellIndex;
   if (!Array.isArray(cells) || typeof active !== 'number') {
     return [];
   }
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- cells of any notebook model: only source and cell_type are read, and checked
   return cells.slice(0, Math.max(0, active)).map((cell: any) => ({
     type: String(cell?.model?.type ?? 'code'),
     source: String(cell?.model?.sharedModel?.getSource?.() ?? '')
