@@ -33,20 +33,41 @@ _TEXT_FORMAT = {"type": "object", "required": ["type"], "properties": {
     "description": {"type": ["string", "null"]}, "strict": {"type": ["boolean", "null"]},
     "schema": {"type": "object"}}}
 
+_TOOL_FILTER = {"anyOf": [{"type": "array", "items": {"type": "string"}}, {
+    "type": "object", "properties": {"tool_names": {"type": "array", "items": {"type": "string"}},
+                                     "read_only": {"type": "boolean"}}}]}
+MCP_TOOL = {"type": "object", "required": ["type", "server_label", "server_url"], "properties": {
+    "type": {"const": "mcp"}, "server_label": {"type": "string", "pattern": r"\S"},
+    "server_url": {"type": "string", "description": "http:// or https://, no credentials"},
+    "allowed_tools": {"anyOf": [_TOOL_FILTER, {"type": "null"}]},
+    "require_approval": {"anyOf": [{"enum": ["always", "never"]}, {
+        "type": "object", "properties": {"always": _TOOL_FILTER, "never": _TOOL_FILTER}},
+        {"type": "null"}]},
+    "headers": {"type": ["object", "null"], "additionalProperties": {"type": "string"}},
+    "authorization": {"type": ["string", "null"]},
+    "server_description": {"type": ["string", "null"]}}}
+TOOLS = Field("tools", "composite", shape={"type": "array", "items": {
+    "anyOf": [*oa.TOOL["anyOf"], MCP_TOOL]}})
+TOOL_CHOICE = Field("tool_choice", "composite", nullable=False, shape={"anyOf": [
+    *oa.TOOL_CHOICE.shape["anyOf"],
+    {"type": "object", "required": ["type", "server_label"], "properties": {
+        "type": {"const": "mcp"}, "server_label": {"type": "string"},
+        "name": {"type": ["string", "null"]}}}]})
+
 RESPONSE_CREATE = oa.GENERATION.with_fields(
     Field("input", "composite", required=True, nullable=False, shape={"anyOf": [
         {"type": "string", "minLength": 1},
         {"type": "array", "minItems": 1, "items": {"type": "object"}}]}),
     Field("instructions", "composite", shape={"type": "string"}),
-    oa.TOOLS, oa.TOOL_CHOICE, oa.PARALLEL_TOOL_CALLS, MAX_TOOL_CALLS,
+    TOOLS, TOOL_CHOICE, oa.PARALLEL_TOOL_CALLS, MAX_TOOL_CALLS,
     Field("text", "composite", shape={"type": "object", "properties": {
         "format": {"anyOf": [_TEXT_FORMAT, {"type": "null"}]}}}),
     oa.REASONING, Field("previous_response_id", "composite",
                         shape={"type": "string", "minLength": 1}),
     STORE, METADATA, TRUNCATION, BACKGROUND,
     Field("include", "composite", shape={"type": "array", "items": {"type": "string"}}),
-    description="POST /v1/responses (tools may also be {\"type\": \"mcp\", \"server_label\", "
-                "\"server_url\", ...})")
+    Field("user", "composite", shape={"type": "string"}),
+    description="POST /v1/responses (the input items are checked by the parser)")
 
 # -- Files and Batches ----------------------------------------------------------------------
 
