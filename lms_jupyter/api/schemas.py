@@ -13,67 +13,14 @@ TypeScript types from it. Nothing here validates requests: the parsers do.
 """
 from __future__ import annotations
 
+from lms_jupyter.api.spec import anthropic as anthropic_spec
 from lms_jupyter.api.spec import lmstudio as lms_spec
 from lms_jupyter.api.spec import openai as oa_spec
 from lms_jupyter.api.spec import responses as responses_spec
-from lms_jupyter.api.spec.field import Field, nullable
-
-BOOLEAN = {"type": ["boolean", "null"]}
-TEXT = Field("text", "text", nullable=False).schema()
-MODEL = oa_spec.MODEL.schema()
-TTL = oa_spec.TTL.schema()
-CONTEXT_LENGTH = oa_spec.CONTEXT_LENGTH.schema()
-
-
-def _number(lo=None, hi=None, integer=False) -> dict:
-    return Field("number", "integer" if integer else "number", lo, hi).schema()
-
-
-_BLOCK = {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}}}
-_TEXT_BLOCK = {"type": "object", "required": ["type", "text"],
-               "properties": {"type": {"const": "text"}, "text": {"type": "string"}}}
-
-
-def messages_request(counting: bool = False) -> dict:
-    """Anthropic's ``POST /v1/messages`` (``counting``: ``/v1/messages/count_tokens``)."""
-    props = {
-        "model": MODEL,
-        "messages": {"type": "array", "minItems": 1, "items": {
-            "type": "object", "required": ["role", "content"], "properties": {
-                "role": {"enum": ["user", "assistant"]},
-                "content": {"anyOf": [{"type": "string"},
-                                      {"type": "array", "items": _BLOCK}]}}}},
-        "system": {"anyOf": [{"type": "string"}, {"type": "null"},
-                             {"type": "array", "items": _TEXT_BLOCK}]},
-        "tools": nullable({"type": "array", "items": {
-            "type": "object", "required": ["name", "input_schema"], "properties": {
-                "type": {"enum": ["custom", None]}, "name": TEXT,
-                "description": nullable({"type": "string"}),
-                "input_schema": {"type": "object"}}}}),
-        "tool_choice": nullable({"type": "object", "required": ["type"], "properties": {
-            "type": {"enum": ["auto", "any", "tool", "none"]}, "name": {"type": "string"},
-            "disable_parallel_tool_use": BOOLEAN}}),
-        "stop_sequences": nullable({"type": "array", "maxItems": 16,
-                                    "items": {"type": "string"}}),
-        "temperature": _number(0, 1), "top_p": _number(0, 1),
-        "top_k": _number(0, None, integer=True),
-        "metadata": nullable({"type": "object"}),
-        "thinking": nullable({"type": "object", "required": ["type"], "properties": {
-            "type": {"enum": ["enabled", "disabled", "adaptive"]},
-            "budget_tokens": _number(1, None, integer=True)}}),
-        "ttl": TTL, "context_length": CONTEXT_LENGTH,
-    }
-    required = ["model", "messages"]
-    if not counting:
-        props["max_tokens"] = {"type": "integer", "minimum": 1}
-        props["stream"] = BOOLEAN
-        required.append("max_tokens")
-    return {"type": "object", "required": required, "properties": props}
-
 
 REQUESTS = {
-    "MessagesRequest": messages_request,
-    "CountTokensRequest": lambda: messages_request(counting=True),
+    "MessagesRequest": anthropic_spec.MESSAGES.schema,
+    "CountTokensRequest": anthropic_spec.COUNT_TOKENS.schema,
     "NativeChatRequest": lms_spec.NATIVE_CHAT.schema,
     "ChatCompletionRequest": oa_spec.CHAT.schema,
     "CompletionRequest": oa_spec.COMPLETION.schema,
@@ -173,7 +120,7 @@ RESPONSES = {
     "Message": lambda: _obj(["id", "type", "role", "model", "content", "stop_reason",
                              "usage"], id={"type": "string", "pattern": "^msg_"},
                             type={"const": "message"}, role={"const": "assistant"},
-                            model=_STR, content={"type": "array", "items": _BLOCK},
+                            model=_STR, content={"type": "array", "items": anthropic_spec.BLOCK},
                             stop_reason={"enum": ["end_turn", "max_tokens", "stop_sequence",
                                                   "tool_use"]},
                             stop_sequence=_NULL_STR,
