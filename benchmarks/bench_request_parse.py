@@ -15,9 +15,11 @@ temperature, max_tokens), where the field checks are nearly all of the work.
 
 The two parsers alternate inside every round (a shared machine's load hits them alike);
 each figure is the median over --rounds rounds of the mean of --batch parses, and the
-ratio is the median of the per-round ratios (after / before; below 1 is faster).
+ratio is the median of the per-round ratios (after / before; below 1 is faster). Times are
+the process's CPU time unless --wall.
 
 Usage: python benchmarks/bench_request_parse.py [--rounds 41] [--batch 200] [--before REV]
+                                                [--wall]
 """
 from __future__ import annotations
 
@@ -85,11 +87,11 @@ def load_before(revision: str) -> types.ModuleType:
     return module
 
 
-def per_parse(parse, body: dict, batch: int) -> float:
-    start = time.perf_counter()
+def per_parse(parse, body: dict, batch: int, clock=time.process_time) -> float:
+    start = clock()
     for _ in range(batch):
         parse(body)
-    return (time.perf_counter() - start) / batch
+    return (clock() - start) / batch
 
 
 def main() -> None:
@@ -97,11 +99,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=41)
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--before", default="b2140c7")
+    parser.add_argument("--wall", action="store_true",
+                        help="wall-clock time (default: this process's CPU time, which a "
+                             "shared machine's other processes disturb less)")
     args = parser.parse_args()
+    clock = time.perf_counter if args.wall else time.process_time
     before = load_before(args.before)
     parsers = {"before": before.chat_request, "after": after.chat_request}
-    print(f"chat_request parse, median of {args.rounds} rounds x {args.batch} parses "
-          f"(before: {args.before}, after: this tree)\n")
+    print(f"chat_request parse ({'wall' if args.wall else 'CPU'} time), median of "
+          f"{args.rounds} rounds x {args.batch} parses (before: {args.before}, after: this "
+          "tree)\n")
     print(f"{'body':<26}{'before µs':>11}{'after µs':>11}{'after/before':>14}")
     for label, body in BODIES.items():
         for parse in parsers.values():  # same answer, and warm caches
@@ -113,7 +120,7 @@ def main() -> None:
         ratios = []
         for n in range(args.rounds):
             order = ("before", "after") if n % 2 == 0 else ("after", "before")
-            got = {name: per_parse(parsers[name], body, args.batch) for name in order}
+            got = {name: per_parse(parsers[name], body, args.batch, clock) for name in order}
             for name, seconds in got.items():
                 times[name].append(seconds)
             ratios.append(got["after"] / got["before"])

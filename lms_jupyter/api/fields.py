@@ -55,8 +55,13 @@ def logit_bias(value) -> dict[int, float]:
     return out
 
 
+# (name, lo, hi, default, integer) of each sampling field, for the hottest reader
+_SAMPLING = tuple((f.name, f.lo, f.hi, f.default, f.integer) for f in spec.SAMPLING)
+
+
 def sampling_params(body: dict) -> SamplingParams:
-    values = {f.name: f.read(body) for f in spec.SAMPLING}
+    values = {name: number(body, name, lo, hi, default, integer)
+              for name, lo, hi, default, integer in _SAMPLING}
     return SamplingParams(**values, logit_bias=logit_bias(body.get("logit_bias")))
 
 

@@ -8,18 +8,12 @@ re-checks a field. A bad field is a 400 in OpenAI's error shape naming the field
 client sent (``max_completion_tokens``, not an internal alias); a bad value that came
 from a preset says so and names the preset.
 
-Why dataclasses and not pydantic models: the errors must be OpenAI's, one message per
-field in words a client understands, naming the client's own spelling of aliased fields
-(``max_tokens``/``max_completion_tokens``/``max_output_tokens``) and JSON paths such as
-``messages[2].tool_calls``; the checks depend on each other (``tool_choice`` on
-``tools``; presets fill gaps first); and importing the package must stay cheap. A
-pydantic model would need a custom validator per field and an error translator, and
-would still leave half of the rules outside the model. Field types and bounds are
-tables here (``SAMPLING_BOUNDS``, ``ALIASES``), which is also what the API's OpenAPI
-description reads.
-
-The single-field readers and bounds are in :mod:`lms_jupyter.api.fields` (shared with every
-other API's parser); tools, structured output and reasoning in :mod:`.features`.
+What each field is (type, bounds, aliases, default) is declared once in
+:mod:`lms_jupyter.api.spec` (why dataclasses and not pydantic models: see
+:mod:`lms_jupyter.api.spec.field`); the same declarations give the OpenAPI schemas and the
+presets' checks (``_PRESET_READERS``). The single-field readers are in
+:mod:`lms_jupyter.api.fields` (shared with every other API's parser); tools, structured
+output and reasoning in :mod:`.features`.
 """
 from __future__ import annotations
 
