@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lms_jupyter.api.openai import requests as after  # noqa: E402
+from lms_jupyter.api.openai import requests as after
 
 # the modules the declarations changed, in import order, and the private names they get
 CHANGED = (("lms_jupyter.api.fields", "lms_jupyter/api/fields.py"),

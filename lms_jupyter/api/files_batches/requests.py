@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from lms_jupyter.api import fields as api_fields
 from lms_jupyter.api.spec import responses as spec
-from lms_jupyter.api.spec.responses import ENDPOINTS, PURPOSES  # noqa: F401  (declared there)
+from lms_jupyter.api.spec.responses import ENDPOINTS, PURPOSES
 from lms_jupyter.errors import APIError, bad_request
 
 MAX_FILE_BYTES = 200 * 2**20  # OpenAI's limit for batch input files

@@ -5,6 +5,7 @@ tool calls in the message history.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from lms_jupyter.chat.grammar import UnsupportedSchemaError, grammar_for_response_format
 from lms_jupyter.errors import bad_request
@@ -165,21 +166,22 @@ def format_grammar(value, surface: FormatSurface) -> str | None:
         return None
     chat_format = value
     if kind == "json_schema":
-        spec, at = value, where
+        holder: Any = value  # the object that holds the schema's members
+        at = where
         if surface.nested:
-            spec, at = value.get("json_schema"), f"{where}.json_schema"
-            if not isinstance(spec, dict):
+            holder, at = value.get("json_schema"), f"{where}.json_schema"
+            if not isinstance(holder, dict):
                 raise bad_request(f"'{at}' must be an object with 'name' and 'schema'.",
                                   surface.param(at))
         for key, words, kind_type, required in surface.members:
-            member = spec.get(key)
+            member = holder.get(key)
             if (required or member is not None) and not isinstance(member, kind_type):
                 raise bad_request(f"'{at}.{key}' must be {words}.",
                                   surface.param(f"{at}.{key}"))
         if not surface.nested:
             chat_format = {"type": "json_schema", "json_schema": {
-                "name": spec.get("name") or "response", "schema": spec["schema"],
-                "strict": spec.get("strict")}}
+                "name": holder.get("name") or "response", "schema": holder["schema"],
+                "strict": holder.get("strict")}}
     elif not surface.nested:
         chat_format = {"type": "json_object"}
     try:

@@ -89,7 +89,7 @@ MESSAGE = {
     },
 }
 _BOOLEAN = nullable({"type": "boolean"})
-_FUNCTION = {"type": "object", "required": ["name"], "properties": {
+_FUNCTION: dict = {"type": "object", "required": ["name"], "properties": {
     "name": {"type": "string", "pattern": r"\S"}, "description": nullable({"type": "string"}),
     "parameters": nullable({"type": "object"}), "strict": _BOOLEAN}}
 TOOL = {"anyOf": [
@@ -102,9 +102,10 @@ TOOL = {"anyOf": [
 MESSAGES = Field("messages", "composite", required=True, nullable=False,
                  shape={"type": "array", "minItems": 1, "items": MESSAGE})
 TOOLS = Field("tools", "composite", shape={"type": "array", "items": TOOL})
-TOOL_CHOICE = Field("tool_choice", "composite", nullable=False, shape={"anyOf": [
-    {"enum": list(TOOL_CHOICES)}, {"type": "null"},
-    {"type": "object", "properties": {"type": {"const": "function"}}}]})
+TOOL_CHOICE_ALTERNATIVES = [{"enum": list(TOOL_CHOICES)}, {"type": "null"},
+                            {"type": "object", "properties": {"type": {"const": "function"}}}]
+TOOL_CHOICE = Field("tool_choice", "composite", nullable=False,
+                    shape={"anyOf": TOOL_CHOICE_ALTERNATIVES})
 PARALLEL_TOOL_CALLS = Field("parallel_tool_calls", "boolean", default=None)
 RESPONSE_FORMAT = Field("response_format", "composite", shape={
     "type": "object", "required": ["type"],

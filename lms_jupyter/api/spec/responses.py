@@ -49,7 +49,7 @@ MCP_TOOL = {"type": "object", "required": ["type", "server_label", "server_url"]
 TOOLS = Field("tools", "composite", shape={"type": "array", "items": {
     "anyOf": [*oa.TOOL["anyOf"], MCP_TOOL]}})
 TOOL_CHOICE = Field("tool_choice", "composite", nullable=False, shape={"anyOf": [
-    *oa.TOOL_CHOICE.shape["anyOf"],
+    *oa.TOOL_CHOICE_ALTERNATIVES,
     {"type": "object", "required": ["type", "server_label"], "properties": {
         "type": {"const": "mcp"}, "server_label": {"type": "string"},
         "name": {"type": ["string", "null"]}}}]})
