@@ -57,6 +57,8 @@ def logit_bias(value) -> dict[int, float]:
 
 # (name, lo, hi, default, integer) of each sampling field, for the hottest reader
 _SAMPLING = tuple((f.name, f.lo, f.hi, f.default, f.integer) for f in spec.SAMPLING)
+# name: (lowest, highest, integer), derived from the declarations (for older callers)
+SAMPLING_BOUNDS = {f.name: (f.lo, f.hi, f.integer) for f in spec.SAMPLING}
 
 
 def sampling_params(body: dict) -> SamplingParams:
