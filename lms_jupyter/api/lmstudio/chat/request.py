@@ -106,7 +106,7 @@ def responses_body(body) -> dict:
         out["instructions"] = system
     reasoning = body.get("reasoning")
     if reasoning is not None:
-        if reasoning not in REASONING:
+        if not isinstance(reasoning, str) or reasoning not in REASONING:  # [] is no key
             raise bad_request(f"'reasoning' must be one of {', '.join(REASONING)} (got "
                               f"{str(reasoning)[:40]!r}).", "reasoning")
         out["reasoning"] = {"effort": REASONING[reasoning]}
