@@ -1,269 +1,38 @@
 """JSON Schemas (2020-12, as OpenAPI 3.1 uses them) of every request and answer body.
 
-Request schemas are built from :mod:`.requests`' own tables (``SAMPLING_BOUNDS``,
-``ALIASES``, ``MIN_CONTEXT_LENGTH``, ``TOOL_CHOICES``, ...), so the contract a client
-reads is the one the parser enforces: a body the schema rejects is a 400, and a body
-the parser rejects breaks a rule the schema states or one it cannot state (a model that
-does not exist, a tool name used twice, a token id outside the vocabulary). Answer
-schemas hold the fields clients rely on and allow more (LM Studio adds fields over time).
+Request schemas are derived from the field declarations (:mod:`lms_jupyter.api.spec`) that
+the parsers check, so the contract a client reads is the one the parser enforces: a body
+the schema rejects is a 400, and a body the parser rejects breaks a rule the schema states
+or one it cannot state (a model that does not exist, a tool name used twice, a token id
+outside the vocabulary). Answer schemas hold the fields clients rely on and allow more
+(LM Studio adds fields over time).
 
 The route table (:mod:`lms_jupyter.server.routes`) names these schemas per endpoint;
-``server/openapi.py`` assembles the document. Nothing here is used to validate requests:
-:mod:`.requests` stays the only place that does.
+``server/openapi.py`` assembles the document, and ``scripts/gen_ts_types.py`` the sidebar's
+TypeScript types from it. Nothing here validates requests: the parsers do.
 """
 from __future__ import annotations
 
-from lms_jupyter.api import fields as api_fields
-from lms_jupyter.api.openai import requests as rq
-
-NON_BLANK = r"\S"  # text(): a string with something besides whitespace
-
-
-def nullable(schema: dict) -> dict:
-    """``schema`` or null (the parsers treat a null field as absent)."""
-    kind = schema.get("type")
-    if isinstance(kind, str):
-        return {**schema, "type": [kind, "null"]}
-    return {"anyOf": [schema, {"type": "null"}]}
-
-
-def _number(lo=None, hi=None, integer=False, exclusive_lo=False) -> dict:
-    schema: dict = {"type": "integer" if integer else "number"}
-    if lo is not None:
-        schema["exclusiveMinimum" if exclusive_lo else "minimum"] = lo
-    if hi is not None:
-        schema["maximum"] = hi
-    return nullable(schema)
-
-
-BOOLEAN = {"type": ["boolean", "null"]}
-TEXT = {"type": "string", "pattern": NON_BLANK}
-OPTIONAL_TEXT = nullable(TEXT)
-MODEL = {**TEXT, "description": "A model key, publisher/key, key@quantization or a loaded "
-         "instance's identifier", "examples": ["smollm2-135m-instruct"]}
-TTL = _number(0, api_fields.MAX_TTL_SECONDS, exclusive_lo=True)
-CONTEXT_LENGTH = _number(api_fields.MIN_CONTEXT_LENGTH, None, integer=True)
-NAME = {"type": "string", "maxLength": rq.MAX_NAME_LENGTH,
-        "pattern": r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$"}
-
-
-def _sampling() -> dict:
-    props = {name: _number(lo, hi, integer) for name, (lo, hi, integer)
-             in api_fields.SAMPLING_BOUNDS.items()}
-    props["logit_bias"] = nullable({
-        "type": "object", "propertyNames": {"pattern": api_fields.TOKEN_ID_PATTERN},
-        "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100}})
-    for alias in api_fields.ALIASES["max_tokens"]:
-        props[alias] = {**_number(-1, None, integer=True), "not": {"const": 0},
-                        "description": "-1: until the context is full"}
-    return props
-
-
-STOP = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}},
-                  {"type": "null"}]}
-
-
-def _generation_fields() -> dict:
-    return {
-        "model": MODEL, **_sampling(), "stop": STOP, "stream": BOOLEAN,
-        "stream_options": nullable({"type": "object",
-                                    "properties": {"include_usage": BOOLEAN}}),
-        "n": _number(1, 1, integer=True), "ttl": TTL, "context_length": CONTEXT_LENGTH,
-        "draft_model": OPTIONAL_TEXT,
-        "draft_max_tokens": _number(1, rq.MAX_DRAFT_TOKENS, integer=True),
-        "preset": OPTIONAL_TEXT,
-    }
-
-
-_TEXT_PART = {"type": "object", "required": ["type"],
-              "properties": {"type": {"enum": ["text", "input_text", "output_text"]}}}
-_TOOL_CALL = {"type": "object", "required": ["function"], "properties": {
-    "function": {"type": "object", "required": ["name"],
-                 "properties": {"name": {"type": "string"}}}}}
-MESSAGE = {
-    "type": "object", "required": ["role"],
-    "properties": {
-        "role": {"enum": ["system", "developer", "user", "assistant", "tool"]},
-        "content": {"anyOf": [{"type": "string"}, {"type": "null"},
-                              {"type": "array", "items": _TEXT_PART}]},
-        "tool_calls": nullable({"type": "array", "items": _TOOL_CALL}),
-    },
-}
-_FUNCTION: dict = {"type": "object", "required": ["name"], "properties": {
-    "name": TEXT, "description": nullable({"type": "string"}),
-    "parameters": nullable({"type": "object"}), "strict": BOOLEAN}}
-TOOL = {"anyOf": [
-    {"type": "object", "required": ["function"],
-     "properties": {"type": {"const": "function"}, "function": _FUNCTION}},
-    {"type": "object", "required": ["name"],  # the flat (Responses) shape
-     "properties": {"type": {"const": "function"}, **_FUNCTION["properties"]}},
-]}
-TOOL_CHOICE = {"anyOf": [
-    {"enum": list(api_fields.TOOL_CHOICES)}, {"type": "null"},
-    {"type": "object", "properties": {"type": {"const": "function"}}},
-]}
-RESPONSE_FORMAT = nullable({
-    "type": "object", "required": ["type"],
-    "properties": {
-        "type": {"enum": ["text", "json_object", "json_schema"]},
-        "json_schema": {"type": "object", "required": ["schema"], "properties": {
-            "name": nullable({"type": "string"}), "strict": BOOLEAN,
-            "schema": {"type": ["object", "string"]}}},
-    },
-    "if": {"properties": {"type": {"const": "json_schema"}}},
-    "then": {"required": ["type", "json_schema"]},
-})
-
-
-def chat_request() -> dict:
-    return {"type": "object", "required": ["model", "messages"], "properties": {
-        **_generation_fields(),
-        "messages": {"type": "array", "minItems": 1, "items": MESSAGE},
-        "tools": nullable({"type": "array", "items": TOOL}),
-        "tool_choice": TOOL_CHOICE, "parallel_tool_calls": BOOLEAN,
-        "response_format": RESPONSE_FORMAT,
-        "reasoning_effort": nullable({"enum": list(api_fields.REASONING_EFFORTS)}),
-        "reasoning": nullable({"type": "object", "properties": {
-            "effort": nullable({"enum": list(api_fields.REASONING_EFFORTS)})}}),
-    }}
-
-
-_NON_EMPTY_STRING = {"type": "string", "minLength": 1}
-_TOKEN_IDS = {"type": "array", "minItems": 1, "items": {"type": "integer"}}
-
-
-def completion_request() -> dict:
-    prompt = {"anyOf": [_NON_EMPTY_STRING, _TOKEN_IDS,
-                        {"type": "array", "minItems": 1, "maxItems": 1,
-                         "items": {"anyOf": [_NON_EMPTY_STRING, _TOKEN_IDS]}}]}
-    return {"type": "object", "required": ["model", "prompt"], "properties": {
-        **_generation_fields(), "prompt": prompt, "echo": BOOLEAN,
-        "suffix": nullable({"type": "string"})}}
-
-
-def embedding_request() -> dict:
-    return {"type": "object", "required": ["model", "input"], "properties": {
-        "model": MODEL,
-        "input": {"anyOf": [_NON_EMPTY_STRING, {
-            "type": "array", "minItems": 1, "maxItems": api_fields.MAX_EMBEDDING_INPUTS,
-            "items": _NON_EMPTY_STRING}]},
-        "encoding_format": nullable({"enum": ["float", "base64"]}),
-        "dimensions": _number(1, None, integer=True), "ttl": TTL,
-        "context_length": CONTEXT_LENGTH, "truncate": BOOLEAN,
-    }}
-
-
-GPU = {"anyOf": [{"type": ["boolean", "null", "string"]},
-                 {"type": "number", "minimum": 0, "maximum": 1}],
-       "description": "'off', 'max' or the share of layers (0..1) to offload"}
-
-
-def load_request() -> dict:
-    return {"type": "object", "required": ["model"], "properties": {
-        "model": MODEL, "identifier": OPTIONAL_TEXT, "context_length": CONTEXT_LENGTH,
-        "ttl": TTL, "flash_attention": BOOLEAN, "gpu": GPU, "force": BOOLEAN,
-        "eval_batch_size": _number(1, None, integer=True), "estimate_only": BOOLEAN,
-        "echo_load_config": BOOLEAN}}
-
-
-def preset_create_request() -> dict:
-    settings: dict[str, dict] = {name: {} for name in rq.PRESET_SETTINGS}
-    return {"type": "object", "properties": {
-        "name": NAME, "settings": nullable({"type": "object", "properties": settings}),
-        "overwrite": BOOLEAN},
-        "description": "{name, settings} with request field names, the same fields flat, "
-                       "or an LM Studio *.preset.json document (identifier, name, operation, "
-                       "load)"}
-
-
-_BLOCK = {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}}}
-_TEXT_BLOCK = {"type": "object", "required": ["type", "text"],
-               "properties": {"type": {"const": "text"}, "text": {"type": "string"}}}
-
-
-def messages_request(counting: bool = False) -> dict:
-    """Anthropic's ``POST /v1/messages`` (``counting``: ``/v1/messages/count_tokens``)."""
-    props = {
-        "model": MODEL,
-        "messages": {"type": "array", "minItems": 1, "items": {
-            "type": "object", "required": ["role", "content"], "properties": {
-                "role": {"enum": ["user", "assistant"]},
-                "content": {"anyOf": [{"type": "string"},
-                                      {"type": "array", "items": _BLOCK}]}}}},
-        "system": {"anyOf": [{"type": "string"}, {"type": "null"},
-                             {"type": "array", "items": _TEXT_BLOCK}]},
-        "tools": nullable({"type": "array", "items": {
-            "type": "object", "required": ["name", "input_schema"], "properties": {
-                "type": {"enum": ["custom", None]}, "name": TEXT,
-                "description": nullable({"type": "string"}),
-                "input_schema": {"type": "object"}}}}),
-        "tool_choice": nullable({"type": "object", "required": ["type"], "properties": {
-            "type": {"enum": ["auto", "any", "tool", "none"]}, "name": {"type": "string"},
-            "disable_parallel_tool_use": BOOLEAN}}),
-        "stop_sequences": nullable({"type": "array", "maxItems": 16,
-                                    "items": {"type": "string"}}),
-        "temperature": _number(0, 1), "top_p": _number(0, 1),
-        "top_k": _number(0, None, integer=True),
-        "metadata": nullable({"type": "object"}),
-        "thinking": nullable({"type": "object", "required": ["type"], "properties": {
-            "type": {"enum": ["enabled", "disabled", "adaptive"]},
-            "budget_tokens": _number(1, None, integer=True)}}),
-        "ttl": TTL, "context_length": CONTEXT_LENGTH,
-    }
-    required = ["model", "messages"]
-    if not counting:
-        props["max_tokens"] = {"type": "integer", "minimum": 1}
-        props["stream"] = BOOLEAN
-        required.append("max_tokens")
-    return {"type": "object", "required": required, "properties": props}
-
-
-_NATIVE_SAMPLING = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed",
-                    "max_output_tokens")
-_INTEGRATIONS = nullable({"type": "array", "items": {"anyOf": [
-    {"type": "string"},
-    {"type": "object", "properties": {
-        "type": {"enum": ["ephemeral_mcp", "mcp", "plugin"]},
-        "server_label": {"type": "string"}, "server_url": {"type": "string"},
-        "allowed_tools": {"type": ["array", "object", "null"]},
-        "headers": {"type": ["object", "null"]}}}]}})
-
-
-def native_chat_request() -> dict:
-    """LM Studio 0.4's ``POST /api/v1/chat``."""
-    sampling = {k: v for k, v in _sampling().items() if k in _NATIVE_SAMPLING}
-    previous = nullable({"type": "string", "minLength": 1})
-    return {"type": "object", "required": ["model", "input"], "properties": {
-        "model": MODEL, **sampling, "stream": BOOLEAN, "store": BOOLEAN,
-        "input": {"anyOf": [TEXT, {"type": "array", "minItems": 1, "items": {
-            "anyOf": [{"type": "string"}, {"type": "object", "properties": {
-                "type": {"enum": ["message", "text", "image", "file"]},
-                "content": {"type": "string"}}}]}}]},
-        "system_prompt": nullable({"type": "string"}),
-        "reasoning": nullable({"enum": ["off", "low", "medium", "high", "on"]}),
-        "context_length": CONTEXT_LENGTH, "ttl": TTL, "preset": OPTIONAL_TEXT,
-        "previous_response_id": previous, "thread_id": previous,
-        "integrations": _INTEGRATIONS, "mcp_servers": _INTEGRATIONS,
-        "tool_choice": nullable({"enum": ["auto", "required", "none"]}),
-    }}
-
+from lms_jupyter.api.spec import anthropic as anthropic_spec
+from lms_jupyter.api.spec import lmstudio as lms_spec
+from lms_jupyter.api.spec import openai as oa_spec
+from lms_jupyter.api.spec import responses as responses_spec
 
 REQUESTS = {
-    "MessagesRequest": messages_request,
-    "CountTokensRequest": lambda: messages_request(counting=True),
-    "NativeChatRequest": native_chat_request,
-    "ChatCompletionRequest": chat_request,
-    "CompletionRequest": completion_request,
-    "EmbeddingRequest": embedding_request,
-    "LoadRequest": load_request,
-    "EstimateRequest": load_request,
-    "UnloadRequest": lambda: {"type": "object", "required": ["instance_id"],
-                              "properties": {"instance_id": TEXT}},
-    "DownloadRequest": lambda: {"type": "object", "required": ["model"], "properties": {
-        "model": TEXT, "quantization": OPTIONAL_TEXT}},
-    "PresetCreateRequest": preset_create_request,
-    "TokenCreateRequest": lambda: {"type": "object", "required": ["name"], "properties": {
-        "name": NAME, "expires_in": _number(1, rq.MAX_TOKEN_LIFETIME)}},
+    "MessagesRequest": anthropic_spec.MESSAGES.schema,
+    "CountTokensRequest": anthropic_spec.COUNT_TOKENS.schema,
+    "NativeChatRequest": lms_spec.NATIVE_CHAT.schema,
+    "ChatCompletionRequest": oa_spec.CHAT.schema,
+    "CompletionRequest": oa_spec.COMPLETION.schema,
+    "EmbeddingRequest": oa_spec.EMBEDDING.schema,
+    "ResponseCreateRequest": responses_spec.RESPONSE_CREATE.schema,
+    "BatchCreateRequest": responses_spec.BATCH_CREATE.schema,
+    "LoadRequest": lms_spec.LOAD.schema,
+    "EstimateRequest": lms_spec.LOAD.schema,
+    "UnloadRequest": lms_spec.UNLOAD.schema,
+    "DownloadRequest": lms_spec.DOWNLOAD.schema,
+    "PresetCreateRequest": lms_spec.PRESET_CREATE.schema,
+    "TokenCreateRequest": lms_spec.TOKEN_CREATE.schema,
 }
 
 
@@ -351,7 +120,7 @@ RESPONSES = {
     "Message": lambda: _obj(["id", "type", "role", "model", "content", "stop_reason",
                              "usage"], id={"type": "string", "pattern": "^msg_"},
                             type={"const": "message"}, role={"const": "assistant"},
-                            model=_STR, content={"type": "array", "items": _BLOCK},
+                            model=_STR, content={"type": "array", "items": anthropic_spec.BLOCK},
                             stop_reason={"enum": ["end_turn", "max_tokens", "stop_sequence",
                                                   "tool_use"]},
                             stop_sequence=_NULL_STR,

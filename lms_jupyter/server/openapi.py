@@ -15,8 +15,8 @@ from __future__ import annotations
 import re
 
 from lms_jupyter import __version__
-from lms_jupyter.api.files_batches.requests import PURPOSES
 from lms_jupyter.api.schemas import component_schemas
+from lms_jupyter.api.spec.responses import LIST_QUERY, PURPOSE
 from lms_jupyter.server.routes import Endpoint, route_table
 
 _GROUP = re.compile(r"\(\?P<(\w+)>[^)]*\)")
@@ -92,13 +92,10 @@ def _operation(method: str, path: str, endpoint: Endpoint) -> dict:
         operation["requestBody"] = {"required": True, "content": {"multipart/form-data": {
             "schema": {"type": "object", "required": ["file", "purpose"], "properties": {
                 "file": {"type": "string", "format": "binary"},
-                "purpose": {"type": "string", "enum": list(PURPOSES)}}}}}}
+                "purpose": {"type": "string", **PURPOSE.schema()}}}}}}
     if endpoint.query:  # list pagination
         operation.setdefault("parameters", []).extend([
-            {"name": "after", "in": "query", "schema": {"type": "string"}},
-            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
-            {"name": "order", "in": "query", "schema": {"enum": ["asc", "desc"]}},
-            {"name": "purpose", "in": "query", "schema": {"type": "string"}}])
+            {"name": f.name, "in": "query", "schema": f.schema()} for f in LIST_QUERY.fields])
     return operation
 
 

@@ -18,12 +18,11 @@ from lms_jupyter.errors import bad_request
 from lms_jupyter.api import fields as api_fields
 from lms_jupyter.api.openai import requests
 from lms_jupyter.api.openai.requests import ChatRequest
+from lms_jupyter.api.spec import anthropic as spec
+from lms_jupyter.api.spec.anthropic import MAX_STOP_SEQUENCES, ROLES, TOOL_CHOICES
 
-ROLES = ("user", "assistant")
-TOOL_CHOICES = ("auto", "any", "tool", "none")
 # thinking budgets as the reasoning effort the chat templates understand
 THINKING_EFFORT = ((1024, "low"), (8192, "medium"))
-MAX_STOP_SEQUENCES = 16
 
 
 @dataclass
@@ -240,13 +239,12 @@ def thinking(body: dict) -> str | None:
     value = body.get("thinking")
     if value is None:
         return None
-    if not isinstance(value, dict) or value.get("type") not in ("enabled", "disabled",
-                                                                "adaptive"):
+    if not isinstance(value, dict) or value.get("type") not in spec.THINKING_TYPES:
         raise bad_request("'thinking' must be {\"type\": \"enabled\", \"budget_tokens\": N} "
                           "or {\"type\": \"disabled\"}.", "thinking")
     if value["type"] == "disabled":
         return "none"
-    budget = api_fields.number(value, "budget_tokens", 1, None, 4096, integer=True)
+    budget = spec.BUDGET_TOKENS.read(value)
     for limit, effort in THINKING_EFFORT:
         if budget <= limit:
             return effort
@@ -267,19 +265,18 @@ def chat_body(body, *, counting: bool = False) -> dict:
     if not counting:
         if body.get("max_tokens") is None:
             raise bad_request("'max_tokens' is required.", "max_tokens")
-        api_fields.number(body, "max_tokens", 1, None, integer=True)
+        spec.MAX_TOKENS.read(body)
     _metadata(body)
     tools, choice, parallel = chat_tools(body)
     out = {"model": body["model"], "messages": chat_messages(body),
-           "stream": False if counting else api_fields.boolean(body, "stream"),
+           "stream": False if counting else spec.STREAM.read(body),
            "stop": stop_sequences(body)}
     if not counting:
         out["max_tokens"] = body["max_tokens"]
     for name in ("temperature", "top_p", "top_k"):
         if body.get(name) is not None:
             out[name] = body[name]
-    if body.get("temperature") is not None:  # Anthropic's range is 0..1
-        api_fields.number(body, "temperature", 0, 1)
+    spec.TEMPERATURE.read(body)  # Anthropic's range is 0..1
     if tools is not None:
         out["tools"] = tools
     if choice is not None:

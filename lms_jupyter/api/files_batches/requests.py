@@ -17,13 +17,13 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from lms_jupyter.api import fields as api_fields
+from lms_jupyter.api.spec import responses as spec
+from lms_jupyter.api.spec.responses import ENDPOINTS, PURPOSES
 from lms_jupyter.errors import APIError, bad_request
 
-PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
-ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses")
 MAX_FILE_BYTES = 200 * 2**20  # OpenAI's limit for batch input files
 MAX_REQUESTS = 50_000  # OpenAI's limit per batch
-MAX_METADATA_KEYS = 16
 DEFAULT_LIST_LIMIT = 20
 
 
@@ -136,13 +136,7 @@ def batch_create(body, available: tuple[str, ...]) -> BatchCreate:
                           f"batch cannot use it (available: {', '.join(available)}).",
                           "endpoint", "unsupported_endpoint")
     seconds = completion_window(body.get("completion_window"))
-    metadata = body.get("metadata")
-    if metadata is not None:
-        if not isinstance(metadata, dict) or len(metadata) > MAX_METADATA_KEYS or not all(
-                isinstance(k, str) and len(k) <= 64 and isinstance(v, str) and len(v) <= 512
-                for k, v in metadata.items()):
-            raise bad_request("'metadata' must be an object of at most 16 string values "
-                              "(keys up to 64 characters, values up to 512).", "metadata")
+    metadata = None if body.get("metadata") is None else api_fields.metadata(body)
     return BatchCreate(file_id, endpoint, body["completion_window"], seconds, metadata)
 
 
@@ -202,10 +196,8 @@ def list_query(query: dict, *, max_limit: int = 10_000) -> ListQuery:
             out.limit = int(query["limit"])
         except ValueError:
             raise bad_request("'limit' must be an integer.", "limit") from None
-        if not 1 <= out.limit <= max_limit:
+        lowest = spec.LIST_QUERY["limit"].lo or 1  # declared with a lower bound of 1
+        if not lowest <= out.limit <= max_limit:
             raise bad_request(f"'limit' must be between 1 and {max_limit}.", "limit")
-    order = query.get("order") or "desc"
-    if order not in ("asc", "desc"):
-        raise bad_request("'order' must be 'asc' or 'desc'.", "order")
-    out.order = order
+    out.order = spec.LIST_QUERY["order"].read({"order": query.get("order") or None})
     return out

@@ -10,6 +10,7 @@ from lms_jupyter.errors import APIError, bad_request
 from lms_jupyter.models.downloads import DownloadJobs
 from lms_jupyter.models.hub import DownloadError, memory_budget
 from lms_jupyter.api import fields
+from lms_jupyter.api.spec import lmstudio as lms_spec
 
 
 class DownloadAPI:
@@ -25,7 +26,7 @@ class DownloadAPI:
         if not isinstance(model, str) or not model.strip():
             raise bad_request("'model' is required: a model name, publisher/repo or a "
                               "Hugging Face URL.", "model", "missing_required_parameter")
-        quantization = fields.text(body, "quantization")
+        quantization = lms_spec.DOWNLOAD["quantization"].read(body)
         try:
             return self.jobs.start(model.strip(), quantization)
         except DownloadError as exc:

@@ -11,6 +11,7 @@ from lms_jupyter.engine.manager import ModelManager
 from lms_jupyter.errors import APIError, bad_request, model_not_found
 from lms_jupyter.models.presets import Preset, PresetStore
 from lms_jupyter.api import fields as api_fields
+from lms_jupyter.api.spec import lmstudio as lms_spec
 from lms_jupyter.api.openai import requests
 from lms_jupyter.api.lmstudio.inference_v0 import v0_extras
 from lms_jupyter.api.openai.endpoints import OpenAICompatAPI
@@ -71,7 +72,7 @@ class LMStudioAPI:
     def load_v1(self, body) -> dict:
         """POST /api/v1/models/load (blocking). ``estimate_only`` answers without loading."""
         request = requests.load_request(body)
-        if api_fields.boolean(body, "estimate_only"):
+        if lms_spec.ESTIMATE_ONLY.read(body):
             return self.manager.estimate(request.model, context_length=request.context_length,
                                          gpu=request.gpu,
                                          flash_attention=request.flash_attention,
@@ -79,7 +80,7 @@ class LMStudioAPI:
         instance = self.manager.load(request)
         result = {"type": v1_type(instance.info), "instance_id": instance.identifier,
                   "load_time_seconds": round(instance.load_time_seconds, 3), "status": "loaded"}
-        if api_fields.boolean(body, "echo_load_config"):
+        if lms_spec.ECHO_LOAD_CONFIG.read(body):
             config = instance_config(instance)
             config["ttl"] = instance.ttl
             config["gpu_layers"] = instance.config.n_gpu_layers
@@ -135,7 +136,7 @@ class LMStudioAPI:
                 settings = {k: v for k, v in body.items() if k not in ("name", "overwrite")}
         name = requests.short_name({"name": name})  # it becomes a file name
         preset = self.presets.save(name, requests.preset_settings(settings),
-                                   overwrite=api_fields.boolean(body, "overwrite", True))
+                                   overwrite=lms_spec.PRESET_CREATE["overwrite"].read(body))
         return preset.as_dict()
 
     def delete_preset(self, name: str) -> dict:

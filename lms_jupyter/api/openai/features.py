@@ -5,10 +5,13 @@ tool calls in the message history.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from lms_jupyter.chat.grammar import UnsupportedSchemaError, grammar_for_response_format
 from lms_jupyter.errors import bad_request
 from lms_jupyter.api.fields import REASONING_EFFORTS, TOOL_CHOICES
+from lms_jupyter.api.spec import openai as spec
+from lms_jupyter.api.spec.openai import FORMAT_TYPES
 
 
 
@@ -113,45 +116,86 @@ def tool_choice(value, offered: list[dict] | None) -> str | dict:
 
 def tool_settings(body: dict) -> ToolSettings:
     offered = tools(body.get("tools"))
-    parallel = body.get("parallel_tool_calls")
-    if parallel is not None and not isinstance(parallel, bool):
-        raise bad_request("'parallel_tool_calls' must be a boolean.", "parallel_tool_calls")
+    parallel = spec.PARALLEL_TOOL_CALLS.read(body)
     return ToolSettings(offered, tool_choice(body.get("tool_choice"), offered), parallel)
 
 
-def response_format_grammar(body: dict) -> str | None:
-    """The GBNF that enforces ``response_format``; None for plain text."""
-    value = body.get("response_format")
-    if value is None:
-        return None
+@dataclass(frozen=True)
+class FormatSurface:
+    """Where a structured-output format sits in a body and how its errors read: chat's
+    ``response_format`` (the schema's members under ``json_schema``, errors naming the
+    field) and the Responses API's ``text.format`` (flat members, errors naming each
+    member's path). One checker, :func:`format_grammar`, reads both."""
+
+    where: str  # the format's path in the body
+    object_hint: str  # what the format must be, when it is not an object
+    nested: bool  # json_schema's members under "json_schema" (chat) or flat (Responses)
+    # json_schema's members, in the order they are checked: (key, what it must be, its
+    # type(s), required)
+    members: tuple[tuple[str, str, type | tuple[type, ...], bool], ...]
+    precise: bool  # errors name the member's own path (else the format's)
+
+    def param(self, path: str) -> str:
+        return path if self.precise else self.where
+
+
+_NAME = ("name", "a string", str, False)
+_STRICT = ("strict", "a boolean", bool, False)
+CHAT_FORMAT = FormatSurface(
+    "response_format", "an object such as {\"type\": \"text\"}", nested=True,
+    members=(_NAME, _STRICT, ("schema", "a JSON schema object", (dict, str), True)),
+    precise=False)
+TEXT_FORMAT = FormatSurface(
+    "text.format", "an object", nested=False,
+    members=(("schema", "a JSON schema object", dict, True), _NAME, _STRICT,
+             ("description", "a string", str, False)), precise=True)
+_FORMAT_WORDS = f"{', '.join(repr(t) for t in FORMAT_TYPES[:-1])} or {FORMAT_TYPES[-1]!r}"
+
+
+def format_grammar(value, surface: FormatSurface) -> str | None:
+    """The GBNF that enforces a structured-output format (None: plain text), checked with
+    ``surface``'s paths; a 400 naming them otherwise."""
+    where = surface.where
     if not isinstance(value, dict):
-        raise bad_request("'response_format' must be an object such as {\"type\": \"text\"}.",
-                          "response_format")
+        raise bad_request(f"'{where}' must be {surface.object_hint}.", where)
     kind = value.get("type")
-    if kind not in ("text", "json_object", "json_schema"):
-        raise bad_request("'response_format.type' must be 'text', 'json_object' or "
-                          f"'json_schema' (got {kind!r}).", "response_format")
+    if kind not in FORMAT_TYPES:
+        raise bad_request(f"'{where}.type' must be {_FORMAT_WORDS} (got {kind!r}).",
+                          surface.param(f"{where}.type"))
+    if kind == "text":
+        return None
+    chat_format = value
     if kind == "json_schema":
-        spec = value.get("json_schema")
-        if not isinstance(spec, dict):
-            raise bad_request("'response_format.json_schema' must be an object with 'name' and "
-                              "'schema'.", "response_format")
-        if spec.get("name") is not None and not isinstance(spec.get("name"), str):
-            raise bad_request("'response_format.json_schema.name' must be a string.",
-                              "response_format")
-        if spec.get("strict") is not None and not isinstance(spec.get("strict"), bool):
-            raise bad_request("'response_format.json_schema.strict' must be a boolean.",
-                              "response_format")
-        if not isinstance(spec.get("schema"), (dict, str)):
-            raise bad_request("'response_format.json_schema.schema' must be a JSON schema "
-                              "object.", "response_format")
+        holder: Any = value  # the object that holds the schema's members
+        at = where
+        if surface.nested:
+            holder, at = value.get("json_schema"), f"{where}.json_schema"
+            if not isinstance(holder, dict):
+                raise bad_request(f"'{at}' must be an object with 'name' and 'schema'.",
+                                  surface.param(at))
+        for key, words, kind_type, required in surface.members:
+            member = holder.get(key)
+            if (required or member is not None) and not isinstance(member, kind_type):
+                raise bad_request(f"'{at}.{key}' must be {words}.",
+                                  surface.param(f"{at}.{key}"))
+        if not surface.nested:
+            chat_format = {"type": "json_schema", "json_schema": {
+                "name": holder.get("name") or "response", "schema": holder["schema"],
+                "strict": holder.get("strict")}}
+    elif not surface.nested:
+        chat_format = {"type": "json_object"}
     try:
-        return grammar_for_response_format(value)
+        return grammar_for_response_format(chat_format)
     except UnsupportedSchemaError as exc:
-        raise bad_request(f"Unsupported response_format schema: {exc}.",
-                          "response_format") from None
+        raise bad_request(f"Unsupported {where} schema: {exc}.", where) from None
     except (ValueError, TypeError, KeyError) as exc:
-        raise bad_request(f"Invalid response_format: {exc}.", "response_format") from None
+        raise bad_request(f"Invalid {where}: {exc}.", where) from None
+
+
+def response_format_grammar(body: dict) -> str | None:
+    """The GBNF that enforces chat's ``response_format``; None for plain text."""
+    value = body.get("response_format")
+    return None if value is None else format_grammar(value, CHAT_FORMAT)
 
 
 def reasoning_effort(body: dict) -> str | None:

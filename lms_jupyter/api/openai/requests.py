@@ -8,18 +8,12 @@ re-checks a field. A bad field is a 400 in OpenAI's error shape naming the field
 client sent (``max_completion_tokens``, not an internal alias); a bad value that came
 from a preset says so and names the preset.
 
-Why dataclasses and not pydantic models: the errors must be OpenAI's, one message per
-field in words a client understands, naming the client's own spelling of aliased fields
-(``max_tokens``/``max_completion_tokens``/``max_output_tokens``) and JSON paths such as
-``messages[2].tool_calls``; the checks depend on each other (``tool_choice`` on
-``tools``; presets fill gaps first); and importing the package must stay cheap. A
-pydantic model would need a custom validator per field and an error translator, and
-would still leave half of the rules outside the model. Field types and bounds are
-tables here (``SAMPLING_BOUNDS``, ``ALIASES``), which is also what the API's OpenAPI
-description reads.
-
-The single-field readers and bounds are in :mod:`lms_jupyter.api.fields` (shared with every
-other API's parser); tools, structured output and reasoning in :mod:`.features`.
+What each field is (type, bounds, aliases, default) is declared once in
+:mod:`lms_jupyter.api.spec` (why dataclasses and not pydantic models: see
+:mod:`lms_jupyter.api.spec.field`); the same declarations give the OpenAPI schemas and the
+presets' checks (``_PRESET_READERS``). The single-field readers are in
+:mod:`lms_jupyter.api.fields` (shared with every other API's parser); tools, structured
+output and reasoning in :mod:`.features`.
 """
 from __future__ import annotations
 
@@ -30,8 +24,16 @@ from lms_jupyter.engine.request import SamplingParams
 from lms_jupyter.engine.options import LoadRequest
 from lms_jupyter.errors import APIError, bad_request
 from lms_jupyter.api.openai.fim import completion_suffix
-from lms_jupyter.api.fields import ALIASES, MAX_EMBEDDING_INPUTS, boolean, chat_logprobs, completion_logprobs, context_length, gpu, max_tokens, model_name, number, parallel, require_object, sampling_params, single_choice, stop_strings, stream_flags, text, ttl_seconds
-from lms_jupyter.api.openai.features import ChatFeatures, chat_features, check_tool_history, response_format_grammar
+from lms_jupyter.api.fields import (ALIASES, MAX_EMBEDDING_INPUTS, chat_logprobs,
+                                    completion_logprobs, context_length, gpu, max_tokens,
+                                    model_name, parallel, require_object, sampling_params,
+                                    single_choice, stop_strings, stream_flags, text, ttl_seconds)
+from lms_jupyter.api.openai.features import (ChatFeatures, chat_features, check_tool_history,
+                                             response_format_grammar)
+from lms_jupyter.api.spec import lmstudio as lms_spec
+from lms_jupyter.api.spec import openai as spec
+from lms_jupyter.api.spec.lmstudio import MAX_NAME_LENGTH, MAX_TOKEN_LIFETIME  # noqa: F401
+from lms_jupyter.api.spec.openai import DEFAULT_DRAFT_TOKENS, MAX_DRAFT_TOKENS  # noqa: F401
 
 # -- typed requests ---------------------------------------------------------------------------
 
@@ -41,10 +43,6 @@ class DraftRequest:
 
     model: str
     max_tokens: int
-
-
-DEFAULT_DRAFT_TOKENS = 8
-MAX_DRAFT_TOKENS = 64
 
 
 @dataclass
@@ -90,9 +88,8 @@ class EmbeddingRequest:
 
 
 def _draft(body: dict) -> DraftRequest | None:
-    name = text(body, "draft_model")
-    look_ahead = number(body, "draft_max_tokens", 1, MAX_DRAFT_TOKENS, DEFAULT_DRAFT_TOKENS,
-                        integer=True)
+    name = spec.DRAFT_MODEL.read(body)
+    look_ahead = spec.DRAFT_MAX_TOKENS.read(body)
     return None if name is None else DraftRequest(name, look_ahead)
 
 
@@ -152,7 +149,7 @@ def completion_request(body) -> CompletionRequest:
     body = require_object(body)
     common = generation_fields(body)
     prompt = completion_prompt(body.get("prompt"))
-    echo = boolean(body, "echo")
+    echo = spec.ECHO.read(body)
     logprobs = completion_logprobs(body)
     if echo and logprobs is not None:
         raise bad_request("'logprobs' with 'echo' would need the prompt's log-probabilities, "
@@ -192,51 +189,32 @@ def embedding_request(body) -> EmbeddingRequest:
     """POST /v1/embeddings as a typed request."""
     body = require_object(body)
     inputs = embedding_inputs(body.get("input"))
-    encoding = body.get("encoding_format")
-    encoding = "float" if encoding is None else encoding  # "" is not a format
-    if encoding not in ("float", "base64"):
-        raise bad_request("'encoding_format' must be 'float' or 'base64'.", "encoding_format")
-    return EmbeddingRequest(model_name(body), inputs, encoding,
-                            number(body, "dimensions", 1, None, integer=True), ttl_seconds(body),
-                            context_length(body), boolean(body, "truncate"))
+    return EmbeddingRequest(model_name(body), inputs, spec.ENCODING_FORMAT.read(body),
+                            spec.DIMENSIONS.read(body), ttl_seconds(body),
+                            context_length(body), spec.TRUNCATE.read(body))
 
 
 def load_request(body) -> LoadRequest:
     """LM Studio's load fields (POST /api/v1/models/load, ``lms load``) as a LoadRequest."""
     body = require_object(body)
-    flash_attention = body.get("flash_attention")
-    if flash_attention is not None and not isinstance(flash_attention, bool):
-        raise bad_request("'flash_attention' must be a boolean.", "flash_attention")
-    number(body, "eval_batch_size", 1, None, integer=True)  # accepted; fixed at 512
-    boolean(body, "estimate_only")  # read by the load endpoint; checked for every load body
-    boolean(body, "echo_load_config")
-    return LoadRequest(model=model_name(body), identifier=text(body, "identifier"),
+    flash_attention = lms_spec.FLASH_ATTENTION.read(body)
+    lms_spec.EVAL_BATCH_SIZE.read(body)  # accepted; fixed at 512
+    lms_spec.ESTIMATE_ONLY.read(body)  # read by the load endpoint; checked for every load body
+    lms_spec.ECHO_LOAD_CONFIG.read(body)
+    return LoadRequest(model=model_name(body), identifier=lms_spec.IDENTIFIER.read(body),
                        context_length=context_length(body), ttl=ttl_seconds(body),
                        flash_attention=flash_attention, gpu=gpu(body),
-                       force=boolean(body, "force"), parallel=parallel(body))
+                       force=lms_spec.FORCE.read(body), parallel=parallel(body))
 
 
 # -- presets ----------------------------------------------------------------------------------
 
-# how each preset setting is checked: a reader of the request field of the same name
-_PRESET_READERS = {
-    "temperature": lambda b: sampling_params(b),
-    "top_k": lambda b: sampling_params(b),
-    "top_p": lambda b: sampling_params(b),
-    "min_p": lambda b: sampling_params(b),
-    "repeat_penalty": lambda b: sampling_params(b),
-    "presence_penalty": lambda b: sampling_params(b),
-    "frequency_penalty": lambda b: sampling_params(b),
-    "seed": lambda b: sampling_params(b),
-    "max_tokens": max_tokens,
-    "context_length": context_length,
-    "response_format": response_format_grammar,
-    "system_prompt": lambda b: text(b, "system_prompt"),
-    "flash_attention": lambda b: boolean(b, "flash_attention"),
-}
-
-
-PRESET_SETTINGS = (*_PRESET_READERS, "stop")
+# how each preset setting is checked: the declaration of the request field of the same name
+# (LM Studio's preset files hold ``stop`` as a list, checked in preset_settings)
+_COMPOSITE_READERS = {"max_tokens": max_tokens, "response_format": response_format_grammar}
+_PRESET_READERS = {f.name: _COMPOSITE_READERS.get(f.name, f.read)
+                   for f in lms_spec.PRESET_FIELDS if f.name != "stop"}
+PRESET_SETTINGS = tuple(f.name for f in lms_spec.PRESET_FIELDS)
 
 
 def preset_settings(settings) -> dict:
@@ -244,10 +222,10 @@ def preset_settings(settings) -> dict:
     so a preset that saves is a preset that applies."""
     if not isinstance(settings, dict):
         raise bad_request("A preset's settings must be an object.", "settings")
-    unknown = sorted(set(settings) - set(_PRESET_READERS) - {"stop"})
+    unknown = sorted(set(settings) - set(PRESET_SETTINGS))
     if unknown:
         raise bad_request(f"Unknown preset settings: {', '.join(unknown)}. Known: "
-                          f"{', '.join(sorted([*_PRESET_READERS, 'stop']))}.", "settings")
+                          f"{', '.join(sorted(PRESET_SETTINGS))}.", "settings")
     out = {}
     for name, value in settings.items():
         if value is None:
@@ -300,9 +278,6 @@ def apply_preset(body, presets) -> dict:
 
 # -- API tokens and names that become files ------------------------------------------------
 
-MAX_NAME_LENGTH = 200  # preset and token names (a preset name becomes a file name)
-
-
 def short_name(body: dict, name: str = "name") -> str:
     """A required display name: a non-empty string of at most MAX_NAME_LENGTH characters,
     no control characters (NUL included); returned stripped."""
@@ -312,7 +287,9 @@ def short_name(body: dict, name: str = "name") -> str:
                           f"(got {len(raw)}).", name)
     if isinstance(raw, str) and any(ord(ch) < 32 or ord(ch) == 127 for ch in raw):
         raise bad_request(f"'{name}' must not contain control characters.", name)
-    return text(body, name, required=True)
+    value = text(body, name, required=True)
+    assert value is not None  # required: a missing name is a 400 above, never None
+    return value
 
 
 @dataclass(frozen=True)
@@ -321,11 +298,8 @@ class TokenCreateRequest:
     expires_in: float | None = None  # seconds; None: never expires
 
 
-MAX_TOKEN_LIFETIME = 100 * 365 * 24 * 3600
-
-
 def token_create_request(body) -> TokenCreateRequest:
     """POST /api/v1/tokens: ``{"name", "expires_in"?}`` (seconds)."""
     body = require_object(body)
-    expires_in = number(body, "expires_in", 1, MAX_TOKEN_LIFETIME)
+    expires_in = lms_spec.TOKEN_CREATE["expires_in"].read(body)
     return TokenCreateRequest(short_name(body), expires_in)

@@ -21,10 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from lms_jupyter.chat.grammar import UnsupportedSchemaError, grammar_for_response_format
 from lms_jupyter.chat.templates import message_text, normalise_messages
 from lms_jupyter.errors import bad_request
 from lms_jupyter.api import fields as api_fields
+from lms_jupyter.api.spec import responses as spec
 from lms_jupyter.api.openai import features as api_features
 from lms_jupyter.api.openai import requests
 from lms_jupyter.api.openai.requests import ChatRequest
@@ -35,7 +35,6 @@ TEXT_PARTS = ("input_text", "output_text", "text")
 MEDIA_PARTS = ("input_image", "input_file", "input_audio", "image_url")
 ITEM_TYPES = ("message", "function_call", "function_call_output", "reasoning",
               "mcp_list_tools", "mcp_call", "mcp_approval_request", "mcp_approval_response")
-MAX_METADATA_KEYS = 16
 DECLINED = "The user declined this tool call."
 
 
@@ -371,44 +370,18 @@ class ResponsesRequest:
 
 
 def _text_format(text) -> tuple[str | None, dict]:
-    """(grammar, the ``text`` echo) for ``text.format`` (flat json_schema, unlike chat)."""
+    """(grammar, the ``text`` echo) for ``text.format`` (flat json_schema, unlike chat's
+    ``response_format``; both are checked by :func:`.features.format_grammar`)."""
     if text is None:
         return None, {"format": {"type": "text"}}
     if not isinstance(text, dict):
         raise bad_request("'text' must be an object such as {\"format\": {\"type\": \"text\"}}.",
                           "text")
     fmt = text.get("format")
-    if fmt is None:
+    grammar = None if fmt is None else api_features.format_grammar(fmt, api_features.TEXT_FORMAT)
+    if grammar is None:
         return None, {"format": {"type": "text"}}
-    if not isinstance(fmt, dict):
-        raise bad_request("'text.format' must be an object.", "text.format")
-    kind = fmt.get("type")
-    if kind == "text":
-        return None, {"format": {"type": "text"}}
-    if kind == "json_object":
-        chat_format: dict = {"type": "json_object"}
-    elif kind == "json_schema":
-        if not isinstance(fmt.get("schema"), dict):
-            raise bad_request("'text.format.schema' must be a JSON schema object.",
-                              "text.format.schema")
-        for key, kind_name, kind_type in (("name", "a string", str),
-                                          ("strict", "a boolean", bool),
-                                          ("description", "a string", str)):
-            if fmt.get(key) is not None and not isinstance(fmt[key], kind_type):
-                raise bad_request(f"'text.format.{key}' must be {kind_name}.",
-                                  f"text.format.{key}")
-        chat_format = {"type": "json_schema", "json_schema": {
-            "name": fmt.get("name") or "response", "schema": fmt["schema"],
-            "strict": fmt.get("strict")}}
-    else:
-        raise bad_request("'text.format.type' must be 'text', 'json_object' or 'json_schema' "
-                          f"(got {kind!r}).", "text.format.type")
-    try:
-        grammar = grammar_for_response_format(chat_format)
-    except UnsupportedSchemaError as exc:
-        raise bad_request(f"Unsupported text.format schema: {exc}.", "text.format") from None
-    except (ValueError, TypeError, KeyError) as exc:
-        raise bad_request(f"Invalid text.format: {exc}.", "text.format") from None
+    assert fmt is not None  # a grammar came from it
     return grammar, {"format": dict(fmt)}
 
 
@@ -462,28 +435,15 @@ def _tool_choice(value, functions: list[dict], servers: list[McpServerSpec]):
     return api_features.tool_choice(value, functions or None)
 
 
-def _metadata(value) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or len(value) > MAX_METADATA_KEYS or not all(
-            isinstance(k, str) and len(k) <= 64 and isinstance(v, str) and len(v) <= 512
-            for k, v in value.items()):
-        raise bad_request(f"'metadata' must map at most {MAX_METADATA_KEYS} keys (64 "
-                          "characters) to strings (512 characters).", "metadata")
-    return dict(value)
-
-
 def parse(body) -> ResponsesRequest:
     """POST /v1/responses (after its ``preset`` was applied) as a typed request."""
     body = api_fields.require_object(body)
     if body.get("conversation") is not None:
         raise bad_request("'conversation' objects are not supported; chain responses with "
                           "'previous_response_id'.", "conversation")
-    if api_fields.boolean(body, "background"):
+    if spec.BACKGROUND.read(body):
         raise bad_request("Background responses are not supported.", "background")
-    truncation = body.get("truncation")
-    if truncation not in (None, "auto", "disabled"):
-        raise bad_request("'truncation' must be 'auto' or 'disabled'.", "truncation")
+    truncation = spec.TRUNCATION.read(body)
     include = body.get("include")
     if include is not None and not (isinstance(include, list) and
                                     all(isinstance(x, str) for x in include)):
@@ -496,7 +456,7 @@ def parse(body) -> ResponsesRequest:
     functions, servers, tools_echo = _tools(body.get("tools"))
     choice = _tool_choice(body.get("tool_choice"), functions, servers)
     settings = api_features.tool_settings({"parallel_tool_calls": body.get("parallel_tool_calls")})
-    max_tool_calls = api_fields.number(body, "max_tool_calls", 1, None, integer=True)
+    max_tool_calls = spec.MAX_TOOL_CALLS.read(body)
     grammar, text_echo = _text_format(body.get("text"))
     if grammar is None and body.get("response_format") is not None:  # from a preset
         grammar = api_features.response_format_grammar(body)
@@ -505,11 +465,11 @@ def parse(body) -> ResponsesRequest:
     if previous is not None and (not isinstance(previous, str) or not previous):
         raise bad_request("'previous_response_id' must be a response id.",
                           "previous_response_id")
-    store = api_fields.boolean(body, "store", True)
+    store = spec.STORE.read(body)
     sampling = generation["sampling"]
     echo = {
         "instructions": instructions or None, "max_output_tokens": generation["max_tokens"],
-        "max_tool_calls": max_tool_calls, "metadata": _metadata(body.get("metadata")),
+        "max_tool_calls": max_tool_calls, "metadata": api_fields.metadata(body),
         "parallel_tool_calls": settings.parallel is not False,
         "previous_response_id": previous, "reasoning": {"effort": effort, "summary": None},
         "store": store, "temperature": sampling.temperature, "text": text_echo,

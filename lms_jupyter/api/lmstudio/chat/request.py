@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from lms_jupyter.errors import APIError, bad_request
 from lms_jupyter.api import fields as api_fields
+from lms_jupyter.api.spec.lmstudio import NATIVE_REASONING, NATIVE_TOOL_CHOICES
 
-REASONING = {"off": "none", "low": "low", "medium": "medium", "high": "high", "on": "medium"}
+# LM Studio's reasoning settings (declared in api/spec/lmstudio.py) as Responses efforts
+REASONING = dict(zip(NATIVE_REASONING, ("none", "low", "medium", "high", "medium")))
 # native fields with the same name and meaning in a Responses body
 SAME_FIELDS = ("model", "stream", "temperature", "top_p", "top_k", "min_p", "repeat_penalty",
                "max_output_tokens", "context_length", "ttl", "store", "seed", "preset")
@@ -22,7 +24,7 @@ ALIASES = {"previous_response_id": "thread_id", "integrations": "mcp_servers"}
 INPUT_TYPES = ("message", "text")
 # an lms-jupyter addition (LM Studio's native chat has none): "required" makes the first
 # model step call one of the integrations' tools, as /v1/responses' tool_choice does
-TOOL_CHOICES = ("auto", "required", "none")
+TOOL_CHOICES = NATIVE_TOOL_CHOICES
 
 
 def _aliased(body: dict, name: str):
@@ -104,7 +106,7 @@ def responses_body(body) -> dict:
         out["instructions"] = system
     reasoning = body.get("reasoning")
     if reasoning is not None:
-        if reasoning not in REASONING:
+        if not isinstance(reasoning, str) or reasoning not in REASONING:  # [] is no key
             raise bad_request(f"'reasoning' must be one of {', '.join(REASONING)} (got "
                               f"{str(reasoning)[:40]!r}).", "reasoning")
         out["reasoning"] = {"effort": REASONING[reasoning]}
