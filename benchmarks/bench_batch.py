@@ -20,6 +20,7 @@ one runs); with ``parallel`` slots the batch keeps them all busy.
 
 Usage: python benchmarks/bench_batch.py [--n 200] [--rounds 4] [--threads 1] [--max-tokens 24]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,14 +36,30 @@ from typing import Literal
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from pydantic import BaseModel  # noqa: E402
+from pydantic import BaseModel
 
-from lms_jupyter.models.catalog import DEFAULT_MODEL_KEY  # noqa: E402
+from lms_jupyter.models.catalog import DEFAULT_MODEL_KEY
 
-GOOD = ["works perfectly", "arrived early", "great value", "I love it", "sturdy and light",
-        "exceeded my expectations", "my kids adore it", "five stars"]
-BAD = ["broke after a week", "arrived damaged", "a waste of money", "I returned it",
-       "flimsy and loud", "nothing like the photos", "stopped charging", "one star"]
+GOOD = [
+    "works perfectly",
+    "arrived early",
+    "great value",
+    "I love it",
+    "sturdy and light",
+    "exceeded my expectations",
+    "my kids adore it",
+    "five stars",
+]
+BAD = [
+    "broke after a week",
+    "arrived damaged",
+    "a waste of money",
+    "I returned it",
+    "flimsy and loud",
+    "nothing like the photos",
+    "stopped charging",
+    "one star",
+]
 ITEMS = ["kettle", "lamp", "backpack", "charger", "fan", "headphones", "mug", "chair"]
 
 
@@ -55,17 +72,27 @@ def prompts(n: int, seed: int = 5) -> list[str]:
     out = []
     for _ in range(n):
         words = rng.choice(GOOD if rng.random() < 0.5 else BAD)
-        out.append(f"Review {len(out) + 1} of a {rng.choice(ITEMS)}: \"{words}\". "
-                   "Positive or negative?")  # numbered: no two prompts are the same
+        out.append(
+            f'Review {len(out) + 1} of a {rng.choice(ITEMS)}: "{words}". Positive or negative?'
+        )  # numbered: no two prompts are the same
     return out
 
 
 def body(text: str, max_tokens: int) -> dict:
-    return {"model": DEFAULT_MODEL_KEY, "max_tokens": max_tokens, "temperature": 0,
-            "messages": [{"role": "user", "content": text}],
-            "response_format": {"type": "json_schema", "json_schema": {
-                "name": "Sentiment", "schema": Sentiment.model_json_schema(),
-                "strict": True}}}
+    return {
+        "model": DEFAULT_MODEL_KEY,
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "messages": [{"role": "user", "content": text}],
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {
+                "name": "Sentiment",
+                "schema": Sentiment.model_json_schema(),
+                "strict": True,
+            },
+        },
+    }
 
 
 def http_loop(client, texts, max_tokens) -> tuple[float, int]:
@@ -77,13 +104,21 @@ def http_loop(client, texts, max_tokens) -> tuple[float, int]:
 
 
 def http_batch(client, texts, max_tokens) -> tuple[float, int]:
-    lines = [{"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
-              "body": body(text, max_tokens)} for i, text in enumerate(texts)]
+    lines = [
+        {
+            "custom_id": f"r{i}",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": body(text, max_tokens),
+        }
+        for i, text in enumerate(texts)
+    ]
     data = "".join(json.dumps(line) + "\n" for line in lines).encode()
     started = time.perf_counter()
     upload = client.files.create(file=("bench.jsonl", io.BytesIO(data)), purpose="batch")
-    batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
-                                  completion_window="24h")
+    batch = client.batches.create(
+        input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
     while batch.status not in ("completed", "failed", "cancelled", "expired"):
         time.sleep(0.05)
         batch = client.batches.retrieve(batch.id)
@@ -96,7 +131,8 @@ def kernel_loop(api, texts, max_tokens) -> tuple[float, int]:
     started, tokens = time.perf_counter(), 0
     for text in texts:
         tokens += api.run_sync(api.prepare_chat(body(text, max_tokens)))["usage"][
-            "completion_tokens"]
+            "completion_tokens"
+        ]
     return time.perf_counter() - started, tokens
 
 
@@ -104,8 +140,15 @@ def kernel_batch(api, texts, max_tokens) -> tuple[float, int]:
     import lms_jupyter
 
     started = time.perf_counter()
-    out = lms_jupyter.batch(texts, model=DEFAULT_MODEL_KEY, schema=Sentiment,
-                            max_tokens=max_tokens, cache=False, progress=False, api=api)
+    out = lms_jupyter.batch(
+        texts,
+        model=DEFAULT_MODEL_KEY,
+        schema=Sentiment,
+        max_tokens=max_tokens,
+        cache=False,
+        progress=False,
+        api=api,
+    )
     elapsed = time.perf_counter() - started
     assert out["error"].isna().all(), out["error"].dropna().tolist()
     return elapsed, int(out["completion_tokens"].sum())
@@ -119,41 +162,53 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=24)
     args = parser.parse_args()
 
+    from conftest import JupyterServer
     from openai import OpenAI
 
-    from conftest import JupyterServer
     from lms_jupyter.api import OpenAICompatAPI
     from lms_jupyter.engine.manager import ModelManager
 
     texts = prompts(args.n)
     root = Path(tempfile.mkdtemp(prefix="bench-batch-"))
     (root / "models").mkdir()
-    server = JupyterServer(root, root / "models", [
-        f"--ModelManager.n_threads={args.threads}", f"--LMSJupyterApp.batch_dir={root / 'b'}"])
+    server = JupyterServer(
+        root,
+        root / "models",
+        [f"--ModelManager.n_threads={args.threads}", f"--LMSJupyterApp.batch_dir={root / 'b'}"],
+    )
     results = {}
     try:
-        client = OpenAI(base_url=server.api_url, api_key=server.token, max_retries=0,
-                        timeout=600)
+        client = OpenAI(base_url=server.api_url, api_key=server.token, max_retries=0, timeout=600)
         api = OpenAICompatAPI(ModelManager(n_threads=args.threads))
         warm = texts[:2]  # load the models and warm the caches first
         http_loop(client, warm, args.max_tokens)
         kernel_loop(api, warm, args.max_tokens)
-        modes = (("http loop", http_loop, client), ("http batch", http_batch, client),
-                 ("kernel loop", kernel_loop, api), ("kernel batch", kernel_batch, api))
+        modes = (
+            ("http loop", http_loop, client),
+            ("http batch", http_batch, client),
+            ("kernel loop", kernel_loop, api),
+            ("kernel batch", kernel_batch, api),
+        )
         totals = {name: [0.0, 0] for name, _run, _target in modes}
         size = -(-args.n // args.rounds)
         for start in range(0, args.n, size):
-            chunk = texts[start:start + size]
+            chunk = texts[start : start + size]
             for name, run, target in modes:
                 elapsed, tokens = run(target, chunk, args.max_tokens)
                 totals[name][0] += elapsed
                 totals[name][1] += tokens
-            print(f"round {start // size + 1}: " + ", ".join(
-                f"{name} {totals[name][0]:.0f} s" for name, _r, _t in modes), flush=True)
+            print(
+                f"round {start // size + 1}: "
+                + ", ".join(f"{name} {totals[name][0]:.0f} s" for name, _r, _t in modes),
+                flush=True,
+            )
         for name, (elapsed, tokens) in totals.items():
             results[name] = (args.n / elapsed, tokens / elapsed)
-            print(f"{name:13s} {args.n / elapsed:6.2f} items/s {tokens / elapsed:7.1f} "
-                  f"tokens/s ({elapsed:.1f} s, {tokens} tokens)", flush=True)
+            print(
+                f"{name:13s} {args.n / elapsed:6.2f} items/s {tokens / elapsed:7.1f} "
+                f"tokens/s ({elapsed:.1f} s, {tokens} tokens)",
+                flush=True,
+            )
         api.manager.shutdown()
     finally:
         server.stop()

@@ -16,6 +16,7 @@ alike) and the speed-up is the median of the per-run ratios. The chat model embe
 Usage: python benchmarks/bench_embeddings.py [--runs 5] [--texts 128] [--chat-texts 16]
                                              [--threads N]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,22 +29,25 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lms_jupyter.engine.local.embedding import Embedder, model_pooling  # noqa: E402
-from lms_jupyter.engine.local.model import default_threads  # noqa: E402
-from lms_jupyter.models.catalog import (DEFAULT_MODEL_KEY, ModelCatalog,  # noqa: E402
-                                        embedded_model_path)
-from lms_jupyter.models.convert import MINILM_KEY, install_minilm  # noqa: E402
+from lms_jupyter.engine.local.embedding import Embedder, model_pooling
+from lms_jupyter.engine.local.model import default_threads
+from lms_jupyter.models.catalog import DEFAULT_MODEL_KEY, ModelCatalog, embedded_model_path
+from lms_jupyter.models.convert import MINILM_KEY, install_minilm
 
-WORDS = ("the a model search vector query river mountain garden football python server "
-         "memory bread coffee music window yellow quickly slowly because under between "
-         "learns builds reads finds carries").split()
+WORDS = (
+    "the a model search vector query river mountain garden football python server "
+    "memory bread coffee music window yellow quickly slowly because under between "
+    "learns builds reads finds carries"
+).split()
 
 
 def make_texts(n: int, seed: int = 0) -> list[str]:
     """Sentences of 4 to 40 words, the same every run."""
     rng = random.Random(seed)
-    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 40))).capitalize() + "."
-            for _ in range(n)]
+    return [
+        " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 40))).capitalize() + "."
+        for _ in range(n)
+    ]
 
 
 def timed(fn) -> float:
@@ -68,22 +72,34 @@ def report(model: str, times: dict, n_texts: int, n_tokens: int) -> None:
     for mode, seconds in times.items():
         median = statistics.median(seconds)
         print(f"{model:<22} {mode:<20} {n_texts / median:9.1f} {n_tokens / median:10.0f}")
-    ratios = [alone / batched for alone, batched in
-              zip(times["engine, one by one"], times["engine, batched"])]
-    print(f"{model:<22} batched / one by one: {statistics.median(ratios):.2f}x "
-          f"(median of per-run ratios)", flush=True)
+    ratios = [
+        alone / batched
+        for alone, batched in zip(
+            times["engine, one by one"], times["engine, batched"], strict=False
+        )
+    ]
+    print(
+        f"{model:<22} batched / one by one: {statistics.median(ratios):.2f}x "
+        f"(median of per-run ratios)",
+        flush=True,
+    )
 
 
 def engine_modes(embedder: Embedder, texts: list[str]) -> dict:
-    return {"engine, batched": lambda: embedder.embed(texts),
-            "engine, one by one": lambda: [embedder.embed([t]) for t in texts]}
+    return {
+        "engine, batched": lambda: embedder.embed(texts),
+        "engine, one by one": lambda: [embedder.embed([t]) for t in texts],
+    }
 
 
 def describe(label: str, embedder: Embedder, texts: list[str]) -> int:
     tokens = embedder.embed(texts).prompt_tokens
     groups = len(embedder.batches([len(embedder.tokenize(t)) for t in texts]))
-    print(f"# {label}: {len(texts)} texts, {tokens} tokens, {groups} batched decodes "
-          f"(up to {embedder.n_seq_max} sequences each)", flush=True)
+    print(
+        f"# {label}: {len(texts)} texts, {tokens} tokens, {groups} batched decodes "
+        f"(up to {embedder.n_seq_max} sequences each)",
+        flush=True,
+    )
     return tokens
 
 
@@ -107,12 +123,25 @@ def main() -> None:
         minilm = install_minilm(folder)
         catalog = ModelCatalog(folder)
         _info, variant = catalog.resolve(MINILM_KEY)
-        embedder = Embedder.load(minilm, context_length=512, n_threads=args.threads,
-                                 pooling=model_pooling(variant.header), label=MINILM_KEY)
+        embedder = Embedder.load(
+            minilm,
+            context_length=512,
+            n_threads=args.threads,
+            pooling=model_pooling(variant.header),
+            label=MINILM_KEY,
+        )
         manager = ModelManager(catalog, n_threads=args.threads)
         api = OpenAICompatAPI(manager)
-        raw = Llama(str(minilm), embedding=True, n_ctx=512, n_batch=512, n_ubatch=512,
-                    n_threads=args.threads, n_threads_batch=args.threads, verbose=False)
+        raw = Llama(
+            str(minilm),
+            embedding=True,
+            n_ctx=512,
+            n_batch=512,
+            n_ubatch=512,
+            n_threads=args.threads,
+            n_threads_batch=args.threads,
+            verbose=False,
+        )
         tokens = describe(MINILM_KEY, embedder, texts)
         body = {"model": MINILM_KEY, "input": texts}
         modes = engine_modes(embedder, texts)
@@ -125,12 +154,17 @@ def main() -> None:
 
     # SmolLM2-135M (a chat model): mean pooling on a second context over its weights
     llm = Llama(str(embedded_model_path()), n_ctx=2048, n_threads=args.threads, verbose=False)
-    smol = Embedder.for_chat_model(llm, context_length=2048, n_threads=args.threads,
-                                   label=DEFAULT_MODEL_KEY)
-    chat_texts = texts[:args.chat_texts]
+    smol = Embedder.for_chat_model(
+        llm, context_length=2048, n_threads=args.threads, label=DEFAULT_MODEL_KEY
+    )
+    chat_texts = texts[: args.chat_texts]
     tokens = describe(DEFAULT_MODEL_KEY, smol, chat_texts)
-    report(DEFAULT_MODEL_KEY, interleaved(engine_modes(smol, chat_texts), args.runs),
-           len(chat_texts), tokens)
+    report(
+        DEFAULT_MODEL_KEY,
+        interleaved(engine_modes(smol, chat_texts), args.runs),
+        len(chat_texts),
+        tokens,
+    )
     smol.close()
     llm.close()
 

@@ -20,6 +20,7 @@ each other at every barrier and a 2-thread prefill can take tens of seconds; the
 are only meaningful in a quiet window (the script prints the load average it ran under),
 or with ``--threads 1``, which degrades far less under contention.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,11 +41,13 @@ NO_EOS = {"2": -100}  # a cancelled completion must still be generating when it 
 
 
 def cell(i: int) -> str:
-    return (f"def transform_{i}(frame, column='value_{i}'):\n"
-            f"    \"\"\"Scale column {i} and drop the rows it leaves empty.\"\"\"\n"
-            f"    scaled = frame[column] * {i + 2} / (frame[column].max() + 1)\n"
-            f"    frame = frame.assign(**{{column: scaled}})\n"
-            f"    return frame.dropna(subset=[column])\n")
+    return (
+        f"def transform_{i}(frame, column='value_{i}'):\n"
+        f'    """Scale column {i} and drop the rows it leaves empty."""\n'
+        f"    scaled = frame[column] * {i + 2} / (frame[column].max() + 1)\n"
+        f"    frame = frame.assign(**{{column: scaled}})\n"
+        f"    return frame.dropna(subset=[column])\n"
+    )
 
 
 def context(tokens: int, tag: str) -> str:
@@ -63,19 +66,28 @@ class Bench:
         self.server = server
         self.http = http
 
-    def first_token(self, prompt: str, *, cancel_after: int | None = None,
-                    max_tokens: int = 16) -> tuple[float, int]:
+    def first_token(
+        self, prompt: str, *, cancel_after: int | None = None, max_tokens: int = 16
+    ) -> tuple[float, int]:
         """(seconds from sending the request to its first streamed text, prompt tokens
         when known); ``cancel_after``: close the connection after that many chunks."""
-        body = {"model": DEFAULT_MODEL_KEY, "prompt": prompt, "suffix": SUFFIX,
-                "max_tokens": max_tokens, "temperature": 0.2, "stream": True,
-                "stream_options": {"include_usage": True}, "logit_bias": NO_EOS}
+        body = {
+            "model": DEFAULT_MODEL_KEY,
+            "prompt": prompt,
+            "suffix": SUFFIX,
+            "max_tokens": max_tokens,
+            "temperature": 0.2,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "logit_bias": NO_EOS,
+        }
         started = time.perf_counter()
         first = None
         chunks = 0
         prompt_tokens = 0
-        with self.http.stream("POST", self.server.api_url + "/completions", json=body,
-                              headers=self.server.headers) as r:
+        with self.http.stream(
+            "POST", self.server.api_url + "/completions", json=body, headers=self.server.headers
+        ) as r:
             r.raise_for_status()
             for line in r.iter_lines():
                 if not line.startswith("data: {"):
@@ -93,8 +105,9 @@ class Bench:
         import httpx
 
         while True:
-            rows = httpx.get(self.server.url + "lms/api/v0/ps", headers=self.server.headers,
-                             timeout=10).json()["data"]
+            rows = httpx.get(
+                self.server.url + "lms/api/v0/ps", headers=self.server.headers, timeout=10
+            ).json()["data"]
             if all(r["status"] == "idle" and r["queued"] == 0 for r in rows):
                 return
             time.sleep(0.01)
@@ -105,10 +118,18 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--context", type=int, default=1000, help="context size in tokens")
     parser.add_argument("--cold-runs", type=int, default=3)
-    parser.add_argument("--debounce", type=float, default=250,
-                        help="ms between the abort and the next request in B' (the setting)")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="generation threads (0: the server's default, all cores)")
+    parser.add_argument(
+        "--debounce",
+        type=float,
+        default=250,
+        help="ms between the abort and the next request in B' (the setting)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="generation threads (0: the server's default, all cores)",
+    )
     args = parser.parse_args()
     import httpx
     from conftest import JupyterServer
@@ -123,14 +144,20 @@ def main() -> None:
     results: dict[str, list[float]] = {"A": [], "B": [], "B'": []}
     try:
         http = httpx.Client(timeout=120)
-        r = http.post(server.url + "lms/api/v1/models/load", headers=server.headers,
-                      json={"model": DEFAULT_MODEL_KEY})
+        r = http.post(
+            server.url + "lms/api/v1/models/load",
+            headers=server.headers,
+            json={"model": DEFAULT_MODEL_KEY},
+        )
         r.raise_for_status()
         bench = Bench(server, http)
         shared = context(args.context, "shared")  # the notebook: its cache stays warm
         _, n_tokens = bench.first_token(shared)
-        print(f"model {DEFAULT_MODEL_KEY}, context {n_tokens} prompt tokens, "
-              f"{args.runs} runs, threads {args.threads or 'default'}", flush=True)
+        print(
+            f"model {DEFAULT_MODEL_KEY}, context {n_tokens} prompt tokens, "
+            f"{args.runs} runs, threads {args.threads or 'default'}",
+            flush=True,
+        )
         for run in range(args.runs):
             if run < args.cold_runs:  # cold: a context no cache holds (prefill-bound)
                 bench.wait_idle()
@@ -146,7 +173,7 @@ def main() -> None:
             # still crossing to the engine), or after an aborted one and the debounce,
             # as the editor sends it (B'); each from its own prefix
             kinds = ["A", "B", "B'"]
-            for kind in kinds[run % 3:] + kinds[:run % 3]:
+            for kind in kinds[run % 3 :] + kinds[: run % 3]:
                 prefix = base + f"x_{kind[0]}{len(kind)} = "
                 bench.wait_idle()
                 if kind == "A":
@@ -162,8 +189,10 @@ def main() -> None:
     finally:
         server.stop()
 
-    print(f"load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
-          f"({os.cpu_count()} cores)")
+    print(
+        f"load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
+        f"({os.cpu_count()} cores)"
+    )
 
     def ms(values):
         return statistics.median(values) * 1000
@@ -177,14 +206,18 @@ def main() -> None:
     print(f"{'cold (new context)':44} {ms(cold):7.1f}ms {spread(cold)}")
     after_done = results["A"]
     print(f"{'A: after a finished completion':44} {ms(after_done):7.1f}ms {spread(after_done)}")
-    for kind, label in (("B", "B: right after a cancelled one"),
-                        ("B'", "B': cancelled, then the debounce")):
+    for kind, label in (
+        ("B", "B: right after a cancelled one"),
+        ("B'", "B': cancelled, then the debounce"),
+    ):
         print(f"{label:44} {ms(results[kind]):7.1f}ms {spread(results[kind])}")
     for kind in ("B", "B'"):
-        pairs = [b - a for a, b in zip(after_done, results[kind])]
-        print(f"cancel cost {kind:2} - A (median of the runs' differences) "
-              f"{statistics.median(pairs) * 1000:+7.1f}ms   ratio {kind}/A "
-              f"{ms(results[kind]) / ms(after_done):.2f} (target: ~1.00)")
+        pairs = [b - a for a, b in zip(after_done, results[kind], strict=False)]
+        print(
+            f"cancel cost {kind:2} - A (median of the runs' differences) "
+            f"{statistics.median(pairs) * 1000:+7.1f}ms   ratio {kind}/A "
+            f"{ms(results[kind]) / ms(after_done):.2f} (target: ~1.00)"
+        )
 
 
 if __name__ == "__main__":

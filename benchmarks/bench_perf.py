@@ -29,6 +29,7 @@ request generates exactly ``--tokens`` tokens and both sides do the same work.
 Usage: python benchmarks/bench_perf.py [--runs 5] [--tokens 128] [--no-peer]
 (about 7 minutes with --runs 5 on a quiet 2-core machine, estimated; far longer on a loaded one)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,16 +62,33 @@ KV = "q8_0"
 NO_EOS = {str(EOS_ID): -100}
 SAME = {"temperature": 0, "repeat_penalty": 1.0}  # greedy, no penalty: the same work
 STORY = "Here is a long story about a dragon who learns to read:\n\n"
-SCHEMA = {"type": "object", "properties": {"title": {"type": "string"},
-                                           "story": {"type": "string"}},
-          "required": ["title", "story"]}
-TOOL = {"type": "function", "function": {
-    "name": "write_story", "description": "Write a story down.",
-    "parameters": {"type": "object", "properties": {"title": {"type": "string"},
-                                                    "text": {"type": "string"}},
-                   "required": ["title", "text"]}}}
-TOPICS = ["a dragon", "the sea", "a lighthouse", "a robot", "an old library", "winter",
-          "a train", "a garden"]
+SCHEMA = {
+    "type": "object",
+    "properties": {"title": {"type": "string"}, "story": {"type": "string"}},
+    "required": ["title", "story"],
+}
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "write_story",
+        "description": "Write a story down.",
+        "parameters": {
+            "type": "object",
+            "properties": {"title": {"type": "string"}, "text": {"type": "string"}},
+            "required": ["title", "text"],
+        },
+    },
+}
+TOPICS = [
+    "a dragon",
+    "the sea",
+    "a lighthouse",
+    "a robot",
+    "an old library",
+    "winter",
+    "a train",
+    "a garden",
+]
 
 
 def median(values) -> float:
@@ -85,6 +103,7 @@ def free_port() -> int:
 
 
 # -- one stream, timed -------------------------------------------------------------------------
+
 
 class Timed:
     """One streamed request: time to first token, decode rate, tokens, wall time."""
@@ -117,20 +136,29 @@ class Timed:
 
 def raw_stream(llm, prompt: str, tokens: int) -> Timed:
     timed = Timed()
-    for _chunk in llm.create_completion(prompt, max_tokens=tokens, stream=True,
-                                        logit_bias={EOS_ID: -100.0}, **SAME):
+    for _chunk in llm.create_completion(
+        prompt, max_tokens=tokens, stream=True, logit_bias={EOS_ID: -100.0}, **SAME
+    ):
         timed.text()
     timed.tokens = timed.chunks
     return timed
 
 
-def completion_stream(client, model: str, prompt: str, tokens: int, usage: bool = True,
-                      **extra) -> Timed:
+def completion_stream(
+    client, model: str, prompt: str, tokens: int, usage: bool = True, **extra
+) -> Timed:
     timed = Timed()
     kwargs = dict(stream_options={"include_usage": True}) if usage else {}
-    stream = client.completions.create(model=model, prompt=prompt, max_tokens=tokens,
-                                       stream=True, temperature=0, logit_bias=NO_EOS,
-                                       extra_body={"repeat_penalty": 1.0, **extra}, **kwargs)
+    stream = client.completions.create(
+        model=model,
+        prompt=prompt,
+        max_tokens=tokens,
+        stream=True,
+        temperature=0,
+        logit_bias=NO_EOS,
+        extra_body={"repeat_penalty": 1.0, **extra},
+        **kwargs,
+    )
     for chunk in stream:
         if chunk.choices and chunk.choices[0].text:
             timed.text()
@@ -139,19 +167,27 @@ def completion_stream(client, model: str, prompt: str, tokens: int, usage: bool 
     return timed
 
 
-def chat_stream(client, model: str, messages: list, tokens: int, **extra) -> tuple[Timed, str,
-                                                                                  dict]:
+def chat_stream(
+    client, model: str, messages: list, tokens: int, **extra
+) -> tuple[Timed, str, dict]:
     timed = Timed()
     stream = client.chat.completions.create(
-        model=model, messages=messages, max_tokens=tokens, stream=True, temperature=0,
-        stream_options={"include_usage": True}, extra_body={"repeat_penalty": 1.0},
-        **extra)
+        model=model,
+        messages=messages,
+        max_tokens=tokens,
+        stream=True,
+        temperature=0,
+        stream_options={"include_usage": True},
+        extra_body={"repeat_penalty": 1.0},
+        **extra,
+    )
     text, usage = [], {}
     for chunk in stream:
         if chunk.choices:
             delta = chunk.choices[0].delta
             piece = (delta.content or "") + "".join(
-                (call.function.arguments or "") for call in (delta.tool_calls or []))
+                (call.function.arguments or "") for call in (delta.tool_calls or [])
+            )
             if piece:
                 timed.text()
                 text.append(piece)
@@ -183,17 +219,20 @@ def concurrent(fn, n: int) -> tuple[float, list[Timed]]:
 
 # -- measurements ------------------------------------------------------------------------------
 
+
 def import_time(runs: int) -> tuple[float, float]:
     """(``import lms_jupyter`` in a fresh interpreter, the whole ``python -c "import
     lms_jupyter"`` process including the interpreter's own start)."""
-    code = ("import time; t = time.perf_counter(); import lms_jupyter; "
-            "print(time.perf_counter() - t)")
+    code = (
+        "import time; t = time.perf_counter(); import lms_jupyter; print(time.perf_counter() - t)"
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     inside, whole = [], []
     for _ in range(runs):
         started = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
-                             capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
+        ).stdout
         whole.append(time.perf_counter() - started)
         inside.append(float(out))
     return median(inside), median(whole)
@@ -205,9 +244,16 @@ class RawLlama:
     def __init__(self, path: str, threads: int):
         from llama_cpp import Llama
 
-        self.llm = Llama(model_path=path, n_ctx=4096, n_threads=threads,
-                         n_threads_batch=threads, flash_attn=FLASH, type_k=KV_TYPES[KV],
-                         type_v=KV_TYPES[KV], verbose=False)
+        self.llm = Llama(
+            model_path=path,
+            n_ctx=4096,
+            n_threads=threads,
+            n_threads_batch=threads,
+            flash_attn=FLASH,
+            type_k=KV_TYPES[KV],
+            type_v=KV_TYPES[KV],
+            verbose=False,
+        )
         raw_stream(self.llm, "Warm up.", 8)
 
     def stream(self, run: int, tokens: int) -> Timed:
@@ -222,20 +268,26 @@ class OurServer:
     given), SmolLM2 loaded with 4 slots and a 4096-token context."""
 
     def __init__(self, threads: int | None = None):
-        from openai import OpenAI
-
         from conftest import JupyterServer
+        from openai import OpenAI
 
         root = Path(tempfile.mkdtemp())
         (root / "models").mkdir()
         flags = [f"--ModelManager.n_threads={threads}"] if threads else []
         self.server = JupyterServer(root, root / "models", flags)
         self.http = httpx.Client(headers=self.server.headers, timeout=600)
-        self.http.post(self.server.url + "lms/api/v1/models/load",
-                       json={"model": DEFAULT_MODEL_KEY, "identifier": "bench", "parallel": 4,
-                             "context_length": 4096}).raise_for_status()
-        self.client = OpenAI(base_url=self.server.api_url, api_key=self.server.token,
-                             max_retries=0, timeout=600)
+        self.http.post(
+            self.server.url + "lms/api/v1/models/load",
+            json={
+                "model": DEFAULT_MODEL_KEY,
+                "identifier": "bench",
+                "parallel": 4,
+                "context_length": 4096,
+            },
+        ).raise_for_status()
+        self.client = OpenAI(
+            base_url=self.server.api_url, api_key=self.server.token, max_retries=0, timeout=600
+        )
         completion_stream(self.client, "bench", "Warm up.", 8)
 
     def row(self) -> dict:
@@ -245,8 +297,9 @@ class OurServer:
         return completion_stream(self.client, "bench", f"Story {run}. {STORY}", tokens)
 
     def four(self, run: int, tokens: int) -> float:
-        return concurrent(lambda i: completion_stream(
-            self.client, "bench", f"Tale {run}-{i}. {STORY}", tokens), 4)[0]
+        return concurrent(
+            lambda i: completion_stream(self.client, "bench", f"Tale {run}-{i}. {STORY}", tokens), 4
+        )[0]
 
     def close(self) -> None:
         self.http.close()
@@ -256,16 +309,20 @@ class OurServer:
 def multi_turn(client, model: str, run: int, tokens: int = 80) -> list[tuple[float, int, int]]:
     """Two conversations interleaved for 6 turns each: (ttft, prompt, cached) per turn of
     the first conversation... and the second (12 entries, in order)."""
-    histories = [[{"role": "system", "content": f"You are storyteller number {run}-{c}."}]
-                 for c in range(2)]
+    histories = [
+        [{"role": "system", "content": f"You are storyteller number {run}-{c}."}] for c in range(2)
+    ]
     out = []
     for turn in range(6):
         for c in range(2):
-            messages = histories[c] + [{"role": "user", "content":
-                                        f"Part {turn + 1}: continue the story about "
-                                        f"{TOPICS[(turn + 3 * c) % len(TOPICS)]}, please."}]
-            timed, text, usage = chat_stream(client, model, messages, tokens,
-                                             logit_bias=NO_EOS)
+            messages = histories[c] + [
+                {
+                    "role": "user",
+                    "content": f"Part {turn + 1}: continue the story about "
+                    f"{TOPICS[(turn + 3 * c) % len(TOPICS)]}, please.",
+                }
+            ]
+            timed, text, usage = chat_stream(client, model, messages, tokens, logit_bias=NO_EOS)
             cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
             out.append((timed.ttft, usage.get("prompt_tokens", 0), cached))
             histories[c] = messages + [{"role": "assistant", "content": text}]
@@ -286,8 +343,9 @@ def status_p99_while(server, generate, streams: int, seconds: float = 8.0) -> fl
     """p99 (ms) of jupyter's ``GET /api/status`` while ``streams`` threads run
     ``generate(i, stop)`` until ``stop`` is set (also used by bench_server.py)."""
     stop = threading.Event()
-    workers = [threading.Thread(target=generate, args=(i, stop), daemon=True)
-               for i in range(streams)]
+    workers = [
+        threading.Thread(target=generate, args=(i, stop), daemon=True) for i in range(streams)
+    ]
     for w in workers:
         w.start()
     time.sleep(1.0)
@@ -311,24 +369,40 @@ def the_rest(ours: OurServer, args) -> dict:
     client, http, server = ours.client, ours.http, ours.server
     result: dict = {"turns": [multi_turn(client, "bench", run) for run in range(min(args.runs, 3))]}
     messages = [{"role": "user", "content": "Write a long story about a dragon."}]
-    modes = {"plain": {},
-             "json_schema": {"response_format": {"type": "json_schema", "json_schema": {
-                 "name": "story", "schema": SCHEMA}}},
-             "tool_choice required": {"tools": [TOOL], "tool_choice": "required"}}
+    modes = {
+        "plain": {},
+        "json_schema": {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "story", "schema": SCHEMA},
+            }
+        },
+        "tool_choice required": {"tools": [TOOL], "tool_choice": "required"},
+    }
     rates: dict = {name: [] for name in modes}
     for _run in range(args.runs):  # the modes interleaved inside each run
         for name, extra in modes.items():
             # /api/v0's stats: the engine's decode rate (a tool call's arguments reach
             # a stream in bursts, so chunk timings would flatter the grammar modes)
-            body = http.post(server.url + "lms/api/v0/chat/completions", json={
-                "model": "bench", "messages": messages, "max_tokens": args.tokens,
-                "temperature": 0, "repeat_penalty": 1.0, **extra}).json()
+            body = http.post(
+                server.url + "lms/api/v0/chat/completions",
+                json={
+                    "model": "bench",
+                    "messages": messages,
+                    "max_tokens": args.tokens,
+                    "temperature": 0,
+                    "repeat_penalty": 1.0,
+                    **extra,
+                },
+            ).json()
             rates[name].append(body["stats"]["tokens_per_second"])
     result["grammar"] = {name: median(values) for name, values in rates.items()}
     result["status_p99"] = status_p99(server, client, "bench", 32)
     rows = http.get(server.url + "lms/api/v0/ps").json()["data"]
-    result["rss"] = {"server": rss_of(server.proc.pid),
-                     "workers": {r["identifier"]: r.get("residentBytes") for r in rows}}
+    result["rss"] = {
+        "server": rss_of(server.proc.pid),
+        "workers": {r["identifier"]: r.get("residentBytes") for r in rows},
+    }
     return result
 
 
@@ -346,12 +420,38 @@ class PeerServer:
         port = free_port()
         self.log = open(Path(tempfile.mkdtemp()) / "llama_cpp_server.log", "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", path, "--model_alias",
-             "peer", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096",
-             "--n_threads", str(threads), "--n_threads_batch", str(threads),
-             "--flash_attn", str(FLASH), "--type_k", str(KV_TYPES[KV]), "--type_v",
-             str(KV_TYPES[KV]), "--interrupt_requests", "False", "--verbose", "False"],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                path,
+                "--model_alias",
+                "peer",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--n_ctx",
+                "4096",
+                "--n_threads",
+                str(threads),
+                "--n_threads_batch",
+                str(threads),
+                "--flash_attn",
+                str(FLASH),
+                "--type_k",
+                str(KV_TYPES[KV]),
+                "--type_v",
+                str(KV_TYPES[KV]),
+                "--interrupt_requests",
+                "False",
+                "--verbose",
+                "False",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         base = f"http://127.0.0.1:{port}/v1"
         deadline = time.time() + 120
         while True:
@@ -369,12 +469,15 @@ class PeerServer:
         completion_stream(self.client, "peer", "Warm up.", 8, usage=False)
 
     def stream(self, run: int, tokens: int) -> Timed:
-        return completion_stream(self.client, "peer", f"Story {run}. {STORY}", tokens,
-                                 usage=False)
+        return completion_stream(self.client, "peer", f"Story {run}. {STORY}", tokens, usage=False)
 
     def four(self, run: int, tokens: int) -> float:
-        return concurrent(lambda i: completion_stream(
-            self.client, "peer", f"Tale {run}-{i}. {STORY}", tokens, usage=False), 4)[0]
+        return concurrent(
+            lambda i: completion_stream(
+                self.client, "peer", f"Tale {run}-{i}. {STORY}", tokens, usage=False
+            ),
+            4,
+        )[0]
 
     def close(self) -> None:
         self.proc.terminate()
@@ -426,21 +529,32 @@ def resident(parallel: int) -> dict:
     """Resident memory a 4096-token load of SmolLM2 with the defaults adds to its worker
     process (over an idle worker's) after four concurrent requests."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-c", _RESIDENT, str(parallel), tempfile.mkdtemp()],
-                         env=env, check=True, capture_output=True, text=True, timeout=1200)
+    out = subprocess.run(
+        [sys.executable, "-c", _RESIDENT, str(parallel), tempfile.mkdtemp()],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 # -- report ------------------------------------------------------------------------------------
+
 
 def turn_figures(runs) -> tuple[float, float, int, int, int]:
     """Median TTFT of turn 1 and turn 6 (both conversations), their prompt sizes, and the
     cached tokens at turn 6."""
     first = [run[i] for run in runs for i in (0, 1)]
     last = [run[i] for run in runs for i in (10, 11)]
-    return (median(t for t, _p, _c in first), median(t for t, _p, _c in last),
-            int(median(p for _t, p, _c in first)), int(median(p for _t, p, _c in last)),
-            int(median(c for _t, _p, c in last)))
+    return (
+        median(t for t, _p, _c in first),
+        median(t for t, _p, _c in last),
+        int(median(p for _t, p, _c in first)),
+        int(median(p for _t, p, _c in last)),
+        int(median(c for _t, _p, c in last)),
+    )
 
 
 def machine() -> str:
@@ -448,8 +562,9 @@ def machine() -> str:
     name = "unknown CPU"
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as info:
-            name = next(line.split(":", 1)[1].strip() for line in info
-                        if line.startswith("model name"))
+            name = next(
+                line.split(":", 1)[1].strip() for line in info if line.startswith("model name")
+            )
     except (OSError, StopIteration):
         pass
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 30)
@@ -475,18 +590,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=128)
-    parser.add_argument("--no-peer", action="store_true",
-                        help="skip llama-cpp-python's server")
+    parser.add_argument("--no-peer", action="store_true", help="skip llama-cpp-python's server")
     args = parser.parse_args()
     global FLASH, KV
     FLASH, KV = server_defaults()
     cores = default_threads()
     path = str(embedded_model_path())
     print(f"$ python benchmarks/bench_perf.py {' '.join(sys.argv[1:])}".rstrip())
-    print(f"{machine()}; model {Path(path).name}; server defaults: KV cache {KV}, flash "
-          f"attention {'on' if FLASH else 'off'}, {cores} threads; {args.tokens} tokens; "
-          f"{args.runs} runs; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}",
-          flush=True)
+    print(
+        f"{machine()}; model {Path(path).name}; server defaults: KV cache {KV}, flash "
+        f"attention {'on' if FLASH else 'off'}, {cores} threads; {args.tokens} tokens; "
+        f"{args.runs} runs; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}",
+        flush=True,
+    )
 
     figures: dict = {"import": import_time(max(args.runs, 5)), "kv": KV, "flash": FLASH}
     # one stream, A and B interleaved run by run: all cores, then one thread
@@ -501,13 +617,19 @@ def main() -> None:
         if name in sides:
             sides.pop(name).close()
     ours = sides["ours_all"]
-    figures["one"] = {name: {"decode": median(t.decode for t in timed),
-                             "ttft": median(t.ttft for t in timed),
-                             "aggregate": median(t.tokens / t.wall for t in timed)}
-                      for name, timed in streams.items()}
+    figures["one"] = {
+        name: {
+            "decode": median(t.decode for t in timed),
+            "ttft": median(t.ttft for t in timed),
+            "aggregate": median(t.tokens / t.wall for t in timed),
+        }
+        for name, timed in streams.items()
+    }
     if cores == 1:
-        figures["one"]["raw_1"], figures["one"]["ours_1"] = (figures["one"]["raw_all"],
-                                                             figures["one"]["ours_all"])
+        figures["one"]["raw_1"], figures["one"]["ours_1"] = (
+            figures["one"]["raw_all"],
+            figures["one"]["ours_all"],
+        )
     print("one stream done", flush=True)
     # four clients: ours and llama_cpp.server interleaved run by run
     peer = None if args.no_peer else PeerServer(path, cores)
@@ -522,8 +644,11 @@ def main() -> None:
                 peer_one.append(timed.chunks / timed.wall)
         figures["four"] = {name: median(values) for name, values in four.items()}
         figures["peer_one"] = median(peer_one)
-        figures["peer_turns"] = [multi_turn(peer.client, "peer", run)
-                                 for run in range(min(args.runs, 2))] if peer else None
+        figures["peer_turns"] = (
+            [multi_turn(peer.client, "peer", run) for run in range(min(args.runs, 2))]
+            if peer
+            else None
+        )
     finally:
         if peer is not None:
             peer.close()
@@ -549,62 +674,117 @@ def report(f: dict, cores: int, with_peer: bool) -> None:
         return f"**{a / b:.2f}**"
 
     rows = [
-        ("`import lms_jupyter` (whole `python -c` process, interpreter start included)",
-         "<= 0.3 s", f"{f['import'][0] * 1000:.1f} ms ({f['import'][1] * 1000:.0f} ms)"),
-        ("decode tok/s, 1 stream, raw llama-cpp-python / `/lms/v1` (1 thread)", "",
-         f"{one['raw_1']['decode']:.1f} / {one['ours_1']['decode']:.1f}"),
-        ("ratio `/lms/v1` / raw (1 thread)", ">= 0.97",
-         ratio(one["ours_1"]["decode"], one["raw_1"]["decode"])),
-        (f"decode tok/s, 1 stream, raw / `/lms/v1` (all {cores} cores, the default)", "",
-         f"{one['raw_all']['decode']:.1f} / {one['ours_all']['decode']:.1f}"),
-        ("ratio `/lms/v1` / raw (all cores)", ">= 0.97",
-         ratio(one["ours_all"]["decode"], one["raw_all"]["decode"])),
-        ("time to first token, `/lms/v1` - raw (all cores)", "",
-         f"{(one['ours_all']['ttft'] - one['raw_all']['ttft']) * 1000:+.1f} ms"),
-        ("tokens/s, 1 client / 4 concurrent clients (aggregate), `/lms/v1`", "",
-         f"{one['ours_all']['aggregate']:.1f} / {four['ours']:.1f}"),
-        ("ratio 4 clients / 1 client", ">= 1.8",
-         ratio(four["ours"], one["ours_all"]["aggregate"])),
+        (
+            "`import lms_jupyter` (whole `python -c` process, interpreter start included)",
+            "<= 0.3 s",
+            f"{f['import'][0] * 1000:.1f} ms ({f['import'][1] * 1000:.0f} ms)",
+        ),
+        (
+            "decode tok/s, 1 stream, raw llama-cpp-python / `/lms/v1` (1 thread)",
+            "",
+            f"{one['raw_1']['decode']:.1f} / {one['ours_1']['decode']:.1f}",
+        ),
+        (
+            "ratio `/lms/v1` / raw (1 thread)",
+            ">= 0.97",
+            ratio(one["ours_1"]["decode"], one["raw_1"]["decode"]),
+        ),
+        (
+            f"decode tok/s, 1 stream, raw / `/lms/v1` (all {cores} cores, the default)",
+            "",
+            f"{one['raw_all']['decode']:.1f} / {one['ours_all']['decode']:.1f}",
+        ),
+        (
+            "ratio `/lms/v1` / raw (all cores)",
+            ">= 0.97",
+            ratio(one["ours_all"]["decode"], one["raw_all"]["decode"]),
+        ),
+        (
+            "time to first token, `/lms/v1` - raw (all cores)",
+            "",
+            f"{(one['ours_all']['ttft'] - one['raw_all']['ttft']) * 1000:+.1f} ms",
+        ),
+        (
+            "tokens/s, 1 client / 4 concurrent clients (aggregate), `/lms/v1`",
+            "",
+            f"{one['ours_all']['aggregate']:.1f} / {four['ours']:.1f}",
+        ),
+        ("ratio 4 clients / 1 client", ">= 1.8", ratio(four["ours"], one["ours_all"]["aggregate"])),
     ]
     if with_peer:
         rows += [
-            ("tokens/s, 1 client / 4 clients, `llama_cpp.server`", "",
-             f"{f['peer_one']:.1f} / {four['peer']:.1f}"),
-            ("ratio `/lms/v1` / `llama_cpp.server`, 4 clients", ">= 1.5",
-             ratio(four["ours"], four["peer"])),
+            (
+                "tokens/s, 1 client / 4 clients, `llama_cpp.server`",
+                "",
+                f"{f['peer_one']:.1f} / {four['peer']:.1f}",
+            ),
+            (
+                "ratio `/lms/v1` / `llama_cpp.server`, 4 clients",
+                ">= 1.5",
+                ratio(four["ours"], four["peer"]),
+            ),
         ]
     rows += [
-        ("2 interleaved chats: TTFT turn 1 / turn 6 (prompt tokens)", "",
-         f"{t1 * 1000:.0f} ms ({p1}) / {t6 * 1000:.0f} ms ({p6}, {c6} cached)"),
-        ("ratio TTFT turn 6 / turn 1 (prompt x{:.1f})".format(p6 / max(p1, 1)), "<= 1.5",
-         f"**{t6 / t1:.2f}**"),
+        (
+            "2 interleaved chats: TTFT turn 1 / turn 6 (prompt tokens)",
+            "",
+            f"{t1 * 1000:.0f} ms ({p1}) / {t6 * 1000:.0f} ms ({p6}, {c6} cached)",
+        ),
+        (
+            f"ratio TTFT turn 6 / turn 1 (prompt x{p6 / max(p1, 1):.1f})",
+            "<= 1.5",
+            f"**{t6 / t1:.2f}**",
+        ),
     ]
     if with_peer:
         pt1, pt6, _pp1, _pp6, _pc6 = turn_figures(f["peer_turns"])
-        rows.append(("same chats on `llama_cpp.server`: TTFT turn 1 / turn 6", "",
-                     f"{pt1 * 1000:.0f} ms / {pt6 * 1000:.0f} ms (x{pt6 / pt1:.1f})"))
+        rows.append(
+            (
+                "same chats on `llama_cpp.server`: TTFT turn 1 / turn 6",
+                "",
+                f"{pt1 * 1000:.0f} ms / {pt6 * 1000:.0f} ms (x{pt6 / pt1:.1f})",
+            )
+        )
     grammar = f["grammar"]
     rows += [
-        ("decode tok/s, chat (engine stats): plain / json_schema / tool_choice required", "",
-         f"{grammar['plain']:.1f} / {grammar['json_schema']:.1f} / "
-         f"{grammar['tool_choice required']:.1f}"),
+        (
+            "decode tok/s, chat (engine stats): plain / json_schema / tool_choice required",
+            "",
+            f"{grammar['plain']:.1f} / {grammar['json_schema']:.1f} / "
+            f"{grammar['tool_choice required']:.1f}",
+        ),
         ("ratio json_schema / plain", ">= 0.9", ratio(grammar["json_schema"], grammar["plain"])),
-        ("ratio tool_choice required / plain", ">= 0.9",
-         ratio(grammar["tool_choice required"], grammar["plain"])),
-        ("`GET /api/status` p99 while 4 streams generate", "<= 50 ms",
-         f"{f['status_p99']:.1f} ms"),
+        (
+            "ratio tool_choice required / plain",
+            ">= 0.9",
+            ratio(grammar["tool_choice required"], grammar["plain"]),
+        ),
+        ("`GET /api/status` p99 while 4 streams generate", "<= 50 ms", f"{f['status_p99']:.1f} ms"),
     ]
     for parallel, memory in f["memory"].items():
-        rows.append((f"resident memory of a 4096-token load after 4 requests, parallel "
-                     f"{parallel} ({memory['kv_type']} KV cache): measured / estimate",
-                     "within 5%", f"{memory['resident'] / mib:.0f} / "
-                     f"{memory['estimate'] / mib:.0f} MiB "
-                     f"(**{(memory['estimate'] - memory['resident']) / memory['resident']:+.1%}**)"))
+        rows.append(
+            (
+                f"resident memory of a 4096-token load after 4 requests, parallel "
+                f"{parallel} ({memory['kv_type']} KV cache): measured / estimate",
+                "within 5%",
+                f"{memory['resident'] / mib:.0f} / "
+                f"{memory['estimate'] / mib:.0f} MiB "
+                f"(**{(memory['estimate'] - memory['resident']) / memory['resident']:+.1%}**)",
+            )
+        )
     memory = f["rss"]
-    rows.append(("resident memory: the jupyter server / each model's worker process", "",
-                 f"{memory['server'] / mib:.0f} MiB / " + ", ".join(
-                     f"{name} {value / mib:.0f} MiB" for name, value in memory["workers"].items()
-                     if value)))
+    rows.append(
+        (
+            "resident memory: the jupyter server / each model's worker process",
+            "",
+            f"{memory['server'] / mib:.0f} MiB / "
+            + ", ".join(
+                f"{name} {value / mib:.0f} MiB"
+                for name, value in memory["workers"].items()
+                if value
+            ),
+        )
+    )
     print()
     print("| measure | goal | value |")
     print("| --- | --- | --- |")

@@ -21,6 +21,7 @@ the process's CPU time unless --wall.
 Usage: python benchmarks/bench_request_parse.py [--rounds 41] [--batch 200] [--before REV]
                                                 [--wall]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,39 +36,77 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lms_jupyter.api.openai import requests as after
+from lms_jupyter.api.openai import requests as after  # noqa: E402 - after sys.path
 
 # the modules the declarations changed, in import order, and the private names they get
-CHANGED = (("lms_jupyter.api.fields", "lms_jupyter/api/fields.py"),
-           ("lms_jupyter.api.openai.features", "lms_jupyter/api/openai/features.py"),
-           ("lms_jupyter.api.openai.requests", "lms_jupyter/api/openai/requests.py"))
+CHANGED = (
+    ("lms_jupyter.api.fields", "lms_jupyter/api/fields.py"),
+    ("lms_jupyter.api.openai.features", "lms_jupyter/api/openai/features.py"),
+    ("lms_jupyter.api.openai.requests", "lms_jupyter/api/openai/requests.py"),
+)
 
 TOOLS = [
-    {"type": "function", "function": {
-        "name": "get_weather", "description": "The weather in a city",
-        "parameters": {"type": "object", "properties": {
-            "city": {"type": "string"}, "unit": {"enum": ["c", "f"]}},
-            "required": ["city"]}}},
-    {"type": "function", "function": {
-        "name": "search", "description": "Search the web",
-        "parameters": {"type": "object", "properties": {"query": {"type": "string"}},
-                       "required": ["query"]}, "strict": True}},
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The weather in a city",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]}},
+                "required": ["city"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "search",
+            "description": "Search the web",
+            "parameters": {
+                "type": "object",
+                "properties": {"query": {"type": "string"}},
+                "required": ["query"],
+            },
+            "strict": True,
+        },
+    },
 ]
 AGENT_BODY = {
     "model": "smollm2-135m-instruct",
-    "messages": [{"role": "system", "content": "You are terse."},
-                 {"role": "user", "content": "What is the weather in Paris?"}],
-    "tools": TOOLS, "tool_choice": "auto", "parallel_tool_calls": False,
-    "response_format": {"type": "json_schema", "json_schema": {
-        "name": "answer", "strict": True, "schema": {
-            "type": "object", "properties": {"city": {"type": "string"},
-                                             "celsius": {"type": "number"}},
-            "required": ["city", "celsius"]}}},
-    "temperature": 0.2, "top_p": 0.9, "seed": 7, "max_completion_tokens": 64,
-    "stop": ["\n\n"], "stream": True, "stream_options": {"include_usage": True},
+    "messages": [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "What is the weather in Paris?"},
+    ],
+    "tools": TOOLS,
+    "tool_choice": "auto",
+    "parallel_tool_calls": False,
+    "response_format": {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "answer",
+            "strict": True,
+            "schema": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}, "celsius": {"type": "number"}},
+                "required": ["city", "celsius"],
+            },
+        },
+    },
+    "temperature": 0.2,
+    "top_p": 0.9,
+    "seed": 7,
+    "max_completion_tokens": 64,
+    "stop": ["\n\n"],
+    "stream": True,
+    "stream_options": {"include_usage": True},
 }
-PLAIN_BODY = {"model": "smollm2-135m-instruct", "temperature": 0.7, "max_tokens": 32,
-              "messages": [{"role": "user", "content": "Say hello."}]}
+PLAIN_BODY = {
+    "model": "smollm2-135m-instruct",
+    "temperature": 0.7,
+    "max_tokens": 32,
+    "messages": [{"role": "user", "content": "Say hello."}],
+}
 BODIES = {"tools + response_format": AGENT_BODY, "plain": PLAIN_BODY}
 
 
@@ -76,8 +115,12 @@ def load_before(revision: str) -> types.ModuleType:
     renamed = {name: "_before_" + name.replace(".", "_") for name, _ in CHANGED}
     module = None
     for name, path in CHANGED:
-        source = subprocess.run(["git", "-C", str(ROOT), "show", f"{revision}:{path}"],
-                                check=True, capture_output=True, text=True).stdout
+        source = subprocess.run(
+            ["git", "-C", str(ROOT), "show", f"{revision}:{path}"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         for old, new in renamed.items():
             source = source.replace(old, new)
         module = types.ModuleType(renamed[name])
@@ -99,22 +142,28 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=41)
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--before", default="b2140c7")
-    parser.add_argument("--wall", action="store_true",
-                        help="wall-clock time (default: this process's CPU time, which a "
-                             "shared machine's other processes disturb less)")
+    parser.add_argument(
+        "--wall",
+        action="store_true",
+        help="wall-clock time (default: this process's CPU time, which a "
+        "shared machine's other processes disturb less)",
+    )
     args = parser.parse_args()
     clock = time.perf_counter if args.wall else time.process_time
     before = load_before(args.before)
     parsers = {"before": before.chat_request, "after": after.chat_request}
-    print(f"chat_request parse ({'wall' if args.wall else 'CPU'} time), median of "
-          f"{args.rounds} rounds x {args.batch} parses (before: {args.before}, after: this "
-          "tree)\n")
+    print(
+        f"chat_request parse ({'wall' if args.wall else 'CPU'} time), median of "
+        f"{args.rounds} rounds x {args.batch} parses (before: {args.before}, after: this "
+        "tree)\n"
+    )
     print(f"{'body':<26}{'before µs':>11}{'after µs':>11}{'after/before':>14}")
     for label, body in BODIES.items():
         for parse in parsers.values():  # same answer, and warm caches
             parse(body)
         same = dataclasses.asdict(before.chat_request(body)) == dataclasses.asdict(
-            after.chat_request(body))
+            after.chat_request(body)
+        )
         assert same, f"the parsers disagree on {label!r}"
         times: dict[str, list[float]] = {"before": [], "after": []}
         ratios = []

@@ -10,6 +10,7 @@ Prints, as medians over --runs repetitions:
 Raw and server never run at the same time, and both use the same thread count.
 Usage: python benchmarks/bench_server.py [--runs 7] [--tokens 128] [--threads N]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,12 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from lms_jupyter.models.catalog import DEFAULT_MODEL_KEY, embedded_model_path  # noqa: E402
-from lms_jupyter.engine.local.model import default_threads  # noqa: E402
+from lms_jupyter.engine.local.model import default_threads
+from lms_jupyter.models.catalog import DEFAULT_MODEL_KEY, embedded_model_path
 
 PROMPT = "Here is a long story about a dragon who learns to read:\n\n"
 EOS_BIAS = {2: -100.0}  # SmolLM2's EOS: keep both sides generating the full length
@@ -40,8 +40,9 @@ def raw_run(llm, tokens: int, run: int) -> tuple[float, float]:
     started = time.perf_counter()
     first = None
     count = 0
-    for _chunk in llm.create_completion(prompt(run), max_tokens=tokens, temperature=0,
-                                        stream=True, logit_bias=EOS_BIAS):
+    for _chunk in llm.create_completion(
+        prompt(run), max_tokens=tokens, temperature=0, stream=True, logit_bias=EOS_BIAS
+    ):
         count += 1
         if first is None:
             first = time.perf_counter()
@@ -53,9 +54,14 @@ def http_run(client, tokens: int, run: int) -> tuple[float, float]:
     started = time.perf_counter()
     first = None
     count = 0
-    stream = client.completions.create(model=DEFAULT_MODEL_KEY, prompt=prompt(run),
-                                       max_tokens=tokens, temperature=0, stream=True,
-                                       logit_bias={"2": -100})
+    stream = client.completions.create(
+        model=DEFAULT_MODEL_KEY,
+        prompt=prompt(run),
+        max_tokens=tokens,
+        temperature=0,
+        stream=True,
+        logit_bias={"2": -100},
+    )
     for chunk in stream:
         if chunk.choices and chunk.choices[0].text:
             count += 1
@@ -82,20 +88,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--tokens", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=0,
-                        help="generation threads on both sides (0: all cores, the default)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="generation threads on both sides (0: all cores, the default)",
+    )
     args = parser.parse_args()
+    from conftest import JupyterServer
     from llama_cpp import Llama
     from openai import OpenAI
-
-    from conftest import JupyterServer
 
     threads = args.threads or default_threads()
     path = str(embedded_model_path())
     print(f"model {path}\nthreads {threads}, {args.tokens} tokens, {args.runs} runs")
 
-    llm = Llama(model_path=path, n_ctx=4096, n_threads=threads, n_threads_batch=threads,
-                flash_attn=True, verbose=False)
+    llm = Llama(
+        model_path=path,
+        n_ctx=4096,
+        n_threads=threads,
+        n_threads_batch=threads,
+        flash_attn=True,
+        verbose=False,
+    )
     raw_run(llm, 8, -1)  # warm up
     raw = [raw_run(llm, args.tokens, i) for i in range(args.runs)]
     llm.close()

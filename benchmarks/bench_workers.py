@@ -19,6 +19,7 @@ Both sides get the same GenerationRequest (greedy, EOS banned, ``--tokens`` toke
 the same ``generate(request, channel)`` call, so the difference is the boundary alone.
 Usage: python benchmarks/bench_workers.py [--runs 5] [--tokens 128] [--threads N]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,9 +55,14 @@ def one_stream(model, prompt: str, tokens: int) -> tuple[float, float]:
     """(time to first token, decode tokens/s) of one request."""
     channel = EventChannel()
     started = time.perf_counter()
-    model.generate(GenerationRequest(prompt, SamplingParams(temperature=0, repeat_penalty=1.0,
-                                                            logit_bias={2: -100.0}),
-                                     max_tokens=tokens), channel)
+    model.generate(
+        GenerationRequest(
+            prompt,
+            SamplingParams(temperature=0, repeat_penalty=1.0, logit_bias={2: -100.0}),
+            max_tokens=tokens,
+        ),
+        channel,
+    )
     first = last = None
     count = 0
     for event in channel:
@@ -71,9 +77,12 @@ def one_stream(model, prompt: str, tokens: int) -> tuple[float, float]:
 def cancel_latency(model) -> float:
     """Seconds from cancelling a stream to its Finished event (the slot is free)."""
     channel = EventChannel()
-    model.generate(GenerationRequest(STORY, SamplingParams(temperature=0,
-                                                           logit_bias={2: -100.0}),
-                                     max_tokens=2000), channel)
+    model.generate(
+        GenerationRequest(
+            STORY, SamplingParams(temperature=0, logit_bias={2: -100.0}), max_tokens=2000
+        ),
+        channel,
+    )
     seen = 0
     cancelled_at = None
     for event in channel:
@@ -92,15 +101,23 @@ def server_rss(manager_cls, catalog, config: LoadConfig, args) -> dict:
     ``--runs`` load + unload cycles through worker processes."""
     from lms_jupyter.engine.options import LoadRequest
 
-    manager = manager_cls(catalog, n_threads=config.n_threads,
-                          flash_attention=config.flash_attention,
-                          kv_cache_type=config.kv_cache_type)
+    manager = manager_cls(
+        catalog,
+        n_threads=config.n_threads,
+        flash_attention=config.flash_attention,
+        kv_cache_type=config.kv_cache_type,
+    )
     time.sleep(2.0)  # the spare is ready
     before = rss()
     for _run in range(args.runs):
-        model = manager.load(LoadRequest(DEFAULT_MODEL_KEY, identifier="bench",
-                                         context_length=config.context_length,
-                                         parallel=config.parallel))
+        model = manager.load(
+            LoadRequest(
+                DEFAULT_MODEL_KEY,
+                identifier="bench",
+                context_length=config.context_length,
+                parallel=config.parallel,
+            )
+        )
         manager.unload("bench")
         model.join(30)
         time.sleep(2.0)  # the next spare starts (once nothing runs: SparePool)
@@ -127,14 +144,23 @@ def interleaved(manager_cls, catalog, info, variant, config: LoadConfig, args) -
     keys = ("load", "first", "ttft", "decode", "cancel")
     local = {key: [] for key in keys}
     workers = {key: [] for key in keys} | {"cold_load": [], "worker_rss": []}
-    managers = {prestart: manager_cls(catalog, n_threads=config.n_threads,
-                                      prestart_worker=prestart,
-                                      flash_attention=config.flash_attention,
-                                      kv_cache_type=config.kv_cache_type)
-                for prestart in (False, True)}
+    managers = {
+        prestart: manager_cls(
+            catalog,
+            n_threads=config.n_threads,
+            prestart_worker=prestart,
+            flash_attention=config.flash_attention,
+            kv_cache_type=config.kv_cache_type,
+        )
+        for prestart in (False, True)
+    }
     time.sleep(2.0)  # the spare is ready, as it is long before a user's load
-    request = LoadRequest(DEFAULT_MODEL_KEY, identifier="bench",
-                          context_length=config.context_length, parallel=config.parallel)
+    request = LoadRequest(
+        DEFAULT_MODEL_KEY,
+        identifier="bench",
+        context_length=config.context_length,
+        parallel=config.parallel,
+    )
     try:
         for run in range(args.runs):
             started = time.perf_counter()
@@ -158,8 +184,10 @@ def interleaved(manager_cls, catalog, info, variant, config: LoadConfig, args) -
     finally:
         for manager in managers.values():
             manager.shutdown()
-    return ({key: median(values) for key, values in local.items()},
-            {key: median(values) for key, values in workers.items()})
+    return (
+        {key: median(values) for key, values in local.items()},
+        {key: median(values) for key, values in workers.items()},
+    )
 
 
 def main() -> None:
@@ -175,38 +203,64 @@ def main() -> None:
     info, variant = catalog.resolve(DEFAULT_MODEL_KEY)
     manager = ModelManager(catalog, prestart_worker=False)  # the defaults a load gets
     flash = manager._flash_attention(None, 0)
-    config = LoadConfig(context_length=4096, flash_attention=flash, n_threads=threads,
-                        parallel=4, kv_cache_type=manager._kv_cache_type("llm", flash, 0))
+    config = LoadConfig(
+        context_length=4096,
+        flash_attention=flash,
+        n_threads=threads,
+        parallel=4,
+        kv_cache_type=manager._kv_cache_type("llm", flash, 0),
+    )
     manager.shutdown()
     print(f"$ python benchmarks/bench_workers.py {' '.join(sys.argv[1:])}".rstrip())
-    print(f"model {variant.path.name}; {default_threads()} cores; threads {threads}; "
-          f"{args.tokens} tokens; {args.runs} runs; KV {config.kv_cache_type}, flash "
-          f"attention {config.flash_attention}; load average {os.getloadavg()[0]:.1f}",
-          flush=True)
+    print(
+        f"model {variant.path.name}; {default_threads()} cores; threads {threads}; "
+        f"{args.tokens} tokens; {args.runs} runs; KV {config.kv_cache_type}, flash "
+        f"attention {config.flash_attention}; load average {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     memory = server_rss(ModelManager, catalog, config, args)  # first: no llama.cpp here yet
     local, workers = interleaved(ModelManager, catalog, info, variant, config, args)
     workers.update(memory)
     rows = [
-        ("load: in-process / worker started for it / spare worker (default)",
-         "spare <= 1.3x in-process",
-         f"{local['load'] * 1000:.0f} / {workers['cold_load'] * 1000:.0f} / "
-         f"{workers['load'] * 1000:.0f} ms (**{workers['load'] / local['load']:.2f}x**)"),
-        ("time to first token of the first request after a load: in-process / worker", "",
-         f"{local['first'] * 1000:.1f} / {workers['first'] * 1000:.1f} ms"),
-        ("time to first token (a later request): in-process / worker", "within 5 ms",
-         f"{local['ttft'] * 1000:.1f} / {workers['ttft'] * 1000:.1f} ms "
-         f"(**{(workers['ttft'] - local['ttft']) * 1000:+.1f} ms**)"),
-        ("decode tok/s, 1 stream: in-process / worker", ">= 0.97x",
-         f"{local['decode']:.1f} / {workers['decode']:.1f} "
-         f"(**{workers['decode'] / local['decode']:.2f}x**)"),
-        ("cancel to Finished: in-process / worker", "<= 100 ms",
-         f"{local['cancel'] * 1000:.1f} / **{workers['cancel'] * 1000:.1f} ms**"),
-        ("server-side RSS before loads / after load+unload x runs (no llama.cpp)",
-         "within 15 MiB",
-         f"{workers['server_before'] / MIB:.1f} / {workers['server_after'] / MIB:.1f} MiB "
-         f"(**{(workers['server_after'] - workers['server_before']) / MIB:+.1f} MiB**)"),
-        ("worker RSS while loaded (4096 context, 4 slots)", "",
-         f"{workers['worker_rss'] / MIB:.0f} MiB"),
+        (
+            "load: in-process / worker started for it / spare worker (default)",
+            "spare <= 1.3x in-process",
+            f"{local['load'] * 1000:.0f} / {workers['cold_load'] * 1000:.0f} / "
+            f"{workers['load'] * 1000:.0f} ms (**{workers['load'] / local['load']:.2f}x**)",
+        ),
+        (
+            "time to first token of the first request after a load: in-process / worker",
+            "",
+            f"{local['first'] * 1000:.1f} / {workers['first'] * 1000:.1f} ms",
+        ),
+        (
+            "time to first token (a later request): in-process / worker",
+            "within 5 ms",
+            f"{local['ttft'] * 1000:.1f} / {workers['ttft'] * 1000:.1f} ms "
+            f"(**{(workers['ttft'] - local['ttft']) * 1000:+.1f} ms**)",
+        ),
+        (
+            "decode tok/s, 1 stream: in-process / worker",
+            ">= 0.97x",
+            f"{local['decode']:.1f} / {workers['decode']:.1f} "
+            f"(**{workers['decode'] / local['decode']:.2f}x**)",
+        ),
+        (
+            "cancel to Finished: in-process / worker",
+            "<= 100 ms",
+            f"{local['cancel'] * 1000:.1f} / **{workers['cancel'] * 1000:.1f} ms**",
+        ),
+        (
+            "server-side RSS before loads / after load+unload x runs (no llama.cpp)",
+            "within 15 MiB",
+            f"{workers['server_before'] / MIB:.1f} / {workers['server_after'] / MIB:.1f} MiB "
+            f"(**{(workers['server_after'] - workers['server_before']) / MIB:+.1f} MiB**)",
+        ),
+        (
+            "worker RSS while loaded (4096 context, 4 slots)",
+            "",
+            f"{workers['worker_rss'] / MIB:.0f} MiB",
+        ),
     ]
     print()
     print("| measure | goal | value |")

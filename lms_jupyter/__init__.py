@@ -3,6 +3,7 @@
 Importing this package is cheap: llama_cpp, tornado and jupyter_server are imported only
 by the parts that need them.
 """
+
 __version__ = "0.1.0"
 
 

@@ -4,6 +4,7 @@ One parser for every reader of an OpenAI-style stream: the server relaying a rem
 engine (httpx ``aiter_lines``) and a kernel reading a server (``iter_lines``) feed it
 the same lines, so both understand the same events, comments and ``[DONE]`` marker.
 """
+
 from __future__ import annotations
 
 import json

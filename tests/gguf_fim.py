@@ -6,6 +6,7 @@ special tokens as ``tokenizer.ggml.fim_pre/suf/mid_token_id``. The weights are c
 byte for byte after the rewritten header (re-padded to the file's alignment), so
 llama.cpp loads the copy exactly as the original.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -48,11 +49,22 @@ def write_with_fim_tokens(source: Path, target: Path, pre: int, suf: int, mid: i
         r.pos += 8 * n_dims + 4 + 8
     infos_end = r.pos
     data_start = -(-infos_end // alignment) * alignment
-    extra = b"".join(_kv_uint32(k, v) for k, v in (
-        ("tokenizer.ggml.fim_pre_token_id", pre), ("tokenizer.ggml.fim_suf_token_id", suf),
-        ("tokenizer.ggml.fim_mid_token_id", mid)))
-    header = (GGUF_MAGIC + struct.pack("<I", version) + struct.pack("<QQ", n_tensors, n_kv + 3)
-              + head[kv_start:kv_end] + extra + head[kv_end:infos_end])
+    extra = b"".join(
+        _kv_uint32(k, v)
+        for k, v in (
+            ("tokenizer.ggml.fim_pre_token_id", pre),
+            ("tokenizer.ggml.fim_suf_token_id", suf),
+            ("tokenizer.ggml.fim_mid_token_id", mid),
+        )
+    )
+    header = (
+        GGUF_MAGIC
+        + struct.pack("<I", version)
+        + struct.pack("<QQ", n_tensors, n_kv + 3)
+        + head[kv_start:kv_end]
+        + extra
+        + head[kv_end:infos_end]
+    )
     header += b"\0" * (-len(header) % alignment)
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(source, "rb") as src, open(target, "wb") as out:

@@ -1,6 +1,7 @@
 """The architecture, checked: module and folder sizes, no import cycles, the worker boundary
 and a transport-free core. These read the source (``ast``), so they are fast and fail on the
 commit that breaks a rule, naming the module."""
+
 from __future__ import annotations
 
 import ast
@@ -61,8 +62,11 @@ def _imports(name: str, path: Path, *, top_level_only: bool) -> set[str]:
 
 
 def test_no_module_is_longer_than_600_lines():
-    long = {name: n for name, path in MODULES.items()
-            if (n := len(path.read_text().splitlines())) > MAX_LINES}
+    long = {
+        name: n
+        for name, path in MODULES.items()
+        if (n := len(path.read_text().splitlines())) > MAX_LINES
+    }
     assert not long, f"modules over {MAX_LINES} lines: {long}"
 
 
@@ -71,8 +75,11 @@ def test_no_folder_holds_more_than_12_modules():
     for path in MODULES.values():
         if path.name != "__init__.py":
             counts[path.parent] += 1
-    crowded = {str(folder.relative_to(ROOT.parent)): n for folder, n in counts.items()
-               if n > MAX_MODULES_PER_FOLDER}
+    crowded = {
+        str(folder.relative_to(ROOT.parent)): n
+        for folder, n in counts.items()
+        if n > MAX_MODULES_PER_FOLDER
+    }
     assert not crowded, f"folders with more than {MAX_MODULES_PER_FOLDER} modules: {crowded}"
 
 
@@ -117,13 +124,20 @@ def _package_edges(name: str, targets: set[str]) -> set[str]:
     """Import edges, with a package's own ``__init__`` re-exports not counted as a dependency
     of its submodules on the package (``from pkg.sub import x`` executes ``pkg`` first, but
     ``pkg`` importing ``pkg.sub`` back is the normal facade pattern, not a cycle)."""
-    return {t for t in targets if t in MODULES and t != name
-            and not (name.startswith(t + ".") and MODULES[t].name == "__init__.py")}
+    return {
+        t
+        for t in targets
+        if t in MODULES
+        and t != name
+        and not (name.startswith(t + ".") and MODULES[t].name == "__init__.py")
+    }
 
 
 def test_no_import_cycles_at_import_time():
-    graph = {name: _package_edges(name, _imports(name, path, top_level_only=True))
-             for name, path in MODULES.items()}
+    graph = {
+        name: _package_edges(name, _imports(name, path, top_level_only=True))
+        for name, path in MODULES.items()
+    }
     cycles = _cycles(graph)
     assert not cycles, f"import cycles: {cycles}"
 
@@ -133,9 +147,14 @@ def test_only_the_worker_imports_the_native_engine():
     for name, path in MODULES.items():
         if name.startswith(WORKER_ONLY) or name in WORKER_ENTRY:
             continue
-        bad = {t for t in _imports(name, path, top_level_only=False)
-               if t == WORKER_ONLY or t.startswith(WORKER_ONLY + ".") or t == "llama_cpp"
-               or t.startswith("llama_cpp.")}
+        bad = {
+            t
+            for t in _imports(name, path, top_level_only=False)
+            if t == WORKER_ONLY
+            or t.startswith(WORKER_ONLY + ".")
+            or t == "llama_cpp"
+            or t.startswith("llama_cpp.")
+        }
         if bad:
             offenders[name] = sorted(bad)
     assert not offenders, f"outside a worker process, these import native engine code: {offenders}"
@@ -147,8 +166,9 @@ def test_the_core_knows_no_transport(layer):
     for name, path in MODULES.items():
         if not (name == layer or name.startswith(layer + ".")):
             continue
-        bad = {t for t in _imports(name, path, top_level_only=False)
-               if t.split(".")[0] in TRANSPORTS}
+        bad = {
+            t for t in _imports(name, path, top_level_only=False) if t.split(".")[0] in TRANSPORTS
+        }
         if bad:
             offenders[name] = sorted(bad)
     assert not offenders, f"{layer} imports a transport: {offenders}"

@@ -2,6 +2,7 @@
 ``files`` and ``batches`` resources: the round trip (chat and embeddings), bad input,
 cancel, a restart in the middle of a batch, and an interactive request served while a
 batch runs."""
+
 from __future__ import annotations
 
 import io
@@ -11,9 +12,8 @@ import time
 import httpx
 import openai
 import pytest
-from openai import OpenAI
-
 from conftest import MODEL, JupyterServer
+from openai import OpenAI
 
 pytestmark = pytest.mark.timeout(600)
 FINAL = ("completed", "failed", "cancelled", "expired")
@@ -22,9 +22,18 @@ ONE_THREAD = "--ModelManager.n_threads=1"
 
 
 def chat_line(custom_id: str, content: str, max_tokens: int = 8, **extra) -> dict:
-    return {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions",
-            "body": {"model": MODEL, "max_tokens": max_tokens, "temperature": 0,
-                     "messages": [{"role": "user", "content": content}], **extra}}
+    return {
+        "custom_id": custom_id,
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {
+            "model": MODEL,
+            "max_tokens": max_tokens,
+            "temperature": 0,
+            "messages": [{"role": "user", "content": content}],
+            **extra,
+        },
+    }
 
 
 def jsonl(lines: list[dict]) -> io.BytesIO:
@@ -37,8 +46,9 @@ def openai_client(srv: JupyterServer) -> OpenAI:
 
 def submit(client: OpenAI, lines: list[dict], endpoint="/v1/chat/completions"):
     uploaded = client.files.create(file=("requests.jsonl", jsonl(lines)), purpose="batch")
-    return client.batches.create(input_file_id=uploaded.id, endpoint=endpoint,
-                                 completion_window="24h")
+    return client.batches.create(
+        input_file_id=uploaded.id, endpoint=endpoint, completion_window="24h"
+    )
 
 
 def wait_for(client: OpenAI, batch_id: str, done, timeout: float = 400):
@@ -66,8 +76,9 @@ def read_lines(client: OpenAI, file_id: str | None) -> list[dict]:
 @pytest.fixture(scope="module")
 def batch_server(tmp_path_factory, models_dir):
     root = tmp_path_factory.mktemp("batch-server")
-    srv = JupyterServer(root, models_dir, [f"--LMSJupyterApp.batch_dir={root / 'batches'}",
-                                             ONE_THREAD])
+    srv = JupyterServer(
+        root, models_dir, [f"--LMSJupyterApp.batch_dir={root / 'batches'}", ONE_THREAD]
+    )
     yield srv
     srv.stop()
 
@@ -79,8 +90,15 @@ def bclient(batch_server):
 
 def test_round_trip(bclient):
     lines = [chat_line(f"q{i}", f"Name a colour. Number {i}.") for i in range(3)]
-    lines.insert(1, {"custom_id": "broken", "method": "POST", "url": "/v1/chat/completions",
-                     "body": {"model": MODEL, "messages": "not a list"}})
+    lines.insert(
+        1,
+        {
+            "custom_id": "broken",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {"model": MODEL, "messages": "not a list"},
+        },
+    )
     created = submit(bclient, lines)
     assert created.status == "validating" and created.endpoint == "/v1/chat/completions"
     assert created.request_counts.total == 4 and created.model == MODEL
@@ -106,8 +124,10 @@ def test_round_trip(bclient):
     assert batch.usage.total_tokens == batch.usage.input_tokens + batch.usage.output_tokens
     # the same text as a plain request with the same body (temperature 0)
     direct = bclient.chat.completions.create(**lines[0]["body"])
-    assert direct.choices[0].message.content == \
-        outputs[0]["response"]["body"]["choices"][0]["message"]["content"]
+    assert (
+        direct.choices[0].message.content
+        == outputs[0]["response"]["body"]["choices"][0]["message"]["content"]
+    )
 
     # files: listed, retrievable, output files have purpose batch_output
     listed = {f.id: f for f in bclient.files.list()}
@@ -126,9 +146,15 @@ def test_round_trip(bclient):
 
 
 def test_embeddings_batch(bclient):
-    lines = [{"custom_id": f"e{i}", "method": "POST", "url": "/v1/embeddings",
-              "body": {"model": MODEL, "input": text}}
-             for i, text in enumerate(["red apples", ["green pears", "blue plums"]])]
+    lines = [
+        {
+            "custom_id": f"e{i}",
+            "method": "POST",
+            "url": "/v1/embeddings",
+            "body": {"model": MODEL, "input": text},
+        }
+        for i, text in enumerate(["red apples", ["green pears", "blue plums"]])
+    ]
     batch = wait_for(bclient, submit(bclient, lines, "/v1/embeddings").id, finished)
     assert batch.status == "completed" and batch.request_counts.completed == 2
     outputs = read_lines(bclient, batch.output_file_id)
@@ -138,46 +164,69 @@ def test_embeddings_batch(bclient):
 
 def test_bad_input_is_a_clear_error(batch_server, bclient):
     with pytest.raises(openai.BadRequestError, match="Line 2 of the file is not valid JSON"):
-        bclient.files.create(file=("x.jsonl", io.BytesIO(b'{"a": 1}\n{oops\n')),
-                             purpose="batch")
+        bclient.files.create(file=("x.jsonl", io.BytesIO(b'{"a": 1}\n{oops\n')), purpose="batch")
     with pytest.raises(openai.BadRequestError, match="purpose"):
         bclient.files.create(file=("x.jsonl", io.BytesIO(b"{}\n")), purpose="nonsense")
     with pytest.raises(openai.NotFoundError, match="No such File"):
-        bclient.batches.create(input_file_id="file-missing", endpoint="/v1/chat/completions",
-                               completion_window="24h")
+        bclient.batches.create(
+            input_file_id="file-missing", endpoint="/v1/chat/completions", completion_window="24h"
+        )
     with pytest.raises(openai.NotFoundError, match="No such batch"):
         bclient.batches.retrieve("batch_missing")
-    good = bclient.files.create(file=("ok.jsonl", jsonl([chat_line("a", "hi")])),
-                                purpose="batch")
+    good = bclient.files.create(file=("ok.jsonl", jsonl([chat_line("a", "hi")])), purpose="batch")
     with pytest.raises(openai.BadRequestError, match="completion_window"):
-        bclient.batches.create(input_file_id=good.id, endpoint="/v1/chat/completions",
-                               completion_window="soon")
+        bclient.batches.create(
+            input_file_id=good.id, endpoint="/v1/chat/completions", completion_window="soon"
+        )
     with pytest.raises(openai.BadRequestError, match="endpoint"):
-        bclient.batches.create(input_file_id=good.id, endpoint="/v1/images/generations",
-                               completion_window="24h")
+        bclient.batches.create(
+            input_file_id=good.id, endpoint="/v1/images/generations", completion_window="24h"
+        )
     # malformed lines fail the batch with OpenAI's per-line errors
-    lines = [chat_line("a", "hi"), chat_line("a", "again"),
-             {**chat_line("b", "hi"), "url": "/v1/embeddings"},
-             {"custom_id": "c", "method": "GET", "url": "/v1/chat/completions", "body": {}}]
+    lines = [
+        chat_line("a", "hi"),
+        chat_line("a", "again"),
+        {**chat_line("b", "hi"), "url": "/v1/embeddings"},
+        {"custom_id": "c", "method": "GET", "url": "/v1/chat/completions", "body": {}},
+    ]
     failed = submit(bclient, lines)
     assert failed.status == "failed" and failed.request_counts.total == 0
     assert [(e.line, e.code) for e in failed.errors.data] == [
-        (2, "duplicate_custom_id"), (3, "mismatched_endpoint"), (4, "invalid_method")]
+        (2, "duplicate_custom_id"),
+        (3, "mismatched_endpoint"),
+        (4, "invalid_method"),
+    ]
     # an upload that is not multipart
-    raw = httpx.post(batch_server.api_url + "/files", content=b"{}",
-                     headers={**batch_server.headers, "Content-Type": "application/json"})
+    raw = httpx.post(
+        batch_server.api_url + "/files",
+        content=b"{}",
+        headers={**batch_server.headers, "Content-Type": "application/json"},
+    )
     assert raw.status_code == 400 and raw.json()["error"]["param"] == "file"
 
 
 def test_responses_batch(bclient):
     """A batch of /v1/responses lines: each output body is a response object (stored, so
     it can be retrieved by id like any other)."""
-    lines = [{"custom_id": f"r{i}", "method": "POST", "url": "/v1/responses",
-              "body": {"model": MODEL, "input": f"Name a fruit. Number {i}.",
-                       "max_output_tokens": 6, "temperature": 0}} for i in range(2)]
+    lines = [
+        {
+            "custom_id": f"r{i}",
+            "method": "POST",
+            "url": "/v1/responses",
+            "body": {
+                "model": MODEL,
+                "input": f"Name a fruit. Number {i}.",
+                "max_output_tokens": 6,
+                "temperature": 0,
+            },
+        }
+        for i in range(2)
+    ]
     created = bclient.batches.create(
         input_file_id=bclient.files.create(file=("r.jsonl", jsonl(lines)), purpose="batch").id,
-        endpoint="/v1/responses", completion_window="24h")
+        endpoint="/v1/responses",
+        completion_window="24h",
+    )
     batch = wait_for(bclient, created.id, finished)
     assert batch.status == "completed" and batch.request_counts.completed == 2, batch
     outputs = read_lines(bclient, batch.output_file_id)
@@ -185,10 +234,13 @@ def test_responses_batch(bclient):
     for output in outputs:
         body = output["response"]["body"]
         assert body["object"] == "response" and body["output"][0]["type"] == "message"
-        assert bclient.responses.retrieve(body["id"]).output_text == \
-            body["output"][0]["content"][0]["text"]
-    assert batch.usage.output_tokens == sum(o["response"]["body"]["usage"]["output_tokens"]
-                                            for o in outputs)
+        assert (
+            bclient.responses.retrieve(body["id"]).output_text
+            == body["output"][0]["content"][0]["text"]
+        )
+    assert batch.usage.output_tokens == sum(
+        o["response"]["body"]["usage"]["output_tokens"] for o in outputs
+    )
 
 
 def test_cancel_keeps_what_finished(bclient):
@@ -205,27 +257,27 @@ def test_cancel_keeps_what_finished(bclient):
     errors = read_lines(bclient, batch.error_file_id)
     assert len(outputs) == done and len(errors) == 8 - done
     assert sorted(o["custom_id"] for o in outputs + errors) == sorted(f"c{i}" for i in range(8))
-    assert all(e["error"]["code"] == "batch_cancelled" and e["response"] is None
-               for e in errors)
+    assert all(e["error"]["code"] == "batch_cancelled" and e["response"] is None for e in errors)
     assert bclient.batches.cancel(batch.id).status == "cancelled"  # idempotent
 
 
 def test_interactive_request_is_not_starved(batch_server, bclient):
     """A chat sent while a batch runs waits for at most the batch request(s) already
     running, never for the rest of the batch (the batch goes on afterwards)."""
-    lines = [chat_line(f"s{i}", f"Tell me about the number {i}.", max_tokens=24)
-             for i in range(10)]
+    lines = [chat_line(f"s{i}", f"Tell me about the number {i}.", max_tokens=24) for i in range(10)]
     batch = submit(bclient, lines)
     before = wait_for(bclient, batch.id, lambda b: b.request_counts.completed >= 1)
     reply = bclient.chat.completions.create(
-        model=MODEL, max_tokens=8, temperature=0,
-        messages=[{"role": "user", "content": "Say hi."}])
+        model=MODEL, max_tokens=8, temperature=0, messages=[{"role": "user", "content": "Say hi."}]
+    )
     assert reply.choices[0].message.content
     after = bclient.batches.retrieve(batch.id)
     assert after.status == "in_progress"
     # the running one, and at most one more that won the race with this request
-    assert after.request_counts.completed - before.request_counts.completed <= 2, \
-        (before.request_counts, after.request_counts)
+    assert after.request_counts.completed - before.request_counts.completed <= 2, (
+        before.request_counts,
+        after.request_counts,
+    )
     bclient.batches.cancel(batch.id)
     wait_for(bclient, batch.id, finished)
 
@@ -234,8 +286,9 @@ def test_a_batch_resumes_after_a_restart(tmp_path, models_dir):
     batch_dir = tmp_path / "batches"
     lines = [chat_line(f"r{i}", f"Describe the number {i}.", max_tokens=16) for i in range(6)]
     (tmp_path / "one").mkdir()
-    first = JupyterServer(tmp_path / "one", models_dir,
-                          [f"--LMSJupyterApp.batch_dir={batch_dir}", ONE_THREAD])
+    first = JupyterServer(
+        tmp_path / "one", models_dir, [f"--LMSJupyterApp.batch_dir={batch_dir}", ONE_THREAD]
+    )
     try:
         client = openai_client(first)
         batch = submit(client, lines)
@@ -244,8 +297,9 @@ def test_a_batch_resumes_after_a_restart(tmp_path, models_dir):
         first.stop()  # a clean stop: the running request is dropped, not failed
     stopped_at = int(time.time())  # the second server takes seconds to start: later stamps
     (tmp_path / "two").mkdir()
-    second = JupyterServer(tmp_path / "two", models_dir,
-                           [f"--LMSJupyterApp.batch_dir={batch_dir}", ONE_THREAD])
+    second = JupyterServer(
+        tmp_path / "two", models_dir, [f"--LMSJupyterApp.batch_dir={batch_dir}", ONE_THREAD]
+    )
     try:
         client = openai_client(second)
         resumed = client.batches.retrieve(batch.id)

@@ -5,6 +5,7 @@ tools, the resume cache, lists without pandas, and an interrupted batch in a rea
 Generations are counted on the log bus (``llm.prediction.input`` events: one per request
 the model's worker starts), not by the code under test.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,14 +19,13 @@ from typing import Literal
 
 import pandas as pd
 import pytest
+from conftest import MODEL
 from pydantic import BaseModel
 
 import lms_jupyter
 from lms_jupyter import logs as logstream
 from lms_jupyter.kernel.mapping.batch import model_slots
 from lms_jupyter.kernel.mapping.data import BatchInputError
-
-from conftest import MODEL
 
 REPO = Path(__file__).resolve().parent.parent
 # ONE_THREAD: these tests run the model with one thread. On this shared 2-core machine,
@@ -78,18 +78,31 @@ def kernel_manager(tmp_path_factory):
 
 
 def test_dataframe_with_schema_then_resumed_from_cache(tmp_path, generations, capsys):
-    reviews = pd.DataFrame({
-        "product": ["kettle", "headphones", "backpack"],
-        "text": ["It broke after two days and leaked everywhere.",
-                 "Wonderful sound, I use them every day.",
-                 "Strong zips and lots of room, I love it."]}, index=["r1", "r2", "r3"])
+    reviews = pd.DataFrame(
+        {
+            "product": ["kettle", "headphones", "backpack"],
+            "text": [
+                "It broke after two days and leaked everywhere.",
+                "Wonderful sound, I use them every day.",
+                "Strong zips and lots of room, I love it.",
+            ],
+        },
+        index=["r1", "r2", "r3"],
+    )
     template = "Product: {product}\nReview: {text}\nGive the review's sentiment and stars (1-5)."
     cache = tmp_path / "cache.sqlite"
-    out = lms_jupyter.batch(reviews, template, schema=Review, max_tokens=40, cache=cache,
-                            progress=False)
+    out = lms_jupyter.batch(
+        reviews, template, schema=Review, max_tokens=40, cache=cache, progress=False
+    )
     assert list(out.index) == ["r1", "r2", "r3"]
-    assert list(out.columns) == ["sentiment", "stars", "finish_reason", "prompt_tokens",
-                                 "completion_tokens", "error"]
+    assert list(out.columns) == [
+        "sentiment",
+        "stars",
+        "finish_reason",
+        "prompt_tokens",
+        "completion_tokens",
+        "error",
+    ]
     assert out["error"].isna().all(), out["error"].tolist()
     assert set(out["sentiment"]) <= {"positive", "negative"}
     assert all(isinstance(v, int) for v in out["stars"])
@@ -106,23 +119,32 @@ def test_dataframe_with_schema_then_resumed_from_cache(tmp_path, generations, ca
     assert report["completion_tokens"] == int(out["completion_tokens"].sum())
     assert "3/3 rows · 3 computed in" in capsys.readouterr().out
 
-    again = lms_jupyter.batch(reviews, template, schema=Review, max_tokens=40, cache=cache,
-                              progress=False)
+    again = lms_jupyter.batch(
+        reviews, template, schema=Review, max_tokens=40, cache=cache, progress=False
+    )
     assert generations() == 3  # nothing recomputed
     pd.testing.assert_frame_equal(again, out, check_like=False)
     assert again.attrs["lms_batch"]["cached"] == 3
     assert again.attrs["lms_batch"]["computed"] == 0
     # another parameter is another key
-    lms_jupyter.batch(reviews.head(1), template, schema=Review, max_tokens=41, cache=cache,
-                      progress=False)
+    lms_jupyter.batch(
+        reviews.head(1), template, schema=Review, max_tokens=41, cache=cache, progress=False
+    )
     assert generations() == 4
 
 
 def test_a_bad_row_is_isolated(generations, capsys):
     too_long = "word " * 5000  # more tokens than the 4096-token context
-    out = lms_jupyter.batch(pd.Series(["Say hello.", too_long, "Say goodbye.", "Say hello."],
-                                      index=[10, 20, 30, 40], name="text"),
-                            max_tokens=6, cache=False, progress=False)
+    out = lms_jupyter.batch(
+        pd.Series(
+            ["Say hello.", too_long, "Say goodbye.", "Say hello."],
+            index=[10, 20, 30, 40],
+            name="text",
+        ),
+        max_tokens=6,
+        cache=False,
+        progress=False,
+    )
     assert list(out.index) == [10, 20, 30, 40]
     assert out.loc[20, "error"].startswith("context_length_exceeded:")
     assert pd.isna(out.loc[20, "answer"])
@@ -137,8 +159,15 @@ def test_a_bad_row_is_isolated(generations, capsys):
 
 
 def test_an_answer_cut_by_max_tokens_is_a_row_error_without_retries(tmp_path, generations):
-    options = dict(schema=Review, max_tokens=3, temperature=0.7, seed=1, retries=2,
-                   cache=tmp_path / "c.sqlite", progress=False)
+    options = dict(
+        schema=Review,
+        max_tokens=3,
+        temperature=0.7,
+        seed=1,
+        retries=2,
+        cache=tmp_path / "c.sqlite",
+        progress=False,
+    )
     out = lms_jupyter.batch(["Review: great kettle."], **options)
     (error,) = out["error"]
     assert "not valid JSON" in error and out["finish_reason"][0] == "length"
@@ -163,10 +192,17 @@ def test_tools_are_called_per_row(generations):
         calls.append((a, b))
         return a + b
 
-    out = lms_jupyter.batch(pd.DataFrame({"a": [17, 3], "b": [25, 4]}),
-                            "What is {a} plus {b}? Use the add tool.", tools=[add],
-                            tool_choice="required", max_tool_rounds=1, schema=Sum,
-                            max_tokens=60, cache=False, progress=False)
+    out = lms_jupyter.batch(
+        pd.DataFrame({"a": [17, 3], "b": [25, 4]}),
+        "What is {a} plus {b}? Use the add tool.",
+        tools=[add],
+        tool_choice="required",
+        max_tool_rounds=1,
+        schema=Sum,
+        max_tokens=60,
+        cache=False,
+        progress=False,
+    )
     assert len(calls) == 2  # one forced call per row
     assert generations() == 4  # the call, then the answer, for each row
     assert out["error"].isna().all(), out["error"].tolist()
@@ -197,11 +233,11 @@ def test_slots_come_from_the_loaded_instance(kernel_manager):
     assert model_slots(api, MODEL) == loaded.config.parallel == kernel_manager.parallel == 4
     assert model_slots(api, "not-loaded") == 1
     # any ModelInstance declares its slots (a server's `ps` row says 3, an engine nothing)
-    row = SimpleNamespace(manager=SimpleNamespace(get_loaded=lambda name: SimpleNamespace(
-        slots=3)))
+    row = SimpleNamespace(manager=SimpleNamespace(get_loaded=lambda name: SimpleNamespace(slots=3)))
     assert model_slots(row, MODEL) == 3
-    unknown = SimpleNamespace(manager=SimpleNamespace(get_loaded=lambda name: SimpleNamespace(
-        slots=None)))
+    unknown = SimpleNamespace(
+        manager=SimpleNamespace(get_loaded=lambda name: SimpleNamespace(slots=None))
+    )
     assert model_slots(unknown, MODEL) == 1
 
 
@@ -214,16 +250,18 @@ def test_lists_in_and_out_without_pandas(tmp_path):
         "runtime.set_manager(ModelManager(n_threads=1))  # see ONE_THREAD\n"
         "out = lms_jupyter.batch(['Say yes.', 'Say no.'], max_tokens=4, progress=False,\n"
         "                        cache=False)\n"
-        "print(json.dumps({'type': type(out).__name__, 'rows': out, 'report': out.report}))\n")
+        "print(json.dumps({'type': type(out).__name__, 'rows': out, 'report': out.report}))\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO), "LMS_JUPYTER_MODELS_DIR": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=env, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout.strip().splitlines()[-1])
     assert data["type"] == "BatchRows"
-    assert [sorted(r) for r in data["rows"]] == [sorted(["answer", "finish_reason",
-                                                         "prompt_tokens",
-                                                         "completion_tokens", "error"])] * 2
+    assert [sorted(r) for r in data["rows"]] == [
+        sorted(["answer", "finish_reason", "prompt_tokens", "completion_tokens", "error"])
+    ] * 2
     assert all(r["answer"] and r["error"] is None for r in data["rows"])
     assert data["report"]["computed"] == 2
 
@@ -245,9 +283,11 @@ def generations():
 texts = [f"Write one short sentence about the number {i}." for i in range(8)]
 """
 RUN = "r{n} = lms_jupyter.batch(texts, max_tokens=12, seed=3)"
-SHOW = ("print(json.dumps({{'report': r{n}.attrs['lms_batch'], 'answers': [a if isinstance(a, "
-        "str) else None for a in r{n}.answer], 'finish': [f if isinstance(f, str) else None "
-        "for f in r{n}.finish_reason], 'generations': generations()}}))")
+SHOW = (
+    "print(json.dumps({{'report': r{n}.attrs['lms_batch'], 'answers': [a if isinstance(a, "
+    "str) else None for a in r{n}.answer], 'finish': [f if isinstance(f, str) else None "
+    "for f in r{n}.finish_reason], 'generations': generations()}}))"
+)
 
 
 def _cached_rows(path: Path) -> int:
@@ -282,8 +322,12 @@ def test_interrupt_in_a_kernel_then_resume(tmp_path):
     from jupyter_client.manager import start_new_kernel
 
     data_dir = tmp_path / "jupyter-data"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "JUPYTER_DATA_DIR": str(data_dir),
-           "LMS_JUPYTER_MODELS_DIR": str(tmp_path / "models")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "JUPYTER_DATA_DIR": str(data_dir),
+        "LMS_JUPYTER_MODELS_DIR": str(tmp_path / "models"),
+    }
     km, kc = start_new_kernel(kernel_name="python3", env=env)
     try:
         assert _run(kc, SETUP)["status"] == "ok"

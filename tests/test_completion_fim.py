@@ -6,6 +6,7 @@ completer relies on when the user keeps typing).
 SmolLM2 declares no FIM tokens; a copy of it whose header names three of its special
 tokens as FIM tokens (tests/gguf_fim.py) runs the FIM path through the real model.
 """
+
 from __future__ import annotations
 
 import time
@@ -24,16 +25,23 @@ SUFFIX = "\n\nprint(add(1, 2))\n"
 @pytest.fixture(scope="module")
 def fim_server(tmp_path_factory, smollm_path):
     models = tmp_path_factory.mktemp("fim-models")
-    write_with_fim_tokens(smollm_path, models / "lms-test" / "smollm2-135m-fim-GGUF"
-                          / "smollm2-135m-fim-Q4_1.gguf", *FIM_IDS)
+    write_with_fim_tokens(
+        smollm_path,
+        models / "lms-test" / "smollm2-135m-fim-GGUF" / "smollm2-135m-fim-Q4_1.gguf",
+        *FIM_IDS,
+    )
     srv = JupyterServer(tmp_path_factory.mktemp("fim-server"), models)
     yield srv
     srv.stop()
 
 
 def _complete(srv, **body) -> dict:
-    r = httpx.post(srv.api_url + "/completions", headers=srv.headers, timeout=120,
-                   json={"max_tokens": 8, "temperature": 0, **body})
+    r = httpx.post(
+        srv.api_url + "/completions",
+        headers=srv.headers,
+        timeout=120,
+        json={"max_tokens": 8, "temperature": 0, **body},
+    )
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -57,15 +65,32 @@ def test_fim_prompt_wraps_prefix_and_suffix_in_the_models_tokens(fim_server):
 
 
 def test_fim_streams_with_stop_and_max_tokens(fim_server):
-    whole = _complete(fim_server, model=FIM_MODEL, prompt=PREFIX, suffix=SUFFIX,
-                      max_tokens=12, logit_bias={str(EOS_ID): -100})
+    whole = _complete(
+        fim_server,
+        model=FIM_MODEL,
+        prompt=PREFIX,
+        suffix=SUFFIX,
+        max_tokens=12,
+        logit_bias={str(EOS_ID): -100},
+    )
     text = whole["choices"][0]["text"]
     assert whole["usage"]["completion_tokens"] == 12
     chunks = []
-    with httpx.stream("POST", fim_server.api_url + "/completions", headers=fim_server.headers,
-                      timeout=120, json={"model": FIM_MODEL, "prompt": PREFIX, "suffix": SUFFIX,
-                                         "max_tokens": 12, "temperature": 0, "stream": True,
-                                         "logit_bias": {str(EOS_ID): -100}}) as r:
+    with httpx.stream(
+        "POST",
+        fim_server.api_url + "/completions",
+        headers=fim_server.headers,
+        timeout=120,
+        json={
+            "model": FIM_MODEL,
+            "prompt": PREFIX,
+            "suffix": SUFFIX,
+            "max_tokens": 12,
+            "temperature": 0,
+            "stream": True,
+            "logit_bias": {str(EOS_ID): -100},
+        },
+    ) as r:
         assert r.status_code == 200
         for line in r.iter_lines():
             if line.startswith("data: ") and line != "data: [DONE]":
@@ -74,9 +99,16 @@ def test_fim_streams_with_stop_and_max_tokens(fim_server):
     assert chunks[-1]["choices"][0]["finish_reason"] == "length"
     # a stop string cuts the same completion where it first appears
     stop = text.strip()[:2]
-    cut = _complete(fim_server, model=FIM_MODEL, prompt=PREFIX, suffix=SUFFIX, max_tokens=12,
-                    logit_bias={str(EOS_ID): -100}, stop=[stop])
-    assert cut["choices"][0]["text"] == text[:text.index(stop)]
+    cut = _complete(
+        fim_server,
+        model=FIM_MODEL,
+        prompt=PREFIX,
+        suffix=SUFFIX,
+        max_tokens=12,
+        logit_bias={str(EOS_ID): -100},
+        stop=[stop],
+    )
+    assert cut["choices"][0]["text"] == text[: text.index(stop)]
     assert cut["choices"][0]["finish_reason"] == "stop"
 
 
@@ -89,8 +121,12 @@ def test_without_fim_tokens_the_suffix_is_ignored(fim_server):
 
 
 def test_a_bad_suffix_is_an_openai_error(fim_server):
-    r = httpx.post(fim_server.api_url + "/completions", headers=fim_server.headers, timeout=60,
-                   json={"model": MODEL, "prompt": PREFIX, "suffix": 3})
+    r = httpx.post(
+        fim_server.api_url + "/completions",
+        headers=fim_server.headers,
+        timeout=60,
+        json={"model": MODEL, "prompt": PREFIX, "suffix": 3},
+    )
     assert r.status_code == 400
     error = r.json()["error"]
     assert error["param"] == "suffix" and "string" in error["message"]
@@ -105,11 +141,21 @@ def _busy(srv, model: str) -> bool:
 @pytest.mark.parametrize("model", [FIM_MODEL, MODEL])
 def test_a_disconnect_mid_stream_frees_the_slot_within_a_second(fim_server, model):
     # no special token at all (SmolLM2's ids 0-16): <|endoftext|> would end it early too
-    body = {"model": model, "prompt": PREFIX, "suffix": SUFFIX, "stream": True,
-            "max_tokens": 2000, "temperature": 1, "logit_bias": {str(t): -100 for t in range(17)}}
-    with httpx.Client(timeout=60) as http, http.stream(
-            "POST", fim_server.api_url + "/completions", json=body,
-            headers=fim_server.headers) as r:
+    body = {
+        "model": model,
+        "prompt": PREFIX,
+        "suffix": SUFFIX,
+        "stream": True,
+        "max_tokens": 2000,
+        "temperature": 1,
+        "logit_bias": {str(t): -100 for t in range(17)},
+    }
+    with (
+        httpx.Client(timeout=60) as http,
+        http.stream(
+            "POST", fim_server.api_url + "/completions", json=body, headers=fim_server.headers
+        ) as r,
+    ):
         assert r.status_code == 200
         for i, _line in enumerate(r.iter_lines()):
             if i > 6:

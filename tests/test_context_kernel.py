@@ -6,6 +6,7 @@ prompt as sent, measured with the model's own tokenizer), ``{Err}`` after a fail
 ``%lms fix`` offering its code through ``set_next_input`` (the execute_reply payload)
 and ``%lms explain``. Every answer is bounded by max_tokens so the 135M model stops.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,35 +21,46 @@ pytestmark = pytest.mark.timeout(600)
 BUGGY = "def mean(xs):\n    return sum(xs) / len(x)\n\nmean([1, 2, 3])"
 CELLS = [
     "%load_ext lms_jupyter",  # 1
-    ("import pandas as pd\n"
-     "df = pd.DataFrame({'city': ['Paris', 'Rome', 'Oslo', 'Lima'] * 500,\n"
-     "                   'temp': [21.5, 25.0, 9.5, 18.0] * 500,\n"
-     "                   'note': ['a rather long free-text note about the weather'] * 2000})"),
+    (
+        "import pandas as pd\n"
+        "df = pd.DataFrame({'city': ['Paris', 'Rome', 'Oslo', 'Lima'] * 500,\n"
+        "                   'temp': [21.5, 25.0, 9.5, 18.0] * 500,\n"
+        "                   'note': ['a rather long free-text note about the weather'] * 2000})"
+    ),
     "df.shape",  # 3
-    ("%%chat --max-tokens 4 --temperature 0 --no-stats --show-prompt --context-tokens 120\n"
-     "Summarise this table: {df}"),  # 4
-    ("import json\n"  # 5: the prompt as sent, measured with the model's tokenizer
-     "from lms_jupyter.kernel import runtime\n"
-     "m = get_ipython()._lms_magics\n"
-     "sent = m.conversation.messages[-2]['content']\n"
-     f"tok = runtime.get_manager().get_loaded({MODEL!r})\n"
-     "table = sent.removeprefix('Summarise this table: ')\n"
-     "print(json.dumps({'sent': sent, 'tokens': len(tok.tokenize(table, False, False))}))"),
+    (
+        "%%chat --max-tokens 4 --temperature 0 --no-stats --show-prompt --context-tokens 120\n"
+        "Summarise this table: {df}"
+    ),  # 4
+    (
+        "import json\n"  # 5: the prompt as sent, measured with the model's tokenizer
+        "from lms_jupyter.kernel import runtime\n"
+        "m = get_ipython()._lms_magics\n"
+        "sent = m.conversation.messages[-2]['content']\n"
+        f"tok = runtime.get_manager().get_loaded({MODEL!r})\n"
+        "table = sent.removeprefix('Summarise this table: ')\n"
+        "print(json.dumps({'sent': sent, 'tokens': len(tok.tokenize(table, False, False))}))"
+    ),
     "1 / 0",  # 6
-    ("%%chat --new --max-tokens 4 --temperature 0 --no-stats --show-prompt\n"
-     "Why did this fail? {Err}\nCell 2 was:\n{In[2]}\nIts shape: {Out[3]}"),  # 7
+    (
+        "%%chat --new --max-tokens 4 --temperature 0 --no-stats --show-prompt\n"
+        "Why did this fail? {Err}\nCell 2 was:\n{In[2]}\nIts shape: {Out[3]}"
+    ),  # 7
     "%%chat --max-tokens 4\nAbout {df} and {missing_name}",  # 8
     "print(len(m.conversation), m.conversation.messages[-2]['content'][:9])",  # 9
-    ("%%chat --max-tokens 2 --temperature 0 --no-stats\n"
-     "Literal \\{df} and {\"a\": 1} and {{x}}"),  # 10
+    (
+        '%%chat --max-tokens 2 --temperature 0 --no-stats\nLiteral \\{df} and {"a": 1} and {{x}}'
+    ),  # 10
     "print(m.conversation.messages[-2]['content'])",  # 11
     BUGGY,  # 12
     "%lms fix --max-tokens 120 --temperature 0",  # 13
     "%lms explain 6 --max-tokens 24 --temperature 0 --show-prompt",  # 14
     "%lms fix 3",  # 15: cell 3 raised nothing
-    ("import lms_jupyter\n"  # 16
-     "answer = lms_jupyter.chat('Describe {df.head(2)}', max_tokens=4, temperature=0, "
-     "show_prompt=True)\nprint(type(answer).__name__)"),
+    (
+        "import lms_jupyter\n"  # 16
+        "answer = lms_jupyter.chat('Describe {df.head(2)}', max_tokens=4, temperature=0, "
+        "show_prompt=True)\nprint(type(answer).__name__)"
+    ),
     "print(m.context.history.last_error.execution_count)",  # 17: usage errors not kept
 ]
 
@@ -66,9 +78,14 @@ def run(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("LMS_JUPYTER_MODELS_DIR", str(tmp / "no-models"))
     try:
-        NotebookClient(nb, kernel_name="python3", timeout=300, allow_errors=True,
-                       on_cell_executed=on_cell_executed,
-                       resources={"metadata": {"path": str(tmp)}}).execute()
+        NotebookClient(
+            nb,
+            kernel_name="python3",
+            timeout=300,
+            allow_errors=True,
+            on_cell_executed=on_cell_executed,
+            resources={"metadata": {"path": str(tmp)}},
+        ).execute()
     finally:
         mp.undo()
     nbformat.write(nb, tmp / "context.ipynb")
@@ -95,8 +112,12 @@ def usage_error(cells, replies, n: int) -> str:
 
 
 def answer(cell) -> str:
-    finals = [o for o in cell.outputs if o.output_type == "display_data"
-              and o.metadata.get("lms_jupyter", {}).get("stage") == "finished"]
+    finals = [
+        o
+        for o in cell.outputs
+        if o.output_type == "display_data"
+        and o.metadata.get("lms_jupyter", {}).get("stage") == "finished"
+    ]
     return finals[-1].data["text/plain"] if finals else ""
 
 
@@ -113,8 +134,9 @@ def test_dataframe_is_rendered_within_the_cap(run):
     assert "{df}: pandas.DataFrame, " in shown and "tokens (tokenizer)" in shown
     measured = json.loads(stream(cells[5]))
     sent, tokens = measured["sent"], measured["tokens"]
-    assert sent.startswith("Summarise this table: pandas DataFrame: 2,000 rows × 3 columns\n"
-                           "dtypes: city: ")
+    assert sent.startswith(
+        "Summarise this table: pandas DataFrame: 2,000 rows × 3 columns\ndtypes: city: "
+    )
     assert "| city | temp | note |" in sent or "| city | temp |" in sent  # a markdown head
     assert "| 0 | Paris | 21.5" in sent
     assert tokens <= 120, (tokens, sent)
@@ -138,8 +160,8 @@ def test_err_in_and_out_of_earlier_cells(run):
 def test_unknown_name_is_one_line_error_and_no_model_call(run):
     cells, replies = run
     assert usage_error(cells, replies, 8) == (
-        "%%chat: {missing_name}: name 'missing_name' is not defined. Write \\{ for a "
-        "literal brace.")
+        "%%chat: {missing_name}: name 'missing_name' is not defined. Write \\{ for a literal brace."
+    )
     assert not [o for o in cells[8].outputs if o.output_type == "display_data"]
     assert stream(cells[9]).strip() == "2 Why did t"  # the conversation did not move
 

@@ -1,5 +1,6 @@
 """Notebook context without a kernel or a model: which braces are placeholders, how
 values render for a model, the token cap, the history's lookups and the fix's code."""
+
 from __future__ import annotations
 
 import pytest
@@ -30,20 +31,44 @@ from lms_jupyter.kernel.context.tokens import (
 
 
 # -- the template rule ----------------------------------------------------------------------
-@pytest.mark.parametrize("text", [
-    '{"a": 1}', "{a: 1}", "{ x }", "{}", "{1}", "{a, b}", "{x!r}", "{True}", "{'k': v}",
-    "def f(): return {k: v for k, v in d.items()}", "{x:>10}", "{a\nb}", "{x=1}",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": 1}',
+        "{a: 1}",
+        "{ x }",
+        "{}",
+        "{1}",
+        "{a, b}",
+        "{x!r}",
+        "{True}",
+        "{'k': v}",
+        "def f(): return {k: v for k, v in d.items()}",
+        "{x:>10}",
+        "{a\nb}",
+        "{x=1}",
+    ],
+)
 def test_json_code_and_format_specs_are_plain_text(text):
     assert parse(text) == [text]
 
 
-@pytest.mark.parametrize("text, kind, index", [
-    ("df", "expr", None), ("df.head()", "expr", None), ("len(rows)", "expr", None),
-    ('d["k"]', "expr", None), ("facts[river]", "expr", None), ("In[1]", "In", 1),
-    ("Out[ 12 ]", "Out", 12), ("Err[3]", "Err", 3), ("Err", "Err", None), ("In[-1]", "In", -1),
-    ("[x * 2 for x in xs]", None, None),
-])
+@pytest.mark.parametrize(
+    "text, kind, index",
+    [
+        ("df", "expr", None),
+        ("df.head()", "expr", None),
+        ("len(rows)", "expr", None),
+        ('d["k"]', "expr", None),
+        ("facts[river]", "expr", None),
+        ("In[1]", "In", 1),
+        ("Out[ 12 ]", "Out", 12),
+        ("Err[3]", "Err", 3),
+        ("Err", "Err", None),
+        ("In[-1]", "In", -1),
+        ("[x * 2 for x in xs]", None, None),
+    ],
+)
 def test_placeholders(text, kind, index):
     if kind is None:  # starts with a bracket, not a name: plain text
         assert parse("{" + text + "}") == ["{" + text + "}"]
@@ -60,8 +85,7 @@ def test_escapes_and_order():
 
 
 def test_free_names_leave_out_comprehension_and_lambda_variables():
-    (p,) = placeholders("{sum([f(x) for x in xs if (y := x)]) + len(list(map(lambda a: a, "
-                        "ys)))}")
+    (p,) = placeholders("{sum([f(x) for x in xs if (y := x)]) + len(list(map(lambda a: a, ys)))}")
     assert sorted(free_names(p.tree)) == ["f", "len", "list", "map", "sum", "xs", "ys"]
 
 
@@ -74,8 +98,11 @@ NS = {"a": 1, "obj": Obj(), "d": {"k": "v"}, "rows": [1, 2, 3], "facts": {"river
 
 
 def test_expressions_are_evaluated_in_the_namespace():
-    text = expand('{a}{obj.x}{d["k"]}{len(rows)} {facts[river]} {sum([r * 2 for r in rows])} '
-                  '{[r for r in rows]} {"json": true}', NS).text
+    text = expand(
+        '{a}{obj.x}{d["k"]}{len(rows)} {facts[river]} {sum([r * 2 for r in rows])} '
+        '{[r for r in rows]} {"json": true}',
+        NS,
+    ).text
     assert text == '1Xv3 Seine 12 {[r for r in rows]} {"json": true}'
 
 
@@ -108,16 +135,27 @@ def test_history_placeholders():
     expanded = expand("{In[1]} | {Out[3]} | {Err[2]} | {Err} | {In[-1]}", {}, history)
     first, out, err, last, previous = expanded.text.split(" | ")
     assert (first, out, previous) == ("x = 1", "2", "x + 1")
-    assert err == last and err.startswith("Traceback") and \
-        err.endswith("ZeroDivisionError: division by zero")
+    assert (
+        err == last
+        and err.startswith("Traceback")
+        and err.endswith("ZeroDivisionError: division by zero")
+    )
     assert [i.kind for i in expanded.interpolations] == [
-        "In[1]", "Out[3] int", "Err[2] ZeroDivisionError", "Err[2] ZeroDivisionError", "In[3]"]
-    for text, message in [("{In[7]}", "{In[7]}: no cell 7 has run"),
-                          ("{Out[1]}", "{Out[1]}: cell 1 has no output"),
-                          ("{Err[3]}", "{Err[3]}: cell 3 raised no error"),
-                          ("{In[4]}", "{In[4]}: no cell 4 has run")]:  # the running cell
-        with pytest.raises(ContextError, match="^" + message.replace("[", r"\[")
-                           .replace("{", r"\{")):
+        "In[1]",
+        "Out[3] int",
+        "Err[2] ZeroDivisionError",
+        "Err[2] ZeroDivisionError",
+        "In[3]",
+    ]
+    for text, message in [
+        ("{In[7]}", "{In[7]}: no cell 7 has run"),
+        ("{Out[1]}", "{Out[1]}: cell 1 has no output"),
+        ("{Err[3]}", "{Err[3]}: cell 3 raised no error"),
+        ("{In[4]}", "{In[4]}: no cell 4 has run"),
+    ]:  # the running cell
+        with pytest.raises(
+            ContextError, match="^" + message.replace("[", r"\[").replace("{", r"\{")
+        ):
             resolve(text, {}, history)
     with pytest.raises(ContextError, match="only available in an IPython kernel"):
         resolve("{Err}", {})
@@ -128,9 +166,7 @@ def test_history_placeholders():
 
 def test_format_error_skips_the_runner_frames():
     def runner():  # runs a cell, as IPython does
-        exec(  # noqa: S102
-            compile("def g():\n    raise ValueError('bad value')\ng()", "<cell-5>", "exec"),
-             {})
+        exec(compile("def g():\n    raise ValueError('bad value')\ng()", "<cell-5>", "exec"), {})
 
     try:
         runner()
@@ -146,8 +182,14 @@ def test_format_error_skips_the_runner_frames():
 
 # -- the renderer -----------------------------------------------------------------------------
 def test_short_values_are_as_str():
-    assert [render_value(v) for v in ("hi", 3, 2.5, None, [1, "a"], {"b": 1, "a": 2})] == \
-        ["hi", "3", "2.5", "None", "[1, 'a']", "{'b': 1, 'a': 2}"]
+    assert [render_value(v) for v in ("hi", 3, 2.5, None, [1, "a"], {"b": 1, "a": 2})] == [
+        "hi",
+        "3",
+        "2.5",
+        "None",
+        "[1, 'a']",
+        "{'b': 1, 'a': 2}",
+    ]
 
 
 def test_long_string_is_cut_with_a_note():
@@ -191,13 +233,15 @@ def test_images_and_figures_are_named_not_inlined():
 
     figure, axes = plt.subplots()
     axes.set_title("Sales")
-    assert render_value(figure) == ("[matplotlib figure, 640×480 px, 1 axes, titled 'Sales'; "
-                                    "the image is not included]")
+    assert render_value(figure) == (
+        "[matplotlib figure, 640×480 px, 1 axes, titled 'Sales'; the image is not included]"
+    )
     assert "Axes titled 'Sales'" in render_value(axes)
     plt.close(figure)
     image = pytest.importorskip("PIL.Image")
-    assert render_value(image.new("RGB", (64, 32))) == \
-        "[image: 64×32 RGB; the image is not included]"
+    assert (
+        render_value(image.new("RGB", (64, 32))) == "[image: 64×32 RGB; the image is not included]"
+    )
 
     class Plot:
         def _repr_png_(self):
@@ -232,8 +276,7 @@ def test_tokenizer_counter_cuts_in_tokens_and_falls_back():
 
     counter = TokenizerCounter(tokenize, detokenize)
     assert counter.count("a b c d") == 4 and counter.truncate("a b c d", 2) == "a b"
-    text = render_value(" ".join(f"w{i}" for i in range(1000)), Limits(tokens=60,
-                                                                       counter=counter))
+    text = render_value(" ".join(f"w{i}" for i in range(1000)), Limits(tokens=60, counter=counter))
     assert text.startswith("w0 w1 w2") and counter.count(text) <= 60
 
     def gone(*args, **kwargs):
@@ -247,8 +290,7 @@ def test_tokenizer_counter_cuts_in_tokens_and_falls_back():
 
 # -- fix / explain ----------------------------------------------------------------------------
 def test_first_code_block():
-    assert first_code_block("Here:\n```python\nx = 1\nprint(x)\n```\nDone") == \
-        "x = 1\nprint(x)"
+    assert first_code_block("Here:\n```python\nx = 1\nprint(x)\n```\nDone") == "x = 1\nprint(x)"
     assert first_code_block("```py\na\n```\n```\nb\n```") == "a"
     assert first_code_block("cut short:\n```\nx = 1\n") == "x = 1"  # hit max_tokens
     assert first_code_block("no code here") is None

@@ -3,6 +3,7 @@
 The fake Hub (tests/fakehub.py) serves real GGUF files made here: tiny ones written with
 the ``gguf`` package, and SmolLM2 re-written as a split GGUF that must load as one model.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,13 +16,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from lms_jupyter.engine.options import LoadRequest
-from IPython.core.error import UsageError
-
 from conftest import JupyterServer
 from fakehub import FakeFile, FakeHub, split_gguf, tiny_gguf
+from IPython.core.error import UsageError
+
 from lms_jupyter.engine.manager import ModelManager
+from lms_jupyter.engine.options import LoadRequest
 from lms_jupyter.kernel import runtime
 from lms_jupyter.models import downloads as dl
 from lms_jupyter.models import hub as hf
@@ -35,8 +35,10 @@ pytestmark = pytest.mark.timeout(180)
 @pytest.fixture(scope="module")
 def hub_env(tmp_path_factory):
     """HF_HOME in a temp dir, no telemetry, no token; restored afterwards."""
-    saved = {k: os.environ.get(k) for k in ("HF_HOME", "HF_HUB_DISABLE_TELEMETRY",
-                                            "HF_ENDPOINT", "HF_TOKEN")}
+    saved = {
+        k: os.environ.get(k)
+        for k in ("HF_HOME", "HF_HUB_DISABLE_TELEMETRY", "HF_ENDPOINT", "HF_TOKEN")
+    }
     os.environ["HF_HOME"] = str(tmp_path_factory.mktemp("hf_home"))
     os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
     os.environ.pop("HF_TOKEN", None)
@@ -56,44 +58,75 @@ def hub(hub_env, tmp_path_factory, smollm_path):
     def tiny(name, quant, n=64):
         return tiny_gguf(src / name, quant, n)
 
-    fake.add_repo("bartowski/Tiny-GGUF", {
-        "Tiny-Q4_K_M.gguf": tiny("t1.gguf", "Q4_K_M", 100),
-        "Tiny-Q8_0.gguf": tiny("t2.gguf", "Q8_0", 300),
-        "Tiny-F16.gguf": tiny("t3.gguf", "F16", 600),
-        "mmproj-Tiny-F16.gguf": tiny("t4.gguf", "F16", 10),
-        "README.md": b"# Tiny\n"}, downloads=5000, likes=3)
-    fake.add_repo("someone/Tiny-Finetune-GGUF", {"ft-Q4_K_M.gguf": tiny("f.gguf", "Q4_K_M")},
-                  downloads=40, likes=90)
+    fake.add_repo(
+        "bartowski/Tiny-GGUF",
+        {
+            "Tiny-Q4_K_M.gguf": tiny("t1.gguf", "Q4_K_M", 100),
+            "Tiny-Q8_0.gguf": tiny("t2.gguf", "Q8_0", 300),
+            "Tiny-F16.gguf": tiny("t3.gguf", "F16", 600),
+            "mmproj-Tiny-F16.gguf": tiny("t4.gguf", "F16", 10),
+            "README.md": b"# Tiny\n",
+        },
+        downloads=5000,
+        likes=3,
+    )
+    fake.add_repo(
+        "someone/Tiny-Finetune-GGUF",
+        {"ft-Q4_K_M.gguf": tiny("f.gguf", "Q4_K_M")},
+        downloads=40,
+        likes=90,
+    )
     for i, likes in enumerate((5, 7, 1)):  # same downloads: likes decide
-        fake.add_repo(f"team{i}/Twin-GGUF", {"twin-Q4_0.gguf": tiny(f"tw{i}.gguf", "Q4_0")},
-                      downloads=100, likes=likes)
-    fake.add_repo("nofour/Eight-GGUF", {
-        "eight-Q2_K.gguf": tiny("e2.gguf", "Q2_K", 200),
-        "eight-Q5_K_M.gguf": tiny("e5.gguf", "Q5_K_M", 500),
-        "eight-Q8_0.gguf": tiny("e8.gguf", "Q8_0", 800),
-        "eight-F16.gguf": tiny("e16.gguf", "F16", 1600)})
-    fake.add_repo("iq/Iq-GGUF", {"iq-Q8_0.gguf": tiny("i8.gguf", "Q8_0", 800),
-                                 "iq-IQ4_XS.gguf": tiny("i4.gguf", "IQ4_XS", 400)})
+        fake.add_repo(
+            f"team{i}/Twin-GGUF",
+            {"twin-Q4_0.gguf": tiny(f"tw{i}.gguf", "Q4_0")},
+            downloads=100,
+            likes=likes,
+        )
+    fake.add_repo(
+        "nofour/Eight-GGUF",
+        {
+            "eight-Q2_K.gguf": tiny("e2.gguf", "Q2_K", 200),
+            "eight-Q5_K_M.gguf": tiny("e5.gguf", "Q5_K_M", 500),
+            "eight-Q8_0.gguf": tiny("e8.gguf", "Q8_0", 800),
+            "eight-F16.gguf": tiny("e16.gguf", "F16", 1600),
+        },
+    )
+    fake.add_repo(
+        "iq/Iq-GGUF",
+        {
+            "iq-Q8_0.gguf": tiny("i8.gguf", "Q8_0", 800),
+            "iq-IQ4_XS.gguf": tiny("i4.gguf", "IQ4_XS", 400),
+        },
+    )
     shards = split_gguf(smollm_path, src / "split" / "SmolLM2-Split-Q4_1.gguf", 2)
     fake.add_repo("split/Smol-Split-GGUF", {p.name: p for p in shards})
-    fake.add_repo("gated/Locked-GGUF", {"locked-Q4_K_M.gguf": tiny("g.gguf", "Q4_K_M")},
-                  gated=True)
-    fake.add_repo("mlx-community/Only-Safetensors", {
-        "model.safetensors": b"\0" * 64, "config.json": b"{}"}, tags=("mlx",))
-    fake.add_repo("mirror/NoSizes-GGUF", {"ns-Q4_K_M.gguf": tiny("ns.gguf", "Q4_K_M", 90)},
-                  sizes=False)
+    fake.add_repo("gated/Locked-GGUF", {"locked-Q4_K_M.gguf": tiny("g.gguf", "Q4_K_M")}, gated=True)
+    fake.add_repo(
+        "mlx-community/Only-Safetensors",
+        {"model.safetensors": b"\0" * 64, "config.json": b"{}"},
+        tags=("mlx",),
+    )
+    fake.add_repo(
+        "mirror/NoSizes-GGUF", {"ns-Q4_K_M.gguf": tiny("ns.gguf", "Q4_K_M", 90)}, sizes=False
+    )
     bad = tiny("bad.gguf", "Q4_K_M", 120)
-    fake.add_repo("corrupt/Bad-GGUF", {
-        "bad-Q4_K_M.gguf": FakeFile("bad-Q4_K_M.gguf", source=bad, corrupt=True)})
-    fake.add_repo("huge/Huge-GGUF", {
-        "huge-Q4_K_M.gguf": FakeFile("huge-Q4_K_M.gguf", data=b"", declared_size=10**16)})
+    fake.add_repo(
+        "corrupt/Bad-GGUF",
+        {"bad-Q4_K_M.gguf": FakeFile("bad-Q4_K_M.gguf", source=bad, corrupt=True)},
+    )
+    fake.add_repo(
+        "huge/Huge-GGUF",
+        {"huge-Q4_K_M.gguf": FakeFile("huge-Q4_K_M.gguf", data=b"", declared_size=10**16)},
+    )
     big = tiny("big.gguf", "Q4_K_M", 700_000)  # ~2.8 MB: several network chunks
     fake.add_repo("resume/Big-GGUF", {"big-Q4_K_M.gguf": big})
     fake.add_repo("resume/Pausable-GGUF", {"pause-Q4_K_M.gguf": big})
     slow = tiny("slow.gguf", "Q4_K_M", 300_000)
     for name in ("slow/One-GGUF", "slow/Two-GGUF"):
-        fake.add_repo(name, {"slow-Q4_K_M.gguf": FakeFile("slow-Q4_K_M.gguf", source=slow,
-                                                          throttle=0.05)})
+        fake.add_repo(
+            name, {"slow-Q4_K_M.gguf": FakeFile("slow-Q4_K_M.gguf", source=slow, throttle=0.05)}
+        )
     os.environ["HF_ENDPOINT"] = fake.endpoint
     yield fake
     fake.close()
@@ -106,8 +139,10 @@ def models(tmp_path) -> Path:
 
 def listed(models: Path) -> dict[str, list[str]]:
     """What the catalog lists: model key -> variant file names."""
-    return {m.key: [v.path.name for v in m.variants]
-            for m in ModelCatalog(models, include_embedded=False).models()}
+    return {
+        m.key: [v.path.name for v in m.variants]
+        for m in ModelCatalog(models, include_embedded=False).models()
+    }
 
 
 def no_leftovers(models: Path) -> bool:
@@ -119,8 +154,7 @@ def test_keyword_search_takes_the_most_downloaded_gguf_repo(hub, models):
     hub.requests.clear()
     plan = hf.resolve("tiny", models_dir=models)
     assert plan.repo_id == "bartowski/Tiny-GGUF"
-    assert [h.repo_id for h in plan.hits] == ["bartowski/Tiny-GGUF",
-                                              "someone/Tiny-Finetune-GGUF"]
+    assert [h.repo_id for h in plan.hits] == ["bartowski/Tiny-GGUF", "someone/Tiny-Finetune-GGUF"]
     searches = [p for m, p, _ in hub.requests if p.startswith("/api/models?")]
     assert "filter=gguf" in searches[0] and "search=tiny" in searches[0]
     assert [v.quantization for v in plan.variants] == ["Q4_K_M", "Q8_0", "F16"]
@@ -133,8 +167,11 @@ def test_keyword_search_takes_the_most_downloaded_gguf_repo(hub, models):
 def test_equal_downloads_are_ranked_by_likes_across_result_pages(hub, models):
     hub.requests.clear()
     plan = hf.resolve("twin", models_dir=models)
-    assert [h.repo_id for h in plan.hits] == ["team1/Twin-GGUF", "team0/Twin-GGUF",
-                                              "team2/Twin-GGUF"]
+    assert [h.repo_id for h in plan.hits] == [
+        "team1/Twin-GGUF",
+        "team0/Twin-GGUF",
+        "team2/Twin-GGUF",
+    ]
     assert plan.repo_id == "team1/Twin-GGUF"
     assert any("cursor=" in p for _, p, _ in hub.requests)  # followed the Link header
 
@@ -160,45 +197,67 @@ def test_default_variant_rules(hub, models):
 
 
 def test_quantization_choice(hub, models):
-    assert hf.resolve("bartowski/Tiny-GGUF@q8_0", models_dir=models) \
-        .variant.quantization == "Q8_0"
-    assert hf.resolve("bartowski/Tiny-GGUF", "F16", models_dir=models) \
-        .variant.quantization == "F16"
+    assert hf.resolve("bartowski/Tiny-GGUF@q8_0", models_dir=models).variant.quantization == "Q8_0"
+    assert hf.resolve("bartowski/Tiny-GGUF", "F16", models_dir=models).variant.quantization == "F16"
     assert hf.resolve("tiny@F16", models_dir=models).variant.quantization == "F16"
     with pytest.raises(hf.DownloadError) as err:
         hf.resolve("bartowski/Tiny-GGUF@q3_k_s", models_dir=models)
-    assert err.value.message == ("bartowski/Tiny-GGUF has no q3_k_s variant. Available: "
-                                 "Q4_K_M, Q8_0, F16.")
+    assert err.value.message == (
+        "bartowski/Tiny-GGUF has no q3_k_s variant. Available: Q4_K_M, Q8_0, F16."
+    )
 
 
-@pytest.mark.parametrize("url, quant", [
-    ("https://huggingface.co/bartowski/Tiny-GGUF", "Q4_K_M"),
-    ("https://hf.co/bartowski/Tiny-GGUF/tree/main", "Q4_K_M"),
-    ("https://huggingface.co/bartowski/Tiny-GGUF/blob/main/Tiny-Q8_0.gguf", "Q8_0"),
-    ("https://huggingface.co/bartowski/Tiny-GGUF/resolve/main/Tiny-F16.gguf?download=true",
-     "F16"),
-    ("{endpoint}/bartowski/Tiny-GGUF/blob/main/Tiny-F16.gguf", "F16"),
-])
+@pytest.mark.parametrize(
+    "url, quant",
+    [
+        ("https://huggingface.co/bartowski/Tiny-GGUF", "Q4_K_M"),
+        ("https://hf.co/bartowski/Tiny-GGUF/tree/main", "Q4_K_M"),
+        ("https://huggingface.co/bartowski/Tiny-GGUF/blob/main/Tiny-Q8_0.gguf", "Q8_0"),
+        (
+            "https://huggingface.co/bartowski/Tiny-GGUF/resolve/main/Tiny-F16.gguf?download=true",
+            "F16",
+        ),
+        ("{endpoint}/bartowski/Tiny-GGUF/blob/main/Tiny-F16.gguf", "F16"),
+    ],
+)
 def test_url_forms(hub, models, url, quant):
     plan = hf.resolve(url.format(endpoint=hub.endpoint), models_dir=models)
     assert plan.repo_id == "bartowski/Tiny-GGUF" and plan.variant.quantization == quant
 
 
-@pytest.mark.parametrize("spec, code, message", [
-    ("https://example.com/bartowski/Tiny-GGUF", "invalid_request",
-     "Only https://huggingface.co URLs are supported."),
-    ("https://huggingface.co/datasets/a/b", "invalid_request", "is not a model repository"),
-    ("https://huggingface.co/bartowski/Tiny-GGUF/blob/main/mmproj-Tiny-F16.gguf",
-     "invalid_request", "is a multimodal projector, not a model"),
-    ("https://huggingface.co/bartowski/Tiny-GGUF/blob/main/README.md", "invalid_request",
-     "README.md is not a GGUF model file."),
-    ("nobody/Nothing-GGUF", "model_not_found", 'No model repository "nobody/Nothing-GGUF"'),
-    ("qwertyuiop", "model_not_found",
-     'No GGUF models on the Hugging Face Hub match "qwertyuiop".'),
-    ("mlx-community/Only-Safetensors", "no_gguf",
-     "mlx-community/Only-Safetensors has no GGUF files (only safetensors / MLX files)"),
-    ("gated/Locked-GGUF", "gated_repo", "gated/Locked-GGUF is a gated repository"),
-])
+@pytest.mark.parametrize(
+    "spec, code, message",
+    [
+        (
+            "https://example.com/bartowski/Tiny-GGUF",
+            "invalid_request",
+            "Only https://huggingface.co URLs are supported.",
+        ),
+        ("https://huggingface.co/datasets/a/b", "invalid_request", "is not a model repository"),
+        (
+            "https://huggingface.co/bartowski/Tiny-GGUF/blob/main/mmproj-Tiny-F16.gguf",
+            "invalid_request",
+            "is a multimodal projector, not a model",
+        ),
+        (
+            "https://huggingface.co/bartowski/Tiny-GGUF/blob/main/README.md",
+            "invalid_request",
+            "README.md is not a GGUF model file.",
+        ),
+        ("nobody/Nothing-GGUF", "model_not_found", 'No model repository "nobody/Nothing-GGUF"'),
+        (
+            "qwertyuiop",
+            "model_not_found",
+            'No GGUF models on the Hugging Face Hub match "qwertyuiop".',
+        ),
+        (
+            "mlx-community/Only-Safetensors",
+            "no_gguf",
+            "mlx-community/Only-Safetensors has no GGUF files (only safetensors / MLX files)",
+        ),
+        ("gated/Locked-GGUF", "gated_repo", "gated/Locked-GGUF is a gated repository"),
+    ],
+)
 def test_clear_errors(hub, models, spec, code, message):
     with pytest.raises(hf.DownloadError) as err:
         hf.resolve(spec, models_dir=models)
@@ -215,7 +274,8 @@ def test_offline_is_one_clear_error(hub_env, models):
             hf.resolve(spec, models_dir=models, hub=hf.Hub(f"http://127.0.0.1:{closed}"))
         assert err.value.code == "offline" and err.value.status == 503
         assert err.value.message.startswith(
-            f"Cannot reach the Hugging Face Hub at http://127.0.0.1:{closed} (offline?)")
+            f"Cannot reach the Hugging Face Hub at http://127.0.0.1:{closed} (offline?)"
+        )
 
 
 # -- downloading ---------------------------------------------------------------------------------
@@ -228,7 +288,7 @@ def test_download_lands_in_the_catalog_with_the_projector_beside_it(hub, models)
     assert listed(models) == {"tiny": ["Tiny-Q4_K_M.gguf"]}  # the projector is not a model
     assert (folder / "mmproj-Tiny-F16.gguf").is_file() and no_leftovers(models)
     assert seen[-1] == (plan.total_size, plan.total_size)
-    assert all(b >= a for (a, _), (b, _) in zip(seen, seen[1:]))
+    assert all(b >= a for (a, _), (b, _) in zip(seen, seen[1:], strict=False))
     again = hf.resolve("bartowski/Tiny-GGUF", models_dir=models)
     assert again.already_downloaded
     assert not hf.resolve("bartowski/Tiny-GGUF@q8_0", models_dir=models).already_downloaded
@@ -239,8 +299,10 @@ def test_split_gguf_downloads_whole_and_loads_as_one_model(hub, models):
     assert len(plan.variants) == 1 and len(plan.variant.files) == 2
     dl.download(plan)
     files = sorted(p.name for p in (models / "split" / "Smol-Split-GGUF").iterdir())
-    assert files == ["SmolLM2-Split-Q4_1-00001-of-00002.gguf",
-                     "SmolLM2-Split-Q4_1-00002-of-00002.gguf"]
+    assert files == [
+        "SmolLM2-Split-Q4_1-00001-of-00002.gguf",
+        "SmolLM2-Split-Q4_1-00002-of-00002.gguf",
+    ]
     catalog = ModelCatalog(models, include_embedded=False)
     (info,) = catalog.models()
     assert info.key == "smol-split" and info.variants[0].size_bytes == plan.total_size
@@ -348,8 +410,9 @@ def test_not_enough_disk(hub, models):
     with pytest.raises(hf.DownloadError) as err:
         dl.download(plan)
     assert err.value.code == "not_enough_disk"
-    assert err.value.message.startswith(f"Not enough disk space in {models}: the download "
-                                        "needs 10000.00 TB but only")
+    assert err.value.message.startswith(
+        f"Not enough disk space in {models}: the download needs 10000.00 TB but only"
+    )
     assert not plan.folder.exists() or not any(plan.folder.iterdir())
 
 
@@ -369,8 +432,14 @@ def test_gated_repo_needs_the_right_token(hub, models, monkeypatch):
 # -- the fronts ----------------------------------------------------------------------------------
 def run_cli(hub, models, *args, stdin=None):
     env = dict(os.environ, HF_ENDPOINT=hub.endpoint, LMS_JUPYTER_MODELS_DIR=str(models))
-    return subprocess.run([sys.executable, "-m", "lms_jupyter.cli", *args], input=stdin,
-                          capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "lms_jupyter.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_console_script_get(hub, models):
@@ -382,8 +451,10 @@ def test_console_script_get(hub, models):
     result = run_cli(hub, models, "ls", "--llm")
     assert "tiny (1 variant)" in result.stdout
     result = run_cli(hub, models, "get", "bartowski/Tiny-GGUF@q8_0")
-    assert result.stdout.startswith("Model already downloaded (bartowski/Tiny-GGUF Q8_0). "
-                                    "To use, run: lms-jupyter load bartowski/tiny@q8_0")
+    assert result.stdout.startswith(
+        "Model already downloaded (bartowski/Tiny-GGUF Q8_0). "
+        "To use, run: lms-jupyter load bartowski/tiny@q8_0"
+    )
     # --select: the second search result, then its only variant (Enter: the default)
     result = run_cli(hub, models, "get", "--select", "tiny", stdin="2\n\n")
     assert result.returncode == 0, result.stderr
@@ -391,9 +462,10 @@ def test_console_script_get(hub, models):
     assert "  1) Q4_K_M  " in result.stdout and "(default)" in result.stdout
     assert "lms-jupyter load someone/tiny-finetune" in result.stdout
     assert set(listed(models)) == {"tiny", "tiny-finetune"}
-    for args, message in [(["get", "--mlx", "x"], "Error: MLX models run only on Apple"),
-                          (["get", "-y", "nobody/Nothing-GGUF"],
-                           'Error: No model repository "nobody/Nothing-GGUF"')]:
+    for args, message in [
+        (["get", "--mlx", "x"], "Error: MLX models run only on Apple"),
+        (["get", "-y", "nobody/Nothing-GGUF"], 'Error: No model repository "nobody/Nothing-GGUF"'),
+    ]:
         result = run_cli(hub, models, *args)
         assert result.returncode == 1 and result.stdout == ""
         assert result.stderr.startswith(message) and result.stderr.count("\n") == 1
@@ -402,7 +474,6 @@ def test_console_script_get(hub, models):
 @pytest.fixture()
 def shell(models):
     from IPython.core.interactiveshell import InteractiveShell
-
     from test_magics import CapturingPublisher
 
     manager = ModelManager(ModelCatalog(models))
@@ -423,8 +494,11 @@ def test_magic_get_with_a_widget_progress_bar(hub, models, shell, capsys):
     out = capsys.readouterr().out
     assert 'Searching the Hugging Face Hub for "tiny"...' in out
     assert "Download completed. To use, run: %lms load bartowski/tiny@q4_k_m" in out
-    boxes = [m["data"] for m in shell.display_pub.messages
-             if "application/vnd.jupyter.widget-view+json" in m["data"]]
+    boxes = [
+        m["data"]
+        for m in shell.display_pub.messages
+        if "application/vnd.jupyter.widget-view+json" in m["data"]
+    ]
     assert boxes, "the progress bar is an ipywidgets HBox"
     assert set(listed(models)) == {"tiny"}
     assert runtime.get_manager().resolve_model("bartowski/tiny@q4_k_m")
@@ -441,14 +515,14 @@ def test_magic_get_select_gives_a_picker(hub, models, shell, capsys):
     picker.variant.value = 1  # Q8_0
     job = picker.start()
     assert picker.done.wait(30) and job.status == dl.COMPLETED
-    assert picker.message.value.startswith("Download completed. To use, run: %lms load "
-                                           "bartowski/tiny@q8_0")
+    assert picker.message.value.startswith(
+        "Download completed. To use, run: %lms load bartowski/tiny@q8_0"
+    )
     picker.repo.value = "someone/Tiny-Finetune-GGUF"  # re-reads that repo's variants
     assert [label.split()[0] for label, _ in picker.variant.options] == ["Q4_K_M"]
     picker.start()
     assert picker.done.wait(30)
-    assert listed(models) == {"tiny": ["Tiny-Q8_0.gguf"],
-                              "tiny-finetune": ["ft-Q4_K_M.gguf"]}
+    assert listed(models) == {"tiny": ["Tiny-Q8_0.gguf"], "tiny-finetune": ["ft-Q4_K_M.gguf"]}
     with pytest.raises(UsageError, match="has no GGUF files"):
         shell.run_line_magic("lms", "get mlx-community/Only-Safetensors")
 
@@ -458,17 +532,24 @@ def test_magic_get_select_gives_a_picker(hub, models, shell, capsys):
 def download_server(hub, tmp_path_factory):
     root = tmp_path_factory.mktemp("dl_server")
     models = tmp_path_factory.mktemp("dl_models")
-    srv = JupyterServer(root, models, env={"HF_ENDPOINT": hub.endpoint,
-                                           "HF_HOME": os.environ["HF_HOME"],
-                                           "HF_HUB_DISABLE_TELEMETRY": "1"})
+    srv = JupyterServer(
+        root,
+        models,
+        env={
+            "HF_ENDPOINT": hub.endpoint,
+            "HF_HOME": os.environ["HF_HOME"],
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+        },
+    )
     srv.models = models
     yield srv
     srv.stop()
 
 
 def api(server, method, path, body=None):
-    return httpx.request(method, server.url + "lms/api/" + path, json=body,
-                         headers=server.headers, timeout=60)
+    return httpx.request(
+        method, server.url + "lms/api/" + path, json=body, headers=server.headers, timeout=60
+    )
 
 
 def wait_status(server, job_id, wanted, timeout=60):
@@ -482,8 +563,10 @@ def wait_status(server, job_id, wanted, timeout=60):
 
 def test_http_download_jobs_run_side_by_side(hub, download_server):
     srv = download_server
-    started = [api(srv, "POST", "v1/models/download", {"model": name}).json()
-               for name in ("slow/One-GGUF", "slow/Two-GGUF")]
+    started = [
+        api(srv, "POST", "v1/models/download", {"model": name}).json()
+        for name in ("slow/One-GGUF", "slow/Two-GGUF")
+    ]
     for job in started:
         assert set(job) == {"job_id", "status", "total_size_bytes", "started_at"}
         assert job["status"] == "downloading" and job["job_id"].startswith("job_")
@@ -494,8 +577,10 @@ def test_http_download_jobs_run_side_by_side(hub, download_server):
     while time.monotonic() < deadline:  # both in flight at once, the server answering
         rows = [api(srv, "GET", f"v1/models/download/status/{i}").json() for i in ids]
         assert httpx.get(srv.url + "api/status", headers=srv.headers).status_code == 200
-        if all(r["status"] == "downloading" and 0 < r["downloaded_bytes"] < r["total_size_bytes"]
-               for r in rows):
+        if all(
+            r["status"] == "downloading" and 0 < r["downloaded_bytes"] < r["total_size_bytes"]
+            for r in rows
+        ):
             both = rows
             break
         if any(r["status"] != "downloading" for r in rows):
@@ -507,8 +592,7 @@ def test_http_download_jobs_run_side_by_side(hub, download_server):
         assert done["status"] == "completed", done
         assert done["downloaded_bytes"] == done["total_size_bytes"]
         assert done["completed_at"].endswith("Z")
-    keys = {m["id"] for m in httpx.get(srv.api_url + "/models", headers=srv.headers)
-            .json()["data"]}
+    keys = {m["id"] for m in httpx.get(srv.api_url + "/models", headers=srv.headers).json()["data"]}
     assert {"one", "two"} <= keys
     v0 = {m["id"] for m in api(srv, "GET", "v0/models").json()["data"]}
     assert {"one", "two"} <= v0
@@ -518,8 +602,12 @@ def test_http_download_jobs_run_side_by_side(hub, download_server):
 
 def test_http_download_with_quantization_and_errors(hub, download_server):
     srv = download_server
-    r = api(srv, "POST", "v1/models/download",
-            {"model": "https://huggingface.co/bartowski/Tiny-GGUF", "quantization": "f16"})
+    r = api(
+        srv,
+        "POST",
+        "v1/models/download",
+        {"model": "https://huggingface.co/bartowski/Tiny-GGUF", "quantization": "f16"},
+    )
     assert r.status_code == 200, r.text
     done = wait_status(srv, r.json()["job_id"], ("completed", "failed"))
     assert done["status"] == "completed" and done["quantization"] == "F16"
@@ -529,10 +617,16 @@ def test_http_download_with_quantization_and_errors(hub, download_server):
     failed = wait_status(srv, r.json()["job_id"], ("completed", "failed"))
     assert failed["status"] == "failed" and "checksum" in failed["error"]
 
-    cases = [({}, 400, "invalid_request", "'model' is required"),
-             ({"model": "nobody/Nothing-GGUF"}, 404, "model_not_found", "No model repository"),
-             ({"model": "bartowski/Tiny-GGUF", "quantization": "q9"}, 400, "invalid_request",
-              "has no q9 variant")]
+    cases = [
+        ({}, 400, "invalid_request", "'model' is required"),
+        ({"model": "nobody/Nothing-GGUF"}, 404, "model_not_found", "No model repository"),
+        (
+            {"model": "bartowski/Tiny-GGUF", "quantization": "q9"},
+            400,
+            "invalid_request",
+            "has no q9 variant",
+        ),
+    ]
     for body, status, kind, message in cases:
         r = api(srv, "POST", "v1/models/download", body)
         assert r.status_code == status, r.text
@@ -545,11 +639,30 @@ def test_http_download_with_quantization_and_errors(hub, download_server):
 
 
 # -- ls --variants and ps --json, as LM Studio prints them ----------------------------------------
-LMS_PS_KEYS = ["type", "modelKey", "format", "displayName", "publisher", "path", "sizeBytes",
-               "indexedModelIdentifier", "deviceIdentifier", "paramsString", "architecture",
-               "quantization", "identifier", "ttlMs", "lastUsedTime", "vision",
-               "trainedForToolUse", "maxContextLength", "contextLength", "status", "queued",
-               "parallel"]  # lmstudio-api.md §4, an observed LM Studio 0.4 row, in its order
+LMS_PS_KEYS = [
+    "type",
+    "modelKey",
+    "format",
+    "displayName",
+    "publisher",
+    "path",
+    "sizeBytes",
+    "indexedModelIdentifier",
+    "deviceIdentifier",
+    "paramsString",
+    "architecture",
+    "quantization",
+    "identifier",
+    "ttlMs",
+    "lastUsedTime",
+    "vision",
+    "trainedForToolUse",
+    "maxContextLength",
+    "contextLength",
+    "status",
+    "queued",
+    "parallel",
+]  # lmstudio-api.md §4, an observed LM Studio 0.4 row, in its order
 
 
 def test_ls_variants_and_ps_json_as_lm_studio(hub, models, shell, capsys):
@@ -581,9 +694,12 @@ def test_ls_variants_and_ps_json_as_lm_studio(hub, models, shell, capsys):
     capsys.readouterr()
     shell.run_line_magic("lms", "ps --json")
     (row,) = json.loads(capsys.readouterr().out)
-    assert list(row)[:len(LMS_PS_KEYS)] == LMS_PS_KEYS
+    assert list(row)[: len(LMS_PS_KEYS)] == LMS_PS_KEYS
     assert row["identifier"] == "smol" and row["ttlMs"] == 60_000 and row["parallel"] == 4
-    assert row["path"] == row["indexedModelIdentifier"] == \
-        "HuggingFaceTB/SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert (
+        row["path"]
+        == row["indexedModelIdentifier"]
+        == "HuggingFaceTB/SmolLM2-135M-Instruct.Q4_1.gguf"
+    )
     assert row["deviceIdentifier"] is None and "variants" not in row
     assert row["status"] == "idle" and row["queued"] == 0 and row["contextLength"] == 256

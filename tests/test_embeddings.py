@@ -2,6 +2,7 @@
 fixture), SmolLM2's mean pooling, the engine's batching, /v1/embeddings through a real
 jupyter server with the openai client, JIT side by side with a chat model, and the kernel's
 ``lms_jupyter.embed`` / ``%lms embed``."""
+
 from __future__ import annotations
 
 import base64
@@ -13,10 +14,15 @@ import httpx
 import numpy as np
 import openai
 import pytest
-
 from conftest import GEMMA, MINILM, MODEL, JupyterServer
+
 from lms_jupyter.api import OpenAICompatAPI
-from lms_jupyter.engine.local.embedding import POOLING_MEAN, Embedder, model_pooling, truncate_dimensions
+from lms_jupyter.engine.local.embedding import (
+    POOLING_MEAN,
+    Embedder,
+    model_pooling,
+    truncate_dimensions,
+)
 from lms_jupyter.engine.manager import ModelManager
 from lms_jupyter.errors import APIError
 from lms_jupyter.models.catalog import ModelCatalog
@@ -51,8 +57,13 @@ def catalog(embedding_models_dir):
 @pytest.fixture(scope="module")
 def embedder(catalog):
     _info, variant = catalog.resolve(MINILM)
-    engine = Embedder.load(variant.path, context_length=512, n_threads=2,
-                           pooling=model_pooling(variant.header), label=MINILM)
+    engine = Embedder.load(
+        variant.path,
+        context_length=512,
+        n_threads=2,
+        pooling=model_pooling(variant.header),
+        label=MINILM,
+    )
     yield engine
     engine.close()
 
@@ -69,16 +80,25 @@ def test_converted_model_is_a_bert_embedding_model(catalog):
     assert smol.type == "llm" and not smol.default_variant.is_embedding
 
 
-@pytest.mark.parametrize("metadata, embedding", [
-    ({"general.architecture": "bert"}, True),
-    ({"general.architecture": "nomic-bert", "nomic-bert.pooling_type": 1}, True),
-    ({"general.architecture": "gemma-embedding", "gemma-embedding.pooling_type": 1}, True),
-    ({"general.architecture": "qwen3", "qwen3.pooling_type": 3,  # Qwen3-Embedding
-      "tokenizer.chat_template": "{{ messages }}"}, True),
-    ({"general.architecture": "qwen3", "tokenizer.chat_template": "{{ messages }}"}, False),
-    ({"general.architecture": "llama", "llama.pooling_type": 0}, False),
-    ({"general.architecture": "pangu-embedded"}, False),  # a chat model despite its name
-])
+@pytest.mark.parametrize(
+    "metadata, embedding",
+    [
+        ({"general.architecture": "bert"}, True),
+        ({"general.architecture": "nomic-bert", "nomic-bert.pooling_type": 1}, True),
+        ({"general.architecture": "gemma-embedding", "gemma-embedding.pooling_type": 1}, True),
+        (
+            {
+                "general.architecture": "qwen3",
+                "qwen3.pooling_type": 3,  # Qwen3-Embedding
+                "tokenizer.chat_template": "{{ messages }}",
+            },
+            True,
+        ),
+        ({"general.architecture": "qwen3", "tokenizer.chat_template": "{{ messages }}"}, False),
+        ({"general.architecture": "llama", "llama.pooling_type": 0}, False),
+        ({"general.architecture": "pangu-embedded"}, False),  # a chat model despite its name
+    ],
+)
 def test_embedding_models_are_recognised_from_metadata(tmp_path, metadata, embedding):
     from lms_jupyter.models.catalog import ModelVariant
     from lms_jupyter.models.gguf import GGUFHeader
@@ -89,19 +109,32 @@ def test_embedding_models_are_recognised_from_metadata(tmp_path, metadata, embed
 
 
 def test_tokenization_matches_the_models_tokenizer(embedder):
-    assert embedder.tokenize("A man is eating food.") == [101, 1037, 2158, 2003, 5983, 2833,
-                                                          1012, 102]
+    assert embedder.tokenize("A man is eating food.") == [
+        101,
+        1037,
+        2158,
+        2003,
+        5983,
+        2833,
+        1012,
+        102,
+    ]
     try:
         from tokenizers import Tokenizer
     except ImportError:
         return  # the known ids above are the check
-    tokenizer = Tokenizer.from_str(zipfile.ZipFile(minilm_source()).read("tokenizer.json")
-                                   .decode("utf-8"))
+    tokenizer = Tokenizer.from_str(
+        zipfile.ZipFile(minilm_source()).read("tokenizer.json").decode("utf-8")
+    )
     tokenizer.no_padding()
     tokenizer.no_truncation()
-    for text in ["Héllo, WORLD! naïve café, tokenization's edge-cases: 3.14 #hashtag",
-                 "東京 is big", "  spaces   and\ttabs\n", "unbelievably antidisestablishment",
-                 "[CLS] is literal text here"]:
+    for text in [
+        "Héllo, WORLD! naïve café, tokenization's edge-cases: 3.14 #hashtag",
+        "東京 is big",
+        "  spaces   and\ttabs\n",
+        "unbelievably antidisestablishment",
+        "[CLS] is literal text here",
+    ]:
         assert embedder.tokenize(text) == tokenizer.encode(text).ids, text
 
 
@@ -155,9 +188,13 @@ def test_chat_model_keeps_mean_pooling(catalog):
         ours = np.array(body["data"][0]["embedding"])
         assert ours.shape == (576,)
         _info, variant = catalog.resolve(MODEL)
-        per_token = llama_cpp.Llama(str(variant.path), n_ctx=256, embedding=True,
-                                    pooling_type=llama_cpp.LLAMA_POOLING_TYPE_NONE,
-                                    verbose=False)
+        per_token = llama_cpp.Llama(
+            str(variant.path),
+            n_ctx=256,
+            embedding=True,
+            pooling_type=llama_cpp.LLAMA_POOLING_TYPE_NONE,
+            verbose=False,
+        )
         try:
             rows = np.array(per_token.embed("hello world"))
         finally:
@@ -181,13 +218,11 @@ def server(tmp_path_factory, embedding_models_dir):
 
 @pytest.fixture()
 def client(server):
-    return openai.OpenAI(base_url=server.api_url, api_key=server.token, max_retries=0,
-                         timeout=120)
+    return openai.OpenAI(base_url=server.api_url, api_key=server.token, max_retries=0, timeout=120)
 
 
 def post(server, path, body):
-    return httpx.post(server.url + "lms/" + path, json=body, headers=server.headers,
-                      timeout=120)
+    return httpx.post(server.url + "lms/" + path, json=body, headers=server.headers, timeout=120)
 
 
 def test_paraphrases_score_clearly_higher_than_unrelated_pairs(client):
@@ -196,7 +231,7 @@ def test_paraphrases_score_clearly_higher_than_unrelated_pairs(client):
     vectors = [d.embedding for d in response.data]
     assert len(vectors) == len(texts) and len(vectors[0]) == 384
     scores = [cosine(vectors[2 * i], vectors[2 * i + 1]) for i in range(len(texts) // 2)]
-    related, unrelated = scores[:len(PARAPHRASES)], scores[len(PARAPHRASES):]
+    related, unrelated = scores[: len(PARAPHRASES)], scores[len(PARAPHRASES) :]
     assert min(related) > 0.5 and max(unrelated) < 0.3, scores
     assert min(related) - max(unrelated) > 0.3
     assert response.usage.prompt_tokens == response.usage.total_tokens > len(texts) * 3
@@ -206,20 +241,31 @@ def test_batch_request_equals_single_requests(client):
     texts = ["hello world", "A man is eating food.", "The girl is carrying a baby."]
     batch = client.embeddings.create(model=MINILM, input=texts)
     assert [d.index for d in batch.data] == [0, 1, 2]
-    for text, item in zip(texts, batch.data):
+    for text, item in zip(texts, batch.data, strict=False):
         single = client.embeddings.create(model=MINILM, input=text).data[0].embedding
         np.testing.assert_allclose(item.embedding, single, atol=2e-4)
 
 
 def test_dimensions_and_base64(client):
-    full = np.array(client.embeddings.create(model=MINILM, input="hello world",
-                                             encoding_format="float").data[0].embedding)
-    short = client.embeddings.create(model=MINILM, input="hello world", dimensions=64,
-                                     encoding_format="float").data[0].embedding
+    full = np.array(
+        client.embeddings.create(model=MINILM, input="hello world", encoding_format="float")
+        .data[0]
+        .embedding
+    )
+    short = (
+        client.embeddings.create(
+            model=MINILM, input="hello world", dimensions=64, encoding_format="float"
+        )
+        .data[0]
+        .embedding
+    )
     assert len(short) == 64 and abs(np.linalg.norm(short) - 1) < 1e-5
     np.testing.assert_allclose(short, full[:64] / np.linalg.norm(full[:64]), atol=1e-6)
-    raw = client.embeddings.create(model=MINILM, input="hello world",
-                                   encoding_format="base64").data[0].embedding
+    raw = (
+        client.embeddings.create(model=MINILM, input="hello world", encoding_format="base64")
+        .data[0]
+        .embedding
+    )
     assert isinstance(raw, str)
     decoded = np.frombuffer(base64.b64decode(raw), dtype="<f4")
     np.testing.assert_allclose(decoded, full, atol=1e-7)
@@ -233,7 +279,7 @@ def test_token_ids_embed_exactly_as_given(client, embedder):
     assert ids[0][0] == 101 and ids[0][-1] == 102  # [CLS] ... [SEP]
     by_text = client.embeddings.create(model=MINILM, input=texts)
     by_ids = client.embeddings.create(model=MINILM, input=ids)
-    for a, b in zip(by_text.data, by_ids.data):
+    for a, b in zip(by_text.data, by_ids.data, strict=False):
         np.testing.assert_allclose(a.embedding, b.embedding, atol=2e-4)
     assert by_ids.usage.prompt_tokens == by_text.usage.prompt_tokens
     bare = client.embeddings.create(model=MINILM, input=ids[0][1:-1]).data[0].embedding
@@ -246,8 +292,7 @@ def test_long_input_is_a_400_naming_its_index(client, server):
     body = err.value.body
     assert body["code"] == "context_length_exceeded" and body["param"] == "input[3]"
     assert "input[3]" in body["message"] and "512" in body["message"]
-    r = post(server, "v1/embeddings", {"model": MINILM, "input": ["one", LONG],
-                                       "truncate": True})
+    r = post(server, "v1/embeddings", {"model": MINILM, "input": ["one", LONG], "truncate": True})
     assert r.status_code == 200, r.text
     data = r.json()
     assert data["truncated"] == [1] and len(data["data"]) == 2
@@ -256,21 +301,24 @@ def test_long_input_is_a_400_naming_its_index(client, server):
     assert "truncated" not in plain
 
 
-@pytest.mark.parametrize("body, param", [
-    ({"input": "x"}, "model"),
-    ({"model": MINILM}, "input"),
-    ({"model": MINILM, "input": []}, "input"),
-    ({"model": MINILM, "input": ["ok", ""]}, "input[1]"),
-    ({"model": MINILM, "input": [1.5, 2]}, "input[0]"),
-    ({"model": MINILM, "input": [[101, 102], []]}, "input[1]"),
-    ({"model": MINILM, "input": [[101, -2]]}, "input[0]"),
-    ({"model": MINILM, "input": [101, 30522]}, "input"),  # the vocabulary is 0..30521
-    ({"model": MINILM, "input": ["text", True]}, "input[1]"),
-    ({"model": MINILM, "input": "x", "encoding_format": "int8"}, "encoding_format"),
-    ({"model": MINILM, "input": "x", "dimensions": 0}, "dimensions"),
-    ({"model": MINILM, "input": "x", "dimensions": 385}, "dimensions"),
-    ({"model": MINILM, "input": "x", "truncate": "yes"}, "truncate"),
-])
+@pytest.mark.parametrize(
+    "body, param",
+    [
+        ({"input": "x"}, "model"),
+        ({"model": MINILM}, "input"),
+        ({"model": MINILM, "input": []}, "input"),
+        ({"model": MINILM, "input": ["ok", ""]}, "input[1]"),
+        ({"model": MINILM, "input": [1.5, 2]}, "input[0]"),
+        ({"model": MINILM, "input": [[101, 102], []]}, "input[1]"),
+        ({"model": MINILM, "input": [[101, -2]]}, "input[0]"),
+        ({"model": MINILM, "input": [101, 30522]}, "input"),  # the vocabulary is 0..30521
+        ({"model": MINILM, "input": ["text", True]}, "input[1]"),
+        ({"model": MINILM, "input": "x", "encoding_format": "int8"}, "encoding_format"),
+        ({"model": MINILM, "input": "x", "dimensions": 0}, "dimensions"),
+        ({"model": MINILM, "input": "x", "dimensions": 385}, "dimensions"),
+        ({"model": MINILM, "input": "x", "truncate": "yes"}, "truncate"),
+    ],
+)
 def test_bad_requests_are_openai_errors(server, body, param):
     r = post(server, "v1/embeddings", body)
     assert r.status_code == 400, r.text
@@ -282,8 +330,9 @@ def test_chat_and_completions_on_an_embedding_model_are_a_clear_400(client):
     messages = [{"role": "user", "content": "hi"}]
     for stream in (False, True):
         with pytest.raises(openai.BadRequestError) as err:
-            client.chat.completions.create(model=MINILM, messages=messages, max_tokens=4,
-                                           stream=stream)
+            client.chat.completions.create(
+                model=MINILM, messages=messages, max_tokens=4, stream=stream
+            )
         assert err.value.body["code"] == "model_not_chat_capable"
         assert "embedding model" in err.value.body["message"]
     with pytest.raises(openai.BadRequestError) as err:
@@ -334,10 +383,12 @@ def test_rag_loop_keeps_both_models_loaded(tmp_path, embedding_models_dir):
 
 # -- the kernel -----------------------------------------------------------------------------------
 def test_import_stays_cheap():
-    code = ("import sys, lms_jupyter\n"
-            "assert callable(lms_jupyter.embed)\n"
-            "bad = [m for m in ('numpy', 'llama_cpp', 'IPython') if m in sys.modules]\n"
-            "assert not bad, bad\n")
+    code = (
+        "import sys, lms_jupyter\n"
+        "assert callable(lms_jupyter.embed)\n"
+        "bad = [m for m in ('numpy', 'llama_cpp', 'IPython') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
@@ -362,8 +413,11 @@ def test_embed_in_an_ipython_shell(catalog, capsys):
         np.testing.assert_allclose(one, vectors[0], atol=2e-4)
         assert lms_jupyter.embed(["x"], model=MINILM, dimensions=32).shape == (1, 32)
         capsys.readouterr()
-        shell.run_line_magic("lms", f'embed {MINILM} "A man is eating food." '
-                                    '"A man is eating bread." "Stocks fell sharply."')
+        shell.run_line_magic(
+            "lms",
+            f'embed {MINILM} "A man is eating food." '
+            '"A man is eating bread." "Stocks fell sharply."',
+        )
         out = capsys.readouterr().out
         assert out.startswith(f"{MINILM} · 3 texts · 384 dims · ")
         assert "norm 1.0000" in out and "cosine similarity" in out
@@ -383,15 +437,34 @@ def test_embed_from_the_terminal(embedding_models_dir):
     import os
 
     env = dict(os.environ, LMS_JUPYTER_MODELS_DIR=str(embedding_models_dir))
-    result = subprocess.run([sys.executable, "-m", "lms_jupyter.cli", "embed", MINILM,
-                             "A man is eating food.", "A man is eating bread.", "--json",
-                             "--dimensions", "16"],
-                            capture_output=True, text=True, env=env, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lms_jupyter.cli",
+            "embed",
+            MINILM,
+            "A man is eating food.",
+            "A man is eating bread.",
+            "--json",
+            "--dimensions",
+            "16",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     vectors = np.array(data["embeddings"])
     assert vectors.shape == (2, 16) and data["model"] == MINILM
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    missing = subprocess.run([sys.executable, "-m", "lms_jupyter.cli", "embed", "no-such",
-                              "x"], capture_output=True, text=True, env=env, timeout=120)
+    missing = subprocess.run(
+        [sys.executable, "-m", "lms_jupyter.cli", "embed", "no-such", "x"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert missing.returncode == 1 and "does not exist" in missing.stderr

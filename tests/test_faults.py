@@ -1,5 +1,6 @@
 """Faults: model files that go bad while listed, ids and names that try to leave their
 folders, and a server shut down in the middle of a generation."""
+
 from __future__ import annotations
 
 import json
@@ -10,13 +11,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import EOS_ID, MODEL, JupyterServer
 
 pytestmark = pytest.mark.timeout(900)
 
-LONG_IDS = {"traversal": "../../outside/evil", "absolute": None, "etc": "/etc/passwd",
-            "nul": "a\x00b", "long": "x" * 100_000}
+LONG_IDS = {
+    "traversal": "../../outside/evil",
+    "absolute": None,
+    "etc": "/etc/passwd",
+    "nul": "a\x00b",
+    "long": "x" * 100_000,
+}
 
 
 @pytest.fixture(scope="module")
@@ -28,30 +33,48 @@ def fault_root(tmp_path_factory, smollm_path):
     outside = root / "outside"
     outside.mkdir()
     (outside / "evil.gguf").symlink_to(smollm_path)  # a real model outside the folder
-    (outside / "secret.preset.json").write_text(json.dumps({"name": "secret", "operation": {
-        "fields": [{"key": "llm.prediction.temperature", "value": 0.3}]}}))
+    (outside / "secret.preset.json").write_text(
+        json.dumps(
+            {
+                "name": "secret",
+                "operation": {"fields": [{"key": "llm.prediction.temperature", "value": 0.3}]},
+            }
+        )
+    )
     (root / "presets").mkdir()
     return root
 
 
 @pytest.fixture(scope="module")
 def fault_server(fault_root):
-    srv = JupyterServer(fault_root, fault_root / "models",
-                        env={"JUPYTER_DATA_DIR": str(fault_root / "data"),
-                             "LMS_JUPYTER_PRESETS_DIR": str(fault_root / "presets")})
+    srv = JupyterServer(
+        fault_root,
+        fault_root / "models",
+        env={
+            "JUPYTER_DATA_DIR": str(fault_root / "data"),
+            "LMS_JUPYTER_PRESETS_DIR": str(fault_root / "presets"),
+        },
+    )
     yield srv
     srv.stop()
 
 
 def chat(srv, model: str, **extra) -> httpx.Response:
-    return httpx.post(srv.url + "lms/v1/chat/completions", headers=srv.headers, timeout=300,
-                      json={"model": model, "messages": [{"role": "user", "content": "Hi"}],
-                            "max_tokens": 2, **extra})
+    return httpx.post(
+        srv.url + "lms/v1/chat/completions",
+        headers=srv.headers,
+        timeout=300,
+        json={
+            "model": model,
+            "messages": [{"role": "user", "content": "Hi"}],
+            "max_tokens": 2,
+            **extra,
+        },
+    )
 
 
 def still_serving(srv) -> None:
-    assert httpx.get(srv.url + "lms/v1/models", headers=srv.headers, timeout=60).status_code \
-        == 200
+    assert httpx.get(srv.url + "lms/v1/models", headers=srv.headers, timeout=60).status_code == 200
     r = chat(srv, MODEL)
     assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 2, r.text
 
@@ -59,8 +82,12 @@ def still_serving(srv) -> None:
 def test_model_file_truncated_garbage_or_deleted_while_listed(fault_server, fault_root):
     srv = fault_server
     path = fault_root / "models" / "victim" / "broken-GGUF" / "broken-Q4_1.gguf"
-    ids = [m["id"] for m in httpx.get(srv.url + "lms/v1/models", headers=srv.headers,
-                                      timeout=60).json()["data"]]
+    ids = [
+        m["id"]
+        for m in httpx.get(srv.url + "lms/v1/models", headers=srv.headers, timeout=60).json()[
+            "data"
+        ]
+    ]
     assert "broken" in ids and MODEL in ids
 
     with open(path, "r+b") as f:  # truncated: the header is intact, the weights are not
@@ -94,8 +121,10 @@ def _raw_get(srv, path: str) -> bytes:
 
     with socket.create_connection(("127.0.0.1", srv.port), timeout=60) as sock:
         try:
-            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                         f"Authorization: Bearer {srv.token}\r\n\r\n".encode())
+            sock.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Authorization: Bearer {srv.token}\r\n\r\n".encode()
+            )
             return sock.recv(65536)
         except ConnectionError:
             return b""
@@ -103,8 +132,11 @@ def _raw_get(srv, path: str) -> bytes:
 
 def _files(root: Path) -> set[str]:
     skip = ("presets", "data", "runtime", "models")
-    return {str(p.relative_to(root)) for p in root.rglob("*")
-            if p.relative_to(root).parts[0] not in skip and p.name != "server.log"}
+    return {
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if p.relative_to(root).parts[0] not in skip and p.name != "server.log"
+    }
 
 
 def _quoted(value: str) -> str:
@@ -122,15 +154,28 @@ def test_ids_and_names_never_leave_their_folders(fault_server, fault_root):
         # model ids, wherever a request names one
         for kind, model in ids.items():
             bodies = [
-                ("v1/chat/completions", {"model": model, "messages": [
-                    {"role": "user", "content": "x"}], "max_tokens": 1}),
+                (
+                    "v1/chat/completions",
+                    {
+                        "model": model,
+                        "messages": [{"role": "user", "content": "x"}],
+                        "max_tokens": 1,
+                    },
+                ),
                 ("v1/completions", {"model": model, "prompt": "x", "max_tokens": 1}),
                 ("v1/embeddings", {"model": model, "input": "x"}),
                 ("api/v1/models/load", {"model": model}),
                 ("api/v1/models/estimate", {"model": model}),
                 ("api/v1/models/unload", {"instance_id": model}),
-                ("v1/chat/completions", {"model": MODEL, "draft_model": model, "messages": [
-                    {"role": "user", "content": "x"}], "max_tokens": 1}),
+                (
+                    "v1/chat/completions",
+                    {
+                        "model": MODEL,
+                        "draft_model": model,
+                        "messages": [{"role": "user", "content": "x"}],
+                        "max_tokens": 1,
+                    },
+                ),
             ]
             for path, body in bodies:
                 r = http.post(srv.url + "lms/" + path, json=body, headers=h)
@@ -141,25 +186,39 @@ def test_ids_and_names_never_leave_their_folders(fault_server, fault_root):
                 assert r.status_code == 404, (kind, r.text[:300])
         # preset names become file names: they stay inside the presets folder
         for kind, name in ids.items():
-            r = http.post(srv.url + "lms/api/v0/presets", headers=h,
-                          json={"name": name, "settings": {"temperature": 0.5}})
+            r = http.post(
+                srv.url + "lms/api/v0/presets",
+                headers=h,
+                json={"name": name, "settings": {"temperature": 0.5}},
+            )
             if kind in ("nul", "long"):
                 assert r.status_code == 400 and r.json()["error"]["param"] == "name", r.text
             else:
                 assert r.status_code == 200, r.text
-        for name in ("../outside/secret", "..%2Foutside%2Fsecret", "../../outside/secret",
-                     str(fault_root / "outside" / "secret"), "\x00", "x" * 30_000):
+        for name in (
+            "../outside/secret",
+            "..%2Foutside%2Fsecret",
+            "../../outside/secret",
+            str(fault_root / "outside" / "secret"),
+            "\x00",
+            "x" * 30_000,
+        ):
             for method in ("GET", "DELETE"):
-                r = http.request(method, srv.url + "lms/api/v0/presets/" + _quoted(name),
-                                 headers=h)
+                r = http.request(method, srv.url + "lms/api/v0/presets/" + _quoted(name), headers=h)
                 assert r.status_code in (400, 404), (name[:40], method, r.text[:200])
         # token ids and download job ids
-        for token_id in ("../api_tokens.json", "../../outside/secret.preset.json",
-                         str(fault_root / "data"), "\x00", "x" * 30_000):
+        for token_id in (
+            "../api_tokens.json",
+            "../../outside/secret.preset.json",
+            str(fault_root / "data"),
+            "\x00",
+            "x" * 30_000,
+        ):
             r = http.delete(srv.url + "lms/api/v1/tokens/" + _quoted(token_id), headers=h)
             assert r.status_code == 404 and r.json()["error"]["code"] == "token_not_found"
-            r = http.get(srv.url + "lms/api/v1/models/download/status/" + _quoted(token_id),
-                         headers=h)
+            r = http.get(
+                srv.url + "lms/api/v1/models/download/status/" + _quoted(token_id), headers=h
+            )
             assert r.status_code == 404, r.text[:200]
         # a 100k-character id in a URL is past Tornado's header limit: the connection is
         # refused before any handler runs, and the server goes on
@@ -189,11 +248,17 @@ def test_shutdown_mid_generation_ends_streams_cleanly_and_a_restart_serves(tmp_p
     (tmp_path / "models").mkdir()
     srv = JupyterServer(tmp_path, tmp_path / "models")
     try:
-        body = {"model": MODEL, "messages": [{"role": "user", "content": "Count to 1000"}],
-                "max_tokens": 3000, "logit_bias": {str(EOS_ID): -100}, "stream": True}
+        body = {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "Count to 1000"}],
+            "max_tokens": 3000,
+            "logit_bias": {str(EOS_ID): -100},
+            "stream": True,
+        }
         events = []
-        with httpx.stream("POST", srv.url + "lms/v1/chat/completions", headers=srv.headers,
-                          json=body, timeout=300) as response:
+        with httpx.stream(
+            "POST", srv.url + "lms/v1/chat/completions", headers=srv.headers, json=body, timeout=300
+        ) as response:
             assert response.status_code == 200
             lines = response.iter_lines()
             for line in lines:

@@ -14,6 +14,7 @@ new tokens and ``force`` is dropped from loads (the memory budget stays the guar
 Half of the cases name the real model, so chat, completions, embeddings,
 loads and estimates run for real instead of stopping at "model not found".
 """
+
 from __future__ import annotations
 
 import re
@@ -25,14 +26,13 @@ import pytest
 
 schemathesis = pytest.importorskip("schemathesis")
 
+from conftest import MODEL, JupyterServer  # noqa: E402
+from fakehub import FakeHub  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from schemathesis import GenerationMode  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 from schemathesis.specs.openapi import checks as oas  # noqa: E402
-
-from conftest import MODEL, JupyterServer  # noqa: E402
-from fakehub import FakeHub  # noqa: E402
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -52,9 +52,16 @@ def no_traceback_text(ctx, response, case):
     return True
 
 
-CHECKS = [not_a_server_error, oas.status_code_conformance, oas.content_type_conformance,
-          oas.response_headers_conformance, oas.response_schema_conformance,
-          oas.negative_data_rejection, oas.ignored_auth, no_traceback_text]
+CHECKS = [
+    not_a_server_error,
+    oas.status_code_conformance,
+    oas.content_type_conformance,
+    oas.response_headers_conformance,
+    oas.response_schema_conformance,
+    oas.negative_data_rejection,
+    oas.ignored_auth,
+    no_traceback_text,
+]
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +70,16 @@ def fuzz_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("fuzz")
     models = root / "models"
     models.mkdir()
-    srv = JupyterServer(root, models, ["--ModelManager.default_context_length=256",
-                                       "--ModelManager.memory_limit_mb=1200"],
-                        env={"HF_ENDPOINT": hub.endpoint, "JUPYTER_DATA_DIR": str(root / "data"),
-                             "LMS_JUPYTER_PRESETS_DIR": str(root / "presets")})
+    srv = JupyterServer(
+        root,
+        models,
+        ["--ModelManager.default_context_length=256", "--ModelManager.memory_limit_mb=1200"],
+        env={
+            "HF_ENDPOINT": hub.endpoint,
+            "JUPYTER_DATA_DIR": str(root / "data"),
+            "LMS_JUPYTER_PRESETS_DIR": str(root / "presets"),
+        },
+    )
     yield srv
     srv.stop()
     hub.close()
@@ -116,32 +129,40 @@ def test_every_route_conforms_to_the_openapi_document(fuzz_server):
         if operation.path.endswith(ENDLESS):
             continue
         for mode, examples in EXAMPLES.items():
-            @settings(max_examples=examples, derandomize=True, database=None, deadline=None,
-                      suppress_health_check=list(HealthCheck))
+
+            @settings(
+                max_examples=examples,
+                derandomize=True,
+                database=None,
+                deadline=None,
+                suppress_health_check=list(HealthCheck),
+            )
             @given(case=operation.as_strategy(generation_mode=mode), real=st.booleans())
             def run(case, real):
                 _bound(case, real)
-                ran[operation.label] += 1
+                ran[operation.label] += 1  # noqa: B023 - run() is called in this iteration
                 t0 = time.perf_counter()
                 try:
-                    case.call_and_validate(base_url=base, headers=srv.headers, checks=CHECKS,
-                                           timeout=120)
-                except BaseException as exc:  # noqa: BLE001 - collect, report all at the end
+                    case.call_and_validate(
+                        base_url=base, headers=srv.headers, checks=CHECKS, timeout=120
+                    )
+                except BaseException as exc:
                     if isinstance(exc, KeyboardInterrupt):
                         raise
-                    failures.append(f"{operation.label} [{mode.value}]: {str(exc)[:1500]}")
+                    failures.append(f"{operation.label} [{mode.value}]: {str(exc)[:1500]}")  # noqa: B023
                 took = time.perf_counter() - t0
                 if took > 2:
                     print(f"    slow {took:.1f}s: {str(case.body)[:300]}", flush=True)
 
             started = time.perf_counter()
             run()
-            print(f"  {operation.label} [{mode.value}]: {time.perf_counter() - started:.1f} s",
-                  flush=True)
+            print(
+                f"  {operation.label} [{mode.value}]: {time.perf_counter() - started:.1f} s",
+                flush=True,
+            )
 
     total = sum(ran.values())
-    print(f"\nschemathesis: {total} cases over {len(ran)} operations, "
-          f"{len(failures)} failed")
+    print(f"\nschemathesis: {total} cases over {len(ran)} operations, {len(failures)} failed")
     for label, n in sorted(ran.items()):
         print(f"  {n:4d}  {label}")
     distinct = {}

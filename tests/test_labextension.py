@@ -1,5 +1,6 @@
 """The JupyterLab sidebar as a package: its front-end unit tests (vitest, run here so CI runs
 them), the prebuilt extension's metadata, and the install that enables it."""
+
 from __future__ import annotations
 
 import json
@@ -34,10 +35,15 @@ def test_frontend_unit_tests():
     jlpm = _jlpm()
     if not (SOURCE / "node_modules" / ".bin" / "vitest").exists():
         # The wheel build installs them; a checkout built some other way may lack them.
-        subprocess.run([jlpm, "install"], cwd=SOURCE, check=True, capture_output=True,
-                       timeout=600)
-    result = subprocess.run([jlpm, "test"], cwd=SOURCE, capture_output=True, text=True,
-                            timeout=300, env={**os.environ, "NO_COLOR": "1", "CI": "true"})
+        subprocess.run([jlpm, "install"], cwd=SOURCE, check=True, capture_output=True, timeout=600)
+    result = subprocess.run(
+        [jlpm, "test"],
+        cwd=SOURCE,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "NO_COLOR": "1", "CI": "true"},
+    )
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
     passed = re.search(r"Tests\s+(\d+) passed", out)
@@ -62,10 +68,16 @@ def test_prebuilt_extension_metadata():
 def test_sidebar_enabled_by_install():
     """`pip install` (also editable) puts the prebuilt sidebar in
     share/jupyter/labextensions: JupyterLab lists it enabled with no build step."""
-    result = subprocess.run([sys.executable, "-m", "jupyterlab.labextensions", "list"],
-                            capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "NO_COLOR": "1"})
+    result = subprocess.run(
+        [sys.executable, "-m", "jupyterlab.labextensions", "list"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
     out = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)
-    line = next((l for l in out.splitlines() if l.strip().startswith("lms-jupyter ")), None)
+    line = next(
+        (line for line in out.splitlines() if line.strip().startswith("lms-jupyter ")), None
+    )
     assert line is not None, out
     assert "enabled" in line and "OK" in line and "(python, lms-jupyter)" in line, line

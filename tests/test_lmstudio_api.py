@@ -3,6 +3,7 @@
 The idle-TTL and auto-evict tests run on a server of their own so the models they load
 and unload cannot disturb the other tests.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,7 @@ import time
 
 import httpx
 import pytest
-
-from conftest import counts, EOS_ID, GEMMA, MODEL
+from conftest import EOS_ID, GEMMA, MODEL, counts
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -41,7 +41,7 @@ def sse_chunks(text: str) -> list:
     chunks = []
     for line in text.splitlines():
         if line.startswith("data: "):
-            payload = line[len("data: "):]
+            payload = line[len("data: ") :]
             chunks.append(payload if payload == "[DONE]" else json.loads(payload))
     return chunks
 
@@ -65,9 +65,16 @@ def test_v0_models_lists_every_catalog_model(server):
     by_id = {m["id"]: m for m in body["data"]}
     assert {MODEL, GEMMA} <= set(by_id)
     smol = by_id[MODEL]
-    assert smol == {**smol, "object": "model", "type": "llm", "publisher": "HuggingFaceTB",
-                    "arch": "llama", "compatibility_type": "gguf", "quantization": "Q4_1",
-                    "max_context_length": 8192}
+    assert smol == {
+        **smol,
+        "object": "model",
+        "type": "llm",
+        "publisher": "HuggingFaceTB",
+        "arch": "llama",
+        "compatibility_type": "gguf",
+        "quantization": "Q4_1",
+        "max_context_length": 8192,
+    }
     assert by_id[GEMMA]["arch"] == "gemma3" and by_id[GEMMA]["quantization"] == "Q4_K_M"
     for model in body["data"]:
         assert model["state"] in ("loaded", "not-loaded")
@@ -95,9 +102,18 @@ def test_v0_model_by_id_shows_loaded_context_length(server):
 
 # -- /api/v1 model management ------------------------------------------------------------------
 def test_v1_load_list_unload(server):
-    r = post(server, "v1/models/load", {"model": MODEL, "context_length": 2048,
-                                        "identifier": "smol-explicit", "ttl": 600,
-                                        "flash_attention": True, "echo_load_config": True})
+    r = post(
+        server,
+        "v1/models/load",
+        {
+            "model": MODEL,
+            "context_length": 2048,
+            "identifier": "smol-explicit",
+            "ttl": 600,
+            "flash_attention": True,
+            "echo_load_config": True,
+        },
+    )
     assert r.status_code == 200, r.text
     loaded = r.json()
     assert loaded["type"] == "llm" and loaded["instance_id"] == "smol-explicit"
@@ -134,17 +150,20 @@ def test_v1_load_list_unload(server):
     assert r.json()["error"]["type"] == "model_not_found"
 
 
-@pytest.mark.parametrize("body, status, param", [
-    ({}, 400, "model"),
-    ({"model": 5}, 400, "model"),
-    ({"model": "no-such-model"}, 404, "model"),
-    ({"model": MODEL, "context_length": "big"}, 400, "context_length"),
-    ({"model": MODEL, "context_length": 10**7}, 400, "context_length"),
-    ({"model": MODEL, "ttl": -1}, 400, "ttl"),
-    ({"model": MODEL, "flash_attention": "yes"}, 400, "flash_attention"),
-    ({"model": MODEL, "gpu": "lots"}, 400, "gpu"),
-    ({"model": MODEL, "identifier": ""}, 400, "identifier"),
-])
+@pytest.mark.parametrize(
+    "body, status, param",
+    [
+        ({}, 400, "model"),
+        ({"model": 5}, 400, "model"),
+        ({"model": "no-such-model"}, 404, "model"),
+        ({"model": MODEL, "context_length": "big"}, 400, "context_length"),
+        ({"model": MODEL, "context_length": 10**7}, 400, "context_length"),
+        ({"model": MODEL, "ttl": -1}, 400, "ttl"),
+        ({"model": MODEL, "flash_attention": "yes"}, 400, "flash_attention"),
+        ({"model": MODEL, "gpu": "lots"}, 400, "gpu"),
+        ({"model": MODEL, "identifier": ""}, 400, "identifier"),
+    ],
+)
 def test_v1_load_bad_input_is_lmstudio_error(server, body, status, param):
     r = post(server, "v1/models/load", body)
     assert r.status_code == status, r.text
@@ -154,8 +173,11 @@ def test_v1_load_bad_input_is_lmstudio_error(server, body, status, param):
 
 
 def test_v1_malformed_json_and_unload_errors(server):
-    r = httpx.post(url(server, "v1/models/load"), content=b"{nope",
-                   headers={**server.headers, "Content-Type": "application/json"})
+    r = httpx.post(
+        url(server, "v1/models/load"),
+        content=b"{nope",
+        headers={**server.headers, "Content-Type": "application/json"},
+    )
     assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request"
     r = post(server, "v1/models/unload", {})
     assert r.status_code == 400
@@ -166,9 +188,17 @@ def test_v1_malformed_json_and_unload_errors(server):
 def test_v0_chat_has_stats_model_info_runtime(server):
     import llama_cpp
 
-    r = post(server, "v0/chat/completions", {
-        "model": MODEL, "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 6,
-        "temperature": 0, "logit_bias": {str(EOS_ID): -100}})
+    r = post(
+        server,
+        "v0/chat/completions",
+        {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "Hello"}],
+            "max_tokens": 6,
+            "temperature": 0,
+            "logit_bias": {str(EOS_ID): -100},
+        },
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["object"] == "chat.completion" and body["choices"][0]["message"]["content"]
@@ -178,8 +208,12 @@ def test_v0_chat_has_stats_model_info_runtime(server):
     assert stats["stop_reason"] == "maxPredictedTokensReached"
     assert stats["tokens_per_second"] > 0
     assert 0 < stats["time_to_first_token"] <= stats["generation_time"]
-    assert body["model_info"] == {"arch": "llama", "quant": "Q4_1", "format": "gguf",
-                                  "context_length": 4096}
+    assert body["model_info"] == {
+        "arch": "llama",
+        "quant": "Q4_1",
+        "format": "gguf",
+        "context_length": 4096,
+    }
     runtime = body["runtime"]
     assert runtime["name"].startswith("llama.cpp-") and runtime["name"][-3:] in ("cpu", "gpu")
     assert runtime["version"] == llama_cpp.__version__
@@ -187,8 +221,13 @@ def test_v0_chat_has_stats_model_info_runtime(server):
 
 
 def test_v0_chat_stream_sends_stats_in_final_chunk(server):
-    request = {"model": MODEL, "messages": [{"role": "user", "content": "Name a color."}],
-               "max_tokens": 8, "temperature": 0, "seed": 3}
+    request = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Name a color."}],
+        "max_tokens": 8,
+        "temperature": 0,
+        "seed": 3,
+    }
     full = post(server, "v0/chat/completions", request).json()
     r = post(server, "v0/chat/completions", {**request, "stream": True})
     assert r.status_code == 200
@@ -200,15 +239,25 @@ def test_v0_chat_stream_sends_stats_in_final_chunk(server):
     assert final["stats"]["stop_reason"] == full["stats"]["stop_reason"]
     assert final["model_info"] == full["model_info"] and final["runtime"] == full["runtime"]
     assert counts(final["usage"]) == counts(full["usage"])  # cached_tokens may differ
-    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks[:-2]
-                   if c["choices"])
+    text = "".join(
+        c["choices"][0]["delta"].get("content") or "" for c in chunks[:-2] if c["choices"]
+    )
     assert text == full["choices"][0]["message"]["content"]
 
 
 def test_v0_completions_stop_string_reason(server):
-    r = post(server, "v0/completions", {"model": MODEL, "prompt": "1, 2, 3, 4, 5,",
-                                        "max_tokens": 30, "temperature": 0, "stop": [" 8"],
-                                        "repeat_penalty": 1.0})
+    r = post(
+        server,
+        "v0/completions",
+        {
+            "model": MODEL,
+            "prompt": "1, 2, 3, 4, 5,",
+            "max_tokens": 30,
+            "temperature": 0,
+            "stop": [" 8"],
+            "repeat_penalty": 1.0,
+        },
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["object"] == "text_completion" and " 8" not in body["choices"][0]["text"]
@@ -217,9 +266,18 @@ def test_v0_completions_stop_string_reason(server):
 
 
 def test_v0_completions_stream_and_embeddings(server):
-    r = post(server, "v0/completions", {"model": MODEL, "prompt": "The sky is", "max_tokens": 4,
-                                        "temperature": 0, "stream": True,
-                                        "logit_bias": {str(EOS_ID): -100}})
+    r = post(
+        server,
+        "v0/completions",
+        {
+            "model": MODEL,
+            "prompt": "The sky is",
+            "max_tokens": 4,
+            "temperature": 0,
+            "stream": True,
+            "logit_bias": {str(EOS_ID): -100},
+        },
+    )
     chunks = sse_chunks(r.text)
     assert chunks[-2]["stats"]["stop_reason"] == "maxPredictedTokensReached"
     assert chunks[-2]["usage"]["completion_tokens"] == 4
@@ -234,8 +292,11 @@ def test_v0_bad_input_is_openai_error(server):
     r = post(server, "v0/chat/completions", {"model": MODEL, "messages": "hi"})
     assert r.status_code == 400
     assert set(r.json()["error"]) == {"message", "type", "param", "code"}
-    r = post(server, "v0/chat/completions", {"model": "nope", "messages": [
-        {"role": "user", "content": "x"}]})
+    r = post(
+        server,
+        "v0/chat/completions",
+        {"model": "nope", "messages": [{"role": "user", "content": "x"}]},
+    )
     assert r.status_code == 404
 
 
@@ -243,34 +304,54 @@ def test_v0_bad_input_is_openai_error(server):
 def test_ps_status_while_generating_and_queued_count(server):
     # one slot, so that the short requests wait behind the long one (with more slots they
     # run beside it and finish between two polls)
-    assert post(server, "v1/models/load", {"model": MODEL, "identifier": "busy", "parallel": 1,
-                                           "context_length": 1024}).status_code == 200
-    long_body = {"model": "busy", "stream": True, "max_tokens": 400, "temperature": 1,
-                 "logit_bias": {str(EOS_ID): -100},
-                 "messages": [{"role": "user", "content": "Tell a long story."}]}
+    assert (
+        post(
+            server,
+            "v1/models/load",
+            {"model": MODEL, "identifier": "busy", "parallel": 1, "context_length": 1024},
+        ).status_code
+        == 200
+    )
+    long_body = {
+        "model": "busy",
+        "stream": True,
+        "max_tokens": 400,
+        "temperature": 1,
+        "logit_bias": {str(EOS_ID): -100},
+        "messages": [{"role": "user", "content": "Tell a long story."}],
+    }
     stop = threading.Event()
     results = []
 
     def stream():
         with httpx.Client(timeout=120) as http:
-            with http.stream("POST", url(server, "v0/chat/completions"), json=long_body,
-                             headers=server.headers) as r:
+            with http.stream(
+                "POST", url(server, "v0/chat/completions"), json=long_body, headers=server.headers
+            ) as r:
                 for _ in r.iter_lines():
                     if stop.is_set():
                         break
 
     def short(i):
-        r = post(server, "v0/chat/completions", {
-            "model": "busy", "max_tokens": 2, "temperature": 0,
-            "messages": [{"role": "user", "content": f"Say {i}"}]})
+        r = post(
+            server,
+            "v0/chat/completions",
+            {
+                "model": "busy",
+                "max_tokens": 2,
+                "temperature": 0,
+                "messages": [{"role": "user", "content": f"Say {i}"}],
+            },
+        )
         results.append(r.status_code)
 
     streamer = threading.Thread(target=stream)
     streamer.start()
     waiters = []
     try:
-        row = wait_for(lambda: ps_rows(server)["busy"]["status"] == "generating"
-                       and ps_rows(server)["busy"])
+        row = wait_for(
+            lambda: ps_rows(server)["busy"]["status"] == "generating" and ps_rows(server)["busy"]
+        )
         assert row, "the model never reported status=generating"
         assert row["queued"] == 1  # LM Studio counts the running request
         waiters = [threading.Thread(target=short, args=(i,)) for i in range(2)]
@@ -279,8 +360,16 @@ def test_ps_status_while_generating_and_queued_count(server):
         row = wait_for(lambda: (r := ps_rows(server)["busy"])["queued"] == 3 and r)
         assert row, f"queued never reached 3: {ps_rows(server)['busy']}"
         assert row["status"] == "generating"
-        assert {"identifier", "modelKey", "status", "queued", "ttlMs", "lastUsedTime",
-                "contextLength", "sizeBytes"} <= set(row)
+        assert {
+            "identifier",
+            "modelKey",
+            "status",
+            "queued",
+            "ttlMs",
+            "lastUsedTime",
+            "contextLength",
+            "sizeBytes",
+        } <= set(row)
         assert row["modelKey"] == MODEL and row["contextLength"] == 1024
         assert row["sizeBytes"] > 90e6 and row["lastUsedTime"] > 1.6e12
     finally:
@@ -301,9 +390,17 @@ def ttl_server(server_factory):
 
 
 def chat(server, model: str, **extra) -> dict:
-    r = post(server, "v0/chat/completions", {
-        "model": model, "max_tokens": 1, "temperature": 0,
-        "messages": [{"role": "user", "content": "Hi"}], **extra})
+    r = post(
+        server,
+        "v0/chat/completions",
+        {
+            "model": model,
+            "max_tokens": 1,
+            "temperature": 0,
+            "messages": [{"role": "user", "content": "Hi"}],
+            **extra,
+        },
+    )
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -337,9 +434,14 @@ def test_request_ttl_expires_and_requests_reset_the_timer(ttl_server):
 def test_never_unloaded_while_generating(ttl_server):
     unload_all(ttl_server)
     # ~250 tokens last a few seconds even on a fast machine: longer than the 1 s TTL
-    body = {"model": MODEL, "ttl": 1, "max_tokens": 250, "temperature": 0,
-            "logit_bias": {str(EOS_ID): -100},
-            "messages": [{"role": "user", "content": "Count to one hundred."}]}
+    body = {
+        "model": MODEL,
+        "ttl": 1,
+        "max_tokens": 250,
+        "temperature": 0,
+        "logit_bias": {str(EOS_ID): -100},
+        "messages": [{"role": "user", "content": "Count to one hundred."}],
+    }
     seen = []
 
     def watch():
@@ -358,7 +460,7 @@ def test_never_unloaded_while_generating(ttl_server):
         watcher.join(10)
     assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 250
     assert time.time() - started > 1.5  # the generation outlived its 1 s TTL...
-    assert True in seen and all(seen[seen.index(True):])  # ...and it stayed loaded throughout
+    assert True in seen and all(seen[seen.index(True) :])  # ...and it stayed loaded throughout
     assert wait_for(lambda: MODEL not in ps_rows(ttl_server), timeout=10)
 
 
@@ -375,8 +477,10 @@ def test_auto_evict_keeps_only_the_newest_jit_model(ttl_server):
 
 def test_explicit_load_survives_jit_loads(ttl_server):
     unload_all(ttl_server)
-    assert post(ttl_server, "v1/models/load", {"model": MODEL, "identifier": "pinned"}) \
-        .status_code == 200
+    assert (
+        post(ttl_server, "v1/models/load", {"model": MODEL, "identifier": "pinned"}).status_code
+        == 200
+    )
     chat(ttl_server, GEMMA)
     rows = ps_rows(ttl_server)
     assert set(rows) == {"pinned", GEMMA}

@@ -3,20 +3,25 @@ servers: the body and its ``stats``, every streamed event in order (a JIT load i
 ``chat.end``'s result equal to the plain body, stored turns continued, branched and
 surviving a server restart, ``store: false``, MCP integrations through a real MCP server
 on loopback, and errors in LM Studio's shape (as HTTP errors and inside a stream)."""
+
 from __future__ import annotations
 
 import json
 
 import httpx
 import pytest
-
 from conftest import MODEL, JupyterServer, free_port  # noqa: F401
 from test_responses import McpTestServer
 
 pytestmark = pytest.mark.timeout(300)
 
-STATS = ("input_tokens", "total_output_tokens", "reasoning_output_tokens",
-         "tokens_per_second", "time_to_first_token_seconds")
+STATS = (
+    "input_tokens",
+    "total_output_tokens",
+    "reasoning_output_tokens",
+    "tokens_per_second",
+    "time_to_first_token_seconds",
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,23 +39,35 @@ def db(tmp_path_factory):
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory, models_dir, db, mcp_server):
     root = tmp_path_factory.mktemp("native-chat")
-    server = JupyterServer(root, models_dir, [
-        f"--LMSJupyterApp.responses_db={db}", "--LMSJupyterApp.allow_remote_mcp=True",
-        f"--LMSJupyterApp.remote_mcp_allowed_urls={[mcp_server.url]!r}",
-        "--LMSJupyterApp.remote_mcp_timeout=5"])
+    server = JupyterServer(
+        root,
+        models_dir,
+        [
+            f"--LMSJupyterApp.responses_db={db}",
+            "--LMSJupyterApp.allow_remote_mcp=True",
+            f"--LMSJupyterApp.remote_mcp_allowed_urls={[mcp_server.url]!r}",
+            "--LMSJupyterApp.remote_mcp_timeout=5",
+        ],
+    )
     yield server
     server.stop()
 
 
 def chat(server, **body) -> httpx.Response:
-    return httpx.post(server.url + "lms/api/v1/chat", json=body, headers=server.headers,
-                      timeout=120)
+    return httpx.post(
+        server.url + "lms/api/v1/chat", json=body, headers=server.headers, timeout=120
+    )
 
 
 def events(server, **body) -> list[tuple[str, dict]]:
     out = []
-    with httpx.stream("POST", server.url + "lms/api/v1/chat", json={**body, "stream": True},
-                      headers=server.headers, timeout=120) as r:
+    with httpx.stream(
+        "POST",
+        server.url + "lms/api/v1/chat",
+        json={**body, "stream": True},
+        headers=server.headers,
+        timeout=120,
+    ) as r:
         assert r.status_code == 200, r.read()
         assert r.headers["content-type"].startswith("text/event-stream")
         name = None
@@ -69,8 +86,14 @@ def message_text(body: dict) -> str:
 
 
 def test_plain_chat_body_and_stats(srv):
-    r = chat(srv, model=MODEL, input="Say hello.", system_prompt="You are terse.",
-             max_output_tokens=8, temperature=0)
+    r = chat(
+        srv,
+        model=MODEL,
+        input="Say hello.",
+        system_prompt="You are terse.",
+        max_output_tokens=8,
+        temperature=0,
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["model_instance_id"] == MODEL
@@ -83,8 +106,9 @@ def test_plain_chat_body_and_stats(srv):
 
 
 def test_every_streamed_event_in_order_and_chat_end_equals_the_body(srv):
-    kwargs = dict(model=MODEL, input="Name a colour.", max_output_tokens=6, temperature=0,
-                  store=False)
+    kwargs = dict(
+        model=MODEL, input="Name a colour.", max_output_tokens=6, temperature=0, store=False
+    )
     seen = events(srv, **kwargs)
     names = [n for n, _d in seen]
     assert names[0] == "chat.start" and seen[0][1]["model_instance_id"] == MODEL
@@ -118,16 +142,21 @@ def test_jit_load_events_and_an_error_event_inside_a_stream(tmp_path_factory, mo
     root = tmp_path_factory.mktemp("native-chat-jit")
     fresh = JupyterServer(root, models_dir, [f"--LMSJupyterApp.responses_db={root / 'r.db'}"])
     try:
-        too_long = events(fresh, model=MODEL, input="word " * 300, context_length=64,
-                          max_output_tokens=2)
-        unloaded = httpx.post(fresh.url + "lms/api/v1/models/unload", timeout=30,
-                              headers=fresh.headers, json={"instance_id": MODEL})
+        too_long = events(
+            fresh, model=MODEL, input="word " * 300, context_length=64, max_output_tokens=2
+        )
+        unloaded = httpx.post(
+            fresh.url + "lms/api/v1/models/unload",
+            timeout=30,
+            headers=fresh.headers,
+            json={"instance_id": MODEL},
+        )
         seen = events(fresh, model=MODEL, input="Hi", max_output_tokens=3)
     finally:
         fresh.stop()
     end = load_events(too_long)
     names = [n for n, _d in too_long]
-    assert names[end + 1:] == ["error"], names
+    assert names[end + 1 :] == ["error"], names
     error = too_long[-1][1]["error"]
     assert error["type"] == "invalid_request" and "context length" in error["message"]
     assert unloaded.status_code == 200, unloaded.text
@@ -137,16 +166,29 @@ def test_jit_load_events_and_an_error_event_inside_a_stream(tmp_path_factory, mo
 
 
 def test_stateful_continue_branch_and_store_false(srv):
-    first = chat(srv, model=MODEL, input="My name is Ada. Reply with OK.",
-                 max_output_tokens=4, temperature=0).json()
-    second = chat(srv, model=MODEL, input="What is my name?", max_output_tokens=6,
-                  temperature=0, previous_response_id=first["response_id"]).json()
+    first = chat(
+        srv, model=MODEL, input="My name is Ada. Reply with OK.", max_output_tokens=4, temperature=0
+    ).json()
+    second = chat(
+        srv,
+        model=MODEL,
+        input="What is my name?",
+        max_output_tokens=6,
+        temperature=0,
+        previous_response_id=first["response_id"],
+    ).json()
     assert second["response_id"] != first["response_id"]
     # the stored turn is the prompt's prefix: its tokens come from the prompt cache
     assert second["stats"]["input_tokens"] > first["stats"]["input_tokens"]
     assert second["stats"]["cached_input_tokens"] > 0
-    branch = chat(srv, model=MODEL, input="And my age?", max_output_tokens=4, temperature=0,
-                  thread_id=first["response_id"]).json()  # the preview spelling
+    branch = chat(
+        srv,
+        model=MODEL,
+        input="And my age?",
+        max_output_tokens=4,
+        temperature=0,
+        thread_id=first["response_id"],
+    ).json()  # the preview spelling
     assert branch["stats"]["input_tokens"] < second["stats"]["input_tokens"] + 12
     assert branch["stats"]["input_tokens"] > first["stats"]["input_tokens"]
     unstored = chat(srv, model=MODEL, input="Hi", max_output_tokens=2, store=False).json()
@@ -154,15 +196,24 @@ def test_stateful_continue_branch_and_store_false(srv):
 
 
 def test_state_survives_a_restart(tmp_path_factory, models_dir, srv, db):
-    first = chat(srv, model=MODEL, input="Remember the word pineapple. Say OK.",
-                 max_output_tokens=3, temperature=0).json()
+    first = chat(
+        srv,
+        model=MODEL,
+        input="Remember the word pineapple. Say OK.",
+        max_output_tokens=3,
+        temperature=0,
+    ).json()
     root = tmp_path_factory.mktemp("native-chat-restart")
     again = JupyterServer(root, models_dir, [f"--LMSJupyterApp.responses_db={db}"])
     try:
-        r = chat(again, model=MODEL, input="Which word?", max_output_tokens=4,
-                 previous_response_id=first["response_id"])
-        alone = chat(again, model=MODEL, input="Which word?", max_output_tokens=4,
-                     store=False)
+        r = chat(
+            again,
+            model=MODEL,
+            input="Which word?",
+            max_output_tokens=4,
+            previous_response_id=first["response_id"],
+        )
+        alone = chat(again, model=MODEL, input="Which word?", max_output_tokens=4, store=False)
     finally:
         again.stop()
     assert r.status_code == 200, r.text
@@ -171,11 +222,21 @@ def test_state_survives_a_restart(tmp_path_factory, models_dir, srv, db):
 
 def test_mcp_integration_tool_call_events(srv, mcp_server):
     mcp_server.calls.clear()
-    integration = {"type": "ephemeral_mcp", "server_label": "calc",
-                   "server_url": mcp_server.url, "allowed_tools": ["add"]}
-    seen = events(srv, model=MODEL, input="What is 2 plus 3? Use the add tool.",
-                  integrations=[integration], tool_choice="required",
-                  max_output_tokens=60, temperature=0)
+    integration = {
+        "type": "ephemeral_mcp",
+        "server_label": "calc",
+        "server_url": mcp_server.url,
+        "allowed_tools": ["add"],
+    }
+    seen = events(
+        srv,
+        model=MODEL,
+        input="What is 2 plus 3? Use the add tool.",
+        integrations=[integration],
+        tool_choice="required",
+        max_output_tokens=60,
+        temperature=0,
+    )
     names = [n for n, _d in seen]
     assert "error" not in names, seen
     start = names.index("tool_call.start")
@@ -183,7 +244,9 @@ def test_mcp_integration_tool_call_events(srv, mcp_server):
     assert names[start + 2] in ("tool_call.result", "tool_call.failure")
     call = seen[start + 2][1]
     assert call["tool"] == "add" and call["provider_info"] == {
-        "type": "ephemeral_mcp", "server_label": "calc"}
+        "type": "ephemeral_mcp",
+        "server_label": "calc",
+    }
     arguments = seen[start + 1][1]["arguments"]
     assert names[start + 2] == "tool_call.result", seen[start + 2]
     assert ("add", arguments["a"], arguments["b"]) in mcp_server.calls
@@ -196,26 +259,39 @@ def test_mcp_integration_tool_call_events(srv, mcp_server):
 
 
 def test_mcp_preview_alias_and_policy(srv, mcp_server):
-    refused = chat(srv, model=MODEL, input="Hi", max_output_tokens=2, mcp_servers=[
-        {"server_label": "x", "server_url": "http://10.1.2.3/mcp"}])
+    refused = chat(
+        srv,
+        model=MODEL,
+        input="Hi",
+        max_output_tokens=2,
+        mcp_servers=[{"server_label": "x", "server_url": "http://10.1.2.3/mcp"}],
+    )
     assert refused.status_code == 400
     error = refused.json()["error"]
     assert error["code"] == "mcp_url_not_allowed"
     assert error["param"] == "mcp_servers[0].server_url"
 
 
-@pytest.mark.parametrize("body,param", [
-    ({"input": "Hi"}, "model"),
-    ({"model": MODEL}, "input"),
-    ({"model": MODEL, "input": "Hi", "reasoning": "maximal"}, "reasoning"),
-    ({"model": MODEL, "input": "Hi", "temperature": 9}, "temperature"),
-    ({"model": MODEL, "input": "Hi", "system_prompt": 3}, "system_prompt"),
-    ({"model": MODEL, "input": [{"type": "image", "data_url": "x"}]}, "input[0].type"),
-    ({"model": MODEL, "input": "Hi", "integrations": ["mcp/playwright"]}, "integrations[0]"),
-    ({"model": MODEL, "input": "Hi", "integrations": [{"type": "ephemeral_mcp",
-                                                       "server_label": "x"}]},
-     "integrations[0].server_url"),
-])
+@pytest.mark.parametrize(
+    "body,param",
+    [
+        ({"input": "Hi"}, "model"),
+        ({"model": MODEL}, "input"),
+        ({"model": MODEL, "input": "Hi", "reasoning": "maximal"}, "reasoning"),
+        ({"model": MODEL, "input": "Hi", "temperature": 9}, "temperature"),
+        ({"model": MODEL, "input": "Hi", "system_prompt": 3}, "system_prompt"),
+        ({"model": MODEL, "input": [{"type": "image", "data_url": "x"}]}, "input[0].type"),
+        ({"model": MODEL, "input": "Hi", "integrations": ["mcp/playwright"]}, "integrations[0]"),
+        (
+            {
+                "model": MODEL,
+                "input": "Hi",
+                "integrations": [{"type": "ephemeral_mcp", "server_label": "x"}],
+            },
+            "integrations[0].server_url",
+        ),
+    ],
+)
 def test_errors_in_lmstudio_shape(srv, body, param):
     r = chat(srv, **body)
     assert r.status_code == 400, r.text

@@ -4,6 +4,7 @@ Display messages are captured by a display publisher, so streaming, in-place upd
 interrupts are observed exactly as a kernel would send them. The last test drives a real
 ipykernel through jupyter_client and interrupts it mid-generation.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,15 +17,15 @@ import textwrap
 import time
 
 import pytest
+from conftest import EOS_ID, GEMMA, MODEL
 from IPython.core.displaypub import DisplayPublisher
 from IPython.core.interactiveshell import InteractiveShell
 
-from conftest import EOS_ID, GEMMA, MODEL
-from lms_jupyter.models.catalog import ModelCatalog
+from lms_jupyter.engine.manager import ModelManager
 from lms_jupyter.kernel import runtime
 from lms_jupyter.kernel.chat import DEFAULT_MAX_TOOL_ROUNDS, GenerationInterrupted
 from lms_jupyter.kernel.display import METADATA_KEY
-from lms_jupyter.engine.manager import ModelManager
+from lms_jupyter.models.catalog import ModelCatalog
 
 pytestmark = pytest.mark.timeout(300)
 LONG = {"logit_bias": {str(EOS_ID): -100}}  # SmolLM2 cannot stop: long answers on demand
@@ -38,10 +39,14 @@ class CapturingPublisher(DisplayPublisher):
         self.messages: list[dict] = []
         self.hook = None
 
-    def publish(self, data, metadata=None, source=None, *, transient=None, update=False,
-                **kwargs):
-        message = {"data": data, "metadata": metadata or {}, "transient": transient or {},
-                   "update": update, "time": time.perf_counter()}
+    def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kwargs):
+        message = {
+            "data": data,
+            "metadata": metadata or {},
+            "transient": transient or {},
+            "update": update,
+            "time": time.perf_counter(),
+        }
         self.messages.append(message)
         if self.hook is not None:
             self.hook(message)
@@ -96,8 +101,11 @@ def answers(ip) -> dict[str, list[dict]]:
 
 
 def notes(ip, stage: str) -> list[str]:
-    return [m["data"]["text/plain"] for m in ip.display_pub.messages
-            if m["metadata"].get(METADATA_KEY, {}).get("stage") == stage]
+    return [
+        m["data"]["text/plain"]
+        for m in ip.display_pub.messages
+        if m["metadata"].get(METADATA_KEY, {}).get("stage") == stage
+    ]
 
 
 def one_line_error(ip, capsys, line: str) -> str:
@@ -109,7 +117,7 @@ def one_line_error(ip, capsys, line: str) -> str:
     error = err.strip()
     assert error.startswith("UsageError: "), (out, err)
     assert "\n" not in error, error
-    return error[len("UsageError: "):]
+    return error[len("UsageError: ") :]
 
 
 def test_loading_the_extension_imports_no_server_or_llama():
@@ -123,8 +131,9 @@ def test_loading_the_extension_imports_no_server_or_llama():
         heavy = [m for m in ("tornado", "jupyter_server", "llama_cpp") if m in sys.modules]
         print(heavy)
     """)
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 
@@ -163,15 +172,19 @@ def test_load_ps_unload_cycle_with_every_flag(ip, capsys, manager):
     manager.unload_all()
     ip.run_line_magic("lms", "ps")
     assert capsys.readouterr().out.startswith(
-        "No models are currently loaded. To load a model, run: %lms load <model>")
+        "No models are currently loaded. To load a model, run: %lms load <model>"
+    )
     ip.run_line_magic("lms", "ps --json")
     assert json.loads(capsys.readouterr().out) == []
 
-    ip.run_line_magic("lms", f"load {MODEL} --identifier t1 --context-length 512 --ttl 600 "
-                             f"--gpu off --parallel 2")
+    ip.run_line_magic(
+        "lms", f"load {MODEL} --identifier t1 --context-length 512 --ttl 600 --gpu off --parallel 2"
+    )
     progress = ip.display_pub.messages
-    assert not progress[0]["update"] and "Loading smollm2-135m-instruct" in \
-        progress[0]["data"]["text/plain"]
+    assert (
+        not progress[0]["update"]
+        and "Loading smollm2-135m-instruct" in progress[0]["data"]["text/plain"]
+    )
     assert "<progress" in progress[0]["data"]["text/html"]
     final = progress[-1]
     assert final["update"] and final["transient"] == progress[0]["transient"]
@@ -189,8 +202,16 @@ def test_load_ps_unload_cycle_with_every_flag(ip, capsys, manager):
     ip.run_line_magic("lms", "ps")
     out = capsys.readouterr().out
     header, *rows = out.strip().splitlines()
-    assert header.split()[:8] == ["IDENTIFIER", "MODEL", "STATUS", "QUEUED", "SIZE",
-                                  "CONTEXT", "PARALLEL", "TTL"]
+    assert header.split()[:8] == [
+        "IDENTIFIER",
+        "MODEL",
+        "STATUS",
+        "QUEUED",
+        "SIZE",
+        "CONTEXT",
+        "PARALLEL",
+        "TTL",
+    ]
     assert len(rows) == 2
     row = next(r for r in rows if r.startswith("t1 "))
     assert "IDLE" in row and " 512 " in row and re.search(r" 512 +2 ", row), row
@@ -224,31 +245,35 @@ def test_ctrl_c_cancels_a_load(ip, capsys, manager):
             raise KeyboardInterrupt
 
     ip.display_pub.hook = interrupt_first_progress_update
-    assert one_line_error(ip, capsys, f"%lms load {GEMMA} --identifier cancelled") == \
-        "Load cancelled."
+    assert (
+        one_line_error(ip, capsys, f"%lms load {GEMMA} --identifier cancelled") == "Load cancelled."
+    )
     assert ip.display_pub.messages[-1]["data"]["text/plain"] == "Load cancelled."
     assert manager.get_loaded("cancelled") is None and manager.list_loaded() == []
 
 
 def test_user_mistakes_are_one_line(ip, capsys, manager):
     assert one_line_error(ip, capsys, "%lms load no-such-model").startswith(
-        'The model `no-such-model` does not exist')
+        "The model `no-such-model` does not exist"
+    )
     assert "--gpu" in one_line_error(ip, capsys, f"%lms load {MODEL} --gpu 2")
     assert "--context-length" in one_line_error(ip, capsys, f"%lms load {MODEL} -c lots")
     assert "unrecognized arguments: --bogus" in one_line_error(ip, capsys, "%lms ls --bogus")
-    assert "not allowed with argument" in one_line_error(ip, capsys, "%lms ls --llm "
-                                                                     "--embedding")
+    assert "not allowed with argument" in one_line_error(ip, capsys, "%lms ls --llm --embedding")
     assert "invalid choice: 'frob'" in one_line_error(ip, capsys, "%lms frob")
     assert "No models are loaded" in one_line_error(ip, capsys, "%lms unload")
     assert 'No loaded model with identifier "ghost"' in one_line_error(
-        ip, capsys, "%lms unload ghost")
+        ip, capsys, "%lms unload ghost"
+    )
     assert "MLX models run only on Apple silicon" in one_line_error(
-        ip, capsys, "%lms get --mlx qwen/qwen3-4b")
+        ip, capsys, "%lms get --mlx qwen/qwen3-4b"
+    )
     assert "--stats can only be used with --source model" in one_line_error(
-        ip, capsys, "%lms log stream -s server --stats")
+        ip, capsys, "%lms log stream -s server --stats"
+    )
     assert "No closing quotation" in one_line_error(ip, capsys, "%lms load 'oops")
     chat_errors = {
-        "%%chat --model no-such-model\nhi": 'The model `no-such-model` does not exist',
+        "%%chat --model no-such-model\nhi": "The model `no-such-model` does not exist",
         "%%chat --temperature hot\nhi": "--temperature",
         "%%chat --max-tokens 0\nhi": "--max-tokens",
         "%%chat --temperature 9\nhi": "'temperature' must be between 0 and 5",
@@ -291,8 +316,9 @@ def test_chat_streams_markdown_in_place(ip, capsys, manager):
     magics = ip._lms_magics
     magics.chat_defaults = dict(LONG)
     start = time.perf_counter()
-    result = ip.run_cell_magic("chat", "--max-tokens 48 --temperature 0",
-                               "Tell me about the history of Rome.")
+    result = ip.run_cell_magic(
+        "chat", "--max-tokens 48 --temperature 0", "Tell me about the history of Rome."
+    )
     elapsed = time.perf_counter() - start
     assert result is None
     groups = answers(ip)
@@ -308,12 +334,14 @@ def test_chat_streams_markdown_in_place(ip, capsys, manager):
     assert magics.last_result.stats.completion_tokens == 48
     streaming = [m for m in updates if m["metadata"][METADATA_KEY]["stage"] == "generating"]
     assert len(streaming) >= 2, "a long answer must be shown while it is generated"
-    for earlier, later in zip(streaming, streaming[1:]):
+    for earlier, later in zip(streaming, streaming[1:], strict=False):
         assert later["time"] - earlier["time"] >= 1 / 15 - 0.005  # throttled
         assert later["data"]["text/plain"].startswith(earlier["data"]["text/plain"])
     rate = (len(streaming) - 1) / max(1e-9, streaming[-1]["time"] - streaming[0]["time"])
-    print(f"\n{len(streaming)} display updates for 48 tokens in {elapsed:.2f} s "
-          f"({rate:.1f} updates/s)")
+    print(
+        f"\n{len(streaming)} display updates for 48 tokens in {elapsed:.2f} s "
+        f"({rate:.1f} updates/s)"
+    )
     assert rate <= 16
     (stats,) = notes(ip, "stats")
     assert stats.startswith(f"{MODEL} · 48 tokens · ") and "tok/s" in stats
@@ -341,8 +369,9 @@ def test_conversation_continues_history_and_new(ip, capsys):
     entries = json.loads(capsys.readouterr().out)
     assert [e["role"] for e in entries] == ["user", "assistant", "user", "assistant"]
 
-    ip.run_cell_magic("chat", "--new --system 'You are terse.' --max-tokens 4 "
-                              "--temperature 0", "Hello")
+    ip.run_cell_magic(
+        "chat", "--new --system 'You are terse.' --max-tokens 4 --temperature 0", "Hello"
+    )
     entries = magics.conversation.entries()
     assert [e["role"] for e in entries] == ["system", "user", "assistant"]
     assert entries[0]["content"] == "You are terse."
@@ -355,9 +384,12 @@ def test_variables_out_and_stats_config(ip):
     magics = ip._lms_magics
     ip.user_ns.update(city="Paris", facts={"river": "Seine"}, numbers=[3, 4])
     magics.show_stats = False
-    ip.run_cell_magic("chat", "--max-tokens 4 --temperature 0 --seed 1 --out reply",
-                      'About {city} on the {facts[river]} ({numbers[1]}, {len(numbers)}): '
-                      '{{city}} \\{missing} {"json": true}')
+    ip.run_cell_magic(
+        "chat",
+        "--max-tokens 4 --temperature 0 --seed 1 --out reply",
+        "About {city} on the {facts[river]} ({numbers[1]}, {len(numbers)}): "
+        '{{city}} \\{missing} {"json": true}',
+    )
     user = magics.conversation.messages[0]["content"]
     assert user == 'About Paris on the Seine (4, 2): {city} {missing} {"json": true}'
     assert ip.user_ns["reply"] == magics.last_result.content
@@ -370,13 +402,15 @@ def test_unknown_name_is_one_line_error_before_any_model_call(ip, capsys, manage
     magics = ip._lms_magics
     magics.last_result = None
     error = one_line_error(ip, capsys, "%%chat --max-tokens 4\nAbout {city} and {missing}")
-    assert error == ("%%chat: {missing}: name 'missing' is not defined. Write \\{ for a "
-                     "literal brace.")
+    assert error == (
+        "%%chat: {missing}: name 'missing' is not defined. Write \\{ for a literal brace."
+    )
     assert magics.last_result is None and len(magics.conversation) == 0
     assert answers(ip) == {}
     # --no-context sends the text as written
-    ip.run_cell_magic("chat", "--max-tokens 2 --temperature 0 --no-context --no-stats",
-                      "About {missing}")
+    ip.run_cell_magic(
+        "chat", "--max-tokens 2 --temperature 0 --no-context --no-stats", "About {missing}"
+    )
     assert magics.conversation.messages[0]["content"] == "About {missing}"
 
 
@@ -408,21 +442,25 @@ def test_schema_pydantic_and_dict(ip):
         country: str
 
     ip.user_ns["City"] = City
-    ip.user_ns["Colors"] = {"type": "object",
-                            "properties": {"colors": {"type": "array",
-                                                      "items": {"type": "string"},
-                                                      "maxItems": 3}},
-                            "required": ["colors"]}
-    ip.run_cell_magic("chat", "--schema City --out city --max-tokens 60 --temperature 0",
-                      "Describe Paris as JSON.")
+    ip.user_ns["Colors"] = {
+        "type": "object",
+        "properties": {"colors": {"type": "array", "items": {"type": "string"}, "maxItems": 3}},
+        "required": ["colors"],
+    }
+    ip.run_cell_magic(
+        "chat",
+        "--schema City --out city --max-tokens 60 --temperature 0",
+        "Describe Paris as JSON.",
+    )
     city = ip.user_ns["city"]
     assert isinstance(city, City) and ip.user_ns["_"] is city
     (messages,) = answers(ip).values()
     assert messages[-1]["data"]["text/markdown"].startswith("```json\n")
     assert json.loads(ip._lms_magics.last_result.content) == city.model_dump()
 
-    ip.run_cell_magic("chat", "--new --schema Colors --max-tokens 60 --temperature 0",
-                      "Name two colors.")
+    ip.run_cell_magic(
+        "chat", "--new --schema Colors --max-tokens 60 --temperature 0", "Name two colors."
+    )
     data = ip.user_ns["_"]
     assert isinstance(data, dict) and isinstance(data["colors"], list)
 
@@ -443,8 +481,11 @@ def test_tools_run_kernel_functions(ip):
     ip.user_ns["add"] = add
     magics = ip._lms_magics
     magics.max_tool_rounds = 1  # one round of calls, then the model must answer
-    ip.run_cell_magic("chat", "--tools add --tool-choice required --max-tokens 60 "
-                              "--temperature 0", "What is 17 plus 25? Use the add tool.")
+    ip.run_cell_magic(
+        "chat",
+        "--tools add --tool-choice required --max-tokens 60 --temperature 0",
+        "What is 17 plus 25? Use the add tool.",
+    )
     result = magics.last_result
     assert calls == [(17, 25)], "the model did not call the tool as asked"
     assert result.tool_results[0].name == "add" and result.tool_results[0].result == 42
@@ -471,8 +512,9 @@ def test_interrupt_keeps_partial_answer_and_model_ready(ip, manager):
 
     publisher.hook = interrupt_on_third_update
     with pytest.raises(GenerationInterrupted) as info:
-        ip.run_cell_magic("chat", "--max-tokens 400 --temperature 0",
-                          "Write a long story about a dragon.")
+        ip.run_cell_magic(
+            "chat", "--max-tokens 400 --temperature 0", "Write a long story about a dragon."
+        )
     publisher.hook = None
     assert "partial answer is kept" in info.value._render_traceback_()[0]
     model = manager.get_loaded(MODEL)
@@ -515,6 +557,7 @@ def test_real_kernel_interrupt(tmp_path):
     env = dict(os.environ, LMS_JUPYTER_MODELS_DIR=str(tmp_path))
     km, kc = start_new_kernel(kernel_name="python3", env=env)
     try:
+
         def execute(code, until_updates=None, timeout=120):
             msg_id = kc.execute(code)
             updates, outputs, reply = [], [], None
@@ -537,16 +580,18 @@ def test_real_kernel_interrupt(tmp_path):
                     reply = True
             return msg_id, updates, outputs
 
-        execute("%load_ext lms_jupyter\n"
-                f"%config LMSMagics.chat_defaults = {LONG!r}")
-        msg_id = kc.execute("%%chat --max-tokens 500 --temperature 0\n"
-                            "Write a very long story about a lighthouse.")
+        execute(f"%load_ext lms_jupyter\n%config LMSMagics.chat_defaults = {LONG!r}")
+        msg_id = kc.execute(
+            "%%chat --max-tokens 500 --temperature 0\nWrite a very long story about a lighthouse."
+        )
         updates = []
         while len(updates) < 4:
             msg = kc.get_iopub_msg(timeout=120)
-            if msg["parent_header"].get("msg_id") == msg_id and \
-                    msg["msg_type"] == "update_display_data" and \
-                    "model" in msg["content"]["metadata"].get(METADATA_KEY, {}):
+            if (
+                msg["parent_header"].get("msg_id") == msg_id
+                and msg["msg_type"] == "update_display_data"
+                and "model" in msg["content"]["metadata"].get(METADATA_KEY, {})
+            ):
                 updates.append(msg)  # the answer's updates (not the load's progress)
         interrupted_at = time.perf_counter()
         km.interrupt_kernel()
@@ -563,7 +608,9 @@ def test_real_kernel_interrupt(tmp_path):
                 break
         latency = time.perf_counter() - interrupted_at
         print(f"\nreal kernel: cell finished {latency * 1000:.0f} ms after the interrupt")
-        assert error is not None and error["ename"] == "GenerationInterrupted", "\n".join(error["traceback"])
+        assert error is not None and error["ename"] == "GenerationInterrupted", "\n".join(
+            error["traceback"]
+        )
         assert len(error["traceback"]) == 1
         meta = last_update["content"]["metadata"][METADATA_KEY]
         assert meta["stage"] == "interrupted"
@@ -578,8 +625,10 @@ def test_real_kernel_interrupt(tmp_path):
             if ps[0]["status"] == "idle" and ps[0]["queued"] == 0:
                 break
             assert time.perf_counter() - interrupted_at < 10, ps
-        print(f"real kernel: model idle {(time.perf_counter() - interrupted_at) * 1000:.0f} "
-              f"ms after the interrupt")
+        print(
+            f"real kernel: model idle {(time.perf_counter() - interrupted_at) * 1000:.0f} "
+            f"ms after the interrupt"
+        )
         execute("%config LMSMagics.chat_defaults = {}")
         _, _, outputs = execute("%%chat --max-tokens 4 --temperature 0 --no-stats\nThanks!")
         assert not [o for o in outputs if o["msg_type"] == "error"]

@@ -1,18 +1,19 @@
 """The model manager in process, on the real models: JIT, TTL, auto-evict, queueing."""
+
 from __future__ import annotations
 
 import threading
 import time
 
 import pytest
-
 from conftest import EOS_ID, GEMMA, MODEL
+
 from lms_jupyter.api import OpenAICompatAPI
-from lms_jupyter.models.catalog import ModelCatalog
-from lms_jupyter.errors import APIError
 from lms_jupyter.api.openai.requests import load_request
 from lms_jupyter.engine.manager import ModelManager
 from lms_jupyter.engine.options import LoadRequest
+from lms_jupyter.errors import APIError
+from lms_jupyter.models.catalog import ModelCatalog
 
 
 @pytest.fixture()
@@ -88,8 +89,14 @@ def test_explicit_loads_are_never_evicted(manager):
 
 def test_ttl_never_unloads_a_busy_model(manager):
     api = OpenAICompatAPI(manager)
-    body = {"model": MODEL, "prompt": "Story:", "max_tokens": 60, "stream": True,
-            "logit_bias": {str(EOS_ID): -100}, "ttl": 1}
+    body = {
+        "model": MODEL,
+        "prompt": "Story:",
+        "max_tokens": 60,
+        "stream": True,
+        "logit_bias": {str(EOS_ID): -100},
+        "ttl": 1,
+    }
     chunks = api.run_sync(api.prepare_completion(body))
     next(chunks)
     model = manager.get_loaded(MODEL)
@@ -105,8 +112,13 @@ def test_queue_status_and_arrival_order(manager):
     api = OpenAICompatAPI(manager)
     model = manager.load(LoadRequest(MODEL, parallel=1))
     order, statuses = [], set()
-    body = {"model": MODEL, "prompt": "Count:", "max_tokens": 30, "temperature": 0,
-            "logit_bias": {str(EOS_ID): -100}}
+    body = {
+        "model": MODEL,
+        "prompt": "Count:",
+        "max_tokens": 30,
+        "temperature": 0,
+        "logit_bias": {str(EOS_ID): -100},
+    }
     preps = [api.prepare_completion(dict(body)) for _ in range(3)]
 
     def run(i):
@@ -132,8 +144,13 @@ def test_queue_status_and_arrival_order(manager):
 
 def test_cancel_mid_stream_stops_within_tokens(manager):
     api = OpenAICompatAPI(manager)
-    body = {"model": MODEL, "prompt": "Story:", "max_tokens": 1000, "stream": True,
-            "logit_bias": {str(EOS_ID): -100}}
+    body = {
+        "model": MODEL,
+        "prompt": "Story:",
+        "max_tokens": 1000,
+        "stream": True,
+        "logit_bias": {str(EOS_ID): -100},
+    }
     chunks = api.run_sync(api.prepare_completion(body))
     for i, _ in enumerate(chunks):
         if i == 5:
@@ -158,8 +175,9 @@ def test_abort_interrupts_a_long_prefill(manager):
     manager.load(LoadRequest(MODEL, context_length=4096))
     api = OpenAICompatAPI(manager)
     prompt = "word " * 3000
-    generation = Generation(api.prepare_completion({"model": MODEL, "prompt": prompt,
-                                                    "max_tokens": 5, "stream": True}))
+    generation = Generation(
+        api.prepare_completion({"model": MODEL, "prompt": prompt, "max_tokens": 5, "stream": True})
+    )
     started = time.perf_counter()
     # the client goes away 0.3 s in, as a disconnect does: the cancel crosses to the worker
     canceller = threading.Timer(0.3, generation.cancel)
@@ -175,8 +193,13 @@ def test_abort_interrupts_a_long_prefill(manager):
 def test_unload_mid_stream_reports_an_error_and_fails_queued(manager):
     api = OpenAICompatAPI(manager)
     manager.load(LoadRequest(MODEL))
-    body = {"model": MODEL, "prompt": "Story:", "max_tokens": 500, "stream": True,
-            "logit_bias": {str(EOS_ID): -100}}
+    body = {
+        "model": MODEL,
+        "prompt": "Story:",
+        "max_tokens": 500,
+        "stream": True,
+        "logit_bias": {str(EOS_ID): -100},
+    }
     running = api.run_sync(api.prepare_completion(body))
     waiting = api.run_sync(api.prepare_completion(dict(body)))
     next(running)
@@ -195,9 +218,9 @@ def test_unload_while_a_request_is_being_admitted_stops_it(monkeypatch):
     """The unload lands between a request leaving the queue and entering its slot (the
     race CI once hit): the request must still end with model_unloaded, not run on. The
     engine in this process (the interleaving is forced by patching its prompt check)."""
-    from lms_jupyter.engine.local import batching
     from lms_jupyter.engine.channel import EventChannel
     from lms_jupyter.engine.events import Failed
+    from lms_jupyter.engine.local import batching
     from lms_jupyter.engine.local.generation import GenerationRequest, SamplingParams
     from lms_jupyter.engine.local.model import LoadedModel
     from lms_jupyter.engine.options import LoadConfig
@@ -217,11 +240,11 @@ def test_unload_while_a_request_is_being_admitted_stops_it(monkeypatch):
 
     monkeypatch.setattr(batching, "check_prompt", check_during_unload)
     channel = EventChannel()
-    model.generate(GenerationRequest("Story:", SamplingParams(logit_bias={EOS_ID: -100}),
-                                     max_tokens=500), channel)
+    model.generate(
+        GenerationRequest("Story:", SamplingParams(logit_bias={EOS_ID: -100}), max_tokens=500),
+        channel,
+    )
     events = list(channel)
     assert isinstance(events[-1], Failed) and events[-1].error.code == "model_unloaded"
     unloading.join(30)
     assert model.join(30)
-
-

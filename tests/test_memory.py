@@ -1,5 +1,6 @@
 """Memory estimates from GGUF metadata: the arithmetic, real loads measured against it, and
 the load guardrail over HTTP."""
+
 from __future__ import annotations
 
 import json
@@ -9,11 +10,18 @@ import textwrap
 
 import httpx
 import pytest
-
 from conftest import GEMMA, MODEL
+
 from lms_jupyter.models.gguf import read_header
-from lms_jupyter.models.memory import (GGML_TYPE_SIZES, MIB, ModelShape, estimate_memory,
-                                kv_cache_bytes, parse_gpu_offload, tensor_bytes)
+from lms_jupyter.models.memory import (
+    GGML_TYPE_SIZES,
+    MIB,
+    ModelShape,
+    estimate_memory,
+    kv_cache_bytes,
+    parse_gpu_offload,
+    tensor_bytes,
+)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -77,8 +85,10 @@ def test_estimate_shape_and_knobs(smol_header):
     assert small.as_dict(1)["fits"] is False
 
 
-@pytest.mark.parametrize("value, expected", [
-    (None, 0.0), ("off", 0.0), ("max", 1.0), (0.25, 0.25), ("0.5", 0.5), (1, 1.0), (True, 1.0)])
+@pytest.mark.parametrize(
+    "value, expected",
+    [(None, 0.0), ("off", 0.0), ("max", 1.0), (0.25, 0.25), ("0.5", 0.5), (1, 1.0), (True, 1.0)],
+)
 def test_parse_gpu_offload(value, expected):
     assert parse_gpu_offload(value) == expected
 
@@ -131,23 +141,29 @@ _MEASURE = textwrap.dedent("""
 """)
 
 
-
 def measure(models_dir, model: str, n_ctx: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", _MEASURE, str(models_dir), model, str(n_ctx)],
-                         capture_output=True, text=True, timeout=240)
+    out = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(models_dir), model, str(n_ctx)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("model, n_ctx", [(MODEL, 2048), (MODEL, 8192), (GEMMA, 2048),
-                                          (GEMMA, 8192)])
+@pytest.mark.parametrize(
+    "model, n_ctx", [(MODEL, 2048), (MODEL, 8192), (GEMMA, 2048), (GEMMA, 8192)]
+)
 def test_estimate_within_25_percent_of_resident_growth(models_dir, model, n_ctx):
     result = measure(models_dir, model, n_ctx)
     estimate = result["estimate"]["estimated_total_bytes"]
     measured = result["generation"]
     assert result["prompt_tokens"] > 512
-    print(f"{model} n_ctx={n_ctx}: estimated {estimate / MIB:.1f} MiB, measured "
-          f"{measured / MIB:.1f} MiB after a generation ({result['load'] / MIB:.1f} after load)")
+    print(
+        f"{model} n_ctx={n_ctx}: estimated {estimate / MIB:.1f} MiB, measured "
+        f"{measured / MIB:.1f} MiB after a generation ({result['load'] / MIB:.1f} after load)"
+    )
     assert abs(estimate - measured) <= 0.25 * measured
 
 
@@ -159,8 +175,9 @@ def small_server(server_factory):
 
 
 def v1(server, path: str, body: dict) -> httpx.Response:
-    return httpx.post(server.url + "lms/api/v1/" + path, json=body, headers=server.headers,
-                      timeout=120)
+    return httpx.post(
+        server.url + "lms/api/v1/" + path, json=body, headers=server.headers, timeout=120
+    )
 
 
 def test_estimate_endpoint(small_server):
@@ -175,14 +192,19 @@ def test_estimate_endpoint(small_server):
     assert breakdown["kv_cache"] == 144 * MIB * 17 // 32 and breakdown["weights"] > 240e6
     assert body["estimated_total_bytes"] == sum(breakdown.values())
     assert body["fits"] is False and body["available_bytes"] <= 300 * MIB
-    gpu = v1(small_server, "models/estimate", {"model": GEMMA, "context_length": 8192,
-                                                "gpu": "max"}).json()
+    gpu = v1(
+        small_server, "models/estimate", {"model": GEMMA, "context_length": 8192, "gpu": "max"}
+    ).json()
     assert gpu["gpu_offload"] == 1 and gpu["estimated_gpu_bytes"] > 300 * MIB
-    only = v1(small_server, "models/load", {"model": MODEL, "context_length": 2048,
-                                            "estimate_only": True}).json()
+    only = v1(
+        small_server, "models/load", {"model": MODEL, "context_length": 2048, "estimate_only": True}
+    ).json()
     assert only["fits"] is True and "instance_id" not in only
-    for bad, param in (({"model": MODEL, "context_length": 10}, "context_length"),
-                       ({"model": MODEL, "gpu": "lots"}, "gpu"), ({}, "model")):
+    for bad, param in (
+        ({"model": MODEL, "context_length": 10}, "context_length"),
+        ({"model": MODEL, "gpu": "lots"}, "gpu"),
+        ({}, "model"),
+    ):
         r = v1(small_server, "models/estimate", bad)
         assert r.status_code == 400 and r.json()["error"]["param"] == param
 
@@ -194,19 +216,28 @@ def test_guardrail_refuses_loads_that_do_not_fit(small_server):
     assert error["type"] == "invalid_request" and error["code"] == "insufficient_memory"
     assert "GiB" in error["message"]
     # a JIT load through the OpenAI endpoint is refused the same way
-    r = httpx.post(small_server.api_url + "/chat/completions", headers=small_server.headers,
-                   json={"model": GEMMA, "messages": [{"role": "user", "content": "hi"}]},
-                   timeout=60)
+    r = httpx.post(
+        small_server.api_url + "/chat/completions",
+        headers=small_server.headers,
+        json={"model": GEMMA, "messages": [{"role": "user", "content": "hi"}]},
+        timeout=60,
+    )
     assert r.status_code == 400 and r.json()["error"]["code"] == "insufficient_memory"
     # the budget counts models already loaded
-    assert v1(small_server, "models/load", {"model": MODEL, "context_length": 2048,
-                                            "identifier": "a"}).status_code == 200
-    r = v1(small_server, "models/load", {"model": MODEL, "context_length": 2048,
-                                         "identifier": "b"})
+    assert (
+        v1(
+            small_server, "models/load", {"model": MODEL, "context_length": 2048, "identifier": "a"}
+        ).status_code
+        == 200
+    )
+    r = v1(small_server, "models/load", {"model": MODEL, "context_length": 2048, "identifier": "b"})
     assert r.status_code == 400 and r.json()["error"]["code"] == "insufficient_memory"
     # force skips the guardrail
-    r = v1(small_server, "models/load", {"model": MODEL, "context_length": 2048,
-                                         "identifier": "b", "force": True})
+    r = v1(
+        small_server,
+        "models/load",
+        {"model": MODEL, "context_length": 2048, "identifier": "b", "force": True},
+    )
     assert r.status_code == 200, r.text
     for instance in ("a", "b"):
         assert v1(small_server, "models/unload", {"instance_id": instance}).status_code == 200

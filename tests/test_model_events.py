@@ -2,6 +2,7 @@
 ``ps --watch``'s push feed). The event rules on their own (``diff_rows``), then a real
 server: the snapshot first, then loaded / status / queue / unloaded events as a load, a
 chat request and an unload happen over HTTP, for two readers at once."""
+
 from __future__ import annotations
 
 import json
@@ -13,17 +14,22 @@ import httpx
 import pytest
 from conftest import EOS_ID, MODEL
 
-from lms_jupyter.sse import SSEParser
 from lms_jupyter.api.lmstudio.instance_events import diff_rows
 from lms_jupyter.server.base import LMSHandler
+from lms_jupyter.sse import SSEParser
 
 pytestmark = pytest.mark.timeout(240)
 
 
 # -- the rules -----------------------------------------------------------------------------
 def _row(identifier="m", status="idle", queued=0, **extra):
-    return {"identifier": identifier, "modelKey": "key", "status": status, "queued": queued,
-            **extra}
+    return {
+        "identifier": identifier,
+        "modelKey": "key",
+        "status": status,
+        "queued": queued,
+        **extra,
+    }
 
 
 def _kinds(old, new):
@@ -41,8 +47,10 @@ def test_diff_rows_names_each_change():
     busy = {"m": _row(status="generating", queued=1)}
     assert _kinds(idle, busy) == [("status", "m"), ("queue", "m")]
     assert _kinds(busy, {"m": _row(status="generating", queued=2)}) == [("queue", "m")]
-    assert _kinds(busy, {"m": _row(status="crashed", queued=0)}) == [("crashed", "m"),
-                                                                     ("queue", "m")]
+    assert _kinds(busy, {"m": _row(status="crashed", queued=0)}) == [
+        ("crashed", "m"),
+        ("queue", "m"),
+    ]
     assert _kinds(idle, {}) == [("unloaded", "m")]
     failed = diff_rows(loading, {})
     assert failed[0]["wasLoading"] is True and "row" not in failed[0]
@@ -54,8 +62,10 @@ def test_diff_rows_names_each_change():
 
 def test_heartbeat_is_an_sse_comment():
     assert LMSHandler.format_event({"__comment__": "keep-alive"}) == ": keep-alive\n\n"
-    assert LMSHandler.format_event({"__event__": "loaded", "kind": "loaded"}) == \
-        'event: loaded\ndata: {"kind": "loaded"}\n\n'
+    assert (
+        LMSHandler.format_event({"__event__": "loaded", "kind": "loaded"})
+        == 'event: loaded\ndata: {"kind": "loaded"}\n\n'
+    )
 
 
 # -- over HTTP -----------------------------------------------------------------------------
@@ -130,15 +140,17 @@ def test_snapshot_then_load_status_queue_unload(server):
         assert first.status == 200 and first.content_type.startswith("text/event-stream")
         name, snapshot = first.next()
         assert name == "snapshot" and snapshot["kind"] == "snapshot"
-        assert [r["identifier"] for r in snapshot["data"]] == \
-            [r["identifier"] for r in _ps(server)]
+        assert [r["identifier"] for r in snapshot["data"]] == [r["identifier"] for r in _ps(server)]
 
-        r = httpx.post(server.url + "lms/api/v1/models/load", headers=server.headers,
-                       json={"model": MODEL}, timeout=120)
+        r = httpx.post(
+            server.url + "lms/api/v1/models/load",
+            headers=server.headers,
+            json={"model": MODEL},
+            timeout=120,
+        )
         assert r.status_code == 200, r.text
         instance = r.json()["instance_id"]
-        loaded = first.until(lambda n, d: n == "loaded" and d["identifier"] == instance,
-                             "loaded")
+        loaded = first.until(lambda n, d: n == "loaded" and d["identifier"] == instance, "loaded")
         assert loaded["modelKey"] == MODEL
         assert loaded["row"]["status"] == "idle" and loaded["row"]["queued"] == 0
         assert loaded["row"]["displayName"]
@@ -152,38 +164,68 @@ def test_snapshot_then_load_status_queue_unload(server):
             assert rows[instance]["status"] == "idle"
 
             # a long streamed answer (EOS banned): the status and queue change, both see it
-            body = {"model": instance, "messages": [{"role": "user", "content": "Tell a story."}],
-                    "max_tokens": 400, "logit_bias": {str(EOS_ID): -100}, "stream": True}
-            with httpx.Client(timeout=120) as chat, \
-                    chat.stream("POST", server.url + "lms/v1/chat/completions",
-                                headers=server.headers, json=body) as answer:
-                    assert answer.status_code == 200
-                    lines = answer.iter_lines()
-                    for reader in (first, second):
-                        busy = reader.until(
-                            lambda n, d: n in ("status", "queue")
-                            and d["row"]["status"] in ("processingPrompt", "generating"),
-                            "busy status")
-                        assert busy["row"]["queued"] >= 1
-                    assert next(lines)  # still streaming: stop it by closing the stream
+            body = {
+                "model": instance,
+                "messages": [{"role": "user", "content": "Tell a story."}],
+                "max_tokens": 400,
+                "logit_bias": {str(EOS_ID): -100},
+                "stream": True,
+            }
+            with (
+                httpx.Client(timeout=120) as chat,
+                chat.stream(
+                    "POST",
+                    server.url + "lms/v1/chat/completions",
+                    headers=server.headers,
+                    json=body,
+                ) as answer,
+            ):
+                assert answer.status_code == 200
+                lines = answer.iter_lines()
+                for reader in (first, second):
+                    busy = reader.until(
+                        lambda n, d: (
+                            n in ("status", "queue")
+                            and d["row"]["status"] in ("processingPrompt", "generating")
+                        ),
+                        "busy status",
+                    )
+                    assert busy["row"]["queued"] >= 1
+                assert next(lines)  # still streaming: stop it by closing the stream
             for reader in (first, second):
-                idle = reader.until(lambda n, d: n in ("status", "queue")
-                                    and d["row"]["status"] == "idle"
-                                    and d["row"]["queued"] == 0, "idle again")
+                idle = reader.until(
+                    lambda n, d: (
+                        n in ("status", "queue")
+                        and d["row"]["status"] == "idle"
+                        and d["row"]["queued"] == 0
+                    ),
+                    "idle again",
+                )
                 assert idle["identifier"] == instance
         finally:
             second.close()
 
-        r = httpx.post(server.url + "lms/api/v1/models/unload", headers=server.headers,
-                       json={"instance_id": instance}, timeout=60)
+        r = httpx.post(
+            server.url + "lms/api/v1/models/unload",
+            headers=server.headers,
+            json={"instance_id": instance},
+            timeout=60,
+        )
         assert r.status_code == 200, r.text
         unloaded = first.until(lambda n, d: n == "unloaded", "unloaded")
         assert unloaded["identifier"] == instance and unloaded["wasLoading"] is False
         assert "row" not in unloaded
         names = [n for n, _ in first.seen]
         assert names.index("loaded") < names.index("unloaded")
-        assert set(names) <= {"snapshot", "loading", "progress", "loaded", "status", "queue",
-                              "unloaded"}, names
+        assert set(names) <= {
+            "snapshot",
+            "loading",
+            "progress",
+            "loaded",
+            "status",
+            "queue",
+            "unloaded",
+        }, names
         for _, data in first.seen:
             json.dumps(data)  # plain JSON throughout
     finally:
@@ -196,12 +238,18 @@ def test_event_lines_read_like_ps():
 
     row = {"identifier": "m", "status": "generating", "queued": 2}
     assert event_line({"kind": "queue", "identifier": "m", "row": row, "time": 0}).endswith(
-        "queue     m  generating, queued 2")
-    loading = {"kind": "progress", "identifier": "m", "time": 0,
-               "row": {"status": "loading", "loadProgress": 0.42}}
+        "queue     m  generating, queued 2"
+    )
+    loading = {
+        "kind": "progress",
+        "identifier": "m",
+        "time": 0,
+        "row": {"status": "loading", "loadProgress": 0.42},
+    }
     assert event_line(loading).endswith("progress  m  loading 42%")
-    assert event_line({"kind": "unloaded", "identifier": "m", "time": 0,
-                       "wasLoading": True}).endswith("load ended before it finished")
+    assert event_line(
+        {"kind": "unloaded", "identifier": "m", "time": 0, "wasLoading": True}
+    ).endswith("load ended before it finished")
     assert event_line({"kind": "snapshot", "data": [], "time": 0}).endswith("no models loaded")
 
 
@@ -214,20 +262,45 @@ def test_cli_ps_watch_follows_the_server(server):
 
     env = {**os.environ, "NO_COLOR": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lms_jupyter.cli", "--url", server.url, "--token", server.token,
-         "ps", "--watch", "--json", "--timeout", "90"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        [
+            sys.executable,
+            "-m",
+            "lms_jupyter.cli",
+            "--url",
+            server.url,
+            "--token",
+            server.token,
+            "ps",
+            "--watch",
+            "--json",
+            "--timeout",
+            "90",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         lines: queue.Queue = queue.Queue()
-        threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout],
-                         daemon=True).start()
+        threading.Thread(
+            target=lambda: [lines.put(line) for line in proc.stdout], daemon=True
+        ).start()
         first = json.loads(lines.get(timeout=60))
         assert first["kind"] == "snapshot"
-        r = httpx.post(server.url + "lms/api/v1/models/load", headers=server.headers,
-                       json={"model": MODEL, "identifier": "watched"}, timeout=120)
+        r = httpx.post(
+            server.url + "lms/api/v1/models/load",
+            headers=server.headers,
+            json={"model": MODEL, "identifier": "watched"},
+            timeout=120,
+        )
         assert r.status_code == 200, r.text
-        httpx.post(server.url + "lms/api/v1/models/unload", headers=server.headers,
-                   json={"instance_id": "watched"}, timeout=60).raise_for_status()
+        httpx.post(
+            server.url + "lms/api/v1/models/unload",
+            headers=server.headers,
+            json={"instance_id": "watched"},
+            timeout=60,
+        ).raise_for_status()
         kinds = []
         while "unloaded" not in kinds:
             event = json.loads(lines.get(timeout=60))

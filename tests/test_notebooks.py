@@ -3,6 +3,7 @@
 The saved (re-read) notebook must hold the final answers: nbclient folds display
 updates into the stored output, as nbconvert and papermill do.
 """
+
 from __future__ import annotations
 
 import json
@@ -10,9 +11,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
-
 from conftest import MODEL
+from nbclient import NotebookClient
 
 pytestmark = pytest.mark.timeout(300)
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -24,8 +24,9 @@ def execute(name: str, tmp_path: Path, monkeypatch, env: dict | None = None):
     for key, value in (env or {}).items():
         monkeypatch.setenv(key, value)
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    NotebookClient(nb, kernel_name="python3", timeout=180,
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        nb, kernel_name="python3", timeout=180, resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     saved = tmp_path / name
     nbformat.write(nb, saved)
     return [c for c in nbformat.read(saved, as_version=4).cells if c.cell_type == "code"]
@@ -49,16 +50,25 @@ def texts(c, mime="text/plain") -> list[str]:
 
 def answer(c) -> str:
     """The streamed answer's final Markdown in a %%chat cell (the last one, with tools)."""
-    finals = [o for o in c.outputs if o.output_type == "display_data"
-              and o.metadata.get("lms_jupyter", {}).get("stage") == "finished"]
+    finals = [
+        o
+        for o in c.outputs
+        if o.output_type == "display_data"
+        and o.metadata.get("lms_jupyter", {}).get("stage") == "finished"
+    ]
     return finals[-1].data["text/markdown"]
 
 
 def test_every_notebook_is_tested():
     assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == [
-        "01_quickstart.ipynb", "02_structured_output.ipynb", "03_tools.ipynb",
-        "04_openai_client.ipynb", "05_embeddings.ipynb", "06_responses.ipynb",
-        "07_batch.ipynb"]
+        "01_quickstart.ipynb",
+        "02_structured_output.ipynb",
+        "03_tools.ipynb",
+        "04_openai_client.ipynb",
+        "05_embeddings.ipynb",
+        "06_responses.ipynb",
+        "07_batch.ipynb",
+    ]
 
 
 def test_quickstart(tmp_path, monkeypatch):
@@ -95,8 +105,11 @@ def test_quickstart(tmp_path, monkeypatch):
 
 def test_structured_output(tmp_path, monkeypatch):
     cells = execute("02_structured_output.ipynb", tmp_path, monkeypatch)
-    data = json.loads(answer(cell(cells, "%%chat --new --schema City"))
-                      .removeprefix("```json\n").removesuffix("\n```"))
+    data = json.loads(
+        answer(cell(cells, "%%chat --new --schema City"))
+        .removeprefix("```json\n")
+        .removesuffix("\n```")
+    )
     assert set(data) == {"name", "country", "population_millions"}
     (shown,) = texts(cell(cells, "city"))
     assert shown.startswith("City(name=")
@@ -121,9 +134,12 @@ def test_tools(tmp_path, monkeypatch):
 
 
 def test_openai_client_against_the_server(tmp_path, monkeypatch, server):
-    cells = execute("04_openai_client.ipynb", tmp_path, monkeypatch,
-                    env={"LMS_JUPYTER_URL": server.api_url,
-                         "LMS_JUPYTER_TOKEN": server.token})
+    cells = execute(
+        "04_openai_client.ipynb",
+        tmp_path,
+        monkeypatch,
+        env={"LMS_JUPYTER_URL": server.api_url, "LMS_JUPYTER_TOKEN": server.token},
+    )
     assert texts(cells[0])[0].strip() == f"API at {server.api_url}"
     (ids,) = texts(cells[1])
     assert MODEL in ids
@@ -146,8 +162,9 @@ def test_embeddings(tmp_path, monkeypatch):
         pytest.skip(str(exc))
     cells = execute("05_embeddings.ipynb", tmp_path, monkeypatch)
     (converted,) = texts(cell(cells, "from lms_jupyter.models.convert import install_minilm"))
-    assert converted.strip() == ("Embedding model: sentence-transformers/all-MiniLM-L6-v2-GGUF/"
-                                 "all-MiniLM-L6-v2-F16.gguf")
+    assert converted.strip() == (
+        "Embedding model: sentence-transformers/all-MiniLM-L6-v2-GGUF/all-MiniLM-L6-v2-F16.gguf"
+    )
     assert (tmp_path / "no-models" / "sentence-transformers").is_dir()
     listing = texts(cell(cells, "%lms ls --embedding"))[0]
     assert "all-minilm-l6-v2" in listing and "bert" in listing and MODEL not in listing
@@ -167,11 +184,17 @@ def test_embeddings(tmp_path, monkeypatch):
 def test_responses_conversation_and_mcp_tool(tmp_path, monkeypatch, server_factory):
     """A server with remote MCP on and loopback allow-listed; the notebook starts its own
     MCP server on 127.0.0.1."""
-    srv = server_factory("--LMSJupyterApp.allow_remote_mcp=True",
-                         "--LMSJupyterApp.remote_mcp_allowed_urls=http://127.0.0.1",
-                         f"--LMSJupyterApp.responses_db={tmp_path / 'responses.sqlite'}")
-    cells = execute("06_responses.ipynb", tmp_path, monkeypatch,
-                    env={"LMS_JUPYTER_URL": srv.api_url, "LMS_JUPYTER_TOKEN": srv.token})
+    srv = server_factory(
+        "--LMSJupyterApp.allow_remote_mcp=True",
+        "--LMSJupyterApp.remote_mcp_allowed_urls=http://127.0.0.1",
+        f"--LMSJupyterApp.responses_db={tmp_path / 'responses.sqlite'}",
+    )
+    cells = execute(
+        "06_responses.ipynb",
+        tmp_path,
+        monkeypatch,
+        env={"LMS_JUPYTER_URL": srv.api_url, "LMS_JUPYTER_TOKEN": srv.token},
+    )
     assert texts(cells[0])[0].strip() == f"API at {srv.api_url}"
     first, first_id = texts(cell(cells, "RULES = "))[0].rstrip("\n").rsplit("\n", 1)
     assert first.strip() and first_id.startswith("id: resp_")
@@ -188,7 +211,7 @@ def test_responses_conversation_and_mcp_tool(tmp_path, monkeypatch, server_facto
     assert lines[0] == "listed: ['add']"  # shutdown_everything is not in allowed_tools
     call = lines[1]
     assert call.startswith("called: add(")
-    arguments = json.loads(call[len("called: add("):call.rindex(") -> ")])
+    arguments = json.loads(call[len("called: add(") : call.rindex(") -> ")])
     assert call.endswith(f" -> {arguments['a'] + arguments['b']}")
     assert lines[2].startswith("answer: {'sum': ")
 
@@ -203,9 +226,17 @@ def test_batch(tmp_path, monkeypatch):
     profile = tmp_path / "ipython" / "profile_default"
     profile.mkdir(parents=True)
     (profile / "ipython_config.py").write_text("c.ModelManager.n_threads = 1\n")
-    cells = execute("07_batch.ipynb", tmp_path, monkeypatch,
-                    env={"LMS_BATCH_ROWS": "8", "IPYTHONDIR": str(tmp_path / "ipython"),
-                         "JUPYTER_DATA_DIR": str(tmp_path / "jupyter-data")})
+    cells = execute(
+        "07_batch.ipynb",
+        tmp_path,
+        monkeypatch,
+        env={
+            "LMS_BATCH_ROWS": "8",
+            "IPYTHONDIR": str(tmp_path / "ipython"),
+            "JUPYTER_DATA_DIR": str(tmp_path / "jupyter-data"),
+        },
+    )
+
     def printed(c) -> list[str]:
         return [o.text for o in c.outputs if o.output_type == "stream"]
 
@@ -217,10 +248,14 @@ def test_batch(tmp_path, monkeypatch):
     routes = cell(cells, "from typing import Literal")
     (summary,) = printed(routes)
     assert summary.startswith("8/8 rows · 8 computed in ") and "items/s" in summary
-    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {})
-               for o in routes.outputs)  # the progress bar
+    assert any(
+        "application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in routes.outputs
+    )  # the progress bar
     assert result(cell(cells, "routes.head()")).split()[:3] == [
-        "team", "finish_reason", "prompt_tokens"]
+        "team",
+        "finish_reason",
+        "prompt_tokens",
+    ]
     chart = cell(cells, "import matplotlib.pyplot as plt")
     assert any("image/png" in o.get("data", {}) for o in chart.outputs), chart.outputs
     again = cell(cells, "again = ")

@@ -4,6 +4,7 @@ field declarations (``lms_jupyter/api/spec``) the parsers check: a declaration c
 without regenerating fails here (and so in CI). Also: the generator follows the document
 (a field added to a declaration shows up as a typed property), and the file type-checks
 with ``tsc --strict`` where a TypeScript compiler is installed."""
+
 from __future__ import annotations
 
 import copy
@@ -19,15 +20,18 @@ from lms_jupyter.api.spec.field import Field
 from lms_jupyter.server.openapi import openapi_document
 
 ROOT = Path(__file__).resolve().parents[1]
-_loader = importlib.util.spec_from_file_location("gen_ts_types", ROOT / "scripts" / "gen_ts_types.py")
+_loader = importlib.util.spec_from_file_location(
+    "gen_ts_types", ROOT / "scripts" / "gen_ts_types.py"
+)
 gen = importlib.util.module_from_spec(_loader)
 _loader.loader.exec_module(gen)
 
 
 def test_checked_in_types_are_generated_from_the_document():
     assert gen.OUTPUT.exists(), "run python scripts/gen_ts_types.py"
-    assert gen.OUTPUT.read_text() == gen.generate(), \
+    assert gen.OUTPUT.read_text() == gen.generate(), (
         "labextension/src/generated/api.ts is stale: run python scripts/gen_ts_types.py"
+    )
 
 
 def test_types_follow_the_field_declarations():
@@ -46,8 +50,9 @@ def test_types_follow_the_field_declarations():
 def test_a_changed_declaration_changes_the_types():
     doc = copy.deepcopy(openapi_document("lms"))
     added = Field("frobnicate", "enum", enum=("a", "b"), description="A new field")
-    doc["components"]["schemas"]["ChatCompletionRequest"]["properties"]["frobnicate"] = \
+    doc["components"]["schemas"]["ChatCompletionRequest"]["properties"]["frobnicate"] = (
         added.schema()
+    )
     text = gen.generate(doc)
     assert text != gen.generate()
     assert '/** A new field */\n  frobnicate?: "a" | "b" | null;' in text
@@ -64,13 +69,31 @@ def test_generated_types_compile_with_strict_typescript(tmp_path):
     if tsc is None:
         pytest.skip("no TypeScript compiler (labextension/node_modules or tsc on PATH)")
     use = tmp_path / "use.ts"
-    use.write_text(f'import type {{ ChatCompletionRequest, Paths }} from "{gen.OUTPUT.with_suffix("")}";\n'
-                   'const body: ChatCompletionRequest = {model: "m", messages: [{role: "user", '
-                   'content: "hi"}], max_tokens: 8};\n'
-                   'type Answer = Paths["/lms/v1/chat/completions"]["post"]["response"];\n'
-                   'export const ok: Answer["object"] = "chat.completion";\n'
-                   'export const sent = body;\n')
-    done = subprocess.run([tsc, "--strict", "--noEmit", "--noUnusedLocals", "--target", "ES2020",
-                           "--lib", "ES2020", "--moduleResolution", "node", str(use)],
-                          check=False, capture_output=True, text=True, timeout=120)
+    use.write_text(
+        f'import type {{ ChatCompletionRequest, Paths }} from "{gen.OUTPUT.with_suffix("")}";\n'
+        'const body: ChatCompletionRequest = {model: "m", messages: [{role: "user", '
+        'content: "hi"}], max_tokens: 8};\n'
+        'type Answer = Paths["/lms/v1/chat/completions"]["post"]["response"];\n'
+        'export const ok: Answer["object"] = "chat.completion";\n'
+        "export const sent = body;\n"
+    )
+    done = subprocess.run(
+        [
+            tsc,
+            "--strict",
+            "--noEmit",
+            "--noUnusedLocals",
+            "--target",
+            "ES2020",
+            "--lib",
+            "ES2020",
+            "--moduleResolution",
+            "node",
+            str(use),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr

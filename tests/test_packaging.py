@@ -1,4 +1,5 @@
 """Installation and import hygiene: the extension is enabled, imports stay lazy."""
+
 from __future__ import annotations
 
 import subprocess
@@ -22,10 +23,15 @@ def test_core_imports_without_llama_cpp_or_tornado():
 
 
 def test_server_extension_enabled_by_install():
-    result = subprocess.run([sys.executable, "-m", "jupyter_server", "extension", "list"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "jupyter_server", "extension", "list"],
+        capture_output=True,
+        text=True,
+    )
     out = result.stdout + result.stderr
-    line = next((l for l in out.splitlines() if "lms_jupyter" in l and "enabled" in l), None)
+    line = next(
+        (line for line in out.splitlines() if "lms_jupyter" in line and "enabled" in line), None
+    )
     assert line is not None, out
     assert "lms_jupyter 0.1.0" in out and "OK" in out.split("lms_jupyter 0.1.0", 1)[1][:20]
 
@@ -33,6 +39,6 @@ def test_server_extension_enabled_by_install():
 def test_every_handler_is_authenticated(server):
     """jupyter-server warns about handlers without auth decorators; ours must have none."""
     log = server.log_path.read_text()
-    warnings = [l for l in log.splitlines() if "/lms/" in l and "registered for" in l]
+    warnings = [line for line in log.splitlines() if "/lms/" in line and "registered for" in line]
     assert warnings == [], warnings
     assert "lms_jupyter | extension was successfully loaded" in log

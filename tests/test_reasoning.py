@@ -43,7 +43,12 @@ THINK_CASES = [
     ({}, "<think>\nunfinished thought", "unfinished thought", ""),
     ({}, "<think></think>Direct.", "", "Direct."),
     ({}, "<thin", "", "<thin"),
-    ({"starts_in_reasoning": True}, "Opened by the prompt.\n</think>\n\nAnswer.", "Opened by the prompt.", "Answer."),
+    (
+        {"starts_in_reasoning": True},
+        "Opened by the prompt.\n</think>\n\nAnswer.",
+        "Opened by the prompt.",
+        "Answer.",
+    ),
     ({"starts_in_reasoning": True}, "<think>\nrepeated tag</think>A", "repeated tag", "A"),
     ({"starts_in_reasoning": True}, "cut off", "cut off", ""),
     (
@@ -181,7 +186,10 @@ def test_make_reasoning_splitter():
     assert isinstance(make_reasoning_splitter(GPT_OSS_TEMPLATE), HarmonySplitter)
     r1 = make_reasoning_splitter(R1_TEMPLATE)
     assert isinstance(r1, ReasoningSplitter)
-    assert r1.feed("thought</think>answer") + r1.finish() == [("reasoning", "thought"), ("content", "answer")]
+    assert r1.feed("thought</think>answer") + r1.finish() == [
+        ("reasoning", "thought"),
+        ("content", "answer"),
+    ]
     assert make_reasoning_splitter(PLAIN_TEMPLATE) is None
 
 

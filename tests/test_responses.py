@@ -5,6 +5,7 @@ The 135M model rambles, so whatever must end is constrained: forced tool calls
 text is cut by ``max_output_tokens``. MCP tests run a real ``mcp`` server (MCPServer over
 Streamable HTTP, uvicorn in a thread) on 127.0.0.1.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -16,9 +17,9 @@ import httpx
 import jsonschema
 import openai
 import pytest
-
 from conftest import EOS_ID, MODEL, JupyterServer, free_port
 from family_templates import QWEN_STYLE
+
 from lms_jupyter.api.responses.mcp_tools import url_allowed, url_list
 from lms_jupyter.api.responses.request import items_to_messages, parse, step_request
 
@@ -26,22 +27,55 @@ pytestmark = pytest.mark.timeout(300)
 
 HERMES = "hermes-smollm2"  # SmolLM2 with a Qwen-style template that opens <think>
 SECRET = "sekrit-header-value-42"
-CITY = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 12}},
-        "required": ["city"]}
-WEATHER = {"type": "function", "name": "get_weather", "description": "Weather in a city.",
-           "parameters": CITY, "strict": True}
-CLOCK = {"type": "function", "name": "current_time", "description": "The current time.",
-         "parameters": {"type": "object", "properties": {}}, "strict": True}
-ANSWER = {"type": "object", "properties": {"answer": {"type": "string", "enum": ["yes", "no"]}},
-          "required": ["answer"], "additionalProperties": False}
-YES_NO = {"format": {"type": "json_schema", "name": "verdict", "schema": ANSWER,
-                     "strict": True}}
-SUM = {"format": {"type": "json_schema", "name": "sum", "strict": True, "schema": {
-    "type": "object", "properties": {"sum": {"type": "integer", "minimum": 0,
-                                             "maximum": 999}},
-    "required": ["sum"], "additionalProperties": False}}}
-VOLATILE = {"id", "call_id", "created_at", "completed_at", "cached_tokens", "parsed",
-            "parsed_arguments", "output_parsed"}
+CITY = {
+    "type": "object",
+    "properties": {"city": {"type": "string", "maxLength": 12}},
+    "required": ["city"],
+}
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Weather in a city.",
+    "parameters": CITY,
+    "strict": True,
+}
+CLOCK = {
+    "type": "function",
+    "name": "current_time",
+    "description": "The current time.",
+    "parameters": {"type": "object", "properties": {}},
+    "strict": True,
+}
+ANSWER = {
+    "type": "object",
+    "properties": {"answer": {"type": "string", "enum": ["yes", "no"]}},
+    "required": ["answer"],
+    "additionalProperties": False,
+}
+YES_NO = {"format": {"type": "json_schema", "name": "verdict", "schema": ANSWER, "strict": True}}
+SUM = {
+    "format": {
+        "type": "json_schema",
+        "name": "sum",
+        "strict": True,
+        "schema": {
+            "type": "object",
+            "properties": {"sum": {"type": "integer", "minimum": 0, "maximum": 999}},
+            "required": ["sum"],
+            "additionalProperties": False,
+        },
+    }
+}
+VOLATILE = {
+    "id",
+    "call_id",
+    "created_at",
+    "completed_at",
+    "cached_tokens",
+    "parsed",
+    "parsed_arguments",
+    "output_parsed",
+}
 
 
 def normalised(value):
@@ -58,13 +92,13 @@ def normalised(value):
 
 # -- servers --------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """SmolLM2 (embedded) and a copy of it with a reasoning template."""
     from test_template_families import models_with_template
 
-    return models_with_template(tmp_path_factory.mktemp("responses-models"), "hermes",
-                                QWEN_STYLE)
+    return models_with_template(tmp_path_factory.mktemp("responses-models"), "hermes", QWEN_STYLE)
 
 
 @pytest.fixture(scope="module")
@@ -124,9 +158,16 @@ class McpTestServer:
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/mcp"
-        self.server = uvicorn.Server(uvicorn.Config(
-            recording, host="127.0.0.1", port=self.port, lifespan="on", log_level="warning",
-            timeout_graceful_shutdown=1))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                recording,
+                host="127.0.0.1",
+                port=self.port,
+                lifespan="on",
+                log_level="warning",
+                timeout_graceful_shutdown=1,
+            )
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 30
@@ -157,17 +198,26 @@ def restarted(tmp_path_factory, models, mcp_server):
     first = JupyterServer(root / "a", models, [f"--LMSJupyterApp.responses_db={db}"])
     try:
         earlier = openai_client(first).responses.create(
-            model=MODEL, input="My name is Ada Lovelace. Say hi.", max_output_tokens=12,
-            temperature=0)
+            model=MODEL,
+            input="My name is Ada Lovelace. Say hi.",
+            max_output_tokens=12,
+            temperature=0,
+        )
     finally:
         first.stop()
     assert db.is_file()  # the configured file, not the default one
     closed = free_port()
     allowed = [mcp_server.url, f"http://127.0.0.1:{closed}"]
-    second = JupyterServer(root / "b", models, [
-        f"--LMSJupyterApp.responses_db={db}", "--LMSJupyterApp.allow_remote_mcp=True",
-        f"--LMSJupyterApp.remote_mcp_allowed_urls={allowed!r}",
-        "--LMSJupyterApp.remote_mcp_timeout=3"])
+    second = JupyterServer(
+        root / "b",
+        models,
+        [
+            f"--LMSJupyterApp.responses_db={db}",
+            "--LMSJupyterApp.allow_remote_mcp=True",
+            f"--LMSJupyterApp.remote_mcp_allowed_urls={allowed!r}",
+            "--LMSJupyterApp.remote_mcp_timeout=3",
+        ],
+    )
     second.closed_url = f"http://127.0.0.1:{closed}/mcp"
     second.earlier = earlier
     yield second
@@ -180,16 +230,22 @@ def mcp_client(restarted):
 
 
 def mcp_tool(url, **kwargs) -> dict:
-    return {"type": "mcp", "server_label": "calc", "server_url": url,
-            "allowed_tools": ["add"], "require_approval": "never",
-            "headers": {"X-Api-Key": SECRET}, **kwargs}
+    return {
+        "type": "mcp",
+        "server_label": "calc",
+        "server_url": url,
+        "allowed_tools": ["add"],
+        "require_approval": "never",
+        "headers": {"X-Api-Key": SECRET},
+        **kwargs,
+    }
 
 
 # -- plain turns ----------------------------------------------------------------------------
 
+
 def test_plain_text(client, main):
-    r = client.responses.create(model=MODEL, input="Say hello.", max_output_tokens=8,
-                                temperature=0)
+    r = client.responses.create(model=MODEL, input="Say hello.", max_output_tokens=8, temperature=0)
     assert r.id.startswith("resp_") and r.object == "response" and r.model == MODEL
     (message,) = r.output
     assert message.type == "message" and message.role == "assistant"
@@ -212,28 +268,39 @@ def test_plain_text(client, main):
 def test_instructions(client):
     kwargs = dict(model=MODEL, input="Is the sky blue?", max_output_tokens=3, temperature=0)
     plain = client.responses.create(**kwargs)
-    told = client.responses.create(instructions="You are a weather expert. Be brief.",
-                                   **kwargs)
+    told = client.responses.create(instructions="You are a weather expert. Be brief.", **kwargs)
     assert told.instructions == "You are a weather expert. Be brief."
     assert plain.instructions is None
     # the system message replaces SmolLM2's default one: another prompt
     assert told.usage.input_tokens != plain.usage.input_tokens
     assert told.output_text
     # a continuation does not inherit them (OpenAI's rule)
-    follow = client.responses.create(model=MODEL, previous_response_id=told.id,
-                                     input="And the grass?", max_output_tokens=3)
+    follow = client.responses.create(
+        model=MODEL, previous_response_id=told.id, input="And the grass?", max_output_tokens=3
+    )
     assert follow.instructions is None
 
 
 def test_instructions_are_not_carried_over():
     """What the model is given: the current instructions, the earlier turns' items."""
-    earlier = [{"type": "message", "role": "user", "content": "Hi"},
-               {"id": "msg_1", "type": "message", "role": "assistant", "status": "completed",
-                "content": [{"type": "output_text", "text": "Hello!", "annotations": []}]}]
+    earlier = [
+        {"type": "message", "role": "user", "content": "Hi"},
+        {
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "status": "completed",
+            "content": [{"type": "output_text", "text": "Hello!", "annotations": []}],
+        },
+    ]
     request = parse({"model": MODEL, "input": "Bye", "instructions": "Be terse."})
     chat = step_request(request, [*earlier, *request.items], [], "auto", 10)
     assert [(m["role"], m["content"]) for m in chat.messages] == [
-        ("system", "Be terse."), ("user", "Hi"), ("assistant", "Hello!"), ("user", "Bye")]
+        ("system", "Be terse."),
+        ("user", "Hi"),
+        ("assistant", "Hello!"),
+        ("user", "Bye"),
+    ]
     nothing = parse({"model": MODEL, "input": "Bye"})
     chat = step_request(nothing, [*earlier, *nothing.items], [], "auto", 10)
     assert [m["role"] for m in chat.messages] == ["user", "assistant", "user"]
@@ -244,30 +311,52 @@ def test_preset_fills_what_the_request_leaves_out(tmp_path):
     from lms_jupyter.models.presets import PresetStore
 
     presets = PresetStore(tmp_path)
-    presets.save("terse", {"system_prompt": "Be terse.", "temperature": 0.1,
-                           "max_tokens": 7})
-    request = parse(apply_preset({"model": MODEL, "input": "Hi", "preset": "terse",
-                                  "temperature": 0.5}, presets))
+    presets.save("terse", {"system_prompt": "Be terse.", "temperature": 0.1, "max_tokens": 7})
+    request = parse(
+        apply_preset(
+            {"model": MODEL, "input": "Hi", "preset": "terse", "temperature": 0.5}, presets
+        )
+    )
     assert request.instructions == "Be terse." and request.max_output_tokens == 7
     assert request.generation["sampling"].temperature == 0.5  # the request wins
-    own = parse(apply_preset({"model": MODEL, "input": "Hi", "preset": "terse",
-                              "instructions": "Mine.", "max_output_tokens": 3}, presets))
+    own = parse(
+        apply_preset(
+            {
+                "model": MODEL,
+                "input": "Hi",
+                "preset": "terse",
+                "instructions": "Mine.",
+                "max_output_tokens": 3,
+            },
+            presets,
+        )
+    )
     assert own.instructions == "Mine." and own.max_output_tokens == 3
 
 
 def test_multi_turn_reuses_the_cached_prefix(client):
-    first = client.responses.create(model=MODEL, input="My name is Ada. Say hi.",
-                                    max_output_tokens=10, temperature=0)
-    second = client.responses.create(model=MODEL, previous_response_id=first.id,
-                                     input="What is my name?", max_output_tokens=10,
-                                     temperature=0)
+    first = client.responses.create(
+        model=MODEL, input="My name is Ada. Say hi.", max_output_tokens=10, temperature=0
+    )
+    second = client.responses.create(
+        model=MODEL,
+        previous_response_id=first.id,
+        input="What is my name?",
+        max_output_tokens=10,
+        temperature=0,
+    )
     assert second.previous_response_id == first.id
     # the earlier turn (its input and its answer) is part of this prompt ...
     assert second.usage.input_tokens > first.usage.input_tokens + first.usage.output_tokens
     # ... and was not evaluated again: at least the first turn's prompt came from the cache
     assert second.usage.input_tokens_details.cached_tokens >= first.usage.input_tokens - 1
-    third = client.responses.create(model=MODEL, previous_response_id=second.id,
-                                    input="Thanks.", max_output_tokens=4, temperature=0)
+    third = client.responses.create(
+        model=MODEL,
+        previous_response_id=second.id,
+        input="Thanks.",
+        max_output_tokens=4,
+        temperature=0,
+    )
     assert third.usage.input_tokens_details.cached_tokens >= second.usage.input_tokens - 1
 
 
@@ -277,15 +366,17 @@ def test_store_false_keeps_nothing(client):
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(r.id)
     with pytest.raises(openai.BadRequestError) as err:
-        client.responses.create(model=MODEL, input="Again", previous_response_id=r.id,
-                                max_output_tokens=2)
+        client.responses.create(
+            model=MODEL, input="Again", previous_response_id=r.id, max_output_tokens=2
+        )
     assert err.value.body["param"] == "previous_response_id"
     assert err.value.body["code"] == "previous_response_not_found"
 
 
 def test_get_and_delete(client, main):
-    r = client.responses.create(model=MODEL, input="Hi", max_output_tokens=3,
-                                metadata={"topic": "greeting"})
+    r = client.responses.create(
+        model=MODEL, input="Hi", max_output_tokens=3, metadata={"topic": "greeting"}
+    )
     fetched = client.responses.retrieve(r.id)
     assert fetched.model_dump() == r.model_dump()
     assert fetched.metadata == {"topic": "greeting"}
@@ -301,19 +392,29 @@ def test_get_and_delete(client, main):
 
 # -- tools and formats ----------------------------------------------------------------------
 
+
 def test_function_tool_round_trip(client):
-    asked = client.responses.create(model=MODEL, input="What is the weather in Paris?",
-                                    tools=[WEATHER], tool_choice="required",
-                                    max_output_tokens=40, temperature=0)
+    asked = client.responses.create(
+        model=MODEL,
+        input="What is the weather in Paris?",
+        tools=[WEATHER],
+        tool_choice="required",
+        max_output_tokens=40,
+        temperature=0,
+    )
     (call,) = asked.output
     assert call.type == "function_call" and call.name == "get_weather"
     assert call.call_id and call.id.startswith("fc_") and call.status == "completed"
     jsonschema.validate(json.loads(call.arguments), CITY)
     assert asked.status == "completed"
     answer = client.responses.create(
-        model=MODEL, previous_response_id=asked.id, tools=[WEATHER], max_output_tokens=40,
-        input=[{"type": "function_call_output", "call_id": call.call_id,
-                "output": "Sunny, 24 C"}], temperature=0)
+        model=MODEL,
+        previous_response_id=asked.id,
+        tools=[WEATHER],
+        max_output_tokens=40,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "Sunny, 24 C"}],
+        temperature=0,
+    )
     # the 135M model may answer or call the tool again; a call cut off by the budget is a
     # function_call item now, never markup in a message
     last = answer.output[-1]
@@ -321,16 +422,23 @@ def test_function_tool_round_trip(client):
     assert answer.usage.input_tokens > asked.usage.input_tokens + asked.usage.output_tokens
     assert answer.usage.input_tokens_details.cached_tokens > 0
     with pytest.raises(openai.BadRequestError) as err:  # an output for no call
-        client.responses.create(model=MODEL, previous_response_id=asked.id,
-                                input=[{"type": "function_call_output", "call_id": "nope",
-                                        "output": "x"}])
+        client.responses.create(
+            model=MODEL,
+            previous_response_id=asked.id,
+            input=[{"type": "function_call_output", "call_id": "nope", "output": "x"}],
+        )
     assert err.value.body["param"] == "input[0].call_id"
 
 
 def test_named_tool_choice(client):
-    r = client.responses.create(model=MODEL, input="What time is it?", tools=[WEATHER, CLOCK],
-                                tool_choice={"type": "function", "name": "current_time"},
-                                max_output_tokens=30, temperature=0)
+    r = client.responses.create(
+        model=MODEL,
+        input="What time is it?",
+        tools=[WEATHER, CLOCK],
+        tool_choice={"type": "function", "name": "current_time"},
+        max_output_tokens=30,
+        temperature=0,
+    )
     (call,) = r.output
     assert call.name == "current_time" and json.loads(call.arguments) == {}
     assert r.tool_choice.type == "function" and r.tool_choice.name == "current_time"
@@ -338,14 +446,16 @@ def test_named_tool_choice(client):
 
 
 def test_json_schema_text_format(client):
-    r = client.responses.create(model=MODEL, input="Is water wet?", text=YES_NO,
-                                max_output_tokens=40, temperature=0)
+    r = client.responses.create(
+        model=MODEL, input="Is water wet?", text=YES_NO, max_output_tokens=40, temperature=0
+    )
     assert r.status == "completed"
     jsonschema.validate(json.loads(r.output_text), ANSWER)
     assert r.text.format.type == "json_schema" and r.text.format.name == "verdict"
 
 
 # -- streaming ------------------------------------------------------------------------------
+
 
 def stream_then_create(client, kwargs):
     """The same request streamed (its events, checked, and the SDK's accumulated response)
@@ -367,25 +477,35 @@ def check_envelope(events) -> None:
     done = {e.output_index: e.item for e in events if e.type == "response.output_item.done"}
     assert sorted(added) == sorted(done) == list(range(len(added)))
     for index, item in added.items():
-        assert (item.type, item.id, getattr(item, "call_id", None)) == \
-            (done[index].type, done[index].id, getattr(done[index], "call_id", None))
+        assert (item.type, item.id, getattr(item, "call_id", None)) == (
+            done[index].type,
+            done[index].id,
+            getattr(done[index], "call_id", None),
+        )
     assert "error" not in [e.type for e in events]
 
 
 def test_text_stream_event_by_event(client):
-    kwargs = dict(model=MODEL, input="Is fire hot?", text=YES_NO, max_output_tokens=40,
-                  temperature=0)
+    kwargs = dict(
+        model=MODEL, input="Is fire hot?", text=YES_NO, max_output_tokens=40, temperature=0
+    )
     # one token fills the model's cache with this prompt: the two runs below start alike
     client.responses.create(**dict(kwargs, max_output_tokens=1))
     events, streamed, again = stream_then_create(client, kwargs)
     kinds = [e.type for e in events]
     deltas = kinds.count("response.output_text.delta")
     assert deltas >= 2
-    assert kinds == ["response.created", "response.in_progress",
-                     "response.output_item.added", "response.content_part.added",
-                     *["response.output_text.delta"] * deltas, "response.output_text.done",
-                     "response.content_part.done", "response.output_item.done",
-                     "response.completed"]
+    assert kinds == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        *["response.output_text.delta"] * deltas,
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
     assert events[0].response.status == "in_progress" and events[0].response.output == []
     item_id = events[2].item.id
     assert events[2].item.status == "in_progress" and events[2].item.content == []
@@ -405,15 +525,19 @@ def test_text_stream_event_by_event(client):
 
 def test_sse_lines(main):
     """``event: <type>`` beside each ``data:`` line, and no ``[DONE]``."""
-    with httpx.stream("POST", f"{main.api_url}/responses", headers=main.headers, timeout=60,
-                      json={"model": MODEL, "input": "Hi", "max_output_tokens": 3,
-                            "stream": True}) as r:
+    with httpx.stream(
+        "POST",
+        f"{main.api_url}/responses",
+        headers=main.headers,
+        timeout=60,
+        json={"model": MODEL, "input": "Hi", "max_output_tokens": 3, "stream": True},
+    ) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
         lines = [line for line in r.iter_lines() if line]
     assert "data: [DONE]" not in lines
-    names = [line[len("event: "):] for line in lines[0::2]]
-    data = [json.loads(line[len("data: "):]) for line in lines[1::2]]
+    names = [line[len("event: ") :] for line in lines[0::2]]
+    data = [json.loads(line[len("data: ") :]) for line in lines[1::2]]
     assert all(line.startswith("event: ") for line in lines[0::2])
     assert names == [d["type"] for d in data]
     assert [d["sequence_number"] for d in data] == list(range(len(data)))
@@ -422,21 +546,35 @@ def test_sse_lines(main):
 
 
 def test_function_call_argument_deltas(client):
-    kwargs = dict(model=MODEL, input="Weather in Rome?", tools=[WEATHER],
-                  tool_choice={"type": "function", "name": "get_weather"},
-                  max_output_tokens=40, temperature=0)
+    kwargs = dict(
+        model=MODEL,
+        input="Weather in Rome?",
+        tools=[WEATHER],
+        tool_choice={"type": "function", "name": "get_weather"},
+        max_output_tokens=40,
+        temperature=0,
+    )
     client.responses.create(**dict(kwargs, max_output_tokens=1))  # as above
     events, streamed, again = stream_then_create(client, kwargs)
     kinds = [e.type for e in events]
     n = kinds.count("response.function_call_arguments.delta")
     assert n >= 2
-    assert kinds == ["response.created", "response.in_progress", "response.output_item.added",
-                     *["response.function_call_arguments.delta"] * n,
-                     "response.function_call_arguments.done", "response.output_item.done",
-                     "response.completed"]
+    assert kinds == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        *["response.function_call_arguments.delta"] * n,
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
     added = events[2].item
-    assert added.type == "function_call" and added.arguments == "" and added.name == \
-        "get_weather" and added.status == "in_progress"
+    assert (
+        added.type == "function_call"
+        and added.arguments == ""
+        and added.name == "get_weather"
+        and added.status == "in_progress"
+    )
     arguments = "".join(e.delta for e in events if e.type.endswith("arguments.delta"))
     assert events[-3].arguments == arguments == events[-2].item.arguments
     jsonschema.validate(json.loads(arguments), CITY)
@@ -448,24 +586,35 @@ def test_function_call_argument_deltas(client):
 def test_failure_mid_stream_is_response_failed(main, client):
     """Unloading the model while it writes: open items are closed, then response.failed;
     the failed response is stored."""
-    body = {"model": MODEL, "input": "Write a very long story.", "stream": True,
-            "max_output_tokens": 2000, "logit_bias": {str(EOS_ID): -100}}
+    body = {
+        "model": MODEL,
+        "input": "Write a very long story.",
+        "stream": True,
+        "max_output_tokens": 2000,
+        "logit_bias": {str(EOS_ID): -100},
+    }
     events = []
     with httpx.Client(timeout=60) as http:
-        with http.stream("POST", f"{main.api_url}/responses", json=body,
-                         headers=main.headers) as r:
+        with http.stream("POST", f"{main.api_url}/responses", json=body, headers=main.headers) as r:
             assert r.status_code == 200
             for line in r.iter_lines():
                 if not line.startswith("data: "):
                     continue
-                events.append(json.loads(line[len("data: "):]))
+                events.append(json.loads(line[len("data: ") :]))
                 if len(events) == 6:
-                    unload = http.post(main.url + "lms/api/v1/models/unload",
-                                       json={"instance_id": MODEL}, headers=main.headers)
+                    unload = http.post(
+                        main.url + "lms/api/v1/models/unload",
+                        json={"instance_id": MODEL},
+                        headers=main.headers,
+                    )
                     assert unload.status_code == 200, unload.text
     kinds = [e["type"] for e in events]
-    assert kinds[-4:] == ["response.output_text.done", "response.content_part.done",
-                          "response.output_item.done", "response.failed"]
+    assert kinds[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.failed",
+    ]
     assert "error" not in kinds and all("error" not in e for e in events)
     failed = events[-1]["response"]
     assert failed["status"] == "failed" and failed["error"]["code"] == "server_error"
@@ -474,11 +623,15 @@ def test_failure_mid_stream_is_response_failed(main, client):
 
 
 def test_disconnect_mid_stream_stops_the_generation(main, client):
-    body = {"model": MODEL, "input": "Write a very long story.", "stream": True,
-            "max_output_tokens": 2000, "logit_bias": {str(EOS_ID): -100}}
+    body = {
+        "model": MODEL,
+        "input": "Write a very long story.",
+        "stream": True,
+        "max_output_tokens": 2000,
+        "logit_bias": {str(EOS_ID): -100},
+    }
     with httpx.Client(timeout=60) as http:
-        with http.stream("POST", f"{main.api_url}/responses", json=body,
-                         headers=main.headers) as r:
+        with http.stream("POST", f"{main.api_url}/responses", json=body, headers=main.headers) as r:
             for line in r.iter_lines():
                 if line.startswith("data: ") and "output_text.delta" in line:
                     break
@@ -493,13 +646,20 @@ def test_disconnect_mid_stream_stops_the_generation(main, client):
 
 # -- reasoning ------------------------------------------------------------------------------
 
+
 def test_reasoning_items_and_tokens(client):
-    events = list(client.responses.create(model=HERMES, input="Hi!", max_output_tokens=12,
-                                          temperature=0, stream=True))
+    events = list(
+        client.responses.create(
+            model=HERMES, input="Hi!", max_output_tokens=12, temperature=0, stream=True
+        )
+    )
     check_envelope(events)
     kinds = [e.type for e in events]
-    assert kinds[2:5] == ["response.output_item.added", "response.content_part.added",
-                          "response.reasoning_text.delta"]
+    assert kinds[2:5] == [
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.reasoning_text.delta",
+    ]
     assert events[2].item.type == "reasoning" and events[3].part.type == "reasoning_text"
     final = events[-1].response
     reasoning = final.output[0]
@@ -511,8 +671,9 @@ def test_reasoning_items_and_tokens(client):
     details = final.usage.output_tokens_details
     assert 0 < details.reasoning_tokens <= final.usage.output_tokens
     # effort "none" switches thinking off through the template: no reasoning item
-    plain = client.responses.create(model=HERMES, input="Hi!", max_output_tokens=12,
-                                    temperature=0, reasoning={"effort": "none"})
+    plain = client.responses.create(
+        model=HERMES, input="Hi!", max_output_tokens=12, temperature=0, reasoning={"effort": "none"}
+    )
     assert [o.type for o in plain.output] == ["message"]
     assert plain.usage.output_tokens_details.reasoning_tokens == 0
     assert plain.reasoning.effort == "none"
@@ -526,45 +687,89 @@ BAD = [
     ({"model": MODEL, "input": []}, "input"),
     ({"model": MODEL, "input": [{"type": "banana"}]}, "input[0].type"),
     ({"model": MODEL, "input": [{"role": "robot", "content": "x"}]}, "input[0].role"),
-    ({"model": MODEL, "input": [{"role": "user", "content": [
-        {"type": "input_text", "text": "Look:"},
-        {"type": "input_image", "image_url": "data:image/png;base64,AA"}]}]},
-     "input[0].content[1]"),
-    ({"model": MODEL, "input": "x", "text": {"format": {"type": "json_schema"}}},
-     "text.format.schema"),
+    (
+        {
+            "model": MODEL,
+            "input": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "input_text", "text": "Look:"},
+                        {"type": "input_image", "image_url": "data:image/png;base64,AA"},
+                    ],
+                }
+            ],
+        },
+        "input[0].content[1]",
+    ),
+    (
+        {"model": MODEL, "input": "x", "text": {"format": {"type": "json_schema"}}},
+        "text.format.schema",
+    ),
     ({"model": MODEL, "input": "x", "text": {"format": {"type": "xml"}}}, "text.format.type"),
-    ({"model": MODEL, "input": "x", "text": {"format": {
-        "type": "json_schema", "name": "n", "schema": {"type": "string", "pattern": "a+"}}}},
-     "text.format"),
+    (
+        {
+            "model": MODEL,
+            "input": "x",
+            "text": {
+                "format": {
+                    "type": "json_schema",
+                    "name": "n",
+                    "schema": {"type": "string", "pattern": "a+"},
+                }
+            },
+        },
+        "text.format",
+    ),
     ({"model": MODEL, "input": "x", "tools": [{"type": "web_search"}]}, "tools[0].type"),
-    ({"model": MODEL, "input": "x", "tools": [{"type": "function", "name": ""}]},
-     "tools[0].name"),
+    ({"model": MODEL, "input": "x", "tools": [{"type": "function", "name": ""}]}, "tools[0].name"),
     ({"model": MODEL, "input": "x", "tools": [WEATHER, WEATHER]}, "tools"),
-    ({"model": MODEL, "input": "x", "tools": [WEATHER],
-      "tool_choice": {"type": "function", "name": "nope"}}, "tool_choice"),
+    (
+        {
+            "model": MODEL,
+            "input": "x",
+            "tools": [WEATHER],
+            "tool_choice": {"type": "function", "name": "nope"},
+        },
+        "tool_choice",
+    ),
     ({"model": MODEL, "input": "x", "tool_choice": "required"}, "tool_choice"),
-    ({"model": MODEL, "input": "x", "tools": [{"type": "mcp", "server_label": "x"}]},
-     "tools[0].server_url"),
+    (
+        {"model": MODEL, "input": "x", "tools": [{"type": "mcp", "server_label": "x"}]},
+        "tools[0].server_url",
+    ),
     ({"model": MODEL, "input": "x", "reasoning": {"effort": "extreme"}}, "reasoning.effort"),
     ({"model": MODEL, "input": "x", "max_output_tokens": 0}, "max_output_tokens"),
     ({"model": MODEL, "input": "x", "temperature": "hot"}, "temperature"),
     ({"model": MODEL, "input": "x", "metadata": {"k": 1}}, "metadata"),
     ({"model": MODEL, "input": "x", "store": "yes"}, "store"),
-    ({"model": MODEL, "input": "x", "previous_response_id": "resp_missing"},
-     "previous_response_id"),
+    (
+        {"model": MODEL, "input": "x", "previous_response_id": "resp_missing"},
+        "previous_response_id",
+    ),
     ({"model": MODEL, "input": "x", "conversation": "conv_1"}, "conversation"),
     ({"model": MODEL, "input": "x", "max_tool_calls": 0}, "max_tool_calls"),
-    ({"model": MODEL, "input": [{"type": "mcp_approval_response", "approve": True,
-                                 "approval_request_id": "mcpr_x"}]},
-     "input[0].approval_request_id"),
+    (
+        {
+            "model": MODEL,
+            "input": [
+                {"type": "mcp_approval_response", "approve": True, "approval_request_id": "mcpr_x"}
+            ],
+        },
+        "input[0].approval_request_id",
+    ),
 ]
 
 
 @pytest.mark.parametrize("body,param", BAD, ids=[p for _b, p in BAD])
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 def test_malformed_input_is_a_400_naming_the_param(main, body, param, stream):
-    r = httpx.post(f"{main.api_url}/responses", json=dict(body, stream=stream),
-                   headers=main.headers, timeout=30)
+    r = httpx.post(
+        f"{main.api_url}/responses",
+        json=dict(body, stream=stream),
+        headers=main.headers,
+        timeout=30,
+    )
     assert r.status_code == 400, r.text
     error = r.json()["error"]
     assert error["param"] == param and error["type"] == "invalid_request_error"
@@ -574,12 +779,16 @@ def test_malformed_input_is_a_400_naming_the_param(main, body, param, stream):
 def test_not_json_and_unknown_model(main):
     r = httpx.post(f"{main.api_url}/responses", content=b"{nope", headers=main.headers)
     assert r.status_code == 400 and "JSON" in r.json()["error"]["message"]
-    r = httpx.post(f"{main.api_url}/responses", json={"model": "no-such-model", "input": "x"},
-                   headers=main.headers)
+    r = httpx.post(
+        f"{main.api_url}/responses",
+        json={"model": "no-such-model", "input": "x"},
+        headers=main.headers,
+    )
     assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
 
 
 # -- remote MCP -----------------------------------------------------------------------------
+
 
 def test_mcp_refused_unless_enabled(client, mcp_server):
     with pytest.raises(openai.BadRequestError) as err:
@@ -591,9 +800,13 @@ def test_mcp_refused_unless_enabled(client, mcp_server):
 
 def test_mcp_loopback_refused_unless_allow_listed(mcp_client, mcp_server):
     seen = len(mcp_server.headers)
-    for url in (mcp_server.url.replace("127.0.0.1", "localhost"),
-                f"http://127.0.0.2:{mcp_server.port}/mcp", "http://10.1.2.3/mcp",
-                "http://[::1]:9/mcp", "http://169.254.169.254/latest"):
+    for url in (
+        mcp_server.url.replace("127.0.0.1", "localhost"),
+        f"http://127.0.0.2:{mcp_server.port}/mcp",
+        "http://10.1.2.3/mcp",
+        "http://[::1]:9/mcp",
+        "http://169.254.169.254/latest",
+    ):
         with pytest.raises(openai.BadRequestError) as err:
             mcp_client.responses.create(model=MODEL, input="2+3?", tools=[mcp_tool(url)])
         assert err.value.body["param"] == "tools[0].server_url", url
@@ -603,8 +816,11 @@ def test_mcp_loopback_refused_unless_allow_listed(mcp_client, mcp_server):
 
 
 def test_allow_list_matches_urls_not_strings():
-    assert url_list(["['http://a:1/mcp', 'http://b']", "http://c"]) == \
-        ("http://a:1/mcp", "http://b", "http://c")
+    assert url_list(["['http://a:1/mcp', 'http://b']", "http://c"]) == (
+        "http://a:1/mcp",
+        "http://b",
+        "http://c",
+    )
     assert url_allowed("http://127.0.0.1:8001/mcp", "http://127.0.0.1:8001/mcp")
     assert url_allowed("http://127.0.0.1:8001/mcp/x", "http://127.0.0.1:8001/mcp/")
     assert url_allowed("http://127.0.0.1:9/mcp", "http://127.0.0.1")  # no port: any port
@@ -617,9 +833,16 @@ def test_allow_list_matches_urls_not_strings():
 def test_mcp_tool_call(mcp_client, restarted, mcp_server):
     """Listed (allowed tools only), called with the model's arguments, the result fed
     back; streamed events checked; the headers reach the MCP server and nothing else."""
-    kwargs = dict(model=MODEL, input="What is 2 plus 3?", tools=[mcp_tool(mcp_server.url)],
-                  tool_choice={"type": "mcp", "server_label": "calc", "name": "add"},
-                  max_tool_calls=1, text=SUM, max_output_tokens=60, temperature=0)
+    kwargs = dict(
+        model=MODEL,
+        input="What is 2 plus 3?",
+        tools=[mcp_tool(mcp_server.url)],
+        tool_choice={"type": "mcp", "server_label": "calc", "name": "add"},
+        max_tool_calls=1,
+        text=SUM,
+        max_output_tokens=60,
+        temperature=0,
+    )
     mcp_server.calls.clear()
     seen = len(mcp_server.headers)
     with mcp_client.responses.stream(**kwargs) as stream:
@@ -628,13 +851,19 @@ def test_mcp_tool_call(mcp_client, restarted, mcp_server):
     check_envelope(events)
     kinds = [e.type for e in events]
     n = kinds.count("response.mcp_call_arguments.delta")
-    assert kinds[:9 + n] == [
-        "response.created", "response.in_progress",
-        "response.output_item.added", "response.mcp_list_tools.in_progress",
-        "response.mcp_list_tools.completed", "response.output_item.done",
-        "response.output_item.added", "response.mcp_call.in_progress",
-        *["response.mcp_call_arguments.delta"] * n, "response.mcp_call_arguments.done"]
-    assert kinds[9 + n:11 + n] == ["response.mcp_call.completed", "response.output_item.done"]
+    assert kinds[: 9 + n] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.mcp_list_tools.in_progress",
+        "response.mcp_list_tools.completed",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.mcp_call.in_progress",
+        *["response.mcp_call_arguments.delta"] * n,
+        "response.mcp_call_arguments.done",
+    ]
+    assert kinds[9 + n : 11 + n] == ["response.mcp_call.completed", "response.output_item.done"]
     assert kinds[-1] == "response.completed"
     final = events[-1].response
     listing, call, message = final.output
@@ -661,19 +890,31 @@ def test_mcp_tool_call(mcp_client, restarted, mcp_server):
 def test_mcp_approval_round_trip(mcp_client, mcp_server):
     tool = mcp_tool(mcp_server.url, require_approval="always")
     mcp_server.calls.clear()
-    asked = mcp_client.responses.create(model=MODEL, input="What is 4 plus 5?", tools=[tool],
-                                        tool_choice="required", max_output_tokens=40,
-                                        temperature=0)
+    asked = mcp_client.responses.create(
+        model=MODEL,
+        input="What is 4 plus 5?",
+        tools=[tool],
+        tool_choice="required",
+        max_output_tokens=40,
+        temperature=0,
+    )
     assert asked.status == "completed"
     listing, request = asked.output
     assert request.type == "mcp_approval_request" and request.id.startswith("mcpr_")
     assert request.name == "add" and request.server_label == "calc"
     assert not mcp_server.calls  # nothing runs before it is approved
     approved = mcp_client.responses.create(
-        model=MODEL, previous_response_id=asked.id, tools=[tool], max_tool_calls=1,
-        text=SUM, max_output_tokens=30, temperature=0,
-        input=[{"type": "mcp_approval_response", "approval_request_id": request.id,
-                "approve": True}])
+        model=MODEL,
+        previous_response_id=asked.id,
+        tools=[tool],
+        max_tool_calls=1,
+        text=SUM,
+        max_output_tokens=30,
+        temperature=0,
+        input=[
+            {"type": "mcp_approval_response", "approval_request_id": request.id, "approve": True}
+        ],
+    )
     call, message = approved.output  # the listing is in the conversation already
     assert call.type == "mcp_call" and call.approval_request_id == request.id
     arguments = json.loads(request.arguments)
@@ -682,16 +923,25 @@ def test_mcp_approval_round_trip(mcp_client, mcp_server):
     assert message.type == "message"
     with pytest.raises(openai.BadRequestError) as err:  # answered already
         mcp_client.responses.create(
-            model=MODEL, previous_response_id=approved.id, tools=[tool],
-            input=[{"type": "mcp_approval_response", "approval_request_id": request.id,
-                    "approve": True}])
+            model=MODEL,
+            previous_response_id=approved.id,
+            tools=[tool],
+            input=[
+                {
+                    "type": "mcp_approval_response",
+                    "approval_request_id": request.id,
+                    "approve": True,
+                }
+            ],
+        )
     assert err.value.body["param"] == "input[0].approval_request_id"
 
 
 def test_unreachable_mcp_server_is_a_clean_error(mcp_client, restarted):
     with pytest.raises(openai.APIStatusError) as err:
-        mcp_client.responses.create(model=MODEL, input="2+3?",
-                                    tools=[mcp_tool(restarted.closed_url)])
+        mcp_client.responses.create(
+            model=MODEL, input="2+3?", tools=[mcp_tool(restarted.closed_url)]
+        )
     assert err.value.status_code == 424
     body = err.value.body
     assert body["type"] == "external_connector_error" and body["param"] == "tools[0]"
@@ -710,11 +960,16 @@ def test_slow_mcp_tool_fails_on_its_item(mcp_client, mcp_server):
     admit no optional whitespace, the test samples greedily, and the budget leaves room
     for the two steps the test is about (a budget cut has its own tests)."""
     tool = mcp_tool(mcp_server.url, allowed_tools=["add", "slow"])
-    r = mcp_client.responses.create(model=MODEL, input="Call slow.", tools=[tool],
-                                    tool_choice={"type": "mcp", "server_label": "calc",
-                                                 "name": "slow"},
-                                    max_tool_calls=1, text=SUM, max_output_tokens=64,
-                                    temperature=0)
+    r = mcp_client.responses.create(
+        model=MODEL,
+        input="Call slow.",
+        tools=[tool],
+        tool_choice={"type": "mcp", "server_label": "calc", "name": "slow"},
+        max_tool_calls=1,
+        text=SUM,
+        max_output_tokens=64,
+        temperature=0,
+    )
     call = next(o for o in r.output if o.type == "mcp_call")
     assert call.name == "slow" and call.status == "failed" and call.output is None
     assert call.error.type == "http_error" and call.error.code == 504
@@ -726,36 +981,72 @@ def test_slow_mcp_tool_fails_on_its_item(mcp_client, mcp_server):
 
 # -- state survives a restart -----------------------------------------------------------------
 
+
 def test_conversation_survives_a_restart(mcp_client, restarted):
     earlier = restarted.earlier
     assert normalised(mcp_client.responses.retrieve(earlier.id)) == normalised(earlier)
-    follow = mcp_client.responses.create(model=MODEL, previous_response_id=earlier.id,
-                                         input="What is my name?", max_output_tokens=8,
-                                         temperature=0)
+    follow = mcp_client.responses.create(
+        model=MODEL,
+        previous_response_id=earlier.id,
+        input="What is my name?",
+        max_output_tokens=8,
+        temperature=0,
+    )
     assert follow.usage.input_tokens > earlier.usage.input_tokens + earlier.usage.output_tokens
-    again = mcp_client.responses.create(model=MODEL, previous_response_id=follow.id,
-                                        input="Thanks!", max_output_tokens=4, temperature=0)
+    again = mcp_client.responses.create(
+        model=MODEL,
+        previous_response_id=follow.id,
+        input="Thanks!",
+        max_output_tokens=4,
+        temperature=0,
+    )
     assert again.usage.input_tokens_details.cached_tokens >= follow.usage.input_tokens - 1
 
 
 def test_items_to_messages_for_tool_history():
-    items = [{"type": "message", "role": "developer", "content": "Rules."},
-             {"type": "message", "role": "user", "content": "2+3?"},
-             {"type": "mcp_list_tools", "id": "mcpl_1", "server_label": "calc", "tools": []},
-             {"type": "mcp_call", "id": "mcp_1", "name": "add", "server_label": "calc",
-              "arguments": '{"a": 2, "b": 3}', "output": "5"},
-             {"type": "reasoning", "id": "rs_1", "summary": [], "content": []},
-             {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
-             {"type": "function_call_output", "call_id": "c1", "output": "done"},
-             {"type": "mcp_approval_request", "id": "mcpr_1", "name": "add",
-              "server_label": "calc", "arguments": "{}"},
-             {"type": "mcp_approval_response", "approval_request_id": "mcpr_1",
-              "approve": False}]
+    items = [
+        {"type": "message", "role": "developer", "content": "Rules."},
+        {"type": "message", "role": "user", "content": "2+3?"},
+        {"type": "mcp_list_tools", "id": "mcpl_1", "server_label": "calc", "tools": []},
+        {
+            "type": "mcp_call",
+            "id": "mcp_1",
+            "name": "add",
+            "server_label": "calc",
+            "arguments": '{"a": 2, "b": 3}',
+            "output": "5",
+        },
+        {"type": "reasoning", "id": "rs_1", "summary": [], "content": []},
+        {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "done"},
+        {
+            "type": "mcp_approval_request",
+            "id": "mcpr_1",
+            "name": "add",
+            "server_label": "calc",
+            "arguments": "{}",
+        },
+        {"type": "mcp_approval_response", "approval_request_id": "mcpr_1", "approve": False},
+    ]
     messages = items_to_messages(items)
-    assert [m["role"] for m in messages] == ["system", "user", "assistant", "tool",
-                                             "assistant", "tool", "assistant", "tool"]
-    assert [[c["function"]["name"] for c in m["tool_calls"]] for m in messages
-            if m["role"] == "assistant"] == [["add"], ["f"], ["add"]]
+    assert [m["role"] for m in messages] == [
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+        "tool",
+        "assistant",
+        "tool",
+    ]
+    assert [
+        [c["function"]["name"] for c in m["tool_calls"]]
+        for m in messages
+        if m["role"] == "assistant"
+    ] == [["add"], ["f"], ["add"]]
     assert [m["content"] for m in messages if m["role"] == "tool"] == [
-        "5", "done", "The user declined this tool call."]
+        "5",
+        "done",
+        "The user declined this tool call.",
+    ]
     assert messages[2]["tool_calls"][0]["id"] == messages[3]["tool_call_id"] == "mcp_1"

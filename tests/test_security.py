@@ -1,5 +1,6 @@
 """Scoped API tokens, authentication on every route, XSRF, CORS, body and queue limits,
 and the ``lms-jupyter token`` commands, on real servers with real clients."""
+
 from __future__ import annotations
 
 import json
@@ -14,9 +15,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import EOS_ID, MODEL, JupyterServer
 from openai import OpenAI
 
-from conftest import EOS_ID, MODEL, JupyterServer
 from lms_jupyter.server.openapi import openapi_path
 from lms_jupyter.server.routes import route_table
 
@@ -59,18 +60,25 @@ def strict_server(tmp_path_factory):
     (root / "pylib").mkdir()
     (root / "pylib" / "lms_test_authorizer.py").write_text(AUTHORIZER)
     path = os.pathsep.join([str(root / "pylib"), os.environ.get("PYTHONPATH", "")])
-    srv = JupyterServer(root, root / "models", [
-        "--ServerApp.allow_origin=http://ok.example",
-        "--ServerApp.authorizer_class=lms_test_authorizer.ReadOnlyTokens",
-        "--LMSJupyterApp.max_request_mb=1", "--ModelManager.max_queued_requests=2"],
-        env={**_env(root), "PYTHONPATH": path})
+    srv = JupyterServer(
+        root,
+        root / "models",
+        [
+            "--ServerApp.allow_origin=http://ok.example",
+            "--ServerApp.authorizer_class=lms_test_authorizer.ReadOnlyTokens",
+            "--LMSJupyterApp.max_request_mb=1",
+            "--ModelManager.max_queued_requests=2",
+        ],
+        env={**_env(root), "PYTHONPATH": path},
+    )
     yield srv
     srv.stop()
 
 
 def create_token(srv, name="app", **extra) -> dict:
-    r = httpx.post(srv.url + "lms/api/v1/tokens", json={"name": name, **extra},
-                   headers=srv.headers, timeout=30)
+    r = httpx.post(
+        srv.url + "lms/api/v1/tokens", json={"name": name, **extra}, headers=srv.headers, timeout=30
+    )
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -95,6 +103,7 @@ def every_lms_request(srv) -> list[tuple[str, str]]:
 
 # -- scoped tokens ---------------------------------------------------------------------------
 
+
 def test_scoped_token_drives_the_openai_client_and_is_stored_hashed(sec_server):
     srv = sec_server
     created = create_token(srv, "openai app", expires_in=3600)
@@ -103,10 +112,14 @@ def test_scoped_token_drives_the_openai_client_and_is_stored_hashed(sec_server):
     client = OpenAI(base_url=srv.api_url, api_key=created["token"], max_retries=0, timeout=120)
     assert MODEL in [m.id for m in client.models.list().data]
     answer = client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=3)
+        model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=3
+    )
     assert answer.usage.completion_tokens == 3
-    chunks = list(client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=3, stream=True))
+    chunks = list(
+        client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=3, stream=True
+        )
+    )
     assert chunks and chunks[-1].choices[0].finish_reason == "length"
 
     listing = httpx.get(srv.url + "lms/api/v1/tokens", headers=srv.headers, timeout=30)
@@ -121,16 +134,30 @@ def test_scoped_token_drives_the_openai_client_and_is_stored_hashed(sec_server):
 def test_scoped_token_is_refused_by_every_other_jupyter_route(sec_server):
     srv = sec_server
     scoped = bearer(create_token(srv, "not for jupyter")["token"])
-    requests = [("GET", "api/contents"), ("PUT", "api/contents/x.txt"),
-                ("GET", "api/kernels"), ("POST", "api/kernels"), ("GET", "api/sessions"),
-                ("POST", "api/sessions"), ("GET", "api/terminals"), ("POST", "api/terminals"),
-                ("GET", "api/status"), ("GET", "api/me"), ("GET", "api/kernelspecs"),
-                ("GET", "api/config/notebook"), ("GET", "api/events/subscribe"),
-                ("GET", "lab")]
+    requests = [
+        ("GET", "api/contents"),
+        ("PUT", "api/contents/x.txt"),
+        ("GET", "api/kernels"),
+        ("POST", "api/kernels"),
+        ("GET", "api/sessions"),
+        ("POST", "api/sessions"),
+        ("GET", "api/terminals"),
+        ("POST", "api/terminals"),
+        ("GET", "api/status"),
+        ("GET", "api/me"),
+        ("GET", "api/kernelspecs"),
+        ("GET", "api/config/notebook"),
+        ("GET", "api/events/subscribe"),
+        ("GET", "lab"),
+    ]
     with httpx.Client(timeout=30) as http:
         for method, path in requests:
-            r = http.request(method, srv.url + path, headers=scoped, json={}
-                             if method in ("POST", "PUT") else None)
+            r = http.request(
+                method,
+                srv.url + path,
+                headers=scoped,
+                json={} if method in ("POST", "PUT") else None,
+            )
             assert r.status_code in (401, 403) or (
                 r.status_code in (302, 404) and "login" in r.headers.get("location", "login")
             ), (method, path, r.status_code, r.text[:200])
@@ -145,8 +172,11 @@ def test_scoped_token_cannot_manage_tokens(sec_server):
     srv = sec_server
     mine = create_token(srv, "limited")
     url = srv.url + "lms/api/v1/tokens"
-    for method, target, body in [("GET", url, None), ("POST", url, {"name": "escalate"}),
-                                 ("DELETE", f"{url}/{mine['id']}", None)]:
+    for method, target, body in [
+        ("GET", url, None),
+        ("POST", url, {"name": "escalate"}),
+        ("DELETE", f"{url}/{mine['id']}", None),
+    ]:
         r = httpx.request(method, target, json=body, headers=bearer(mine["token"]), timeout=30)
         assert r.status_code == 403, r.text
         assert r.json()["error"]["code"] == "insufficient_permissions"
@@ -157,10 +187,15 @@ def test_scoped_token_cannot_manage_tokens(sec_server):
 def test_unknown_revoked_and_expired_tokens_get_401_on_every_lms_route(sec_server):
     srv = sec_server
     revoked = create_token(srv, "to revoke")
-    r = httpx.delete(srv.url + f"lms/api/v1/tokens/{revoked['id']}", headers=srv.headers,
-                     timeout=30)
-    assert r.json() == {"id": revoked["id"], "object": "api_token", "name": "to revoke",
-                        "deleted": True}
+    r = httpx.delete(
+        srv.url + f"lms/api/v1/tokens/{revoked['id']}", headers=srv.headers, timeout=30
+    )
+    assert r.json() == {
+        "id": revoked["id"],
+        "object": "api_token",
+        "name": "to revoke",
+        "deleted": True,
+    }
     expired = create_token(srv, "to expire")
     store = srv.root / "data" / "lms_jupyter" / "api_tokens.json"
     data = json.loads(store.read_text())  # a token whose time is up (as if days passed)
@@ -168,15 +203,20 @@ def test_unknown_revoked_and_expired_tokens_get_401_on_every_lms_route(sec_serve
         if item["id"] == expired["id"]:
             item["expires_at"] = time.time() - 1
     store.write_text(json.dumps(data))
-    bad = {"revoked": revoked["token"], "expired": expired["token"],
-           "unknown": "sk-lmj-0123456789abcdef:" + "A" * 43, "garbage": "not-a-token",
-           "none": None}
+    bad = {
+        "revoked": revoked["token"],
+        "expired": expired["token"],
+        "unknown": "sk-lmj-0123456789abcdef:" + "A" * 43,
+        "garbage": "not-a-token",
+        "none": None,
+    }
     with httpx.Client(timeout=30) as http:
         for method, url in every_lms_request(srv):
             for kind, token in bad.items():
                 headers = bearer(token) if token else {}
-                r = http.request(method, url, headers=headers,
-                                 content=b"{}" if method == "POST" else None)
+                r = http.request(
+                    method, url, headers=headers, content=b"{}" if method == "POST" else None
+                )
                 assert r.status_code == 401, (kind, method, url, r.status_code, r.text[:200])
                 error = r.json()["error"]
                 if "/v1/messages" in url:  # the Anthropic API answers in its own shape
@@ -197,16 +237,24 @@ def test_a_wrong_bearer_token_is_401_even_with_a_login_cookie(sec_server):
         r = http.post(srv.url + "lms/api/v1/models/estimate", json={"model": MODEL})
         assert r.status_code == 403, r.text
         http.cookies.set("_xsrf", "double-submit-xsrf")  # Tornado compares cookie and header
-        r = http.post(srv.url + "lms/api/v1/models/estimate", json={"model": MODEL},
-                      headers={"X-XSRFToken": "double-submit-xsrf"})
+        r = http.post(
+            srv.url + "lms/api/v1/models/estimate",
+            json={"model": MODEL},
+            headers={"X-XSRFToken": "double-submit-xsrf"},
+        )
         assert r.status_code == 200, r.text
         scoped = create_token(srv, "xsrf")["token"]
-        r = httpx.post(srv.url + "lms/api/v1/models/estimate", json={"model": MODEL},
-                       headers=bearer(scoped), timeout=30)
+        r = httpx.post(
+            srv.url + "lms/api/v1/models/estimate",
+            json={"model": MODEL},
+            headers=bearer(scoped),
+            timeout=30,
+        )
         assert r.status_code == 200, r.text
 
 
 # -- authorizer and CORS --------------------------------------------------------------------
+
 
 def test_jupyters_authorizer_sees_scoped_users(strict_server):
     srv = strict_server
@@ -215,13 +263,16 @@ def test_jupyters_authorizer_sees_scoped_users(strict_server):
     assert httpx.get(srv.url + "lms/v1/models", headers=scoped, timeout=30).status_code == 200
     r = httpx.post(estimate, json={"model": MODEL}, headers=scoped, timeout=30)
     assert r.status_code == 403 and r.json()["error"]["message"], r.text
-    assert httpx.post(estimate, json={"model": MODEL}, headers=srv.headers,
-                      timeout=30).status_code == 200
+    assert (
+        httpx.post(estimate, json={"model": MODEL}, headers=srv.headers, timeout=30).status_code
+        == 200
+    )
 
 
 def _cors(response) -> dict:
-    return {k.lower(): v for k, v in response.headers.items()
-            if k.lower().startswith("access-control-")}
+    return {
+        k.lower(): v for k, v in response.headers.items() if k.lower().startswith("access-control-")
+    }
 
 
 @pytest.mark.parametrize("which", ["default", "allow_origin"])
@@ -235,23 +286,25 @@ def test_cors_headers_are_jupyters_own(sec_server, strict_server, which):
             ours = http.get(srv.url + "lms/v1/models", headers=headers, timeout=30)
             # what Jupyter's own API grants the same request (the Jupyter token there:
             # a scoped token is token-authenticated on /lms only)
-            jupyter_headers = {"Origin": origin,
-                               **(bearer(srv.token) if credential else {})}
+            jupyter_headers = {"Origin": origin, **(bearer(srv.token) if credential else {})}
             theirs = http.get(srv.url + "api/status", headers=jupyter_headers, timeout=30)
             assert _cors(ours) == _cors(theirs), (which, origin, credential is None)
             if which == "allow_origin" and credential:
                 assert _cors(ours)["access-control-allow-origin"] == "http://ok.example"
             if credential is None:
                 assert "access-control-allow-origin" not in _cors(ours)
-        preflight = {"Origin": origin, "Access-Control-Request-Method": "POST",
-                     "Access-Control-Request-Headers": "authorization,content-type"}
-        ours = http.options(srv.url + "lms/v1/chat/completions", headers=preflight,
-                            timeout=30)
+        preflight = {
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        }
+        ours = http.options(srv.url + "lms/v1/chat/completions", headers=preflight, timeout=30)
         theirs = http.options(srv.url + "api/contents", headers=preflight, timeout=30)
         assert (ours.status_code, _cors(ours)) == (theirs.status_code, _cors(theirs))
 
 
 # -- limits ---------------------------------------------------------------------------------
+
 
 def _raw_request(srv, head: str, body_parts=(), read_timeout=30.0) -> bytes:
     with socket.create_connection(("127.0.0.1", srv.port), timeout=read_timeout) as sock:
@@ -271,26 +324,33 @@ def test_a_body_over_the_limit_is_413_before_it_is_read(strict_server):
     srv = strict_server
     path = f"{srv.base_url}lms/v1/chat/completions"
     # Content-Length over the limit and no body sent at all: the answer cannot wait for it
-    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\n"
-            f"Authorization: Bearer {srv.token}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {3 * 2**20}\r\n\r\n")
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\n"
+        f"Authorization: Bearer {srv.token}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {3 * 2**20}\r\n\r\n"
+    )
     answer = _raw_request(srv, head)
     status, _, rest = answer.partition(b"\r\n")
     assert b" 413 " in status, answer[:300]
     error = json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]
     assert error["code"] == "request_too_large" and "1048576" in error["message"]
     # chunked, no length announced: cut off once it passes the limit
-    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\n"
-            f"Authorization: Bearer {srv.token}\r\nContent-Type: application/json\r\n"
-            "Transfer-Encoding: chunked\r\n\r\n")
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\n"
+        f"Authorization: Bearer {srv.token}\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    )
     piece = b" " * 65536
     parts = [b"%x\r\n%s\r\n" % (len(piece), piece)] * 17  # 1 MiB + 64 KiB
     answer = _raw_request(srv, head, parts)
     assert b" 413 " in answer.partition(b"\r\n")[0], answer[:300]
     # under the limit, a body goes through (an unknown model: parsed, then 404)
-    r = httpx.post(srv.url + "lms/v1/chat/completions", headers=srv.headers, timeout=30,
-                   json={"model": "no-such-model", "messages": [{"role": "user",
-                                                                 "content": "x" * 900_000}]})
+    r = httpx.post(
+        srv.url + "lms/v1/chat/completions",
+        headers=srv.headers,
+        timeout=30,
+        json={"model": "no-such-model", "messages": [{"role": "user", "content": "x" * 900_000}]},
+    )
     assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
 
 
@@ -298,9 +358,18 @@ def test_batch_uploads_have_the_file_limit_not_the_body_limit(strict_server):
     """/v1/files takes batch input files up to OpenAI's 200 MB, whatever max_request_mb says
     (1 MiB here); the multipart body is parsed from the streamed-in bytes."""
     srv = strict_server
-    line = json.dumps({"custom_id": "row-{}", "method": "POST", "url": "/v1/chat/completions",
-                       "body": {"model": MODEL, "max_tokens": 1,
-                                "messages": [{"role": "user", "content": "x" * 1000}]}})
+    line = json.dumps(
+        {
+            "custom_id": "row-{}",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {
+                "model": MODEL,
+                "max_tokens": 1,
+                "messages": [{"role": "user", "content": "x" * 1000}],
+            },
+        }
+    )
     content = "".join(line.replace("row-{}", f"row-{i}") + "\n" for i in range(1500))
     assert len(content) > 1.4 * 2**20
     client = OpenAI(base_url=srv.api_url, api_key=srv.token, max_retries=0, timeout=60)
@@ -313,31 +382,44 @@ def test_batch_uploads_have_the_file_limit_not_the_body_limit(strict_server):
 def test_full_queue_is_503_with_retry_after_and_queued_work_completes(strict_server):
     srv = strict_server
     client = OpenAI(base_url=srv.api_url, api_key=srv.token, max_retries=0, timeout=300)
-    long = dict(model=MODEL, messages=[{"role": "user", "content": "Count"}],
-                logit_bias={str(EOS_ID): -100}, temperature=0)
+    long = dict(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Count"}],
+        logit_bias={str(EOS_ID): -100},
+        temperature=0,
+    )
     results: dict[int, object] = {}
 
     def run(i: int, max_tokens: int) -> None:
-        stream = client.chat.completions.create(**long, max_tokens=max_tokens, stream=True,
-                                                stream_options={"include_usage": True})
+        stream = client.chat.completions.create(
+            **long, max_tokens=max_tokens, stream=True, stream_options={"include_usage": True}
+        )
         results[i] = [c for c in stream]
 
     # both long enough to still run when the third arrives (they share the model's slots)
-    threads = [threading.Thread(target=run, args=(0, 120)), threading.Thread(
-        target=run, args=(1, 60))]
+    threads = [
+        threading.Thread(target=run, args=(0, 120)),
+        threading.Thread(target=run, args=(1, 60)),
+    ]
     threads[0].start()
     _wait_for(lambda: _ps(srv) and _ps(srv)[0]["queued"] == 1)
     threads[1].start()
     _wait_for(lambda: _ps(srv)[0]["queued"] == 2)
-    r = httpx.post(srv.url + "lms/v1/chat/completions", headers=srv.headers, timeout=60,
-                   json={**long, "max_tokens": 2})
+    r = httpx.post(
+        srv.url + "lms/v1/chat/completions",
+        headers=srv.headers,
+        timeout=60,
+        json={**long, "max_tokens": 2},
+    )
     assert r.status_code == 503, r.text
     assert r.headers["Retry-After"].isdigit()
     assert r.json()["error"]["code"] == "queue_full"
     for thread in threads:
         thread.join(600)
-    assert [results[0][-1].usage.completion_tokens, results[1][-1].usage.completion_tokens] \
-        == [120, 60]
+    assert [results[0][-1].usage.completion_tokens, results[1][-1].usage.completion_tokens] == [
+        120,
+        60,
+    ]
     _wait_for(lambda: _ps(srv)[0]["queued"] == 0)
 
 
@@ -354,11 +436,17 @@ def _wait_for(condition, timeout: float = 120.0) -> None:
 
 # -- the CLI ----------------------------------------------------------------------------------
 
+
 def _cli(srv, *args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, **_env(srv.root), "JUPYTER_PLATFORM_DIRS": "1", **(env_extra or {})}
     env.pop("JUPYTER_TOKEN", None)
-    return subprocess.run([sys.executable, "-m", "lms_jupyter.cli", "token", *args],
-                          capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "lms_jupyter.cli", "token", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_cli_token_create_ls_revoke_against_the_running_server(sec_server):
@@ -367,8 +455,7 @@ def test_cli_token_create_ls_revoke_against_the_running_server(sec_server):
     assert made.returncode == 0, made.stderr
     token = made.stdout.strip()
     assert token.startswith("sk-lmj-") and "shown only now" in made.stderr
-    assert httpx.get(srv.api_url + "/models", headers=bearer(token), timeout=30).status_code \
-        == 200
+    assert httpx.get(srv.api_url + "/models", headers=bearer(token), timeout=30).status_code == 200
     listed = _cli(srv, "ls")
     assert listed.returncode == 0 and "cli app" in listed.stdout
     assert token.split(":")[1] not in listed.stdout
@@ -377,8 +464,7 @@ def test_cli_token_create_ls_revoke_against_the_running_server(sec_server):
     assert row["expires_at"] is not None
     explicit = _cli(srv, "revoke", row["id"], "--url", srv.url, "--token", srv.token)
     assert explicit.returncode == 0 and f"({row['id']})" in explicit.stdout, explicit.stderr
-    assert httpx.get(srv.api_url + "/models", headers=bearer(token), timeout=30).status_code \
-        == 401
+    assert httpx.get(srv.api_url + "/models", headers=bearer(token), timeout=30).status_code == 401
     again = _cli(srv, "revoke", row["id"])
     assert again.returncode == 1 and "No API token" in again.stderr
     wrong = _cli(srv, "ls", "--url", srv.url, "--token", "wrong")

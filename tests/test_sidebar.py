@@ -10,6 +10,7 @@ server go idle, start a new chat, unload. No console errors along the way.
 Screenshots go to the test's tmp dir and, when ``LMS_JUPYTER_ARTIFACTS`` is set, there too.
 Chromium comes from ``apt-get install chromium`` (scripts/dev.sh does it); never a download.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,13 +21,19 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-import lms_jupyter
 from conftest import MODEL, JupyterServer
 
+import lms_jupyter
+
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 BUILT = Path(lms_jupyter.__file__).parent / "labextension"
 PLUGIN = "lms-jupyter:plugin"
 LOAD_URL_SUFFIX = "lms/api/v1/models/load"
@@ -43,8 +50,9 @@ def _require_tools():
     if not CHROMIUM.exists():
         missing.append("chromium (apt-get install -y chromium; scripts/dev.sh test does it)")
     if not (BUILT / "package.json").exists():
-        missing.append(f"the built extension in {BUILT} (pip install -e . or jlpm build:prod "
-                       "in labextension/)")
+        missing.append(
+            f"the built extension in {BUILT} (pip install -e . or jlpm build:prod in labextension/)"
+        )
     try:
         import playwright  # noqa: F401
     except ImportError:
@@ -69,17 +77,26 @@ def lab(tmp_path_factory):
     settings = root / "user-settings"
     _write_settings(settings, "lms-jupyter", "plugin", SETTINGS)
     # JupyterLab's "official news?" toast and update check stay quiet (no network here).
-    _write_settings(settings, "@jupyterlab/apputils-extension", "notification",
-                    {"fetchNews": "false", "checkForUpdates": False})
+    _write_settings(
+        settings,
+        "@jupyterlab/apputils-extension",
+        "notification",
+        {"fetchNews": "false", "checkForUpdates": False},
+    )
     workspaces = root / "workspaces"
     workspaces.mkdir()
     notebooks = root / "notebooks"
     notebooks.mkdir()
-    options = {"app": "jupyterlab", "env": {"JUPYTER_PATH": str(data)},
-               "extra_args": [f"--LabApp.user_settings_dir={settings}",
-                              f"--LabApp.workspaces_dir={workspaces}",
-                              # A tiny memory budget: an explicit load is refused until forced.
-                              "--ModelManager.memory_limit_mb=1"]}
+    options = {
+        "app": "jupyterlab",
+        "env": {"JUPYTER_PATH": str(data)},
+        "extra_args": [
+            f"--LabApp.user_settings_dir={settings}",
+            f"--LabApp.workspaces_dir={workspaces}",
+            # A tiny memory budget: an explicit load is refused until forced.
+            "--ModelManager.memory_limit_mb=1",
+        ],
+    }
     server = JupyterServer(notebooks, models, **options)
     server.restart_args = ((notebooks, models), options)  # for _restart()
     yield server
@@ -112,10 +129,16 @@ def browser_page(lab, artifacts):
             page = browser.new_page(viewport={"width": 1280, "height": 860})
             page.set_default_timeout(90_000)  # JupyterLab boots slowly on 2 busy cores
             console: list[dict] = []
-            page.on("console", lambda m: console.append(
-                {"type": m.type, "text": m.text, "url": (m.location or {}).get("url", "")}))
-            page.on("pageerror", lambda e: console.append(
-                {"type": "pageerror", "text": str(e), "url": ""}))
+            page.on(
+                "console",
+                lambda m: console.append(
+                    {"type": m.type, "text": m.text, "url": (m.location or {}).get("url", "")}
+                ),
+            )
+            page.on(
+                "pageerror",
+                lambda e: console.append({"type": "pageerror", "text": str(e), "url": ""}),
+            )
             try:
                 yield page, console
             finally:
@@ -170,8 +193,7 @@ def _open_sidebar(page) -> None:
             if time.monotonic() > deadline:
                 raise
     palette.fill("LM Studio: Open")
-    expect(page.locator(".lm-CommandPalette-item.lm-mod-active")).to_contain_text(
-        "LM Studio: Open")
+    expect(page.locator(".lm-CommandPalette-item.lm-mod-active")).to_contain_text("LM Studio: Open")
     page.keyboard.press("Enter")
 
 
@@ -194,8 +216,9 @@ def test_sidebar_end_to_end(lab, browser_page, artifacts):
     page.screenshot(path=artifacts / "01-models.png")
 
     # Load: the 1 MB budget refuses it with the API's own message, "Load anyway" forces it.
-    refusal = httpx.post(lab.url + LOAD_URL_SUFFIX, headers=lab.headers, json={"model": MODEL},
-                         timeout=30)
+    refusal = httpx.post(
+        lab.url + LOAD_URL_SUFFIX, headers=lab.headers, json={"model": MODEL}, timeout=30
+    )
     assert refusal.status_code == 400
     assert refusal.json()["error"]["code"] == "insufficient_memory"
     row.get_by_role("button", name=f"Load {MODEL}").click()
@@ -262,13 +285,19 @@ def test_sidebar_end_to_end(lab, browser_page, artifacts):
     expect(answer.locator(".lms-Turn-content")).to_have_text(final, use_inner_text=True)
 
     # The conversation is in the state database (the workspace): it survives a reload.
-    saved = _wait_for(lambda: (c := _saved_chat(lab)) and len(c["turns"]) == 2 and c,
-                      "the conversation in the workspace")
+    saved = _wait_for(
+        lambda: (c := _saved_chat(lab)) and len(c["turns"]) == 2 and c,
+        "the conversation in the workspace",
+    )
     assert saved["turns"][1]["content"].strip()
     assert saved["model"] == MODEL
     # A long answer next: no token limit (EOS stays banned), so it only ends on Stop.
-    r = httpx.put(lab.url + f"lab/api/settings/{PLUGIN}", headers=lab.headers, timeout=10,
-                  json={"raw": json.dumps({**SETTINGS, "maxTokens": 0})})
+    r = httpx.put(
+        lab.url + f"lab/api/settings/{PLUGIN}",
+        headers=lab.headers,
+        timeout=10,
+        json={"raw": json.dumps({**SETTINGS, "maxTokens": 0})},
+    )
     assert r.status_code == 204, r.text
     page.reload()
     _open_sidebar(page)
@@ -286,14 +315,21 @@ def test_sidebar_end_to_end(lab, browser_page, artifacts):
         """() => {
             const a = document.querySelectorAll('.lms-Turn-assistant .lms-Turn-content');
             return a.length === 2 && a[1].innerText.length > 240;
-        }""", timeout=300_000)
+        }""",
+        timeout=300_000,
+    )
     busy = _ps(lab)
     assert busy[0]["status"] == "generating", busy
     sidebar = page.locator("#lms-jupyter-sidebar")
     sidebar.screenshot(path=artifacts / "sidebar-mid-answer.png")
     page.get_by_role("button", name="Stop").click()
-    idle = _wait_for(lambda: (rows := _ps(lab)) and rows[0]["status"] == "idle"
-                     and rows[0]["queued"] == 0 and rows, "the model to go idle", timeout=20)
+    idle = _wait_for(
+        lambda: (
+            (rows := _ps(lab)) and rows[0]["status"] == "idle" and rows[0]["queued"] == 0 and rows
+        ),
+        "the model to go idle",
+        timeout=20,
+    )
     assert idle[0]["identifier"] == MODEL
     expect(long_answer.locator(".lms-Stats")).to_contain_text("stopped")
     expect(page.get_by_role("button", name="Send")).to_be_enabled()
@@ -304,8 +340,10 @@ def test_sidebar_end_to_end(lab, browser_page, artifacts):
     # New chat empties the conversation (and the saved state).
     page.get_by_role("button", name="New chat").click()
     expect(conversation.locator(".lms-Turn")).to_have_count(0)
-    _wait_for(lambda: (c := _saved_chat(lab)) is not None and c["turns"] == [],
-              "the empty conversation in the workspace")
+    _wait_for(
+        lambda: (c := _saved_chat(lab)) is not None and c["turns"] == [],
+        "the empty conversation in the workspace",
+    )
 
     # Unload.
     row.get_by_role("button", name=f"Unload {MODEL}").click()
@@ -317,8 +355,11 @@ def test_sidebar_end_to_end(lab, browser_page, artifacts):
     # No console errors, except the browser's own log line for the one deliberate 400
     # (the refused load above, which the sidebar showed as an alert).
     errors = [m for m in console if m["type"] in ("error", "pageerror")]
-    expected = [m for m in errors if m["url"].split("?")[0].endswith(LOAD_URL_SUFFIX)
-                and "status of 400" in m["text"]]
+    expected = [
+        m
+        for m in errors
+        if m["url"].split("?")[0].endswith(LOAD_URL_SUFFIX) and "status of 400" in m["text"]
+    ]
     assert len(expected) == 1, errors
     assert [m for m in errors if m not in expected] == []
 
@@ -338,18 +379,31 @@ CODE_PROMPT = "Write a Python code block that prints 42."
 GREEDY = {"maxTokens": 60, "extraRequestFields": {"temperature": 0}}
 CELL_SOURCE = "value = 41\nprint(undefined_name_42 + value)"
 NOTEBOOK = {
-    "cells": [{
-        "cell_type": "code", "execution_count": 1, "id": "failing", "metadata": {},
-        "source": CELL_SOURCE,
-        "outputs": [{"output_type": "error", "ename": "NameError",
-                     "evalue": "name 'undefined_name_42' is not defined",
-                     "traceback": [("\u001b[0;31mNameError\u001b[0m: name 'undefined_name_42' "
-                                    "is not defined")]}],
-    }],
-    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                "language": "python"},
-                 "language_info": {"name": "python"}},
-    "nbformat": 4, "nbformat_minor": 5,
+    "cells": [
+        {
+            "cell_type": "code",
+            "execution_count": 1,
+            "id": "failing",
+            "metadata": {},
+            "source": CELL_SOURCE,
+            "outputs": [
+                {
+                    "output_type": "error",
+                    "ename": "NameError",
+                    "evalue": "name 'undefined_name_42' is not defined",
+                    "traceback": [
+                        ("\u001b[0;31mNameError\u001b[0m: name 'undefined_name_42' is not defined")
+                    ],
+                }
+            ],
+        }
+    ],
+    "metadata": {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "language_info": {"name": "python"},
+    },
+    "nbformat": 4,
+    "nbformat_minor": 5,
 }
 
 
@@ -365,21 +419,33 @@ def _show_sidebar(page) -> None:
 
 
 def _put_settings(lab, values: dict) -> None:
-    r = httpx.put(lab.url + f"lab/api/settings/{PLUGIN}", headers=lab.headers, timeout=10,
-                  json={"raw": json.dumps(values)})
+    r = httpx.put(
+        lab.url + f"lab/api/settings/{PLUGIN}",
+        headers=lab.headers,
+        timeout=10,
+        json={"raw": json.dumps(values)},
+    )
     assert r.status_code == 204, r.text
 
 
 def _load_over_http(lab) -> None:
-    r = httpx.post(lab.url + LOAD_URL_SUFFIX, headers=lab.headers, timeout=120,
-                   json={"model": MODEL, "force": True})
+    r = httpx.post(
+        lab.url + LOAD_URL_SUFFIX,
+        headers=lab.headers,
+        timeout=120,
+        json={"model": MODEL, "force": True},
+    )
     assert r.status_code == 200, r.text
 
 
 def _unload_all(lab) -> None:
     for row in _ps(lab):
-        httpx.post(lab.url + "lms/api/v1/models/unload", headers=lab.headers, timeout=60,
-                   json={"instance_id": row["identifier"]})
+        httpx.post(
+            lab.url + "lms/api/v1/models/unload",
+            headers=lab.headers,
+            timeout=60,
+            json={"instance_id": row["identifier"]},
+        )
 
 
 def _save_screenshot(page, sidebar, artifacts: Path, name: str) -> None:
@@ -424,8 +490,12 @@ def test_sidebar_push_code_blocks_and_active_cell(lab, browser_page, artifacts):
     page, console = browser_page
     _unload_all(lab)
     _put_settings(lab, GREEDY)
-    r = httpx.put(lab.url + "api/contents/context.ipynb", headers=lab.headers, timeout=10,
-                  json={"type": "notebook", "format": "json", "content": NOTEBOOK})
+    r = httpx.put(
+        lab.url + "api/contents/context.ipynb",
+        headers=lab.headers,
+        timeout=10,
+        json={"type": "notebook", "format": "json", "content": NOTEBOOK},
+    )
     assert r.status_code in (200, 201), r.text
     requests: list[str] = []
     page.on("request", lambda req: requests.append(req.url))
@@ -447,18 +517,25 @@ def test_sidebar_push_code_blocks_and_active_cell(lab, browser_page, artifacts):
     expect(row.get_by_role("button", name=f"Unload {MODEL}")).to_be_visible()
     expect(row).to_contain_text("idle · queued 0")
     # ... and so does the work of a request from elsewhere (the status, the queue)
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "Tell a long story."}],
-            "max_tokens": 400, "logit_bias": {"2": -100}, "stream": True}
-    with httpx.Client(timeout=120) as other, \
-            other.stream("POST", lab.url + "lms/v1/chat/completions", headers=lab.headers,
-                         json=body) as answer:
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Tell a long story."}],
+        "max_tokens": 400,
+        "logit_bias": {"2": -100},
+        "stream": True,
+    }
+    with (
+        httpx.Client(timeout=120) as other,
+        other.stream(
+            "POST", lab.url + "lms/v1/chat/completions", headers=lab.headers, json=body
+        ) as answer,
+    ):
         assert answer.status_code == 200
         lines = answer.iter_lines()
         expect(row.locator(".lms-Instance")).to_contain_text("queued 1")
         assert next(lines)
     expect(row).to_contain_text("idle · queued 0")
-    models_fetched = sum(EVENTS_URL_SUFFIX not in u and "lms/api/v0/models" in u
-                         for u in requests)
+    models_fetched = sum(EVENTS_URL_SUFFIX not in u and "lms/api/v0/models" in u for u in requests)
     page.wait_for_timeout(4000)  # the old sidebar polled every 2 s
     assert [u for u in requests if "lms/api/v0/ps" in u] == []
     assert sum("lms/api/v0/models" in u for u in requests) == models_fetched

@@ -9,6 +9,7 @@ the extra instances gone, and the server's threads, open file descriptors and re
 memory back within a small margin of where they were after a warm-up. The figures are
 printed (``-s``); they are not timed assertions.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,19 +21,46 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import MODEL, JupyterServer
 
 pytestmark = pytest.mark.timeout(900)
 
 CLIENTS = 8
 PER_CLIENT = 25
-TEXTS = ["a quiet harbour at dawn", "the compiler rejected the patch", "ripe figs",
-         "seven bridges of Königsberg"]
+TEXTS = [
+    "a quiet harbour at dawn",
+    "the compiler rejected the patch",
+    "ripe figs",
+    "seven bridges of Königsberg",
+]
 # one plan row per request of a client: the mix of the 200
-PLAN = (["chat", "stream", "chat", "listing", "embed", "stream", "chat", "abandon",
-         "chat", "stream", "embed", "chat", "load_unload", "stream", "chat", "listing",
-         "abandon", "chat", "embed", "stream", "chat", "stream", "listing", "chat", "embed"])
+PLAN = [
+    "chat",
+    "stream",
+    "chat",
+    "listing",
+    "embed",
+    "stream",
+    "chat",
+    "abandon",
+    "chat",
+    "stream",
+    "embed",
+    "chat",
+    "load_unload",
+    "stream",
+    "chat",
+    "listing",
+    "abandon",
+    "chat",
+    "embed",
+    "stream",
+    "chat",
+    "stream",
+    "listing",
+    "chat",
+    "embed",
+]
 assert len(PLAN) == PER_CLIENT
 
 
@@ -44,15 +72,19 @@ def _schema(tag: str) -> dict:
 def _process_figures(pid: int) -> dict:
     status = Path(f"/proc/{pid}/status").read_text()
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-    return {"threads": int(fields["Threads"]), "fds": len(os.listdir(f"/proc/{pid}/fd")),
-            "rss_mb": int(fields["VmRSS"].split()[0]) / 1024}
+    return {
+        "threads": int(fields["Threads"]),
+        "fds": len(os.listdir(f"/proc/{pid}/fd")),
+        "rss_mb": int(fields["VmRSS"].split()[0]) / 1024,
+    }
 
 
 class Soak:
     def __init__(self, srv):
         self.srv = srv
-        self.http = httpx.Client(headers=srv.headers, timeout=600,
-                                 limits=httpx.Limits(max_connections=CLIENTS * 2))
+        self.http = httpx.Client(
+            headers=srv.headers, timeout=600, limits=httpx.Limits(max_connections=CLIENTS * 2)
+        )
         self.references: dict[str, list[float]] = {}
         self.results: dict[str, str] = {}  # tag -> what was checked
         self.errors: list[str] = []
@@ -72,9 +104,15 @@ class Soak:
                 self.errors.append(f"{tag} {kind}: {exc!r}"[:500])
 
     def chat(self, tag: str, client: int) -> None:
-        r = self.http.post(self.url("v1/chat/completions"), json={
-            "model": MODEL, "messages": [{"role": "user", "content": f"Say {tag}"}],
-            "response_format": _schema(tag), "max_tokens": 16})
+        r = self.http.post(
+            self.url("v1/chat/completions"),
+            json={
+                "model": MODEL,
+                "messages": [{"role": "user", "content": f"Say {tag}"}],
+                "response_format": _schema(tag),
+                "max_tokens": 16,
+            },
+        )
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["model"] == MODEL and body["choices"][0]["finish_reason"] == "stop"
@@ -82,9 +120,17 @@ class Soak:
 
     def stream(self, tag: str, client: int) -> None:
         ids, text, done = set(), [], False
-        with self.http.stream("POST", self.url("v1/chat/completions"), json={
-                "model": MODEL, "messages": [{"role": "user", "content": f"Say {tag}"}],
-                "response_format": _schema(tag), "max_tokens": 16, "stream": True}) as r:
+        with self.http.stream(
+            "POST",
+            self.url("v1/chat/completions"),
+            json={
+                "model": MODEL,
+                "messages": [{"role": "user", "content": f"Say {tag}"}],
+                "response_format": _schema(tag),
+                "max_tokens": 16,
+                "stream": True,
+            },
+        ) as r:
             assert r.status_code == 200
             for line in r.iter_lines():
                 if not line.startswith("data: "):
@@ -102,9 +148,16 @@ class Soak:
         assert json.loads("".join(text)) == tag
 
     def abandon(self, tag: str, client: int) -> None:
-        with self.http.stream("POST", self.url("v1/chat/completions"), json={
-                "model": MODEL, "messages": [{"role": "user", "content": "Tell a long story"}],
-                "max_tokens": 400, "stream": True}) as r:
+        with self.http.stream(
+            "POST",
+            self.url("v1/chat/completions"),
+            json={
+                "model": MODEL,
+                "messages": [{"role": "user", "content": "Tell a long story"}],
+                "max_tokens": 400,
+                "stream": True,
+            },
+        ) as r:
             assert r.status_code == 200
             for line in r.iter_lines():
                 if line.startswith("data: "):
@@ -118,7 +171,7 @@ class Soak:
         assert body["model"] == MODEL and len(body["data"]) == 1
         vector = body["data"][0]["embedding"]
         reference = self.references[text]
-        assert max(abs(a - b) for a, b in zip(vector, reference)) < 1e-3
+        assert max(abs(a - b) for a, b in zip(vector, reference, strict=False)) < 1e-3
 
     def listing(self, tag: str, client: int) -> None:
         models = self.http.get(self.url("v1/models"))
@@ -127,17 +180,24 @@ class Soak:
 
     def load_unload(self, tag: str, client: int) -> None:
         identifier = f"soak-{tag}"
-        r = self.http.post(self.url("api/v1/models/load"), json={
-            "model": MODEL, "identifier": identifier, "context_length": 256, "force": True})
+        r = self.http.post(
+            self.url("api/v1/models/load"),
+            json={"model": MODEL, "identifier": identifier, "context_length": 256, "force": True},
+        )
         assert r.status_code == 200 and r.json()["instance_id"] == identifier, r.text
         r = self.http.post(self.url("api/v1/models/unload"), json={"instance_id": identifier})
         assert r.status_code == 200 and r.json()["instance_id"] == identifier, r.text
 
     def wave(self, plan: list[list[str]], prefix: str) -> float:
         started = time.perf_counter()
-        threads = [threading.Thread(target=lambda c=c: [
-            self.run(kind, f"{prefix}{c}x{j}", c) for j, kind in enumerate(plan[c])])
-            for c in range(len(plan))]
+        threads = [
+            threading.Thread(
+                target=lambda c=c: [
+                    self.run(kind, f"{prefix}{c}x{j}", c) for j, kind in enumerate(plan[c])
+                ]
+            )
+            for c in range(len(plan))
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -190,11 +250,15 @@ def test_soak_200_mixed_requests_from_8_clients(soak_server):
         time.sleep(0.1)
         after = _process_figures(srv.proc.pid)
     counts = {kind: list(soak_tags.values()).count(kind) for kind in sorted(set(PLAN))}
-    print(f"\nsoak: {len(soak_tags)} requests from {CLIENTS} clients in {took:.1f} s "
-          f"({len(soak_tags) / took:.1f}/s); mix {counts}")
-    print(f"server process: threads {before['threads']} -> {after['threads']}, "
-          f"open fds {before['fds']} -> {after['fds']}, RSS {before['rss_mb']:.0f} MiB -> "
-          f"{after['rss_mb']:.0f} MiB")
+    print(
+        f"\nsoak: {len(soak_tags)} requests from {CLIENTS} clients in {took:.1f} s "
+        f"({len(soak_tags) / took:.1f}/s); mix {counts}"
+    )
+    print(
+        f"server process: threads {before['threads']} -> {after['threads']}, "
+        f"open fds {before['fds']} -> {after['fds']}, RSS {before['rss_mb']:.0f} MiB -> "
+        f"{after['rss_mb']:.0f} MiB"
+    )
     assert after["threads"] <= before["threads"] + 2
     assert after["fds"] <= before["fds"] + 8
     assert after["rss_mb"] <= before["rss_mb"] + max(96.0, 0.15 * before["rss_mb"])

@@ -1,6 +1,7 @@
 """Structured output end to end: response_format grammars on the real server with
 SmolLM2 and the openai client (create and parse). Schemas bound every string and array
 so a 135M model always finishes within max_tokens."""
+
 from __future__ import annotations
 
 import json
@@ -10,9 +11,8 @@ import httpx
 import jsonschema
 import openai
 import pytest
-from pydantic import BaseModel, Field
-
 from conftest import MODEL
+from pydantic import BaseModel, Field
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.wire_hygiene]
 
@@ -21,8 +21,10 @@ CITY_SCHEMA = {
     "$defs": {
         "landmark": {
             "type": "object",
-            "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 12},
-                           "kind": {"enum": ["museum", "tower", "park", "church"]}},
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 12},
+                "kind": {"enum": ["museum", "tower", "park", "church"]},
+            },
             "required": ["name", "kind"],
             "additionalProperties": False,
         },
@@ -30,27 +32,35 @@ CITY_SCHEMA = {
     "properties": {
         "city": {"type": "string", "minLength": 1, "maxLength": 12},
         "population_millions": {"type": "integer", "minimum": 0, "maximum": 99},
-        "landmarks": {"type": "array", "items": {"$ref": "#/$defs/landmark"},
-                      "minItems": 1, "maxItems": 1},
+        "landmarks": {
+            "type": "array",
+            "items": {"$ref": "#/$defs/landmark"},
+            "minItems": 1,
+            "maxItems": 1,
+        },
     },
     "required": ["city", "population_millions", "landmarks"],
     "additionalProperties": False,
 }
 PARIS = [{"role": "user", "content": "Describe Paris as JSON."}]
 COMMON = dict(model=MODEL, temperature=0, seed=5, max_tokens=100)
-JSON_SCHEMA_FORMAT = {"type": "json_schema",
-                      "json_schema": {"name": "city", "strict": True, "schema": CITY_SCHEMA}}
+JSON_SCHEMA_FORMAT = {
+    "type": "json_schema",
+    "json_schema": {"name": "city", "strict": True, "schema": CITY_SCHEMA},
+}
 
 
 def test_json_schema_output_validates_and_streams_the_same(client):
-    full = client.chat.completions.create(messages=PARIS, response_format=JSON_SCHEMA_FORMAT,
-                                          **COMMON)
+    full = client.chat.completions.create(
+        messages=PARIS, response_format=JSON_SCHEMA_FORMAT, **COMMON
+    )
     choice = full.choices[0]
     assert choice.finish_reason == "stop"
     data = json.loads(choice.message.content)
     jsonschema.validate(data, CITY_SCHEMA)
-    stream = client.chat.completions.create(messages=PARIS, response_format=JSON_SCHEMA_FORMAT,
-                                            stream=True, **COMMON)
+    stream = client.chat.completions.create(
+        messages=PARIS, response_format=JSON_SCHEMA_FORMAT, stream=True, **COMMON
+    )
     text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
     assert json.loads(text) == data  # whitespace may differ: the prompt is cached by then
 
@@ -58,7 +68,9 @@ def test_json_schema_output_validates_and_streams_the_same(client):
 def test_json_object_output_is_an_object(client):
     resp = client.chat.completions.create(
         messages=[{"role": "user", "content": "Give me a JSON object with a greeting."}],
-        response_format={"type": "json_object"}, **dict(COMMON, max_tokens=40))
+        response_format={"type": "json_object"},
+        **dict(COMMON, max_tokens=40),
+    )
     choice = resp.choices[0]
     if choice.finish_reason == "stop":
         assert isinstance(json.loads(choice.message.content), dict)
@@ -67,9 +79,11 @@ def test_json_object_output_is_an_object(client):
 
 
 def test_text_format_is_plain_text(client):
-    resp = client.chat.completions.create(messages=[{"role": "user", "content": "Say hi."}],
-                                          response_format={"type": "text"},
-                                          **dict(COMMON, max_tokens=8))
+    resp = client.chat.completions.create(
+        messages=[{"role": "user", "content": "Say hi."}],
+        response_format={"type": "text"},
+        **dict(COMMON, max_tokens=8),
+    )
     assert resp.choices[0].message.content
 
 
@@ -91,18 +105,29 @@ def test_parse_with_a_pydantic_model(client):
     assert City.model_validate_json(message.content) == message.parsed
 
 
-@pytest.mark.parametrize("response_format", [
-    {"type": "json_schema", "json_schema": {"name": "x", "schema": {
-        "type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]{3}$"}}}}},
-    {"type": "json_schema", "json_schema": {"name": "x"}},
-    {"type": "yaml"},
-    "json",
-])
+@pytest.mark.parametrize(
+    "response_format",
+    [
+        {
+            "type": "json_schema",
+            "json_schema": {
+                "name": "x",
+                "schema": {
+                    "type": "object",
+                    "properties": {"code": {"type": "string", "pattern": "^[A-Z]{3}$"}},
+                },
+            },
+        },
+        {"type": "json_schema", "json_schema": {"name": "x"}},
+        {"type": "yaml"},
+        "json",
+    ],
+)
 def test_bad_response_format_is_a_400(server, response_format):
-    body = {"model": MODEL, "messages": PARIS, "max_tokens": 5,
-            "response_format": response_format}
-    r = httpx.post(server.api_url + "/chat/completions", json=body, headers=server.headers,
-                   timeout=60)
+    body = {"model": MODEL, "messages": PARIS, "max_tokens": 5, "response_format": response_format}
+    r = httpx.post(
+        server.api_url + "/chat/completions", json=body, headers=server.headers, timeout=60
+    )
     assert r.status_code == 400, r.text
     error = r.json()["error"]
     assert error["param"] == "response_format" and error["type"] == "invalid_request_error"
@@ -111,7 +136,12 @@ def test_bad_response_format_is_a_400(server, response_format):
 def test_unsupported_schema_through_the_sdk_names_the_keyword(client):
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(
-            messages=PARIS, max_tokens=5, model=MODEL, response_format={
-                "type": "json_schema", "json_schema": {"name": "x", "schema": {
-                    "type": "string", "pattern": "^a+$"}}})
+            messages=PARIS,
+            max_tokens=5,
+            model=MODEL,
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "x", "schema": {"type": "string", "pattern": "^a+$"}},
+            },
+        )
     assert "pattern" in info.value.message

@@ -6,6 +6,7 @@ tokenizer.chat_template is Qwen/Hermes style: it renders tools, <tool_call> bloc
 it must be detected as the "hermes" family with tool use, its forced calls must come
 back parsed, its tool history must render natively, and its reasoning must be split off.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,33 +16,52 @@ import httpx
 import jsonschema
 import openai
 import pytest
-
 from conftest import MODEL, JupyterServer
 from family_templates import MISTRAL_STYLE, QWEN_STYLE
+
 from lms_jupyter.api import OpenAICompatAPI
 from lms_jupyter.chat.plan import markers_are_special, needs_short_call_ids, short_call_id
+from lms_jupyter.chat.reasoning import detect_reasoning
 from lms_jupyter.chat.templates import render_chat
+from lms_jupyter.chat.toolcalls import detect_family
+from lms_jupyter.engine.manager import ModelManager
 from lms_jupyter.errors import APIError
 from lms_jupyter.models.catalog import ModelCatalog, embedded_model_path
 from lms_jupyter.models.gguf import read_header
-from lms_jupyter.engine.manager import ModelManager
-from lms_jupyter.chat.reasoning import detect_reasoning
-from lms_jupyter.chat.toolcalls import detect_family
 
 pytestmark = pytest.mark.timeout(300)
 
 HERMES_MODEL = "hermes-smollm2"
-CITY = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 12}},
-        "required": ["city"]}
-WEATHER = {"type": "function", "function": {
-    "name": "getWeather", "description": "Weather in a city.", "parameters": CITY}}
+CITY = {
+    "type": "object",
+    "properties": {"city": {"type": "string", "maxLength": 12}},
+    "required": ["city"],
+}
+WEATHER = {
+    "type": "function",
+    "function": {"name": "getWeather", "description": "Weather in a city.", "parameters": CITY},
+}
 ASK = [{"role": "user", "content": "What is the weather in Rome?"}]
-FORCED = dict(messages=ASK, tools=[WEATHER], max_tokens=40, temperature=0, seed=3,
-              tool_choice={"type": "function", "function": {"name": "getWeather"}})
+FORCED = dict(
+    messages=ASK,
+    tools=[WEATHER],
+    max_tokens=40,
+    temperature=0,
+    seed=3,
+    tool_choice={"type": "function", "function": {"name": "getWeather"}},
+)
 HISTORY = ASK + [
-    {"role": "assistant", "content": None, "tool_calls": [{
-        "id": "123456789", "type": "function",
-        "function": {"name": "getWeather", "arguments": '{"city": "Rome"}'}}]},
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "123456789",
+                "type": "function",
+                "function": {"name": "getWeather", "arguments": '{"city": "Rome"}'},
+            }
+        ],
+    },
     {"role": "tool", "tool_call_id": "123456789", "content": "Sunny, 24 C"},
 ]
 
@@ -59,8 +79,13 @@ def copy_gguf_with_template(source, target, chat_template: str) -> None:
         sub_kind = field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
         writer.add_key_value(field.name, value, kind, sub_type=sub_kind)
     for tensor in reader.tensors:
-        writer.add_tensor_info(tensor.name, tensor.data.shape, tensor.data.dtype,
-                               tensor.data.nbytes, tensor.tensor_type)
+        writer.add_tensor_info(
+            tensor.name,
+            tensor.data.shape,
+            tensor.data.dtype,
+            tensor.data.nbytes,
+            tensor.tensor_type,
+        )
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_ti_data_to_file()
@@ -74,15 +99,15 @@ def models_with_template(root, family: str, chat_template: str):
     it: ``lms-tests/<Family>-SmolLM2-GGUF/<family>-smollm2-Q4_1.gguf``."""
     folder = root / "lms-tests" / f"{family.capitalize()}-SmolLM2-GGUF"
     folder.mkdir(parents=True)
-    copy_gguf_with_template(embedded_model_path(), folder / f"{family}-smollm2-Q4_1.gguf",
-                            chat_template)
+    copy_gguf_with_template(
+        embedded_model_path(), folder / f"{family}-smollm2-Q4_1.gguf", chat_template
+    )
     return root
 
 
 @pytest.fixture(scope="module")
 def hermes_models(tmp_path_factory):
-    return models_with_template(tmp_path_factory.mktemp("hermes-models"), "hermes",
-                                QWEN_STYLE)
+    return models_with_template(tmp_path_factory.mktemp("hermes-models"), "hermes", QWEN_STYLE)
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +119,9 @@ def hermes_server(tmp_path_factory, hermes_models):
 
 @pytest.fixture()
 def hermes_client(hermes_server):
-    return openai.OpenAI(base_url=hermes_server.api_url, api_key=hermes_server.token,
-                         max_retries=0, timeout=120)
+    return openai.OpenAI(
+        base_url=hermes_server.api_url, api_key=hermes_server.token, max_retries=0, timeout=120
+    )
 
 
 @pytest.fixture(scope="module")
@@ -111,12 +137,17 @@ def test_template_detection_and_capabilities(hermes_models, hermes_server):
     template = read_header(path).get("tokenizer.chat_template")
     assert template == QWEN_STYLE and detect_family(template) == "hermes"
     assert detect_reasoning(template)["opens_in_prompt"] is True
-    assert detect_family(read_header(embedded_model_path()).get("tokenizer.chat_template")) \
+    assert (
+        detect_family(read_header(embedded_model_path()).get("tokenizer.chat_template"))
         == "generic"
+    )
 
     def capabilities(model):
-        r = httpx.get(f"{hermes_server.url}lms/api/v0/models/{model}",
-                      headers=hermes_server.headers, timeout=30)
+        r = httpx.get(
+            f"{hermes_server.url}lms/api/v0/models/{model}",
+            headers=hermes_server.headers,
+            timeout=30,
+        )
         assert r.status_code == 200, r.text
         return r.json()["capabilities"]
 
@@ -130,8 +161,9 @@ def test_native_prompt_and_grammar(local_api):
     assert "<tools>" in prompt and '"name": "get_weather"' in prompt  # rendered by the template
     assert "[TOOL_REQUEST]" not in prompt
     assert '"<tool_call>\\n"' in grammar and "get_weather" in grammar
-    history = local_api.prepare_chat({"model": HERMES_MODEL, "messages": HISTORY,
-                                      "tools": [WEATHER], "max_tokens": 5})
+    history = local_api.prepare_chat(
+        {"model": HERMES_MODEL, "messages": HISTORY, "tools": [WEATHER], "max_tokens": 5}
+    )
     assert '{"name": "get_weather", "arguments": {"city": "Rome"}}' in history.request.prompt
     assert "<tool_response>\nSunny, 24 C\n</tool_response>" in history.request.prompt
 
@@ -153,21 +185,33 @@ def test_forced_call_is_parsed_from_the_hermes_format(hermes_client):
     deltas = [d for chunk in stream for d in chunk.choices[0].delta.tool_calls or []]
     assert deltas[0].function.name == "getWeather" and deltas[0].id
     # the same call (the text may differ in whitespace: the prompt is then cached)
-    assert json.loads("".join(d.function.arguments for d in deltas)) == \
-        json.loads(call.function.arguments)
+    assert json.loads("".join(d.function.arguments for d in deltas)) == json.loads(
+        call.function.arguments
+    )
 
 
 def test_tool_history_round_trip(hermes_client):
     resp = hermes_client.chat.completions.create(
-        model=HERMES_MODEL, messages=HISTORY, tools=[WEATHER], tool_choice="none",
-        reasoning_effort="none", max_tokens=16, temperature=0)
+        model=HERMES_MODEL,
+        messages=HISTORY,
+        tools=[WEATHER],
+        tool_choice="none",
+        reasoning_effort="none",
+        max_tokens=16,
+        temperature=0,
+    )
     message = resp.choices[0].message
     assert message.content and message.tool_calls is None
 
 
 def test_reasoning_goes_to_its_own_fields(hermes_client):
-    kwargs = dict(model=HERMES_MODEL, messages=[{"role": "user", "content": "Hi!"}],
-                  max_tokens=12, temperature=0, seed=1)
+    kwargs = dict(
+        model=HERMES_MODEL,
+        messages=[{"role": "user", "content": "Hi!"}],
+        max_tokens=12,
+        temperature=0,
+        seed=1,
+    )
     message = hermes_client.chat.completions.create(**kwargs).choices[0].message
     extra = message.model_extra
     assert extra["reasoning"] and extra["reasoning_content"] == extra["reasoning"]
@@ -190,8 +234,14 @@ def test_reasoning_goes_to_its_own_fields(hermes_client):
 
 
 def test_logprobs_leave_reasoning_out(hermes_client):
-    kwargs = dict(model=HERMES_MODEL, messages=[{"role": "user", "content": "Hi!"}],
-                  max_tokens=12, temperature=0, seed=1, logprobs=True)
+    kwargs = dict(
+        model=HERMES_MODEL,
+        messages=[{"role": "user", "content": "Hi!"}],
+        max_tokens=12,
+        temperature=0,
+        seed=1,
+        logprobs=True,
+    )
     thinking = hermes_client.chat.completions.create(**kwargs).choices[0]
     assert thinking.message.model_extra["reasoning"] and not thinking.message.content
     assert thinking.logprobs.content == []  # twelve tokens, all of them reasoning
@@ -208,8 +258,7 @@ MISTRAL_MODEL = "mistral-smollm2"
 @pytest.fixture(scope="module")
 def mistral_api(tmp_path_factory):
     """SmolLM2 with a Mistral v0.3 style template, served in-process."""
-    root = models_with_template(tmp_path_factory.mktemp("mistral-models"), "mistral",
-                                MISTRAL_STYLE)
+    root = models_with_template(tmp_path_factory.mktemp("mistral-models"), "mistral", MISTRAL_STYLE)
     manager = ModelManager(ModelCatalog(root, include_embedded=False))
     yield OpenAICompatAPI(manager)
     manager.shutdown()
@@ -217,9 +266,17 @@ def mistral_api(tmp_path_factory):
 
 def openai_history(call_id: str) -> list[dict]:
     return ASK + [
-        {"role": "assistant", "content": None, "tool_calls": [{
-            "id": call_id, "type": "function",
-            "function": {"name": "getWeather", "arguments": '{"city": "Rome"}'}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": "getWeather", "arguments": '{"city": "Rome"}'},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": call_id, "content": "Sunny, 24 C"},
     ]
 
@@ -232,8 +289,9 @@ def test_mistral_history_gets_nine_character_call_ids(mistral_api):
     assert needs_short_call_ids(MISTRAL_STYLE) and not needs_short_call_ids(QWEN_STYLE)
     short = short_call_id(call_id)
     assert len(short) == 9 and short.isalnum() and short_call_id(call_id) == short
-    prepared = mistral_api.prepare_chat({"model": MISTRAL_MODEL, "messages": history,
-                                         "tools": [WEATHER], "max_tokens": 4})
+    prepared = mistral_api.prepare_chat(
+        {"model": MISTRAL_MODEL, "messages": history, "tools": [WEATHER], "max_tokens": 4}
+    )
     prompt = prepared.request.prompt
     assert "[TOOL_CALLS]" in prompt and "[TOOL_RESULTS]" in prompt
     assert f'"id": "{short}"' in prompt and f'"call_id": "{short}"' in prompt
@@ -241,12 +299,11 @@ def test_mistral_history_gets_nine_character_call_ids(mistral_api):
     body = mistral_api.run_sync(prepared)  # and it generates
     assert body["choices"][0]["finish_reason"] in ("stop", "length", "tool_calls")
     # without tools offered the history still renders natively, ids mapped the same way
-    plain = mistral_api.prepare_chat({"model": MISTRAL_MODEL, "messages": history,
-                                      "max_tokens": 4})
+    plain = mistral_api.prepare_chat({"model": MISTRAL_MODEL, "messages": history, "max_tokens": 4})
     assert f'"call_id": "{short}"' in plain.request.prompt
     # ids that already fit are kept; two calls never share an id
-    kept = mistral_api.prepare_chat({"model": MISTRAL_MODEL, "messages": HISTORY,
-                                     "tools": [WEATHER], "max_tokens": 4})
+    kept = mistral_api.prepare_chat(
+        {"model": MISTRAL_MODEL, "messages": HISTORY, "tools": [WEATHER], "max_tokens": 4}
+    )
     assert '"call_id": "123456789"' in kept.request.prompt
     assert short_call_id("call_a") != short_call_id("call_b")
-

@@ -2,6 +2,7 @@
 streamed answer, Ctrl+C mid-answer back at the prompt with the model idle in ``ps``,
 a second question sent with the first in its history, slash commands, Ctrl+C twice and
 Ctrl+D to quit, and ``-p`` for pipes."""
+
 from __future__ import annotations
 
 import os
@@ -25,27 +26,44 @@ STATS = re.compile(r"Prompt Tokens: (\d+)\r?\n\s+Predicted Tokens: (\d+)")
 
 
 def command(server, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "lms_jupyter.cli", "chat", MODEL, "--url", server.url,
-            "--token", server.token, *extra]
+    return [
+        sys.executable,
+        "-m",
+        "lms_jupyter.cli",
+        "chat",
+        MODEL,
+        "--url",
+        server.url,
+        "--token",
+        server.token,
+        *extra,
+    ]
 
 
 def env() -> dict:
-    return {**os.environ, "NO_COLOR": "1", "PYTHONPATH": ROOT, "TERM": "dumb",
-            "PYTHONUNBUFFERED": "1"}
+    return {
+        **os.environ,
+        "NO_COLOR": "1",
+        "PYTHONPATH": ROOT,
+        "TERM": "dumb",
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 def spawn(server, *extra: str):
     argv = command(server, *extra)
-    child = pexpect.spawn(argv[0], argv[1:], env=env(), encoding="utf-8", timeout=90,
-                          dimensions=(40, 200))
+    child = pexpect.spawn(
+        argv[0], argv[1:], env=env(), encoding="utf-8", timeout=90, dimensions=(40, 200)
+    )
     child.expect("Chatting with")
     child.expect("> ")
     return child
 
 
 def ps_status(server) -> str:
-    rows = httpx.get(server.url + "lms/api/v0/ps", headers=server.headers,
-                     timeout=30).json()["data"]
+    rows = httpx.get(server.url + "lms/api/v0/ps", headers=server.headers, timeout=30).json()[
+        "data"
+    ]
     return next(r["status"] for r in rows if r["identifier"] == MODEL)
 
 
@@ -110,19 +128,32 @@ def test_ctrl_c_stops_the_answer_and_keeps_the_chat(server):
 
 
 def test_one_shot_prompt_for_pipes(server):
-    done = subprocess.run(command(server, "-p", "Say hi.", "--max-tokens", "5",
-                                  "--temperature", "0"), env=env(), capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        command(server, "-p", "Say hi.", "--max-tokens", "5", "--temperature", "0"),
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip()
     assert "Tokens/Second:" in done.stderr and "Time to First Token:" in done.stderr
-    quiet = subprocess.run(command(server, "-p", "Say hi.", "--max-tokens", "5",
-                                   "--temperature", "0", "--no-stats"), env=env(),
-                           capture_output=True, text=True, timeout=120)
+    quiet = subprocess.run(
+        command(server, "-p", "Say hi.", "--max-tokens", "5", "--temperature", "0", "--no-stats"),
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert quiet.returncode == 0 and quiet.stdout == done.stdout
     assert "Tokens/Second" not in quiet.stderr
-    missing = subprocess.run(command(server, "-p", "Hi") [:4] + [
-        "no-such-model", "--url", server.url, "--token", server.token, "-p", "Hi"],
-        env=env(), capture_output=True, text=True, timeout=120)
+    missing = subprocess.run(
+        command(server, "-p", "Hi")[:4]
+        + ["no-such-model", "--url", server.url, "--token", server.token, "-p", "Hi"],
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert missing.returncode != 0 and "no-such-model" in missing.stderr
     assert "Traceback" not in missing.stderr

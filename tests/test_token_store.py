@@ -1,4 +1,5 @@
 """The scoped-token store on its own: hashing, the file, expiry, concurrent servers."""
+
 from __future__ import annotations
 
 import json
@@ -30,9 +31,18 @@ def test_secret_is_shown_once_and_stored_hashed(tmp_path):
     assert not any(name.endswith(".tmp") for name in os.listdir(store.path.parent))
 
 
-@pytest.mark.parametrize("guess", [
-    "", "sk-lmj-", "sk-lmj-0123456789abcdef:" + "A" * 43, "Bearer x", "sk-lmj-zz:zz",
-    "x" * 100_000, "sk-lmj-0123456789abcdef:\x00" + "A" * 42])
+@pytest.mark.parametrize(
+    "guess",
+    [
+        "",
+        "sk-lmj-",
+        "sk-lmj-0123456789abcdef:" + "A" * 43,
+        "Bearer x",
+        "sk-lmj-zz:zz",
+        "x" * 100_000,
+        "sk-lmj-0123456789abcdef:\x00" + "A" * 42,
+    ],
+)
 def test_wrong_tokens_are_refused(tmp_path, guess):
     store = TokenStore(tmp_path / "api_tokens.json")
     record, token = store.create("app")

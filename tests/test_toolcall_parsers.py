@@ -8,10 +8,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from toolcall_helpers import ToolCallAccumulator, parse_tool_calls
 
 from lms_jupyter.chat.reasoning import HarmonySplitter, ReasoningSplitter
-from toolcall_helpers import ToolCallAccumulator, parse_tool_calls
-from lms_jupyter.chat.toolcalls.parsers import PARSERS
 from lms_jupyter.chat.toolcalls import (
     FAMILIES,
     ContentDelta,
@@ -30,6 +29,7 @@ from lms_jupyter.chat.toolcalls import (
     template_supports_tools,
     xml_value_to_json,
 )
+from lms_jupyter.chat.toolcalls.parsers import PARSERS
 
 TOOL_NAMES = ["get_weather", "get_time"]
 
@@ -181,11 +181,16 @@ def test_parse_samples(family, text, content, calls):
 @pytest.mark.parametrize("stream_arguments", [True, False])
 def test_chunking_never_changes_the_result(family, text, content, calls, stream_arguments):
     whole, _ = _run_chunks(family, [text], stream_arguments=stream_arguments)
-    expected = (whole.content, [(c["function"]["name"], c["function"]["arguments"]) for c in whole.tool_calls])
+    expected = (
+        whole.content,
+        [(c["function"]["name"], c["function"]["arguments"]) for c in whole.tool_calls],
+    )
     char_by_char, _ = _run_chunks(family, list(text), stream_arguments=stream_arguments)
     assert (char_by_char.content, _summary(None, char_by_char.tool_calls)[1]) == expected
     for split in range(1, len(text)):
-        halves, _ = _run_chunks(family, [text[:split], text[split:]], stream_arguments=stream_arguments)
+        halves, _ = _run_chunks(
+            family, [text[:split], text[split:]], stream_arguments=stream_arguments
+        )
         assert (halves.content, _summary(None, halves.tool_calls)[1]) == expected, split
 
 
@@ -239,12 +244,14 @@ def test_streaming_call_cut_off_is_closed_incomplete():
 
 def test_streaming_call_with_broken_arguments_gives_the_rest_back_as_content():
     parser = make_parser("generic", TOOL_NAMES)
-    events = parser.feed('[TOOL_REQUEST]{"name": "get_weather", "arguments": {"city": oops}}[END_TOOL_REQUEST] ok')
+    events = parser.feed(
+        '[TOOL_REQUEST]{"name": "get_weather", "arguments": {"city": oops}}[END_TOOL_REQUEST] ok'
+    )
     events += parser.finish()
     accumulator = ToolCallAccumulator()
     accumulator.add(events)
     assert accumulator.incomplete_indexes == {0}
-    assert accumulator.content == 'oops}}[END_TOOL_REQUEST] ok'
+    assert accumulator.content == "oops}}[END_TOOL_REQUEST] ok"
 
 
 def test_unknown_tool_name_is_still_reported_for_marked_families():
@@ -355,14 +362,19 @@ def test_harmony_pipeline_splitter_then_parser():
         accumulator.add(parser.finish())
         assert reasoning == "User wants weather; call get_weather."
         assert accumulator.content == ""
-        assert [(c["function"]["name"], c["function"]["arguments"]) for c in accumulator.tool_calls] == [
-            ("get_weather", '{"city":"Paris"}')
-        ]
+        assert [
+            (c["function"]["name"], c["function"]["arguments"]) for c in accumulator.tool_calls
+        ] == [("get_weather", '{"city":"Paris"}')]
 
 
 def test_harmony_recipient_first_header_and_missing_call_token():
-    text = '<|start|>assistant to=functions.get_time<|channel|>commentary json<|message|>{"tz": "UTC"}'
-    assert _summary(*parse_tool_calls("harmony", text, TOOL_NAMES)) == (None, [("get_time", '{"tz": "UTC"}')])
+    text = (
+        '<|start|>assistant to=functions.get_time<|channel|>commentary json<|message|>{"tz": "UTC"}'
+    )
+    assert _summary(*parse_tool_calls("harmony", text, TOOL_NAMES)) == (
+        None,
+        [("get_time", '{"tz": "UTC"}')],
+    )
 
 
 # -- family detection ---------------------------------------------------------------------
@@ -441,9 +453,16 @@ def test_normalize_tool_names():
 def test_history_names_follow_the_model_names():
     _, mapping = normalize_tool_names([{"type": "function", "function": {"name": "getWeather"}}])
     history = [
-        {"role": "assistant", "tool_calls": [
-            {"id": "1", "type": "function", "function": {"name": "getWeather", "arguments": "{}"}}
-        ]},
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {
+                    "id": "1",
+                    "type": "function",
+                    "function": {"name": "getWeather", "arguments": "{}"},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": "1", "name": "getWeather", "content": "sunny"},
     ]
     renamed = model_names_in_history(history, mapping)
@@ -459,7 +478,11 @@ WEATHER_TOOL = {
     "function": {
         "name": "get_weather",
         "description": "Current weather for a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
     },
 }
 
@@ -473,17 +496,32 @@ def test_generic_system_prompt_lists_tools():
 
 def test_format_tool_request_round_trips_through_the_parser():
     text = format_tool_request("get_weather", {"city": "Paris"})
-    assert _summary(*parse_tool_calls("generic", text, ["get_weather"])) == (None, [("get_weather", WEATHER)])
+    assert _summary(*parse_tool_calls("generic", text, ["get_weather"])) == (
+        None,
+        [("get_weather", WEATHER)],
+    )
 
 
 def _conversation():
     return [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Weather in Paris and Rome?"},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "111", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
-            {"id": "222", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'}},
-        ]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "111",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                },
+                {
+                    "id": "222",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'},
+                },
+            ],
+        },
         {"role": "tool", "tool_call_id": "111", "content": "18C"},
         {"role": "tool", "tool_call_id": "222", "content": "25C"},
         {"role": "user", "content": "Thanks, which is warmer?"},
@@ -500,7 +538,10 @@ def test_convert_messages_for_generic():
     assert "[TOOL_REQUEST]" in converted[0]["content"]
     assert all("tool_calls" not in m and "tool_call_id" not in m for m in converted)
     content, calls = parse_tool_calls("generic", converted[2]["content"], ["get_weather"])
-    assert [json.loads(c["function"]["arguments"]) for c in calls] == [{"city": "Paris"}, {"city": "Rome"}]
+    assert [json.loads(c["function"]["arguments"]) for c in calls] == [
+        {"city": "Paris"},
+        {"city": "Rome"},
+    ]
     results = converted[3]["content"]
     assert 'Tool result for get_weather({"city": "Paris"}):\n18C' in results
     assert 'Tool result for get_weather({"city": "Rome"}):\n25C' in results
@@ -564,10 +605,11 @@ def test_mutated_outputs_never_raise_and_never_lose_text():
         if not calls:
             assert text.startswith(content or "")
             if (content or "") != text:  # only markup cut off at the end is dropped
-                dropped = text[len(content or ""):]
+                dropped = text[len(content or "") :]
                 # (or, in Llama 3, a bare-JSON call cut off in its name)
                 assert any(marker[:1] in dropped for marker in PARSERS[family].markers) or (
-                    family == "llama3" and not content and dropped.lstrip()[:1] in ("{", "["))
+                    family == "llama3" and not content and dropped.lstrip()[:1] in ("{", "[")
+                )
         for index, call in enumerate(calls):
             if index not in whole.cut_off_indexes:
                 assert isinstance(json.loads(call["function"]["arguments"]), dict)

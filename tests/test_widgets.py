@@ -1,15 +1,16 @@
 """The model manager and chat widgets, driven as a frontend would (button clicks)."""
+
 from __future__ import annotations
 
 import time
 
 import pytest
-
 from conftest import EOS_ID, GEMMA, MODEL
-from lms_jupyter.models.catalog import ModelCatalog
-from lms_jupyter.kernel.widgets import ChatWidget, ModelManagerWidget
+
 from lms_jupyter.engine.manager import ModelManager
 from lms_jupyter.engine.options import LoadRequest
+from lms_jupyter.kernel.widgets import ChatWidget, ModelManagerWidget
+from lms_jupyter.models.catalog import ModelCatalog
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -51,7 +52,9 @@ def test_manager_widget_buttons_progress_and_outside_events(manager):
         assert row.button.description == "Unload" and not row.button.disabled
         assert widget.message.value.startswith("Loaded smollm2-135m-instruct in")
 
-        manager.load(LoadRequest(MODEL, identifier="elsewhere", context_length=256))  # e.g. %lms load
+        manager.load(
+            LoadRequest(MODEL, identifier="elsewhere", context_length=256)
+        )  # e.g. %lms load
         assert "elsewhere" in row.state.value
         manager.unload(MODEL)
         manager.unload("elsewhere")
@@ -75,11 +78,18 @@ def test_manager_widget_reports_load_errors(manager):
     try:
         manager.catalog.models()  # a model that vanishes between listing and loading
         row = widget.rows[GEMMA]
-        widget.manager = type("Failing", (), {
-            "load": staticmethod(lambda request, progress=None: (_ for _ in ()).throw(
-                RuntimeError("disk gone"))),
-            "list_loaded": manager.list_loaded, "catalog": manager.catalog,
-            "unload": manager.unload})()
+        widget.manager = type(
+            "Failing",
+            (),
+            {
+                "load": staticmethod(
+                    lambda request, progress=None: (_ for _ in ()).throw(RuntimeError("disk gone"))
+                ),
+                "list_loaded": manager.list_loaded,
+                "catalog": manager.catalog,
+                "unload": manager.unload,
+            },
+        )()
         widget.load(GEMMA)
         assert widget.wait(30)
         assert "Could not load gemma-3-270m: disk gone" in widget.message.value
@@ -111,11 +121,21 @@ def test_chat_widget_send_streams_and_continues(api):
 
 
 def test_chat_widget_stop_keeps_partial_answer(api, manager):
-    chat = ChatWidget(model=MODEL, api=api, temperature=0, max_tokens=400,
-                      request_defaults={"logit_bias": {str(EOS_ID): -100}})
+    chat = ChatWidget(
+        model=MODEL,
+        api=api,
+        temperature=0,
+        max_tokens=400,
+        request_defaults={"logit_bias": {str(EOS_ID): -100}},
+    )
     chat.send("Write a long story about a castle.")
-    wait_for(lambda: len(chat.transcript.children) == 4
-             and chat.transcript.children[3].outputs[0]["data"]["text/plain"], 60)
+    wait_for(
+        lambda: (
+            len(chat.transcript.children) == 4
+            and chat.transcript.children[3].outputs[0]["data"]["text/plain"]
+        ),
+        60,
+    )
     assert not chat.wait(0.05)  # still generating: the kernel thread was never blocked
     stopped_at = time.perf_counter()
     chat.stop_button.click()
@@ -136,5 +156,5 @@ def test_chat_widget_reports_unknown_model(api):
     chat = ChatWidget(model="no-such-model", api=api)
     chat.send("hi")
     assert chat.wait(30)
-    assert chat.last_error.startswith('The model `no-such-model` does not exist')
+    assert chat.last_error.startswith("The model `no-such-model` does not exist")
     assert "Error:" in chat.status.value and not chat.send_button.disabled

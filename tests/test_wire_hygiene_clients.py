@@ -1,9 +1,9 @@
 """Issue 26 point 4: errors in OpenAI's phrasing, as litellm recognises them, through
 the real server (litellm's openai-compatible provider pointed at /lms/v1)."""
+
 from __future__ import annotations
 
 import pytest
-
 from conftest import MODEL
 
 litellm = pytest.importorskip("litellm")
@@ -11,9 +11,13 @@ litellm = pytest.importorskip("litellm")
 
 def _call(server, **kwargs):
     kwargs.setdefault("api_key", server.token)
-    return litellm.completion(model=f"openai/{kwargs.pop('model', MODEL)}",
-                              api_base=server.api_url, max_tokens=4, num_retries=0,
-                              **kwargs)
+    return litellm.completion(
+        model=f"openai/{kwargs.pop('model', MODEL)}",
+        api_base=server.api_url,
+        max_tokens=4,
+        num_retries=0,
+        **kwargs,
+    )
 
 
 def test_litellm_raises_its_context_window_error(server):

@@ -4,6 +4,7 @@ SmolLM2 speaks the generic format): no format fragment reaches content, a delta 
 output item; a forced call cut off by max_tokens comes back as far as it got (client's
 name, partial arguments, finish_reason "length", content null), streamed and not; and the
 forced call is compact JSON. Ends with a seeded property test over random requests."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,6 @@ import random
 
 import openai
 import pytest
-
 from conftest import MODEL, JupyterServer
 from family_templates import MISTRAL_STYLE, QWEN_STYLE
 from test_template_families import models_with_template
@@ -32,15 +32,28 @@ HARMONY_STYLE = """\
 {{ message.content or '' }}<|end|>{%- endfor %}
 {%- if add_generation_prompt %}<|start|>assistant{%- endif %}
 """
-TEMPLATES = {"hermes": QWEN_STYLE, "llama3": LLAMA3_STYLE, "mistral": MISTRAL_STYLE,
-             "harmony": HARMONY_STYLE}
+TEMPLATES = {
+    "hermes": QWEN_STYLE,
+    "llama3": LLAMA3_STYLE,
+    "mistral": MISTRAL_STYLE,
+    "harmony": HARMONY_STYLE,
+}
 MODELS = {"generic": MODEL, **{family: f"{family}-smollm2" for family in TEMPLATES}}
 
-TOOLS = [{"type": "function", "function": {
-    "name": "YesNo", "description": "Answer a yes/no question.",
-    "parameters": {"type": "object", "properties": {"answer": {"type": "string",
-                                                               "maxLength": 24}},
-                   "required": ["answer"]}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "YesNo",
+            "description": "Answer a yes/no question.",
+            "parameters": {
+                "type": "object",
+                "properties": {"answer": {"type": "string", "maxLength": 24}},
+                "required": ["answer"],
+            },
+        },
+    }
+]
 ASK = [{"role": "user", "content": "Is the sky blue? Answer with the tool."}]
 NAMED = {"type": "function", "function": {"name": "YesNo"}}
 
@@ -65,14 +78,12 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(server):
-    return openai.OpenAI(base_url=server.api_url, api_key=server.token, max_retries=0,
-                         timeout=180)
+    return openai.OpenAI(base_url=server.api_url, api_key=server.token, max_retries=0, timeout=180)
 
 
 def create(client, family, **kwargs):
     kwargs.setdefault("messages", ASK)
-    return client.chat.completions.create(model=MODELS[family], temperature=0, seed=1,
-                                          **kwargs)
+    return client.chat.completions.create(model=MODELS[family], temperature=0, seed=1, **kwargs)
 
 
 def streamed(client, family, **kwargs):
@@ -111,8 +122,9 @@ def test_forced_call_is_clean_compact_and_cut_off_like_openai(client, family):
     assert call.function.name == "YesNo"
     arguments = call.function.arguments
     assert isinstance(json.loads(arguments), dict)
-    assert arguments == json.dumps(json.loads(arguments), separators=(",", ":"),
-                                   ensure_ascii=False)  # point 3: compact JSON
+    assert arguments == json.dumps(
+        json.loads(arguments), separators=(",", ":"), ensure_ascii=False
+    )  # point 3: compact JSON
     tokens = full.usage.completion_tokens
     cut_inside_arguments = False
     for limit in range(tokens - 1, 0, -1):  # cut at every token: closing marker, args, ...
@@ -120,8 +132,9 @@ def test_forced_call_is_clean_compact_and_cut_off_like_openai(client, family):
         choice = body.choices[0]
         check_body(choice.message)
         assert choice.message.content is None, (limit, choice)
-        content, calls, finish, deltas = streamed(client, family, tools=TOOLS,
-                                                  tool_choice=NAMED, max_tokens=limit)
+        content, calls, finish, deltas = streamed(
+            client, family, tools=TOOLS, tool_choice=NAMED, max_tokens=limit
+        )
         assert content == "" and not any(leaks(json.dumps(d)) for d in deltas), deltas
         assert finish == choice.finish_reason, limit
         got = [[c.function.name, c.function.arguments] for c in choice.message.tool_calls or []]
@@ -146,9 +159,13 @@ def test_forced_call_is_clean_compact_and_cut_off_like_openai(client, family):
 def test_responses_cut_off_forced_call_has_no_message_item(client, family):
     for limit in (6, 12, 18, 24, 40):
         response = client.responses.create(
-            model=MODELS[family], input="Is the sky blue?", temperature=0,
+            model=MODELS[family],
+            input="Is the sky blue?",
+            temperature=0,
             tools=[{"type": "function", **TOOLS[0]["function"]}],
-            tool_choice={"type": "function", "name": "YesNo"}, max_output_tokens=limit)
+            tool_choice={"type": "function", "name": "YesNo"},
+            max_output_tokens=limit,
+        )
         kinds = [item.type for item in response.output]
         assert "message" not in kinds, (limit, response.output)
         assert not leaks(json.dumps(response.model_dump()["output"]))
@@ -169,8 +186,10 @@ def test_property_no_marker_in_any_body_or_delta(client):
             kwargs["tools"] = TOOLS
             kwargs["tool_choice"] = {"required": "required", "named": NAMED}.get(mode, "auto")
         if "json" in mode:
-            kwargs["response_format"] = {"type": "json_schema",
-                                         "json_schema": {"name": "r", "schema": schema}}
+            kwargs["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "r", "schema": schema},
+            }
         if rng.random() < 0.5:
             content, calls, _, deltas = streamed(client, family, **kwargs)
             assert not any(leaks(json.dumps(d)) for d in deltas), (family, kwargs, deltas)
@@ -192,8 +211,9 @@ def test_llama3_bare_call_cut_off_in_its_name_leaks_no_part_of_it(client):
         choice = body.choices[0]
         check_body(choice.message)
         assert not choice.message.content, (limit, choice)  # "" or, with a call, null
-        content, calls, finish, deltas = streamed(client, "llama3", tools=TOOLS,
-                                                  tool_choice=NAMED, max_tokens=limit)
+        content, calls, finish, deltas = streamed(
+            client, "llama3", tools=TOOLS, tool_choice=NAMED, max_tokens=limit
+        )
         assert content == "" and not any(leaks(json.dumps(d)) for d in deltas), deltas
         if choice.message.tool_calls:
             assert [c.function.name for c in choice.message.tool_calls] == ["YesNo"]

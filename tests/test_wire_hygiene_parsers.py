@@ -1,27 +1,28 @@
 """Issue 26, points 1 and 2, at the parser: an output cut off anywhere inside a call, in
 every family's wire format, never puts markup into content, and the call is reported as
 far as it got (the end-to-end versions run the real model in test_wire_hygiene_e2e.py)."""
+
 from __future__ import annotations
 
 import pytest
 
 from lms_jupyter.chat.output import ChatOutput
-from lms_jupyter.chat.toolcalls import ContentDelta
-from lms_jupyter.chat.toolcalls import make_parser
+from lms_jupyter.chat.toolcalls import ContentDelta, make_parser
 from lms_jupyter.chat.toolcalls.parsers import PARSERS
 
 ARGS = '{"answer": "yes"}'
 # one complete call per family, as its grammar forces it
 CALLS = {
-    "hermes": '<tool_call>\n{"name": "yes_no", "arguments": ' + ARGS + '}\n</tool_call>',
-    "llama3": '<|python_tag|>{"name": "yes_no", "parameters": ' + ARGS + '}',
-    "mistral": '[TOOL_CALLS]yes_no[ARGS]' + ARGS,
-    "generic": '[TOOL_REQUEST]{"name": "yes_no", "arguments": ' + ARGS + '}[END_TOOL_REQUEST]',
-    "harmony": '<|channel|>commentary to=functions.yes_no <|constrain|>json<|message|>'
-               + ARGS + '<|call|>',
-    "nemotron": '<TOOLCALL>[{"name": "yes_no", "arguments": ' + ARGS + '}]</TOOLCALL>',
-    "seed_oss": '<seed:tool_call>\n<function=yes_no>\n<parameter=answer>yes</parameter>\n'
-                '</function>\n</seed:tool_call>',
+    "hermes": '<tool_call>\n{"name": "yes_no", "arguments": ' + ARGS + "}\n</tool_call>",
+    "llama3": '<|python_tag|>{"name": "yes_no", "parameters": ' + ARGS + "}",
+    "mistral": "[TOOL_CALLS]yes_no[ARGS]" + ARGS,
+    "generic": '[TOOL_REQUEST]{"name": "yes_no", "arguments": ' + ARGS + "}[END_TOOL_REQUEST]",
+    "harmony": "<|channel|>commentary to=functions.yes_no <|constrain|>json<|message|>"
+    + ARGS
+    + "<|call|>",
+    "nemotron": '<TOOLCALL>[{"name": "yes_no", "arguments": ' + ARGS + "}]</TOOLCALL>",
+    "seed_oss": "<seed:tool_call>\n<function=yes_no>\n<parameter=answer>yes</parameter>\n"
+    "</function>\n</seed:tool_call>",
 }
 CLOSERS = ("</tool_call>", "[END_TOOL_REQUEST]", "</TOOLCALL>", "</seed:tool_call>", "<|call|>")
 
@@ -36,7 +37,7 @@ def _run(family: str, text: str, stream: bool, chunked: bool):
     parser = make_parser(family, ["yes_no"], stream_arguments=stream)
     output = ChatOutput(parser=parser, name_map={"yes_no": "YesNo"})
     events = []
-    for piece in (list(text) if chunked else [text]):
+    for piece in list(text) if chunked else [text]:
         events += output.feed(piece)
     events += output.finish()
     return output, events
@@ -94,14 +95,16 @@ def test_cut_inside_the_arguments_reports_the_call_as_far_as_it_got(family, stre
     assert output.finish_reason_override is None  # the engine's "length" stands
     assert output.tool_calls == []  # no complete call
     if family != "seed_oss":
-        assert answer.tool_calls[0].arguments == text[text.index("{", text.index("yes_no")):cut]
+        assert answer.tool_calls[0].arguments == text[text.index("{", text.index("yes_no")) : cut]
 
 
 # -- Llama 3's bare-JSON calls (no marker) --------------------------------------------------
 # what the forced-call grammar writes (issue 26 point 3: compact), and the model's own form
-BARE_CALLS = ['{"name":"yes_no","parameters":{"answer":"yes"}}',
-              ' {"name": "yes_no", "parameters": {"answer": "yes"}}',
-              '[{"name": "yes_no", "parameters": {"answer": "yes"}}]']
+BARE_CALLS = [
+    '{"name":"yes_no","parameters":{"answer":"yes"}}',
+    ' {"name": "yes_no", "parameters": {"answer": "yes"}}',
+    '[{"name": "yes_no", "parameters": {"answer": "yes"}}]',
+]
 
 
 @pytest.mark.parametrize("text", BARE_CALLS)
@@ -130,8 +133,9 @@ def test_llama3_bare_call_streams_no_content_while_it_could_still_be_a_call(text
     assert not [e for e in parser.finish() if isinstance(e, ContentDelta)]
 
 
-@pytest.mark.parametrize("text", ['{"answer": "ye', '{"name": "Bob', '{"name": "yes_nope',
-                                  '{"nombre": "x'])
+@pytest.mark.parametrize(
+    "text", ['{"answer": "ye', '{"name": "Bob', '{"name": "yes_nope', '{"nombre": "x']
+)
 def test_llama3_cut_off_json_that_cannot_be_a_known_call_stays_content(text):
     """Only text that could still become a call to a known tool is withheld."""
     for stream in (False, True):

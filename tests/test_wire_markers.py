@@ -2,6 +2,7 @@
 fail: it catches a marker injected into a body, a stream delta (also gzipped and split
 across chunks) and a normalised tool name, through the openai SDK (httpx2) and httpx, and
 the conftest hook fails the test that received it."""
+
 from __future__ import annotations
 
 import gzip
@@ -12,24 +13,43 @@ import httpx
 import httpx2
 import openai
 import pytest
-
 from wire_markers import WireInspector
 
 pytest_plugins = ["pytester"]
 
-BOOKING = {"type": "function", "function": {"name": "bookFlight", "parameters": {
-    "type": "object", "properties": {}}}}
+BOOKING = {
+    "type": "function",
+    "function": {"name": "bookFlight", "parameters": {"type": "object", "properties": {}}},
+}
 
 
 def completion(content=None, calls=None) -> dict:
-    return {"id": "c", "object": "chat.completion", "created": 0, "model": "m",
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                "role": "assistant", "content": content, "tool_calls": calls}}]}
+    return {
+        "id": "c",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": content, "tool_calls": calls},
+            }
+        ],
+    }
 
 
 def sse(*deltas: dict) -> bytes:
-    events = [{"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
-               "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
+    events = [
+        {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": "m",
+            "choices": [{"index": 0, "delta": d, "finish_reason": None}],
+        }
+        for d in deltas
+    ]
     return "".join(f"data: {json.dumps(e)}\n\n" for e in events).encode() + b"data: [DONE]\n\n"
 
 
@@ -37,7 +57,7 @@ class Chunked(httpx2.SyncByteStream):
     """A body that arrives in small pieces, so events straddle chunk boundaries."""
 
     def __init__(self, body: bytes, size: int = 7) -> None:
-        self.pieces = [body[i:i + size] for i in range(0, len(body), size)]
+        self.pieces = [body[i : i + size] for i in range(0, len(body), size)]
 
     def __iter__(self):
         yield from self.pieces
@@ -56,8 +76,9 @@ def sdk(body: bytes | dict, *, stream: bool = False, gzipped: bool = False) -> o
 
 
 def ask(client, **kwargs):
-    return client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}],
-                                          **kwargs)
+    return client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "hi"}], **kwargs
+    )
 
 
 def test_clean_responses_pass_and_are_looked_at():
@@ -83,11 +104,16 @@ def test_marker_in_a_stream_delta_is_caught(gzipped):
     with inspector.installed():
         # split over deltas the marker is in no single event, but in the joined content
         list(ask(sdk(body, stream=True, gzipped=gzipped), stream=True))
-        assert len(inspector.found) == 1 and "joined /choices/0/delta/content" in \
-            inspector.found[0] and "<tool_call" in inspector.found[0]
+        assert (
+            len(inspector.found) == 1
+            and "joined /choices/0/delta/content" in inspector.found[0]
+            and "<tool_call" in inspector.found[0]
+        )
         inspector.found.clear()
-        leaky = sse({"content": "ok"}, {"tool_calls": [{"index": 0, "function": {
-            "arguments": '{"a": 1}[END_TOOL_REQUEST]'}}]})
+        leaky = sse(
+            {"content": "ok"},
+            {"tool_calls": [{"index": 0, "function": {"arguments": '{"a": 1}[END_TOOL_REQUEST]'}}]},
+        )
         list(ask(sdk(leaky, stream=True, gzipped=gzipped), stream=True))
     # the event, and the joined arguments
     assert len(inspector.found) == 2 and all("[END_TOOL" in f for f in inspector.found)
@@ -107,8 +133,9 @@ def test_the_internal_tool_name_is_caught_where_it_differs_from_the_callers():
 def test_plain_httpx_is_checked_too_and_the_patch_is_undone():
     original = httpx.Client.send
     inspector = WireInspector()
-    transport = httpx.MockTransport(lambda request: httpx.Response(400, json={
-        "error": {"message": "bad <|channel|> thing"}}))
+    transport = httpx.MockTransport(
+        lambda request: httpx.Response(400, json={"error": {"message": "bad <|channel|> thing"}})
+    )
     with inspector.installed():
         httpx.Client(transport=transport).post("http://test/x", json={})
     assert httpx.Client.send is original
@@ -117,7 +144,8 @@ def test_plain_httpx_is_checked_too_and_the_patch_is_undone():
 
 def test_the_conftest_hook_fails_a_marked_test_that_received_a_marker(pytester):
     pytester.makeconftest((Path(__file__).parent / "conftest.py").read_text())
-    pytester.makepyfile(test_leaky='''
+    pytester.makepyfile(
+        test_leaky="""
 import httpx
 import pytest
 
@@ -132,14 +160,17 @@ def test_leaks():
 
 def test_clean():
     reply("fine")
-''', test_unmarked='''
+""",
+        test_unmarked="""
 import httpx
 
 def test_not_checked():
     transport = httpx.MockTransport(lambda request: httpx.Response(200, text="[TOOL_REQUEST]"))
     httpx.Client(transport=transport).get("http://test/")
-''')
+""",
+    )
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=3, errors=1)
-    result.stdout.fnmatch_lines(["*tool-call format markup reached the client*",
-                                 "*[[]TOOL_REQUEST*"])
+    result.stdout.fnmatch_lines(
+        ["*tool-call format markup reached the client*", "*[[]TOOL_REQUEST*"]
+    )

@@ -1,11 +1,17 @@
 """Test helpers: assemble a tool-call parser's events into content and OpenAI-shaped calls,
 to check that what a parser streams adds up (the product assembles them in ChatOutput)."""
+
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
-from lms_jupyter.chat.toolcalls import (ContentDelta, ToolCallArgsDelta, ToolCallEnd,
-                                        ToolCallStart, make_parser)
+from lms_jupyter.chat.toolcalls import (
+    ContentDelta,
+    ToolCallArgsDelta,
+    ToolCallEnd,
+    ToolCallStart,
+    make_parser,
+)
 
 
 class ToolCallAccumulator:
@@ -75,5 +81,3 @@ def parse_tool_calls(
     if calls:
         content = content.strip()
     return (content or None), calls
-
-

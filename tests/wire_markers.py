@@ -10,13 +10,14 @@ from the request's ``tools``). It records what it finds instead of raising, beca
 exception inside a transport is turned into a connection error by the SDK; the
 ``wire_hygiene`` fixtures in conftest.py fail the test that received it.
 """
+
 from __future__ import annotations
 
 import codecs
 import json
 import zlib
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Iterable, Iterator
 
 import httpx
 import httpx2
@@ -24,10 +25,25 @@ import httpx2
 from lms_jupyter.chat.toolcalls import normalize_tool_names
 
 # every marker of every family, whole or as far as a cut-off output gets
-FRAGMENTS = ("<tool_call", "</tool_call", "tool_call>", "[TOOL_REQUEST", "[END_TOOL",
-             "TOOL_REQUEST]", "[TOOL_CALLS", "[ARGS]", "<|python_tag", "<TOOLCALL", "</TOOLCALL",
-             "<seed:tool_call", "<|channel|>", "<|call|>", "<|message|>", "<|constrain|>",
-             "to=functions.")
+FRAGMENTS = (
+    "<tool_call",
+    "</tool_call",
+    "tool_call>",
+    "[TOOL_REQUEST",
+    "[END_TOOL",
+    "TOOL_REQUEST]",
+    "[TOOL_CALLS",
+    "[ARGS]",
+    "<|python_tag",
+    "<TOOLCALL",
+    "</TOOLCALL",
+    "<seed:tool_call",
+    "<|channel|>",
+    "<|call|>",
+    "<|message|>",
+    "<|constrain|>",
+    "to=functions.",
+)
 
 
 def leaks(text: object, names: Iterable[str] = ()) -> list[str]:
@@ -51,8 +67,20 @@ def _strings(value: object) -> Iterator[str]:
 
 
 # fields that identify an event rather than carry generated text
-_NOT_TEXT = {"id", "object", "model", "created", "system_fingerprint", "type", "role",
-             "finish_reason", "item_id", "response_id", "call_id", "status"}
+_NOT_TEXT = {
+    "id",
+    "object",
+    "model",
+    "created",
+    "system_fingerprint",
+    "type",
+    "role",
+    "finish_reason",
+    "item_id",
+    "response_id",
+    "call_id",
+    "status",
+}
 
 
 def _join(joined: dict, data: str) -> None:
@@ -106,8 +134,9 @@ class WireInspector:
             if fragments:
                 self.found.append(f"{where}: {', '.join(fragments)} in {string[:200]!r}")
 
-    def check_events(self, where: str, text: str, names: Iterable[str] = (),
-                     joined: dict | None = None) -> str:
+    def check_events(
+        self, where: str, text: str, names: Iterable[str] = (), joined: dict | None = None
+    ) -> str:
         """Checks each complete server-sent event in `text`; returns the unfinished rest.
 
         `joined` collects the stream's text per JSON path (``choices/0/delta/content``),
@@ -132,8 +161,9 @@ class WireInspector:
             text = "".join(pieces)
             fragments = leaks(text, names)
             if fragments:
-                self.found.append(f"{where} (joined {path}): {', '.join(fragments)} "
-                                  f"in {text[:200]!r}")
+                self.found.append(
+                    f"{where} (joined {path}): {', '.join(fragments)} in {text[:200]!r}"
+                )
 
     def check_response(self, request, response, streamed: bool) -> None:
         where = f"{request.method} {request.url.path}"
@@ -163,6 +193,7 @@ class WireInspector:
                 response = original(client, request, stream=stream, **kwargs)
                 self.check_response(request, response, stream)
                 return response
+
             return send
 
         for library, original in originals:
@@ -182,8 +213,13 @@ class _Inspected:
         self._inner = response.stream
         self._events = response.headers.get("content-type", "").startswith("text/event-stream")
         encoding = response.headers.get("content-encoding", "").lower()
-        self._unzip = (zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip"
-                       else zlib.decompressobj() if encoding == "deflate" else None)
+        self._unzip = (
+            zlib.decompressobj(16 + zlib.MAX_WBITS)
+            if encoding == "gzip"
+            else zlib.decompressobj()
+            if encoding == "deflate"
+            else None
+        )
         self._decode = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._text = ""
         self._joined: dict = {}
@@ -199,8 +235,9 @@ class _Inspected:
         data = self._unzip.decompress(chunk) if self._unzip else chunk
         self._text += self._decode.decode(data)
         if self._events:
-            self._text = self._inspector.check_events(self._where, self._text, self._names,
-                                                      self._joined)
+            self._text = self._inspector.check_events(
+                self._where, self._text, self._names, self._joined
+            )
 
     def _end(self) -> None:
         if self._done:
@@ -208,8 +245,9 @@ class _Inspected:
         self._done = True
         self._text += self._decode.decode(b"", final=True)
         if self._events:
-            self._inspector.check_events(self._where, self._text + "\n\n", self._names,
-                                         self._joined)
+            self._inspector.check_events(
+                self._where, self._text + "\n\n", self._names, self._joined
+            )
             self._inspector.check_joined(self._where, self._joined, self._names)
         elif self._text:
             self._inspector.check_text(self._where, self._text, self._names)

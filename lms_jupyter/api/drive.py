@@ -6,20 +6,21 @@ typed stream of :mod:`.events` (answer pieces, then ``Done`` or ``Failed``), rea
 from asyncio (the server) or by blocking iteration (the kernel). Cancelling closes the
 channel, which stops generation on the worker within a token.
 """
+
 from __future__ import annotations
 
 import time
-from typing import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator, Generator
 
+from lms_jupyter.api.events import Done, Failed
+from lms_jupyter.api.openai.decode import ChunkOutput
+from lms_jupyter.api.prepared import Prepared
 from lms_jupyter.chat.events import Answer, ContentDelta
 from lms_jupyter.chat.logprobs import ContentLogprobs
 from lms_jupyter.engine.channel import EventChannel
 from lms_jupyter.engine.events import Finished, Started, TextDelta
 from lms_jupyter.engine.remote.models import UpstreamChunk
 from lms_jupyter.errors import APIError
-from lms_jupyter.api.events import Done, Failed
-from lms_jupyter.api.prepared import Prepared
-from lms_jupyter.api.openai.decode import ChunkOutput
 
 
 class Generation:
@@ -68,8 +69,7 @@ class Generation:
             self._logprobs.content.extend(tokens)
             return [ContentDelta(event.text, tokens)]
         if isinstance(event, Finished):
-            events = self._with_logprobs(self.output.finish()) if self.output is not None \
-                else []
+            events = self._with_logprobs(self.output.finish()) if self.output is not None else []
             if self.output is not None:
                 answer = self.output.answer()
                 finish_reason = self.output.finish_reason_override or event.finish_reason

@@ -6,12 +6,20 @@ A generation yields answer events as the model produces them (:class:`ContentDel
 exact usage and timings, or a :class:`Failed` at any point. The OpenAI and Responses
 encoders turn them into wire chunks; the kernel's ``%%chat`` renders them directly.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lms_jupyter.chat.events import (Answer, ContentDelta, ReasoningDelta, ToolCall, ToolCallArgsDelta,
-                           ToolCallEnd, ToolCallStart)
+from lms_jupyter.chat.events import (
+    Answer,
+    ContentDelta,
+    ReasoningDelta,
+    ToolCall,
+    ToolCallArgsDelta,
+    ToolCallEnd,
+    ToolCallStart,
+)
 from lms_jupyter.engine.events import Failed, Finished
 
 STOP_TOOL_CALLS = "toolCalls"  # LM Studio's stop reason when the model called tools
@@ -36,5 +44,15 @@ class Done:
         return self.stats.usage
 
 
-__all__ = ["Answer", "ContentDelta", "Done", "Failed", "ReasoningDelta", "ToolCall",
-           "ToolCallArgsDelta", "ToolCallEnd", "ToolCallStart", "STOP_TOOL_CALLS"]
+__all__ = [
+    "Answer",
+    "ContentDelta",
+    "Done",
+    "Failed",
+    "ReasoningDelta",
+    "ToolCall",
+    "ToolCallArgsDelta",
+    "ToolCallEnd",
+    "ToolCallStart",
+    "STOP_TOOL_CALLS",
+]

@@ -7,19 +7,26 @@ OpenAPI description in :mod:`lms_jupyter.api.schemas`), so a bound is declared o
 typed requests built from these readers are in :mod:`lms_jupyter.api.openai.requests` (and
 each API's own request module).
 """
+
 from __future__ import annotations
 
 import re
 
-from lms_jupyter.api.spec import openai as spec
 from lms_jupyter.api.spec import lmstudio as lms_spec
+from lms_jupyter.api.spec import openai as spec
 from lms_jupyter.api.spec import responses as responses_spec
+
 # the primitives every reader runs (re-exported: the APIs' parsers call them by these names)
 from lms_jupyter.api.spec.field import MISSING, boolean, number, require_object, text  # noqa: F401
-from lms_jupyter.api.spec.openai import (MAX_BIAS, MAX_EMBEDDING_INPUTS,  # noqa: F401
-                                         MIN_CONTEXT_LENGTH,
-                                         MAX_TTL_SECONDS, REASONING_EFFORTS, TOKEN_ID_PATTERN,
-                                         TOOL_CHOICES)
+from lms_jupyter.api.spec.openai import (  # noqa: F401
+    MAX_BIAS,
+    MAX_EMBEDDING_INPUTS,
+    MAX_TTL_SECONDS,
+    MIN_CONTEXT_LENGTH,
+    REASONING_EFFORTS,
+    TOKEN_ID_PATTERN,
+    TOOL_CHOICES,
+)
 from lms_jupyter.engine.request import SamplingParams
 from lms_jupyter.errors import bad_request
 from lms_jupyter.models.memory import parse_gpu_offload
@@ -31,6 +38,7 @@ _TOKEN_ID = re.compile(r"-?[0-9]+")  # matched whole (fullmatch), as TOKEN_ID_PA
 
 
 # -- single fields --------------------------------------------------------------------------
+
 
 def model_name(body: dict) -> str:
     return spec.MODEL.read(body)
@@ -44,13 +52,17 @@ def logit_bias(value) -> dict[int, float]:
     out: dict[int, float] = {}
     for key, bias in value.items():
         if not _TOKEN_ID.fullmatch(str(key)):
-            raise bad_request(f"logit_bias key {str(key)[:40]!r} is not a token id.",
-                              "logit_bias")
+            raise bad_request(f"logit_bias key {str(key)[:40]!r} is not a token id.", "logit_bias")
         token = int(key)
-        if isinstance(bias, bool) or not isinstance(bias, (int, float)) or \
-                not -MAX_BIAS <= bias <= MAX_BIAS:
-            raise bad_request(f"logit_bias[{key}] must be a number between -{MAX_BIAS} and "
-                              f"{MAX_BIAS}.", "logit_bias")
+        if (
+            isinstance(bias, bool)
+            or not isinstance(bias, (int, float))
+            or not -MAX_BIAS <= bias <= MAX_BIAS
+        ):
+            raise bad_request(
+                f"logit_bias[{key}] must be a number between -{MAX_BIAS} and {MAX_BIAS}.",
+                "logit_bias",
+            )
         out[token] = float(bias)
     return out
 
@@ -62,8 +74,10 @@ SAMPLING_BOUNDS = {f.name: (f.lo, f.hi, f.integer) for f in spec.SAMPLING}
 
 
 def sampling_params(body: dict) -> SamplingParams:
-    values = {name: number(body, name, lo, hi, default, integer)
-              for name, lo, hi, default, integer in _SAMPLING}
+    values = {
+        name: number(body, name, lo, hi, default, integer)
+        for name, lo, hi, default, integer in _SAMPLING
+    }
     return SamplingParams(**values, logit_bias=logit_bias(body.get("logit_bias")))
 
 
@@ -146,8 +160,6 @@ def gpu(body: dict) -> float | None:
     return None if value is None else parse_gpu_offload(value)
 
 
-
-
 def metadata(body: dict) -> dict:
     """OpenAI's ``metadata`` (Responses, Batches): at most 16 string values, keys up to 64
     characters, values up to 512; {} when absent."""
@@ -155,10 +167,21 @@ def metadata(body: dict) -> dict:
     if value is None:
         return {}
     limits = responses_spec
-    if not isinstance(value, dict) or len(value) > limits.MAX_METADATA_KEYS or not all(
-            isinstance(k, str) and len(k) <= limits.MAX_METADATA_KEY and isinstance(v, str)
-            and len(v) <= limits.MAX_METADATA_VALUE for k, v in value.items()):
-        raise bad_request(f"'metadata' must be an object of at most {limits.MAX_METADATA_KEYS} "
-                          f"string values (keys up to {limits.MAX_METADATA_KEY} characters, "
-                          f"values up to {limits.MAX_METADATA_VALUE}).", "metadata")
+    if (
+        not isinstance(value, dict)
+        or len(value) > limits.MAX_METADATA_KEYS
+        or not all(
+            isinstance(k, str)
+            and len(k) <= limits.MAX_METADATA_KEY
+            and isinstance(v, str)
+            and len(v) <= limits.MAX_METADATA_VALUE
+            for k, v in value.items()
+        )
+    ):
+        raise bad_request(
+            f"'metadata' must be an object of at most {limits.MAX_METADATA_KEYS} "
+            f"string values (keys up to {limits.MAX_METADATA_KEY} characters, "
+            f"values up to {limits.MAX_METADATA_VALUE}).",
+            "metadata",
+        )
     return dict(value)

@@ -5,20 +5,21 @@ runs it off the event loop. It renders the prompt with the model's own template 
 reasoning variables), picks the grammar, and says how the output is parsed back; what
 happens to the tokens afterwards is :mod:`.drive`'s and :mod:`.encode`'s business.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
-from lms_jupyter.chat.plan import output_factory, plan_chat
-from lms_jupyter.chat.templates import PLAIN_TRANSCRIPT_STOP, render_chat
-from lms_jupyter.engine.request import GenerationRequest
-from lms_jupyter.engine.instance import ModelInstance
-from lms_jupyter.engine.manager import ModelManager
-from lms_jupyter.errors import not_a_chat_model
+from lms_jupyter.api.openai.fim import completion_prompt
+from lms_jupyter.api.openai.requests import ChatRequest, CompletionRequest, GenerationFields
 from lms_jupyter.api.prepared import Prepared
 from lms_jupyter.api.remote import prepare_remote_chat, prepare_remote_completion
-from lms_jupyter.api.openai.requests import ChatRequest, CompletionRequest, GenerationFields
-from lms_jupyter.api.openai.fim import completion_prompt
+from lms_jupyter.chat.plan import output_factory, plan_chat
+from lms_jupyter.chat.templates import PLAIN_TRANSCRIPT_STOP, render_chat
+from lms_jupyter.engine.instance import ModelInstance
+from lms_jupyter.engine.manager import ModelManager
+from lms_jupyter.engine.request import GenerationRequest
+from lms_jupyter.errors import not_a_chat_model
 
 if TYPE_CHECKING:
     from lms_jupyter.engine.remote.models import RemoteModel
@@ -45,9 +46,9 @@ def _generation_model(manager: ModelManager, request: GenerationFields) -> Model
     return model
 
 
-
-def prepare_chat(manager: ModelManager, request: ChatRequest,
-                 reasoning_field: str = "both") -> Prepared:
+def prepare_chat(
+    manager: ModelManager, request: ChatRequest, reasoning_field: str = "both"
+) -> Prepared:
     """Render the chat prompt with the model's template and plan tools / format /
     reasoning; ``reasoning_field="inline"`` keeps reasoning inside the content."""
     model = _generation_model(manager, request)
@@ -58,18 +59,35 @@ def prepare_chat(manager: ModelManager, request: ChatRequest,
     plan = plan_chat(model, request.features, request.messages)
     template = model.variant.chat_template
     bos = model.bos_text
-    prompt = render_chat(template, plan.messages, bos_token=bos, eos_token=model.eos_text,
-                         tools=plan.tools, **plan.variables)
+    prompt = render_chat(
+        template,
+        plan.messages,
+        bos_token=bos,
+        eos_token=model.eos_text,
+        tools=plan.tools,
+        **plan.variables,
+    )
     stop = list(request.stop)
     if template is None:
         stop += PLAIN_TRANSCRIPT_STOP
     generation = GenerationRequest(
-        prompt=prompt, sampling=request.sampling, max_tokens=request.max_tokens, stop=stop,
-        grammar=plan.grammar, add_bos=model.adds_bos and not (bos and prompt.startswith(bos)),
-        draft=_draft(manager, model, request), render_special=plan.render_special,
-        logprobs=request.logprobs)
-    return Prepared(model, generation, output_factory(plan, request.stream, reasoning_field),
-                    stream=request.stream, include_usage=request.include_usage)
+        prompt=prompt,
+        sampling=request.sampling,
+        max_tokens=request.max_tokens,
+        stop=stop,
+        grammar=plan.grammar,
+        add_bos=model.adds_bos and not (bos and prompt.startswith(bos)),
+        draft=_draft(manager, model, request),
+        render_special=plan.render_special,
+        logprobs=request.logprobs,
+    )
+    return Prepared(
+        model,
+        generation,
+        output_factory(plan, request.stream, reasoning_field),
+        stream=request.stream,
+        include_usage=request.include_usage,
+    )
 
 
 def prepare_completion(manager: ModelManager, request: CompletionRequest) -> Prepared:
@@ -81,13 +99,27 @@ def prepare_completion(manager: ModelManager, request: CompletionRequest) -> Pre
     model = cast("WorkerModel", model)  # not a remote engine's: a local instance
     built = completion_prompt(model, request.prompt, request.suffix, model.adds_bos)
     generation = GenerationRequest(
-        prompt=built.prompt, sampling=request.sampling, max_tokens=request.max_tokens,
-        stop=request.stop, add_bos=built.add_bos, draft=_draft(manager, model, request),
-        logprobs=request.logprobs)
+        prompt=built.prompt,
+        sampling=request.sampling,
+        max_tokens=request.max_tokens,
+        stop=request.stop,
+        add_bos=built.add_bos,
+        draft=_draft(manager, model, request),
+        logprobs=request.logprobs,
+    )
     echo = request.prompt if request.echo and isinstance(request.prompt, str) else ""
     prompt_chars = 0
     if request.logprobs is not None:
-        prompt_chars = len(request.prompt) if isinstance(request.prompt, str) \
+        prompt_chars = (
+            len(request.prompt)
+            if isinstance(request.prompt, str)
             else len(model.detokenize(request.prompt))
-    return Prepared(model, generation, echo=echo, stream=request.stream,
-                    include_usage=request.include_usage, prompt_chars=prompt_chars)
+        )
+    return Prepared(
+        model,
+        generation,
+        echo=echo,
+        stream=request.stream,
+        include_usage=request.include_usage,
+        prompt_chars=prompt_chars,
+    )

@@ -2,14 +2,16 @@
 the instance that runs it, and how its output is read back. Its own module so that the
 local path (:mod:`.prepare`) and the remote one (:mod:`.remote`) both build it without
 importing each other."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from lms_jupyter.chat.output import ChatOutput
-from lms_jupyter.engine.request import GenerationRequest
 from lms_jupyter.engine.instance import ModelInstance
+from lms_jupyter.engine.request import GenerationRequest
 
 if TYPE_CHECKING:
     from lms_jupyter.api.openai.decode import ChunkOutput

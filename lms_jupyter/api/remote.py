@@ -8,13 +8,14 @@ tools, ``seed``, ...); defaults stay the engine's. LM Studio-kind engines also g
 LM Studio's own fields (``ttl``, ``draft_model``, ``preset``). The answer comes back as
 chunks that :class:`~.decode.ChunkOutput` turns into the usual typed events.
 """
+
 from __future__ import annotations
 
-from lms_jupyter.engine.request import SamplingParams
-from lms_jupyter.engine.remote.models import RemoteModel, RemoteRequest
 from lms_jupyter.api.openai.decode import ChunkOutput
-from lms_jupyter.api.prepared import Prepared
 from lms_jupyter.api.openai.requests import ChatRequest, CompletionRequest, GenerationFields
+from lms_jupyter.api.prepared import Prepared
+from lms_jupyter.engine.remote.models import RemoteModel, RemoteRequest
+from lms_jupyter.engine.request import SamplingParams
 
 _DEFAULTS = SamplingParams()
 # fields relayed as sent, when the client sent them and no typed field covers them
@@ -24,11 +25,22 @@ _LMSTUDIO_ONLY = ("preset", "draft_max_tokens", "truncate")
 
 def _common(model: RemoteModel, request: GenerationFields) -> dict:
     wire = getattr(request, "wire", None) or {}
-    body: dict = {"model": model.upstream_id, "stream": True,
-                  "stream_options": {"include_usage": True}}
+    body: dict = {
+        "model": model.upstream_id,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     sampling = request.sampling
-    for name in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty",
-                 "presence_penalty", "frequency_penalty", "seed"):
+    for name in (
+        "temperature",
+        "top_p",
+        "top_k",
+        "min_p",
+        "repeat_penalty",
+        "presence_penalty",
+        "frequency_penalty",
+        "seed",
+    ):
         value = getattr(sampling, name)
         if name in wire or value != getattr(_DEFAULTS, name):
             body[name] = value
@@ -74,15 +86,22 @@ def completion_body(model: RemoteModel, request: CompletionRequest) -> dict:
     return body
 
 
-def prepare_remote_chat(model: RemoteModel, request: ChatRequest,
-                        reasoning_field: str = "both") -> Prepared:
+def prepare_remote_chat(
+    model: RemoteModel, request: ChatRequest, reasoning_field: str = "both"
+) -> Prepared:
     relay = RemoteRequest("/v1/chat/completions", chat_body(model, request))
-    return Prepared(model, relay, lambda: ChunkOutput(reasoning_field), stream=request.stream,
-                    include_usage=request.include_usage)
+    return Prepared(
+        model,
+        relay,
+        lambda: ChunkOutput(reasoning_field),
+        stream=request.stream,
+        include_usage=request.include_usage,
+    )
 
 
 def prepare_remote_completion(model: RemoteModel, request: CompletionRequest) -> Prepared:
     relay = RemoteRequest("/v1/completions", completion_body(model, request), text=True)
     echo = request.prompt if request.echo and isinstance(request.prompt, str) else ""
-    return Prepared(model, relay, echo=echo, stream=request.stream,
-                    include_usage=request.include_usage)
+    return Prepared(
+        model, relay, echo=echo, stream=request.stream, include_usage=request.include_usage
+    )

@@ -1,8 +1,9 @@
 """What an API call returns, independent of the transport that sends it."""
+
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
-from typing import AsyncGenerator, Callable
 
 
 @dataclass

@@ -11,6 +11,7 @@ The route table (:mod:`lms_jupyter.server.routes`) names these schemas per endpo
 ``server/openapi.py`` assembles the document, and ``scripts/gen_ts_types.py`` the sidebar's
 TypeScript types from it. Nothing here validates requests: the parsers do.
 """
+
 from __future__ import annotations
 
 from lms_jupyter.api.spec import anthropic as anthropic_spec
@@ -47,96 +48,174 @@ def _obj(required: list[str], **props) -> dict:
     return {"type": "object", "required": required, "properties": props}
 
 
-ERROR = _obj(["error"], error=_obj(["message", "type"], message=_STR, type=_STR,
-                                   param=_NULL_STR, code=_NULL_STR))
-USAGE = _obj(["prompt_tokens", "completion_tokens", "total_tokens"],
-             prompt_tokens=_INT, completion_tokens=_INT, total_tokens=_INT)
-_CHAT_CHOICE = _obj(["index", "message", "finish_reason"], index=_INT,
-                    message=_obj(["role"], role={"const": "assistant"},
-                                 content=_NULL_STR),
-                    finish_reason=_NULL_STR)
-_TEXT_CHOICE = _obj(["index", "text", "finish_reason"], index=_INT, text=_STR,
-                    finish_reason=_NULL_STR)
+ERROR = _obj(
+    ["error"],
+    error=_obj(["message", "type"], message=_STR, type=_STR, param=_NULL_STR, code=_NULL_STR),
+)
+USAGE = _obj(
+    ["prompt_tokens", "completion_tokens", "total_tokens"],
+    prompt_tokens=_INT,
+    completion_tokens=_INT,
+    total_tokens=_INT,
+)
+_CHAT_CHOICE = _obj(
+    ["index", "message", "finish_reason"],
+    index=_INT,
+    message=_obj(["role"], role={"const": "assistant"}, content=_NULL_STR),
+    finish_reason=_NULL_STR,
+)
+_TEXT_CHOICE = _obj(
+    ["index", "text", "finish_reason"], index=_INT, text=_STR, finish_reason=_NULL_STR
+)
 _MODEL_ROW = _obj(["id", "object"], id=_STR, object=_STR)
-_TOKEN_ROW = _obj(["id", "name", "created_at", "expires_at", "last_used_at"], id=_STR,
-                  name=_STR, created_at=_STR, expires_at=_ANY_TIME, last_used_at=_ANY_TIME,
-                  expired={"type": "boolean"})
+_TOKEN_ROW = _obj(
+    ["id", "name", "created_at", "expires_at", "last_used_at"],
+    id=_STR,
+    name=_STR,
+    created_at=_STR,
+    expires_at=_ANY_TIME,
+    last_used_at=_ANY_TIME,
+    expired={"type": "boolean"},
+)
 _PRESET = _obj(["name", "settings"], name=_STR, identifier=_NULL_STR, settings=_OBJ)
 _DOWNLOAD_STATES = ["downloading", "paused", "completed", "failed", "already_downloaded"]
 
 
 def _list_of(item: dict) -> dict:
-    return _obj(["object", "data"], object={"const": "list"},
-                data={"type": "array", "items": item})
+    return _obj(["object", "data"], object={"const": "list"}, data={"type": "array", "items": item})
 
 
 RESPONSES = {
     "Error": lambda: ERROR,
     "ModelList": lambda: _list_of(_MODEL_ROW),
-    "ChatCompletion": lambda: _obj(["id", "object", "created", "model", "choices"],
-                                   id=_STR, object={"const": "chat.completion"},
-                                   created=_INT, model=_STR, usage=USAGE,
-                                   choices={"type": "array", "items": _CHAT_CHOICE}),
-    "Completion": lambda: _obj(["id", "object", "created", "model", "choices"],
-                               id=_STR, object={"const": "text_completion"}, created=_INT,
-                               model=_STR, usage=USAGE,
-                               choices={"type": "array", "items": _TEXT_CHOICE}),
-    "EmbeddingList": lambda: _obj(["object", "data", "model", "usage"],
-                                  object={"const": "list"}, model=_STR, data={
-                                      "type": "array", "items": _obj(
-                                          ["object", "embedding", "index"],
-                                          object={"const": "embedding"}, index=_INT,
-                                          embedding={"type": ["array", "string"]})},
-                                  usage=_obj(["prompt_tokens", "total_tokens"],
-                                             prompt_tokens=_INT, total_tokens=_INT)),
+    "ChatCompletion": lambda: _obj(
+        ["id", "object", "created", "model", "choices"],
+        id=_STR,
+        object={"const": "chat.completion"},
+        created=_INT,
+        model=_STR,
+        usage=USAGE,
+        choices={"type": "array", "items": _CHAT_CHOICE},
+    ),
+    "Completion": lambda: _obj(
+        ["id", "object", "created", "model", "choices"],
+        id=_STR,
+        object={"const": "text_completion"},
+        created=_INT,
+        model=_STR,
+        usage=USAGE,
+        choices={"type": "array", "items": _TEXT_CHOICE},
+    ),
+    "EmbeddingList": lambda: _obj(
+        ["object", "data", "model", "usage"],
+        object={"const": "list"},
+        model=_STR,
+        data={
+            "type": "array",
+            "items": _obj(
+                ["object", "embedding", "index"],
+                object={"const": "embedding"},
+                index=_INT,
+                embedding={"type": ["array", "string"]},
+            ),
+        },
+        usage=_obj(["prompt_tokens", "total_tokens"], prompt_tokens=_INT, total_tokens=_INT),
+    ),
     "ModelsV0": lambda: _list_of(_MODEL_ROW),
-    "ModelV0": lambda: _obj(["id", "object", "type", "state"], id=_STR, object=_STR,
-                            type=_STR, state={"enum": ["loaded", "not-loaded"]}),
-    "PsList": lambda: _list_of(_obj(["identifier", "status", "queued"], identifier=_STR,
-                                    status=_STR, queued=_INT)),
-    "ModelsV1": lambda: _obj(["models"], models={"type": "array", "items": _obj(
-        ["type", "key", "loaded_instances"], type=_STR, key=_STR,
-        loaded_instances={"type": "array"})}),
-    "LoadResult": lambda: {"anyOf": [
-        _obj(["instance_id", "status"], instance_id=_STR, status={"const": "loaded"},
-             load_time_seconds=_NUM, type=_STR),
-        _obj(["model", "estimated_total_bytes"], model=_STR, estimated_total_bytes=_INT)]},
+    "ModelV0": lambda: _obj(
+        ["id", "object", "type", "state"],
+        id=_STR,
+        object=_STR,
+        type=_STR,
+        state={"enum": ["loaded", "not-loaded"]},
+    ),
+    "PsList": lambda: _list_of(
+        _obj(["identifier", "status", "queued"], identifier=_STR, status=_STR, queued=_INT)
+    ),
+    "ModelsV1": lambda: _obj(
+        ["models"],
+        models={
+            "type": "array",
+            "items": _obj(
+                ["type", "key", "loaded_instances"],
+                type=_STR,
+                key=_STR,
+                loaded_instances={"type": "array"},
+            ),
+        },
+    ),
+    "LoadResult": lambda: {
+        "anyOf": [
+            _obj(
+                ["instance_id", "status"],
+                instance_id=_STR,
+                status={"const": "loaded"},
+                load_time_seconds=_NUM,
+                type=_STR,
+            ),
+            _obj(["model", "estimated_total_bytes"], model=_STR, estimated_total_bytes=_INT),
+        ]
+    },
     "UnloadResult": lambda: _obj(["instance_id"], instance_id=_STR),
-    "Estimate": lambda: _obj(["model", "estimated_total_bytes"], model=_STR,
-                             estimated_total_bytes=_INT),
-    "DownloadStarted": lambda: _obj(["status"], status={"enum": _DOWNLOAD_STATES},
-                                    job_id=_STR),
-    "DownloadStatus": lambda: _obj(["job_id", "status"], job_id=_STR,
-                                   status={"enum": _DOWNLOAD_STATES}),
+    "Estimate": lambda: _obj(
+        ["model", "estimated_total_bytes"], model=_STR, estimated_total_bytes=_INT
+    ),
+    "DownloadStarted": lambda: _obj(["status"], status={"enum": _DOWNLOAD_STATES}, job_id=_STR),
+    "DownloadStatus": lambda: _obj(
+        ["job_id", "status"], job_id=_STR, status={"enum": _DOWNLOAD_STATES}
+    ),
     "PresetList": lambda: _list_of(_PRESET),
     "Preset": lambda: _PRESET,
     "PresetDeleted": lambda: _obj(["deleted"], deleted=_STR),
-    "TokenCreated": lambda: _obj(["id", "name", "token", "created_at", "expires_at"],
-                                 id=_STR, name=_STR,
-                                 token={"type": "string", "pattern": "^sk-lmj-"},
-                                 created_at=_STR, expires_at=_ANY_TIME),
+    "TokenCreated": lambda: _obj(
+        ["id", "name", "token", "created_at", "expires_at"],
+        id=_STR,
+        name=_STR,
+        token={"type": "string", "pattern": "^sk-lmj-"},
+        created_at=_STR,
+        expires_at=_ANY_TIME,
+    ),
     "TokenList": lambda: _list_of(_TOKEN_ROW),
     "TokenDeleted": lambda: _obj(["id", "deleted"], id=_STR, deleted={"const": True}),
-    "Message": lambda: _obj(["id", "type", "role", "model", "content", "stop_reason",
-                             "usage"], id={"type": "string", "pattern": "^msg_"},
-                            type={"const": "message"}, role={"const": "assistant"},
-                            model=_STR, content={"type": "array", "items": anthropic_spec.BLOCK},
-                            stop_reason={"enum": ["end_turn", "max_tokens", "stop_sequence",
-                                                  "tool_use"]},
-                            stop_sequence=_NULL_STR,
-                            usage=_obj(["input_tokens", "output_tokens"], input_tokens=_INT,
-                                       output_tokens=_INT,
-                                       cache_read_input_tokens=_INT)),
+    "Message": lambda: _obj(
+        ["id", "type", "role", "model", "content", "stop_reason", "usage"],
+        id={"type": "string", "pattern": "^msg_"},
+        type={"const": "message"},
+        role={"const": "assistant"},
+        model=_STR,
+        content={"type": "array", "items": anthropic_spec.BLOCK},
+        stop_reason={"enum": ["end_turn", "max_tokens", "stop_sequence", "tool_use"]},
+        stop_sequence=_NULL_STR,
+        usage=_obj(
+            ["input_tokens", "output_tokens"],
+            input_tokens=_INT,
+            output_tokens=_INT,
+            cache_read_input_tokens=_INT,
+        ),
+    ),
     "TokenCount": lambda: _obj(["input_tokens"], input_tokens=_INT),
     "NativeChatResult": lambda: _obj(
-        ["model_instance_id", "output", "stats"], model_instance_id=_STR,
-        output={"type": "array", "items": _obj(["type"], type={
-            "enum": ["message", "reasoning", "tool_call"]})},
-        stats=_obj(["input_tokens", "total_output_tokens", "tokens_per_second",
-                    "time_to_first_token_seconds"], input_tokens=_INT,
-                   total_output_tokens=_INT, reasoning_output_tokens=_INT,
-                   tokens_per_second=_NUM, time_to_first_token_seconds=_NUM),
-        response_id=_STR),
+        ["model_instance_id", "output", "stats"],
+        model_instance_id=_STR,
+        output={
+            "type": "array",
+            "items": _obj(["type"], type={"enum": ["message", "reasoning", "tool_call"]}),
+        },
+        stats=_obj(
+            [
+                "input_tokens",
+                "total_output_tokens",
+                "tokens_per_second",
+                "time_to_first_token_seconds",
+            ],
+            input_tokens=_INT,
+            total_output_tokens=_INT,
+            reasoning_output_tokens=_INT,
+            tokens_per_second=_NUM,
+            time_to_first_token_seconds=_NUM,
+        ),
+        response_id=_STR,
+    ),
     "OpenAPIDocument": lambda: _obj(["openapi", "paths"], openapi=_STR, paths=_OBJ),
 }
 

@@ -3,6 +3,7 @@ tool-call formats per model family, and the typed events an answer is made of.
 
 Pure text processing: no llama_cpp, no transport.
 """
+
 import sys as _sys
 import types as _types
 

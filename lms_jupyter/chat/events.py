@@ -6,12 +6,17 @@ stream of these events and assembles the final :class:`Answer`. Every front cons
 this vocabulary (the OpenAI and Responses encoders, the kernel's ``%%chat``), so a tool
 call is assembled in exactly one place.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
-from lms_jupyter.chat.toolcalls.events import ContentDelta, ToolCallArgsDelta, ToolCallEnd, ToolCallStart
+from lms_jupyter.chat.toolcalls.events import (
+    ContentDelta,
+    ToolCallArgsDelta,
+    ToolCallEnd,
+    ToolCallStart,
+)
 
 
 @dataclass(frozen=True)
@@ -31,8 +36,11 @@ class ToolCall:
 
     def as_openai(self) -> dict:
         """The call as an OpenAI ``tool_calls`` entry (also what chat history holds)."""
-        return {"id": self.id, "type": "function",
-                "function": {"name": self.name, "arguments": self.arguments}}
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
 
 
 @dataclass
@@ -46,7 +54,15 @@ class Answer:
     logprobs: tuple | None = None
 
 
-AnswerEvent = Union[ContentDelta, ReasoningDelta, ToolCallStart, ToolCallArgsDelta, ToolCallEnd]
+AnswerEvent = ContentDelta | ReasoningDelta | ToolCallStart | ToolCallArgsDelta | ToolCallEnd
 
-__all__ = ["Answer", "AnswerEvent", "ContentDelta", "ReasoningDelta", "ToolCall",
-           "ToolCallArgsDelta", "ToolCallEnd", "ToolCallStart"]
+__all__ = [
+    "Answer",
+    "AnswerEvent",
+    "ContentDelta",
+    "ReasoningDelta",
+    "ToolCall",
+    "ToolCallArgsDelta",
+    "ToolCallEnd",
+    "ToolCallStart",
+]

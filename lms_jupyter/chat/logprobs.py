@@ -18,6 +18,7 @@ pieces are lined up with the content (and reasoning) text they became:
 Attribution is per raw piece (the engine's text deltas, usually one token each), so a
 delta that mixes content with markup reports its tokens with the content.
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -30,10 +31,10 @@ class ContentLogprobs:
     reasoning text the chat output made of them."""
 
     def __init__(self):
-        self._raw = ""        # raw text not yet accounted for
-        self._base = 0        # offset of ``_raw`` in the whole raw output
+        self._raw = ""  # raw text not yet accounted for
+        self._base = 0  # offset of ``_raw`` in the whole raw output
         self._pieces: deque = deque()  # (start, end, tokens) of raw pieces with tokens
-        self.content: list = []        # every content token so far, in order
+        self.content: list = []  # every content token so far, in order
 
     def add(self, text: str, tokens) -> None:
         """A raw piece of output and its tokens' log-probabilities."""
@@ -60,7 +61,7 @@ class ContentLogprobs:
             self._pieces.popleft()
             if content and (b > start or a == b >= start):
                 tokens.extend(piece)
-        self._raw = self._raw[end - self._base:]
+        self._raw = self._raw[end - self._base :]
         self._base = end
         if not content:
             return ()

@@ -6,10 +6,18 @@ reasoning splitter; only the answer part reaches the tool-call parser, so a call
 "thought about" inside <think> is never executed. The output is typed events
 (:mod:`.events`); how they are spelled on the wire is the encoders' business.
 """
+
 from __future__ import annotations
 
-from lms_jupyter.chat.events import (Answer, ContentDelta, ReasoningDelta, ToolCall, ToolCallArgsDelta,
-                     ToolCallEnd, ToolCallStart)
+from lms_jupyter.chat.events import (
+    Answer,
+    ContentDelta,
+    ReasoningDelta,
+    ToolCall,
+    ToolCallArgsDelta,
+    ToolCallEnd,
+    ToolCallStart,
+)
 from lms_jupyter.chat.reasoning import REASONING
 from lms_jupyter.chat.toolcalls import original_tool_name
 
@@ -27,8 +35,14 @@ class ChatOutput:
     "inline" setting) instead of becoming reasoning events.
     """
 
-    def __init__(self, splitter=None, parser=None, *, name_map: dict | None = None,
-                 inline_tags: tuple[str, str] | None = None):
+    def __init__(
+        self,
+        splitter=None,
+        parser=None,
+        *,
+        name_map: dict | None = None,
+        inline_tags: tuple[str, str] | None = None,
+    ):
         self.splitter = splitter
         self.parser = parser
         self.name_map = name_map or {}
@@ -102,7 +116,7 @@ class ChatOutput:
         self._held_space = ""
         if hold and self.parser is not None:
             body = text.rstrip(" \t\r\n")
-            self._held_space = text[len(body):]
+            self._held_space = text[len(body) :]
             text = body
         if not text:
             return []
@@ -136,12 +150,15 @@ class ChatOutput:
     @property
     def tool_calls(self) -> list[ToolCall]:
         """Complete calls, in order."""
-        return [self.calls[i] for i in sorted(self.calls)
-                if i not in self.incomplete and i not in self.cut_off]
+        return [
+            self.calls[i]
+            for i in sorted(self.calls)
+            if i not in self.incomplete and i not in self.cut_off
+        ]
 
     @property
     def finish_reason_override(self) -> str | None:
-        """"tool_calls" when the model called a tool (LM Studio's stop reason toolCalls);
+        """ "tool_calls" when the model called a tool (LM Studio's stop reason toolCalls);
         a call the length limit cut off leaves the engine's "length" standing."""
         return "tool_calls" if self.tool_calls and not self.cut_off else None
 
@@ -149,5 +166,4 @@ class ChatOutput:
         content = "".join(self.content_parts)
         # OpenAI reports a call cut off by max_tokens as far as it got
         calls = [self.calls[i] for i in sorted(self.calls) if i not in self.incomplete]
-        return Answer(content.strip() if calls else content, "".join(self.reasoning_parts),
-                      calls)
+        return Answer(content.strip() if calls else content, "".join(self.reasoning_parts), calls)

@@ -21,6 +21,7 @@ and wires them for one model and one request. Decisions:
   opens a <think> block gets no reasoning split while a grammar is active (the forced
   output is the answer, not reasoning).
 """
+
 from __future__ import annotations
 
 import copy
@@ -28,13 +29,13 @@ import dataclasses
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Callable
 
 from lms_jupyter.chat import reasoning as reasoning_mod
-from lms_jupyter.errors import bad_request
 from lms_jupyter.chat.grammar import UnsupportedSchemaError, tool_call_gbnf, union_gbnf
+from lms_jupyter.chat.output import REASONING_FIELDS, ChatOutput
 from lms_jupyter.chat.toolcalls import (
     GENERIC,
     HARMONY,
@@ -48,7 +49,7 @@ from lms_jupyter.chat.toolcalls import (
     template_supports_tools,
 )
 from lms_jupyter.chat.toolcalls.parsers import PARSERS
-from lms_jupyter.chat.output import REASONING_FIELDS, ChatOutput
+from lms_jupyter.errors import bad_request
 
 _HARMONY_TOKENS = ("<|channel|>", "<|message|>", "<|call|>", "<|start|>", "<|end|>")
 
@@ -70,6 +71,7 @@ class ChatPlan:
 
 
 # -- history ----------------------------------------------------------------------------------
+
 
 def _arguments_as_objects(messages: list[dict]) -> list[dict]:
     """Assistant tool-call arguments as dicts: native templates (Qwen, Llama 3, Mistral,
@@ -102,8 +104,9 @@ def needs_short_call_ids(chat_template: str | None) -> bool:
     9!" on anything else)."""
     if not chat_template:
         return False
-    return detect_family(chat_template) == MISTRAL or \
-        bool(_NINE_CHARACTER_CHECK.search(chat_template))
+    return detect_family(chat_template) == MISTRAL or bool(
+        _NINE_CHARACTER_CHECK.search(chat_template)
+    )
 
 
 def short_call_id(call_id) -> str:
@@ -171,17 +174,22 @@ def markers_are_special(model, markers: tuple[str, ...]) -> bool:
 
 # -- planning ---------------------------------------------------------------------------------
 
+
 def _tool_grammar(settings, model_tools, family, name_map) -> str:
     choice = settings.choice
     if isinstance(choice, dict):
         to_model = {original: name for name, original in name_map.items()}
-        choice = {"type": "function",
-                  "function": {"name": to_model.get(settings.forced_name, settings.forced_name)}}
+        choice = {
+            "type": "function",
+            "function": {"name": to_model.get(settings.forced_name, settings.forced_name)},
+        }
     try:
         return tool_call_gbnf(model_tools, family, choice, parallel=settings.parallel is True)
     except UnsupportedSchemaError as exc:
-        raise bad_request(f"A tool's parameters cannot be enforced for tool_choice "
-                          f"{settings.choice!r}: {exc}.", "tools") from None
+        raise bad_request(
+            f"A tool's parameters cannot be enforced for tool_choice {settings.choice!r}: {exc}.",
+            "tools",
+        ) from None
     except ValueError as exc:
         raise bad_request(f"Invalid tools for tool_choice: {exc}.", "tools") from None
 
@@ -221,7 +229,8 @@ def plan_chat(model, features, messages: list[dict]) -> ChatPlan:
             elif format_grammar is not None:
                 forced = dataclasses.replace(settings, choice="required")
                 plan.grammar = union_gbnf(
-                    _tool_grammar(forced, model_tools, family, name_map), format_grammar)
+                    _tool_grammar(forced, model_tools, family, name_map), format_grammar
+                )
     elif _has_tool_history(messages):
         if native:
             plan.messages = _arguments_as_objects(messages)
@@ -232,7 +241,8 @@ def plan_chat(model, features, messages: list[dict]) -> ChatPlan:
 
     info = reasoning_mod.detect_reasoning(template, variables)
     if info["format"] == "harmony" or (
-            info["format"] == "tags" and not (plan.grammar and info["opens_in_prompt"])):
+        info["format"] == "tags" and not (plan.grammar and info["opens_in_prompt"])
+    ):
         plan.reasoning = info
 
     markers: tuple[str, ...] = ()
@@ -249,22 +259,32 @@ def plan_chat(model, features, messages: list[dict]) -> ChatPlan:
 
 # -- output -----------------------------------------------------------------------------------
 
+
 def _build_output(plan: ChatPlan, stream: bool, inline: bool) -> ChatOutput:
     parser = None
     if plan.family is not None:
-        parser = make_parser(plan.family, list(plan.name_map), plan.model_tools,
-                             stream_arguments=stream)
+        parser = make_parser(
+            plan.family, list(plan.name_map), plan.model_tools, stream_arguments=stream
+        )
     inline_tags = None
     if inline:
-        tag = "<think>" if plan.reasoning is None or plan.reasoning["format"] != "tags" \
+        tag = (
+            "<think>"
+            if plan.reasoning is None or plan.reasoning["format"] != "tags"
             else plan.reasoning["start_tag"]
+        )
         inline_tags = (tag, tag.replace("<", "</", 1))
-    return ChatOutput(splitter=reasoning_mod.splitter_for(plan.reasoning), parser=parser,
-                      name_map=plan.name_map, inline_tags=inline_tags)
+    return ChatOutput(
+        splitter=reasoning_mod.splitter_for(plan.reasoning),
+        parser=parser,
+        name_map=plan.name_map,
+        inline_tags=inline_tags,
+    )
 
 
-def output_factory(plan: ChatPlan | None, stream: bool,
-                   reasoning_field: str = "both") -> Callable[[], ChatOutput]:
+def output_factory(
+    plan: ChatPlan | None, stream: bool, reasoning_field: str = "both"
+) -> Callable[[], ChatOutput]:
     """A maker of fresh ChatOutputs for the planned request (plain output without a plan).
 
     Non-streamed responses parse calls whole (a broken call becomes content); streamed

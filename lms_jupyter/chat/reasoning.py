@@ -272,9 +272,14 @@ def _render_generation_prompt(chat_template: str, variables: dict) -> str | None
     from lms_jupyter.chat.templates import render_template
 
     try:
-        return render_template(chat_template, messages=[{"role": "user", "content": "Hi"}],
-                               add_generation_prompt=True, bos_token="", eos_token="",
-                               **variables)
+        return render_template(
+            chat_template,
+            messages=[{"role": "user", "content": "Hi"}],
+            add_generation_prompt=True,
+            bos_token="",
+            eos_token="",
+            **variables,
+        )
     except Exception:  # noqa: BLE001 - any template error just means "unknown"
         return None
 
@@ -346,9 +351,7 @@ def reasoning_template_kwargs(chat_template: str | None, effort: str | None) -> 
         return {}
     effort = str(effort).lower()
     if effort not in _EFFORTS:
-        raise ValueError(
-            f"reasoning effort must be one of {', '.join(_EFFORTS)}, got {effort!r}"
-        )
+        raise ValueError(f"reasoning effort must be one of {', '.join(_EFFORTS)}, got {effort!r}")
     kwargs: dict = {}
     if "reasoning_effort" in chat_template:
         harmony = "<|channel|>" in chat_template

@@ -5,6 +5,7 @@ exact prompt is known: its token count is the usage we report, tools and templat
 variables (reasoning effort) reach the template, and a model without a template gets a
 plain transcript instead of llama-cpp-python's silent Llama-2 fallback.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,14 +31,16 @@ def _raise(message):
 
 
 def _tojson(value, indent=None, ensure_ascii=False, sort_keys=False, separators=None):
-    return json.dumps(value, indent=indent, ensure_ascii=ensure_ascii, sort_keys=sort_keys,
-                      separators=separators)
+    return json.dumps(
+        value, indent=indent, ensure_ascii=ensure_ascii, sort_keys=sort_keys, separators=separators
+    )
 
 
 @lru_cache(maxsize=32)
 def _compile(template: str):
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        extensions=[loopcontrols])
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols]
+    )
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise
     env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
@@ -84,8 +87,10 @@ def normalise_messages(messages) -> list[dict]:
         if role == "developer":
             role = "system"
         if role not in ("system", "user", "assistant", "tool"):
-            raise bad_request(f"messages[{i}].role must be one of system, user, assistant, "
-                              f"tool (got {role!r}).", f"messages[{i}].role")
+            raise bad_request(
+                f"messages[{i}].role must be one of system, user, assistant, tool (got {role!r}).",
+                f"messages[{i}].role",
+            )
         item = dict(message)
         item["role"] = role
         item["content"] = message_text(message.get("content"))
@@ -93,22 +98,34 @@ def normalise_messages(messages) -> list[dict]:
     return out
 
 
-def render_chat(template: str | None, messages: list[dict], *, bos_token: str = "",
-                eos_token: str = "", tools: list | None = None,
-                add_generation_prompt: bool = True, **variables) -> str:
+def render_chat(
+    template: str | None,
+    messages: list[dict],
+    *,
+    bos_token: str = "",
+    eos_token: str = "",
+    tools: list | None = None,
+    add_generation_prompt: bool = True,
+    **variables,
+) -> str:
     """The prompt text for ``messages``; ``template=None`` means a plain transcript."""
     if not template:
         return _plain_transcript(messages)
     try:
         return _compile(template).render(
-            messages=messages, bos_token=bos_token, eos_token=eos_token, tools=tools or None,
-            add_generation_prompt=add_generation_prompt, **variables)
+            messages=messages,
+            bos_token=bos_token,
+            eos_token=eos_token,
+            tools=tools or None,
+            add_generation_prompt=add_generation_prompt,
+            **variables,
+        )
     except TemplateRenderError as exc:
-        raise bad_request(f"The model's chat template rejected the messages: {exc}",
-                          "messages") from exc
+        raise bad_request(
+            f"The model's chat template rejected the messages: {exc}", "messages"
+        ) from exc
     except TemplateError as exc:
-        raise bad_request(f"The model's chat template failed to render: {exc}",
-                          "messages") from exc
+        raise bad_request(f"The model's chat template failed to render: {exc}", "messages") from exc
 
 
 def _plain_transcript(messages: list[dict]) -> str:

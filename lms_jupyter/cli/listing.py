@@ -3,13 +3,14 @@
 Plain text with no colours reads the same on light and dark themes, in a terminal and in
 a saved notebook.
 """
+
 from __future__ import annotations
 
 import time
 
 from lms_jupyter.api.views import v1_type, variant_id
 from lms_jupyter.models.catalog import ModelInfo
-from lms_jupyter.models.hub import human_size  # noqa: F401 - LM Studio's sizes, shared with `lms get`
+from lms_jupyter.models.hub import human_size
 
 
 def human_duration(seconds: float | None) -> str:
@@ -30,10 +31,12 @@ def table(rows: list[list[str]], headers: list[str], splitter: str = "  ") -> li
     """Left-aligned columns separated by ``splitter``."""
     widths = [len(h) for h in headers]
     for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row)]
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=False)]
     lines = []
     for row in [headers, *rows]:
-        lines.append(splitter.join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        lines.append(
+            splitter.join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)).rstrip()
+        )
     return lines
 
 
@@ -65,8 +68,16 @@ def _variant_rows(info: ModelInfo, instances: list) -> list[list[str]]:
     rows = []
     for v in info.variants:
         count = sum(1 for i in instances if i.variant.path == v.path)
-        rows.append([f"{' * ' if v is default else '   '}{variant_id(info, v)}", v.params_string,
-                     v.arch, human_size(v.size_bytes), _device(info), loaded_mark(count)])
+        rows.append(
+            [
+                f"{' * ' if v is default else '   '}{variant_id(info, v)}",
+                v.params_string,
+                v.arch,
+                human_size(v.size_bytes),
+                _device(info),
+                loaded_mark(count),
+            ]
+        )
     return rows
 
 
@@ -74,16 +85,23 @@ def no_models_lines(models_dir=None) -> list[str]:
     """What ``ls`` says with nothing to list: the folder, the exact command, and that
     the server fetches the starter model itself (issue 26)."""
     folder = f" ({models_dir})" if models_dir else ""
-    return ["You have not downloaded any models yet.",
-            f"Put GGUF files under the models folder{folder} as "
-            "<publisher>/<repo>/<file>.gguf, or run: lms-jupyter get --starter",
-            "(`jupyter lab` / `jupyter server` fetch the starter model by themselves "
-            "when they start.)"]
+    return [
+        "You have not downloaded any models yet.",
+        f"Put GGUF files under the models folder{folder} as "
+        "<publisher>/<repo>/<file>.gguf, or run: lms-jupyter get --starter",
+        "(`jupyter lab` / `jupyter server` fetch the starter model by themselves when they start.)",
+    ]
 
 
-def ls_lines(models: list[ModelInfo], loaded: list, *, variants: bool = False,
-             kinds: tuple[str, ...] = ("llm", "embedding"), total_count: int | None = None,
-             models_dir=None) -> list[str]:
+def ls_lines(
+    models: list[ModelInfo],
+    loaded: list,
+    *,
+    variants: bool = False,
+    kinds: tuple[str, ...] = ("llm", "embedding"),
+    total_count: int | None = None,
+    models_dir=None,
+) -> list[str]:
     """``lms ls`` as LM Studio prints it: a summary line, then one table per model type
     (``KEY (N variants)``, PARAMS, ARCH, SIZE, DEVICE, ``✓ LOADED``); ``variants`` adds a
     row per quantization under each model, the default marked `` * ``.
@@ -97,8 +115,11 @@ def ls_lines(models: list[ModelInfo], loaded: list, *, variants: bool = False,
         return no_models_lines(models_dir)
     total = sum(v.size_bytes for m in models for v in m.variants)
     count = len(models)
-    lines = [f"You have {count} model{'s' if count != 1 else ''}, taking up "
-             f"{human_size(total)} of disk space.", ""]
+    lines = [
+        f"You have {count} model{'s' if count != 1 else ''}, taking up "
+        f"{human_size(total)} of disk space.",
+        "",
+    ]
     by_key: dict[str, list] = {}
     for instance in loaded:
         by_key.setdefault(instance.info.key, []).append(instance)
@@ -114,9 +135,16 @@ def ls_lines(models: list[ModelInfo], loaded: list, *, variants: bool = False,
                 rows.append([with_variant_count(info), "", "", "", "", ""])
                 rows += _variant_rows(info, instances)
             else:
-                rows.append([with_variant_count(info), variant.params_string, variant.arch,
-                             human_size(variant.size_bytes), _device(info),
-                             loaded_mark(len(instances))])
+                rows.append(
+                    [
+                        with_variant_count(info),
+                        variant.params_string,
+                        variant.arch,
+                        human_size(variant.size_bytes),
+                        _device(info),
+                        loaded_mark(len(instances)),
+                    ]
+                )
         lines += table(rows, [_TITLES[kind], *_LS_COLUMNS], _LS_SPLITTER)
         lines.append("")
     while lines and not lines[-1]:
@@ -128,8 +156,11 @@ def variant_lines(info: ModelInfo, loaded: list) -> list[str]:
     """``lms ls <modelKey>``: that model's variants."""
     instances = [m for m in loaded if m.info.key == info.key]
     title = _TITLES[v1_type(info)]
-    return [f"Listing variants for {info.key}:", "",
-            *table(_variant_rows(info, instances), [title, *_LS_COLUMNS], _LS_SPLITTER)]
+    return [
+        f"Listing variants for {info.key}:",
+        "",
+        *table(_variant_rows(info, instances), [title, *_LS_COLUMNS], _LS_SPLITTER),
+    ]
 
 
 def ps_lines(loaded: list, load_hint: str, now: float | None = None) -> list[str]:
@@ -147,14 +178,26 @@ def ps_lines(loaded: list, load_hint: str, now: float | None = None) -> list[str
             left = ttl if snap["queued"] else ttl - (now - snap["lastUsedTime"])
             ttl_text = f"{human_duration(left)} / {human_duration(ttl)}"
         parallel = snap.get("parallel")
-        rows.append([snap["identifier"], snap["modelKey"], snap["status"].upper(),
-                     str(snap["queued"]), human_size(snap["sizeBytes"]),
-                     str(snap["contextLength"]), "-" if parallel is None else str(parallel),
-                     ttl_text, "JIT" if snap["jit"] else ""])
-    lines = table(rows, ["IDENTIFIER", "MODEL", "STATUS", "QUEUED", "SIZE", "CONTEXT",
-                         "PARALLEL", "TTL", ""])
+        rows.append(
+            [
+                snap["identifier"],
+                snap["modelKey"],
+                snap["status"].upper(),
+                str(snap["queued"]),
+                human_size(snap["sizeBytes"]),
+                str(snap["contextLength"]),
+                "-" if parallel is None else str(parallel),
+                ttl_text,
+                "JIT" if snap["jit"] else "",
+            ]
+        )
+    lines = table(
+        rows, ["IDENTIFIER", "MODEL", "STATUS", "QUEUED", "SIZE", "CONTEXT", "PARALLEL", "TTL", ""]
+    )
     for model in loaded:
         if model.crash is not None:
-            lines.append(f"{model.identifier} crashed: {model.crash.reason}. The next request "
-                         "that names it loads it again.")
+            lines.append(
+                f"{model.identifier} crashed: {model.crash.reason}. The next request "
+                "that names it loads it again."
+            )
     return lines

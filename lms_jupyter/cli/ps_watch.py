@@ -7,6 +7,7 @@ own models they come from the same rules (:func:`diff_rows`) applied here: the m
 listener wakes the comparison at once, and it also runs every ``interval`` seconds for
 the changes the manager does not announce (progress, status, queue).
 """
+
 from __future__ import annotations
 
 import json
@@ -26,16 +27,20 @@ def local_rows(manager) -> list[dict]:
     return rows
 
 
-def watch_local(manager, *, timeout: float | None = None, stop: threading.Event | None = None,
-                interval: float = 0.25) -> Iterator[dict]:
+def watch_local(
+    manager,
+    *,
+    timeout: float | None = None,
+    stop: threading.Event | None = None,
+    interval: float = 0.25,
+) -> Iterator[dict]:
     """The snapshot, then each change of this process's rows (blocking)."""
     wake = threading.Event()
     unsubscribe = manager.subscribe(lambda _event, _snapshot: wake.set())
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         current = {r["identifier"]: r for r in local_rows(manager)}
-        yield {"kind": "snapshot", "data": list(current.values()),
-               "time": int(time.time() * 1000)}
+        yield {"kind": "snapshot", "data": list(current.values()), "time": int(time.time() * 1000)}
         while not (stop is not None and stop.is_set()):
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
@@ -53,17 +58,30 @@ def watch_server(root: str, token: str | None, *, timeout: float | None = None) 
     """The events of a server's ``/api/v0/events`` stream (``root``: ``.../lms``)."""
     from lms_jupyter import logs as logstream
 
-    return logstream.read_sse(f"{root.rstrip('/')}/api/v0/events", token, timeout=timeout,
-                              accept=("snapshot", "loading", "progress", "loaded", "crashed",
-                                      "status", "queue", "unloaded"))
+    return logstream.read_sse(
+        f"{root.rstrip('/')}/api/v0/events",
+        token,
+        timeout=timeout,
+        accept=(
+            "snapshot",
+            "loading",
+            "progress",
+            "loaded",
+            "crashed",
+            "status",
+            "queue",
+            "unloaded",
+        ),
+    )
 
 
 def _row_state(row: dict) -> str:
     status = row.get("status") or "?"
     if status == "loading":
         progress = row.get("loadProgress")
-        return f"loading {round(progress * 100)}%" if isinstance(progress, (int, float)) \
-            else "loading"
+        return (
+            f"loading {round(progress * 100)}%" if isinstance(progress, (int, float)) else "loading"
+        )
     if status == "crashed":
         reason = (row.get("crash") or {}).get("reason", "its worker process died")
         return f"crashed: {reason}"
@@ -72,15 +90,15 @@ def _row_state(row: dict) -> str:
 
 def event_line(event: dict) -> str:
     """One line a person reads: ``23:05:01  loaded    smollm2-135m-instruct  idle, queued 0``."""
-    stamp = time.strftime("%H:%M:%S", time.localtime(event.get("time", time.time() * 1000)
-                                                     / 1000))
+    stamp = time.strftime("%H:%M:%S", time.localtime(event.get("time", time.time() * 1000) / 1000))
     kind = event.get("kind", "?")
     if kind == "snapshot":
         rows = event.get("data") or []
         if not rows:
             return f"{stamp}  no models loaded"
-        return "\n".join(f"{stamp}  {'running':<9} {r.get('identifier')}  {_row_state(r)}"
-                         for r in rows)
+        return "\n".join(
+            f"{stamp}  {'running':<9} {r.get('identifier')}  {_row_state(r)}" for r in rows
+        )
     identifier = event.get("identifier", "?")
     if kind == "unloaded":
         what = "load ended before it finished" if event.get("wasLoading") else ""
@@ -88,8 +106,9 @@ def event_line(event: dict) -> str:
     return f"{stamp}  {kind:<9} {identifier}  {_row_state(event.get('row') or {})}"
 
 
-def run_ps_watch(manager, console, *, as_json: bool, timeout: float | None,
-                 stop: threading.Event | None = None) -> None:
+def run_ps_watch(
+    manager, console, *, as_json: bool, timeout: float | None, stop: threading.Event | None = None
+) -> None:
     """Print the events until Ctrl+C, the timeout or ``stop``."""
     connection = getattr(manager, "connection", None)
     if connection is not None:
@@ -98,9 +117,11 @@ def run_ps_watch(manager, console, *, as_json: bool, timeout: float | None,
     else:
         events = watch_local(manager, timeout=timeout, stop=stop)
         where = ""
-    printer: Callable[[dict], None] = \
-        (lambda event: console.print(json.dumps(event, ensure_ascii=False))) if as_json \
-        else (lambda event: console.print(event_line(event)))  # JSON: one event a line
+    printer: Callable[[dict], None] = (
+        (lambda event: console.print(json.dumps(event, ensure_ascii=False)))
+        if as_json
+        else (lambda event: console.print(event_line(event)))
+    )  # JSON: one event a line
     if not as_json or not getattr(console, "notes_on_stdout", False):
         console.note(f"Watching the models{where} (Ctrl+C stops)\n")
     try:

@@ -7,6 +7,7 @@ Jupyter server found in Jupyter's runtime files (``jpserver-*.json``) that serve
 lms-jupyter. This is a minimal finder of its own (plain ``urllib``, so the CLI needs no
 HTTP client); ``%lms connect``'s discovery may replace it.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,33 +32,46 @@ def parse_duration(value: str) -> float:
     match = _DURATION.match(value or "")
     if not match or float(match.group(1)) <= 0:
         raise argparse.ArgumentTypeError(
-            f"must be a positive duration such as 3600, 90m, 12h or 30d (got {value!r})")
+            f"must be a positive duration such as 3600, 90m, 12h or 30d (got {value!r})"
+        )
     return float(match.group(1)) * _UNITS[match.group(2).lower()]
 
 
 def add_token_parser(sub, parser_class) -> None:
-    token = sub.add_parser("token", help="scoped API tokens of a running server "
-                                         "(create, ls, revoke)")
-    actions = token.add_subparsers(dest="token_command", metavar="create|ls|revoke",
-                                   parser_class=parser_class)
+    token = sub.add_parser(
+        "token", help="scoped API tokens of a running server (create, ls, revoke)"
+    )
+    actions = token.add_subparsers(
+        dest="token_command", metavar="create|ls|revoke", parser_class=parser_class
+    )
     create = actions.add_parser("create", help="create a token (its secret is shown once)")
     create.add_argument("name", help="what the token is for, e.g. the app's name")
-    create.add_argument("--expires-in", type=parse_duration, metavar="DURATION",
-                        help="lifetime: seconds, or 90m, 12h, 30d, 2w (default: never)")
+    create.add_argument(
+        "--expires-in",
+        type=parse_duration,
+        metavar="DURATION",
+        help="lifetime: seconds, or 90m, 12h, 30d, 2w (default: never)",
+    )
     ls = actions.add_parser("ls", help="list tokens (never their secrets)")
     revoke = actions.add_parser("revoke", help="revoke a token at once")
     revoke.add_argument("id", help="the token's id (from token ls)")
     for command in (create, ls, revoke):
-        command.add_argument("--url", metavar="URL",
-                             help="the Jupyter server, with its base path (default: the "
-                                  "running server found in Jupyter's runtime files)")
-        command.add_argument("--token", metavar="TOKEN",
-                             help="its Jupyter token (default: $JUPYTER_TOKEN, or the "
-                                  "runtime file's)")
+        command.add_argument(
+            "--url",
+            metavar="URL",
+            help="the Jupyter server, with its base path (default: the "
+            "running server found in Jupyter's runtime files)",
+        )
+        command.add_argument(
+            "--token",
+            metavar="TOKEN",
+            help="its Jupyter token (default: $JUPYTER_TOKEN, or the runtime file's)",
+        )
         command.add_argument("--json", action="store_true", help="print JSON")
 
 
 # -- finding the server --------------------------------------------------------------------
+
 
 @dataclass
 class Server:
@@ -65,8 +79,9 @@ class Server:
     token: str | None
 
 
-def _request(method: str, url: str, token: str | None, body: dict | None = None,
-             timeout: float = 30) -> tuple[int, dict | None]:
+def _request(
+    method: str, url: str, token: str | None, body: dict | None = None, timeout: float = 30
+) -> tuple[int, dict | None]:
     data = json.dumps(body).encode() if body is not None else None
     headers = {"Accept": "application/json"}
     if data is not None:
@@ -102,35 +117,43 @@ def find_server(url: str | None, token: str | None) -> Server:
         return Server(url.rstrip("/") + "/", token)
     servers = running_servers()
     if not servers:
-        raise TokenCommandError("No running Jupyter server found; start one (jupyter lab) or "
-                                "give --url and --token.")
+        raise TokenCommandError(
+            "No running Jupyter server found; start one (jupyter lab) or give --url and --token."
+        )
     for server in servers:
         try:
-            status, _ = _request("GET", f"{server.url}lms/api/v1/tokens",
-                                 token or server.token, timeout=5)
+            status, _ = _request(
+                "GET", f"{server.url}lms/api/v1/tokens", token or server.token, timeout=5
+            )
         except OSError:
             continue
         if status != 404:
             return Server(server.url, token or server.token)
-    raise TokenCommandError("No running Jupyter server serves lms-jupyter (checked "
-                            f"{', '.join(s.url for s in servers)}); give --url.")
+    raise TokenCommandError(
+        "No running Jupyter server serves lms-jupyter (checked "
+        f"{', '.join(s.url for s in servers)}); give --url."
+    )
 
 
 # -- the commands ---------------------------------------------------------------------------
+
 
 def _call(server: Server, method: str, path: str, body: dict | None = None) -> dict:
     url = f"{server.url}lms/api/v1/tokens{path}"
     try:
         status, answer = _request(method, url, server.token, body)
     except OSError as exc:
-        raise TokenCommandError(f"Cannot reach the server at {server.url}: "
-                                f"{getattr(exc, 'reason', exc)}") from None
+        raise TokenCommandError(
+            f"Cannot reach the server at {server.url}: {getattr(exc, 'reason', exc)}"
+        ) from None
     if status >= 400:
-        message = (answer or {}).get("error", {}).get("message") if isinstance(answer, dict) \
-            else None
+        message = (
+            (answer or {}).get("error", {}).get("message") if isinstance(answer, dict) else None
+        )
         if status == 401:
-            message = (message or "Not authenticated.") + " Give the Jupyter token with " \
-                "--token or $JUPYTER_TOKEN."
+            message = (
+                message or "Not authenticated."
+            ) + " Give the Jupyter token with --token or $JUPYTER_TOKEN."
         raise TokenCommandError(message or f"The server answered {status}.")
     return answer or {}
 
@@ -152,9 +175,11 @@ def run_token_command(args, console) -> None:
             console.json(created)
             return
         console.print(created["token"])
-        console.note(f"Created API token \"{created['name']}\" (id {created['id']}, expires "
-                     f"{_when(created.get('expires_at'))}). It is shown only now: store it "
-                     "where the app reads it. It works on the /lms routes only.")
+        console.note(
+            f'Created API token "{created["name"]}" (id {created["id"]}, expires '
+            f"{_when(created.get('expires_at'))}). It is shown only now: store it "
+            "where the app reads it. It works on the /lms routes only."
+        )
     elif args.token_command == "ls":
         rows = _call(server, "GET", "").get("data", [])
         if args.json:
@@ -164,13 +189,23 @@ def run_token_command(args, console) -> None:
             console.print("No API tokens. Create one with: lms-jupyter token create NAME")
             return
         header = ("ID", "NAME", "CREATED", "LAST USED", "EXPIRES")
-        table = [header] + [(r["id"], r["name"], _when(r["created_at"]),
-                             _when(r.get("last_used_at")),
-                             "expired" if r.get("expired") else _when(r.get("expires_at")))
-                            for r in rows]
+        table = [header] + [
+            (
+                r["id"],
+                r["name"],
+                _when(r["created_at"]),
+                _when(r.get("last_used_at")),
+                "expired" if r.get("expired") else _when(r.get("expires_at")),
+            )
+            for r in rows
+        ]
         widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
-        console.print("\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
-                                for row in table))
+        console.print(
+            "\n".join(
+                "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip()
+                for row in table
+            )
+        )
     elif args.token_command == "revoke":
         from urllib.parse import quote
 
@@ -178,4 +213,4 @@ def run_token_command(args, console) -> None:
         if args.json:
             console.json(revoked)
             return
-        console.print(f"Revoked API token \"{revoked['name']}\" ({revoked['id']}).")
+        console.print(f'Revoked API token "{revoked["name"]}" ({revoked["id"]}).')

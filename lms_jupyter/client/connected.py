@@ -15,20 +15,21 @@ work unchanged, and the models live once, in the server. What is asked:
   server uses for remote engines (``engine.remote.models``, ``api.openai.decode``);
 - embeddings: ``/v1/embeddings``; logs: ``/api/v0/logs/stream``.
 """
+
 from __future__ import annotations
 
 import threading
 import time
 from pathlib import PurePosixPath
 
-from lms_jupyter.api.openai import requests
 from lms_jupyter.api.drive import Generation
+from lms_jupyter.api.openai import requests
 from lms_jupyter.api.remote import prepare_remote_chat
+from lms_jupyter.client.discovery import Target
 from lms_jupyter.engine.remote.engine import EngineClient, EngineConfig
 from lms_jupyter.engine.remote.models import RemoteModel, RemoteModelInfo, RemoteVariant
 from lms_jupyter.errors import APIError, model_not_found
 from lms_jupyter.models.catalog import ModelNotFound
-from lms_jupyter.client.discovery import Target
 
 LOAD_TIMEOUT = 900.0
 
@@ -90,8 +91,14 @@ class ServerInstance(RemoteModel):
 
     def snapshot(self) -> dict:
         snap = super().snapshot()
-        snap.update({"modelKey": self.info.key, "ttlSeconds": self.ttl, "jit": self.jit,
-                     "sizeBytes": self.row.get("sizeBytes") or self.variant.size_bytes})
+        snap.update(
+            {
+                "modelKey": self.info.key,
+                "ttlSeconds": self.ttl,
+                "jit": self.jit,
+                "sizeBytes": self.row.get("sizeBytes") or self.variant.size_bytes,
+            }
+        )
         if self.row.get("parallel") is not None:  # the server's slots (ps PARALLEL)
             snap["parallel"] = self.row["parallel"]
         return snap
@@ -100,8 +107,11 @@ class ServerInstance(RemoteModel):
 def _variant(publisher: str, key: str, entry: dict, quantization: str | None = None):
     quant = entry.get("quantization")
     name = quant.get("name") if isinstance(quant, dict) else quant
-    variant = RemoteVariant(PurePosixPath(publisher, key), entry.get("architecture")
-                            or entry.get("arch") or "unknown", quantization or name or "unknown")
+    variant = RemoteVariant(
+        PurePosixPath(publisher, key),
+        entry.get("architecture") or entry.get("arch") or "unknown",
+        quantization or name or "unknown",
+    )
     variant.size_bytes = int(entry.get("size_bytes") or 0) if quantization is None else 0
     variant.max_context_length = int(entry.get("max_context_length") or 0)
     variant.is_embedding = entry.get("type") in ("embedding", "embeddings")
@@ -137,7 +147,7 @@ class ConnectedCatalog:
 
     models_dir = None
 
-    def __init__(self, manager: "ConnectedManager"):
+    def __init__(self, manager: ConnectedManager):
         self.manager = manager
 
     def models(self) -> list:
@@ -148,8 +158,13 @@ class ConnectedCatalog:
         infos = self.models()
         for info in infos:
             if wanted.lower() in (info.key.lower(), f"{info.publisher.lower()}/{info.key}".lower()):
-                variant = info.variant(quant) if not quant else next(
-                    (v for v in info.variants if v.quantization.lower() == quant.lower()), None)
+                variant = (
+                    info.variant(quant)
+                    if not quant
+                    else next(
+                        (v for v in info.variants if v.quantization.lower() == quant.lower()), None
+                    )
+                )
                 if variant is not None:
                     return info, variant
         raise ModelNotFound(model, [i.key for i in infos])
@@ -162,8 +177,7 @@ class ConnectedManager:
 
     def __init__(self, target: Target, timeout: float = 300.0):
         self.target = target
-        config = EngineConfig("server", [target.root], "lmstudio", target.token,
-                              timeout=timeout)
+        config = EngineConfig("server", [target.root], "lmstudio", target.token, timeout=timeout)
         self.client = EngineClient(config)
         self.catalog = ConnectedCatalog(self)
 
@@ -191,22 +205,34 @@ class ConnectedManager:
             infos = [info_from_v0(e) for e in data if isinstance(e, dict) and e.get("id")]
         by_key: dict[str | None, RemoteModelInfo] = {info.key: info for info in infos}
         try:
-            rows = [r for r in self._get("/api/v0/ps").get("data") or []
-                    if isinstance(r, dict) and r.get("identifier") and r.get("status") != "loading"]
+            rows = [
+                r
+                for r in self._get("/api/v0/ps").get("data") or []
+                if isinstance(r, dict) and r.get("identifier") and r.get("status") != "loading"
+            ]
         except APIError as exc:
             if exc.status not in (404, 405):
                 raise
-            rows = [{"identifier": inst.get("id"), "modelKey": e.get("key"),
-                     "contextLength": (inst.get("config") or {}).get("context_length"),
-                     "status": "idle", "queued": 0}
-                    for e in entries or [] for inst in e.get("loaded_instances") or []]
+            rows = [
+                {
+                    "identifier": inst.get("id"),
+                    "modelKey": e.get("key"),
+                    "contextLength": (inst.get("config") or {}).get("context_length"),
+                    "status": "idle",
+                    "queued": 0,
+                }
+                for e in entries or []
+                for inst in e.get("loaded_instances") or []
+            ]
         loaded = []
         for row in rows:
             info = by_key.get(row.get("modelKey")) or by_key.get(row["identifier"])
             if info is None:
-                info = ServerModelInfo(row.get("modelKey") or row["identifier"],
-                                       row.get("publisher") or "unknown",
-                                       [RemoteVariant(PurePosixPath(row["identifier"]))])
+                info = ServerModelInfo(
+                    row.get("modelKey") or row["identifier"],
+                    row.get("publisher") or "unknown",
+                    [RemoteVariant(PurePosixPath(row["identifier"]))],
+                )
             loaded.append(ServerInstance(self.client, row, info))
         return infos, loaded
 
@@ -223,8 +249,11 @@ class ConnectedManager:
     def get_loaded(self, name: str):
         wanted = (name or "").lower()
         for model in self.list_loaded():
-            if wanted in (model.identifier.lower(), model.info.key.lower(),
-                          f"{model.info.publisher.lower()}/{model.info.key}".lower()):
+            if wanted in (
+                model.identifier.lower(),
+                model.info.key.lower(),
+                f"{model.info.publisher.lower()}/{model.info.key}".lower(),
+            ):
                 return model
         return None
 
@@ -242,17 +271,21 @@ class ConnectedManager:
         body = request.wire_body()
         done = threading.Event()
         if progress is not None:
-            threading.Thread(target=self._follow_load, args=(request, progress, done),
-                             daemon=True, name="lms-connected-load").start()
+            threading.Thread(
+                target=self._follow_load,
+                args=(request, progress, done),
+                daemon=True,
+                name="lms-connected-load",
+            ).start()
         try:
-            result = self.client.call("POST", "/api/v1/models/load", body,
-                                      timeout=LOAD_TIMEOUT)
+            result = self.client.call("POST", "/api/v1/models/load", body, timeout=LOAD_TIMEOUT)
         finally:
             done.set()
         instance = self.get_loaded(result.get("instance_id") or request.model)
         if instance is None:
-            raise APIError(f"The server loaded {request.model} but does not list it.", 502,
-                           "server_error")
+            raise APIError(
+                f"The server loaded {request.model} but does not list it.", 502, "server_error"
+            )
         instance.load_time_seconds = float(result.get("load_time_seconds") or 0.0)
         return instance
 
@@ -264,15 +297,21 @@ class ConnectedManager:
                 return
             for row in rows:
                 if row.get("status") == "loading" and request.model.lower() in (
-                        str(row.get("modelKey", "")).lower(),
-                        str(row.get("identifier", "")).lower()):
+                    str(row.get("modelKey", "")).lower(),
+                    str(row.get("identifier", "")).lower(),
+                ):
                     progress(float(row.get("loadProgress") or 0.0))
 
     def unload(self, identifier: str):
         model = self.get_loaded(identifier)
         if model is None:
-            raise APIError(f"No loaded model with identifier \"{identifier}\".", 404,
-                           "invalid_request_error", "identifier", "model_not_found")
+            raise APIError(
+                f'No loaded model with identifier "{identifier}".',
+                404,
+                "invalid_request_error",
+                "identifier",
+                "model_not_found",
+            )
         self.client.call("POST", "/api/v1/models/unload", {"instance_id": model.identifier})
         return model
 
@@ -280,33 +319,39 @@ class ConnectedManager:
         done = []
         for model in self.list_loaded():
             try:
-                self.client.call("POST", "/api/v1/models/unload",
-                                 {"instance_id": model.identifier})
+                self.client.call("POST", "/api/v1/models/unload", {"instance_id": model.identifier})
                 done.append(model)
             except APIError as exc:  # a remote engine's always-loaded model
                 if exc.code != "not_unloadable":
                     raise
         return done
 
-    def estimate(self, model: str, *, context_length=None, gpu=None,
-                 flash_attention=None, parallel=None) -> dict:
+    def estimate(
+        self, model: str, *, context_length=None, gpu=None, flash_attention=None, parallel=None
+    ) -> dict:
         body = {"model": model}
-        for name, value in (("context_length", context_length), ("gpu", gpu),
-                            ("flash_attention", flash_attention), ("parallel", parallel)):
+        for name, value in (
+            ("context_length", context_length),
+            ("gpu", gpu),
+            ("flash_attention", flash_attention),
+            ("parallel", parallel),
+        ):
             if value is not None:
                 body[name] = value
         try:
             return self.client.call("POST", "/api/v1/models/estimate", body)
         except APIError as exc:
             if exc.status in (404, 405):
-                raise APIError(f"{self.target.root} has no memory estimate endpoint "
-                               "(/api/v1/models/estimate).", 404) from None
+                raise APIError(
+                    f"{self.target.root} has no memory estimate endpoint "
+                    "(/api/v1/models/estimate).",
+                    404,
+                ) from None
             raise
 
     def acquire(self, model: str, **_ignored):
         """The instance to use; the server JIT-loads a model that is not loaded yet."""
-        return self.get_loaded(model) or RemoteModel(self.client, model, model,
-                                                     kind="lmstudio")
+        return self.get_loaded(model) or RemoteModel(self.client, model, model, kind="lmstudio")
 
     # -- downloads (``lms get`` on the server) -----------------------------------------------
     def download(self, model: str, quantization: str | None, view) -> dict:
@@ -316,9 +361,11 @@ class ConnectedManager:
         job = self.client.call("POST", "/api/v1/models/download", body, timeout=120.0)
         started = time.monotonic()
         while job.get("status") in ("downloading", "paused") and job.get("job_id"):
-            view.update(int(job.get("downloaded_bytes") or 0),
-                        int(job.get("total_size_bytes") or 0),
-                        float(job.get("bytes_per_second") or 0.0))
+            view.update(
+                int(job.get("downloaded_bytes") or 0),
+                int(job.get("total_size_bytes") or 0),
+                float(job.get("bytes_per_second") or 0.0),
+            )
             time.sleep(0.5)
             job = self._get(f"/api/v1/models/download/status/{job['job_id']}")
             if time.monotonic() - started > 24 * 3600:
@@ -346,8 +393,7 @@ class ConnectedAPI:
         return requests.chat_request(body)
 
     def start_chat(self, request: requests.ChatRequest, channel=None) -> Generation:
-        model = RemoteModel(self.manager.client, request.model, request.model,
-                            kind="lmstudio")
+        model = RemoteModel(self.manager.client, request.model, request.model, kind="lmstudio")
         return Generation(prepare_remote_chat(model, request, self.reasoning_field), channel)
 
     def embeddings_sync(self, body) -> dict:

@@ -9,6 +9,7 @@ that knows the kernel's id (from the kernel's connection file, asked over
 extension. A URL given by hand may be any LM Studio REST API root (``.../lms`` of an
 lms-jupyter, ``http://localhost:1234`` of LM Studio) or a Jupyter server's own URL.
 """
+
 from __future__ import annotations
 
 import os
@@ -46,8 +47,10 @@ class Target:
     @property
     def description(self) -> str:
         if self.server:
-            return (f"the Jupyter server at {self.server.get('url')} (pid "
-                    f"{self.server.get('pid')}), API {self.root}")
+            return (
+                f"the Jupyter server at {self.server.get('url')} (pid "
+                f"{self.server.get('pid')}), API {self.root}"
+            )
         return self.root
 
 
@@ -130,7 +133,8 @@ def kernel_server() -> dict:
         raise DiscoveryError(
             "This kernel does not run under a Jupyter server (no running server was found "
             "in Jupyter's runtime folder). Use %lms connect <url> --token <token>, or keep "
-            "the models in this kernel.")
+            "the models in this kernel."
+        )
     parents = set(_parent_pids())
     for server in servers:
         if server.get("pid") in parents:
@@ -139,8 +143,7 @@ def kernel_server() -> dict:
     if kernel:
         for server in servers:
             try:
-                response = _get(f"{server['url'].rstrip('/')}/api/kernels/{kernel}",
-                                _token(server))
+                response = _get(f"{server['url'].rstrip('/')}/api/kernels/{kernel}", _token(server))
             except Exception:  # noqa: BLE001
                 continue
             if response.status_code == 200:
@@ -148,7 +151,8 @@ def kernel_server() -> dict:
     raise DiscoveryError(
         "This kernel was not started by any of the running Jupyter servers "
         f"({', '.join(s.get('url', '?') for s in servers)}). Use %lms connect <url> "
-        "--token <token>.")
+        "--token <token>."
+    )
 
 
 def for_kernel(prefix: str = PREFIX) -> Target:
@@ -158,7 +162,8 @@ def for_kernel(prefix: str = PREFIX) -> Target:
         raise DiscoveryError(
             f"The Jupyter server at {server.get('url')} does not serve lms-jupyter's API at "
             f"{server_root(server, prefix)} (enable it with `jupyter server extension enable "
-            "lms_jupyter` and restart the server).")
+            "lms_jupyter` and restart the server)."
+        )
     return Target(server_root(server, prefix), _token(server), server)
 
 
@@ -189,10 +194,11 @@ def for_url(url: str, token: str | None = None, prefix: str = PREFIX) -> Target:
         except Exception as exc:  # noqa: BLE001
             raise DiscoveryError(f"Cannot reach {candidate}: {exc}") from None
         if response.status_code in (401, 403):
-            raise DiscoveryError(f"{candidate} refused the token (HTTP {response.status_code})"
-                                 "; pass --token (the Jupyter token, or LM Studio's API token).")
-        if response.status_code == 200 and _is_json(response) and \
-                "data" in response.json():
+            raise DiscoveryError(
+                f"{candidate} refused the token (HTTP {response.status_code})"
+                "; pass --token (the Jupyter token, or LM Studio's API token)."
+            )
+        if response.status_code == 200 and _is_json(response) and "data" in response.json():
             return Target(candidate, token)
         problems.append(f"{candidate}/v1/models: HTTP {response.status_code}")
     raise DiscoveryError(f"No LM Studio API found at {url} ({'; '.join(problems)}).")

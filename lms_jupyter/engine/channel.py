@@ -3,6 +3,7 @@
 The same channel serves a blocking reader (the kernel's magics) and an asyncio reader
 (Tornado), so generation never runs on the event loop yet tokens arrive there promptly.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -23,7 +24,7 @@ class EventChannel:
         self._on_cancel: list = []  # callbacks (a remote relay closes its request)
 
     @classmethod
-    def for_running_loop(cls) -> "EventChannel":
+    def for_running_loop(cls) -> EventChannel:
         return cls(asyncio.get_running_loop())
 
     @property

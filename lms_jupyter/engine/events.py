@@ -5,12 +5,13 @@ at any point). These are engine facts (text, token counts, timings, why it stopp
 the chat layer turns them into answer / reasoning / tool-call events, and the fronts
 into their wire formats.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lms_jupyter.errors import APIError
 from lms_jupyter.engine.instance import StopReason
+from lms_jupyter.errors import APIError
 
 # LM Studio's stop reasons (LLMPredictionStats.ts) and the OpenAI finish_reason of each
 STOP_EOS = StopReason.EOS
@@ -19,8 +20,14 @@ STOP_MAX_TOKENS = StopReason.MAX_TOKENS
 STOP_CONTEXT = StopReason.CONTEXT
 STOP_USER = StopReason.USER
 STOP_FAILED = StopReason.FAILED
-FINISH_REASONS: dict[str, str] = {STOP_EOS: "stop", STOP_STRING: "stop", STOP_USER: "stop",
-                  STOP_MAX_TOKENS: "length", STOP_CONTEXT: "length", STOP_FAILED: "stop"}
+FINISH_REASONS: dict[str, str] = {
+    STOP_EOS: "stop",
+    STOP_STRING: "stop",
+    STOP_USER: "stop",
+    STOP_MAX_TOKENS: "length",
+    STOP_CONTEXT: "length",
+    STOP_FAILED: "stop",
+}
 
 
 @dataclass
@@ -40,7 +47,7 @@ class TokenLogprob:
     token: str
     logprob: float
     bytes: tuple[int, ...]
-    top: tuple["TokenLogprob", ...] = ()  # alternatives (their own ``top`` is empty)
+    top: tuple[TokenLogprob, ...] = ()  # alternatives (their own ``top`` is empty)
 
 
 @dataclass
@@ -84,10 +91,13 @@ class Finished:
     @property
     def usage(self) -> dict:
         """OpenAI's usage object for chat and text completions."""
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "total_tokens": self.prompt_tokens + self.completion_tokens,
-                "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
-                **({"estimated": True} if self.usage_estimated else {})}
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
+            **({"estimated": True} if self.usage_estimated else {}),
+        }
 
 
 @dataclass
@@ -101,6 +111,6 @@ class Failed:
 class EmbeddingResult:
     """What one embedding request produced."""
 
-    vectors: "object"          # numpy float32 array (n_inputs, n_dims), rows L2-normalised
-    prompt_tokens: int         # tokens embedded, special tokens included
+    vectors: object  # numpy float32 array (n_inputs, n_dims), rows L2-normalised
+    prompt_tokens: int  # tokens embedded, special tokens included
     truncated: list[int] = field(default_factory=list)  # inputs cut to the limit

@@ -8,6 +8,7 @@ never ask which kind it is. The enums here are the vocabulary shared by the engi
 API and the sidebar's types (``labextension/src/api.ts``): they are ``str`` enums, so they
 compare equal to, and serialise as, the strings LM Studio puts on the wire.
 """
+
 from __future__ import annotations
 
 import enum
@@ -124,12 +125,19 @@ def local_snapshot(model) -> dict:
     """The ``lms ps`` row of a model loaded on this machine (from its catalog entry and
     load configuration), shared by the worker proxy and the engine inside the worker."""
     return {
-        "identifier": model.identifier, "modelKey": model.info.key,
-        "path": str(model.variant.path), "type": model.info.type,
-        "status": model.status, "queued": model.queued,
-        "contextLength": model.config.context_length, "ttlSeconds": model.ttl,
+        "identifier": model.identifier,
+        "modelKey": model.info.key,
+        "path": str(model.variant.path),
+        "type": model.info.type,
+        "status": model.status,
+        "queued": model.queued,
+        "contextLength": model.config.context_length,
+        "ttlSeconds": model.ttl,
         "parallel": None if model.embedding_only else model.config.parallel,
-        "jit": model.jit, "lastUsedTime": model.last_used, "loadedAt": model.loaded_at,
-        "sizeBytes": model.variant.size_bytes, "quantization": model.variant.quantization,
+        "jit": model.jit,
+        "lastUsedTime": model.last_used,
+        "loadedAt": model.loaded_at,
+        "sizeBytes": model.variant.size_bytes,
+        "quantization": model.variant.quantization,
         "arch": model.variant.arch,
     }

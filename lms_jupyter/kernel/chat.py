@@ -7,6 +7,7 @@ next turn continues it. Stopping (Ctrl+C in the kernel, or a ``stop`` event) clo
 stream, which cancels generation on the model's worker thread within a token, and keeps
 the partial answer.
 """
+
 from __future__ import annotations
 
 import threading
@@ -31,8 +32,10 @@ class GenerationInterrupted(KeyboardInterrupt):
 
     def __init__(self, tokens: int = 0):
         self.tokens = tokens
-        super().__init__(f"Generation interrupted after {tokens} tokens; the partial answer "
-                         f"is kept and the model is ready for the next cell.")
+        super().__init__(
+            f"Generation interrupted after {tokens} tokens; the partial answer "
+            f"is kept and the model is ready for the next cell."
+        )
 
     def _render_traceback_(self) -> list[str]:
         return [f"{type(self).__name__}: {self.args[0]}"]
@@ -55,24 +58,30 @@ class ChatStats:
             parts.append(f"{self.time_to_first_token:.2f} s to first token")
         if self.prompt_tokens is not None:
             parts.append(f"{self.prompt_tokens} prompt tokens")
-        parts.append("stopped by user" if self.finish_reason == "interrupted"
-                     else f"finish: {self.finish_reason}")
+        parts.append(
+            "stopped by user"
+            if self.finish_reason == "interrupted"
+            else f"finish: {self.finish_reason}"
+        )
         return " · ".join(parts)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
 
     @classmethod
-    def from_done(cls, model: str, done, finish_reason: str | None) -> "ChatStats":
+    def from_done(cls, model: str, done, finish_reason: str | None) -> ChatStats:
         """The engine's exact figures (``done`` is None if it never reported them)."""
         if done is None:
             return cls(model, 0, None, None, None, finish_reason)
         stats = done.stats
-        return cls(model=model, completion_tokens=stats.completion_tokens,
-                   prompt_tokens=stats.prompt_tokens,
-                   time_to_first_token=stats.time_to_first_token,
-                   tokens_per_second=stats.tokens_per_second or None,
-                   finish_reason=finish_reason)
+        return cls(
+            model=model,
+            completion_tokens=stats.completion_tokens,
+            prompt_tokens=stats.prompt_tokens,
+            time_to_first_token=stats.time_to_first_token,
+            tokens_per_second=stats.tokens_per_second or None,
+            finish_reason=finish_reason,
+        )
 
 
 @dataclass
@@ -109,11 +118,20 @@ class ChatView(Protocol):
 class NullView:
     """Collects nothing; for programmatic use."""
 
-    def start_text(self, model): pass
-    def text(self, text): pass
-    def end_text(self, text, stage): pass
-    def tool_result(self, result): pass
-    def stats(self, stats): pass
+    def start_text(self, model):
+        pass
+
+    def text(self, text):
+        pass
+
+    def end_text(self, text, stage):
+        pass
+
+    def tool_result(self, result):
+        pass
+
+    def stats(self, stats):
+        pass
 
 
 @dataclass
@@ -176,8 +194,9 @@ class Conversation:
         content = entry.get("content") or ""
         calls = entry.get("tool_calls") or []
         if calls:
-            described = ", ".join(f"{c['function']['name']}({c['function']['arguments']})"
-                                  for c in calls)
+            described = ", ".join(
+                f"{c['function']['name']}({c['function']['arguments']})" for c in calls
+            )
             content = (content + "\n" if content else "") + f"[tool calls: {described}]"
         if entry.get("note"):
             content += f" [{entry['note']}]"
@@ -221,8 +240,12 @@ class ChatRunner:
         return self._cancelled.is_set()
 
     def _body(self, messages: list[dict], options: ChatOptions, tool_choice) -> dict:
-        body = {"model": options.model, "messages": messages, "stream": True,
-                "stream_options": {"include_usage": True}}
+        body = {
+            "model": options.model,
+            "messages": messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
         body.update(options.extra)
         if options.temperature is not None:
             body["temperature"] = options.temperature
@@ -236,8 +259,7 @@ class ChatRunner:
                 body["tool_choice"] = tool_choice
         return body
 
-    def stream_once(self, body: dict, view: ChatView,
-                    stop: threading.Event | None = None) -> Reply:
+    def stream_once(self, body: dict, view: ChatView, stop: threading.Event | None = None) -> Reply:
         """One streamed request. Ctrl+C or ``stop`` ends it early with the partial answer.
 
         The answer arrives as typed events; the stats line uses the engine's exact counts
@@ -286,8 +308,13 @@ class ChatRunner:
         view.end_text(reply.content, "interrupted" if reply.interrupted else "finished")
         return reply
 
-    def run(self, prompt: str, options: ChatOptions, view: ChatView | None = None,
-            stop: threading.Event | None = None) -> TurnResult:
+    def run(
+        self,
+        prompt: str,
+        options: ChatOptions,
+        view: ChatView | None = None,
+        stop: threading.Event | None = None,
+    ) -> TurnResult:
         """One user turn: stream answers and run tool calls until the model answers."""
         view = view or NullView()
         self._cancelled.clear()
@@ -321,17 +348,28 @@ class ChatRunner:
                 return result
             if reply.tool_calls and options.tools and round_no < rounds:
                 checkpoint = len(pending)
-                pending.append({"role": "assistant", "content": reply.content or None,
-                                "tool_calls": reply.tool_calls})
+                pending.append(
+                    {
+                        "role": "assistant",
+                        "content": reply.content or None,
+                        "tool_calls": reply.tool_calls,
+                    }
+                )
                 try:
                     for call in reply.tool_calls:
-                        outcome = options.tools.call(call["function"]["name"],
-                                                     call["function"]["arguments"])
+                        outcome = options.tools.call(
+                            call["function"]["name"], call["function"]["arguments"]
+                        )
                         result.tool_results.append(outcome)
                         view.tool_result(outcome)
-                        pending.append({"role": "tool", "tool_call_id": call["id"],
-                                        "name": call["function"]["name"],
-                                        "content": outcome.content})
+                        pending.append(
+                            {
+                                "role": "tool",
+                                "tool_call_id": call["id"],
+                                "name": call["function"]["name"],
+                                "content": outcome.content,
+                            }
+                        )
                 except KeyboardInterrupt:
                     del pending[checkpoint:]  # no half-answered tool round in the history
                     conversation.commit(pending, notes)

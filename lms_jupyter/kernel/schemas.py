@@ -1,5 +1,6 @@
 """``%%chat --schema NAME``: a pydantic model or JSON schema dict from the notebook as
 OpenAI's ``response_format``, and the answer parsed back into Python."""
+
 from __future__ import annotations
 
 import json
@@ -22,16 +23,20 @@ class OutputSchema:
     model_class: type[BaseModel] | None = None  # a pydantic model to validate into
 
     def response_format(self) -> dict:
-        return {"type": "json_schema",
-                "json_schema": {"name": self.name, "schema": self.schema, "strict": True}}
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": self.name, "schema": self.schema, "strict": True},
+        }
 
     def parse(self, text: str) -> Any:
         """The answer as a pydantic instance (model schemas) or plain JSON data."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise SchemaError(f"The answer is not valid JSON ({exc.msg} at character "
-                              f"{exc.pos}); it may have been cut off by --max-tokens.") from None
+            raise SchemaError(
+                f"The answer is not valid JSON ({exc.msg} at character "
+                f"{exc.pos}); it may have been cut off by --max-tokens."
+            ) from None
         if self.model_class is None:
             return data
         try:
@@ -49,8 +54,11 @@ def _safe_name(name: str) -> str:
 def output_schema(obj: Any, name: str = "schema") -> OutputSchema:
     """Accept a pydantic model class, a bare JSON schema, or OpenAI's
     ``{"name": ..., "schema": {...}}`` wrapper."""
-    if isinstance(obj, type) and hasattr(obj, "model_json_schema") \
-            and hasattr(obj, "model_validate"):
+    if (
+        isinstance(obj, type)
+        and hasattr(obj, "model_json_schema")
+        and hasattr(obj, "model_validate")
+    ):
         return OutputSchema(_safe_name(obj.__name__), obj.model_json_schema(), obj)
     if isinstance(obj, dict):
         if isinstance(obj.get("schema"), dict) and "name" in obj:
@@ -59,10 +67,10 @@ def output_schema(obj: Any, name: str = "schema") -> OutputSchema:
             return output_schema(obj["json_schema"], name)
         if any(key in obj for key in ("type", "properties", "$ref", "anyOf", "enum")):
             return OutputSchema(_safe_name(name), obj)
-        raise SchemaError(f"{name} does not look like a JSON schema (no 'type' or "
-                          f"'properties').")
-    raise SchemaError(f"{name} must be a pydantic model class or a JSON schema dict "
-                      f"(got {type(obj).__name__}).")
+        raise SchemaError(f"{name} does not look like a JSON schema (no 'type' or 'properties').")
+    raise SchemaError(
+        f"{name} must be a pydantic model class or a JSON schema dict (got {type(obj).__name__})."
+    )
 
 
 def schema_from_namespace(name: str, namespace: dict) -> OutputSchema:

@@ -1,5 +1,6 @@
 """Python functions as OpenAI tools: a JSON schema from type hints and docstrings, and
 calls executed in the kernel with their results (or errors) handed back to the model."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -9,10 +10,14 @@ import json
 import re
 import types
 import typing
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-_SECTION = re.compile(r"^\s*(Args|Arguments|Parameters|Params|Returns?|Raises|Yields|"
-                      r"Examples?|Notes?)\s*:?\s*$", re.IGNORECASE)
+_SECTION = re.compile(
+    r"^\s*(Args|Arguments|Parameters|Params|Returns?|Raises|Yields|"
+    r"Examples?|Notes?)\s*:?\s*$",
+    re.IGNORECASE,
+)
 _GOOGLE_PARAM = re.compile(r"^\s*(\*{0,2}\w+)\s*(?:\(([^)]*)\))?\s*:\s*(.*)$")
 _SPHINX_PARAM = re.compile(r"^\s*:param\s+(?:[^:]*\s)?(\w+)\s*:\s*(.*)$")
 _NUMPY_PARAM = re.compile(r"^\s*(\w+)\s*:\s*(.*)$")
@@ -43,10 +48,12 @@ def parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
         elif stripped.startswith(":"):
             section, current = "other", None
         elif header:
-            numpy_style = i + 1 < len(lines) and lines[i + 1].strip() != "" \
+            numpy_style = (
+                i + 1 < len(lines)
+                and lines[i + 1].strip() != ""
                 and set(lines[i + 1].strip()) == {"-"}
-            section = "params" if header.group(1).lower().startswith(("arg", "param")) \
-                else "other"
+            )
+            section = "params" if header.group(1).lower().startswith(("arg", "param")) else "other"
             base, current = None, None
             i += 2 if numpy_style else 1
             continue
@@ -75,8 +82,16 @@ def type_schema(hint: Any) -> dict:
         return {}
     if hint is type(None):
         return {"type": "null"}
-    simple = {str: "string", int: "integer", float: "number", bool: "boolean",
-              list: "array", tuple: "array", set: "array", dict: "object"}
+    simple = {
+        str: "string",
+        int: "integer",
+        float: "number",
+        bool: "boolean",
+        list: "array",
+        tuple: "array",
+        set: "array",
+        dict: "object",
+    }
     if hint in simple:
         return {"type": simple[hint]}
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
@@ -86,11 +101,15 @@ def type_schema(hint: Any) -> dict:
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         hints = typing.get_type_hints(hint)
         fields = dataclasses.fields(hint)
-        return {"type": "object",
-                "properties": {f.name: type_schema(hints.get(f.name, Any)) for f in fields},
-                "required": [f.name for f in fields
-                             if f.default is dataclasses.MISSING
-                             and f.default_factory is dataclasses.MISSING]}
+        return {
+            "type": "object",
+            "properties": {f.name: type_schema(hints.get(f.name, Any)) for f in fields},
+            "required": [
+                f.name
+                for f in fields
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            ],
+        }
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin is typing.Literal:
@@ -107,8 +126,10 @@ def type_schema(hint: Any) -> dict:
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
             return {"type": "array", "items": type_schema(args[0])}
-        return {"type": "array", **({"prefixItems": [type_schema(a) for a in args]}
-                                    if args else {})}
+        return {
+            "type": "array",
+            **({"prefixItems": [type_schema(a) for a in args]} if args else {}),
+        }
     if origin is dict:
         schema: dict = {"type": "object"}
         if len(args) == 2:
@@ -136,8 +157,7 @@ def function_tool(fn: Callable, name: str | None = None) -> dict:
     properties: dict[str, dict] = {}
     required: list[str] = []
     for param in signature.parameters.values():
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD) or param.name in (
-                "self", "cls"):
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD) or param.name in ("self", "cls"):
             continue
         schema = dict(type_schema(hints.get(param.name, param.annotation)))
         if param.name in param_docs and param_docs[param.name]:
@@ -148,9 +168,10 @@ def function_tool(fn: Callable, name: str | None = None) -> dict:
             schema["default"] = param.default
         properties[param.name] = schema
     parameters = {"type": "object", "properties": properties, "required": required}
-    return {"type": "function",
-            "function": {"name": name, "description": description or name,
-                         "parameters": parameters}}
+    return {
+        "type": "function",
+        "function": {"name": name, "description": description or name, "parameters": parameters},
+    }
 
 
 def _jsonable(value) -> bool:
@@ -192,7 +213,7 @@ class Toolbox:
         return bool(self.functions)
 
     @classmethod
-    def from_names(cls, names: list[str], namespace: dict) -> "Toolbox":
+    def from_names(cls, names: list[str], namespace: dict) -> Toolbox:
         functions = {}
         for name in names:
             if name not in namespace:
@@ -215,8 +236,9 @@ class Toolbox:
             return ToolResult(name, {}, error="arguments must be a JSON object")
         fn = self.functions.get(name)
         if fn is None:
-            return ToolResult(name, args, error=f"unknown tool {name!r}; available: "
-                                                f"{', '.join(self.functions)}")
+            return ToolResult(
+                name, args, error=f"unknown tool {name!r}; available: {', '.join(self.functions)}"
+            )
         try:
             return ToolResult(name, args, result=fn(**args))
         except KeyboardInterrupt:

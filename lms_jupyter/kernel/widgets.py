@@ -5,6 +5,7 @@ messages (the Stop button works) and other cells can run meanwhile. The text of 
 answer is shown through an Output widget whose single Markdown output is replaced, at
 most ``rate`` times a second, rather than appended token by token.
 """
+
 from __future__ import annotations
 
 import html
@@ -13,14 +14,14 @@ import time
 
 import ipywidgets as widgets
 
-from lms_jupyter.models.catalog import DEFAULT_MODEL_KEY
+from lms_jupyter.cli import listing
+from lms_jupyter.engine.options import LoadRequest
 from lms_jupyter.errors import APIError
 from lms_jupyter.kernel import runtime
-from lms_jupyter.cli import listing
 from lms_jupyter.kernel.chat import ChatOptions, ChatRunner, Conversation, TurnResult
-from lms_jupyter.engine.options import LoadRequest
 from lms_jupyter.kernel.progress.load import LoadTask
 from lms_jupyter.kernel.tools import Toolbox
+from lms_jupyter.models.catalog import DEFAULT_MODEL_KEY
 
 _CELL = {"name": "15em", "params": "5em", "quant": "6em", "size": "7em", "state": "13em"}
 
@@ -33,23 +34,29 @@ def _label(text: str, width: str, bold: bool = False) -> widgets.HTML:
 class _ModelRow:
     """One model: its facts, state, a Load/Unload button and a progress bar."""
 
-    def __init__(self, owner: "ModelManagerWidget", info):
+    def __init__(self, owner: ModelManagerWidget, info):
         variant = info.default_variant
         self.owner = owner
         self.key = info.key
         self.state = widgets.HTML("not loaded", layout=widgets.Layout(width=_CELL["state"]))
-        self.button = widgets.Button(description="Load", icon="play",
-                                     layout=widgets.Layout(width="7em"))
-        self.progress = widgets.FloatProgress(value=0.0, min=0.0, max=1.0,
-                                              layout=widgets.Layout(width="10em",
-                                                                    visibility="hidden"))
+        self.button = widgets.Button(
+            description="Load", icon="play", layout=widgets.Layout(width="7em")
+        )
+        self.progress = widgets.FloatProgress(
+            value=0.0, min=0.0, max=1.0, layout=widgets.Layout(width="10em", visibility="hidden")
+        )
         self.button.on_click(lambda _button: self.owner._toggle(self.key))
-        self.box = widgets.HBox([
-            _label(info.key, _CELL["name"], bold=True),
-            _label(variant.params_string, _CELL["params"]),
-            _label(variant.quantization, _CELL["quant"]),
-            _label(listing.human_size(variant.size_bytes), _CELL["size"]),
-            self.state, self.button, self.progress])
+        self.box = widgets.HBox(
+            [
+                _label(info.key, _CELL["name"], bold=True),
+                _label(variant.params_string, _CELL["params"]),
+                _label(variant.quantization, _CELL["quant"]),
+                _label(listing.human_size(variant.size_bytes), _CELL["size"]),
+                self.state,
+                self.button,
+                self.progress,
+            ]
+        )
         self.loading = False
 
     def show(self, instances: list) -> None:
@@ -59,7 +66,8 @@ class _ModelRow:
             names = ", ".join(m.identifier for m in instances)
             busy = [m.status for m in instances if m.status != "idle"]
             self.state.value = f"✓ loaded ({html.escape(names)})" + (
-                f" · {busy[0]}" if busy else "")
+                f" · {busy[0]}" if busy else ""
+            )
             self.button.description, self.button.icon = "Unload", "stop"
         else:
             self.state.value = "not loaded"
@@ -78,12 +86,22 @@ class ModelManagerWidget(widgets.VBox):
         self.manager = manager if manager is not None else runtime.get_manager()
         self.rows: dict[str, _ModelRow] = {}
         self.message = widgets.HTML("")
-        refresh = widgets.Button(description="Refresh", icon="refresh",
-                                 layout=widgets.Layout(width="8em"))
+        refresh = widgets.Button(
+            description="Refresh", icon="refresh", layout=widgets.Layout(width="8em")
+        )
         refresh.on_click(lambda _button: self.refresh())
-        header = widgets.HBox([_label(title, _CELL[key], bold=True) for key, title in (
-            ("name", "MODEL"), ("params", "PARAMS"), ("quant", "QUANT"), ("size", "SIZE"),
-            ("state", "STATE"))])
+        header = widgets.HBox(
+            [
+                _label(title, _CELL[key], bold=True)
+                for key, title in (
+                    ("name", "MODEL"),
+                    ("params", "PARAMS"),
+                    ("quant", "QUANT"),
+                    ("size", "SIZE"),
+                    ("state", "STATE"),
+                )
+            ]
+        )
         self.table = widgets.VBox([header])
         super().__init__([self.table, widgets.HBox([refresh, self.message])], **kwargs)
         self._tasks: dict[str, threading.Thread] = {}
@@ -127,8 +145,9 @@ class ModelManagerWidget(widgets.VBox):
         row.progress.layout.visibility = "visible"
         row.state.value = "loading…"
         self.message.value = ""
-        thread = threading.Thread(target=self._load, args=(row,), daemon=True,
-                                  name=f"lms-widget-load-{key}")
+        thread = threading.Thread(
+            target=self._load, args=(row,), daemon=True, name=f"lms-widget-load-{key}"
+        )
         self._tasks[key] = thread
         thread.start()
         return thread
@@ -138,18 +157,17 @@ class ModelManagerWidget(widgets.VBox):
         task = LoadTask(lambda progress: self.manager.load(request, progress=progress)).start()
         while not task.wait(0.1):
             row.progress.value = task.watcher.fraction
-            row.state.value = f"loading {int(task.watcher.fraction * 100)}% " \
-                              f"({task.watcher.elapsed:.1f} s)"
+            row.state.value = (
+                f"loading {int(task.watcher.fraction * 100)}% ({task.watcher.elapsed:.1f} s)"
+            )
         row.progress.value = 1.0
         row.progress.layout.visibility = "hidden"
         row.loading = False
         if task.error is not None:
-            message = task.error.message if isinstance(task.error, APIError) \
-                else str(task.error)
+            message = task.error.message if isinstance(task.error, APIError) else str(task.error)
             self.message.value = html.escape(f"Could not load {row.key}: {message}")
         else:
-            self.message.value = html.escape(
-                f"Loaded {row.key} in {task.watcher.elapsed:.2f} s.")
+            self.message.value = html.escape(f"Loaded {row.key} in {task.watcher.elapsed:.2f} s.")
         self.refresh()
 
     def unload(self, key: str) -> None:
@@ -182,14 +200,17 @@ class ModelManagerWidget(widgets.VBox):
 
 
 def _markdown_output(text: str) -> dict:
-    return {"output_type": "display_data",
-            "data": {"text/markdown": text or " ", "text/plain": text}, "metadata": {}}
+    return {
+        "output_type": "display_data",
+        "data": {"text/markdown": text or " ", "text/plain": text},
+        "metadata": {},
+    }
 
 
 class _WidgetView:
     """ChatView that streams into the chat widget's transcript."""
 
-    def __init__(self, owner: "ChatWidget", rate: float):
+    def __init__(self, owner: ChatWidget, rate: float):
         self.owner = owner
         self.interval = 1.0 / rate if rate > 0 else 0.0
         self.output: widgets.Output | None = None
@@ -228,13 +249,24 @@ class ChatWidget(widgets.VBox):
     ``send(text)`` works from code too; ``wait()`` blocks until the answer is complete.
     """
 
-    def __init__(self, model: str | None = None, system: str | None = None, *, api=None,
-                 conversation: Conversation | None = None, tools=None,
-                 temperature: float | None = None, max_tokens: int | None = None,
-                 request_defaults: dict | None = None, rate: float = 10.0, **kwargs):
+    def __init__(
+        self,
+        model: str | None = None,
+        system: str | None = None,
+        *,
+        api=None,
+        conversation: Conversation | None = None,
+        tools=None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        request_defaults: dict | None = None,
+        rate: float = 10.0,
+        **kwargs,
+    ):
         self.model = model or DEFAULT_MODEL_KEY
-        self.conversation = conversation if conversation is not None \
-            else Conversation(system=system)
+        self.conversation = (
+            conversation if conversation is not None else Conversation(system=system)
+        )
         self._api = api
         if tools is not None and not isinstance(tools, Toolbox):
             tools = Toolbox({fn.__name__: fn for fn in tools})
@@ -245,12 +277,13 @@ class ChatWidget(widgets.VBox):
         self.rate = rate
         self.last_result: TurnResult | None = None
         self.last_error: str | None = None
-        self.transcript = widgets.VBox(layout=widgets.Layout(max_height="30em",
-                                                             overflow="auto"))
-        self.input = widgets.Textarea(placeholder="Message", layout=widgets.Layout(
-            width="100%", height="5em"))
-        self.send_button = widgets.Button(description="Send", icon="paper-plane",
-                                          button_style="primary")
+        self.transcript = widgets.VBox(layout=widgets.Layout(max_height="30em", overflow="auto"))
+        self.input = widgets.Textarea(
+            placeholder="Message", layout=widgets.Layout(width="100%", height="5em")
+        )
+        self.send_button = widgets.Button(
+            description="Send", icon="paper-plane", button_style="primary"
+        )
         self.stop_button = widgets.Button(description="Stop", icon="stop", disabled=True)
         self.new_button = widgets.Button(description="New chat", icon="eraser")
         self.status = widgets.HTML("")
@@ -260,8 +293,7 @@ class ChatWidget(widgets.VBox):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._runner: ChatRunner | None = None
-        buttons = widgets.HBox([self.send_button, self.stop_button, self.new_button,
-                                self.status])
+        buttons = widgets.HBox([self.send_button, self.stop_button, self.new_button, self.status])
         super().__init__([self.transcript, self.input, buttons], **kwargs)
 
     @property
@@ -281,8 +313,7 @@ class ChatWidget(widgets.VBox):
         return output
 
     def _add_note(self, text: str) -> None:
-        note = widgets.HTML(f'<div style="opacity:.65;font-size:.85em">'
-                            f'{html.escape(text)}</div>')
+        note = widgets.HTML(f'<div style="opacity:.65;font-size:.85em">{html.escape(text)}</div>')
         self.transcript.children = [*self.transcript.children, note]
 
     # -- actions -------------------------------------------------------------------------
@@ -297,15 +328,20 @@ class ChatWidget(widgets.VBox):
         self.stop_button.disabled = False
         self.send_button.disabled = True
         self.last_error = None
-        self._thread = threading.Thread(target=self._run, args=(text,), daemon=True,
-                                        name="lms-chat-widget")
+        self._thread = threading.Thread(
+            target=self._run, args=(text,), daemon=True, name="lms-chat-widget"
+        )
         self._thread.start()
         return self._thread
 
     def _run(self, text: str) -> None:
-        options = ChatOptions(model=self.model, temperature=self.temperature,
-                              max_tokens=self.max_tokens, tools=self.tools,
-                              extra=dict(self.request_defaults))
+        options = ChatOptions(
+            model=self.model,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            tools=self.tools,
+            extra=dict(self.request_defaults),
+        )
         try:
             manager = self.api.manager
             if manager.get_loaded(self.model) is None:
@@ -315,8 +351,9 @@ class ChatWidget(widgets.VBox):
             self._runner = runner = ChatRunner(self.api, self.conversation)
             if self._stop.is_set():
                 return
-            self.last_result = runner.run(text, options, _WidgetView(self, self.rate),
-                                          stop=self._stop)
+            self.last_result = runner.run(
+                text, options, _WidgetView(self, self.rate), stop=self._stop
+            )
         except APIError as exc:
             self.last_error = exc.message
             self.status.value = html.escape(f"Error: {exc.message}")

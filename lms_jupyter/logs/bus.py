@@ -14,6 +14,7 @@ appends to those buffers. Secrets (bearer tokens, ``token=`` values, Hugging Fac
 registered values such as the Jupyter token) are masked in server lines; request lines
 carry the path only, never headers, query strings or bodies.
 """
+
 from __future__ import annotations
 
 import collections
@@ -23,16 +24,20 @@ import os
 import re
 import threading
 import time
-from typing import Callable, Sequence
-
+from collections.abc import Callable, Sequence
 
 SOURCES = ("model", "server")
 MODEL_INPUT = "llm.prediction.input"
 MODEL_OUTPUT = "llm.prediction.output"
 SERVER_LOG = "server.log"
 DEFAULT_BUFFER = 1000
-_LEVELS = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn",
-           logging.ERROR: "error", logging.CRITICAL: "error"}
+_LEVELS = {
+    logging.DEBUG: "debug",
+    logging.INFO: "info",
+    logging.WARNING: "warn",
+    logging.ERROR: "error",
+    logging.CRITICAL: "error",
+}
 
 
 def source_of(data: dict) -> str:
@@ -57,7 +62,7 @@ class Subscription:
     full.
     """
 
-    def __init__(self, bus: "LogBus", source: str, maxlen: int):
+    def __init__(self, bus: LogBus, source: str, maxlen: int):
         self.bus = bus
         self.source = source
         self.maxlen = maxlen
@@ -106,7 +111,7 @@ class Subscription:
                 except Exception:  # noqa: BLE001
                     pass
 
-    def __enter__(self) -> "Subscription":
+    def __enter__(self) -> Subscription:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -174,11 +179,15 @@ class LogBus:
 
 
 _SECRET_PATTERNS = [  # applied in order: credentials after a scheme word, then key=value
-    (re.compile(r"(?i)\b(bearer|basic|token)\s+(?=\S*\d|\S{20})[A-Za-z0-9._~+/=-]{6,}"),
-     r"\1 ***"),
-    (re.compile(r"(?i)((?:authorization|x-api-key|api[_-]?key|access[_-]?token|token|"
-                r"secret|password|hf_token)[\"']?\s*[:=]\s*[\"']?)"
-                r"(?!(?:bearer|basic|token)\s|\*\*\*)[^\s\"'&,;)}\]]+"), r"\1***"),
+    (re.compile(r"(?i)\b(bearer|basic|token)\s+(?=\S*\d|\S{20})[A-Za-z0-9._~+/=-]{6,}"), r"\1 ***"),
+    (
+        re.compile(
+            r"(?i)((?:authorization|x-api-key|api[_-]?key|access[_-]?token|token|"
+            r"secret|password|hf_token)[\"']?\s*[:=]\s*[\"']?)"
+            r"(?!(?:bearer|basic|token)\s|\*\*\*)[^\s\"'&,;)}\]]+"
+        ),
+        r"\1***",
+    ),
     (re.compile(r"\bhf_[A-Za-z0-9]{16,}\b"), "hf_***"),
 ]
 
@@ -208,12 +217,14 @@ def server_log(level: str, message: str) -> None:
     """Publish one ``server.log`` line (masked)."""
     if not _bus.has_subscribers("server"):
         return
-    _bus.publish({"type": SERVER_LOG, "level": level,
-                  "content": _bus.redact(server_line(level, message))})
+    _bus.publish(
+        {"type": SERVER_LOG, "level": level, "content": _bus.redact(server_line(level, message))}
+    )
 
 
-def log_request(method: str, path: str, status: int, seconds: float,
-                model: str | None = None) -> None:
+def log_request(
+    method: str, path: str, status: int, seconds: float, model: str | None = None
+) -> None:
     """One HTTP request: method, path (no query string), status, duration and model."""
     if not _bus.has_subscribers("server"):
         return
@@ -229,9 +240,13 @@ def server_started(url: str, models_dir, secrets: Sequence[str | None] = ()) -> 
     for secret in secrets:
         _bus.add_secret(secret)
     logging.getLogger("lms_jupyter").info(
-        "LM Studio API at %sv1 and %sapi (models from %s)", url, url, models_dir)
-    server_log("info", f"Server started: OpenAI-compatible API at {url}v1, LM Studio REST API "
-                       f"at {url}api, log stream at {url}api/v0/logs/stream")
+        "LM Studio API at %sv1 and %sapi (models from %s)", url, url, models_dir
+    )
+    server_log(
+        "info",
+        f"Server started: OpenAI-compatible API at {url}v1, LM Studio REST API "
+        f"at {url}api, log stream at {url}api/v0/logs/stream",
+    )
 
 
 class _BusHandler(logging.Handler):
@@ -245,8 +260,13 @@ class _BusHandler(logging.Handler):
         except Exception:  # noqa: BLE001 - a bad format string is not our reader's problem
             message = str(record.msg)
         level = _LEVELS.get(record.levelno, "info")
-        _bus.publish({"type": SERVER_LOG, "level": level,
-                      "content": _bus.redact(server_line(level, message, record.created))})
+        _bus.publish(
+            {
+                "type": SERVER_LOG,
+                "level": level,
+                "content": _bus.redact(server_line(level, message, record.created)),
+            }
+        )
 
 
 def _install_handler() -> None:
@@ -256,4 +276,3 @@ def _install_handler() -> None:
 
 
 _install_handler()
-

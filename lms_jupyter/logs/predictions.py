@@ -1,5 +1,6 @@
 """``--source model`` events: the prompt as the model saw it and the output with LM Studio's
 prediction stats, published from each generation's typed events (cheap when nobody follows)."""
+
 from __future__ import annotations
 
 import logging
@@ -29,11 +30,15 @@ def prediction_stats(model, finished) -> dict:
     }
     draft = finished.draft_stats
     if draft:
-        stats.update({"usedDraftModelKey": draft.get("draft_model"),
-                      "totalDraftTokensCount": draft.get("total_draft_tokens_count"),
-                      "acceptedDraftTokensCount": draft.get("accepted_draft_tokens_count"),
-                      "rejectedDraftTokensCount": draft.get("rejected_draft_tokens_count"),
-                      "ignoredDraftTokensCount": draft.get("ignored_draft_tokens_count")})
+        stats.update(
+            {
+                "usedDraftModelKey": draft.get("draft_model"),
+                "totalDraftTokensCount": draft.get("total_draft_tokens_count"),
+                "acceptedDraftTokensCount": draft.get("accepted_draft_tokens_count"),
+                "rejectedDraftTokensCount": draft.get("rejected_draft_tokens_count"),
+                "ignoredDraftTokensCount": draft.get("ignored_draft_tokens_count"),
+            }
+        )
     return stats
 
 
@@ -48,7 +53,7 @@ def on_generation_event(model, request, event) -> None:
         return
     try:
         _publish_generation_event(model, request, event)
-    except Exception:  # noqa: BLE001 - logging must never break a generation
+    except Exception:
         logging.getLogger(__name__).debug("log event failed", exc_info=True)
 
 
@@ -67,12 +72,22 @@ def _publish_generation_event(model, request, event) -> None:
         prompt = request.prompt
         if not isinstance(prompt, str):  # token ids: the worker rendered them
             prompt = event.prompt_text if event.prompt_text is not None else str(list(prompt))
-        bus().publish({"type": MODEL_INPUT, "input": prompt, "modelPath": model_path(model),
-                      "modelIdentifier": model.identifier})
+        bus().publish(
+            {
+                "type": MODEL_INPUT,
+                "input": prompt,
+                "modelPath": model_path(model),
+                "modelIdentifier": model.identifier,
+            }
+        )
     elif isinstance(event, Finished):
         output = "".join(_outputs.pop(id(request), []))
-        bus().publish({"type": MODEL_OUTPUT, "output": output,
-                      "stats": prediction_stats(model, event),
-                      "modelIdentifier": model.identifier, "modelPath": model_path(model)})
-
-
+        bus().publish(
+            {
+                "type": MODEL_OUTPUT,
+                "output": output,
+                "stats": prediction_stats(model, event),
+                "modelIdentifier": model.identifier,
+                "modelPath": model_path(model),
+            }
+        )

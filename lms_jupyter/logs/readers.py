@@ -1,12 +1,13 @@
 """Following a log stream: this process's bus (:func:`follow`) or a server's
 ``/lms/api/v0/logs/stream`` over server-sent events (:func:`read_sse`), both ending on a timeout,
 a stop event or :func:`~lms_jupyter.logs.stop.stop_streams`."""
+
 from __future__ import annotations
 
 import json
 import threading
 import time
-from typing import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 
 from lms_jupyter.logs.bus import Subscription, bus
 from lms_jupyter.logs.render import LogFilter, LogOptionsError
@@ -14,8 +15,7 @@ from lms_jupyter.logs.stop import _register, _unregister
 from lms_jupyter.sse import SSEParser
 
 
-def _waits(deadline: float | None, poll: float,
-           stop: threading.Event | None) -> Iterator[float]:
+def _waits(deadline: float | None, poll: float, stop: threading.Event | None) -> Iterator[float]:
     """How long each read of a follower may block: ``poll`` seconds, less just before the
     ``deadline`` (monotonic; None: none); ends at the deadline or once ``stop`` is set."""
     while stop is None or not stop.is_set():
@@ -28,10 +28,15 @@ def _waits(deadline: float | None, poll: float,
         yield min(poll, left)
 
 
-def follow(log_filter: LogFilter, *, timeout: float | None = None,
-           stop: threading.Event | None = None, poll: float = 0.25,
-           on_dropped: Callable[[int], None] | None = None,
-           subscription: Subscription | None = None) -> Generator[dict, None, None]:
+def follow(
+    log_filter: LogFilter,
+    *,
+    timeout: float | None = None,
+    stop: threading.Event | None = None,
+    poll: float = 0.25,
+    on_dropped: Callable[[int], None] | None = None,
+    subscription: Subscription | None = None,
+) -> Generator[dict, None, None]:
     """Events of this process's bus that pass ``log_filter``, as they come, until
     ``timeout`` seconds pass or ``stop`` is set. ``on_dropped(n)`` reports lost events."""
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -57,14 +62,19 @@ def follow(log_filter: LogFilter, *, timeout: float | None = None,
 def sse_url(base_url: str, log_filter: LogFilter, prefix: str = "lms") -> str:
     from urllib.parse import urlencode
 
-    return (f"{base_url.rstrip('/')}/{prefix}/api/v0/logs/stream?"
-            f"{urlencode(log_filter.query())}")
+    return f"{base_url.rstrip('/')}/{prefix}/api/v0/logs/stream?{urlencode(log_filter.query())}"
 
 
-def read_sse(url: str, token: str | None = None, *, timeout: float | None = None,
-             on_dropped: Callable[[int], None] | None = None,
-             stop: threading.Event | None = None, poll: float = 0.25,
-             accept: tuple[str, ...] = ()) -> Generator[dict, None, None]:
+def read_sse(
+    url: str,
+    token: str | None = None,
+    *,
+    timeout: float | None = None,
+    on_dropped: Callable[[int], None] | None = None,
+    stop: threading.Event | None = None,
+    poll: float = 0.25,
+    accept: tuple[str, ...] = (),
+) -> Generator[dict, None, None]:
     """The events of a server's log stream (``GET .../api/v0/logs/stream``), as dicts;
     ``accept``: the named events to yield besides unnamed ones (the model events route).
 
@@ -81,8 +91,7 @@ def read_sse(url: str, token: str | None = None, *, timeout: float | None = None
         headers["Authorization"] = f"Bearer {token}"
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
-        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers),
-                                          timeout=60)
+        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60)
     except urllib.error.HTTPError as exc:
         raise LogOptionsError(_http_error_text(exc)) from None
     except (urllib.error.URLError, OSError) as exc:
@@ -91,8 +100,9 @@ def read_sse(url: str, token: str | None = None, *, timeout: float | None = None
     return _sse_events(response, deadline, on_dropped, stop, poll, accept)
 
 
-def _sse_events(response, deadline, on_dropped, stop, poll,
-                accept=()) -> Generator[dict, None, None]:
+def _sse_events(
+    response, deadline, on_dropped, stop, poll, accept=()
+) -> Generator[dict, None, None]:
     import queue
 
     items: queue.Queue = queue.Queue()

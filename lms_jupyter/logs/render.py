@@ -1,5 +1,6 @@
 """Which events a reader wants (:class:`LogFilter`) and how they look: LM Studio's text layout
 (:func:`render_text`) or one compact JSON object a line (:func:`render_json`)."""
+
 from __future__ import annotations
 
 import datetime
@@ -22,12 +23,14 @@ class LogFilter:
     stats: bool = False
 
     @classmethod
-    def parse(cls, source: str | None = "model", filter_text: str | None = None,
-              stats: bool = False) -> "LogFilter":
+    def parse(
+        cls, source: str | None = "model", filter_text: str | None = None, stats: bool = False
+    ) -> LogFilter:
         source = (source or "model").strip().lower()
         if source not in SOURCES:
-            raise LogOptionsError(f"--source must be one of: {', '.join(SOURCES)} "
-                                  f"(got {source!r}).")
+            raise LogOptionsError(
+                f"--source must be one of: {', '.join(SOURCES)} (got {source!r})."
+            )
         if source != "model":
             if stats:
                 raise LogOptionsError("--stats can only be used with --source model")
@@ -41,8 +44,7 @@ class LogFilter:
         wanted = [part.strip() for part in filter_text.split(",") if part.strip()]
         if any(part not in ("input", "output") for part in wanted):
             raise LogOptionsError("--filter values must be 'input', 'output', or 'input,output'")
-        types = tuple(t for t in (MODEL_INPUT, MODEL_OUTPUT)
-                      if t.rsplit(".", 1)[1] in wanted)
+        types = tuple(t for t in (MODEL_INPUT, MODEL_OUTPUT) if t.rsplit(".", 1)[1] in wanted)
         return cls(source, types, bool(stats))
 
     def apply(self, event: dict) -> dict | None:
@@ -70,8 +72,10 @@ def local_time(timestamp_ms: int) -> str:
     moment = datetime.datetime.fromtimestamp(timestamp_ms / 1000)
     hour = moment.hour % 12 or 12
     suffix = "AM" if moment.hour < 12 else "PM"
-    return (f"{moment.month}/{moment.day}/{moment.year}, "
-            f"{hour}:{moment.minute:02d}:{moment.second:02d} {suffix}")
+    return (
+        f"{moment.month}/{moment.day}/{moment.year}, "
+        f"{hour}:{moment.minute:02d}:{moment.second:02d} {suffix}"
+    )
 
 
 def render_text(event: dict, stats: bool = False) -> str:
@@ -81,8 +85,11 @@ def render_text(event: dict, stats: bool = False) -> str:
     kind = data.get("type")
     if kind == SERVER_LOG:
         return str(data.get("content", ""))
-    lines = [f"timestamp: {local_time(event.get('timestamp') or 0)}", f"type: {kind}",
-             f"modelIdentifier: {data.get('modelIdentifier')}"]
+    lines = [
+        f"timestamp: {local_time(event.get('timestamp') or 0)}",
+        f"type: {kind}",
+        f"modelIdentifier: {data.get('modelIdentifier')}",
+    ]
     if kind == MODEL_INPUT:
         lines += [f"modelPath: {data.get('modelPath')}", "input:", str(data.get("input", ""))]
     elif kind == MODEL_OUTPUT:
@@ -106,4 +113,3 @@ def _js_value(value) -> str:
 def render_json(event: dict) -> str:
     """``JSON.stringify(event)``: compact, one line."""
     return json.dumps(event, ensure_ascii=False, separators=(",", ":"))
-

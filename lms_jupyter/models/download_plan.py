@@ -1,24 +1,36 @@
 """What ``lms get`` downloads: a repository's GGUF files grouped into variants (quantization, shards,
 vision projector), the default pick for this machine, and the plan a download job carries out.
 Plain data from a file listing; :mod:`.hub` fetches the listing."""
+
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 from urllib.parse import unquote, urlparse
+
 from lms_jupyter.models.catalog import model_key_from_repo
 
 log = logging.getLogger(__name__)
 
 HUB_URL = "https://huggingface.co"
 HUB_HOSTS = {"huggingface.co", "www.huggingface.co", "hf.co"}
-PREFERRED_4BIT = ("Q4_K_M", "Q4_K_S", "Q4_K_L", "Q4_K_XL", "IQ4_XS", "IQ4_NL", "Q4_1", "Q4_0",
-                  "MXFP4")
+PREFERRED_4BIT = (
+    "Q4_K_M",
+    "Q4_K_S",
+    "Q4_K_L",
+    "Q4_K_XL",
+    "IQ4_XS",
+    "IQ4_NL",
+    "Q4_1",
+    "Q4_0",
+    "MXFP4",
+)
 _QUANT = re.compile(
-    r"(?i)(?:^|[._-])((?:I?Q|TQ)\d(?:_[A-Z0-9]+)*|[BF]F?16|F32|MXFP4|NVFP4)(?=\.gguf$|[._-])")
+    r"(?i)(?:^|[._-])((?:I?Q|TQ)\d(?:_[A-Z0-9]+)*|[BF]F?16|F32|MXFP4|NVFP4)(?=\.gguf$|[._-])"
+)
 _BITS = re.compile(r"(?i)(?:MXFP|NVFP)(\d+)|(?:I?Q|TQ)(\d+)|B?F(\d+)")
 _SHARD = re.compile(r"^(?P<stem>.*)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
 
@@ -35,7 +47,6 @@ class DownloadError(Exception):
 
 class DownloadCancelled(Exception):
     """The download was paused; its ``.part`` files stay for a later resume."""
-
 
 
 # -- what to download ---------------------------------------------------------------------------
@@ -84,8 +95,11 @@ class RemoteVariant:
 
     def matches(self, wanted: str) -> bool:
         wanted = wanted.strip().lower()
-        return wanted in (self.quantization.lower(), self.primary.path.lower(),
-                          self.primary.name.lower())
+        return wanted in (
+            self.quantization.lower(),
+            self.primary.path.lower(),
+            self.primary.name.lower(),
+        )
 
 
 @dataclass
@@ -114,12 +128,14 @@ def group_variants(files: list[RemoteFile]) -> tuple[list[RemoteVariant], list[R
         variants.append(RemoteVariant(quantization_of(f.path) or f.name[:-5], [f]))
     for (stem, count), parts in shards.items():
         if sorted(parts) != list(range(1, count + 1)):
-            log.warning("Skipping incomplete split GGUF %s (%d of %d shards)", stem, len(parts),
-                        count)
+            log.warning(
+                "Skipping incomplete split GGUF %s (%d of %d shards)", stem, len(parts), count
+            )
             continue
         ordered = [parts[i] for i in range(1, count + 1)]
-        variants.append(RemoteVariant(quantization_of(ordered[0].path)
-                                      or stem.rsplit("/", 1)[-1], ordered))
+        variants.append(
+            RemoteVariant(quantization_of(ordered[0].path) or stem.rsplit("/", 1)[-1], ordered)
+        )
     variants.sort(key=lambda v: (v.size, v.primary.path))
     return variants, projectors
 
@@ -135,9 +151,9 @@ def pick_projector(projectors: list[RemoteFile]) -> RemoteFile | None:
     return min(projectors, key=lambda f: f.size)
 
 
-def default_variant(variants: list[RemoteVariant],
-                    fits: Callable[[RemoteVariant], bool] | None = None
-                    ) -> tuple[RemoteVariant, str | None]:
+def default_variant(
+    variants: list[RemoteVariant], fits: Callable[[RemoteVariant], bool] | None = None
+) -> tuple[RemoteVariant, str | None]:
     """LM Studio's pick, and why when it is not a plain 4-bit choice.
 
     Q4_K_M; else another 4-bit quantization (LM Studio's order, then the biggest); else
@@ -153,6 +169,7 @@ def default_variant(variants: list[RemoteVariant],
         return max(four, key=lambda v: v.size), None
     fitting = [v for v in variants if fits is None or fits(v)]
     if fitting:
+
         def distance(v):
             bits = v.bits if v.bits is not None else 16
             return (abs(bits - 4), -bits, v.size)
@@ -160,8 +177,9 @@ def default_variant(variants: list[RemoteVariant],
         best = min(fitting, key=distance)
         return best, f"no 4-bit variant; {best.quantization} is the nearest that fits"
     smallest = variants[0]
-    return smallest, (f"no variant fits the memory guardrail; {smallest.quantization} is the "
-                      "smallest")
+    return smallest, (
+        f"no variant fits the memory guardrail; {smallest.quantization} is the smallest"
+    )
 
 
 @dataclass
@@ -178,8 +196,9 @@ class Target:
 def parse_target(spec: str, endpoint: str = HUB_URL) -> Target:
     spec = (spec or "").strip()
     if not spec:
-        raise DownloadError("Name a model: a keyword, publisher/repo, or a Hugging Face URL.",
-                            "invalid_request")
+        raise DownloadError(
+            "Name a model: a keyword, publisher/repo, or a Hugging Face URL.", "invalid_request"
+        )
     if "://" in spec:
         return _parse_url(spec, endpoint)
     quant: str | None
@@ -188,11 +207,12 @@ def parse_target(spec: str, endpoint: str = HUB_URL) -> Target:
     if "/" in name:
         parts = [p for p in name.split("/") if p]
         if len(parts) != 2:
-            raise DownloadError(f"\"{spec}\" is not a repository name (publisher/repo).",
-                                "invalid_request")
+            raise DownloadError(
+                f'"{spec}" is not a repository name (publisher/repo).', "invalid_request"
+            )
         return Target("repo", "/".join(parts), quant)
     if not name:
-        raise DownloadError(f"\"{spec}\" names no model.", "invalid_request")
+        raise DownloadError(f'"{spec}" names no model.', "invalid_request")
     return Target("keyword", name, quant)
 
 
@@ -208,8 +228,9 @@ def _parse_url(url: str, endpoint: str) -> Target:
     if parts and parts[0] in ("datasets", "spaces", "buckets"):
         raise DownloadError(f"{url} is not a model repository.", "invalid_request")
     if len(parts) < 2:
-        raise DownloadError(f"{url} does not name a repository (publisher/repo).",
-                            "invalid_request")
+        raise DownloadError(
+            f"{url} does not name a repository (publisher/repo).", "invalid_request"
+        )
     repo, _, quant = "/".join(parts[:2]).partition("@")
     rest = parts[2:]
     if not rest:
@@ -275,22 +296,34 @@ class DownloadPlan:
     def already_downloaded(self) -> bool:
         return all(self.present(f) for f in self.variant.files)
 
-    def with_variant(self, variant: RemoteVariant) -> "DownloadPlan":
+    def with_variant(self, variant: RemoteVariant) -> DownloadPlan:
         return replace(self, variant=variant)
 
-    def choose(self, wanted: str) -> "DownloadPlan":
+    def choose(self, wanted: str) -> DownloadPlan:
         for variant in self.variants:
             if variant.matches(wanted):
                 return self.with_variant(variant)
         labels = ", ".join(v.quantization for v in self.variants)
-        raise DownloadError(f"{self.repo_id} has no {wanted} variant. Available: {labels}.",
-                            "no_such_variant")
+        raise DownloadError(
+            f"{self.repo_id} has no {wanted} variant. Available: {labels}.", "no_such_variant"
+        )
 
     def describe(self) -> dict:
         """The plan as JSON (for fronts and the REST API)."""
-        return {"repo": self.repo_id, "revision": self.revision,
-                "variant": self.variant.quantization, "default": self.default.quantization,
-                "total_size_bytes": self.total_size,
-                "files": [f.path for f in self.files], "model_key": self.model_key,
-                "variants": [{"quantization": v.quantization, "size_bytes": v.size,
-                              "files": [f.path for f in v.files]} for v in self.variants]}
+        return {
+            "repo": self.repo_id,
+            "revision": self.revision,
+            "variant": self.variant.quantization,
+            "default": self.default.quantization,
+            "total_size_bytes": self.total_size,
+            "files": [f.path for f in self.files],
+            "model_key": self.model_key,
+            "variants": [
+                {
+                    "quantization": v.quantization,
+                    "size_bytes": v.size,
+                    "files": [f.path for f in v.files],
+                }
+                for v in self.variants
+            ],
+        }

@@ -14,6 +14,7 @@ between chunks. Requests go through ``huggingface_hub``'s own HTTP session, head
 error mapping, and never through hf-xet. No transport here: the fronts draw progress from
 the callback.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,12 +24,19 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from lms_jupyter.models.download_plan import DownloadPlan, RemoteFile
-from lms_jupyter.models.hub import (CHUNK_BYTES, DownloadCancelled, DownloadError, Hub, human_size,
-                                    iso_time, resolve)
+from lms_jupyter.models.hub import (
+    CHUNK_BYTES,
+    DownloadCancelled,
+    DownloadError,
+    Hub,
+    human_size,
+    iso_time,
+    resolve,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +85,9 @@ def _claim(paths: list[Path]) -> None:
     with _active_lock:
         busy = [k for k in keys if k in _active]
         if busy:
-            raise DownloadError(f"{Path(busy[0]).name} is already being downloaded.",
-                                "download_in_progress", 409)
+            raise DownloadError(
+                f"{Path(busy[0]).name} is already being downloaded.", "download_in_progress", 409
+            )
         _active.update(keys)
 
 
@@ -114,14 +123,22 @@ def check_disk(plan: DownloadPlan) -> None:
         probe = probe.parent
     free = shutil.disk_usage(probe).free
     if need + DISK_MARGIN > free:
-        raise DownloadError(f"Not enough disk space in {plan.models_dir}: the download needs "
-                            f"{human_size(need)} but only {human_size(free)} is free.",
-                            "not_enough_disk", 507)
+        raise DownloadError(
+            f"Not enough disk space in {plan.models_dir}: the download needs "
+            f"{human_size(need)} but only {human_size(free)} is free.",
+            "not_enough_disk",
+            507,
+        )
 
 
-def download(plan: DownloadPlan, hub: Hub | None = None, *, progress: Progress | None = None,
-             cancel: threading.Event | None = None,
-             on_response: Callable[[object], None] | None = None) -> list[Path]:
+def download(
+    plan: DownloadPlan,
+    hub: Hub | None = None,
+    *,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    on_response: Callable[[object], None] | None = None,
+) -> list[Path]:
     """Download ``plan``'s files (resuming ``.part`` files), verify, then rename them into
     place, the first shard last. Returns the final paths.
 
@@ -146,8 +163,13 @@ def download(plan: DownloadPlan, hub: Hub | None = None, *, progress: Progress |
         meter = _Meter(plan.total_size, done, progress)
         if progress is not None:
             progress(meter.done, meter.total, 0.0)
-        log.info("Downloading %s %s (%s) into %s", plan.repo_id, plan.variant.quantization,
-                 human_size(plan.total_size), plan.folder)
+        log.info(
+            "Downloading %s %s (%s) into %s",
+            plan.repo_id,
+            plan.variant.quantization,
+            human_size(plan.total_size),
+            plan.folder,
+        )
         ready: list[tuple[Path, Path]] = []
         for f in plan.files:
             target = plan.target(f)
@@ -162,8 +184,7 @@ def download(plan: DownloadPlan, hub: Hub | None = None, *, progress: Progress |
         ready.sort(key=lambda pair: pair[1] == primary)
         for part, target in ready:
             os.replace(part, target)
-        log.info("Downloaded %s %s to %s", plan.repo_id, plan.variant.quantization,
-                 plan.folder)
+        log.info("Downloaded %s %s to %s", plan.repo_id, plan.variant.quantization, plan.folder)
         return [plan.target(f) for f in plan.files]
     finally:
         _release(targets)
@@ -178,12 +199,20 @@ def _lock_part(handle, f: RemoteFile) -> None:
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        raise DownloadError(f"{f.name} is already being downloaded by another process.",
-                            "download_in_progress", 409) from None
+        raise DownloadError(
+            f"{f.name} is already being downloaded by another process.", "download_in_progress", 409
+        ) from None
 
 
-def _fetch(hub: Hub, plan: DownloadPlan, f: RemoteFile, part: Path, meter: _Meter,
-           cancel: threading.Event, on_response) -> None:
+def _fetch(
+    hub: Hub,
+    plan: DownloadPlan,
+    f: RemoteFile,
+    part: Path,
+    meter: _Meter,
+    cancel: threading.Event,
+    on_response,
+) -> None:
     """One file into ``part``, resumed from what is there, then verified."""
     import httpx2
 
@@ -239,28 +268,43 @@ def _fetch(hub: Hub, plan: DownloadPlan, f: RemoteFile, part: Path, meter: _Mete
                     raise DownloadError(
                         f"The download of {f.name} stopped at {human_size(have)} of "
                         f"{human_size(f.size)} ({exc or type(exc).__name__}); run the same "
-                        "command again to resume.", "interrupted", 503) from None
-                log.info("Download of %s interrupted at %d bytes (%s); resuming", f.name, have,
-                         exc or type(exc).__name__)
+                        "command again to resume.",
+                        "interrupted",
+                        503,
+                    ) from None
+                log.info(
+                    "Download of %s interrupted at %d bytes (%s); resuming",
+                    f.name,
+                    have,
+                    exc or type(exc).__name__,
+                )
                 time.sleep(0.0 if attempts == 1 else RETRY_WAIT * 2 ** (attempts - 2))
                 continue
             if have < f.size:  # the body ended early without a transport error
                 attempts = 1 if have > before else attempts + 1
                 if attempts >= MAX_ATTEMPTS:
-                    raise DownloadError(f"The Hub sent only {human_size(have)} of {f.name} "
-                                        f"({human_size(f.size)}); run the same command again "
-                                        "to resume.", "interrupted", 503)
+                    raise DownloadError(
+                        f"The Hub sent only {human_size(have)} of {f.name} "
+                        f"({human_size(f.size)}); run the same command again "
+                        "to resume.",
+                        "interrupted",
+                        503,
+                    )
         out.flush()
         os.fsync(out.fileno())
     if part.stat().st_size != f.size:
         part.unlink()
-        raise DownloadError(f"{f.name} has the wrong size after download; it was removed.",
-                            "checksum_mismatch", 502)
+        raise DownloadError(
+            f"{f.name} has the wrong size after download; it was removed.", "checksum_mismatch", 502
+        )
     if digest is not None and digest.hexdigest() != expected:
         part.unlink()
-        raise DownloadError(f"{f.name} does not match the Hub's checksum (corrupted in "
-                            "transit?); it was removed, nothing was installed. Try again.",
-                            "checksum_mismatch", 502)
+        raise DownloadError(
+            f"{f.name} does not match the Hub's checksum (corrupted in "
+            "transit?); it was removed, nothing was installed. Try again.",
+            "checksum_mismatch",
+            502,
+        )
 
 
 # -- jobs ------------------------------------------------------------------------------------------
@@ -293,16 +337,20 @@ class DownloadJob:
 
     def _run(self) -> None:
         try:
-            self.paths = download(self.plan, self.hub, progress=self._progress,
-                                  cancel=self._cancel,
-                                  on_response=lambda r: setattr(self, "_response", r))
+            self.paths = download(
+                self.plan,
+                self.hub,
+                progress=self._progress,
+                cancel=self._cancel,
+                on_response=lambda r: setattr(self, "_response", r),
+            )
             self.status, self.completed_at = COMPLETED, time.time()
             self.downloaded_bytes = self.total_bytes
         except DownloadCancelled:
             self.status = PAUSED
         except DownloadError as exc:
             self.status, self.error = FAILED, exc
-        except Exception as exc:  # noqa: BLE001 - a job reports, it never raises
+        except Exception as exc:
             log.exception("Download of %s failed", self.plan.repo_id)
             self.status, self.error = FAILED, DownloadError(f"Download failed: {exc}")
         finally:
@@ -310,17 +358,16 @@ class DownloadJob:
             self._response = None
             self.done.set()
 
-    def start(self) -> "DownloadJob":
+    def start(self) -> DownloadJob:
         with self._lock:
             self._cancel.clear()
             self.done.clear()
             self.status, self.error = DOWNLOADING, None
-            self._thread = threading.Thread(target=self._run, name=f"lms-{self.id}",
-                                            daemon=True)
+            self._thread = threading.Thread(target=self._run, name=f"lms-{self.id}", daemon=True)
             self._thread.start()
         return self
 
-    def run(self) -> "DownloadJob":
+    def run(self) -> DownloadJob:
         """Download on the calling thread (same states as a started job)."""
         self._cancel.clear()
         self.done.clear()
@@ -339,9 +386,10 @@ class DownloadJob:
         if wait is not None:
             self.done.wait(wait)
 
-    def resume(self) -> "DownloadJob":
-        if self.status != PAUSED and not (self.status == FAILED and self.error
-                                          and self.error.code == "interrupted"):
+    def resume(self) -> DownloadJob:
+        if self.status != PAUSED and not (
+            self.status == FAILED and self.error and self.error.code == "interrupted"
+        ):
             return self
         return self.start()
 
@@ -353,17 +401,25 @@ class DownloadJob:
         return self.status in (COMPLETED, FAILED)
 
     def start_response(self) -> dict:
-        return {"job_id": self.id, "status": self.status, "total_size_bytes": self.total_bytes,
-                "started_at": iso_time(self.started_at)}
+        return {
+            "job_id": self.id,
+            "status": self.status,
+            "total_size_bytes": self.total_bytes,
+            "started_at": iso_time(self.started_at),
+        }
 
     def as_status(self) -> dict:
         """``GET /api/v1/models/download/status/:job_id``."""
-        status = {"job_id": self.id, "status": self.status,
-                  "total_size_bytes": self.total_bytes,
-                  "downloaded_bytes": self.downloaded_bytes,
-                  "bytes_per_second": round(self.bytes_per_second, 1),
-                  "started_at": iso_time(self.started_at),
-                  "model": self.plan.repo_id, "quantization": self.plan.variant.quantization}
+        status = {
+            "job_id": self.id,
+            "status": self.status,
+            "total_size_bytes": self.total_bytes,
+            "downloaded_bytes": self.downloaded_bytes,
+            "bytes_per_second": round(self.bytes_per_second, 1),
+            "started_at": iso_time(self.started_at),
+            "model": self.plan.repo_id,
+            "quantization": self.plan.variant.quantization,
+        }
         if self.status == DOWNLOADING and self.bytes_per_second > 0:
             left = max(0, self.total_bytes - self.downloaded_bytes) / self.bytes_per_second
             status["estimated_completion"] = iso_time(time.time() + left)
@@ -377,8 +433,11 @@ class DownloadJob:
 class DownloadJobs:
     """The downloads of one server: several at once, each on its own thread."""
 
-    def __init__(self, models_dir: str | Path | None = None,
-                 available_bytes: int | Callable[[], int] | None = None):
+    def __init__(
+        self,
+        models_dir: str | Path | None = None,
+        available_bytes: int | Callable[[], int] | None = None,
+    ):
         self.models_dir = models_dir
         self.available_bytes = available_bytes
         self._jobs: dict[str, DownloadJob] = {}
@@ -387,11 +446,19 @@ class DownloadJobs:
     def start(self, model: str, quantization: str | None = None) -> dict:
         """Resolve (blocking: Hub metadata) and start a job; LM Studio's answer."""
         hub = Hub()
-        plan = resolve(model, quantization, models_dir=self.models_dir, hub=hub,
-                       available_bytes=self.available_bytes)
+        plan = resolve(
+            model,
+            quantization,
+            models_dir=self.models_dir,
+            hub=hub,
+            available_bytes=self.available_bytes,
+        )
         if plan.already_downloaded:
-            return {"status": "already_downloaded", "total_size_bytes": plan.total_size,
-                    "model_key": plan.model_key}
+            return {
+                "status": "already_downloaded",
+                "total_size_bytes": plan.total_size,
+                "model_key": plan.model_key,
+            }
         wanted = {str(plan.target(f)) for f in plan.files}
         with self._lock:
             for job in self._jobs.values():
@@ -407,7 +474,7 @@ class DownloadJobs:
     def get(self, job_id: str) -> DownloadJob:
         job = self._jobs.get(job_id)
         if job is None:
-            raise DownloadError(f"No download job \"{job_id}\".", "job_not_found", 404)
+            raise DownloadError(f'No download job "{job_id}".', "job_not_found", 404)
         return job
 
     def status(self, job_id: str) -> dict:

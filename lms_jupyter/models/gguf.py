@@ -4,6 +4,7 @@ The catalog must describe every model on disk quickly and without llama_cpp, so 
 parses only the key/value section and the tensor index, skipping big arrays
 (the vocabulary) by length.
 """
+
 from __future__ import annotations
 
 import mmap
@@ -15,8 +16,17 @@ GGUF_MAGIC = b"GGUF"
 
 # value type ids from the GGUF spec
 _SCALARS = {
-    0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i",
-    6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d",
+    0: "<B",
+    1: "<b",
+    2: "<H",
+    3: "<h",
+    4: "<I",
+    5: "<i",
+    6: "<f",
+    7: "<?",
+    10: "<Q",
+    11: "<q",
+    12: "<d",
 }
 _STRING, _ARRAY = 8, 9
 # arrays longer than this are summarised by their length (vocabularies, merges)
@@ -24,12 +34,39 @@ _MAX_KEPT_ARRAY = 64
 
 # llama.cpp's LLAMA_FTYPE enum, i.e. what `general.file_type` means
 FILE_TYPES = {
-    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1",
-    10: "Q2_K", 11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M",
-    16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K", 19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S",
-    22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL", 26: "IQ3_S", 27: "IQ3_M",
-    28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16", 36: "TQ1_0",
-    37: "TQ2_0", 38: "MXFP4",
+    0: "F32",
+    1: "F16",
+    2: "Q4_0",
+    3: "Q4_1",
+    7: "Q8_0",
+    8: "Q5_0",
+    9: "Q5_1",
+    10: "Q2_K",
+    11: "Q3_K_S",
+    12: "Q3_K_M",
+    13: "Q3_K_L",
+    14: "Q4_K_S",
+    15: "Q4_K_M",
+    16: "Q5_K_S",
+    17: "Q5_K_M",
+    18: "Q6_K",
+    19: "IQ2_XXS",
+    20: "IQ2_XS",
+    21: "Q2_K_S",
+    22: "IQ3_XS",
+    23: "IQ3_XXS",
+    24: "IQ1_S",
+    25: "IQ4_NL",
+    26: "IQ3_S",
+    27: "IQ3_M",
+    28: "IQ2_S",
+    29: "IQ2_M",
+    30: "IQ4_XS",
+    31: "IQ1_M",
+    32: "BF16",
+    36: "TQ1_0",
+    37: "TQ2_0",
+    38: "MXFP4",
 }
 
 
@@ -79,7 +116,7 @@ class _Reader:
         n = self.scalar("<Q")
         if self.pos + n > len(self.buf):
             raise GGUFError("truncated GGUF string")
-        raw = self.buf[self.pos:self.pos + n]
+        raw = self.buf[self.pos : self.pos + n]
         self.pos += n
         return bytes(raw).decode("utf-8", errors="replace")
 
@@ -163,10 +200,18 @@ def read_header(path: str | Path) -> GGUFHeader:
 
 
 # fill-in-the-middle token ids: today's keys, then the older names some files still use
-_FIM_KEYS = (("tokenizer.ggml.fim_pre_token_id", "tokenizer.ggml.fim_suf_token_id",
-              "tokenizer.ggml.fim_mid_token_id"),
-             ("tokenizer.ggml.prefix_token_id", "tokenizer.ggml.suffix_token_id",
-              "tokenizer.ggml.middle_token_id"))
+_FIM_KEYS = (
+    (
+        "tokenizer.ggml.fim_pre_token_id",
+        "tokenizer.ggml.fim_suf_token_id",
+        "tokenizer.ggml.fim_mid_token_id",
+    ),
+    (
+        "tokenizer.ggml.prefix_token_id",
+        "tokenizer.ggml.suffix_token_id",
+        "tokenizer.ggml.middle_token_id",
+    ),
+)
 
 
 def fim_token_ids(header: GGUFHeader) -> tuple[int, int, int] | None:

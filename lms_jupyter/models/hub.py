@@ -16,25 +16,43 @@ no GGUF files, gated repository without a token, not enough disk), never a trace
 The transfer itself is :mod:`.downloads`. (About 600 lines: the Hub client, the file
 and variant model and the resolution rules are one job, resolving a name.)
 """
+
 from __future__ import annotations
 
 import datetime
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from lms_jupyter.models.catalog import default_models_dir
+from lms_jupyter.models.download_plan import (  # noqa: F401 - re-exported
+    _BITS,
+    _QUANT,
+    _SHARD,
+    HUB_HOSTS,
+    HUB_URL,
+    PREFERRED_4BIT,
+    DownloadCancelled,
+    DownloadError,
+    DownloadPlan,
+    RemoteFile,
+    RemoteVariant,
+    RepoHit,
+    default_variant,
+    group_variants,
+    parse_target,
+    pick_projector,
+)
 from lms_jupyter.models.gguf import GGUFError, read_header
 from lms_jupyter.models.memory import available_memory_bytes, estimate_memory
-from lms_jupyter.models.download_plan import (HUB_HOSTS, HUB_URL, PREFERRED_4BIT, DownloadCancelled,  # noqa: F401 - re-exported
-                                             DownloadError, _BITS, _QUANT, _SHARD)
-from lms_jupyter.models.download_plan import DownloadPlan, RemoteFile, RemoteVariant, RepoHit, default_variant, group_variants, parse_target, pick_projector
 
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1 << 20
+
+
 def human_size(n_bytes: float | None) -> str:
     """LM Studio's 1000-based sizes with two decimals (4.92 GB)."""
     if n_bytes is None:
@@ -57,36 +75,51 @@ def iso_time(epoch: float | None) -> str | None:
 # -- the Hub ------------------------------------------------------------------------------------
 def _hub_error(exc: Exception, endpoint: str, what: str) -> DownloadError:
     """huggingface_hub's and httpx2's exceptions as one clear message."""
-    from huggingface_hub import errors as hf_errors
     import httpx2
+    from huggingface_hub import errors as hf_errors
 
     if isinstance(exc, hf_errors.HFValidationError):  # not a repository name at all
-        return DownloadError(f"\"{what}\" is not a Hugging Face repository id "
-                             "(publisher/name: letters, digits, '-', '_', '.').",
-                             "invalid_model_name", 400)
+        return DownloadError(
+            f'"{what}" is not a Hugging Face repository id '
+            "(publisher/name: letters, digits, '-', '_', '.').",
+            "invalid_model_name",
+            400,
+        )
     if isinstance(exc, hf_errors.OfflineModeIsEnabled):
         return DownloadError("Downloads are disabled: HF_HUB_OFFLINE is set.", "offline", 503)
     if isinstance(exc, hf_errors.GatedRepoError):
         return DownloadError(
             f"{what} is a gated repository: accept its terms on {HUB_URL}/{what} and set "
-            "HF_TOKEN to a token of that account.", "gated_repo",
-            getattr(exc.response, "status_code", 403) or 403)
+            "HF_TOKEN to a token of that account.",
+            "gated_repo",
+            getattr(exc.response, "status_code", 403) or 403,
+        )
     if isinstance(exc, hf_errors.RevisionNotFoundError):
-        return DownloadError(f"{what}: no such revision on the Hugging Face Hub.",
-                             "revision_not_found", 404)
+        return DownloadError(
+            f"{what}: no such revision on the Hugging Face Hub.", "revision_not_found", 404
+        )
     if isinstance(exc, hf_errors.RepositoryNotFoundError):
-        return DownloadError(f"No model repository \"{what}\" on the Hugging Face Hub (if it is "
-                             "private, set HF_TOKEN).", "model_not_found", 404)
+        return DownloadError(
+            f'No model repository "{what}" on the Hugging Face Hub (if it is '
+            "private, set HF_TOKEN).",
+            "model_not_found",
+            404,
+        )
     if isinstance(exc, (hf_errors.EntryNotFoundError, hf_errors.RemoteEntryNotFoundError)):
         return DownloadError(f"{what} is not on the Hugging Face Hub.", "file_not_found", 404)
     if isinstance(exc, hf_errors.HfHubHTTPError):
         status = getattr(exc.response, "status_code", None) or 502
         detail = getattr(exc, "server_message", None) or str(exc).strip().splitlines()[0]
-        return DownloadError(f"The Hugging Face Hub answered {status} for {what}: {detail}",
-                             "hub_error", 502)
+        return DownloadError(
+            f"The Hugging Face Hub answered {status} for {what}: {detail}", "hub_error", 502
+        )
     if isinstance(exc, (httpx2.TransportError, OSError)):
-        return DownloadError(f"Cannot reach the Hugging Face Hub at {endpoint} (offline?): "
-                             f"{exc or type(exc).__name__}", "offline", 503)
+        return DownloadError(
+            f"Cannot reach the Hugging Face Hub at {endpoint} (offline?): "
+            f"{exc or type(exc).__name__}",
+            "offline",
+            503,
+        )
     return DownloadError(f"Hub request for {what} failed: {exc}", "hub_error", 502)
 
 
@@ -118,10 +151,13 @@ class Hub:
         """GGUF model repositories matching ``keyword``, most downloads (then likes) first."""
         self.check_reachable()
         try:
-            found = list(self._api().list_models(search=keyword, filter="gguf",
-                                                 sort="downloads", limit=limit))
+            found = list(
+                self._api().list_models(
+                    search=keyword, filter="gguf", sort="downloads", limit=limit
+                )
+            )
         except Exception as exc:  # noqa: BLE001 - mapped to one message
-            raise _hub_error(exc, self.endpoint, f"the search for \"{keyword}\"") from None
+            raise _hub_error(exc, self.endpoint, f'the search for "{keyword}"') from None
         hits = [RepoHit(m.id, int(m.downloads or 0), int(m.likes or 0)) for m in found]
         hits.sort(key=lambda h: (-h.downloads, -h.likes, h.repo_id.lower()))
         return hits
@@ -137,8 +173,9 @@ class Hub:
         except Exception as exc:  # noqa: BLE001 - mapped to one message
             raise _hub_error(exc, self.endpoint, self.endpoint) from None
 
-    def files(self, repo_id: str, revision: str | None = None
-              ) -> tuple[str, list[RemoteFile], bool]:
+    def files(
+        self, repo_id: str, revision: str | None = None
+    ) -> tuple[str, list[RemoteFile], bool]:
         """(commit sha, files with sizes and checksums, gated) of a model repository."""
         api = self._api()
         try:
@@ -147,9 +184,14 @@ class Hub:
             files = []
             for sibling in info.siblings or []:
                 lfs = sibling.lfs
-                files.append(RemoteFile(sibling.rfilename,
-                                        int(lfs.size if lfs else (sibling.size or -1)),
-                                        lfs.sha256 if lfs else None, sibling.blob_id))
+                files.append(
+                    RemoteFile(
+                        sibling.rfilename,
+                        int(lfs.size if lfs else (sibling.size or -1)),
+                        lfs.sha256 if lfs else None,
+                        sibling.blob_id,
+                    )
+                )
             if any(f.size < 0 for f in files if f.path.lower().endswith(".gguf")):
                 files = self._tree(api, repo_id, commit)
         except DownloadError:
@@ -167,8 +209,11 @@ class Hub:
         for entry in api.list_repo_tree(repo_id, recursive=True, revision=commit):
             if isinstance(entry, RepoFile):
                 lfs = entry.lfs
-                files.append(RemoteFile(entry.path, int(entry.size),
-                                        lfs.sha256 if lfs else None, entry.blob_id))
+                files.append(
+                    RemoteFile(
+                        entry.path, int(entry.size), lfs.sha256 if lfs else None, entry.blob_id
+                    )
+                )
         return files
 
     def url(self, repo_id: str, revision: str, path: str) -> str:
@@ -185,15 +230,20 @@ class Hub:
             headers["Range"] = f"bytes={start}-{'' if end is None else end}"
         return headers
 
-    def stream(self, repo_id: str, revision: str, path: str, start: int = 0,
-               end: int | None = None):
+    def stream(
+        self, repo_id: str, revision: str, path: str, start: int = 0, end: int | None = None
+    ):
         """An open streaming GET of one file from byte ``start`` (a context manager)."""
         import httpx2
         from huggingface_hub.utils import get_session
 
         return get_session().stream(
-            "GET", self.url(repo_id, revision, path), headers=self.headers(start, end),
-            follow_redirects=True, timeout=httpx2.Timeout(30.0, read=60.0))
+            "GET",
+            self.url(repo_id, revision, path),
+            headers=self.headers(start, end),
+            follow_redirects=True,
+            timeout=httpx2.Timeout(30.0, read=60.0),
+        )
 
     def raise_for_status(self, response, what: str) -> None:
         if response.status_code < 400:
@@ -206,8 +256,7 @@ class Hub:
         except Exception as exc:  # noqa: BLE001
             raise _hub_error(exc, self.endpoint, what) from None
 
-    def header(self, repo_id: str, revision: str, file: RemoteFile,
-               limit: int = 64 << 20):
+    def header(self, repo_id: str, revision: str, file: RemoteFile, limit: int = 64 << 20):
         """The GGUF header of a remote file, read with growing Range requests."""
         size = 4 << 20
         while True:
@@ -227,9 +276,16 @@ class Hub:
 
 
 # -- resolving ----------------------------------------------------------------------------------
-def resolve(spec: str, quantization: str | None = None, *, models_dir: str | Path | None = None,
-            hub: Hub | None = None, available_bytes: int | Callable[[], int] | None = None,
-            context_length: int = 4096, search_limit: int = 20) -> DownloadPlan:
+def resolve(
+    spec: str,
+    quantization: str | None = None,
+    *,
+    models_dir: str | Path | None = None,
+    hub: Hub | None = None,
+    available_bytes: int | Callable[[], int] | None = None,
+    context_length: int = 4096,
+    search_limit: int = 20,
+) -> DownloadPlan:
     """Turn what the user typed into a :class:`DownloadPlan` (network: Hub metadata only)."""
     hub = hub or Hub()
     models_dir = Path(models_dir).expanduser() if models_dir else default_models_dir()
@@ -239,8 +295,11 @@ def resolve(spec: str, quantization: str | None = None, *, models_dir: str | Pat
     if target.kind == "keyword":
         hits = hub.search(target.text, search_limit)
         if not hits:
-            raise DownloadError(f"No GGUF models on the Hugging Face Hub match "
-                                f"\"{target.text}\".", "model_not_found", 404)
+            raise DownloadError(
+                f'No GGUF models on the Hugging Face Hub match "{target.text}".',
+                "model_not_found",
+                404,
+            )
         repo_id = None
         for hit in hits[:5]:  # the best match that really has GGUF files
             revision, files, gated = hub.files(hit.repo_id)
@@ -249,17 +308,24 @@ def resolve(spec: str, quantization: str | None = None, *, models_dir: str | Pat
                 repo_id = hit.repo_id
                 break
         if repo_id is None:
-            raise DownloadError(f"The best matches for \"{target.text}\" have no GGUF files.",
-                                "no_gguf", 404)
+            raise DownloadError(
+                f'The best matches for "{target.text}" have no GGUF files.', "no_gguf", 404
+            )
     else:
         repo_id = target.text
         revision, files, gated = hub.files(repo_id, target.revision)
         variants, projectors = group_variants(files)
         if not variants:
-            kind = ("safetensors / MLX" if any(f.path.endswith(".safetensors") for f in files)
-                    else "model")
-            raise DownloadError(f"{repo_id} has no GGUF files (only {kind} files); "
-                                "lms-jupyter runs GGUF models.", "no_gguf", 400)
+            kind = (
+                "safetensors / MLX"
+                if any(f.path.endswith(".safetensors") for f in files)
+                else "model"
+            )
+            raise DownloadError(
+                f"{repo_id} has no GGUF files (only {kind} files); lms-jupyter runs GGUF models.",
+                "no_gguf",
+                400,
+            )
 
     def fits(variant: RemoteVariant) -> bool:
         return variant.size + _overhead() <= _available()
@@ -268,8 +334,7 @@ def resolve(spec: str, quantization: str | None = None, *, models_dir: str | Pat
 
     def _overhead() -> int:
         if not overhead:
-            overhead.append(_runtime_overhead(hub, repo_id, revision, variants[0],
-                                              context_length))
+            overhead.append(_runtime_overhead(hub, repo_id, revision, variants[0], context_length))
         return overhead[0]
 
     def _available() -> int:
@@ -278,9 +343,19 @@ def resolve(spec: str, quantization: str | None = None, *, models_dir: str | Pat
         return available_bytes() if callable(available_bytes) else int(available_bytes)
 
     default, note = default_variant(variants, fits)
-    plan = DownloadPlan(repo_id, revision, variants, default, default,
-                        pick_projector(projectors), models_dir, hub.endpoint, hits, note,
-                        gated)
+    plan = DownloadPlan(
+        repo_id,
+        revision,
+        variants,
+        default,
+        default,
+        pick_projector(projectors),
+        models_dir,
+        hub.endpoint,
+        hits,
+        note,
+        gated,
+    )
     if target.file:
         for variant in variants:
             if any(f.path == target.file for f in variant.files):
@@ -288,18 +363,23 @@ def resolve(spec: str, quantization: str | None = None, *, models_dir: str | Pat
                 break
         else:
             if any(f.path == target.file for f in projectors):
-                raise DownloadError(f"{target.file} is a multimodal projector, not a model; "
-                                    "name the model file or the repository.", "invalid_request")
+                raise DownloadError(
+                    f"{target.file} is a multimodal projector, not a model; "
+                    "name the model file or the repository.",
+                    "invalid_request",
+                )
             if any(f.path == target.file for f in files):
-                raise DownloadError(f"{target.file} is not a GGUF model file.",
-                                    "invalid_request")
+                raise DownloadError(f"{target.file} is not a GGUF model file.", "invalid_request")
             raise DownloadError(f"{repo_id} has no file {target.file}.", "file_not_found", 404)
     elif wanted:
         plan = plan.choose(wanted)
     if gated and not hub.has_token():
-        raise DownloadError(f"{repo_id} is a gated repository: accept its terms on "
-                            f"{HUB_URL}/{repo_id} and set HF_TOKEN to a token of that account.",
-                            "gated_repo", 401)
+        raise DownloadError(
+            f"{repo_id} is a gated repository: accept its terms on "
+            f"{HUB_URL}/{repo_id} and set HF_TOKEN to a token of that account.",
+            "gated_repo",
+            401,
+        )
     return plan
 
 
@@ -311,8 +391,9 @@ def memory_budget(manager) -> Callable[[], int]:
     return manager.available_bytes
 
 
-def _runtime_overhead(hub: Hub, repo_id: str, revision: str, variant: RemoteVariant,
-                      context_length: int) -> int:
+def _runtime_overhead(
+    hub: Hub, repo_id: str, revision: str, variant: RemoteVariant, context_length: int
+) -> int:
     """KV cache and compute memory at ``context_length``, from the smallest variant's
     header (they do not depend on the quantization); 0 when it cannot be read."""
     try:
@@ -321,6 +402,7 @@ def _runtime_overhead(hub: Hub, repo_id: str, revision: str, variant: RemoteVari
         log.info("No memory estimate for %s: %s", repo_id, exc)
         return 0
     arch = header.get("general.architecture", "llama")
-    n_ctx = min(context_length, int(header.get(f"{arch}.context_length", context_length)
-                                    or context_length))
+    n_ctx = min(
+        context_length, int(header.get(f"{arch}.context_length", context_length) or context_length)
+    )
     return estimate_memory(repo_id, header, 0, n_ctx).total_bytes

@@ -17,6 +17,7 @@ llama.cpp *reserves* a bigger compute buffer than it touches on the CPU (worst c
 ``n_ubatch`` output rows); untouched pages cost no RAM there, but on a GPU the
 reservation is real, so the GPU figure uses it.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,20 +32,56 @@ DEFAULT_UBATCH = 512
 
 # ggml type id -> (elements per block, bytes per block); ggml.h / ggml.c type traits
 GGML_TYPE_SIZES = {
-    0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34),
-    9: (32, 40), 10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176),
-    14: (256, 210), 15: (256, 292), 16: (256, 66), 17: (256, 74), 18: (256, 98),
-    19: (256, 50), 20: (32, 18), 21: (256, 110), 22: (256, 82), 23: (256, 136), 24: (1, 1),
-    25: (1, 2), 26: (1, 4), 27: (1, 8), 28: (1, 8), 29: (256, 56), 30: (1, 2), 34: (256, 54),
-    35: (256, 66), 39: (32, 17), 40: (64, 36), 41: (128, 18),
+    0: (1, 4),
+    1: (1, 2),
+    2: (32, 18),
+    3: (32, 20),
+    6: (32, 22),
+    7: (32, 24),
+    8: (32, 34),
+    9: (32, 40),
+    10: (256, 84),
+    11: (256, 110),
+    12: (256, 144),
+    13: (256, 176),
+    14: (256, 210),
+    15: (256, 292),
+    16: (256, 66),
+    17: (256, 74),
+    18: (256, 98),
+    19: (256, 50),
+    20: (32, 18),
+    21: (256, 110),
+    22: (256, 82),
+    23: (256, 136),
+    24: (1, 1),
+    25: (1, 2),
+    26: (1, 4),
+    27: (1, 8),
+    28: (1, 8),
+    29: (256, 56),
+    30: (1, 2),
+    34: (256, 54),
+    35: (256, 66),
+    39: (32, 17),
+    40: (64, 36),
+    41: (128, 18),
 }
-KV_TYPE_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q5_1": 24 / 32,
-                 "q5_0": 22 / 32, "q4_1": 20 / 32, "q4_0": 18 / 32, "iq4_nl": 18 / 32}
+KV_TYPE_BYTES = {
+    "f32": 4.0,
+    "f16": 2.0,
+    "bf16": 2.0,
+    "q8_0": 34 / 32,
+    "q5_1": 24 / 32,
+    "q5_0": 22 / 32,
+    "q4_1": 20 / 32,
+    "q4_0": 18 / 32,
+    "iq4_nl": 18 / 32,
+}
 
 # Which layers use sliding-window attention when the GGUF has no explicit pattern:
 # every Nth layer (index % N == N - 1) is a global-attention layer.
-_SWA_PERIOD = {"gemma2": 2, "gemma3": 6, "gemma3n": 5, "cohere2": 4, "gpt-oss": 2,
-               "exaone4": 4}
+_SWA_PERIOD = {"gemma2": 2, "gemma3": 6, "gemma3n": 5, "cohere2": 4, "gpt-oss": 2, "exaone4": 4}
 
 # llama.cpp's own tables (vocabulary text, token maps, piece cache) per vocabulary entry,
 # and the fixed cost of a context; measured on the CPU backend (llama-cpp-python 0.3.36).
@@ -76,8 +113,9 @@ def parse_gpu_offload(value) -> float:
         try:
             value = float(text)
         except ValueError:
-            raise bad_request("'gpu' must be 'off', 'max' or a number between 0 and 1.",
-                              "gpu") from None
+            raise bad_request(
+                "'gpu' must be 'off', 'max' or a number between 0 and 1.", "gpu"
+            ) from None
     if isinstance(value, (int, float)) and 0 <= value <= 1:
         return float(value)
     raise bad_request("'gpu' must be 'off', 'max' or a number between 0 and 1.", "gpu")
@@ -121,7 +159,7 @@ class ModelShape:
     swa: list[bool]
 
     @classmethod
-    def from_header(cls, header: GGUFHeader) -> "ModelShape":
+    def from_header(cls, header: GGUFHeader) -> ModelShape:
         arch = header.get("general.architecture", "llama")
 
         def value(name, default=0):
@@ -133,28 +171,48 @@ class ModelShape:
         n_ff = max(ff) if isinstance(ff, list) and ff else int(ff or 0)
         heads = _per_layer(value("attention.head_count", 1), n_layer, 1)
         kv_heads = _per_layer(value("attention.head_count_kv", None), n_layer, 0)
-        kv_heads = [kv or h for kv, h in zip(kv_heads, heads)]
+        kv_heads = [kv or h for kv, h in zip(kv_heads, heads, strict=False)]
         max_heads = max(heads) if heads else 1
         head_k = int(value("attention.key_length", 0) or (n_embd // max(max_heads, 1)))
         head_v = int(value("attention.value_length", 0) or head_k)
-        n_vocab = int(value("vocab_size", 0) or header.array_lengths.get("tokenizer.ggml.tokens", 0)
-                      or len(header.get("tokenizer.ggml.tokens") or []))
-        return cls(arch, n_layer, n_embd, n_ff, heads, kv_heads, head_k, head_v, n_vocab,
-                   int(value("attention.sliding_window", 0) or 0),
-                   swa_layers(header, arch, n_layer))
+        n_vocab = int(
+            value("vocab_size", 0)
+            or header.array_lengths.get("tokenizer.ggml.tokens", 0)
+            or len(header.get("tokenizer.ggml.tokens") or [])
+        )
+        return cls(
+            arch,
+            n_layer,
+            n_embd,
+            n_ff,
+            heads,
+            kv_heads,
+            head_k,
+            head_v,
+            n_vocab,
+            int(value("attention.sliding_window", 0) or 0),
+            swa_layers(header, arch, n_layer),
+        )
 
 
 def padded_context(n_ctx: int) -> int:
     return -(-n_ctx // CONTEXT_PAD) * CONTEXT_PAD
 
 
-def kv_cache_bytes(shape: ModelShape, n_ctx: int, *, n_ubatch: int = DEFAULT_UBATCH,
-                   kv_type: str = "f16", swa_full: bool = True,
-                   layers: range | None = None) -> int:
+def kv_cache_bytes(
+    shape: ModelShape,
+    n_ctx: int,
+    *,
+    n_ubatch: int = DEFAULT_UBATCH,
+    kv_type: str = "f16",
+    swa_full: bool = True,
+    layers: range | None = None,
+) -> int:
     """K and V for every attention layer (or only ``layers``), as llama.cpp sizes them."""
     cells = padded_context(n_ctx)
-    swa_cells = cells if swa_full or not shape.n_swa else min(
-        cells, padded_context(shape.n_swa + n_ubatch))
+    swa_cells = (
+        cells if swa_full or not shape.n_swa else min(cells, padded_context(shape.n_swa + n_ubatch))
+    )
     per_elem = KV_TYPE_BYTES.get(kv_type, 2.0)
     total = 0.0
     for i in layers if layers is not None else range(shape.n_layer):
@@ -166,8 +224,14 @@ def kv_cache_bytes(shape: ModelShape, n_ctx: int, *, n_ubatch: int = DEFAULT_UBA
     return int(total)
 
 
-def compute_bytes(shape: ModelShape, n_ctx: int, *, flash_attention: bool,
-                  n_ubatch: int = DEFAULT_UBATCH, reserved: bool = False) -> int:
+def compute_bytes(
+    shape: ModelShape,
+    n_ctx: int,
+    *,
+    flash_attention: bool,
+    n_ubatch: int = DEFAULT_UBATCH,
+    reserved: bool = False,
+) -> int:
     """Scratch memory of one micro-batch plus the runtime's tables.
 
     ``reserved=True`` gives llama.cpp's worst-case reservation (every row of the
@@ -234,14 +298,23 @@ class MemoryEstimate:
     def as_dict(self, available_bytes: int | None = None) -> dict:
         fits = True if available_bytes is None else self.total_bytes <= available_bytes
         return {
-            "model": self.model, "context_length": self.context_length,
+            "model": self.model,
+            "context_length": self.context_length,
             "parallel": self.parallel,
-            "flash_attention": self.flash_attention, "kv_cache_type": self.kv_cache_type,
-            "gpu_offload": self.gpu_offload, "gpu_layers": self.gpu_layers,
-            "estimated_total_bytes": self.total_bytes, "estimated_gpu_bytes": self.gpu_bytes,
-            "available_bytes": available_bytes, "fits": fits,
-            "breakdown": {"weights": self.weights, "kv_cache": self.kv_cache,
-                          "compute": self.compute, "slots": self.slots},
+            "flash_attention": self.flash_attention,
+            "kv_cache_type": self.kv_cache_type,
+            "gpu_offload": self.gpu_offload,
+            "gpu_layers": self.gpu_layers,
+            "estimated_total_bytes": self.total_bytes,
+            "estimated_gpu_bytes": self.gpu_bytes,
+            "available_bytes": available_bytes,
+            "fits": fits,
+            "breakdown": {
+                "weights": self.weights,
+                "kv_cache": self.kv_cache,
+                "compute": self.compute,
+                "slots": self.slots,
+            },
         }
 
 
@@ -271,17 +344,28 @@ def slots_bytes(shape: ModelShape, parallel: int) -> int:
     return int(max(parallel, 1) * shape.n_vocab * (4 + _SAMPLER_BYTES_PER_TOKEN))
 
 
-def estimate_memory(model: str, header: GGUFHeader, size_bytes: int, context_length: int, *,
-                    flash_attention: bool = True, gpu_offload: float = 0.0,
-                    n_ubatch: int = DEFAULT_UBATCH, kv_type: str = "f16",
-                    swa_full: bool = True, parallel: int = 1) -> MemoryEstimate:
+def estimate_memory(
+    model: str,
+    header: GGUFHeader,
+    size_bytes: int,
+    context_length: int,
+    *,
+    flash_attention: bool = True,
+    gpu_offload: float = 0.0,
+    n_ubatch: int = DEFAULT_UBATCH,
+    kv_type: str = "f16",
+    swa_full: bool = True,
+    parallel: int = 1,
+) -> MemoryEstimate:
     """Estimate a load of ``header``'s model at ``context_length`` without loading it
     (``parallel`` slots share its KV cache)."""
     shape = ModelShape.from_header(header)
-    kv = kv_cache_bytes(shape, context_length, n_ubatch=n_ubatch, kv_type=kv_type,
-                        swa_full=swa_full)
-    compute = compute_bytes(shape, context_length, flash_attention=flash_attention,
-                            n_ubatch=n_ubatch)
+    kv = kv_cache_bytes(
+        shape, context_length, n_ubatch=n_ubatch, kv_type=kv_type, swa_full=swa_full
+    )
+    compute = compute_bytes(
+        shape, context_length, flash_attention=flash_attention, n_ubatch=n_ubatch
+    )
     gpu_layers = gpu_layer_count(gpu_offload, shape.n_layer)
     gpu = 0
     if gpu_layers > 0 and shape.n_layer > 0:
@@ -290,13 +374,31 @@ def estimate_memory(model: str, header: GGUFHeader, size_bytes: int, context_len
         gpu = sum(per_layer[i] for i in on_gpu)
         if gpu_layers > shape.n_layer:
             gpu += head
-        gpu += kv_cache_bytes(shape, context_length, n_ubatch=n_ubatch, kv_type=kv_type,
-                              swa_full=swa_full, layers=on_gpu)
-        gpu += compute_bytes(shape, context_length, flash_attention=flash_attention,
-                             n_ubatch=n_ubatch, reserved=True)
-    return MemoryEstimate(model, context_length, flash_attention, gpu_offload, gpu_layers,
-                          size_bytes, kv, compute, gpu, parallel, slots_bytes(shape, parallel),
-                          kv_type)
+        gpu += kv_cache_bytes(
+            shape,
+            context_length,
+            n_ubatch=n_ubatch,
+            kv_type=kv_type,
+            swa_full=swa_full,
+            layers=on_gpu,
+        )
+        gpu += compute_bytes(
+            shape, context_length, flash_attention=flash_attention, n_ubatch=n_ubatch, reserved=True
+        )
+    return MemoryEstimate(
+        model,
+        context_length,
+        flash_attention,
+        gpu_offload,
+        gpu_layers,
+        size_bytes,
+        kv,
+        compute,
+        gpu,
+        parallel,
+        slots_bytes(shape, parallel),
+        kv_type,
+    )
 
 
 def available_memory_bytes() -> int:

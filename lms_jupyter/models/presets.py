@@ -15,6 +15,7 @@ them to a request (explicit request fields win) is ``lms_jupyter.api.openai.requ
 Of the load settings, ``context_length`` applies when the request JIT-loads its model;
 ``flash_attention`` is kept so files round-trip with LM Studio but is not applied.
 """
+
 from __future__ import annotations
 
 import json
@@ -71,9 +72,10 @@ def _structured_to_openai(value) -> dict | None:
     if not isinstance(value, dict) or value.get("type") in (None, "none"):
         return None
     if value.get("type") == "json" and isinstance(value.get("jsonSchema"), dict):
-        return {"type": "json_schema",
-                "json_schema": {"name": "preset_schema", "schema": value["jsonSchema"],
-                                "strict": True}}
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": "preset_schema", "schema": value["jsonSchema"], "strict": True},
+        }
     if value.get("type") in ("json_schema", "json_object", "text"):
         return value  # already OpenAI-shaped
     return None
@@ -88,9 +90,11 @@ def _openai_to_structured(value) -> dict:
             return {"type": "json", "jsonSchema": schema}
     if isinstance(value, dict) and value.get("type") == "json":
         return value
-    raise bad_request("response_format in a preset must be {\"type\": \"json_schema\", "
-                      "\"json_schema\": {\"schema\": {...}}} or {\"type\": \"text\"}.",
-                      "response_format")
+    raise bad_request(
+        'response_format in a preset must be {"type": "json_schema", '
+        '"json_schema": {"schema": {...}}} or {"type": "text"}.',
+        "response_format",
+    )
 
 
 @dataclass
@@ -103,11 +107,11 @@ class Preset:
     path: Path | None = None
 
     @classmethod
-    def from_lmstudio(cls, data: dict, path: Path | None = None) -> "Preset":
+    def from_lmstudio(cls, data: dict, path: Path | None = None) -> Preset:
         """Read LM Studio's file format (unknown keys are kept out, not fatal)."""
         if not isinstance(data, dict):
             raise ValueError("a preset file must hold a JSON object")
-        name = data.get("name") or (path.name[:-len(PRESET_SUFFIX)] if path else "")
+        name = data.get("name") or (path.name[: -len(PRESET_SUFFIX)] if path else "")
         settings: dict = {}
         for section in ("operation", "load"):
             fields = (data.get(section) or {}).get("fields") or []
@@ -135,10 +139,15 @@ class Preset:
             if name == "response_format":
                 value = _openai_to_structured(value)
             sections[section].append(
-                {"key": key, "value": {"checked": True, "value": value} if wrapped else value})
-        return {"identifier": self.identifier or f"@local:{slug(self.name)}", "name": self.name,
-                "changed": True, "operation": {"fields": sections["operation"]},
-                "load": {"fields": sections["load"]}}
+                {"key": key, "value": {"checked": True, "value": value} if wrapped else value}
+            )
+        return {
+            "identifier": self.identifier or f"@local:{slug(self.name)}",
+            "name": self.name,
+            "changed": True,
+            "operation": {"fields": sections["operation"]},
+            "load": {"fields": sections["load"]},
+        }
 
     def as_dict(self) -> dict:
         return {"name": self.name, "identifier": self.identifier, "settings": dict(self.settings)}
@@ -146,8 +155,13 @@ class Preset:
 
 def preset_not_found(name: str, known: list[str]) -> APIError:
     hint = f" Known presets: {', '.join(known)}." if known else " No presets are saved."
-    return APIError(f"Preset \"{name}\" not found.{hint}", 404, "invalid_request_error",
-                    "preset", "preset_not_found")
+    return APIError(
+        f'Preset "{name}" not found.{hint}',
+        404,
+        "invalid_request_error",
+        "preset",
+        "preset_not_found",
+    )
 
 
 class PresetStore:
@@ -160,15 +174,15 @@ class PresetStore:
     def _files(self) -> list[Path]:
         if not self.directory.is_dir():
             return []
-        return sorted(p for p in self.directory.iterdir()
-                      if p.is_file() and p.name.endswith(".json"))
+        return sorted(
+            p for p in self.directory.iterdir() if p.is_file() and p.name.endswith(".json")
+        )
 
     def list(self) -> list[Preset]:
         presets = []
         for path in self._files():
             try:
-                presets.append(Preset.from_lmstudio(json.loads(path.read_text("utf-8-sig")),
-                                                    path))
+                presets.append(Preset.from_lmstudio(json.loads(path.read_text("utf-8-sig")), path))
             except (OSError, ValueError):
                 continue  # a broken file must not hide the others
         return presets
@@ -179,10 +193,16 @@ class PresetStore:
         wanted = name.strip()
         presets = self.list()
         for preset in presets:
-            stem = preset.path.name[:-len(PRESET_SUFFIX)] if preset.path and \
-                preset.path.name.endswith(PRESET_SUFFIX) else None
-            if wanted in (preset.name, preset.identifier, stem) or \
-                    slug(wanted) == slug(preset.name) or wanted == f"@local:{slug(preset.name)}":
+            stem = (
+                preset.path.name[: -len(PRESET_SUFFIX)]
+                if preset.path and preset.path.name.endswith(PRESET_SUFFIX)
+                else None
+            )
+            if (
+                wanted in (preset.name, preset.identifier, stem)
+                or slug(wanted) == slug(preset.name)
+                or wanted == f"@local:{slug(preset.name)}"
+            ):
                 return preset
         raise preset_not_found(wanted, [p.name for p in presets])
 
@@ -195,8 +215,13 @@ class PresetStore:
         path = self.directory / f"{slug(name)}{PRESET_SUFFIX}"
         with self._lock:
             if path.exists() and not overwrite:
-                raise APIError(f"Preset \"{name}\" already exists.", 409, "invalid_request_error",
-                               "name", "preset_exists")
+                raise APIError(
+                    f'Preset "{name}" already exists.',
+                    409,
+                    "invalid_request_error",
+                    "name",
+                    "preset_exists",
+                )
             self.directory.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps(preset.to_lmstudio(), indent=2), "utf-8")

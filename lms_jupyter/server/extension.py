@@ -1,4 +1,5 @@
 """The ExtensionApp: traitlets config, one shared model manager, unload on shutdown."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,22 +9,22 @@ import os
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Enum, Float, List, Unicode
 
-from lms_jupyter.api.lmstudio.rest import LMStudioAPI
 from lms_jupyter import logs as logstream
+from lms_jupyter.api.files_batches.batches import BatchesAPI
+from lms_jupyter.api.files_batches.files import FilesAPI
 from lms_jupyter.api.files_batches.runner import BatchRunner
 from lms_jupyter.api.files_batches.store import BatchStore
-from lms_jupyter.api.files_batches.batches import BatchesAPI
 from lms_jupyter.api.lmstudio.downloads import DownloadAPI
-from lms_jupyter.api.responses.mcp_tools import McpPolicy, url_list
-from lms_jupyter.api.files_batches.files import FilesAPI
+from lms_jupyter.api.lmstudio.rest import LMStudioAPI
+from lms_jupyter.api.lmstudio.tokens import TokenAPI
 from lms_jupyter.api.openai.endpoints import OpenAICompatAPI
 from lms_jupyter.api.responses.endpoint import ResponsesAPI
+from lms_jupyter.api.responses.mcp_tools import McpPolicy, url_list
 from lms_jupyter.api.responses.store import ResponseStore
-from lms_jupyter.engine.manager import ModelManager
 from lms_jupyter.client.discovery import SERVER_ENV
+from lms_jupyter.engine.manager import ModelManager
 from lms_jupyter.engine.options import LoadRequest
 from lms_jupyter.errors import APIError
-from lms_jupyter.api.lmstudio.tokens import TokenAPI
 from lms_jupyter.models.presets import PresetStore, default_presets_dir
 from lms_jupyter.security.tokens import TokenStore
 from lms_jupyter.server.routes import lms_handlers
@@ -35,44 +36,72 @@ class LMSJupyterApp(ExtensionApp):
     description = "LM Studio's developer API on the Jupyter server port."
     classes = [ModelManager]  # c.ModelManager.* configures the models (see --help-all)
 
-    url_prefix = Unicode("lms", config=True,
-                         help="Path under the server's base_url where the API is mounted.")
+    url_prefix = Unicode(
+        "lms", config=True, help="Path under the server's base_url where the API is mounted."
+    )
     preload = List(Unicode(), config=True, help="Models to load when the server starts.")
-    presets_dir = Unicode("", config=True,
-                          help="Folder of preset JSON files (default: $LMS_JUPYTER_PRESETS_DIR "
-                               "or ~/.lmstudio/config-presets).")
-    batch_dir = Unicode("", config=True,
-                        help="Folder for uploaded files and batch jobs (default: "
-                             "<jupyter data dir>/lms_jupyter/batches).")
-    reasoning_field = Enum(["both", "reasoning", "reasoning_content", "inline"], "both",
-                           config=True,
-                           help="Where chat responses put a model's reasoning: 'reasoning' "
-                                "(OpenAI o-series style), 'reasoning_content' (DeepSeek style), "
-                                "'both', or 'inline' (left in content as <think>...</think>).")
-    responses_db = Unicode("", config=True,
-                           help="SQLite file of stored responses (/v1/responses, "
-                                "previous_response_id); default: <jupyter data dir>/"
-                                "lms_jupyter/responses.sqlite.")
-    allow_remote_mcp = Bool(False, config=True,
-                            help="Let /v1/responses requests name remote MCP servers "
-                                 "({\"type\": \"mcp\", \"server_url\": ...} tools) that this "
-                                 "server then calls. Off by default: the server would fetch "
-                                 "URLs chosen by any client holding the token.")
-    remote_mcp_allowed_urls = List(Unicode(), config=True,
-                                   help="URL prefixes of MCP servers allowed even though they "
-                                        "resolve to loopback, private or link-local addresses "
-                                        "(e.g. ['http://127.0.0.1:8001/mcp']); other such URLs "
-                                        "are refused. A prefix without a port allows every "
-                                        "port of its host.")
-    remote_mcp_timeout = Float(30.0, min=0.5, config=True,
-                               help="Seconds one MCP operation (connect, list tools or call "
-                                    "a tool) may take before it fails.")
-    max_request_mb = Float(16, config=True,
-                           help="Largest request body in MiB; a larger one gets 413 before it "
-                                "is read.")
-    api_tokens_file = Unicode("", config=True,
-                              help="Where scoped API tokens are kept, hashed (default: "
-                                   "<jupyter data dir>/lms_jupyter/api_tokens.json).")
+    presets_dir = Unicode(
+        "",
+        config=True,
+        help="Folder of preset JSON files (default: $LMS_JUPYTER_PRESETS_DIR "
+        "or ~/.lmstudio/config-presets).",
+    )
+    batch_dir = Unicode(
+        "",
+        config=True,
+        help="Folder for uploaded files and batch jobs (default: "
+        "<jupyter data dir>/lms_jupyter/batches).",
+    )
+    reasoning_field = Enum(
+        ["both", "reasoning", "reasoning_content", "inline"],
+        "both",
+        config=True,
+        help="Where chat responses put a model's reasoning: 'reasoning' "
+        "(OpenAI o-series style), 'reasoning_content' (DeepSeek style), "
+        "'both', or 'inline' (left in content as <think>...</think>).",
+    )
+    responses_db = Unicode(
+        "",
+        config=True,
+        help="SQLite file of stored responses (/v1/responses, "
+        "previous_response_id); default: <jupyter data dir>/"
+        "lms_jupyter/responses.sqlite.",
+    )
+    allow_remote_mcp = Bool(
+        False,
+        config=True,
+        help="Let /v1/responses requests name remote MCP servers "
+        '({"type": "mcp", "server_url": ...} tools) that this '
+        "server then calls. Off by default: the server would fetch "
+        "URLs chosen by any client holding the token.",
+    )
+    remote_mcp_allowed_urls = List(
+        Unicode(),
+        config=True,
+        help="URL prefixes of MCP servers allowed even though they "
+        "resolve to loopback, private or link-local addresses "
+        "(e.g. ['http://127.0.0.1:8001/mcp']); other such URLs "
+        "are refused. A prefix without a port allows every "
+        "port of its host.",
+    )
+    remote_mcp_timeout = Float(
+        30.0,
+        min=0.5,
+        config=True,
+        help="Seconds one MCP operation (connect, list tools or call "
+        "a tool) may take before it fails.",
+    )
+    max_request_mb = Float(
+        16,
+        config=True,
+        help="Largest request body in MiB; a larger one gets 413 before it is read.",
+    )
+    api_tokens_file = Unicode(
+        "",
+        config=True,
+        help="Where scoped API tokens are kept, hashed (default: "
+        "<jupyter data dir>/lms_jupyter/api_tokens.json).",
+    )
 
     @property
     def prefix(self) -> str:
@@ -93,11 +122,18 @@ class LMSJupyterApp(ExtensionApp):
             lmstudio=LMStudioAPI(manager, self.presets, reasoning_field=self.reasoning_field),
             downloads=DownloadAPI(manager),
             responses=ResponsesAPI(
-                manager, self.presets, ResponseStore(self.responses_db or None),
-                McpPolicy(self.allow_remote_mcp, url_list(self.remote_mcp_allowed_urls),
-                          self.remote_mcp_timeout)),
+                manager,
+                self.presets,
+                ResponseStore(self.responses_db or None),
+                McpPolicy(
+                    self.allow_remote_mcp,
+                    url_list(self.remote_mcp_allowed_urls),
+                    self.remote_mcp_timeout,
+                ),
+            ),
             tokens=TokenAPI(TokenStore(self.api_tokens_file or None)),
-            max_request_bytes=int(self.max_request_mb * 2**20))
+            max_request_bytes=int(self.max_request_mb * 2**20),
+        )
         from lms_jupyter.api.anthropic import AnthropicAPI
         from lms_jupyter.api.lmstudio.chat import LMStudioChatAPI
 
@@ -112,8 +148,9 @@ class LMSJupyterApp(ExtensionApp):
     def _init_batches(self) -> None:
         """Files and batches share one store; the runner starts with the server."""
         store = BatchStore(self.batch_dir or None)
-        self.batch_runner = BatchRunner(store, batch_endpoints(self.services),
-                                        self.services.manager)
+        self.batch_runner = BatchRunner(
+            store, batch_endpoints(self.services), self.services.manager
+        )
         self.services.files = FilesAPI(store)
         self.services.batches = BatchesAPI(store, self.batch_runner)
 
@@ -125,16 +162,24 @@ class LMSJupyterApp(ExtensionApp):
         folder = manager.catalog.models_dir
         models = manager.catalog.models()
         root = f"{serverapp.connection_url.rstrip('/')}/{self.prefix}"
-        self.log.info("lms_jupyter: models folder %s (%s); %d model(s): %s", folder,
-                      "exists" if folder.is_dir() else "does not exist yet", len(models),
-                      ", ".join(m.key for m in models) or "none yet (the starter model is "
-                      "fetched on first use)")
+        self.log.info(
+            "lms_jupyter: models folder %s (%s); %d model(s): %s",
+            folder,
+            "exists" if folder.is_dir() else "does not exist yet",
+            len(models),
+            ", ".join(m.key for m in models)
+            or "none yet (the starter model is fetched on first use)",
+        )
         token = getattr(serverapp.identity_provider, "token", "") or ""
         key = token if token else "(any string: this server has no token)"
-        self.log.info("lms_jupyter: OpenAI-compatible API at %s/v1 and LM Studio's REST API at "
-                      "%s/api/v0 and /api/v1; clients use api_key %s (the Jupyter token, sent as "
-                      "'Authorization: Bearer <token>'). Stop the server with Ctrl+C twice.",
-                      root, root, key)
+        self.log.info(
+            "lms_jupyter: OpenAI-compatible API at %s/v1 and LM Studio's REST API at "
+            "%s/api/v0 and /api/v1; clients use api_key %s (the Jupyter token, sent as "
+            "'Authorization: Bearer <token>'). Stop the server with Ctrl+C twice.",
+            root,
+            root,
+            key,
+        )
         logstream.server_started(f"{serverapp.base_url}{self.prefix}/", folder, [token or None])
         # kernels (and terminals) this server starts inherit its environment: this tells
         # their lms_jupyter to use this server's models, one model set (kernel.runtime)
@@ -158,7 +203,7 @@ class LMSJupyterApp(ExtensionApp):
                 self.log.info("lms_jupyter: preloaded %s", model)
             except APIError as exc:
                 self.log.error("lms_jupyter: could not preload %r: %s", model, exc.message)
-            except Exception:  # noqa: BLE001 - a bad preload must not stop the server
+            except Exception:
                 self.log.exception("lms_jupyter: could not preload %r", model)
 
     async def stop_extension(self):

@@ -6,6 +6,7 @@ and authorisation are jupyter_server's (``@web.authenticated`` + ``@authorized``
 every route accepts exactly what the rest of Jupyter accepts, plus scoped API tokens
 (resolved in :class:`.base.LMSHandler`), which an ``Endpoint(scoped=False)`` refuses.
 """
+
 from __future__ import annotations
 
 from jupyter_server.auth.decorator import authorized
@@ -21,8 +22,12 @@ class EndpointHandler(LMSHandler):
     """Serves the ``Endpoint`` of its route for each HTTP method."""
 
     # Tornado passes each route's own keyword arguments: initialize() differs by design
-    def initialize(self, endpoints: dict, error_body,  # type: ignore[override]
-                   name: str | None = None) -> None:
+    def initialize(  # type: ignore[override]
+        self,
+        endpoints: dict,
+        error_body,
+        name: str | None = None,
+    ) -> None:
         super().initialize(name=name)  # type: ignore[arg-type]  # see NotFoundHandler
         self.endpoints = endpoints
         self._error_body = error_body
@@ -57,10 +62,16 @@ class EndpointHandler(LMSHandler):
         if endpoint is None:
             raise web.HTTPError(405)
         if self.scoped_token is not None and not endpoint.scoped:
-            self.write_api_error(APIError(
-                "A scoped API token cannot manage API tokens: use the Jupyter token or a "
-                "logged-in Jupyter session.", 403, "invalid_request_error", None,
-                "insufficient_permissions"))
+            self.write_api_error(
+                APIError(
+                    "A scoped API token cannot manage API tokens: use the Jupyter token or a "
+                    "logged-in Jupyter session.",
+                    403,
+                    "invalid_request_error",
+                    None,
+                    "insufficient_permissions",
+                )
+            )
             return
         channel = None
         if endpoint.stream:
@@ -77,8 +88,9 @@ class EndpointHandler(LMSHandler):
                 args.append({k: self.get_query_argument(k) for k in self.request.query_arguments})
             if endpoint.blocking:
                 return await run_blocking(endpoint.call, *args)
-            result = endpoint.call(*args, channel=channel) if endpoint.stream \
-                else endpoint.call(*args)
+            result = (
+                endpoint.call(*args, channel=channel) if endpoint.stream else endpoint.call(*args)
+            )
             if hasattr(result, "__await__"):
                 result = await result
             return result
@@ -90,8 +102,11 @@ class NotFoundHandler(LMSHandler):
     """Any other path under the prefix: a JSON 404 that SDKs can show, not Jupyter's
     HTML page."""
 
-    def initialize(self, error_body,  # type: ignore[override]  # Tornado's route kwargs
-                   name: str | None = None) -> None:
+    def initialize(  # type: ignore[override]  # Tornado's route kwargs
+        self,
+        error_body,
+        name: str | None = None,
+    ) -> None:
         # jupyter_server's ExtensionApp always passes its name; None only outside one
         super().initialize(name=name)  # type: ignore[arg-type]
         self._error_body = error_body
@@ -101,8 +116,15 @@ class NotFoundHandler(LMSHandler):
 
     @web.authenticated
     def _not_found(self, *args, **kwargs) -> None:
-        self.write_api_error(APIError(
-            f"Unknown URL {self.request.method} {self.request.path}. The routes are listed "
-            "in the lms-jupyter README.", 404, "invalid_request_error", None, "unknown_url"))
+        self.write_api_error(
+            APIError(
+                f"Unknown URL {self.request.method} {self.request.path}. The routes are listed "
+                "in the lms-jupyter README.",
+                404,
+                "invalid_request_error",
+                None,
+                "unknown_url",
+            )
+        )
 
     get = post = put = delete = patch = _not_found

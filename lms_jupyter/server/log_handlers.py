@@ -6,6 +6,7 @@ Each SSE ``data:`` line is one LM Studio diagnostics event (``{"timestamp", "dat
 few seconds keeps proxies from closing an idle stream and tells us when the client went
 away. The stream ends when the client disconnects.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,8 +35,10 @@ class LogStreamHandler(LMSHandler):
     async def get(self):
         try:
             log_filter = logstream.LogFilter.parse(
-                self.get_argument("source", "model"), self.get_argument("filter", None),
-                _truthy(self.get_argument("stats", None)))
+                self.get_argument("source", "model"),
+                self.get_argument("filter", None),
+                _truthy(self.get_argument("stats", None)),
+            )
         except logstream.LogOptionsError as exc:
             self.write_api_error(bad_request(str(exc), "source"))
             return
@@ -86,5 +89,3 @@ class LogStreamHandler(LMSHandler):
     def on_connection_close(self) -> None:
         if self._subscription is not None:
             self._subscription.close()
-
-

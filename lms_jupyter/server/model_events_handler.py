@@ -8,6 +8,7 @@ date. A comment every ``heartbeat_seconds`` keeps proxies from closing an idle s
 and finds a client that left. The stream never ends by itself: it ends when the client
 disconnects or the server stops (so it is not one of the streams shutdown waits for).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -15,8 +16,8 @@ import asyncio
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from lms_jupyter.api.results import StreamResponse
 from lms_jupyter.api.lmstudio.instance_events import ModelEventFeed
+from lms_jupyter.api.results import StreamResponse
 from lms_jupyter.server.base import LMSHandler
 
 
@@ -27,8 +28,7 @@ class ModelEventsHandler(LMSHandler):
     @authorized
     async def get(self):
         services = self.services
-        feed = ModelEventFeed.for_manager(services.manager,
-                                          lambda: services.lmstudio.ps()["data"])
+        feed = ModelEventFeed.for_manager(services.manager, lambda: services.lmstudio.ps()["data"])
         sub = await feed.subscribe()
         heartbeat = self.heartbeat_seconds
 

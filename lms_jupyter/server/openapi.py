@@ -10,6 +10,7 @@ Paths are relative to the server's ``base_url`` (clients join them, as with ever
 route). Every operation needs authentication: the Jupyter token (or a logged-in
 session) everywhere, a scoped API token everywhere but token management.
 """
+
 from __future__ import annotations
 
 import re
@@ -26,7 +27,7 @@ ERROR_STATUSES = {
     "400": "Invalid request (OpenAI error object naming the field)",
     "401": "Missing, unknown, revoked or expired token",
     "403": "Authenticated but not allowed (a scoped token on token management, Jupyter's "
-           "authorizer)",
+    "authorizer)",
     "404": "No such model, instance, preset, job, token or URL",
     "405": "Method not allowed on this path",
     "409": "Conflict (identifier in use, model unloaded meanwhile, preset exists)",
@@ -52,50 +53,81 @@ def _ref(name: str) -> dict:
 def _error_responses() -> dict:
     out = {}
     for status, text in ERROR_STATUSES.items():
-        response = {"description": text,
-                    "content": {"application/json": {"schema": _ref("Error")}}}
+        response = {"description": text, "content": {"application/json": {"schema": _ref("Error")}}}
         if status == "503":
-            response["headers"] = {"Retry-After": {
-                "description": "Seconds to wait before retrying",
-                "schema": {"type": "string", "pattern": "^[0-9]+$"}}}
+            response["headers"] = {
+                "Retry-After": {
+                    "description": "Seconds to wait before retrying",
+                    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                }
+            }
         out[status] = response
     return out
 
 
 def _operation(method: str, path: str, endpoint: Endpoint) -> dict:
-    ok_content = {"application/json": {"schema": _ref(endpoint.response) if endpoint.response
-                                       else {"type": "object"}}}
+    ok_content = {
+        "application/json": {
+            "schema": _ref(endpoint.response) if endpoint.response else {"type": "object"}
+        }
+    }
     if endpoint.stream:
-        ok_content["text/event-stream"] = {"schema": {
-            "type": "object", "properties": {"event": {"type": "string"},
-                                             "data": {"type": "string"}},
-            "description": "With stream=true: 'data: <chunk JSON>' events, an error object as "
-                           "an event if generation fails, then 'data: [DONE]'"}}
+        ok_content["text/event-stream"] = {
+            "schema": {
+                "type": "object",
+                "properties": {"event": {"type": "string"}, "data": {"type": "string"}},
+                "description": "With stream=true: 'data: <chunk JSON>' events, an error object as "
+                "an event if generation fails, then 'data: [DONE]'",
+            }
+        }
     operation: dict = {
         "operationId": f"{method}_{re.sub(r'[^A-Za-z0-9]+', '_', path).strip('_')}",
         "summary": endpoint.doc,
-        "responses": {"200": {"description": endpoint.doc, "content": ok_content},
-                      **_error_responses()},
-        "security": [{"jupyterToken": []}, {"scopedToken": []}] if endpoint.scoped
+        "responses": {
+            "200": {"description": endpoint.doc, "content": ok_content},
+            **_error_responses(),
+        },
+        "security": [{"jupyterToken": []}, {"scopedToken": []}]
+        if endpoint.scoped
         else [{"jupyterToken": []}],
     }
     names = re.findall(r"{(\w+)}", path)
     if names:
-        operation["parameters"] = [{"name": name, "in": "path", "required": True,
-                                    "schema": {"type": "string", "minLength": 1}}
-                                   for name in names]
+        operation["parameters"] = [
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "minLength": 1},
+            }
+            for name in names
+        ]
     if endpoint.body:
         schema = _ref(endpoint.request) if endpoint.request else {"type": "object"}
-        operation["requestBody"] = {"required": True,
-                                    "content": {"application/json": {"schema": schema}}}
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": schema}},
+        }
     if endpoint.upload:  # POST /v1/files: OpenAI's multipart form
-        operation["requestBody"] = {"required": True, "content": {"multipart/form-data": {
-            "schema": {"type": "object", "required": ["file", "purpose"], "properties": {
-                "file": {"type": "string", "format": "binary"},
-                "purpose": {"type": "string", **PURPOSE.schema()}}}}}}
+        operation["requestBody"] = {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file", "purpose"],
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "purpose": {"type": "string", **PURPOSE.schema()},
+                        },
+                    }
+                }
+            },
+        }
     if endpoint.query:  # list pagination
-        operation.setdefault("parameters", []).extend([
-            {"name": f.name, "in": "query", "schema": f.schema()} for f in LIST_QUERY.fields])
+        operation.setdefault("parameters", []).extend(
+            [{"name": f.name, "in": "query", "schema": f.schema()} for f in LIST_QUERY.fields]
+        )
     return operation
 
 
@@ -103,17 +135,31 @@ def _log_stream(prefix: str) -> tuple[str, dict]:
     """``lms log stream`` (its own handler, not an API call of the table)."""
     query = [
         {"name": "source", "in": "query", "schema": {"enum": ["model", "server"]}},
-        {"name": "filter", "in": "query", "schema": {"type": "string"},
-         "description": "input, output or input,output (model source)"},
-        {"name": "stats", "in": "query", "schema": {"type": "string"},
-         "description": "true: add prediction stats"},
+        {
+            "name": "filter",
+            "in": "query",
+            "schema": {"type": "string"},
+            "description": "input, output or input,output (model source)",
+        },
+        {
+            "name": "stats",
+            "in": "query",
+            "schema": {"type": "string"},
+            "description": "true: add prediction stats",
+        },
     ]
     operation = {
-        "operationId": "get_logs_stream", "summary": "lms log stream, as server-sent events",
-        "parameters": query, "security": [{"jupyterToken": []}, {"scopedToken": []}],
-        "responses": {"200": {"description": "An endless SSE stream of LM Studio log events",
-                              "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-                      **_error_responses()},
+        "operationId": "get_logs_stream",
+        "summary": "lms log stream, as server-sent events",
+        "parameters": query,
+        "security": [{"jupyterToken": []}, {"scopedToken": []}],
+        "responses": {
+            "200": {
+                "description": "An endless SSE stream of LM Studio log events",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
+            **_error_responses(),
+        },
     }
     return f"/{prefix}/api/v0/logs/stream", {"get": operation}
 
@@ -128,22 +174,31 @@ def openapi_document(prefix: str = "lms") -> dict:
     paths[log_path] = log_item
     return {
         "openapi": "3.1.0",
-        "info": {"title": "lms-jupyter", "version": __version__,
-                 "description": "LM Studio's developer API (OpenAI-compatible /v1, LM Studio "
-                                "REST /api/v0 and /api/v1) on the Jupyter server port. Paths "
-                                "are relative to the server's base_url."},
+        "info": {
+            "title": "lms-jupyter",
+            "version": __version__,
+            "description": "LM Studio's developer API (OpenAI-compatible /v1, LM Studio "
+            "REST /api/v0 and /api/v1) on the Jupyter server port. Paths "
+            "are relative to the server's base_url.",
+        },
         "paths": paths,
         "components": {
             "schemas": component_schemas(),
             "securitySchemes": {
-                "jupyterToken": {"type": "http", "scheme": "bearer",
-                                 "description": "The Jupyter server's token (also "
-                                                "'Authorization: token ...', or a logged-in "
-                                                "session with XSRF)"},
-                "scopedToken": {"type": "http", "scheme": "bearer",
-                                "bearerFormat": "sk-lmj-<id>:<secret>",
-                                "description": "A scoped API token (POST lms/api/v1/tokens): "
-                                               "the /lms routes only, no token management"},
+                "jupyterToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The Jupyter server's token (also "
+                    "'Authorization: token ...', or a logged-in "
+                    "session with XSRF)",
+                },
+                "scopedToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "sk-lmj-<id>:<secret>",
+                    "description": "A scoped API token (POST lms/api/v1/tokens): "
+                    "the /lms routes only, no token management",
+                },
             },
         },
     }

@@ -1,15 +1,16 @@
 """The core objects the extension builds once and every handler shares."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from lms_jupyter.api import OpenAICompatAPI
 from lms_jupyter.api.files_batches.batches import BatchesAPI
-from lms_jupyter.api.lmstudio.downloads import DownloadAPI
 from lms_jupyter.api.files_batches.files import FilesAPI
+from lms_jupyter.api.lmstudio.downloads import DownloadAPI
 from lms_jupyter.api.lmstudio.rest import LMStudioAPI
-from lms_jupyter.api.responses.endpoint import ResponsesAPI
 from lms_jupyter.api.lmstudio.tokens import TokenAPI
+from lms_jupyter.api.responses.endpoint import ResponsesAPI
 from lms_jupyter.engine.manager import ModelManager
 
 

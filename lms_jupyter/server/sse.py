@@ -5,6 +5,7 @@ Frames follow the SSE spec (``event:`` line, one ``data:`` line of JSON, a blank
 comments (``: keep-alive``) keep proxies from closing an idle stream. ``X-Accel-Buffering:
 no`` stops nginx-style proxies from holding tokens back.
 """
+
 from __future__ import annotations
 
 import json

@@ -7,21 +7,22 @@ and :class:`.encode.MessageEncoder` spells them the Anthropic way. Whatever can 
 the request (the body, the model, a prompt that does not fit) is refused before the
 first byte, as an HTTP error; a failure after that is an ``error`` event in the stream.
 """
+
 from __future__ import annotations
 
 import logging
 
-from lms_jupyter.engine.channel import EventChannel, run_blocking
-from lms_jupyter.engine.manager import ModelManager
-from lms_jupyter.engine.request import GenerationRequest
-from lms_jupyter.errors import APIError
+from lms_jupyter.api.anthropic import request as anthropic_request
+from lms_jupyter.api.anthropic.encode import MessageEncoder
+from lms_jupyter.api.anthropic.errors import anthropic_error
 from lms_jupyter.api.drive import Generation
 from lms_jupyter.api.events import Done, Failed
 from lms_jupyter.api.prepare import prepare_chat
 from lms_jupyter.api.results import JSONResponse, StreamResponse
-from lms_jupyter.api.anthropic import request as anthropic_request
-from lms_jupyter.api.anthropic.encode import MessageEncoder
-from lms_jupyter.api.anthropic.errors import anthropic_error
+from lms_jupyter.engine.channel import EventChannel, run_blocking
+from lms_jupyter.engine.manager import ModelManager
+from lms_jupyter.engine.request import GenerationRequest
+from lms_jupyter.errors import APIError
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +40,17 @@ class AnthropicAPI:
         generation = Generation(prepared, channel or EventChannel.for_running_loop())
         await generation.start()  # a prompt that does not fit is still an HTTP error
         encoder = MessageEncoder(request.model, request.stop_sequences)
-        log.info("messages %s on %s (%d prompt tokens, stream=%s)", encoder.id,
-                 prepared.model.identifier, generation.prompt_tokens, prepared.stream)
+        log.info(
+            "messages %s on %s (%d prompt tokens, stream=%s)",
+            encoder.id,
+            prepared.model.identifier,
+            generation.prompt_tokens,
+            prepared.stream,
+        )
         if prepared.stream:
-            return StreamResponse(self._events(generation, encoder), generation.cancel,
-                                  done_marker=None)
+            return StreamResponse(
+                self._events(generation, encoder), generation.cancel, done_marker=None
+            )
         events, done = [], None
         async for batch in generation.batches():
             for event in batch:
@@ -66,16 +73,19 @@ class AnthropicAPI:
                 for event in batch:
                     if isinstance(event, Failed):
                         raise event.error
-                    out += encoder.finish(event) if isinstance(event, Done) \
-                        else encoder.feed(event)
+                    out += encoder.finish(event) if isinstance(event, Done) else encoder.feed(event)
                 if out:
                     yield out
         except APIError as error:
             yield [{"__event__": "error", **anthropic_error(error)}]
-        except Exception as exc:  # noqa: BLE001 - headers are sent: report in the stream
+        except Exception as exc:
             log.exception("messages %s failed", encoder.id)
-            yield [{"__event__": "error", **anthropic_error(
-                APIError(f"The generation failed: {exc}", 500, "api_error"))}]
+            yield [
+                {
+                    "__event__": "error",
+                    **anthropic_error(APIError(f"The generation failed: {exc}", 500, "api_error")),
+                }
+            ]
 
     async def count_tokens(self, body) -> JSONResponse:
         """POST /v1/messages/count_tokens: the prompt's tokens as the model would see them
@@ -86,10 +96,16 @@ class AnthropicAPI:
             prepared = prepare_chat(self.manager, request.chat, "both")
             tokenize = getattr(prepared.model, "tokenize", None)
             generation = prepared.request  # a remote engine's RemoteRequest has no prompt
-            if tokenize is None or not isinstance(generation, GenerationRequest) \
-                    or not isinstance(generation.prompt, str):
-                raise APIError(f"Model {prepared.model.identifier!r} is served by a remote "
-                               "engine, whose tokenizer is not available here.", 400)
+            if (
+                tokenize is None
+                or not isinstance(generation, GenerationRequest)
+                or not isinstance(generation.prompt, str)
+            ):
+                raise APIError(
+                    f"Model {prepared.model.identifier!r} is served by a remote "
+                    "engine, whose tokenizer is not available here.",
+                    400,
+                )
             return len(tokenize(generation.prompt, add_bos=generation.add_bos, special=True))
 
         return JSONResponse({"input_tokens": await run_blocking(count)})

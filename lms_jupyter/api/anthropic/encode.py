@@ -8,15 +8,22 @@ blocks from content, ``thinking`` blocks from reasoning, ``tool_use`` blocks (in
 streamed as ``input_json_delta``) from tool calls, and ``stop_reason`` from how the
 generation ended.
 """
+
 from __future__ import annotations
 
 import json
 import secrets
 
-from lms_jupyter.chat.events import ContentDelta, ReasoningDelta, ToolCallArgsDelta, ToolCallEnd, \
-    ToolCall, ToolCallStart
-from lms_jupyter.engine.events import STOP_STRING
 from lms_jupyter.api.events import Done
+from lms_jupyter.chat.events import (
+    ContentDelta,
+    ReasoningDelta,
+    ToolCall,
+    ToolCallArgsDelta,
+    ToolCallEnd,
+    ToolCallStart,
+)
+from lms_jupyter.engine.events import STOP_STRING
 
 
 def new_id(prefix: str) -> str:
@@ -37,20 +44,28 @@ def stop_reason(done: Done, stop_sequences: list[str]) -> tuple[str, str | None]
     if done.stats.stop_reason == STOP_STRING and stop_sequences:
         # the engine stops at the first stop string in the text; which one it was is
         # not reported, so: the one the text would end with, else the first that can
-        return "stop_sequence", stop_sequences[0] if len(stop_sequences) == 1 else \
-            next((s for s in stop_sequences if s not in done.answer.content), stop_sequences[0])
+        return "stop_sequence", stop_sequences[0] if len(stop_sequences) == 1 else next(
+            (s for s in stop_sequences if s not in done.answer.content), stop_sequences[0]
+        )
     return "end_turn", None
 
 
 def usage(done: Done | None, input_tokens: int = 0) -> dict:
     if done is None:
-        return {"input_tokens": input_tokens, "output_tokens": 0,
-                "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+        return {
+            "input_tokens": input_tokens,
+            "output_tokens": 0,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        }
     stats = done.stats
     cached = stats.cached_tokens or 0
-    return {"input_tokens": stats.prompt_tokens - cached, "output_tokens":
-            stats.completion_tokens, "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": cached}
+    return {
+        "input_tokens": stats.prompt_tokens - cached,
+        "output_tokens": stats.completion_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": cached,
+    }
 
 
 class MessageEncoder:
@@ -67,9 +82,16 @@ class MessageEncoder:
 
     def message(self, done: Done | None = None, input_tokens: int = 0) -> dict:
         reason, sequence = stop_reason(done, self.stop_sequences) if done else (None, None)
-        return {"id": self.id, "type": "message", "role": "assistant", "model": self.model,
-                "content": self.content, "stop_reason": reason, "stop_sequence": sequence,
-                "usage": usage(done, input_tokens)}
+        return {
+            "id": self.id,
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": self.content,
+            "stop_reason": reason,
+            "stop_sequence": sequence,
+            "usage": usage(done, input_tokens),
+        }
 
     # -- stream ------------------------------------------------------------------------------
     @staticmethod
@@ -103,23 +125,34 @@ class MessageEncoder:
         index, self._open = self._open, None
         events = []
         if self.content[index]["type"] == "thinking":
-            events.append(self._event("content_block_delta", index=index, delta={
-                "type": "signature_delta", "signature": self.content[index]["signature"]}))
+            events.append(
+                self._event(
+                    "content_block_delta",
+                    index=index,
+                    delta={
+                        "type": "signature_delta",
+                        "signature": self.content[index]["signature"],
+                    },
+                )
+            )
         return events + [self._close(index)]
 
     def _piece(self, kind: str, text: str) -> list[dict]:
-        key, delta = ("text", "text_delta") if kind == "text" else ("thinking",
-                                                                    "thinking_delta")
+        key, delta = ("text", "text_delta") if kind == "text" else ("thinking", "thinking_delta")
         events = []
         if self._open is None or self.content[self._open]["type"] != kind:
             events += self._close_open()
-            block = {"type": "text", "text": ""} if kind == "text" else \
-                {"type": "thinking", "thinking": "", "signature": new_id("sig")}
+            block = (
+                {"type": "text", "text": ""}
+                if kind == "text"
+                else {"type": "thinking", "thinking": "", "signature": new_id("sig")}
+            )
             self._open, start = self._open_block(block)
             events.append(start)
         self.content[self._open][key] += text
-        events.append(self._event("content_block_delta", index=self._open,
-                                  delta={"type": delta, key: text}))
+        events.append(
+            self._event("content_block_delta", index=self._open, delta={"type": delta, key: text})
+        )
         return events
 
     def feed(self, event) -> list[dict]:
@@ -131,8 +164,9 @@ class MessageEncoder:
             return self._piece("thinking", event.text) if event.text else []
         if isinstance(event, ToolCallStart):
             events = self._close_open()
-            index, start = self._open_block({"type": "tool_use", "id": tool_use_id(event.id),
-                                             "name": event.name, "input": {}})
+            index, start = self._open_block(
+                {"type": "tool_use", "id": tool_use_id(event.id), "name": event.name, "input": {}}
+            )
             self._calls[event.index] = index
             self._json[index] = []
             return events + [start]
@@ -141,8 +175,13 @@ class MessageEncoder:
             if index is None or not event.text:
                 return []
             self._json[index].append(event.text)
-            return [self._event("content_block_delta", index=index, delta={
-                "type": "input_json_delta", "partial_json": event.text})]
+            return [
+                self._event(
+                    "content_block_delta",
+                    index=index,
+                    delta={"type": "input_json_delta", "partial_json": event.text},
+                )
+            ]
         if isinstance(event, ToolCallEnd):
             index = self._calls.pop(event.index, None)
             return [] if index is None else [self._close(index)]
@@ -157,15 +196,17 @@ class MessageEncoder:
         self._settle(done)
         reason, sequence = stop_reason(done, self.stop_sequences)
         return events + [
-            self._event("message_delta", delta={"stop_reason": reason,
-                                                "stop_sequence": sequence},
-                        usage=usage(done)),
-            self._event("message_stop")]
+            self._event(
+                "message_delta",
+                delta={"stop_reason": reason, "stop_sequence": sequence},
+                usage=usage(done),
+            ),
+            self._event("message_stop"),
+        ]
 
     def _settle(self, done: Done) -> None:
         """Blocks as the assembled answer has them: the parsers' final word on calls."""
-        calls: dict[str | None, ToolCall] = {tool_use_id(c.id): c
-                                             for c in done.answer.tool_calls}
+        calls: dict[str | None, ToolCall] = {tool_use_id(c.id): c for c in done.answer.tool_calls}
         for block in self.content:
             call = calls.get(block.get("id")) if block["type"] == "tool_use" else None
             if call is not None and call.arguments:

@@ -9,17 +9,18 @@ the Messages API has is checked here, with errors naming Anthropic's own fields
 (``messages[1].content[0].tool_use_id``, ``max_tokens``), so a client never sees an
 OpenAI field name it did not send.
 """
+
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 
-from lms_jupyter.errors import bad_request
 from lms_jupyter.api import fields as api_fields
 from lms_jupyter.api.openai import requests
 from lms_jupyter.api.openai.requests import ChatRequest
 from lms_jupyter.api.spec import anthropic as spec
 from lms_jupyter.api.spec.anthropic import MAX_STOP_SEQUENCES, ROLES, TOOL_CHOICES
+from lms_jupyter.errors import bad_request
 
 # thinking budgets as the reasoning effort the chat templates understand
 THINKING_EFFORT = ((1024, "low"), (8192, "medium"))
@@ -51,8 +52,9 @@ def _text_blocks(value, where: str) -> str:
     for i, block in enumerate(value):
         spot = f"{where}[{i}]"
         if not isinstance(block, dict) or block.get("type") != "text":
-            raise bad_request(f"{spot} must be a text block ({{\"type\": \"text\", "
-                              "\"text\": ...}}).", spot)
+            raise bad_request(
+                f'{spot} must be a text block ({{"type": "text", "text": ...}}}}).', spot
+            )
         parts.append(_text(block.get("text"), f"{spot}.text"))
     return "\n\n".join(parts)
 
@@ -74,8 +76,9 @@ def _blocks(content, where: str) -> list[dict]:
         raise bad_request(f"{where} must be a string or an array of content blocks.", where)
     for i, block in enumerate(content):
         if not isinstance(block, dict) or not isinstance(block.get("type"), str):
-            raise bad_request(f"{where}[{i}] must be a content block with a 'type'.",
-                              f"{where}[{i}]")
+            raise bad_request(
+                f"{where}[{i}] must be a content block with a 'type'.", f"{where}[{i}]"
+            )
     return content
 
 
@@ -89,19 +92,28 @@ def _user_messages(blocks: list[dict], where: str, known_calls: set[str]) -> lis
         elif kind == "tool_result":
             call_id = block.get("tool_use_id")
             if not isinstance(call_id, str) or not call_id:
-                raise bad_request(f"{spot}.tool_use_id must be a non-empty string.",
-                                  f"{spot}.tool_use_id")
+                raise bad_request(
+                    f"{spot}.tool_use_id must be a non-empty string.", f"{spot}.tool_use_id"
+                )
             if call_id not in known_calls:
-                raise bad_request(f"{spot}.tool_use_id {call_id[:80]!r} answers no tool_use "
-                                  "block of an earlier assistant turn.", f"{spot}.tool_use_id")
-            out.append({"role": "tool", "tool_call_id": call_id,
-                        "content": _tool_result_text(block, spot)})
+                raise bad_request(
+                    f"{spot}.tool_use_id {call_id[:80]!r} answers no tool_use "
+                    "block of an earlier assistant turn.",
+                    f"{spot}.tool_use_id",
+                )
+            out.append(
+                {"role": "tool", "tool_call_id": call_id, "content": _tool_result_text(block, spot)}
+            )
         elif kind in ("image", "document"):
-            raise bad_request(f"{spot}: {kind} blocks are not supported by the local models "
-                              "(text only).", f"{spot}.type")
+            raise bad_request(
+                f"{spot}: {kind} blocks are not supported by the local models (text only).",
+                f"{spot}.type",
+            )
         else:
-            raise bad_request(f"{spot}.type {kind[:40]!r} is not valid in a user turn (text, "
-                              "tool_result).", f"{spot}.type")
+            raise bad_request(
+                f"{spot}.type {kind[:40]!r} is not valid in a user turn (text, tool_result).",
+                f"{spot}.type",
+            )
     if text:
         out.append({"role": "user", "content": "\n\n".join(text)})
     return out
@@ -123,13 +135,21 @@ def _assistant_message(blocks: list[dict], where: str, known_calls: set[str]) ->
             if not isinstance(arguments, dict):
                 raise bad_request(f"{spot}.input must be an object.", f"{spot}.input")
             known_calls.add(call_id)
-            calls.append({"id": call_id, "type": "function",
-                          "function": {"name": name, "arguments": json.dumps(arguments)}})
+            calls.append(
+                {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": name, "arguments": json.dumps(arguments)},
+                }
+            )
         elif kind in ("thinking", "redacted_thinking"):
             continue  # earlier reasoning is not fed back (as chat templates drop it)
         else:
-            raise bad_request(f"{spot}.type {kind[:40]!r} is not valid in an assistant turn "
-                              "(text, tool_use, thinking).", f"{spot}.type")
+            raise bad_request(
+                f"{spot}.type {kind[:40]!r} is not valid in an assistant turn "
+                "(text, tool_use, thinking).",
+                f"{spot}.type",
+            )
     message: dict = {"role": "assistant", "content": "".join(text)}
     if calls:
         message["tool_calls"] = calls
@@ -154,8 +174,10 @@ def chat_messages(body: dict) -> list[dict]:
             raise bad_request(f"{where} must be an object.", where)
         role = message.get("role")
         if role not in ROLES:
-            raise bad_request(f"{where}.role must be 'user' or 'assistant' (got "
-                              f"{str(role)[:40]!r}).", f"{where}.role")
+            raise bad_request(
+                f"{where}.role must be 'user' or 'assistant' (got {str(role)[:40]!r}).",
+                f"{where}.role",
+            )
         blocks = _blocks(message.get("content"), f"{where}.content")
         if role == "user":
             out += _user_messages(blocks, f"{where}.content", known_calls)
@@ -177,20 +199,22 @@ def chat_tools(body: dict) -> tuple[list[dict] | None, object, bool | None]:
             if not isinstance(tool, dict):
                 raise bad_request(f"{where} must be an object.", where)
             if tool.get("type") not in (None, "custom"):
-                raise bad_request(f"{where}.type {str(tool.get('type'))[:40]!r}: only custom "
-                                  "tools (name, description, input_schema) are supported.",
-                                  f"{where}.type")
+                raise bad_request(
+                    f"{where}.type {str(tool.get('type'))[:40]!r}: only custom "
+                    "tools (name, description, input_schema) are supported.",
+                    f"{where}.type",
+                )
             name = tool.get("name")
             if not isinstance(name, str) or not name.strip():
                 raise bad_request(f"{where}.name must be a non-empty string.", f"{where}.name")
             schema = tool.get("input_schema")
             if not isinstance(schema, dict):
-                raise bad_request(f"{where}.input_schema must be a JSON schema object.",
-                                  f"{where}.input_schema")
+                raise bad_request(
+                    f"{where}.input_schema must be a JSON schema object.", f"{where}.input_schema"
+                )
             description = tool.get("description")
             if description is not None and not isinstance(description, str):
-                raise bad_request(f"{where}.description must be a string.",
-                                  f"{where}.description")
+                raise bad_request(f"{where}.description must be a string.", f"{where}.description")
             function = {"name": name, "parameters": schema}
             if description:
                 function["description"] = description
@@ -199,24 +223,30 @@ def chat_tools(body: dict) -> tuple[list[dict] | None, object, bool | None]:
     if choice is None:
         return tools, None, None
     if not isinstance(choice, dict) or choice.get("type") not in TOOL_CHOICES:
-        raise bad_request("'tool_choice' must be {\"type\": \"auto\" | \"any\" | \"tool\" | "
-                          "\"none\"} (with \"name\" for \"tool\").", "tool_choice")
+        raise bad_request(
+            '\'tool_choice\' must be {"type": "auto" | "any" | "tool" | '
+            '"none"} (with "name" for "tool").',
+            "tool_choice",
+        )
     parallel = choice.get("disable_parallel_tool_use")
     if parallel is not None and not isinstance(parallel, bool):
-        raise bad_request("'tool_choice.disable_parallel_tool_use' must be a boolean.",
-                          "tool_choice.disable_parallel_tool_use")
+        raise bad_request(
+            "'tool_choice.disable_parallel_tool_use' must be a boolean.",
+            "tool_choice.disable_parallel_tool_use",
+        )
     kind = choice["type"]
     if kind in ("any", "tool") and not tools:
-        raise bad_request(f"tool_choice '{kind}' needs a non-empty 'tools' array.",
-                          "tool_choice")
+        raise bad_request(f"tool_choice '{kind}' needs a non-empty 'tools' array.", "tool_choice")
     openai_choice: dict | str | None
     if kind == "tool":
         assert tools is not None  # a 'tool' choice without tools was refused above
         name = choice.get("name")
         names = [t["function"]["name"] for t in tools]
         if not isinstance(name, str) or name not in names:
-            raise bad_request(f"tool_choice.name must name one of the tools "
-                              f"({', '.join(names)}).", "tool_choice.name")
+            raise bad_request(
+                f"tool_choice.name must name one of the tools ({', '.join(names)}).",
+                "tool_choice.name",
+            )
         openai_choice = {"type": "function", "function": {"name": name}}
     else:
         openai_choice = {"any": "required"}.get(kind, kind)
@@ -240,8 +270,10 @@ def thinking(body: dict) -> str | None:
     if value is None:
         return None
     if not isinstance(value, dict) or value.get("type") not in spec.THINKING_TYPES:
-        raise bad_request("'thinking' must be {\"type\": \"enabled\", \"budget_tokens\": N} "
-                          "or {\"type\": \"disabled\"}.", "thinking")
+        raise bad_request(
+            '\'thinking\' must be {"type": "enabled", "budget_tokens": N} or {"type": "disabled"}.',
+            "thinking",
+        )
     if value["type"] == "disabled":
         return "none"
     budget = spec.BUDGET_TOKENS.read(value)
@@ -268,9 +300,12 @@ def chat_body(body, *, counting: bool = False) -> dict:
         spec.MAX_TOKENS.read(body)
     _metadata(body)
     tools, choice, parallel = chat_tools(body)
-    out = {"model": body["model"], "messages": chat_messages(body),
-           "stream": False if counting else spec.STREAM.read(body),
-           "stop": stop_sequences(body)}
+    out = {
+        "model": body["model"],
+        "messages": chat_messages(body),
+        "stream": False if counting else spec.STREAM.read(body),
+        "stop": stop_sequences(body),
+    }
     if not counting:
         out["max_tokens"] = body["max_tokens"]
     for name in ("temperature", "top_p", "top_k"):
@@ -296,6 +331,9 @@ def parse(body, *, counting: bool = False) -> MessagesRequest:
     """The typed request of one Messages (or count_tokens) body."""
     chat_body_ = chat_body(body, counting=counting)
     chat = requests.chat_request(chat_body_)
-    return MessagesRequest(chat, body["model"].strip(), chat_body_["stop"],
-                           body.get("thinking") is not None and
-                           chat_body_.get("reasoning_effort") != "none")
+    return MessagesRequest(
+        chat,
+        body["model"].strip(),
+        chat_body_["stop"],
+        body.get("thinking") is not None and chat_body_.get("reasoning_effort") != "none",
+    )

@@ -5,17 +5,19 @@ Input files of purpose ``batch`` are checked to be JSONL on upload; output and e
 files of finished batches appear here with purpose ``batch_output``. Storage is
 :class:`~.batch_store.BatchStore`'s folder.
 """
+
 from __future__ import annotations
 
-from lms_jupyter.errors import APIError
 from lms_jupyter.api.files_batches import requests as wire
 from lms_jupyter.api.files_batches.store import BatchStore
 from lms_jupyter.api.results import BytesResponse, JSONResponse
+from lms_jupyter.errors import APIError
 
 
 def file_not_found(file_id: str) -> APIError:
-    return APIError(f"No such File object: {file_id}", 404, "invalid_request_error", "id",
-                    "file_not_found")
+    return APIError(
+        f"No such File object: {file_id}", 404, "invalid_request_error", "id", "file_not_found"
+    )
 
 
 def page(items: list[dict], query: wire.ListQuery) -> dict:
@@ -24,11 +26,15 @@ def page(items: list[dict], query: wire.ListQuery) -> dict:
         items = list(reversed(items))
     if query.after:
         ids = [item["id"] for item in items]
-        items = items[ids.index(query.after) + 1:] if query.after in ids else []
-    chosen = items[:query.limit]
-    return {"object": "list", "data": chosen, "has_more": len(items) > len(chosen),
-            "first_id": chosen[0]["id"] if chosen else None,
-            "last_id": chosen[-1]["id"] if chosen else None}
+        items = items[ids.index(query.after) + 1 :] if query.after in ids else []
+    chosen = items[: query.limit]
+    return {
+        "object": "list",
+        "data": chosen,
+        "has_more": len(items) > len(chosen),
+        "first_id": chosen[0]["id"] if chosen else None,
+        "last_id": chosen[-1]["id"] if chosen else None,
+    }
 
 
 class FilesAPI:
@@ -38,8 +44,7 @@ class FilesAPI:
     def upload(self, upload: wire.Upload) -> JSONResponse:
         """Blocking (writes the file): the route runs it on a thread."""
         checked = wire.file_upload(upload)
-        return JSONResponse(self.store.add_file(checked.filename, checked.purpose,
-                                                checked.content))
+        return JSONResponse(self.store.add_file(checked.filename, checked.purpose, checked.content))
 
     def list(self, query: dict) -> dict:
         checked = wire.list_query(query)

@@ -32,29 +32,37 @@ stopping) leaves no result, so after a restart the batch resumes with exactly th
 that have none. A batch that was cancelling or finalizing when the server stopped is
 finished on the next start.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
-from lms_jupyter.engine.channel import EventChannel
-from lms_jupyter.errors import APIError
 from lms_jupyter.api.files_batches.store import BatchRequestRow, BatchStore, Usage, new_id
 from lms_jupyter.api.results import JSONResponse, StreamResponse
+from lms_jupyter.engine.channel import EventChannel
+from lms_jupyter.errors import APIError
 
 log = logging.getLogger(__name__)
 
 Endpoint = Callable[[dict, EventChannel], Awaitable]
 MAX_IN_FLIGHT = 64  # requests of one batch in flight at once, whatever the models allow
 RESCAN_SECONDS = 5.0  # idle: look for batches another server on the same folder created
-FINAL_AT = {"completed": "completed_at", "cancelled": "cancelled_at",
-            "expired": "expired_at", "failed": "failed_at"}
-LINE_ERRORS = {"cancelled": ("batch_cancelled", "The batch was cancelled before this request "
-                                                "ran."),
-               "expired": ("batch_expired", "This request could not be executed before the "
-                                            "completion window expired.")}
+FINAL_AT = {
+    "completed": "completed_at",
+    "cancelled": "cancelled_at",
+    "expired": "expired_at",
+    "failed": "failed_at",
+}
+LINE_ERRORS = {
+    "cancelled": ("batch_cancelled", "The batch was cancelled before this request ran."),
+    "expired": (
+        "batch_expired",
+        "This request could not be executed before the completion window expired.",
+    ),
+}
 
 
 def slots(instance) -> int:
@@ -69,17 +77,19 @@ def usage_of(body: dict) -> Usage:
     if not isinstance(usage, dict):
         return Usage()
     details_in = usage.get("prompt_tokens_details") or usage.get("input_tokens_details") or {}
-    details_out = usage.get("completion_tokens_details") or usage.get(
-        "output_tokens_details") or {}
-    return Usage(int(usage.get("prompt_tokens", usage.get("input_tokens", 0)) or 0),
-                 int(details_in.get("cached_tokens", 0) or 0),
-                 int(usage.get("completion_tokens", usage.get("output_tokens", 0)) or 0),
-                 int(details_out.get("reasoning_tokens", 0) or 0))
+    details_out = usage.get("completion_tokens_details") or usage.get("output_tokens_details") or {}
+    return Usage(
+        int(usage.get("prompt_tokens", usage.get("input_tokens", 0)) or 0),
+        int(details_in.get("cached_tokens", 0) or 0),
+        int(usage.get("completion_tokens", usage.get("output_tokens", 0)) or 0),
+        int(details_out.get("reasoning_tokens", 0) or 0),
+    )
 
 
 class BatchRunner:
-    def __init__(self, store: BatchStore, endpoints: dict[str, Endpoint], manager, *,
-                 poll: float = 0.01):
+    def __init__(
+        self, store: BatchStore, endpoints: dict[str, Endpoint], manager, *, poll: float = 0.01
+    ):
         self.store = store
         self.endpoints = endpoints
         self.manager = manager
@@ -150,7 +160,7 @@ class BatchRunner:
                 active = self.store.active_batches()
                 if active and not self.store.claim_runner():
                     active = []  # another server runs this folder's batches for now
-            except Exception:  # noqa: BLE001 - a broken store must not kill the server
+            except Exception:
                 log.exception("lms_jupyter: cannot read the batch store")
                 active = []
             if not active:
@@ -163,19 +173,26 @@ class BatchRunner:
                 continue
             try:
                 await self._process(active[0])
-            except Exception:  # noqa: BLE001 - fail this batch, keep serving the others
+            except Exception:
                 log.exception("lms_jupyter: batch %s failed", active[0])
                 self._fail(active[0])
 
     def _fail(self, batch_id: str) -> None:
         batch = self.store.get_batch(batch_id)
-        if batch is not None and batch["status"] in ("validating", "in_progress",
-                                                     "finalizing"):
+        if batch is not None and batch["status"] in ("validating", "in_progress", "finalizing"):
             batch["status"] = "failed"
             batch["failed_at"] = int(time.time())
-            batch["errors"] = {"object": "list", "data": [{
-                "code": "server_error", "line": None, "param": None,
-                "message": "The server could not run this batch; see its log."}]}
+            batch["errors"] = {
+                "object": "list",
+                "data": [
+                    {
+                        "code": "server_error",
+                        "line": None,
+                        "param": None,
+                        "message": "The server could not run this batch; see its log.",
+                    }
+                ],
+            }
             self.store.save_batch(batch)
 
     async def _process(self, batch_id: str) -> None:
@@ -196,11 +213,19 @@ class BatchRunner:
         pending = self.store.pending_requests(batch_id)
         total, completed, failed, _ = self.store.counts(batch_id)
         if completed or failed:
-            log.info("lms_jupyter: resuming batch %s: %d of %d requests already done",
-                     batch_id, completed + failed, total)
+            log.info(
+                "lms_jupyter: resuming batch %s: %d of %d requests already done",
+                batch_id,
+                completed + failed,
+                total,
+            )
         else:
-            log.info("lms_jupyter: running batch %s (%d requests, %s)", batch_id, total,
-                     batch["endpoint"])
+            log.info(
+                "lms_jupyter: running batch %s (%d requests, %s)",
+                batch_id,
+                total,
+                batch["endpoint"],
+            )
         self.current = batch_id
         tasks: set[asyncio.Task] = set()
         expired = False
@@ -216,16 +241,16 @@ class BatchRunner:
                 tasks = {t for t in tasks if not t.done()}
                 tasks.add(asyncio.ensure_future(self._execute(batch_id, call, request, model)))
                 if len(tasks) >= MAX_IN_FLIGHT:
-                    _done, tasks = await asyncio.wait(tasks,
-                                                      return_when=asyncio.FIRST_COMPLETED)
+                    _done, tasks = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
         finally:
             self.current = None
         if self._stopping:
             return  # what finished is stored; the rest runs after the restart
-        final = "cancelled" if batch_id in self._cancelled else \
-            "expired" if expired else "completed"
+        final = (
+            "cancelled" if batch_id in self._cancelled else "expired" if expired else "completed"
+        )
         self.finalize(batch_id, final)
 
     @staticmethod
@@ -236,8 +261,11 @@ class BatchRunner:
     def _intended(self, batch: dict) -> str:
         if batch.get("cancelling_at"):
             return "cancelled"
-        return "expired" if self._expired(batch) and self.store.pending_requests(
-            batch["id"]) else "completed"
+        return (
+            "expired"
+            if self._expired(batch) and self.store.pending_requests(batch["id"])
+            else "completed"
+        )
 
     async def _slot(self, batch: dict, name) -> str | None:
         """Wait until ``name``'s model has room for a batch request (see the module
@@ -269,8 +297,9 @@ class BatchRunner:
             except asyncio.TimeoutError:
                 pass
 
-    async def _execute(self, batch_id: str, call: Endpoint | None, request: BatchRequestRow,
-                       key: str) -> None:
+    async def _execute(
+        self, batch_id: str, call: Endpoint | None, request: BatchRequestRow, key: str
+    ) -> None:
         channel = EventChannel.for_running_loop()
         self._channels.add(channel)
         try:
@@ -283,28 +312,35 @@ class BatchRunner:
         if self._stopping or channel in self._cut:
             self._cut.discard(channel)
             return  # cut short: no result, so it runs again (or is marked cancelled)
-        line = {"id": new_id("batch_req_"), "custom_id": request.custom_id,
-                "response": {"status_code": status, "request_id": new_id("req_"),
-                             "body": body},
-                "error": None}
+        line = {
+            "id": new_id("batch_req_"),
+            "custom_id": request.custom_id,
+            "response": {"status_code": status, "request_id": new_id("req_"), "body": body},
+            "error": None,
+        }
         ok = 200 <= status < 300
-        await asyncio.to_thread(self.store.add_result, batch_id, request.line, ok, line,
-                                usage_of(body) if ok else None)  # the disk, off the loop
+        await asyncio.to_thread(
+            self.store.add_result, batch_id, request.line, ok, line, usage_of(body) if ok else None
+        )  # the disk, off the loop
 
     @staticmethod
-    async def _call(call: Endpoint | None, body: dict, channel: EventChannel) -> tuple[int,
-                                                                                      dict]:
+    async def _call(call: Endpoint | None, body: dict, channel: EventChannel) -> tuple[int, dict]:
         """(status, body) of one request, exactly as the endpoint answers it."""
         if call is None:
-            error = APIError("This server cannot run the batch's endpoint any more.", 400,
-                             "invalid_request_error", "url", "unsupported_endpoint")
+            error = APIError(
+                "This server cannot run the batch's endpoint any more.",
+                400,
+                "invalid_request_error",
+                "url",
+                "unsupported_endpoint",
+            )
             return error.status, error.to_dict()
         body = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
         try:
             result = await call(body, channel)
         except APIError as failure:
             return failure.status, failure.to_dict()
-        except Exception as exc:  # noqa: BLE001 - one request's failure is its own line
+        except Exception as exc:
             log.exception("lms_jupyter: a batch request failed")
             error = APIError(f"Internal error: {exc}", 500, "server_error")
             return error.status, error.to_dict()
@@ -312,8 +348,12 @@ class BatchRunner:
             return result.status, result.body
         if isinstance(result, StreamResponse):
             result.cancel()
-            error = APIError("The endpoint answered with a stream; batch requests cannot "
-                             "stream.", 400, "invalid_request_error", "stream")
+            error = APIError(
+                "The endpoint answered with a stream; batch requests cannot stream.",
+                400,
+                "invalid_request_error",
+                "stream",
+            )
             return error.status, error.to_dict()
         return 200, result
 
@@ -335,9 +375,18 @@ class BatchRunner:
             final = "expired"  # nothing else leaves requests without a result
         code, message = LINE_ERRORS.get(final, LINE_ERRORS["expired"])
         errors = [(line, result) for line, ok, result in lines if not ok]
-        errors += [(r.line, {"id": new_id("batch_req_"), "custom_id": r.custom_id,
-                             "response": None, "error": {"code": code, "message": message}})
-                   for r in unfinished]
+        errors += [
+            (
+                r.line,
+                {
+                    "id": new_id("batch_req_"),
+                    "custom_id": r.custom_id,
+                    "response": None,
+                    "error": {"code": code, "message": message},
+                },
+            )
+            for r in unfinished
+        ]
         outputs = [result for _line, ok, result in lines if ok]
         files = []
         if outputs:
@@ -345,16 +394,26 @@ class BatchRunner:
             files.append((batch["output_file_id"], f"{batch_id}_output.jsonl", _jsonl(outputs)))
         if errors:
             batch["error_file_id"] = new_id("file-")
-            files.append((batch["error_file_id"], f"{batch_id}_error.jsonl",
-                          _jsonl([result for _line, result in sorted(errors,
-                                                                     key=lambda e: e[0])])))
+            files.append(
+                (
+                    batch["error_file_id"],
+                    f"{batch_id}_error.jsonl",
+                    _jsonl([result for _line, result in sorted(errors, key=lambda e: e[0])]),
+                )
+            )
         batch["status"] = final
         batch[FINAL_AT[final]] = now
         self.store.save_batch(batch, files)
         self._cancelled.discard(batch_id)
         total, completed, failed, _ = self.store.counts(batch_id)
-        log.info("lms_jupyter: batch %s %s: %d of %d requests succeeded, %d failed", batch_id,
-                 final, completed, total, failed)
+        log.info(
+            "lms_jupyter: batch %s %s: %d of %d requests succeeded, %d failed",
+            batch_id,
+            final,
+            completed,
+            total,
+            failed,
+        )
 
 
 def _jsonl(objects: list[dict]) -> bytes:

@@ -15,6 +15,7 @@ Thread-safe (one connection behind a lock); the runner writes results from a thr
 uploads and batch creation run on one (their routes are blocking), the short reads run
 on the event loop.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,9 +24,10 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Sequence
+from typing import IO
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -76,11 +78,13 @@ class Usage:
     reasoning_tokens: int = 0
 
     def as_openai(self) -> dict:
-        return {"input_tokens": self.input_tokens,
-                "input_tokens_details": {"cached_tokens": self.cached_tokens},
-                "output_tokens": self.output_tokens,
-                "output_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
-                "total_tokens": self.input_tokens + self.output_tokens}
+        return {
+            "input_tokens": self.input_tokens,
+            "input_tokens_details": {"cached_tokens": self.cached_tokens},
+            "output_tokens": self.output_tokens,
+            "output_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
+            "total_tokens": self.input_tokens + self.output_tokens,
+        }
 
 
 class BatchStore:
@@ -99,8 +103,9 @@ class BatchStore:
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
             self.files_dir.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(self.db_path), timeout=10, check_same_thread=False,
-                                   isolation_level=None)
+            conn = sqlite3.connect(
+                str(self.db_path), timeout=10, check_same_thread=False, isolation_level=None
+            )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(SCHEMA)
@@ -167,9 +172,17 @@ class BatchStore:
     @staticmethod
     def _file_object(row) -> dict:
         file_id, filename, purpose, size, created = row
-        return {"id": file_id, "object": "file", "bytes": size, "created_at": created,
-                "filename": filename, "purpose": purpose, "status": "processed",
-                "expires_at": None, "status_details": None}
+        return {
+            "id": file_id,
+            "object": "file",
+            "bytes": size,
+            "created_at": created,
+            "filename": filename,
+            "purpose": purpose,
+            "status": "processed",
+            "expires_at": None,
+            "status_details": None,
+        }
 
     def get_file(self, file_id: str) -> dict | None:
         with self._lock:
@@ -195,8 +208,9 @@ class BatchStore:
             query, args = "SELECT * FROM files", ()
             if purpose:
                 query, args = query + " WHERE purpose = ?", (purpose,)
-            rows = self._db().execute(query + " ORDER BY created_at DESC, rowid DESC",
-                                      args).fetchall()
+            rows = (
+                self._db().execute(query + " ORDER BY created_at DESC, rowid DESC", args).fetchall()
+            )
         return [self._file_object(r) for r in rows]
 
     def delete_file(self, file_id: str) -> bool:
@@ -214,22 +228,26 @@ class BatchStore:
     # -- batches -------------------------------------------------------------------------------
     def add_batch(self, batch: dict, requests: list[BatchRequestRow]) -> None:
         with self._lock:
-            seq = self._db().execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM batches") \
-                .fetchone()[0]
+            seq = self._db().execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM batches").fetchone()[0]
             with self._transaction() as db:
-                db.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?)",
-                           (batch["id"], batch["created_at"], seq, batch["status"],
-                            json.dumps(batch)))
-                db.executemany("INSERT INTO batch_requests VALUES (?, ?, ?, ?)",
-                               [(batch["id"], r.line, r.custom_id, json.dumps(r.body))
-                                for r in requests])
+                db.execute(
+                    "INSERT INTO batches VALUES (?, ?, ?, ?, ?)",
+                    (batch["id"], batch["created_at"], seq, batch["status"], json.dumps(batch)),
+                )
+                db.executemany(
+                    "INSERT INTO batch_requests VALUES (?, ?, ?, ?)",
+                    [(batch["id"], r.line, r.custom_id, json.dumps(r.body)) for r in requests],
+                )
 
     def get_batch(self, batch_id: str) -> dict | None:
         with self._lock:
             if not self.exists():
                 return None
-            row = self._db().execute("SELECT object FROM batches WHERE id = ?",
-                                     (batch_id,)).fetchone()
+            row = (
+                self._db()
+                .execute("SELECT object FROM batches WHERE id = ?", (batch_id,))
+                .fetchone()
+            )
         return json.loads(row[0]) if row else None
 
     def save_batch(self, batch: dict, files: Sequence[tuple[str, str, bytes]] = ()) -> dict:
@@ -240,12 +258,13 @@ class BatchStore:
             rows = []
             for file_id, filename, content in files:
                 self._write_file(file_id, content)
-                rows.append((file_id, filename, "batch_output", len(content),
-                             int(time.time())))
+                rows.append((file_id, filename, "batch_output", len(content), int(time.time())))
             with self._transaction() as db:
                 db.executemany("INSERT INTO files VALUES (?, ?, ?, ?, ?)", rows)
-                db.execute("UPDATE batches SET status = ?, object = ? WHERE id = ?",
-                           (batch["status"], json.dumps(batch), batch["id"]))
+                db.execute(
+                    "UPDATE batches SET status = ?, object = ? WHERE id = ?",
+                    (batch["status"], json.dumps(batch), batch["id"]),
+                )
         return batch
 
     def list_batches(self) -> list[dict]:
@@ -253,8 +272,7 @@ class BatchStore:
         with self._lock:
             if not self.exists():
                 return []
-            rows = self._db().execute("SELECT object FROM batches ORDER BY seq DESC") \
-                .fetchall()
+            rows = self._db().execute("SELECT object FROM batches ORDER BY seq DESC").fetchall()
         return [json.loads(r[0]) for r in rows]
 
     def active_batches(self) -> list[str]:
@@ -263,49 +281,78 @@ class BatchStore:
             if not self.exists():
                 return []
             marks = ",".join("?" * len(ACTIVE))
-            rows = self._db().execute(f"SELECT id FROM batches WHERE status IN ({marks}) "
-                                      "ORDER BY seq", ACTIVE).fetchall()
+            rows = (
+                self._db()
+                .execute(f"SELECT id FROM batches WHERE status IN ({marks}) ORDER BY seq", ACTIVE)
+                .fetchall()
+            )
         return [r[0] for r in rows]
 
     # -- requests and results --------------------------------------------------------------
     def pending_requests(self, batch_id: str) -> list[BatchRequestRow]:
         """The requests with no result yet, in file order."""
         with self._lock:
-            rows = self._db().execute(
-                "SELECT r.line, r.custom_id, r.body FROM batch_requests r LEFT JOIN "
-                "batch_results s ON s.batch_id = r.batch_id AND s.line = r.line "
-                "WHERE r.batch_id = ? AND s.line IS NULL ORDER BY r.line",
-                (batch_id,)).fetchall()
-        return [BatchRequestRow(line, custom_id, json.loads(body))
-                for line, custom_id, body in rows]
+            rows = (
+                self._db()
+                .execute(
+                    "SELECT r.line, r.custom_id, r.body FROM batch_requests r LEFT JOIN "
+                    "batch_results s ON s.batch_id = r.batch_id AND s.line = r.line "
+                    "WHERE r.batch_id = ? AND s.line IS NULL ORDER BY r.line",
+                    (batch_id,),
+                )
+                .fetchall()
+            )
+        return [
+            BatchRequestRow(line, custom_id, json.loads(body)) for line, custom_id, body in rows
+        ]
 
-    def add_result(self, batch_id: str, line: int, ok: bool, result: dict,
-                   usage: Usage | None = None) -> None:
+    def add_result(
+        self, batch_id: str, line: int, ok: bool, result: dict, usage: Usage | None = None
+    ) -> None:
         usage = usage or Usage()
         with self._lock:
             with self._transaction() as db:
-                db.execute("INSERT OR REPLACE INTO batch_results VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                           (batch_id, line, int(ok), json.dumps(result), usage.input_tokens,
-                            usage.cached_tokens, usage.output_tokens, usage.reasoning_tokens))
+                db.execute(
+                    "INSERT OR REPLACE INTO batch_results VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        batch_id,
+                        line,
+                        int(ok),
+                        json.dumps(result),
+                        usage.input_tokens,
+                        usage.cached_tokens,
+                        usage.output_tokens,
+                        usage.reasoning_tokens,
+                    ),
+                )
 
     def counts(self, batch_id: str) -> tuple[int, int, int, Usage]:
         """(total, completed, failed, usage) from the stored rows."""
         with self._lock:
             db = self._db()
-            total = db.execute("SELECT COUNT(*) FROM batch_requests WHERE batch_id = ?",
-                               (batch_id,)).fetchone()[0]
+            total = db.execute(
+                "SELECT COUNT(*) FROM batch_requests WHERE batch_id = ?", (batch_id,)
+            ).fetchone()[0]
             row = db.execute(
                 "SELECT COALESCE(SUM(ok), 0), COALESCE(SUM(1 - ok), 0), "
                 "COALESCE(SUM(input_tokens), 0), COALESCE(SUM(cached_tokens), 0), "
                 "COALESCE(SUM(output_tokens), 0), COALESCE(SUM(reasoning_tokens), 0) "
-                "FROM batch_results WHERE batch_id = ?", (batch_id,)).fetchone()
+                "FROM batch_results WHERE batch_id = ?",
+                (batch_id,),
+            ).fetchone()
         return total, row[0], row[1], Usage(*row[2:])
 
     def results(self, batch_id: str) -> list[tuple[int, bool, dict]]:
         """(line, ok, output line) for every finished request, in file order."""
         with self._lock:
-            rows = self._db().execute("SELECT line, ok, result FROM batch_results WHERE "
-                                      "batch_id = ? ORDER BY line", (batch_id,)).fetchall()
+            rows = (
+                self._db()
+                .execute(
+                    "SELECT line, ok, result FROM batch_results WHERE batch_id = ? ORDER BY line",
+                    (batch_id,),
+                )
+                .fetchall()
+            )
         return [(line, bool(ok), json.loads(result)) for line, ok, result in rows]
 
 

@@ -23,6 +23,7 @@ Events (``kind``), each with the instance's ``identifier`` and ``modelKey``:
 Every event but ``unloaded`` and ``snapshot`` carries the new ``row``, so a client just
 replaces its row by identifier.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -33,14 +34,26 @@ from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
-EVENT_KINDS = ("snapshot", "loading", "progress", "loaded", "crashed", "status", "queue",
-               "unloaded")
+EVENT_KINDS = (
+    "snapshot",
+    "loading",
+    "progress",
+    "loaded",
+    "crashed",
+    "status",
+    "queue",
+    "unloaded",
+)
 BUSY_STATUSES = {"loading", "processingPrompt", "generating", "computingEmbedding"}
 
 
 def _event(kind: str, identifier: str, model_key: str | None, row: dict | None, **extra) -> dict:
-    event: dict = {"kind": kind, "identifier": identifier, "modelKey": model_key,
-             "time": int(time.time() * 1000)}
+    event: dict = {
+        "kind": kind,
+        "identifier": identifier,
+        "modelKey": model_key,
+        "time": int(time.time() * 1000),
+    }
     if row is not None:
         event["row"] = row
     event.update(extra)
@@ -56,28 +69,38 @@ def diff_rows(old: dict[str, dict], new: dict[str, dict]) -> list[dict]:
         status = row.get("status")
         before = old.get(identifier)
         if before is None:
-            kind = "loading" if status == "loading" else \
-                "crashed" if status == "crashed" else "loaded"
+            kind = (
+                "loading" if status == "loading" else "crashed" if status == "crashed" else "loaded"
+            )
             events.append(_event(kind, identifier, key, row))
             continue
         was = before.get("status")
         if was == "loading" and status != "loading":
-            events.append(_event("crashed" if status == "crashed" else "loaded",
-                                 identifier, key, row))
+            events.append(
+                _event("crashed" if status == "crashed" else "loaded", identifier, key, row)
+            )
             continue
         if status == "loading":
             if row.get("loadProgress") != before.get("loadProgress"):
                 events.append(_event("progress", identifier, key, row))
             continue
         if status != was:
-            events.append(_event("crashed" if status == "crashed" else "status",
-                                 identifier, key, row))
+            events.append(
+                _event("crashed" if status == "crashed" else "status", identifier, key, row)
+            )
         if row.get("queued") != before.get("queued"):
             events.append(_event("queue", identifier, key, row))
     for identifier, before in old.items():
         if identifier not in new:
-            events.append(_event("unloaded", identifier, before.get("modelKey"), None,
-                                 wasLoading=before.get("status") == "loading"))
+            events.append(
+                _event(
+                    "unloaded",
+                    identifier,
+                    before.get("modelKey"),
+                    None,
+                    wasLoading=before.get("status") == "loading",
+                )
+            )
     return events
 
 
@@ -146,8 +169,9 @@ class ModelEventFeed:
             self._publish(diff_rows(self._rows, rows))
             self._rows = rows
         self._subscribers.append(sub)
-        sub.queue.put_nowait({"kind": "snapshot", "data": list(self._rows.values()),
-                              "time": int(time.time() * 1000)})
+        sub.queue.put_nowait(
+            {"kind": "snapshot", "data": list(self._rows.values()), "time": int(time.time() * 1000)}
+        )
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._watch())
         return sub
@@ -187,8 +211,9 @@ class ModelEventFeed:
         while self._subscribers:
             busy = any(r.get("status") in BUSY_STATUSES for r in self._rows.values())
             try:
-                await asyncio.wait_for(wake.wait(),
-                                       self.active_interval if busy else self.idle_interval)
+                await asyncio.wait_for(
+                    wake.wait(), self.active_interval if busy else self.idle_interval
+                )
             except asyncio.TimeoutError:
                 pass
             wake.clear()

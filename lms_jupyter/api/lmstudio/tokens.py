@@ -3,17 +3,23 @@
 Only a full Jupyter identity reaches these calls (the route table marks them
 ``scoped=False``); the store and the hashing are :mod:`lms_jupyter.security.tokens`.
 """
+
 from __future__ import annotations
 
+from lms_jupyter.api.openai import requests
 from lms_jupyter.errors import APIError
 from lms_jupyter.security.tokens import TokenStore, TokenStoreError, iso_time
-from lms_jupyter.api.openai import requests
 
 
 def token_not_found(token_id: str) -> APIError:
     shown = token_id if len(token_id) <= 40 else token_id[:40] + "..."
-    return APIError(f"No API token with id \"{shown}\".", 404, "invalid_request_error",
-                    "token_id", "token_not_found")
+    return APIError(
+        f'No API token with id "{shown}".',
+        404,
+        "invalid_request_error",
+        "token_id",
+        "token_not_found",
+    )
 
 
 def _store_failure(exc: TokenStoreError) -> APIError:
@@ -32,17 +38,21 @@ class TokenAPI:
             record, token = self.store.create(request.name, request.expires_in)
         except TokenStoreError as exc:
             raise _store_failure(exc) from None
-        return {"id": record.id, "object": "api_token", "name": record.name, "token": token,
-                "created_at": iso_time(record.created_at),
-                "expires_at": iso_time(record.expires_at)}
+        return {
+            "id": record.id,
+            "object": "api_token",
+            "name": record.name,
+            "token": token,
+            "created_at": iso_time(record.created_at),
+            "expires_at": iso_time(record.expires_at),
+        }
 
     def list(self) -> dict:
         try:
             records = self.store.list()
         except TokenStoreError as exc:
             raise _store_failure(exc) from None
-        return {"object": "list",
-                "data": [{"object": "api_token", **r.public()} for r in records]}
+        return {"object": "list", "data": [{"object": "api_token", **r.public()} for r in records]}
 
     def revoke(self, token_id: str) -> dict:
         try:

@@ -7,10 +7,18 @@ model's :class:`~lms_jupyter.chat.output.ChatOutput` produces (content, reasonin
 calls) and assembles the same :class:`~lms_jupyter.chat.events.Answer`, so every encoder
 and the kernel's ``%%chat`` handle remote answers exactly like local ones.
 """
+
 from __future__ import annotations
 
-from lms_jupyter.chat.events import (Answer, ContentDelta, ReasoningDelta, ToolCall, ToolCallArgsDelta,
-                           ToolCallEnd, ToolCallStart)
+from lms_jupyter.chat.events import (
+    Answer,
+    ContentDelta,
+    ReasoningDelta,
+    ToolCall,
+    ToolCallArgsDelta,
+    ToolCallEnd,
+    ToolCallStart,
+)
 
 
 class ChunkOutput:
@@ -40,8 +48,7 @@ class ChunkOutput:
                 continue
             delta = choice.get("delta")
             if not isinstance(delta, dict):
-                delta = choice["message"] if isinstance(choice.get("message"), dict) \
-                    else {}
+                delta = choice["message"] if isinstance(choice.get("message"), dict) else {}
             reasoning = delta.get("reasoning_content")
             if not isinstance(reasoning, str) or not reasoning:
                 reasoning = delta.get("reasoning")
@@ -107,5 +114,8 @@ class ChunkOutput:
         return events
 
     def answer(self) -> Answer:
-        return Answer(content="".join(self.content), reasoning="".join(self.reasoning),
-                      tool_calls=[self.calls[i] for i in sorted(self.calls)])
+        return Answer(
+            content="".join(self.content),
+            reasoning="".join(self.reasoning),
+            tool_calls=[self.calls[i] for i in sorted(self.calls)],
+        )

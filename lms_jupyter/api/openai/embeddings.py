@@ -14,28 +14,34 @@ none were; the field is there only when the request asked for truncation).
 
 The blocking entry point serves the kernel (``lms_jupyter.embed``, ``%lms embed``).
 """
+
 from __future__ import annotations
 
 import asyncio
 import base64
 
-from lms_jupyter.engine.channel import run_blocking
-from lms_jupyter.errors import bad_request
 from lms_jupyter.api.openai.requests import EmbeddingRequest, embedding_request
 from lms_jupyter.api.results import JSONResponse
+from lms_jupyter.engine.channel import run_blocking
+from lms_jupyter.errors import bad_request
+
 
 def acquire(api, request: EmbeddingRequest):
     """The loaded instance for the request (JIT-loads it; blocking)."""
-    return api.manager.acquire(request.model, ttl=request.ttl,
-                               context_length=request.context_length)
+    return api.manager.acquire(
+        request.model, ttl=request.ttl, context_length=request.context_length
+    )
 
 
 def check_dimensions(model, request: EmbeddingRequest) -> None:
     variant = model.variant
     size = variant.arch_value("embedding_length_out") or variant.arch_value("embedding_length")
     if request.dimensions is not None and size and request.dimensions > size:
-        raise bad_request(f"'dimensions' must be at most {size} for {model.identifier} "
-                          f"(got {request.dimensions}).", "dimensions")
+        raise bad_request(
+            f"'dimensions' must be at most {size} for {model.identifier} "
+            f"(got {request.dimensions}).",
+            "dimensions",
+        )
 
 
 def response_body(model, request: EmbeddingRequest, result) -> dict:
@@ -45,8 +51,11 @@ def response_body(model, request: EmbeddingRequest, result) -> dict:
     from lms_jupyter.engine.vectors import truncate_dimensions
 
     if request.dimensions is not None and request.dimensions > result.vectors.shape[1]:
-        raise bad_request(f"'dimensions' must be at most {result.vectors.shape[1]} for "
-                          f"{model.identifier} (got {request.dimensions}).", "dimensions")
+        raise bad_request(
+            f"'dimensions' must be at most {result.vectors.shape[1]} for "
+            f"{model.identifier} (got {request.dimensions}).",
+            "dimensions",
+        )
     vectors = truncate_dimensions(result.vectors, request.dimensions)
     data = []
     for i, row in enumerate(vectors):
@@ -55,9 +64,12 @@ def response_body(model, request: EmbeddingRequest, result) -> dict:
         else:
             payload = row.astype(np.float64).tolist()
         data.append({"object": "embedding", "embedding": payload, "index": i})
-    body = {"object": "list", "data": data, "model": model.identifier,
-            "usage": {"prompt_tokens": result.prompt_tokens,
-                      "total_tokens": result.prompt_tokens}}
+    body = {
+        "object": "list",
+        "data": data,
+        "model": model.identifier,
+        "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens},
+    }
     if request.truncate:
         body["truncated"] = list(result.truncated)
     return body

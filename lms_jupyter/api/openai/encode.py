@@ -11,15 +11,21 @@ Log-probabilities, when asked for, ride on content events (``ContentDelta.logpro
 top_logprobs), text completions in OpenAI's legacy shape (tokens, token_logprobs,
 top_logprobs as {token: logprob}, text_offset). Not asked for: ``"logprobs": null``.
 """
+
 from __future__ import annotations
 
 import secrets
 import time
-from typing import Callable
+from collections.abc import Callable
 
-from lms_jupyter.chat.events import (Answer, ContentDelta, ReasoningDelta, ToolCallArgsDelta,
-                           ToolCallStart)
 from lms_jupyter.api.events import Done
+from lms_jupyter.chat.events import (
+    Answer,
+    ContentDelta,
+    ReasoningDelta,
+    ToolCallArgsDelta,
+    ToolCallStart,
+)
 
 Extras = Callable[[Done], dict]
 
@@ -36,8 +42,10 @@ def chat_logprobs(tokens) -> dict | None:
     """OpenAI's chat ``choices[].logprobs`` for content tokens (None: not asked for)."""
     if tokens is None:
         return None
-    return {"content": [dict(_token(t), top_logprobs=[_token(a) for a in t.top])
-                        for t in tokens], "refusal": None}
+    return {
+        "content": [dict(_token(t), top_logprobs=[_token(a) for a in t.top]) for t in tokens],
+        "refusal": None,
+    }
 
 
 def completion_logprobs(tokens, offset: int = 0) -> dict | None:
@@ -55,8 +63,12 @@ def completion_logprobs(tokens, offset: int = 0) -> dict | None:
         for a in t.top:  # best first: a repeated spelling keeps its best figure
             alternatives.setdefault(a.token, a.logprob)
         top.append(alternatives)
-    return {"tokens": [t.token for t in tokens], "token_logprobs": [t.logprob for t in tokens],
-            "top_logprobs": top, "text_offset": offsets}
+    return {
+        "tokens": [t.token for t in tokens],
+        "token_logprobs": [t.logprob for t in tokens],
+        "top_logprobs": top,
+        "text_offset": offsets,
+    }
 
 
 def reasoning_delta(text: str, field: str) -> dict:
@@ -84,8 +96,16 @@ def chat_delta(event, reasoning_field: str = "both") -> dict | None:
     if isinstance(event, ReasoningDelta):
         return reasoning_delta(event.text, reasoning_field)
     if isinstance(event, ToolCallStart):
-        return {"tool_calls": [{"index": event.index, "id": event.id, "type": "function",
-                                "function": {"name": event.name, "arguments": ""}}]}
+        return {
+            "tool_calls": [
+                {
+                    "index": event.index,
+                    "id": event.id,
+                    "type": "function",
+                    "function": {"name": event.name, "arguments": ""},
+                }
+            ]
+        }
     if isinstance(event, ToolCallArgsDelta):
         return {"tool_calls": [{"index": event.index, "function": {"arguments": event.text}}]}
     return None
@@ -95,8 +115,14 @@ class _Encoder:
     object_name = ""
     chunk_name = ""
 
-    def __init__(self, model: str, *, include_usage: bool = False,
-                 extras: Extras | None = None, id_prefix: str = "chatcmpl"):
+    def __init__(
+        self,
+        model: str,
+        *,
+        include_usage: bool = False,
+        extras: Extras | None = None,
+        id_prefix: str = "chatcmpl",
+    ):
         self.id = new_id(id_prefix)
         self.created = int(time.time())
         self.model = model
@@ -104,13 +130,25 @@ class _Encoder:
         self.extras = extras
 
     def _chunk(self, choices: list) -> dict:
-        return {"id": self.id, "object": self.chunk_name, "created": self.created,
-                "model": self.model, "system_fingerprint": self.model, "choices": choices}
+        return {
+            "id": self.id,
+            "object": self.chunk_name,
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": self.model,
+            "choices": choices,
+        }
 
     def _body(self, choice: dict, done: Done) -> dict:
-        body = {"id": self.id, "object": self.object_name, "created": self.created,
-                "model": self.model, "choices": [choice], "usage": done.usage,
-                "system_fingerprint": self.model}
+        body = {
+            "id": self.id,
+            "object": self.object_name,
+            "created": self.created,
+            "model": self.model,
+            "choices": [choice],
+            "usage": done.usage,
+            "system_fingerprint": self.model,
+        }
         if self.extras is not None:
             body.update(self.extras(done))
         return body
@@ -134,8 +172,9 @@ class _Encoder:
     def chunks(self, event) -> list[dict]:
         """Chunks for one typed event while streaming."""
         if isinstance(event, Done):
-            return [self._chunk([self.delta_choice(None, event.finish_reason)])] + \
-                self._final_chunks(event)
+            return [
+                self._chunk([self.delta_choice(None, event.finish_reason)])
+            ] + self._final_chunks(event)
         choice = self.delta_choice(event)
         return [self._chunk([choice])] if choice is not None else []
 
@@ -151,8 +190,18 @@ class ChatEncoder(_Encoder):
         self.reasoning_field = reasoning_field
 
     def start(self) -> list[dict]:
-        return [self._chunk([{"index": 0, "delta": {"role": "assistant", "content": ""},
-                              "logprobs": None, "finish_reason": None}])]
+        return [
+            self._chunk(
+                [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": ""},
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
+                ]
+            )
+        ]
 
     def delta_choice(self, event, finish_reason=None) -> dict | None:
         delta: dict | None
@@ -163,13 +212,18 @@ class ChatEncoder(_Encoder):
             if delta is None:
                 return None
         logprobs = chat_logprobs(event.logprobs) if isinstance(event, ContentDelta) else None
-        return {"index": 0, "delta": delta, "logprobs": logprobs,
-                "finish_reason": finish_reason}
+        return {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
 
     def response(self, done: Done) -> dict:
-        return self._body({"index": 0, "logprobs": chat_logprobs(done.answer.logprobs),
-                           "finish_reason": done.finish_reason,
-                           "message": chat_message(done.answer, self.reasoning_field)}, done)
+        return self._body(
+            {
+                "index": 0,
+                "logprobs": chat_logprobs(done.answer.logprobs),
+                "finish_reason": done.finish_reason,
+                "message": chat_message(done.answer, self.reasoning_field),
+            },
+            done,
+        )
 
 
 class TextEncoder(_Encoder):
@@ -189,8 +243,9 @@ class TextEncoder(_Encoder):
     def start(self) -> list[dict]:
         if not self.echo:
             return []
-        return [self._chunk([{"index": 0, "text": self.echo, "logprobs": None,
-                              "finish_reason": None}])]
+        return [
+            self._chunk([{"index": 0, "text": self.echo, "logprobs": None, "finish_reason": None}])
+        ]
 
     def delta_choice(self, event, finish_reason=None) -> dict | None:
         logprobs = None
@@ -206,6 +261,12 @@ class TextEncoder(_Encoder):
         return {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish_reason}
 
     def response(self, done: Done) -> dict:
-        return self._body({"index": 0, "text": self.echo + done.answer.content,
-                           "logprobs": completion_logprobs(done.answer.logprobs, self.offset),
-                           "finish_reason": done.finish_reason}, done)
+        return self._body(
+            {
+                "index": 0,
+                "text": self.echo + done.answer.content,
+                "logprobs": completion_logprobs(done.answer.logprobs, self.offset),
+                "finish_reason": done.finish_reason,
+            },
+            done,
+        )

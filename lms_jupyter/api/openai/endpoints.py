@@ -6,23 +6,24 @@ JIT-load), drive it (:mod:`.drive`) and encode the typed events in OpenAI's form
 (:mod:`.encode`). The server awaits the async entry points; the kernel uses the typed
 ones (:meth:`OpenAICompatAPI.start_chat`) and reads the events itself.
 """
+
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
+from lms_jupyter.api.drive import Generation
+from lms_jupyter.api.events import Done, Failed
+from lms_jupyter.api.openai import embeddings as embeddings_api
+from lms_jupyter.api.openai import requests
+from lms_jupyter.api.openai.encode import ChatEncoder, Extras, TextEncoder
+from lms_jupyter.api.prepare import Prepared, prepare_chat, prepare_completion
+from lms_jupyter.api.results import JSONResponse, StreamResponse
 from lms_jupyter.engine.channel import EventChannel, run_blocking
 from lms_jupyter.engine.instance import ModelInstance
 from lms_jupyter.engine.manager import ModelManager
 from lms_jupyter.errors import model_not_found
 from lms_jupyter.models.catalog import ModelNotFound
-from lms_jupyter.api.openai import embeddings as embeddings_api
-from lms_jupyter.api.openai import requests
-from lms_jupyter.api.drive import Generation
-from lms_jupyter.api.openai.encode import ChatEncoder, Extras, TextEncoder
-from lms_jupyter.api.events import Done, Failed
-from lms_jupyter.api.prepare import Prepared, prepare_chat, prepare_completion
-from lms_jupyter.api.results import JSONResponse, StreamResponse
 
 
 def _owner(info) -> str:
@@ -34,9 +35,14 @@ class OpenAICompatAPI:
     """The /v1 surface. ``extras`` adds fields to every finished completion (LM Studio's
     /api/v0 adds ``stats``, ``model_info`` and ``runtime``)."""
 
-    def __init__(self, manager: ModelManager, presets=None, *,
-                 extras: Callable[[Done, ModelInstance], dict] | None = None,
-                 reasoning_field: str = "both"):
+    def __init__(
+        self,
+        manager: ModelManager,
+        presets=None,
+        *,
+        extras: Callable[[Done, ModelInstance], dict] | None = None,
+        reasoning_field: str = "both",
+    ):
         self.manager = manager
         self.presets = presets  # models.presets.PresetStore; None: the default folder
         self.extras = extras
@@ -54,8 +60,7 @@ class OpenAICompatAPI:
             created = int(os.stat(variant.path).st_mtime)
         except (OSError, TypeError):
             created = 0
-        return {"id": model_id, "object": "model", "created": created,
-                "owned_by": _owner(info)}
+        return {"id": model_id, "object": "model", "created": created, "owned_by": _owner(info)}
 
     def list_models(self) -> dict:
         manager = self.manager
@@ -110,18 +115,28 @@ class OpenAICompatAPI:
     def prepare_completion(self, body) -> Prepared:
         return prepare_completion(self.manager, self.completion_request(body))
 
-    def start_chat(self, request: requests.ChatRequest,
-                   channel: EventChannel | None = None) -> Generation:
+    def start_chat(
+        self, request: requests.ChatRequest, channel: EventChannel | None = None
+    ) -> Generation:
         """Queue a typed chat request; iterate the result for its typed events."""
         return Generation(prepare_chat(self.manager, request, self.reasoning_field), channel)
 
     def encoder(self, prepared: Prepared):
         model, usage = prepared.model.identifier, prepared.include_usage
         if prepared.make_output is None:
-            return TextEncoder(model, echo=prepared.echo, offset=prepared.prompt_chars,
-                               include_usage=usage, extras=self._extras_for(prepared))
-        return ChatEncoder(model, reasoning_field=self.reasoning_field, include_usage=usage,
-                           extras=self._extras_for(prepared))
+            return TextEncoder(
+                model,
+                echo=prepared.echo,
+                offset=prepared.prompt_chars,
+                include_usage=usage,
+                extras=self._extras_for(prepared),
+            )
+        return ChatEncoder(
+            model,
+            reasoning_field=self.reasoning_field,
+            include_usage=usage,
+            extras=self._extras_for(prepared),
+        )
 
     def _extras_for(self, prepared: Prepared) -> Extras | None:
         extras = self.extras
@@ -167,8 +182,9 @@ class OpenAICompatAPI:
         return await embeddings_api.embeddings(self, body)
 
     # -- blocking (kernel, tests) --------------------------------------------------------------
-    def run_sync(self, prepared: Prepared,
-                 channel: EventChannel | None = None) -> dict | Iterator[dict]:
+    def run_sync(
+        self, prepared: Prepared, channel: EventChannel | None = None
+    ) -> dict | Iterator[dict]:
         """The response body, or (``stream``) an iterator of chunks; closing it cancels.
 
         Pass your own ``channel`` to cancel from another thread (``channel.cancel()``).

@@ -2,20 +2,20 @@
 ``response_format`` (compiled to a grammar once, here), ``reasoning_effort``, and the checks on
 tool calls in the message history.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from lms_jupyter.chat.grammar import UnsupportedSchemaError, grammar_for_response_format
-from lms_jupyter.errors import bad_request
 from lms_jupyter.api.fields import REASONING_EFFORTS, TOOL_CHOICES
 from lms_jupyter.api.spec import openai as spec
 from lms_jupyter.api.spec.openai import FORMAT_TYPES
-
-
+from lms_jupyter.chat.grammar import UnsupportedSchemaError, grammar_for_response_format
+from lms_jupyter.errors import bad_request
 
 # -- tools, structured output, reasoning ------------------------------------------------------
+
 
 @dataclass
 class ToolSettings:
@@ -58,9 +58,11 @@ def function_tool(tool, i: int) -> dict:
     name = function.get("name")
     if not isinstance(name, str) or not name.strip():
         raise bad_request(f"{fields}.name must be a non-empty string.", f"{fields}.name")
-    for key, kind_name, kind_type in (("description", "a string", str),
-                                      ("parameters", "a JSON schema object", dict),
-                                      ("strict", "a boolean", bool)):
+    for key, kind_name, kind_type in (
+        ("description", "a string", str),
+        ("parameters", "a JSON schema object", dict),
+        ("strict", "a boolean", bool),
+    ):
         value = function.get(key)
         if value is not None and not isinstance(value, kind_type):
             raise bad_request(f"{fields}.{key} must be {kind_name}.", f"{fields}.{key}")
@@ -80,8 +82,9 @@ def unique_tools(checked: list[dict]) -> list[dict] | None:
     names = [tool["function"]["name"] for tool in checked]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise bad_request(f"Tool names must be unique (repeated: {', '.join(duplicates)}).",
-                          "tools")
+        raise bad_request(
+            f"Tool names must be unique (repeated: {', '.join(duplicates)}).", "tools"
+        )
     return checked or None
 
 
@@ -91,26 +94,32 @@ def tool_choice(value, offered: list[dict] | None) -> str | dict:
         return "auto"
     if isinstance(value, str):
         if value not in TOOL_CHOICES:
-            raise bad_request("'tool_choice' must be 'none', 'auto', 'required' or "
-                              f"{{\"type\": \"function\", \"function\": {{\"name\": ...}}}} "
-                              f"(got {value!r}).", "tool_choice")
+            raise bad_request(
+                "'tool_choice' must be 'none', 'auto', 'required' or "
+                f'{{"type": "function", "function": {{"name": ...}}}} '
+                f"(got {value!r}).",
+                "tool_choice",
+            )
         if value == "required" and not names:
-            raise bad_request("tool_choice 'required' needs a non-empty 'tools' array.",
-                              "tool_choice")
+            raise bad_request(
+                "tool_choice 'required' needs a non-empty 'tools' array.", "tool_choice"
+            )
         return value
     if not isinstance(value, dict) or value.get("type", "function") != "function":
-        raise bad_request("'tool_choice' must be a string or "
-                          "{\"type\": \"function\", \"function\": {\"name\": ...}}.",
-                          "tool_choice")
+        raise bad_request(
+            '\'tool_choice\' must be a string or {"type": "function", "function": {"name": ...}}.',
+            "tool_choice",
+        )
     function = value.get("function")
     name = function.get("name") if isinstance(function, dict) else value.get("name")
     if not isinstance(name, str) or not name:
-        raise bad_request("'tool_choice.function.name' must be a non-empty string.",
-                          "tool_choice")
+        raise bad_request("'tool_choice.function.name' must be a non-empty string.", "tool_choice")
     if name not in names:
         known = ", ".join(names) if names else "none"
-        raise bad_request(f"tool_choice names the function {name!r}, which is not in 'tools' "
-                          f"(tools: {known}).", "tool_choice")
+        raise bad_request(
+            f"tool_choice names the function {name!r}, which is not in 'tools' (tools: {known}).",
+            "tool_choice",
+        )
     return {"type": "function", "function": {"name": name}}
 
 
@@ -142,13 +151,24 @@ class FormatSurface:
 _NAME = ("name", "a string", str, False)
 _STRICT = ("strict", "a boolean", bool, False)
 CHAT_FORMAT = FormatSurface(
-    "response_format", "an object such as {\"type\": \"text\"}", nested=True,
+    "response_format",
+    'an object such as {"type": "text"}',
+    nested=True,
     members=(_NAME, _STRICT, ("schema", "a JSON schema object", (dict, str), True)),
-    precise=False)
+    precise=False,
+)
 TEXT_FORMAT = FormatSurface(
-    "text.format", "an object", nested=False,
-    members=(("schema", "a JSON schema object", dict, True), _NAME, _STRICT,
-             ("description", "a string", str, False)), precise=True)
+    "text.format",
+    "an object",
+    nested=False,
+    members=(
+        ("schema", "a JSON schema object", dict, True),
+        _NAME,
+        _STRICT,
+        ("description", "a string", str, False),
+    ),
+    precise=True,
+)
 _FORMAT_WORDS = f"{', '.join(repr(t) for t in FORMAT_TYPES[:-1])} or {FORMAT_TYPES[-1]!r}"
 
 
@@ -160,8 +180,10 @@ def format_grammar(value, surface: FormatSurface) -> str | None:
         raise bad_request(f"'{where}' must be {surface.object_hint}.", where)
     kind = value.get("type")
     if kind not in FORMAT_TYPES:
-        raise bad_request(f"'{where}.type' must be {_FORMAT_WORDS} (got {kind!r}).",
-                          surface.param(f"{where}.type"))
+        raise bad_request(
+            f"'{where}.type' must be {_FORMAT_WORDS} (got {kind!r}).",
+            surface.param(f"{where}.type"),
+        )
     if kind == "text":
         return None
     chat_format = value
@@ -171,17 +193,22 @@ def format_grammar(value, surface: FormatSurface) -> str | None:
         if surface.nested:
             holder, at = value.get("json_schema"), f"{where}.json_schema"
             if not isinstance(holder, dict):
-                raise bad_request(f"'{at}' must be an object with 'name' and 'schema'.",
-                                  surface.param(at))
+                raise bad_request(
+                    f"'{at}' must be an object with 'name' and 'schema'.", surface.param(at)
+                )
         for key, words, kind_type, required in surface.members:
             member = holder.get(key)
             if (required or member is not None) and not isinstance(member, kind_type):
-                raise bad_request(f"'{at}.{key}' must be {words}.",
-                                  surface.param(f"{at}.{key}"))
+                raise bad_request(f"'{at}.{key}' must be {words}.", surface.param(f"{at}.{key}"))
         if not surface.nested:
-            chat_format = {"type": "json_schema", "json_schema": {
-                "name": holder.get("name") or "response", "schema": holder["schema"],
-                "strict": holder.get("strict")}}
+            chat_format = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": holder.get("name") or "response",
+                    "schema": holder["schema"],
+                    "strict": holder.get("strict"),
+                },
+            }
     elif not surface.nested:
         chat_format = {"type": "json_object"}
     try:
@@ -204,14 +231,17 @@ def reasoning_effort(body: dict) -> str | None:
     if effort is None and body.get("reasoning") is not None:
         reasoning = body["reasoning"]
         if not isinstance(reasoning, dict):
-            raise bad_request("'reasoning' must be an object such as {\"effort\": \"low\"}.",
-                              "reasoning")
+            raise bad_request(
+                '\'reasoning\' must be an object such as {"effort": "low"}.', "reasoning"
+            )
         effort, param = reasoning.get("effort"), "reasoning.effort"
     if effort is None:
         return None
     if not isinstance(effort, str) or effort not in REASONING_EFFORTS:
-        raise bad_request(f"'{param}' must be one of {', '.join(REASONING_EFFORTS)} "
-                          f"(got {str(effort)[:40]!r}).", param)
+        raise bad_request(
+            f"'{param}' must be one of {', '.join(REASONING_EFFORTS)} (got {str(effort)[:40]!r}).",
+            param,
+        )
     return effort
 
 
@@ -225,8 +255,7 @@ class ChatFeatures:
 
 
 def chat_features(body: dict) -> ChatFeatures:
-    return ChatFeatures(tool_settings(body), response_format_grammar(body),
-                        reasoning_effort(body))
+    return ChatFeatures(tool_settings(body), response_format_grammar(body), reasoning_effort(body))
 
 
 def check_tool_history(messages: list[dict]) -> None:
@@ -236,12 +265,14 @@ def check_tool_history(messages: list[dict]) -> None:
         if calls is None:
             continue
         if not isinstance(calls, list) or not all(isinstance(c, dict) for c in calls):
-            raise bad_request(f"messages[{i}].tool_calls must be an array of objects.",
-                              f"messages[{i}].tool_calls")
+            raise bad_request(
+                f"messages[{i}].tool_calls must be an array of objects.",
+                f"messages[{i}].tool_calls",
+            )
         for j, call in enumerate(calls):
             function = call.get("function")
             if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-                raise bad_request(f"messages[{i}].tool_calls[{j}].function.name must be a "
-                                  "string.", f"messages[{i}].tool_calls")
-
-
+                raise bad_request(
+                    f"messages[{i}].tool_calls[{j}].function.name must be a string.",
+                    f"messages[{i}].tool_calls",
+                )

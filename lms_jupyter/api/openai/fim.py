@@ -11,6 +11,7 @@ OpenAI's response has no field to say so, the README documents it).
 The user's text is tokenized without parsing special tokens, so code that happens to
 contain ``<|im_start|>`` cannot inject control tokens between the FIM markers.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,8 +30,7 @@ def completion_suffix(body: dict) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise bad_request("'suffix' must be a string (the text after the completion).",
-                          "suffix")
+        raise bad_request("'suffix' must be a string (the text after the completion).", "suffix")
     return value
 
 
@@ -55,30 +55,42 @@ def _bos_id(model) -> int | None:
     return value if isinstance(value, int) and value >= 0 else None
 
 
-def fim_prompt_tokens(tokens: tuple[int, int, int], prefix: list[int], suffix: list[int],
-                      bos: int | None) -> list[int]:
+def fim_prompt_tokens(
+    tokens: tuple[int, int, int], prefix: list[int], suffix: list[int], bos: int | None
+) -> list[int]:
     """``[BOS] <PRE> prefix <SUF> suffix <MID>`` as token ids."""
     pre, suf, mid = tokens
     head = [bos] if bos is not None else []
     return [*head, pre, *prefix, suf, *suffix, mid]
 
 
-def completion_prompt(model, prompt: str | list[int], suffix: str | None,
-                      adds_bos: bool) -> CompletionPrompt:
+def completion_prompt(
+    model, prompt: str | list[int], suffix: str | None, adds_bos: bool
+) -> CompletionPrompt:
     """The engine prompt of a text completion: fill-in-the-middle when a suffix was sent
     and the model has FIM tokens, else the prompt as given."""
     if suffix is None:
         return CompletionPrompt(prompt, adds_bos, False)
     tokens = model_fim_tokens(model)
     if tokens is None:
-        log.info("completion for %s: the model declares no fill-in-the-middle tokens, "
-                 "so the suffix (%d chars) is ignored and the prompt is continued",
-                 model.identifier, len(suffix))
+        log.info(
+            "completion for %s: the model declares no fill-in-the-middle tokens, "
+            "so the suffix (%d chars) is ignored and the prompt is continued",
+            model.identifier,
+            len(suffix),
+        )
         return CompletionPrompt(prompt, adds_bos, False)
-    prefix_ids = list(prompt) if isinstance(prompt, list) else \
-        model.tokenize(prompt, add_bos=False, special=False)
+    prefix_ids = (
+        list(prompt)
+        if isinstance(prompt, list)
+        else model.tokenize(prompt, add_bos=False, special=False)
+    )
     suffix_ids = model.tokenize(suffix, add_bos=False, special=False) if suffix else []
     ids = fim_prompt_tokens(tokens, prefix_ids, suffix_ids, _bos_id(model) if adds_bos else None)
-    log.info("completion for %s: fill-in-the-middle prompt (%d prefix and %d suffix tokens)",
-             model.identifier, len(prefix_ids), len(suffix_ids))
+    log.info(
+        "completion for %s: fill-in-the-middle prompt (%d prefix and %d suffix tokens)",
+        model.identifier,
+        len(prefix_ids),
+        len(suffix_ids),
+    )
     return CompletionPrompt(ids, False, True)

@@ -15,27 +15,47 @@ presets' checks (``_PRESET_READERS``). The single-field readers are in
 :mod:`lms_jupyter.api.fields` (shared with every other API's parser); tools, structured
 output and reasoning in :mod:`.features`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lms_jupyter.chat.templates import normalise_messages
-from lms_jupyter.engine.request import SamplingParams
-from lms_jupyter.engine.options import LoadRequest
-from lms_jupyter.errors import APIError, bad_request
+from lms_jupyter.api.fields import (
+    ALIASES,
+    MAX_EMBEDDING_INPUTS,
+    chat_logprobs,
+    completion_logprobs,
+    context_length,
+    gpu,
+    max_tokens,
+    model_name,
+    parallel,
+    require_object,
+    sampling_params,
+    single_choice,
+    stop_strings,
+    stream_flags,
+    text,
+    ttl_seconds,
+)
+from lms_jupyter.api.openai.features import (
+    ChatFeatures,
+    chat_features,
+    check_tool_history,
+    response_format_grammar,
+)
 from lms_jupyter.api.openai.fim import completion_suffix
-from lms_jupyter.api.fields import (ALIASES, MAX_EMBEDDING_INPUTS, chat_logprobs,
-                                    completion_logprobs, context_length, gpu, max_tokens,
-                                    model_name, parallel, require_object, sampling_params,
-                                    single_choice, stop_strings, stream_flags, text, ttl_seconds)
-from lms_jupyter.api.openai.features import (ChatFeatures, chat_features, check_tool_history,
-                                             response_format_grammar)
 from lms_jupyter.api.spec import lmstudio as lms_spec
 from lms_jupyter.api.spec import openai as spec
 from lms_jupyter.api.spec.lmstudio import MAX_NAME_LENGTH, MAX_TOKEN_LIFETIME  # noqa: F401
 from lms_jupyter.api.spec.openai import DEFAULT_DRAFT_TOKENS, MAX_DRAFT_TOKENS  # noqa: F401
+from lms_jupyter.chat.templates import normalise_messages
+from lms_jupyter.engine.options import LoadRequest
+from lms_jupyter.engine.request import SamplingParams
+from lms_jupyter.errors import APIError, bad_request
 
 # -- typed requests ---------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class DraftRequest:
@@ -97,10 +117,18 @@ def generation_fields(body: dict) -> dict:
     """The GenerationFields of any generation body (chat, text, Responses)."""
     single_choice(body)
     stream, include_usage = stream_flags(body)
-    return dict(model=model_name(body), sampling=sampling_params(body),
-                max_tokens=max_tokens(body), stop=stop_strings(body), stream=stream,
-                include_usage=include_usage, ttl=ttl_seconds(body),
-                context_length=context_length(body), draft=_draft(body), wire=body)
+    return dict(
+        model=model_name(body),
+        sampling=sampling_params(body),
+        max_tokens=max_tokens(body),
+        stop=stop_strings(body),
+        stream=stream,
+        include_usage=include_usage,
+        ttl=ttl_seconds(body),
+        context_length=context_length(body),
+        draft=_draft(body),
+        wire=body,
+    )
 
 
 def chat_request(body) -> ChatRequest:
@@ -109,13 +137,17 @@ def chat_request(body) -> ChatRequest:
     common = generation_fields(body)
     messages = normalise_messages(body.get("messages"))
     check_tool_history(messages)
-    return ChatRequest(**common, messages=messages, features=chat_features(body),
-                       logprobs=chat_logprobs(body))
+    return ChatRequest(
+        **common, messages=messages, features=chat_features(body), logprobs=chat_logprobs(body)
+    )
 
 
 def _is_token_ids(value) -> bool:
-    return isinstance(value, list) and bool(value) and all(
-        isinstance(t, int) and not isinstance(t, bool) for t in value)
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(t, int) and not isinstance(t, bool) for t in value)
+    )
 
 
 def token_ids(value: list, name: str) -> list[int]:
@@ -136,12 +168,17 @@ def completion_prompt(value) -> str | list[int]:
         return value
     if _is_token_ids(value):
         return token_ids(value, "prompt")
-    if isinstance(value, list) and len(value) > 1 and all(
-            isinstance(v, str) or _is_token_ids(v) for v in value):
-        raise bad_request(f"Only one prompt per request is supported (got {len(value)}).",
-                          "prompt")
-    raise bad_request("'prompt' must be a non-empty string or an array of token ids (or one "
-                      "of them in an array).", "prompt")
+    if (
+        isinstance(value, list)
+        and len(value) > 1
+        and all(isinstance(v, str) or _is_token_ids(v) for v in value)
+    ):
+        raise bad_request(f"Only one prompt per request is supported (got {len(value)}).", "prompt")
+    raise bad_request(
+        "'prompt' must be a non-empty string or an array of token ids (or one "
+        "of them in an array).",
+        "prompt",
+    )
 
 
 def completion_request(body) -> CompletionRequest:
@@ -152,10 +189,14 @@ def completion_request(body) -> CompletionRequest:
     echo = spec.ECHO.read(body)
     logprobs = completion_logprobs(body)
     if echo and logprobs is not None:
-        raise bad_request("'logprobs' with 'echo' would need the prompt's log-probabilities, "
-                          "which are not computed; send one or the other.", "echo")
-    return CompletionRequest(**common, prompt=prompt, echo=echo, logprobs=logprobs,
-                             suffix=completion_suffix(body))
+        raise bad_request(
+            "'logprobs' with 'echo' would need the prompt's log-probabilities, "
+            "which are not computed; send one or the other.",
+            "echo",
+        )
+    return CompletionRequest(
+        **common, prompt=prompt, echo=echo, logprobs=logprobs, suffix=completion_suffix(body)
+    )
 
 
 def embedding_inputs(value) -> list[str | list[int]]:
@@ -164,8 +205,11 @@ def embedding_inputs(value) -> list[str | list[int]]:
     if isinstance(value, str) or _is_token_ids(value):
         value = [value]
     if not isinstance(value, list) or not value:
-        raise bad_request("'input' must be a non-empty string, an array of strings, an array "
-                          "of token ids or an array of token-id arrays.", "input")
+        raise bad_request(
+            "'input' must be a non-empty string, an array of strings, an array "
+            "of token ids or an array of token-id arrays.",
+            "input",
+        )
     inputs: list[str | list[int]] = []
     for i, item in enumerate(value):
         if isinstance(item, str):
@@ -177,11 +221,13 @@ def embedding_inputs(value) -> list[str | list[int]]:
         elif isinstance(item, list) and not item:
             raise bad_request(f"input[{i}] is an empty array of token ids.", f"input[{i}]")
         else:
-            raise bad_request(f"input[{i}] must be a non-empty string or an array of token ids.",
-                              f"input[{i}]")
+            raise bad_request(
+                f"input[{i}] must be a non-empty string or an array of token ids.", f"input[{i}]"
+            )
     if len(inputs) > MAX_EMBEDDING_INPUTS:
-        raise bad_request(f"At most {MAX_EMBEDDING_INPUTS} inputs per request (got "
-                          f"{len(inputs)}).", "input")
+        raise bad_request(
+            f"At most {MAX_EMBEDDING_INPUTS} inputs per request (got {len(inputs)}).", "input"
+        )
     return inputs
 
 
@@ -189,9 +235,15 @@ def embedding_request(body) -> EmbeddingRequest:
     """POST /v1/embeddings as a typed request."""
     body = require_object(body)
     inputs = embedding_inputs(body.get("input"))
-    return EmbeddingRequest(model_name(body), inputs, spec.ENCODING_FORMAT.read(body),
-                            spec.DIMENSIONS.read(body), ttl_seconds(body),
-                            context_length(body), spec.TRUNCATE.read(body))
+    return EmbeddingRequest(
+        model_name(body),
+        inputs,
+        spec.ENCODING_FORMAT.read(body),
+        spec.DIMENSIONS.read(body),
+        ttl_seconds(body),
+        context_length(body),
+        spec.TRUNCATE.read(body),
+    )
 
 
 def load_request(body) -> LoadRequest:
@@ -201,10 +253,16 @@ def load_request(body) -> LoadRequest:
     lms_spec.EVAL_BATCH_SIZE.read(body)  # accepted; fixed at 512
     lms_spec.ESTIMATE_ONLY.read(body)  # read by the load endpoint; checked for every load body
     lms_spec.ECHO_LOAD_CONFIG.read(body)
-    return LoadRequest(model=model_name(body), identifier=lms_spec.IDENTIFIER.read(body),
-                       context_length=context_length(body), ttl=ttl_seconds(body),
-                       flash_attention=flash_attention, gpu=gpu(body),
-                       force=lms_spec.FORCE.read(body), parallel=parallel(body))
+    return LoadRequest(
+        model=model_name(body),
+        identifier=lms_spec.IDENTIFIER.read(body),
+        context_length=context_length(body),
+        ttl=ttl_seconds(body),
+        flash_attention=flash_attention,
+        gpu=gpu(body),
+        force=lms_spec.FORCE.read(body),
+        parallel=parallel(body),
+    )
 
 
 # -- presets ----------------------------------------------------------------------------------
@@ -212,8 +270,11 @@ def load_request(body) -> LoadRequest:
 # how each preset setting is checked: the declaration of the request field of the same name
 # (LM Studio's preset files hold ``stop`` as a list, checked in preset_settings)
 _COMPOSITE_READERS = {"max_tokens": max_tokens, "response_format": response_format_grammar}
-_PRESET_READERS = {f.name: _COMPOSITE_READERS.get(f.name, f.read)
-                   for f in lms_spec.PRESET_FIELDS if f.name != "stop"}
+_PRESET_READERS = {
+    f.name: _COMPOSITE_READERS.get(f.name, f.read)
+    for f in lms_spec.PRESET_FIELDS
+    if f.name != "stop"
+}
 PRESET_SETTINGS = tuple(f.name for f in lms_spec.PRESET_FIELDS)
 
 
@@ -224,8 +285,11 @@ def preset_settings(settings) -> dict:
         raise bad_request("A preset's settings must be an object.", "settings")
     unknown = sorted(set(settings) - set(PRESET_SETTINGS))
     if unknown:
-        raise bad_request(f"Unknown preset settings: {', '.join(unknown)}. Known: "
-                          f"{', '.join(sorted(PRESET_SETTINGS))}.", "settings")
+        raise bad_request(
+            f"Unknown preset settings: {', '.join(unknown)}. Known: "
+            f"{', '.join(sorted(PRESET_SETTINGS))}.",
+            "settings",
+        )
     out = {}
     for name, value in settings.items():
         if value is None:
@@ -251,8 +315,13 @@ def merge_preset(preset, body: dict) -> dict:
             merged[name] = value
     prompt = preset.settings.get("system_prompt")
     messages = merged.get("messages")
-    if prompt and isinstance(messages, list) and not any(
-            isinstance(m, dict) and m.get("role") in ("system", "developer") for m in messages):
+    if (
+        prompt
+        and isinstance(messages, list)
+        and not any(
+            isinstance(m, dict) and m.get("role") in ("system", "developer") for m in messages
+        )
+    ):
         merged["messages"] = [{"role": "system", "content": prompt}, *messages]
     return merged
 
@@ -269,8 +338,9 @@ def apply_preset(body, presets) -> dict:
     try:
         preset_settings(preset.settings)
     except APIError as exc:
-        raise bad_request(f"Preset \"{preset.name}\" has an invalid setting: {exc.message}",
-                          "preset") from None
+        raise bad_request(
+            f'Preset "{preset.name}" has an invalid setting: {exc.message}', "preset"
+        ) from None
     merged = merge_preset(preset, body)
     merged.pop("preset", None)
     return merged
@@ -278,13 +348,15 @@ def apply_preset(body, presets) -> dict:
 
 # -- API tokens and names that become files ------------------------------------------------
 
+
 def short_name(body: dict, name: str = "name") -> str:
     """A required display name: a non-empty string of at most MAX_NAME_LENGTH characters,
     no control characters (NUL included); returned stripped."""
     raw = body.get(name)
     if isinstance(raw, str) and len(raw) > MAX_NAME_LENGTH:
-        raise bad_request(f"'{name}' must be at most {MAX_NAME_LENGTH} characters "
-                          f"(got {len(raw)}).", name)
+        raise bad_request(
+            f"'{name}' must be at most {MAX_NAME_LENGTH} characters (got {len(raw)}).", name
+        )
     if isinstance(raw, str) and any(ord(ch) < 32 or ord(ch) == 127 for ch in raw):
         raise bad_request(f"'{name}' must not contain control characters.", name)
     value = text(body, name, required=True)

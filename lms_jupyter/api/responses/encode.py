@@ -13,14 +13,20 @@ with the same ``(type, id, call_id)``, no top-level ``error`` key except in the 
 It knows nothing of models, MCP sessions or transports: the caller feeds it the typed
 answer events of each model step (:mod:`.events`) and tells it about MCP tools.
 """
+
 from __future__ import annotations
 
 import copy
 import secrets
 import time
 
-from lms_jupyter.chat.events import ContentDelta, ReasoningDelta, ToolCallArgsDelta, ToolCallEnd, \
-    ToolCallStart
+from lms_jupyter.chat.events import (
+    ContentDelta,
+    ReasoningDelta,
+    ToolCallArgsDelta,
+    ToolCallEnd,
+    ToolCallStart,
+)
 from lms_jupyter.errors import APIError
 
 
@@ -29,11 +35,13 @@ def new_id(prefix: str) -> str:
 
 
 def usage_object(input_tokens=0, cached=0, output_tokens=0, reasoning=0) -> dict:
-    return {"input_tokens": input_tokens,
-            "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
-            "output_tokens": output_tokens,
-            "output_tokens_details": {"reasoning_tokens": reasoning},
-            "total_tokens": input_tokens + output_tokens}
+    return {
+        "input_tokens": input_tokens,
+        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
+        "output_tokens": output_tokens,
+        "output_tokens_details": {"reasoning_tokens": reasoning},
+        "total_tokens": input_tokens + output_tokens,
+    }
 
 
 class ResponseEncoder:
@@ -46,10 +54,19 @@ class ResponseEncoder:
 
     def __init__(self, model: str, echo: dict, response_id: str | None = None):
         self.response = {
-            "id": response_id or new_id("resp"), "object": "response",
-            "created_at": int(time.time()), "status": "in_progress", "background": False,
-            "error": None, "incomplete_details": None, "model": model, "output": [],
-            **echo, "usage": None, "completed_at": None}
+            "id": response_id or new_id("resp"),
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": "in_progress",
+            "background": False,
+            "error": None,
+            "incomplete_details": None,
+            "model": model,
+            "output": [],
+            **echo,
+            "usage": None,
+            "completed_at": None,
+        }
         self.mcp_names: dict[str, tuple[str, str, bool]] = {}
         self._seq = 0
         self._open: int | None = None  # the message or reasoning item being written
@@ -80,12 +97,14 @@ class ResponseEncoder:
     def _add(self, item: dict) -> tuple[int, list[dict]]:
         self.output.append(item)
         index = len(self.output) - 1
-        return index, [self._event("response.output_item.added", output_index=index,
-                                   item=copy.deepcopy(item))]
+        return index, [
+            self._event("response.output_item.added", output_index=index, item=copy.deepcopy(item))
+        ]
 
     def _item_done(self, index: int) -> dict:
-        return self._event("response.output_item.done", output_index=index,
-                           item=copy.deepcopy(self.output[index]))
+        return self._event(
+            "response.output_item.done", output_index=index, item=copy.deepcopy(self.output[index])
+        )
 
     def _ids(self, index: int) -> dict:
         return {"item_id": self.output[index]["id"], "output_index": index}
@@ -96,11 +115,13 @@ class ResponseEncoder:
 
     def add_usage(self, stats, reasoning_tokens: int = 0) -> None:
         """One model step's counts (``engine.events.Finished``); steps add up."""
-        for i, value in enumerate((stats.prompt_tokens, stats.cached_tokens,
-                                   stats.completion_tokens, reasoning_tokens)):
+        for i, value in enumerate(
+            (stats.prompt_tokens, stats.cached_tokens, stats.completion_tokens, reasoning_tokens)
+        ):
             self._usage[i] += value
-        self._estimated = getattr(self, "_estimated", False) or \
-            bool(getattr(stats, "usage_estimated", False))
+        self._estimated = getattr(self, "_estimated", False) or bool(
+            getattr(stats, "usage_estimated", False)
+        )
         self.response["usage"] = usage_object(*self._usage)
         if self._estimated:  # a remote engine reported none: the relay counted them
             self.response["usage"]["estimated"] = True
@@ -122,9 +143,15 @@ class ResponseEncoder:
         for call in sorted(self._calls):  # calls cut off while their arguments streamed
             events += self._call_end(ToolCallEnd(call, complete=False))
         for index in self.pending_mcp:
-            events += self.finish_mcp_call(index, error={
-                "type": "mcp_protocol_error", "code": -32603,
-                "message": "The response failed before the call ran."}, keep_pending=True)
+            events += self.finish_mcp_call(
+                index,
+                error={
+                    "type": "mcp_protocol_error",
+                    "code": -32603,
+                    "message": "The response failed before the call ran.",
+                },
+                keep_pending=True,
+            )
         self.pending_mcp = []
         self.response["status"] = "failed"
         self.response["error"] = {"code": "server_error", "message": error.message}
@@ -134,8 +161,11 @@ class ResponseEncoder:
 
     def terminal(self) -> list[dict]:
         """The last event: response.completed / .incomplete / .failed."""
-        kind = {"completed": "response.completed", "incomplete": "response.incomplete",
-                "failed": "response.failed"}[self.response["status"]]
+        kind = {
+            "completed": "response.completed",
+            "incomplete": "response.incomplete",
+            "failed": "response.failed",
+        }[self.response["status"]]
         return [self._lifecycle(kind)]
 
     # -- model output ----------------------------------------------------------------------------
@@ -165,17 +195,36 @@ class ResponseEncoder:
         if self._open_kind() != "message":
             events += self.close_open()
             part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-            self._open, events_added = self._add({
-                "id": new_id("msg"), "type": "message", "role": "assistant",
-                "status": "in_progress", "content": []})
+            self._open, events_added = self._add(
+                {
+                    "id": new_id("msg"),
+                    "type": "message",
+                    "role": "assistant",
+                    "status": "in_progress",
+                    "content": [],
+                }
+            )
             events += events_added
             self.output[self._open]["content"].append(part)
-            events.append(self._event("response.content_part.added", **self._ids(self._open),
-                                      content_index=0, part=copy.deepcopy(part)))
+            events.append(
+                self._event(
+                    "response.content_part.added",
+                    **self._ids(self._open),
+                    content_index=0,
+                    part=copy.deepcopy(part),
+                )
+            )
         assert self._open is not None  # a message is open: it was, or was just added
         self.output[self._open]["content"][0]["text"] += text
-        events.append(self._event("response.output_text.delta", **self._ids(self._open),
-                                  content_index=0, delta=text, logprobs=[]))
+        events.append(
+            self._event(
+                "response.output_text.delta",
+                **self._ids(self._open),
+                content_index=0,
+                delta=text,
+                logprobs=[],
+            )
+        )
         return events
 
     def _reasoning(self, text: str) -> list[dict]:
@@ -183,17 +232,35 @@ class ResponseEncoder:
         if self._open_kind() != "reasoning":
             events += self.close_open()
             part = {"type": "reasoning_text", "text": ""}
-            self._open, events_added = self._add({
-                "id": new_id("rs"), "type": "reasoning", "summary": [], "content": [],
-                "status": "in_progress"})
+            self._open, events_added = self._add(
+                {
+                    "id": new_id("rs"),
+                    "type": "reasoning",
+                    "summary": [],
+                    "content": [],
+                    "status": "in_progress",
+                }
+            )
             events += events_added
             self.output[self._open]["content"].append(part)
-            events.append(self._event("response.content_part.added", **self._ids(self._open),
-                                      content_index=0, part=copy.deepcopy(part)))
+            events.append(
+                self._event(
+                    "response.content_part.added",
+                    **self._ids(self._open),
+                    content_index=0,
+                    part=copy.deepcopy(part),
+                )
+            )
         assert self._open is not None  # a reasoning item is open: it was, or was just added
         self.output[self._open]["content"][0]["text"] += text
-        events.append(self._event("response.reasoning_text.delta", **self._ids(self._open),
-                                  content_index=0, delta=text))
+        events.append(
+            self._event(
+                "response.reasoning_text.delta",
+                **self._ids(self._open),
+                content_index=0,
+                delta=text,
+            )
+        )
         return events
 
     def close_open(self, incomplete: bool = False) -> list[dict]:
@@ -205,13 +272,26 @@ class ResponseEncoder:
         part = item["content"][0]
         ids = self._ids(index)
         if item["type"] == "message":
-            events = [self._event("response.output_text.done", **ids, content_index=0,
-                                  text=part["text"], logprobs=[])]
+            events = [
+                self._event(
+                    "response.output_text.done",
+                    **ids,
+                    content_index=0,
+                    text=part["text"],
+                    logprobs=[],
+                )
+            ]
         else:
-            events = [self._event("response.reasoning_text.done", **ids, content_index=0,
-                                  text=part["text"])]
-        events.append(self._event("response.content_part.done", **ids, content_index=0,
-                                  part=copy.deepcopy(part)))
+            events = [
+                self._event(
+                    "response.reasoning_text.done", **ids, content_index=0, text=part["text"]
+                )
+            ]
+        events.append(
+            self._event(
+                "response.content_part.done", **ids, content_index=0, part=copy.deepcopy(part)
+            )
+        )
         item["status"] = "incomplete" if incomplete else "completed"
         return events + [self._item_done(index)]
 
@@ -226,9 +306,16 @@ class ResponseEncoder:
             index, added = self.begin_mcp_call(mcp[0], mcp[1], "")
             self._calls[event.index] = index
             return events + added
-        index, added = self._add({"id": new_id("fc"), "type": "function_call",
-                                  "call_id": event.id, "name": event.name, "arguments": "",
-                                  "status": "in_progress"})
+        index, added = self._add(
+            {
+                "id": new_id("fc"),
+                "type": "function_call",
+                "call_id": event.id,
+                "name": event.name,
+                "arguments": "",
+                "status": "in_progress",
+            }
+        )
         self._calls[event.index] = index
         self.step_function_calls += 1
         return events + added
@@ -242,8 +329,11 @@ class ResponseEncoder:
             return []
         item = self.output[index]
         item["arguments"] += event.text
-        kind = "response.mcp_call_arguments.delta" if item["type"] == "mcp_call" \
+        kind = (
+            "response.mcp_call_arguments.delta"
+            if item["type"] == "mcp_call"
             else "response.function_call_arguments.delta"
+        )
         return [self._event(kind, **self._ids(index), delta=event.text)]
 
     def _call_end(self, event: ToolCallEnd) -> list[dict]:
@@ -258,60 +348,99 @@ class ResponseEncoder:
         item = self.output[index]
         ids = self._ids(index)
         if item["type"] == "mcp_call":
-            events = [self._event("response.mcp_call_arguments.done", **ids,
-                                  arguments=item["arguments"])]
+            events = [
+                self._event("response.mcp_call_arguments.done", **ids, arguments=item["arguments"])
+            ]
             if event.complete:
                 self.pending_mcp.append(index)
                 return events
-            return events + self.finish_mcp_call(index, error={
-                "type": "mcp_protocol_error", "code": -32602,
-                "message": "The model's call broke off before its arguments were complete."})
+            return events + self.finish_mcp_call(
+                index,
+                error={
+                    "type": "mcp_protocol_error",
+                    "code": -32602,
+                    "message": "The model's call broke off before its arguments were complete.",
+                },
+            )
         item["status"] = "completed" if event.complete else "incomplete"
-        return [self._event("response.function_call_arguments.done", **ids,
-                            name=item["name"], arguments=item["arguments"]),
-                self._item_done(index)]
+        return [
+            self._event(
+                "response.function_call_arguments.done",
+                **ids,
+                name=item["name"],
+                arguments=item["arguments"],
+            ),
+            self._item_done(index),
+        ]
 
     def _approval_request(self, exposed_name: str, arguments: str) -> list[dict]:
         label, name, _approval = self.mcp_names[exposed_name]
-        index, events = self._add({"id": new_id("mcpr"), "type": "mcp_approval_request",
-                                   "server_label": label, "name": name,
-                                   "arguments": arguments})
+        index, events = self._add(
+            {
+                "id": new_id("mcpr"),
+                "type": "mcp_approval_request",
+                "server_label": label,
+                "name": name,
+                "arguments": arguments,
+            }
+        )
         self.step_approvals += 1
         return events + [self._item_done(index)]
 
     # -- MCP items -------------------------------------------------------------------------------
     def list_tools(self, server_label: str, tools: list[dict]) -> list[dict]:
         """An ``mcp_list_tools`` item, added and done with the server's (allowed) tools."""
-        index, events = self._add({"id": new_id("mcpl"), "type": "mcp_list_tools",
-                                   "server_label": server_label, "tools": []})
+        index, events = self._add(
+            {
+                "id": new_id("mcpl"),
+                "type": "mcp_list_tools",
+                "server_label": server_label,
+                "tools": [],
+            }
+        )
         ids = self._ids(index)
         events.append(self._event("response.mcp_list_tools.in_progress", **ids))
         self.output[index]["tools"] = copy.deepcopy(tools)
         events.append(self._event("response.mcp_list_tools.completed", **ids))
         return events + [self._item_done(index)]
 
-    def begin_mcp_call(self, server_label: str, name: str, arguments: str,
-                       approval_request_id: str | None = None) -> tuple[int, list[dict]]:
+    def begin_mcp_call(
+        self, server_label: str, name: str, arguments: str, approval_request_id: str | None = None
+    ) -> tuple[int, list[dict]]:
         """An ``mcp_call`` item in progress; ``arguments`` given whole (an approved call)
         are sent as one delta and done. Run it, then :meth:`finish_mcp_call`."""
-        index, events = self._add({
-            "id": new_id("mcp"), "type": "mcp_call", "server_label": server_label,
-            "name": name, "arguments": "", "approval_request_id": approval_request_id,
-            "output": None, "error": None, "status": "in_progress"})
+        index, events = self._add(
+            {
+                "id": new_id("mcp"),
+                "type": "mcp_call",
+                "server_label": server_label,
+                "name": name,
+                "arguments": "",
+                "approval_request_id": approval_request_id,
+                "output": None,
+                "error": None,
+                "status": "in_progress",
+            }
+        )
         ids = self._ids(index)
         events.append(self._event("response.mcp_call.in_progress", **ids))
         if arguments:
             self.output[index]["arguments"] = arguments
-            events.append(self._event("response.mcp_call_arguments.delta", **ids,
-                                      delta=arguments))
+            events.append(self._event("response.mcp_call_arguments.delta", **ids, delta=arguments))
         if approval_request_id is not None:
-            events.append(self._event("response.mcp_call_arguments.done", **ids,
-                                      arguments=arguments))
+            events.append(
+                self._event("response.mcp_call_arguments.done", **ids, arguments=arguments)
+            )
             self.pending_mcp.append(index)
         return index, events
 
-    def finish_mcp_call(self, index: int, output: str | None = None,
-                        error: dict | None = None, keep_pending: bool = False) -> list[dict]:
+    def finish_mcp_call(
+        self,
+        index: int,
+        output: str | None = None,
+        error: dict | None = None,
+        keep_pending: bool = False,
+    ) -> list[dict]:
         item = self.output[index]
         if not keep_pending and index in self.pending_mcp:
             self.pending_mcp.remove(index)

@@ -14,25 +14,26 @@ first byte is sent, so those are HTTP errors; a failure after that is a
 ``response.failed`` event (streams) or the error status (plain requests), and the failed
 response is stored like any other. A response is stored before its last event is sent.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 from contextlib import aclosing
 
+from lms_jupyter.api.drive import Generation
+from lms_jupyter.api.events import Done, Failed
+from lms_jupyter.api.prepare import prepare_chat
+from lms_jupyter.api.prepared import Prepared
+from lms_jupyter.api.responses import mcp_tools
+from lms_jupyter.api.responses import request as rr
+from lms_jupyter.api.responses.encode import ResponseEncoder
+from lms_jupyter.api.responses.mcp_tools import McpCallError, McpPolicy, McpTool
+from lms_jupyter.api.responses.store import ResponseStore
+from lms_jupyter.api.results import JSONResponse, StreamResponse
 from lms_jupyter.engine.channel import EventChannel, run_blocking
 from lms_jupyter.engine.manager import ModelManager
 from lms_jupyter.errors import APIError, bad_request
-from lms_jupyter.api.responses import mcp_tools
-from lms_jupyter.api.responses import request as rr
-from lms_jupyter.api.drive import Generation
-from lms_jupyter.api.events import Done, Failed
-from lms_jupyter.api.responses.mcp_tools import McpCallError, McpPolicy, McpTool
-from lms_jupyter.api.prepare import prepare_chat
-from lms_jupyter.api.prepared import Prepared
-from lms_jupyter.api.responses.encode import ResponseEncoder
-from lms_jupyter.api.responses.store import ResponseStore
-from lms_jupyter.api.results import JSONResponse, StreamResponse
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +41,25 @@ MAX_STEPS = 16  # model steps in one response, whatever max_tool_calls says
 
 
 def not_found(response_id: str) -> APIError:
-    return APIError(f"Response with id '{response_id}' not found.", 404,
-                    "invalid_request_error", None, "not_found")
+    return APIError(
+        f"Response with id '{response_id}' not found.",
+        404,
+        "invalid_request_error",
+        None,
+        "not_found",
+    )
 
 
 class ResponsesAPI:
     """The /v1/responses surface: create (streamed or not), retrieve, delete."""
 
-    def __init__(self, manager: ModelManager, presets=None, store: ResponseStore | None = None,
-                 mcp: McpPolicy | None = None):
+    def __init__(
+        self,
+        manager: ModelManager,
+        presets=None,
+        store: ResponseStore | None = None,
+        mcp: McpPolicy | None = None,
+    ):
         self.manager = manager
         self.presets = presets
         self.store = store or ResponseStore()
@@ -84,8 +95,9 @@ class ResponsesAPI:
 class _Run:
     """One response from its first check to its stored end."""
 
-    def __init__(self, api: ResponsesAPI, request: rr.ResponsesRequest,
-                 client: EventChannel | None):
+    def __init__(
+        self, api: ResponsesAPI, request: rr.ResponsesRequest, client: EventChannel | None
+    ):
         self.api = api
         self.request = request
         self.client = client
@@ -109,22 +121,31 @@ class _Run:
         if request.previous_response_id is not None:
             context = await run_blocking(api.store.conversation, request.previous_response_id)
             if context is None:
-                raise APIError(f"Previous response with id '{request.previous_response_id}' "
-                               "not found.", 400, "invalid_request_error",
-                               "previous_response_id", "previous_response_not_found")
+                raise APIError(
+                    f"Previous response with id '{request.previous_response_id}' not found.",
+                    400,
+                    "invalid_request_error",
+                    "previous_response_id",
+                    "previous_response_not_found",
+                )
             self.context = context
         rr.check_turn(self.context, request.items)
         approved = self._approved_calls()
         await api.mcp.check(request.mcp)
-        model = await run_blocking(lambda: api.manager.acquire(
-            request.model, ttl=request.generation["ttl"],
-            context_length=request.generation["context_length"]))
+        model = await run_blocking(
+            lambda: api.manager.acquire(
+                request.model,
+                ttl=request.generation["ttl"],
+                context_length=request.generation["context_length"],
+            )
+        )
         self.encoder = ResponseEncoder(model.identifier, request.echo)
         self.pending.append(self.encoder.start())
         await self._list_tools()
         for asked in approved:
             index, events = self.encoder.begin_mcp_call(
-                asked["server_label"], asked["name"], asked.get("arguments", ""), asked["id"])
+                asked["server_label"], asked["name"], asked.get("arguments", ""), asked["id"]
+            )
             self.pending.append(events)
             self.forced_done = True  # the approved call was this turn's forced call
         for index in list(self.encoder.pending_mcp):
@@ -139,15 +160,22 @@ class _Run:
                 call = asked[item["approval_request_id"]]
                 server = self.servers.get(call["server_label"])
                 if server is None:
-                    raise bad_request(f"The approved call needs the MCP server "
-                                      f"{call['server_label']!r}: send it in 'tools' again.",
-                                      f"input[{n}]")
+                    raise bad_request(
+                        f"The approved call needs the MCP server "
+                        f"{call['server_label']!r}: send it in 'tools' again.",
+                        f"input[{n}]",
+                    )
                 allowed = server.allowed
-                if allowed is not None and allowed.names is not None and \
-                        call["name"] not in allowed.names:
-                    raise bad_request(f"The approved call is to {call['name']!r}, which is not "
-                                      f"in the allowed_tools of MCP server {server.label!r}.",
-                                      f"input[{n}]")
+                if (
+                    allowed is not None
+                    and allowed.names is not None
+                    and call["name"] not in allowed.names
+                ):
+                    raise bad_request(
+                        f"The approved call is to {call['name']!r}, which is not "
+                        f"in the allowed_tools of MCP server {server.label!r}.",
+                        f"input[{n}]",
+                    )
                 out.append(call)
         return out
 
@@ -157,15 +185,17 @@ class _Run:
         shown = {}
         for item in [*self.context, *self.request.items]:
             if item.get("type") == "mcp_list_tools" and not item.get("error"):
-                shown[item.get("server_label")] = sorted(t.get("name", "") for t in
-                                                          item.get("tools") or [])
+                shown[item.get("server_label")] = sorted(
+                    t.get("name", "") for t in item.get("tools") or []
+                )
         assert self.encoder is not None  # begin() made it
         taken = {tool["function"]["name"] for tool in self.request.function_tools}
         for server in self.request.mcp:
             tools = await mcp_tools.list_tools(server, self.api.mcp.timeout)
             if shown.get(server.label) != sorted(t.name for t in tools):
-                self.pending.append(self.encoder.list_tools(server.label,
-                                                            [t.listed() for t in tools]))
+                self.pending.append(
+                    self.encoder.list_tools(server.label, [t.listed() for t in tools])
+                )
             for tool in tools:
                 name = tool.name if tool.name not in taken else f"{server.label}_{tool.name}"
                 suffix = 2
@@ -177,8 +207,10 @@ class _Run:
                     function["description"] = tool.description
                 self.exposed[name] = (tool, {"type": "function", "function": function})
                 self.encoder.mcp_names[name] = (
-                    server.label, tool.name,
-                    server.approval.needs_approval(tool.name, tool.read_only))
+                    server.label,
+                    tool.name,
+                    server.approval.needs_approval(tool.name, tool.read_only),
+                )
 
     def _step_tools(self) -> tuple[list[dict], str | dict]:
         """The tools offered to this step and its tool_choice."""
@@ -192,17 +224,25 @@ class _Run:
         if self.forced_done or choice == "auto":
             return tools, "auto"
         if not tools:
-            raise bad_request("tool_choice asks for a tool call, but the MCP servers offer "
-                              "no allowed tools.", "tool_choice")
+            raise bad_request(
+                "tool_choice asks for a tool call, but the MCP servers offer no allowed tools.",
+                "tool_choice",
+            )
         if isinstance(choice, dict) and choice.get("type") == "mcp":
             label, name = choice["server_label"], choice["name"]
-            names = [n for n, (tool, _c) in self.exposed.items() if tool.server == label and
-                     (name is None or tool.name == name)]
+            names = [
+                n
+                for n, (tool, _c) in self.exposed.items()
+                if tool.server == label and (name is None or tool.name == name)
+            ]
             if not names:
                 listed = sorted(t.name for t, _c in self.exposed.values() if t.server == label)
-                raise bad_request(f"tool_choice names {name or 'a tool'!r} of MCP server "
-                                  f"{label!r}, which offers none such (its allowed tools: "
-                                  f"{', '.join(listed) or 'none'}).", "tool_choice")
+                raise bad_request(
+                    f"tool_choice names {name or 'a tool'!r} of MCP server "
+                    f"{label!r}, which offers none such (its allowed tools: "
+                    f"{', '.join(listed) or 'none'}).",
+                    "tool_choice",
+                )
             if name is None:
                 return [self.exposed[n][1] for n in names], "required"
             return tools, {"type": "function", "function": {"name": names[0]}}
@@ -265,8 +305,7 @@ class _Run:
                 if done is None:
                     if self.gone():
                         return
-                    raise APIError("The generation ended without a result.", 500,
-                                   "server_error")
+                    raise APIError("The generation ended without a result.", 500, "server_error")
                 yield encoder.close_open(incomplete=done.finish_reason == "length")
                 encoder.add_usage(done.stats, self._reasoning_tokens(done))
                 ran = 0
@@ -279,12 +318,15 @@ class _Run:
                     break
                 await self._start_step()
             cut = done.finish_reason == "length" or self._out_of_tokens()
-            encoder.finish("max_output_tokens" if cut and not encoder.step_approvals and
-                           not encoder.step_function_calls else None)
+            encoder.finish(
+                "max_output_tokens"
+                if cut and not encoder.step_approvals and not encoder.step_function_calls
+                else None
+            )
         except APIError as error:
             self.error = error
             yield encoder.fail(error)
-        except Exception as exc:  # noqa: BLE001 - headers are sent: report in the stream
+        except Exception as exc:
             log.exception("lms_jupyter: response %s failed", encoder.response["id"])
             self.error = APIError(f"The response failed: {exc}", 500, "server_error")
             yield encoder.fail(self.error)
@@ -326,8 +368,9 @@ class _Run:
         item = self.encoder.output[index]
         server = self.servers[item["server_label"]]
         self.calls_made += 1
-        self._task = asyncio.ensure_future(mcp_tools.call_tool(
-            server, item["name"], item["arguments"], self.api.mcp.timeout))
+        self._task = asyncio.ensure_future(
+            mcp_tools.call_tool(server, item["name"], item["arguments"], self.api.mcp.timeout)
+        )
         try:
             output = await self._task
         except McpCallError as exc:
@@ -335,9 +378,14 @@ class _Run:
         except asyncio.CancelledError:
             if not self.cancelled:
                 raise
-            return self.encoder.finish_mcp_call(index, error={
-                "type": "mcp_protocol_error", "code": -32800,
-                "message": "The request was cancelled."})
+            return self.encoder.finish_mcp_call(
+                index,
+                error={
+                    "type": "mcp_protocol_error",
+                    "code": -32800,
+                    "message": "The request was cancelled.",
+                },
+            )
         finally:
             self._task = None
         return self.encoder.finish_mcp_call(index, output=output)

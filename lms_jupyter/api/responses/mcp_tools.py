@@ -16,6 +16,7 @@ call) under one deadline, so a slow or unreachable server costs at most the time
 never hangs a response. Request ``headers`` go to the MCP server and nowhere else: not
 into logs, errors, the response's ``tools`` echo or the store.
 """
+
 from __future__ import annotations
 
 import ast
@@ -28,8 +29,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from lms_jupyter.errors import APIError, bad_request
 from lms_jupyter.api.responses.request import McpServerSpec
+from lms_jupyter.errors import APIError, bad_request
 
 try:
     _GROUP = BaseExceptionGroup
@@ -38,14 +39,17 @@ except NameError:  # Python 3.10: anyio's backport (mypy checks as 3.11: a redef
 
 log = logging.getLogger(__name__)
 
-ENABLE_HINT = ("Start Jupyter with --LMSJupyterApp.allow_remote_mcp=True (or set "
-               "c.LMSJupyterApp.allow_remote_mcp = True in a Jupyter config file)")
+ENABLE_HINT = (
+    "Start Jupyter with --LMSJupyterApp.allow_remote_mcp=True (or set "
+    "c.LMSJupyterApp.allow_remote_mcp = True in a Jupyter config file)"
+)
 RESOLVE_TIMEOUT = 5.0
 MAX_LIST_PAGES = 20
 MAX_OUTPUT_CHARS = 100_000  # a tool's output fed back to the model
 
 
 # -- policy ---------------------------------------------------------------------------------
+
 
 def _default_port(scheme: str) -> int:
     return 443 if scheme == "https" else 80
@@ -110,9 +114,14 @@ class McpPolicy:
         if not servers:
             return
         if not self.enabled:
-            raise APIError(f"Remote MCP servers are disabled on this server. {ENABLE_HINT} "
-                           "to let requests call MCP servers by URL.", 400,
-                           "invalid_request_error", servers[0].param, "mcp_disabled")
+            raise APIError(
+                f"Remote MCP servers are disabled on this server. {ENABLE_HINT} "
+                "to let requests call MCP servers by URL.",
+                400,
+                "invalid_request_error",
+                servers[0].param,
+                "mcp_disabled",
+            )
         for server in servers:
             if any(url_allowed(server.url, prefix) for prefix in self.allowed_urls):
                 continue
@@ -122,23 +131,32 @@ class McpPolicy:
                         f"MCP server URL {server.url} resolves to {address}, a loopback, "
                         "private or link-local address. Such URLs are refused unless they "
                         "match a prefix in --LMSJupyterApp.remote_mcp_allowed_urls (e.g. "
-                        "\"['http://127.0.0.1:8001/mcp']\").", 400, "invalid_request_error",
-                        f"{server.param}.server_url", "mcp_url_not_allowed")
+                        "\"['http://127.0.0.1:8001/mcp']\").",
+                        400,
+                        "invalid_request_error",
+                        f"{server.param}.server_url",
+                        "mcp_url_not_allowed",
+                    )
 
     async def _addresses(self, server: McpServerSpec) -> list[str]:
         parts = urlsplit(server.url)
         port = parts.port or _default_port(parts.scheme)
         loop = asyncio.get_running_loop()
         try:
-            infos = await asyncio.wait_for(loop.getaddrinfo(
-                parts.hostname, port, type=socket.SOCK_STREAM), RESOLVE_TIMEOUT)
+            infos = await asyncio.wait_for(
+                loop.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM), RESOLVE_TIMEOUT
+            )
         except (OSError, asyncio.TimeoutError) as exc:
-            raise bad_request(f"Could not resolve the MCP server's host {parts.hostname!r}: "
-                              f"{exc or 'timed out'}.", f"{server.param}.server_url") from None
+            raise bad_request(
+                f"Could not resolve the MCP server's host {parts.hostname!r}: "
+                f"{exc or 'timed out'}.",
+                f"{server.param}.server_url",
+            ) from None
         return sorted({str(info[4][0]) for info in infos})
 
 
 # -- the client -----------------------------------------------------------------------------
+
 
 @dataclass
 class McpTool:
@@ -156,13 +174,22 @@ class McpTool:
 
     def listed(self) -> dict:
         """The tool in an ``mcp_list_tools`` item."""
-        return {"name": self.name, "input_schema": self.input_schema,
-                "description": self.description, "annotations": self.annotations}
+        return {
+            "name": self.name,
+            "input_schema": self.input_schema,
+            "description": self.description,
+            "annotations": self.annotations,
+        }
 
     @classmethod
-    def from_listed(cls, server: str, entry: dict) -> "McpTool":
-        return cls(server, entry["name"], entry.get("input_schema") or {},
-                   entry.get("description"), entry.get("annotations"))
+    def from_listed(cls, server: str, entry: dict) -> McpTool:
+        return cls(
+            server,
+            entry["name"],
+            entry.get("input_schema") or {},
+            entry.get("description"),
+            entry.get("annotations"),
+        )
 
 
 class McpCallError(Exception):
@@ -187,18 +214,26 @@ def _describe(exc: BaseException, timeout: float) -> dict:
 
     exc = _leaf(exc)
     if isinstance(exc, TimeoutError):
-        return {"type": "http_error", "code": 504,
-                "message": f"The MCP server did not answer within {timeout:g} s."}
+        return {
+            "type": "http_error",
+            "code": 504,
+            "message": f"The MCP server did not answer within {timeout:g} s.",
+        }
     if isinstance(exc, httpx2.HTTPStatusError):
-        return {"type": "http_error", "code": exc.response.status_code,
-                "message": f"The MCP server answered HTTP {exc.response.status_code}."}
+        return {
+            "type": "http_error",
+            "code": exc.response.status_code,
+            "message": f"The MCP server answered HTTP {exc.response.status_code}.",
+        }
     if isinstance(exc, httpx2.TransportError):
-        return {"type": "http_error", "code": 502,
-                "message": f"Could not reach the MCP server: {exc or type(exc).__name__}."}
+        return {
+            "type": "http_error",
+            "code": 502,
+            "message": f"Could not reach the MCP server: {exc or type(exc).__name__}.",
+        }
     if isinstance(exc, MCPError):
         return {"type": "mcp_protocol_error", "code": exc.code, "message": exc.message}
-    return {"type": "mcp_protocol_error", "code": -32603,
-            "message": f"{type(exc).__name__}: {exc}"}
+    return {"type": "mcp_protocol_error", "code": -32603, "message": f"{type(exc).__name__}: {exc}"}
 
 
 @asynccontextmanager
@@ -208,10 +243,13 @@ async def _session(server: McpServerSpec, timeout: float):
         from mcp.client.session import ClientSession
         from mcp.client.streamable_http import streamable_http_client
     except ImportError:  # pragma: no cover - mcp is a dependency; a broken install
-        raise APIError("Remote MCP needs the 'mcp' package (pip install 'mcp>=2').", 500,
-                       "server_error", server.param) from None
-    async with httpx2.AsyncClient(headers=server.headers,
-                                  timeout=httpx2.Timeout(timeout)) as http:
+        raise APIError(
+            "Remote MCP needs the 'mcp' package (pip install 'mcp>=2').",
+            500,
+            "server_error",
+            server.param,
+        ) from None
+    async with httpx2.AsyncClient(headers=server.headers, timeout=httpx2.Timeout(timeout)) as http:
         async with streamable_http_client(server.url, http_client=http) as (read, write):
             async with ClientSession(read, write) as session:
                 await session.initialize()
@@ -233,28 +271,47 @@ async def list_tools(server: McpServerSpec, timeout: float) -> list[McpTool]:
                         result = await session.list_tools()
                     else:
                         from mcp_types import PaginatedRequestParams
+
                         result = await session.list_tools(
-                            params=PaginatedRequestParams(cursor=cursor))
+                            params=PaginatedRequestParams(cursor=cursor)
+                        )
                     for tool in result.tools:
-                        annotations = tool.annotations.model_dump(by_alias=True,
-                                                                  exclude_none=True) \
-                            if tool.annotations is not None else None
-                        tools.append(McpTool(server.label, tool.name, tool.input_schema or {},
-                                             tool.description or None, annotations))
+                        annotations = (
+                            tool.annotations.model_dump(by_alias=True, exclude_none=True)
+                            if tool.annotations is not None
+                            else None
+                        )
+                        tools.append(
+                            McpTool(
+                                server.label,
+                                tool.name,
+                                tool.input_schema or {},
+                                tool.description or None,
+                                annotations,
+                            )
+                        )
                     cursor = result.next_cursor
                     if cursor is None:
                         break
     except APIError:
         raise
-    except BaseException as exc:  # noqa: BLE001 - anyio groups; re-raised as an API error
+    except BaseException as exc:
         if isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
             raise
         error = _describe(exc, timeout)
-        log.warning("MCP server %r (%s): listing tools failed: %s", server.label, server.url,
-                    error["message"])
-        raise APIError(f"Error retrieving tool list from MCP server {server.label!r}: "
-                       f"{error['message']}", 424, "external_connector_error", server.param,
-                       "http_error") from None
+        log.warning(
+            "MCP server %r (%s): listing tools failed: %s",
+            server.label,
+            server.url,
+            error["message"],
+        )
+        raise APIError(
+            f"Error retrieving tool list from MCP server {server.label!r}: {error['message']}",
+            424,
+            "external_connector_error",
+            server.param,
+            "http_error",
+        ) from None
     allowed = server.allowed
     return [t for t in tools if allowed is None or allowed.matches(t.name, t.read_only)]
 
@@ -277,25 +334,38 @@ async def call_tool(server: McpServerSpec, name: str, arguments: str, timeout: f
     try:
         parsed = json.loads(arguments or "{}")
     except ValueError as exc:
-        raise McpCallError({"type": "mcp_protocol_error", "code": -32602,
-                            "message": f"The arguments are not JSON: {exc}"}) from None
+        raise McpCallError(
+            {
+                "type": "mcp_protocol_error",
+                "code": -32602,
+                "message": f"The arguments are not JSON: {exc}",
+            }
+        ) from None
     if not isinstance(parsed, dict):
-        raise McpCallError({"type": "mcp_protocol_error", "code": -32602,
-                            "message": "The arguments must be a JSON object."})
+        raise McpCallError(
+            {
+                "type": "mcp_protocol_error",
+                "code": -32602,
+                "message": "The arguments must be a JSON object.",
+            }
+        )
     try:
         with anyio.fail_after(timeout):
             async with _session(server, timeout) as session:
                 result = await session.call_tool(name, parsed)
     except APIError:
         raise
-    except BaseException as exc:  # noqa: BLE001 - anyio groups; reported on the item
+    except BaseException as exc:
         if isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
             raise
         error = _describe(exc, timeout)
-        log.warning("MCP server %r: calling %s failed: %s", server.label, name,
-                    error["message"])
+        log.warning("MCP server %r: calling %s failed: %s", server.label, name, error["message"])
         raise McpCallError(error) from None
     if result.is_error:
-        raise McpCallError({"type": "mcp_tool_execution_error",
-                            "content": [{"type": "text", "text": _output_text(result)}]})
+        raise McpCallError(
+            {
+                "type": "mcp_tool_execution_error",
+                "content": [{"type": "text", "text": _output_text(result)}],
+            }
+        )
     return _output_text(result)

@@ -16,29 +16,39 @@ Why one module over 500 lines: like :mod:`.requests`, it is the one place where 
 Responses fields are checked (input items, MCP tool settings, ``text.format``), by
 design; split, the checks of one body would be scattered again.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from lms_jupyter.chat.templates import message_text, normalise_messages
-from lms_jupyter.errors import bad_request
 from lms_jupyter.api import fields as api_fields
-from lms_jupyter.api.spec import responses as spec
 from lms_jupyter.api.openai import features as api_features
 from lms_jupyter.api.openai import requests
-from lms_jupyter.api.openai.requests import ChatRequest
 from lms_jupyter.api.openai.features import ChatFeatures, ToolSettings
+from lms_jupyter.api.openai.requests import ChatRequest
+from lms_jupyter.api.spec import responses as spec
+from lms_jupyter.chat.templates import message_text, normalise_messages
+from lms_jupyter.errors import bad_request
 
 ROLES = ("user", "assistant", "system", "developer")
 TEXT_PARTS = ("input_text", "output_text", "text")
 MEDIA_PARTS = ("input_image", "input_file", "input_audio", "image_url")
-ITEM_TYPES = ("message", "function_call", "function_call_output", "reasoning",
-              "mcp_list_tools", "mcp_call", "mcp_approval_request", "mcp_approval_response")
+ITEM_TYPES = (
+    "message",
+    "function_call",
+    "function_call_output",
+    "reasoning",
+    "mcp_list_tools",
+    "mcp_call",
+    "mcp_approval_request",
+    "mcp_approval_response",
+)
 DECLINED = "The user declined this tool call."
 
 
 # -- MCP tool settings ----------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ToolFilter:
@@ -48,8 +58,9 @@ class ToolFilter:
     read_only: bool | None = None
 
     def matches(self, name: str, read_only: bool = False) -> bool:
-        return (self.names is None or name in self.names) and \
-            (self.read_only is None or self.read_only == read_only)
+        return (self.names is None or name in self.names) and (
+            self.read_only is None or self.read_only == read_only
+        )
 
 
 @dataclass(frozen=True)
@@ -86,10 +97,15 @@ class McpServerSpec:
 
     def echo(self) -> dict:
         """The tool as the response object shows it (no headers, no authorization)."""
-        out = {"type": "mcp", "server_label": self.label, "server_url": self.url,
-               "allowed_tools": sorted(self.allowed.names) if self.allowed and
-               self.allowed.names is not None else None,
-               "require_approval": _approval_echo(self.approval)}
+        out = {
+            "type": "mcp",
+            "server_label": self.label,
+            "server_url": self.url,
+            "allowed_tools": sorted(self.allowed.names)
+            if self.allowed and self.allowed.names is not None
+            else None,
+            "require_approval": _approval_echo(self.approval),
+        }
         if self.description:
             out["server_description"] = self.description
         return out
@@ -104,8 +120,14 @@ def _approval_echo(rule: ApprovalRule):
     for key in ("always", "never"):
         f = getattr(rule, key)
         if f is not None:
-            out[key] = {k: v for k, v in (("tool_names", sorted(f.names) if f.names is not None
-                                           else None), ("read_only", f.read_only)) if v is not None}
+            out[key] = {
+                k: v
+                for k, v in (
+                    ("tool_names", sorted(f.names) if f.names is not None else None),
+                    ("read_only", f.read_only),
+                )
+                if v is not None
+            }
     return out
 
 
@@ -113,11 +135,15 @@ def _tool_filter(value, param: str) -> ToolFilter:
     if isinstance(value, list):
         value = {"tool_names": value}
     if not isinstance(value, dict):
-        raise bad_request(f"'{param}' must be an array of tool names or an object with "
-                          "'tool_names' and/or 'read_only'.", param)
+        raise bad_request(
+            f"'{param}' must be an array of tool names or an object with "
+            "'tool_names' and/or 'read_only'.",
+            param,
+        )
     names = value.get("tool_names")
-    if names is not None and not (isinstance(names, list) and
-                                  all(isinstance(n, str) and n for n in names)):
+    if names is not None and not (
+        isinstance(names, list) and all(isinstance(n, str) and n for n in names)
+    ):
         raise bad_request(f"'{param}.tool_names' must be an array of tool names.", param)
     read_only = value.get("read_only")
     if read_only is not None and not isinstance(read_only, bool):
@@ -131,8 +157,11 @@ def _approval(value, param: str) -> ApprovalRule:
     if value == "never":
         return ApprovalRule(always=None, never=ToolFilter())
     if not isinstance(value, dict) or not set(value) <= {"always", "never"} or not value:
-        raise bad_request(f"'{param}' must be 'always', 'never' or an object with 'always' "
-                          "and/or 'never' tool filters.", param)
+        raise bad_request(
+            f"'{param}' must be 'always', 'never' or an object with 'always' "
+            "and/or 'never' tool filters.",
+            param,
+        )
     always = _tool_filter(value["always"], f"{param}.always") if "always" in value else None
     never = _tool_filter(value["never"], f"{param}.never") if "never" in value else None
     return ApprovalRule(always, never)
@@ -142,53 +171,72 @@ def _mcp_tool(tool: dict, i: int) -> McpServerSpec:
     where = f"tools[{i}]"
     label = tool.get("server_label")
     if not isinstance(label, str) or not label.strip():
-        raise bad_request(f"{where}.server_label must be a non-empty string.",
-                          f"{where}.server_label")
+        raise bad_request(
+            f"{where}.server_label must be a non-empty string.", f"{where}.server_label"
+        )
     url = tool.get("server_url")
     if url is None and tool.get("connector_id") is not None:
-        raise bad_request("MCP connectors (connector_id) are OpenAI-hosted; give the MCP "
-                          "server's own 'server_url'.", f"{where}.connector_id")
+        raise bad_request(
+            "MCP connectors (connector_id) are OpenAI-hosted; give the MCP "
+            "server's own 'server_url'.",
+            f"{where}.connector_id",
+        )
     if not isinstance(url, str) or not url.strip():
-        raise bad_request(f"Tool for MCP server {label!r} requires a non-empty 'server_url'.",
-                          f"{where}.server_url")
+        raise bad_request(
+            f"Tool for MCP server {label!r} requires a non-empty 'server_url'.",
+            f"{where}.server_url",
+        )
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise bad_request(f"{where}.server_url must be an http:// or https:// URL "
-                          f"(got {url!r}).", f"{where}.server_url")
+        raise bad_request(
+            f"{where}.server_url must be an http:// or https:// URL (got {url!r}).",
+            f"{where}.server_url",
+        )
     if parts.username is not None or parts.password is not None:
-        raise bad_request(f"{where}.server_url must not contain credentials; send them in "
-                          "'headers' or 'authorization'.", f"{where}.server_url")
+        raise bad_request(
+            f"{where}.server_url must not contain credentials; send them in "
+            "'headers' or 'authorization'.",
+            f"{where}.server_url",
+        )
     headers = tool.get("headers") or {}
     if not isinstance(headers, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
-        raise bad_request(f"{where}.headers must map header names to strings.",
-                          f"{where}.headers")
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
+        raise bad_request(f"{where}.headers must map header names to strings.", f"{where}.headers")
     headers = dict(headers)
     token = tool.get("authorization")
     if token is not None:
         if not isinstance(token, str) or not token:
-            raise bad_request(f"{where}.authorization must be a non-empty string.",
-                              f"{where}.authorization")
+            raise bad_request(
+                f"{where}.authorization must be a non-empty string.", f"{where}.authorization"
+            )
         headers["Authorization"] = f"Bearer {token}"
     allowed = tool.get("allowed_tools")
     description = tool.get("server_description")
     if description is not None and not isinstance(description, str):
-        raise bad_request(f"{where}.server_description must be a string.",
-                          f"{where}.server_description")
+        raise bad_request(
+            f"{where}.server_description must be a string.", f"{where}.server_description"
+        )
     return McpServerSpec(
-        i, label.strip(), url.strip(),
+        i,
+        label.strip(),
+        url.strip(),
         _tool_filter(allowed, f"{where}.allowed_tools") if allowed is not None else None,
-        _approval(tool.get("require_approval"), f"{where}.require_approval"), headers,
-        description)
+        _approval(tool.get("require_approval"), f"{where}.require_approval"),
+        headers,
+        description,
+    )
 
 
 # -- input items ----------------------------------------------------------------------------
 
+
 def _string(item: dict, key: str, where: str, *, empty: bool = False) -> str:
     value = item.get(key)
     if not isinstance(value, str) or (not empty and not value):
-        raise bad_request(f"{where}.{key} must be a{'' if empty else ' non-empty'} string.",
-                          f"{where}.{key}")
+        raise bad_request(
+            f"{where}.{key} must be a{'' if empty else ' non-empty'} string.", f"{where}.{key}"
+        )
     return value
 
 
@@ -209,11 +257,16 @@ def _content_text(content, where: str) -> str:
         elif kind == "refusal":
             texts.append(_string(part, "refusal", here, empty=True))
         elif kind in MEDIA_PARTS:
-            raise bad_request(f"{here}: {kind} is not supported; this server runs text-only "
-                              "models (send input_text parts).", here)
+            raise bad_request(
+                f"{here}: {kind} is not supported; this server runs text-only "
+                "models (send input_text parts).",
+                here,
+            )
         else:
-            raise bad_request(f"{here}.type must be one of input_text, output_text "
-                              f"(got {kind!r}).", f"{here}.type")
+            raise bad_request(
+                f"{here}.type must be one of input_text, output_text (got {kind!r}).",
+                f"{here}.type",
+            )
     return "".join(texts)
 
 
@@ -224,28 +277,42 @@ def _input_item(item, i: int) -> dict:
         raise bad_request(f"{where} must be an object.", where)
     kind = item.get("type") or ("message" if "role" in item else None)
     if kind not in ITEM_TYPES:
-        raise bad_request(f"{where}.type must be one of {', '.join(ITEM_TYPES)} "
-                          f"(got {kind!r}).", f"{where}.type")
+        raise bad_request(
+            f"{where}.type must be one of {', '.join(ITEM_TYPES)} (got {kind!r}).", f"{where}.type"
+        )
     if kind == "message":
         role = item.get("role")
         if role not in ROLES:
-            raise bad_request(f"{where}.role must be one of {', '.join(ROLES)} (got {role!r}).",
-                              f"{where}.role")
-        return {"type": "message", "role": role,
-                "content": _content_text(item.get("content"), f"{where}.content")}
+            raise bad_request(
+                f"{where}.role must be one of {', '.join(ROLES)} (got {role!r}).", f"{where}.role"
+            )
+        return {
+            "type": "message",
+            "role": role,
+            "content": _content_text(item.get("content"), f"{where}.content"),
+        }
     if kind == "function_call":
-        return {"type": kind, "call_id": _string(item, "call_id", where),
-                "name": _string(item, "name", where),
-                "arguments": _string(item, "arguments", where, empty=True)}
+        return {
+            "type": kind,
+            "call_id": _string(item, "call_id", where),
+            "name": _string(item, "name", where),
+            "arguments": _string(item, "arguments", where, empty=True),
+        }
     if kind == "function_call_output":
-        return {"type": kind, "call_id": _string(item, "call_id", where),
-                "output": _content_text(item.get("output"), f"{where}.output")}
+        return {
+            "type": kind,
+            "call_id": _string(item, "call_id", where),
+            "output": _content_text(item.get("output"), f"{where}.output"),
+        }
     if kind == "mcp_approval_response":
         approve = item.get("approve")
         if not isinstance(approve, bool):
             raise bad_request(f"{where}.approve must be a boolean.", f"{where}.approve")
-        out = {"type": kind, "approval_request_id": _string(item, "approval_request_id", where),
-               "approve": approve}
+        out = {
+            "type": kind,
+            "approval_request_id": _string(item, "approval_request_id", where),
+            "approve": approve,
+        }
         if isinstance(item.get("reason"), str):
             out["reason"] = item["reason"]
         return out
@@ -262,8 +329,9 @@ def input_items(value) -> list[dict]:
             raise bad_request("'input' must not be empty.", "input")
         return [{"type": "message", "role": "user", "content": value}]
     if not isinstance(value, list) or not value:
-        raise bad_request("'input' must be a non-empty string or a non-empty array of input "
-                          "items.", "input")
+        raise bad_request(
+            "'input' must be a non-empty string or a non-empty array of input items.", "input"
+        )
     return [_input_item(item, i) for i, item in enumerate(value)]
 
 
@@ -271,26 +339,37 @@ def check_turn(context: list[dict], items: list[dict]) -> None:
     """Outputs and approvals must answer something in the conversation (OpenAI's 400s)."""
     calls = {i["call_id"] for i in [*context, *items] if i.get("type") == "function_call"}
     pending = {i["id"] for i in context if i.get("type") == "mcp_approval_request"}
-    answered = {i["approval_request_id"] for i in context
-                if i.get("type") == "mcp_approval_response"}
+    answered = {
+        i["approval_request_id"] for i in context if i.get("type") == "mcp_approval_response"
+    }
     for n, item in enumerate(items):
         if item["type"] == "function_call_output" and item["call_id"] not in calls:
-            raise bad_request(f"No tool call found for function call output with call_id "
-                              f"{item['call_id']}.", f"input[{n}].call_id")
+            raise bad_request(
+                f"No tool call found for function call output with call_id {item['call_id']}.",
+                f"input[{n}].call_id",
+            )
         if item["type"] == "mcp_approval_response":
             ref = item["approval_request_id"]
             if ref not in pending:
-                raise bad_request(f"No MCP approval request {ref!r} in the conversation "
-                                  "(send it with the previous_response_id of the response "
-                                  "that asked).", f"input[{n}].approval_request_id")
+                raise bad_request(
+                    f"No MCP approval request {ref!r} in the conversation "
+                    "(send it with the previous_response_id of the response "
+                    "that asked).",
+                    f"input[{n}].approval_request_id",
+                )
             if ref in answered:
-                raise bad_request(f"The MCP approval request {ref!r} was already answered.",
-                                  f"input[{n}].approval_request_id")
+                raise bad_request(
+                    f"The MCP approval request {ref!r} was already answered.",
+                    f"input[{n}].approval_request_id",
+                )
 
 
 def _call_message(messages: list[dict], call_id: str, name: str, arguments: str) -> None:
-    call = {"id": call_id, "type": "function", "function": {"name": name,
-                                                            "arguments": arguments or "{}"}}
+    call = {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": name, "arguments": arguments or "{}"},
+    }
     last = messages[-1] if messages else None
     if last is not None and last["role"] == "assistant":
         last.setdefault("tool_calls", []).append(call)
@@ -319,8 +398,9 @@ def items_to_messages(items: list[dict]) -> list[dict]:
         elif kind == "function_call":
             _call_message(messages, item["call_id"], item["name"], item.get("arguments", ""))
         elif kind == "function_call_output":
-            messages.append({"role": "tool", "tool_call_id": item["call_id"],
-                             "content": item["output"]})
+            messages.append(
+                {"role": "tool", "tool_call_id": item["call_id"], "content": item["output"]}
+            )
         elif kind == "mcp_call":
             _call_message(messages, item["id"], item["name"], item.get("arguments", ""))
             result = item.get("output")
@@ -331,12 +411,18 @@ def items_to_messages(items: list[dict]) -> list[dict]:
             asked = approvals.get(item["approval_request_id"])
             if asked is not None:
                 _call_message(messages, asked["id"], asked["name"], asked.get("arguments", ""))
-                messages.append({"role": "tool", "tool_call_id": asked["id"],
-                                 "content": item.get("reason") or DECLINED})
+                messages.append(
+                    {
+                        "role": "tool",
+                        "tool_call_id": asked["id"],
+                        "content": item.get("reason") or DECLINED,
+                    }
+                )
     return messages
 
 
 # -- the request ----------------------------------------------------------------------------
+
 
 @dataclass
 class ResponsesRequest:
@@ -375,8 +461,9 @@ def _text_format(text) -> tuple[str | None, dict]:
     if text is None:
         return None, {"format": {"type": "text"}}
     if not isinstance(text, dict):
-        raise bad_request("'text' must be an object such as {\"format\": {\"type\": \"text\"}}.",
-                          "text")
+        raise bad_request(
+            '\'text\' must be an object such as {"format": {"type": "text"}}.', "text"
+        )
     fmt = text.get("format")
     grammar = None if fmt is None else api_features.format_grammar(fmt, api_features.TEXT_FORMAT)
     if grammar is None:
@@ -399,17 +486,25 @@ def _tools(value) -> tuple[list[dict], list[McpServerSpec], list[dict]]:
             echo.append(servers[-1].echo())
         elif kind == "function" or not isinstance(tool, dict):
             functions.append(api_features.function_tool(tool, i))
-            echo.append({"type": "function", "strict": None, **{
-                k: v for k, v in functions[-1]["function"].items()}})
+            echo.append(
+                {
+                    "type": "function",
+                    "strict": None,
+                    **{k: v for k, v in functions[-1]["function"].items()},
+                }
+            )
         else:
-            raise bad_request(f"tools[{i}].type {kind!r} is not supported here (supported: "
-                              "function, mcp).", f"tools[{i}].type")
+            raise bad_request(
+                f"tools[{i}].type {kind!r} is not supported here (supported: function, mcp).",
+                f"tools[{i}].type",
+            )
     api_features.unique_tools(functions)
     labels = [s.label for s in servers]
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:
-        raise bad_request(f"MCP server labels must be unique (repeated: {', '.join(repeated)}).",
-                          "tools")
+        raise bad_request(
+            f"MCP server labels must be unique (repeated: {', '.join(repeated)}).", "tools"
+        )
     return functions, servers, echo
 
 
@@ -419,17 +514,22 @@ def _tool_choice(value, functions: list[dict], servers: list[McpServerSpec]):
         label = value.get("server_label")
         known = [s.label for s in servers]
         if label not in known:
-            raise bad_request(f"tool_choice names the MCP server {label!r}, which is not in "
-                              f"'tools' (MCP servers: {', '.join(known) or 'none'}).",
-                              "tool_choice")
+            raise bad_request(
+                f"tool_choice names the MCP server {label!r}, which is not in "
+                f"'tools' (MCP servers: {', '.join(known) or 'none'}).",
+                "tool_choice",
+            )
         name = value.get("name")
         if name is not None and (not isinstance(name, str) or not name):
             raise bad_request("'tool_choice.name' must be a non-empty string.", "tool_choice")
         return {"type": "mcp", "server_label": label, "name": name}
     if isinstance(value, dict) and value.get("type", "function") != "function":
-        raise bad_request(f"tool_choice type {value.get('type')!r} is not supported (use "
-                          "'none', 'auto', 'required', {\"type\": \"function\", \"name\": ...} "
-                          "or {\"type\": \"mcp\", \"server_label\": ...}).", "tool_choice")
+        raise bad_request(
+            f"tool_choice type {value.get('type')!r} is not supported (use "
+            "'none', 'auto', 'required', {\"type\": \"function\", \"name\": ...} "
+            'or {"type": "mcp", "server_label": ...}).',
+            "tool_choice",
+        )
     if value == "required" and servers and not functions:
         return "required"  # the MCP servers' tools are listed later
     return api_features.tool_choice(value, functions or None)
@@ -439,14 +539,18 @@ def parse(body) -> ResponsesRequest:
     """POST /v1/responses (after its ``preset`` was applied) as a typed request."""
     body = api_fields.require_object(body)
     if body.get("conversation") is not None:
-        raise bad_request("'conversation' objects are not supported; chain responses with "
-                          "'previous_response_id'.", "conversation")
+        raise bad_request(
+            "'conversation' objects are not supported; chain responses with "
+            "'previous_response_id'.",
+            "conversation",
+        )
     if spec.BACKGROUND.read(body):
         raise bad_request("Background responses are not supported.", "background")
     truncation = spec.TRUNCATION.read(body)
     include = body.get("include")
-    if include is not None and not (isinstance(include, list) and
-                                    all(isinstance(x, str) for x in include)):
+    if include is not None and not (
+        isinstance(include, list) and all(isinstance(x, str) for x in include)
+    ):
         raise bad_request("'include' must be an array of strings.", "include")
     generation = requests.generation_fields(body)
     items = input_items(body.get("input"))
@@ -463,23 +567,41 @@ def parse(body) -> ResponsesRequest:
     effort = api_features.reasoning_effort(body)
     previous = body.get("previous_response_id")
     if previous is not None and (not isinstance(previous, str) or not previous):
-        raise bad_request("'previous_response_id' must be a response id.",
-                          "previous_response_id")
+        raise bad_request("'previous_response_id' must be a response id.", "previous_response_id")
     store = spec.STORE.read(body)
     sampling = generation["sampling"]
     echo = {
-        "instructions": instructions or None, "max_output_tokens": generation["max_tokens"],
-        "max_tool_calls": max_tool_calls, "metadata": api_fields.metadata(body),
+        "instructions": instructions or None,
+        "max_output_tokens": generation["max_tokens"],
+        "max_tool_calls": max_tool_calls,
+        "metadata": api_fields.metadata(body),
         "parallel_tool_calls": settings.parallel is not False,
-        "previous_response_id": previous, "reasoning": {"effort": effort, "summary": None},
-        "store": store, "temperature": sampling.temperature, "text": text_echo,
-        "tool_choice": body.get("tool_choice") or "auto", "tools": tools_echo,
-        "top_p": sampling.top_p, "truncation": truncation or "disabled",
+        "previous_response_id": previous,
+        "reasoning": {"effort": effort, "summary": None},
+        "store": store,
+        "temperature": sampling.temperature,
+        "text": text_echo,
+        "tool_choice": body.get("tool_choice") or "auto",
+        "tools": tools_echo,
+        "top_p": sampling.top_p,
+        "truncation": truncation or "disabled",
         "user": body.get("user") if isinstance(body.get("user"), str) else None,
     }
-    return ResponsesRequest(generation, items, instructions or None, functions, servers,
-                            choice, settings.parallel, max_tool_calls, grammar, effort,
-                            previous, store, echo)
+    return ResponsesRequest(
+        generation,
+        items,
+        instructions or None,
+        functions,
+        servers,
+        choice,
+        settings.parallel,
+        max_tool_calls,
+        grammar,
+        effort,
+        previous,
+        store,
+        echo,
+    )
 
 
 def apply_preset(body, presets) -> dict:
@@ -492,8 +614,9 @@ def apply_preset(body, presets) -> dict:
         return merged
     prompt = presets.get(name).settings.get("system_prompt")
     items = body.get("input") if isinstance(body.get("input"), list) else []
-    has_system = any(isinstance(i, dict) and i.get("role") in ("system", "developer")
-                     for i in items)
+    has_system = any(
+        isinstance(i, dict) and i.get("role") in ("system", "developer") for i in items
+    )
     if prompt and not merged.get("instructions") and not has_system:
         merged["instructions"] = prompt
     return merged
@@ -501,22 +624,32 @@ def apply_preset(body, presets) -> dict:
 
 # -- one model step -------------------------------------------------------------------------
 
-def step_request(request: ResponsesRequest, conversation: list[dict], tools: list[dict],
-                 choice, max_tokens: int | None) -> ChatRequest:
+
+def step_request(
+    request: ResponsesRequest,
+    conversation: list[dict],
+    tools: list[dict],
+    choice,
+    max_tokens: int | None,
+) -> ChatRequest:
     """The chat request of one model step: ``conversation`` is every item so far (earlier
     turns, this input, this response's output), ``tools`` the function tools offered
     (chat shape, MCP tools included), ``choice`` chat's tool_choice for this step."""
     messages = items_to_messages(conversation)
     if request.instructions:
         if messages and messages[0]["role"] == "system":
-            messages[0] = {"role": "system",
-                           "content": f"{request.instructions}\n\n{messages[0]['content']}"}
+            messages[0] = {
+                "role": "system",
+                "content": f"{request.instructions}\n\n{messages[0]['content']}",
+            }
         else:
             messages.insert(0, {"role": "system", "content": request.instructions})
     if not messages:
         raise bad_request("The conversation has no messages to answer.", "input")
-    features = ChatFeatures(ToolSettings(tools or None, choice if tools else "auto",
-                                         request.parallel),
-                            request.format_grammar, request.reasoning_effort)
+    features = ChatFeatures(
+        ToolSettings(tools or None, choice if tools else "auto", request.parallel),
+        request.format_grammar,
+        request.reasoning_effort,
+    )
     fields = dict(request.generation, max_tokens=max_tokens)
     return ChatRequest(**fields, messages=normalise_messages(messages), features=features)

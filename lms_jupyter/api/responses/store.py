@@ -8,6 +8,7 @@ after its row is committed, and a kill mid-write loses nothing committed before.
 created on first use (a server that never sees a Responses request writes nothing).
 Nothing secret is stored: MCP ``headers`` never reach the response object.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,8 +51,9 @@ class ResponseStore:
         if self._conn is None:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(self.path, timeout=10, check_same_thread=False,
-                                       isolation_level=None)
+                conn = sqlite3.connect(
+                    self.path, timeout=10, check_same_thread=False, isolation_level=None
+                )
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=FULL")
                 conn.execute(SCHEMA)
@@ -60,8 +62,10 @@ class ResponseStore:
                     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 elif version > SCHEMA_VERSION:
                     conn.close()
-                    raise sqlite3.DatabaseError(f"schema version {version} is newer than this "
-                                                f"lms-jupyter's ({SCHEMA_VERSION})")
+                    raise sqlite3.DatabaseError(
+                        f"schema version {version} is newer than this "
+                        f"lms-jupyter's ({SCHEMA_VERSION})"
+                    )
             except (OSError, sqlite3.Error) as exc:
                 raise self._unusable(exc) from None
             log.info("Responses are stored in %s", self.path)
@@ -69,8 +73,12 @@ class ResponseStore:
         return self._conn
 
     def _unusable(self, exc: Exception) -> APIError:
-        return APIError(f"The response store {self.path} cannot be used: {exc}. Set "
-                        "--LMSJupyterApp.responses_db to another file.", 500, "server_error")
+        return APIError(
+            f"The response store {self.path} cannot be used: {exc}. Set "
+            "--LMSJupyterApp.responses_db to another file.",
+            500,
+            "server_error",
+        )
 
     def _run(self, sql: str, args: tuple = ()) -> list:
         with self._lock:
@@ -81,8 +89,12 @@ class ResponseStore:
 
     def save(self, response: dict, conversation: list[dict]) -> None:
         """Insert or replace ``response`` (one committed transaction)."""
-        row = (response["id"], int(response.get("created_at") or time.time()),
-               json.dumps(response), json.dumps(conversation))
+        row = (
+            response["id"],
+            int(response.get("created_at") or time.time()),
+            json.dumps(response),
+            json.dumps(conversation),
+        )
         with self._lock:
             try:
                 db = self._db()
@@ -107,8 +119,7 @@ class ResponseStore:
                 db = self._db()
                 with db:
                     db.execute("BEGIN IMMEDIATE")
-                    gone = db.execute("DELETE FROM responses WHERE id = ?",
-                                      (response_id,)).rowcount
+                    gone = db.execute("DELETE FROM responses WHERE id = ?", (response_id,)).rowcount
             except sqlite3.Error as exc:
                 raise self._unusable(exc) from None
         return gone > 0

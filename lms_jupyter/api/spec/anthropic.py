@@ -6,6 +6,7 @@ into the OpenAI-shaped chat body (whose own declarations then check it again, as
 chat request); :mod:`lms_jupyter.api.schemas` turns :data:`MESSAGES` into the OpenAPI
 schema. ``temperature`` is Anthropic's own field (0..1, not OpenAI's 0..5).
 """
+
 from __future__ import annotations
 
 from lms_jupyter.api.spec import openai as oa
@@ -19,8 +20,11 @@ DEFAULT_THINKING_BUDGET = 4096
 
 _BOOLEAN = nullable({"type": "boolean"})
 BLOCK = {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}}}
-_TEXT_BLOCK = {"type": "object", "required": ["type", "text"],
-               "properties": {"type": {"const": "text"}, "text": {"type": "string"}}}
+_TEXT_BLOCK = {
+    "type": "object",
+    "required": ["type", "text"],
+    "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
+}
 
 TEMPERATURE = Field("temperature", "number", 0, 1)
 MAX_TOKENS = Field("max_tokens", "integer", 1, None, required=True, nullable=False)
@@ -28,31 +32,94 @@ BUDGET_TOKENS = Field("budget_tokens", "integer", 1, None, default=DEFAULT_THINK
 STREAM = oa.STREAM
 
 # count_tokens' body: the fields of a message but max_tokens and stream
-COUNT_TOKENS = Body((
-    oa.MODEL,
-    Field("messages", "composite", required=True, nullable=False, shape={
-        "type": "array", "minItems": 1, "items": {
-            "type": "object", "required": ["role", "content"], "properties": {
-                "role": {"enum": list(ROLES)},
-                "content": {"anyOf": [{"type": "string"},
-                                      {"type": "array", "items": BLOCK}]}}}}),
-    Field("system", "composite", nullable=False, shape={"anyOf": [
-        {"type": "string"}, {"type": "null"}, {"type": "array", "items": _TEXT_BLOCK}]}),
-    Field("tools", "composite", shape={"type": "array", "items": {
-        "type": "object", "required": ["name", "input_schema"], "properties": {
-            "type": {"enum": ["custom", None]}, "name": {"type": "string", "pattern": r"\S"},
-            "description": nullable({"type": "string"}),
-            "input_schema": {"type": "object"}}}}),
-    Field("tool_choice", "composite", shape={"type": "object", "required": ["type"],
-                                             "properties": {
-        "type": {"enum": list(TOOL_CHOICES)}, "name": {"type": "string"},
-        "disable_parallel_tool_use": _BOOLEAN}}),
-    Field("stop_sequences", "composite", shape={"type": "array", "maxItems": MAX_STOP_SEQUENCES,
-                                                "items": {"type": "string"}}),
-    TEMPERATURE, Field("top_p", "number", 0, 1), Field("top_k", "integer", 0, None),
-    Field("metadata", "composite", shape={"type": "object"}),
-    Field("thinking", "composite", shape={"type": "object", "required": ["type"], "properties": {
-        "type": {"enum": list(THINKING_TYPES)},
-        "budget_tokens": Field("budget_tokens", "integer", 1, None).schema()}}),
-    oa.TTL, oa.CONTEXT_LENGTH))
+COUNT_TOKENS = Body(
+    (
+        oa.MODEL,
+        Field(
+            "messages",
+            "composite",
+            required=True,
+            nullable=False,
+            shape={
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "required": ["role", "content"],
+                    "properties": {
+                        "role": {"enum": list(ROLES)},
+                        "content": {
+                            "anyOf": [{"type": "string"}, {"type": "array", "items": BLOCK}]
+                        },
+                    },
+                },
+            },
+        ),
+        Field(
+            "system",
+            "composite",
+            nullable=False,
+            shape={
+                "anyOf": [
+                    {"type": "string"},
+                    {"type": "null"},
+                    {"type": "array", "items": _TEXT_BLOCK},
+                ]
+            },
+        ),
+        Field(
+            "tools",
+            "composite",
+            shape={
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "input_schema"],
+                    "properties": {
+                        "type": {"enum": ["custom", None]},
+                        "name": {"type": "string", "pattern": r"\S"},
+                        "description": nullable({"type": "string"}),
+                        "input_schema": {"type": "object"},
+                    },
+                },
+            },
+        ),
+        Field(
+            "tool_choice",
+            "composite",
+            shape={
+                "type": "object",
+                "required": ["type"],
+                "properties": {
+                    "type": {"enum": list(TOOL_CHOICES)},
+                    "name": {"type": "string"},
+                    "disable_parallel_tool_use": _BOOLEAN,
+                },
+            },
+        ),
+        Field(
+            "stop_sequences",
+            "composite",
+            shape={"type": "array", "maxItems": MAX_STOP_SEQUENCES, "items": {"type": "string"}},
+        ),
+        TEMPERATURE,
+        Field("top_p", "number", 0, 1),
+        Field("top_k", "integer", 0, None),
+        Field("metadata", "composite", shape={"type": "object"}),
+        Field(
+            "thinking",
+            "composite",
+            shape={
+                "type": "object",
+                "required": ["type"],
+                "properties": {
+                    "type": {"enum": list(THINKING_TYPES)},
+                    "budget_tokens": Field("budget_tokens", "integer", 1, None).schema(),
+                },
+            },
+        ),
+        oa.TTL,
+        oa.CONTEXT_LENGTH,
+    )
+)
 MESSAGES = COUNT_TOKENS.with_fields(MAX_TOKENS, STREAM)

@@ -20,6 +20,7 @@ in words a client understands, naming the client's own spelling of aliased field
 checks depend on each other (``tool_choice`` on ``tools``, presets filling gaps first); and
 a parse must stay as cheap as the hand-written readers (``benchmarks/bench_request_parse.py``).
 """
+
 from __future__ import annotations
 
 import math
@@ -42,6 +43,7 @@ def nullable(schema: dict) -> dict:
 
 
 # -- the single-value checks (what ``Field.read`` runs; also called directly) ----------------
+
 
 def require_object(body) -> dict:
     if not isinstance(body, dict):
@@ -95,13 +97,13 @@ def choice(body: dict, name: str, allowed: tuple, default=None):
         return default
     if value not in allowed:
         quoted = [f"'{v}'" for v in allowed]
-        words = quoted[0] if len(quoted) == 1 else \
-            f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+        words = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
         raise bad_request(f"'{name}' must be {words}.", name)
     return value
 
 
 # -- the declaration ---------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Field:
@@ -151,8 +153,7 @@ class Field:
         if kind in NUMBERS:
             integer = self.integer
             if not self.exclusive_lo:
-                return lambda body, name=None: number(body, name or own, lo, hi, default,
-                                                      integer)
+                return lambda body, name=None: number(body, name or own, lo, hi, default, integer)
             what = "a positive number" if lo == 0 else f"greater than {lo}"
             unit = f" of {self.unit}" if self.unit else ""
 
@@ -162,6 +163,7 @@ class Field:
                 if value is not None and value <= lo:
                     raise bad_request(f"'{name}' must be {what}{unit} (got {value}).", name)
                 return value
+
             return above
         fallback = None if default is MISSING else default
         if kind == "boolean":
@@ -175,6 +177,7 @@ class Field:
 
         def composite(body, name=None):
             raise TypeError(f"{own} is a composite field; its module reads it")
+
         return composite
 
     def schema(self) -> dict:
@@ -217,8 +220,9 @@ class Body:
         raise KeyError(name)
 
     def schema(self) -> dict:
-        props = {spelling: f.schema() for f in self.fields if f.documented
-                 for spelling in f.spellings}
+        props = {
+            spelling: f.schema() for f in self.fields if f.documented for spelling in f.spellings
+        }
         out: dict = {"type": "object"}
         required = [f.name for f in self.fields if f.required]
         if required:

@@ -112,7 +112,9 @@ class SchemaConverter:
         schema = self._resolve(schema, "#")
         properties = schema.get("properties") if isinstance(schema, dict) else None
         if not properties:
-            if isinstance(schema, dict) and ("properties" in schema or schema.get("additionalProperties") is False):
+            if isinstance(schema, dict) and (
+                "properties" in schema or schema.get("additionalProperties") is False
+            ):
                 return ""
             name_rule = self.grammar.add("xml-name", "[a-zA-Z0-9_]+")
             line = f'"<parameter=" {name_rule} ">" {self.grammar.primitive("xml-text")} "</parameter>\\n"'
@@ -150,7 +152,9 @@ class SchemaConverter:
     def _lookup(self, ref: object, path: str) -> object:
         if not isinstance(ref, str) or not ref.startswith("#"):
             raise UnsupportedSchemaError(
-                "$ref", path, f"only local references like '#/$defs/Name' are supported, not {ref!r}"
+                "$ref",
+                path,
+                f"only local references like '#/$defs/Name' are supported, not {ref!r}",
             )
         target = self.root_schema
         pointer = unquote(ref[1:])
@@ -207,7 +211,9 @@ class SchemaConverter:
                 if key == "properties":
                     merged["properties"] = {**merged.get("properties", {}), **value}
                 elif key == "required":
-                    merged["required"] = list(dict.fromkeys(merged.get("required", []) + list(value)))
+                    merged["required"] = list(
+                        dict.fromkeys(merged.get("required", []) + list(value))
+                    )
                 elif key in merged and merged[key] != value:
                     raise UnsupportedSchemaError("allOf", path, f"conflicting {key!r} in allOf")
                 else:
@@ -271,7 +277,9 @@ class SchemaConverter:
                 value = self.convert(additional, f"{path}/additionalProperties", hint + "-value")
             else:
                 value = g.primitive("json-value")
-            member = g.add(hint + "-member", f'{g.primitive("json-string")} {ws} ":" {ws} {value} {ws}')
+            member = g.add(
+                hint + "-member", f'{g.primitive("json-string")} {ws} ":" {ws} {value} {ws}'
+            )
             members = repeat(member, f'"," {ws}', min_properties, max_properties)
             return seq('"{"', ws, members, '"}"')
 
@@ -334,7 +342,9 @@ class SchemaConverter:
             prefix = schema["prefixItems"]
             if not isinstance(prefix, list):
                 raise UnsupportedSchemaError("prefixItems", path, "prefixItems must be a list")
-            closed = schema.get("items") is False or (max_items is not None and max_items <= len(prefix))
+            closed = schema.get("items") is False or (
+                max_items is not None and max_items <= len(prefix)
+            )
             if not closed:
                 raise UnsupportedSchemaError(
                     "prefixItems", path, "more items after the prefixItems are not supported"
@@ -383,8 +393,12 @@ class SchemaConverter:
     def _number(self, schema: dict) -> str:
         minimum = schema.get("minimum")
         exclusive = schema.get("exclusiveMinimum")
-        non_negative = (isinstance(minimum, (int, float)) and not isinstance(minimum, bool) and minimum >= 0) or (
-            isinstance(exclusive, (int, float)) and not isinstance(exclusive, bool) and exclusive >= 0
+        non_negative = (
+            isinstance(minimum, (int, float)) and not isinstance(minimum, bool) and minimum >= 0
+        ) or (
+            isinstance(exclusive, (int, float))
+            and not isinstance(exclusive, bool)
+            and exclusive >= 0
         )
         return self.grammar.primitive("json-unsigned-number" if non_negative else "json-number")
 
@@ -400,7 +414,7 @@ class SchemaConverter:
             if "string" in kinds:
                 maximum = resolved.get("maxLength")
                 if maximum is not None:
-                    return f'[^<]{{{int(resolved.get("minLength", 0))},{int(maximum)}}}'
+                    return f"[^<]{{{int(resolved.get('minLength', 0))},{int(maximum)}}}"
                 return self.grammar.primitive("xml-text")
         return self.convert(schema, path, hint)
 
@@ -444,7 +458,7 @@ def grammar_for_response_format(response_format: dict | None) -> str | None:
     if not response_format:
         return None
     if not isinstance(response_format, dict):
-        raise ValueError("'response_format' must be an object")  # noqa: TRY004 (callers map ValueError to a 400)
+        raise ValueError("'response_format' must be an object")
     kind = response_format.get("type")
     if kind == "text":
         return None

@@ -26,11 +26,14 @@ def digits_between(low: str, high: str) -> list[str]:
     last_full = int(high[0]) - (0 if high_rest_is_max else 1)
     if not low_rest_is_min:
         sequences += [
-            f"{gbnf_literal(low[0])} {rest}"
-            for rest in digits_between(low[1:], "9" * (width - 1))
+            f"{gbnf_literal(low[0])} {rest}" for rest in digits_between(low[1:], "9" * (width - 1))
         ]
     if first_full <= last_full:
-        digit = f"[{first_full}-{last_full}]" if first_full < last_full else gbnf_literal(str(first_full))
+        digit = (
+            f"[{first_full}-{last_full}]"
+            if first_full < last_full
+            else gbnf_literal(str(first_full))
+        )
         sequences.append(f"{digit} [0-9]{{{width - 1}}}")
     if not high_rest_is_max:
         sequences += [

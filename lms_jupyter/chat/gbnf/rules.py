@@ -18,7 +18,7 @@ PRIMITIVES = {
     "json-string": '"\\"" json-char* "\\""',
     "json-integer": '"-"? ( "0" | [1-9] [0-9]{0,17} )',
     "json-fraction": '"." [0-9]{1,17}',
-    "json-exponent": '[eE] [-+]? [0-9]{1,3}',
+    "json-exponent": "[eE] [-+]? [0-9]{1,3}",
     "json-number": '"-"? ( "0" | [1-9] [0-9]{0,17} ) json-fraction? json-exponent?',
     "json-unsigned-number": '( "0" | [1-9] [0-9]{0,17} ) json-fraction? json-exponent?',
     "json-boolean": '"true" | "false"',
@@ -39,7 +39,14 @@ PRIMITIVE_DEPENDENCIES = {
     "json-string": ("json-char",),
     "json-number": ("json-fraction", "json-exponent"),
     "json-unsigned-number": ("json-fraction", "json-exponent"),
-    "json-value": ("json-object", "json-array", "json-string", "json-number", "json-boolean", "json-null"),
+    "json-value": (
+        "json-object",
+        "json-array",
+        "json-string",
+        "json-number",
+        "json-boolean",
+        "json-null",
+    ),
     "json-member": ("json-string", "ws", "json-value"),
     "json-object": ("ws", "json-member"),
     "json-array": ("ws", "json-value"),
@@ -153,7 +160,11 @@ def repeat(item: str, separator: str, minimum: int, maximum: int | None) -> str:
     if maximum is not None and maximum <= 0:
         return ""
     if maximum is None:
-        tail = f"( {separator} {item} )*" if minimum <= 1 else f"( {separator} {item} ){{{minimum - 1},}}"
+        tail = (
+            f"( {separator} {item} )*"
+            if minimum <= 1
+            else f"( {separator} {item} ){{{minimum - 1},}}"
+        )
     elif maximum == 1:
         tail = ""
     else:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import secrets
 import string
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable, Union
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class ToolCallEnd:
     cut_off: bool = False
 
 
-ToolCallEvent = Union[ContentDelta, ToolCallStart, ToolCallArgsDelta, ToolCallEnd]
+ToolCallEvent = ContentDelta | ToolCallStart | ToolCallArgsDelta | ToolCallEnd
 
 
 _ID_ALPHABET = string.ascii_letters + string.digits

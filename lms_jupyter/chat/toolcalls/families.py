@@ -50,8 +50,10 @@ def detect_family(chat_template: str | None) -> str:
         return MISTRAL
     if "<tool_call>" in text:
         return HERMES
-    if "<|start_header_id|>" in text and (
-        "<|python_tag|>" in text or "ipython" in text
-    ) and template_supports_tools(text):
+    if (
+        "<|start_header_id|>" in text
+        and ("<|python_tag|>" in text or "ipython" in text)
+        and template_supports_tools(text)
+    ):
         return LLAMA3
     return GENERIC

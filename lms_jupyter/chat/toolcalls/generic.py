@@ -62,9 +62,7 @@ def _text_of(content: object) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(
-            part.get("text", "") for part in content if isinstance(part, dict)
-        )
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
     return str(content)
 
 
@@ -131,9 +129,11 @@ def convert_messages_for_generic(messages: list[dict], tools: list[dict]) -> lis
             content = message.get("content")
             if isinstance(content, list):
                 previous = converted[-1]
-                previous["content"] = [
-                    {"type": "text", "text": _text_of(previous.get("content"))}
-                ] + [{"type": "text", "text": "\n\n"}] + content
+                previous["content"] = (
+                    [{"type": "text", "text": _text_of(previous.get("content"))}]
+                    + [{"type": "text", "text": "\n\n"}]
+                    + content
+                )
             else:
                 _merge_user(converted[-1], _text_of(content))
             merge_next_user = False

@@ -68,6 +68,4 @@ def make_parser(
         parser_class = PARSERS[family]
     except KeyError:
         raise ValueError(f"unknown tool-call family {family!r}") from None
-    return parser_class(
-        tool_names, tools, stream_arguments=stream_arguments, id_factory=id_factory
-    )
+    return parser_class(tool_names, tools, stream_arguments=stream_arguments, id_factory=id_factory)

@@ -6,19 +6,21 @@ loaded after the chat; with no server (or ``--local``), with this process's own,
 freed on exit. Without MODEL it takes the first loaded chat model, else the first one
 on disk. ``-p`` answers once and exits (for pipes and scripts).
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
 
-from lms_jupyter.errors import APIError
 from lms_jupyter.cli.terminal_chat.repl import Repl
 from lms_jupyter.cli.terminal_chat.session import ChatSession, stats_text
+from lms_jupyter.errors import APIError
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lms-jupyter chat",
-                                description="Chat with a model in the terminal.")
+    p = argparse.ArgumentParser(
+        prog="lms-jupyter chat", description="Chat with a model in the terminal."
+    )
     p.add_argument("model", nargs="?", help="the model (default: the first loaded one)")
     p.add_argument("-s", "--system-prompt", dest="system", help="the system prompt")
     p.add_argument("-p", "--prompt", help="answer this once and exit")
@@ -41,8 +43,8 @@ def _api(args):
         from lms_jupyter.client.connected import ConnectedAPI
 
         return ConnectedAPI(server), server, server
-    from lms_jupyter.kernel import runtime
     from lms_jupyter.api import OpenAICompatAPI
+    from lms_jupyter.kernel import runtime
 
     manager = runtime.get_manager()
     return OpenAICompatAPI(manager), manager, None
@@ -71,11 +73,9 @@ def main(argv: list[str]) -> int:
         except CommandError as exc:
             print(f"Error: {exc.message}", file=sys.stderr)
             return exc.status
-        session = ChatSession(api, model, args.system, args.ttl, args.max_tokens,
-                              args.temperature)
+        session = ChatSession(api, model, args.system, args.ttl, args.max_tokens, args.temperature)
         if args.prompt is not None:
-            answer = session.ask(args.prompt, lambda t: (sys.stdout.write(t),
-                                                         sys.stdout.flush()))
+            answer = session.ask(args.prompt, lambda t: (sys.stdout.write(t), sys.stdout.flush()))
             sys.stdout.write("\n")
             if not args.no_stats:
                 print(stats_text(answer), file=sys.stderr)

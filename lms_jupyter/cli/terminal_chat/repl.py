@@ -5,6 +5,7 @@ Ctrl+C while an answer streams interrupts that prediction and comes back to the 
 ``input()`` gives readline's line editing and history when the ``readline`` module is
 there (it is on Linux and macOS).
 """
+
 from __future__ import annotations
 
 import sys
@@ -22,8 +23,7 @@ Ctrl+C while the model answers stops that answer and returns here."""
 
 
 class Repl:
-    def __init__(self, session: ChatSession, stats: bool = True, out=None, err=None,
-                 models=None):
+    def __init__(self, session: ChatSession, stats: bool = True, out=None, err=None, models=None):
         self.session = session
         self.stats = stats
         self.out = out or sys.stdout
@@ -75,8 +75,10 @@ class Repl:
             import readline  # noqa: F401 - line editing and history for input()
         except ImportError:
             pass
-        self.note(f"Chatting with {self.session.model}. Type /help for commands, "
-                  "Ctrl+C to stop an answer, Ctrl+D to quit.")
+        self.note(
+            f"Chatting with {self.session.model}. Type /help for commands, "
+            "Ctrl+C to stop an answer, Ctrl+D to quit."
+        )
         interrupts = 0
         while True:
             try:

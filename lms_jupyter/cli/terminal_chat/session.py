@@ -7,16 +7,18 @@ which streams over HTTP) or this process's own (``api.OpenAICompatAPI``). Cancel
 the generation closes that stream, which stops the model within a token; the text
 received until then stays in the conversation, as LM Studio's ``lms chat`` keeps it.
 """
+
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from lms_jupyter.api.events import Done
 from lms_jupyter.api.openai import requests
 from lms_jupyter.chat.events import ContentDelta, ReasoningDelta
-from lms_jupyter.api.events import Done
 
 if TYPE_CHECKING:
     from lms_jupyter.api.drive import Generation
@@ -57,17 +59,27 @@ class ChatSession:
 
     def request(self, question: str) -> requests.ChatRequest:
         """The typed request for the conversation so far plus ``question``."""
-        messages = ([{"role": "system", "content": self.system}] if self.system else []) + \
-            self.messages + [{"role": "user", "content": question}]
+        messages = (
+            ([{"role": "system", "content": self.system}] if self.system else [])
+            + self.messages
+            + [{"role": "user", "content": question}]
+        )
         body: dict = {"model": self.model, "messages": messages, "stream": True}
-        for name, value in (("ttl", self.ttl), ("max_tokens", self.max_tokens),
-                            ("temperature", self.temperature)):
+        for name, value in (
+            ("ttl", self.ttl),
+            ("max_tokens", self.max_tokens),
+            ("temperature", self.temperature),
+        ):
             if value is not None:
                 body[name] = value
         return requests.chat_request(body)
 
-    def ask(self, question: str, write: Callable[[str], object],
-            started: Callable[[object], None] | None = None) -> Answer:
+    def ask(
+        self,
+        question: str,
+        write: Callable[[str], object],
+        started: Callable[[object], None] | None = None,
+    ) -> Answer:
         """Stream the answer to ``question`` through ``write``. A KeyboardInterrupt while
         it streams cancels the generation and returns the partial answer (interrupted);
         either way the question and the answer join the conversation."""
@@ -94,8 +106,10 @@ class ChatSession:
         finally:
             events.close()
         text = "".join(pieces)
-        self.messages += [{"role": "user", "content": question},
-                          {"role": "assistant", "content": text}]
+        self.messages += [
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": text},
+        ]
         return Answer(text, interrupted, generation.done, first)
 
 
@@ -106,10 +120,12 @@ def stats_text(answer: Answer) -> str:
         ttft = f"{answer.first_token_seconds:.3f}s" if answer.first_token_seconds else "n/a"
         return f"Prediction Stats:\n  Stop Reason: userStopped\n  Time to First Token: {ttft}"
     stats = done.stats
-    return ("Prediction Stats:\n"
-            f"  Stop Reason: {stats.stop_reason}\n"
-            f"  Tokens/Second: {stats.tokens_per_second:.2f}\n"
-            f"  Time to First Token: {stats.time_to_first_token:.3f}s\n"
-            f"  Prompt Tokens: {stats.prompt_tokens}\n"
-            f"  Predicted Tokens: {stats.completion_tokens}\n"
-            f"  Total Tokens: {stats.prompt_tokens + stats.completion_tokens}")
+    return (
+        "Prediction Stats:\n"
+        f"  Stop Reason: {stats.stop_reason}\n"
+        f"  Tokens/Second: {stats.tokens_per_second:.2f}\n"
+        f"  Time to First Token: {stats.time_to_first_token:.3f}s\n"
+        f"  Prompt Tokens: {stats.prompt_tokens}\n"
+        f"  Predicted Tokens: {stats.completion_tokens}\n"
+        f"  Total Tokens: {stats.prompt_tokens + stats.completion_tokens}"
+    )

@@ -32,6 +32,7 @@ KV cache cleared before and after.
 (One module on purpose: the queue, the slots and the step loop share one lock and the
 state of one thread.)
 """
+
 from __future__ import annotations
 
 import collections
@@ -41,13 +42,13 @@ import logging
 import threading
 import time
 
-from lms_jupyter.errors import APIError, queue_full, model_unloaded
-from lms_jupyter.engine.local import llama
 from lms_jupyter.engine.events import STOP_CONTEXT, STOP_EOS, STOP_USER, Failed, Finished, Started
-from lms_jupyter.engine.request import GenerationRequest
-from lms_jupyter.engine.local.generation import TokenText, check_prompt
 from lms_jupyter.engine.instance import InstanceStatus, JobKind
+from lms_jupyter.engine.local import llama
+from lms_jupyter.engine.local.generation import TokenText, check_prompt
 from lms_jupyter.engine.local.sampling import Candidates, SlotSampler
+from lms_jupyter.engine.request import GenerationRequest
+from lms_jupyter.errors import APIError, model_unloaded, queue_full
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +72,12 @@ class SlotJob:
 
     def emit(self, event) -> None:
         model = self.model
-        if isinstance(event, Finished) and event.stop_reason == STOP_USER \
-                and model.closed and not self.channel.cancelled_by_client:
+        if (
+            isinstance(event, Finished)
+            and event.stop_reason == STOP_USER
+            and model.closed
+            and not self.channel.cancelled_by_client
+        ):
             event = Failed(model_unloaded(model.identifier, during=True))
         self.channel.put(event)
 
@@ -94,8 +99,16 @@ class Slot:
 class _Running:
     """A request in a slot: prompt progress, sampler, text, timings."""
 
-    def __init__(self, job: SlotJob, slot: Slot, tokens: list[int], cached: int,
-                 sampler: SlotSampler, text: TokenText, started_at: float):
+    def __init__(
+        self,
+        job: SlotJob,
+        slot: Slot,
+        tokens: list[int],
+        cached: int,
+        sampler: SlotSampler,
+        text: TokenText,
+        started_at: float,
+    ):
         self.job, self.slot, self.tokens, self.cached = job, slot, tokens, cached
         self.sampler, self.text, self.started_at = sampler, text, started_at
         self.next_token: int | None = None  # sampled, to be decoded next step
@@ -136,8 +149,9 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         # wraps the sampling of one step, so an owner can deliver the tokens of every slot
         # at once (a model's worker sends them in one message)
-        self.grouped_events: collections.abc.Callable[[], contextlib.AbstractContextManager] = \
+        self.grouped_events: collections.abc.Callable[[], contextlib.AbstractContextManager] = (
             contextlib.nullcontext
+        )
         self.stats = {"steps": 0, "decoded": 0, "sampled": 0}
         if llm is not None:
             self.ctx = llm._ctx.ctx
@@ -149,7 +163,8 @@ class Scheduler:
             self.candidates: Candidates | None = None  # made for the first grammar
             self._abort_events: list[threading.Event] = []
             self._abort = llama.PrefillAbort(
-                llm, lambda: any(e.is_set() for e in self._abort_events))
+                llm, lambda: any(e.is_set() for e in self._abort_events)
+            )
 
     # -- queue (any thread) -------------------------------------------------------------
     def start(self, name: str) -> None:
@@ -239,10 +254,9 @@ class Scheduler:
                 if self.running:
                     try:
                         self._step()
-                    except Exception as exc:  # noqa: BLE001 - never kill the worker
+                    except Exception as exc:
                         log.exception("Batched generation on %s failed", self.model.identifier)
-                        self._fail_all(APIError(f"Generation failed: {exc}", 500,
-                                                "server_error"))
+                        self._fail_all(APIError(f"Generation failed: {exc}", 500, "server_error"))
         finally:
             for running in list(self.running):
                 running.sampler.close()
@@ -286,8 +300,14 @@ class Scheduler:
 
     def _drop_cancelled(self) -> None:
         """Forget waiting requests whose client went away (under the lock)."""
-        gone = [job for job in self._waiting if job is not STOP and job.mode != "inline"
-                and getattr(job, "channel", None) is not None and job.channel.cancelled]
+        gone = [
+            job
+            for job in self._waiting
+            if job is not STOP
+            and job.mode != "inline"
+            and getattr(job, "channel", None) is not None
+            and job.channel.cancelled
+        ]
         for job in gone:
             self._waiting.remove(job)
             job.channel.close()
@@ -300,7 +320,7 @@ class Scheduler:
             if exclusive:
                 self.reset_context()
             job()
-        except Exception:  # noqa: BLE001 - jobs report their own errors
+        except Exception:
             log.exception("A job on %s failed", self.model.identifier)
         finally:
             if exclusive:
@@ -335,9 +355,14 @@ class Scheduler:
             if request.grammar and self.candidates is None:
                 self.candidates = Candidates(self.n_vocab)
             sampler = SlotSampler(
-                self.vocab, self.n_vocab, request.sampling, grammar=request.grammar,
-                logprobs=request.logprobs, candidates=self.candidates,
-                token_piece=lambda t: llama.token_bytes(self.llm, t, request.render_special))
+                self.vocab,
+                self.n_vocab,
+                request.sampling,
+                grammar=request.grammar,
+                logprobs=request.logprobs,
+                candidates=self.candidates,
+                token_piece=lambda t: llama.token_bytes(self.llm, t, request.render_special),
+            )
         except APIError as exc:
             job.emit(Failed(exc))
             job.channel.close()
@@ -399,8 +424,9 @@ class Scheduler:
                     self.memory.remove(running.slot.seq, len(running.slot.kv), -1)
                 return
             if code != 1:
-                error = APIError(f"Generation failed: llama_decode returned {code}", 500,
-                                 "server_error")
+                error = APIError(
+                    f"Generation failed: llama_decode returned {code}", 500, "server_error"
+                )
                 for running, _tokens, _last in plan:
                     self._fail(running, error)
                 return
@@ -421,7 +447,9 @@ class Scheduler:
         # not prefilling means next_token is set: a property mypy cannot see through
         plan: list[tuple[_Running, list[int], bool]] = [
             (r, [r.next_token], True)  # type: ignore[list-item]
-            for r in self.running if not r.prefilling]
+            for r in self.running
+            if not r.prefilling
+        ]
         room = self.batch.capacity - len(plan)
         chunk = room if not plan else min(room, PREFILL_CHUNK)
         for running in self.running:
@@ -429,7 +457,7 @@ class Scheduler:
                 break
             if not running.prefilling or running.stalled:
                 continue
-            rest = running.tokens[len(running.slot.kv):]
+            rest = running.tokens[len(running.slot.kv) :]
             part = rest[:chunk]
             plan.append((running, part, len(part) == len(rest)))
             chunk -= len(part)
@@ -477,9 +505,16 @@ class Scheduler:
         # only prompts, none fitting beside the others: the newest starts over later
         newest = prompts[-1][0]
         if len(prompts) == 1 and not any(r is not newest for r in self.running):
-            self._fail(newest, APIError("The prompt does not fit in the model's context.",
-                                        400, "invalid_request_error", "messages",
-                                        "context_length_exceeded"))
+            self._fail(
+                newest,
+                APIError(
+                    "The prompt does not fit in the model's context.",
+                    400,
+                    "invalid_request_error",
+                    "messages",
+                    "context_length_exceeded",
+                ),
+            )
             return []
         self.memory.remove(newest.slot.seq)
         newest.slot.kv = []
@@ -522,10 +557,16 @@ class Scheduler:
         if tail is not None:
             running.job.emit(tail)
         now = time.perf_counter()
-        running.job.emit(Finished(
-            text.stop_reason or STOP_EOS, len(running.tokens), text.generated,
-            (running.first_token_at or now) - running.started_at, now - running.started_at,
-            cached_tokens=running.cached))
+        running.job.emit(
+            Finished(
+                text.stop_reason or STOP_EOS,
+                len(running.tokens),
+                text.generated,
+                (running.first_token_at or now) - running.started_at,
+                now - running.started_at,
+                cached_tokens=running.cached,
+            )
+        )
         self._release(running)
 
     def _fail(self, running: _Running, error: APIError) -> None:

@@ -20,22 +20,28 @@ model across micro-batches (it aborts the process if asked to).
 Nothing here is thread-safe: an :class:`Embedder` is used by its model's worker thread only,
 and llama.cpp's notes while creating one go to Python logging (``engine.local.llama``).
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 
-from lms_jupyter.engine.events import EmbeddingResult  # noqa: F401
+from lms_jupyter.engine.events import EmbeddingResult
 from lms_jupyter.engine.vectors import l2_normalise, truncate_dimensions  # noqa: F401
 from lms_jupyter.errors import APIError, bad_request
 
 log = logging.getLogger(__name__)
 
 POOLING_NONE, POOLING_MEAN, POOLING_CLS, POOLING_LAST, POOLING_RANK = 0, 1, 2, 3, 4
-POOLING_NAMES = {POOLING_NONE: "none", POOLING_MEAN: "mean", POOLING_CLS: "cls",
-                 POOLING_LAST: "last", POOLING_RANK: "rank"}
-MAX_SEQUENCES = 64      # sequences per llama_decode
-PACK_TOKENS = 512       # tokens per llama_decode when packing several sequences
+POOLING_NAMES = {
+    POOLING_NONE: "none",
+    POOLING_MEAN: "mean",
+    POOLING_CLS: "cls",
+    POOLING_LAST: "last",
+    POOLING_RANK: "rank",
+}
+MAX_SEQUENCES = 64  # sequences per llama_decode
+PACK_TOKENS = 512  # tokens per llama_decode when packing several sequences
 CHAT_MODEL_MAX_TOKENS = 2048  # longest input when a chat model embeds (mean pooling)
 
 _backend_lock = threading.Lock()
@@ -68,8 +74,17 @@ def _init_backend() -> None:
 class Embedder:
     """An embedding context on a llama.cpp model, with its tokenizer and batching."""
 
-    def __init__(self, model_ptr, *, pooling: int, max_tokens: int, n_threads: int,
-                 flash_attention: bool = True, owned_model=None, label: str = ""):
+    def __init__(
+        self,
+        model_ptr,
+        *,
+        pooling: int,
+        max_tokens: int,
+        n_threads: int,
+        flash_attention: bool = True,
+        owned_model=None,
+        label: str = "",
+    ):
         import llama_cpp
 
         _init_backend()
@@ -84,16 +99,19 @@ class Embedder:
         self.n_embd = int(n_embd_out(model_ptr))
         self.n_seq_max = max(1, min(MAX_SEQUENCES, max_tokens))
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx = max_tokens           # all sequences of a batch share it (kv_unified)
+        params.n_ctx = max_tokens  # all sequences of a batch share it (kv_unified)
         params.n_batch = max_tokens
-        params.n_ubatch = max_tokens        # a sequence is never split across micro-batches
+        params.n_ubatch = max_tokens  # a sequence is never split across micro-batches
         params.n_seq_max = self.n_seq_max
         params.kv_unified = True
         params.n_threads = params.n_threads_batch = n_threads
         params.embeddings = True
         params.pooling_type = pooling
-        params.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attention
-                                  else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+        params.flash_attn_type = (
+            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+            if flash_attention
+            else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
         params.no_perf = True
         self._ctx = llama_cpp.llama_init_from_model(model_ptr, params)
         if not self._ctx:
@@ -103,15 +121,31 @@ class Embedder:
             raise RuntimeError("llama.cpp did not accept the pooling type.")
         self._batch = llama_cpp.llama_batch_init(max_tokens, 0, 1)
         self._prefix, self._suffix = self._special_tokens()
-        log.info("Embedding context for %s: %d dims, %s pooling, inputs up to %d tokens, "
-                 "special tokens %s + text + %s", label or "model", self.n_embd,
-                 POOLING_NAMES.get(pooling, pooling), max_tokens, self._prefix, self._suffix)
+        log.info(
+            "Embedding context for %s: %d dims, %s pooling, inputs up to %d tokens, "
+            "special tokens %s + text + %s",
+            label or "model",
+            self.n_embd,
+            POOLING_NAMES.get(pooling, pooling),
+            max_tokens,
+            self._prefix,
+            self._suffix,
+        )
 
     # -- construction ------------------------------------------------------------------
     @classmethod
-    def load(cls, path, *, context_length: int, n_threads: int, n_gpu_layers: int = 0,
-             use_mmap: bool = True, flash_attention: bool = True, pooling: int | None = None,
-             label: str = "") -> "Embedder":
+    def load(
+        cls,
+        path,
+        *,
+        context_length: int,
+        n_threads: int,
+        n_gpu_layers: int = 0,
+        use_mmap: bool = True,
+        flash_attention: bool = True,
+        pooling: int | None = None,
+        label: str = "",
+    ) -> Embedder:
         """Load a dedicated embedding model: its weights and only an embedding context."""
         import llama_cpp
         from llama_cpp._internals import LlamaModel
@@ -124,20 +158,38 @@ class Embedder:
         try:
             if pooling is None:
                 pooling = POOLING_MEAN
-            return cls(model.model, pooling=pooling, max_tokens=context_length,
-                       n_threads=n_threads, flash_attention=flash_attention,
-                       owned_model=model, label=label)
+            return cls(
+                model.model,
+                pooling=pooling,
+                max_tokens=context_length,
+                n_threads=n_threads,
+                flash_attention=flash_attention,
+                owned_model=model,
+                label=label,
+            )
         except BaseException:
             model.close()
             raise
 
     @classmethod
-    def for_chat_model(cls, llm, *, context_length: int, n_threads: int,
-                       flash_attention: bool = True, label: str = "") -> "Embedder":
+    def for_chat_model(
+        cls,
+        llm,
+        *,
+        context_length: int,
+        n_threads: int,
+        flash_attention: bool = True,
+        label: str = "",
+    ) -> Embedder:
         """A mean-pooling context on a loaded chat model's weights (no second load)."""
-        return cls(llm._model.model, pooling=POOLING_MEAN,
-                   max_tokens=min(context_length, CHAT_MODEL_MAX_TOKENS), n_threads=n_threads,
-                   flash_attention=flash_attention, label=label)
+        return cls(
+            llm._model.model,
+            pooling=POOLING_MEAN,
+            max_tokens=min(context_length, CHAT_MODEL_MAX_TOKENS),
+            n_threads=n_threads,
+            flash_attention=flash_attention,
+            label=label,
+        )
 
     def close(self) -> None:
         import llama_cpp
@@ -164,8 +216,7 @@ class Embedder:
         size = len(data) + 8
         for _ in range(2):
             buffer = (llama_cpp.llama_token * size)()
-            n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buffer, size, special,
-                                         True)
+            n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buffer, size, special, True)
             if n >= 0:
                 return list(buffer[:n])
             size = -n
@@ -176,8 +227,8 @@ class Embedder:
         plain = self.tokenize("a", special=False)
         full = self.tokenize("a", special=True)
         for start in range(len(full) - len(plain) + 1):
-            if full[start:start + len(plain)] == plain:
-                return full[:start], full[start + len(plain):]
+            if full[start : start + len(plain)] == plain:
+                return full[:start], full[start + len(plain) :]
         return [], []
 
     def prepare(self, inputs: list, truncate: bool = False) -> tuple[list[list[int]], list[int]]:
@@ -197,15 +248,22 @@ class Embedder:
                 if not truncate:
                     raise APIError(
                         f"input[{i}] is {len(tokens)} tokens long, but the model "
-                        f"\"{self.label}\" embeds at most {self.max_tokens} tokens per input. "
-                        "Shorten it, or send \"truncate\": true to cut it.", 400,
-                        "invalid_request_error", f"input[{i}]", "context_length_exceeded")
+                        f'"{self.label}" embeds at most {self.max_tokens} tokens per input. '
+                        'Shorten it, or send "truncate": true to cut it.',
+                        400,
+                        "invalid_request_error",
+                        f"input[{i}]",
+                        "context_length_exceeded",
+                    )
                 if is_text:
                     keep = self.max_tokens - head - tail
-                    tokens = tokens[:head] + tokens[head:len(tokens) - tail][:keep] + \
-                        tokens[len(tokens) - tail:]
+                    tokens = (
+                        tokens[:head]
+                        + tokens[head : len(tokens) - tail][:keep]
+                        + tokens[len(tokens) - tail :]
+                    )
                 else:
-                    tokens = tokens[:self.max_tokens]
+                    tokens = tokens[: self.max_tokens]
                 truncated.append(i)
             if not tokens:
                 raise bad_request(f"input[{i}] has no tokens.", f"input[{i}]")
@@ -215,11 +273,14 @@ class Embedder:
     def _checked_ids(self, ids: list[int], i: int) -> list[int]:
         bad = [t for t in ids if not 0 <= t < self.n_vocab]
         if bad:
-            raise bad_request(f"input[{i}] has token ids outside the vocabulary of "
-                              f"\"{self.label}\" (0..{self.n_vocab - 1}): {bad[:5]}. Token ids "
-                              "are the model's own; ids from another tokenizer (tiktoken's, "
-                              "as langchain-openai sends by default) mean other words: send "
-                              "text instead.", "input")
+            raise bad_request(
+                f"input[{i}] has token ids outside the vocabulary of "
+                f'"{self.label}" (0..{self.n_vocab - 1}): {bad[:5]}. Token ids '
+                "are the model's own; ids from another tokenizer (tiktoken's, "
+                "as langchain-openai sends by default) mean other words: send "
+                "text instead.",
+                "input",
+            )
         return list(ids)
 
     # -- embedding -----------------------------------------------------------------------
@@ -269,8 +330,8 @@ class Embedder:
         k = 0
         for seq, i in enumerate(group):
             ids = token_lists[i]
-            tokens[k:k + len(ids)] = ids
-            positions[k:k + len(ids)] = np.arange(len(ids))
+            tokens[k : k + len(ids)] = ids
+            positions[k : k + len(ids)] = np.arange(len(ids))
             for j in range(k, k + len(ids)):
                 batch.seq_id[j][0] = seq
             k += len(ids)

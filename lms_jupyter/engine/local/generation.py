@@ -11,19 +11,31 @@ sampling into llama-cpp-python's, and :class:`TokenText` turns sampled tokens in
 applying stop strings and limits (and, when asked, keeps each token's log-probability
 with the text it releases: see :mod:`.logprobs`).
 """
+
 from __future__ import annotations
 
 import codecs
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
-from lms_jupyter.errors import APIError, bad_request, context_length_exceeded
+from lms_jupyter.engine.events import (
+    STOP_CONTEXT,
+    STOP_EOS,
+    STOP_MAX_TOKENS,
+    STOP_STRING,
+    STOP_USER,
+    Failed,
+    Finished,
+    Started,
+    TextDelta,
+    TokenLogprob,
+)
 from lms_jupyter.engine.local import llama
-from lms_jupyter.engine.events import (STOP_CONTEXT, STOP_EOS, STOP_MAX_TOKENS, STOP_STRING, STOP_USER, Failed,
-                     Finished, Started, TextDelta, TokenLogprob)
 from lms_jupyter.engine.local.logprobs import HeldLogprobs, LogprobRecorder
 from lms_jupyter.engine.request import GenerationRequest, SamplingParams, random_seed  # noqa: F401
+from lms_jupyter.errors import APIError, bad_request, context_length_exceeded
+
 
 class StopStringMatcher:
     """Finds stop strings in streamed text, holding back text that may start one."""
@@ -38,8 +50,7 @@ class StopStringMatcher:
         if not self.stops:
             out, self.pending = self.pending, ""
             return out, False
-        first = min((i for i in (self.pending.find(s) for s in self.stops) if i >= 0),
-                    default=-1)
+        first = min((i for i in (self.pending.find(s) for s in self.stops) if i >= 0), default=-1)
         if first >= 0:
             out, self.pending = self.pending[:first], ""
             return out, True
@@ -62,8 +73,7 @@ def _bias_processor(logit_bias: dict[int, float]):
     import numpy as np
 
     ids = np.fromiter(logit_bias.keys(), dtype=np.intc)
-    values = np.array([(-np.inf if v <= -100 else v) for v in logit_bias.values()],
-                      dtype=np.single)
+    values = np.array([(-np.inf if v <= -100 else v) for v in logit_bias.values()], dtype=np.single)
 
     def apply(input_ids, scores):
         scores[ids] += values
@@ -89,17 +99,23 @@ def check_prompt(llm, request: GenerationRequest) -> list[int]:
     if len(tokens) >= n_ctx:
         raise context_length_exceeded(len(tokens), n_ctx)
     n_vocab = llm.n_vocab()
-    for field_name, ids in (("prompt", tokens if isinstance(request.prompt, list) else []),
-                            ("logit_bias", request.sampling.logit_bias)):
+    for field_name, ids in (
+        ("prompt", tokens if isinstance(request.prompt, list) else []),
+        ("logit_bias", request.sampling.logit_bias),
+    ):
         bad_ids = [t for t in ids if not 0 <= t < n_vocab]
         if bad_ids:
-            raise bad_request(f"{field_name} has token ids outside the vocabulary "
-                              f"(0..{n_vocab - 1}): {bad_ids[:5]}", field_name)
+            raise bad_request(
+                f"{field_name} has token ids outside the vocabulary "
+                f"(0..{n_vocab - 1}): {bad_ids[:5]}",
+                field_name,
+            )
     return tokens
 
 
-def sampler_settings(llm, request: GenerationRequest,
-                     recorder: LogprobRecorder | None = None) -> dict:
+def sampler_settings(
+    llm, request: GenerationRequest, recorder: LogprobRecorder | None = None
+) -> dict:
     """llama-cpp-python's sampler keyword arguments for the request (seeds ``llm``).
 
     ``recorder`` (when the request asks for log-probabilities) goes right after the
@@ -112,8 +128,9 @@ def sampler_settings(llm, request: GenerationRequest,
         try:
             grammar = LlamaGrammar.from_string(request.grammar, verbose=False)
         except Exception as exc:  # noqa: BLE001
-            raise bad_request(f"Could not compile the output grammar: {exc}",
-                              "response_format") from None
+            raise bad_request(
+                f"Could not compile the output grammar: {exc}", "response_format"
+            ) from None
     llm.set_seed(sampling.seed if sampling.seed is not None else random_seed())
     stages = [_bias_processor(sampling.logit_bias)] if sampling.logit_bias else []
     if recorder is not None:
@@ -124,10 +141,16 @@ def sampler_settings(llm, request: GenerationRequest,
 
         processors = LogitsProcessorList(stages)
     return dict(
-        top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
-        temp=sampling.temperature, repeat_penalty=sampling.repeat_penalty,
-        frequency_penalty=sampling.frequency_penalty, presence_penalty=sampling.presence_penalty,
-        logits_processor=processors, grammar=grammar)
+        top_k=sampling.top_k,
+        top_p=sampling.top_p,
+        min_p=sampling.min_p,
+        temp=sampling.temperature,
+        repeat_penalty=sampling.repeat_penalty,
+        frequency_penalty=sampling.frequency_penalty,
+        presence_penalty=sampling.presence_penalty,
+        logits_processor=processors,
+        grammar=grammar,
+    )
 
 
 class TokenText:
@@ -143,12 +166,12 @@ class TokenText:
     emit ``text.delta(text.push(token, logprob))`` and ``text.delta(text.flush())``.
     """
 
-    def __init__(self, llm, request: GenerationRequest, n_prompt: int,
-                 is_eog: Callable[[int], bool]):
+    def __init__(
+        self, llm, request: GenerationRequest, n_prompt: int, is_eog: Callable[[int], bool]
+    ):
         self.llm = llm
         self.render_special = request.render_special
-        self.limit = request.max_tokens if request.max_tokens and request.max_tokens > 0 \
-            else None
+        self.limit = request.max_tokens if request.max_tokens and request.max_tokens > 0 else None
         self.n_room = llm.n_ctx() - n_prompt
         self.is_eog = is_eog
         self.matcher = StopStringMatcher(request.stop)
@@ -194,18 +217,26 @@ class TokenText:
         return TextDelta(text, logprobs) if text or logprobs else None
 
 
-def run_generation(llm, request: GenerationRequest, cancel: threading.Event,
-                   emit: Callable[[object], None], on_phase: Callable[[str], None] = lambda p: None,
-                   eog: Callable[[int], bool] | None = None,
-                   draft_llm=None) -> Finished | None:
+def run_generation(
+    llm,
+    request: GenerationRequest,
+    cancel: threading.Event,
+    emit: Callable[[object], None],
+    on_phase: Callable[[str], None] = lambda p: None,
+    eog: Callable[[int], bool] | None = None,
+    draft_llm=None,
+) -> Finished | None:
     """Generate on the calling thread, reporting Started / TextDelta* / Finished or Failed.
 
     With ``request.draft`` and ``draft_llm`` the tokens come from speculative decoding;
     everything after the token source (stops, limits, text) is shared.
     """
     started_at = time.perf_counter()
-    recorder = None if request.logprobs is None else \
-        LogprobRecorder(llm, request.logprobs, request.render_special)
+    recorder = (
+        None
+        if request.logprobs is None
+        else LogprobRecorder(llm, request.logprobs, request.render_special)
+    )
     try:
         tokens = check_prompt(llm, request)
         settings = sampler_settings(llm, request, recorder)
@@ -221,8 +252,17 @@ def run_generation(llm, request: GenerationRequest, cancel: threading.Event,
         from lms_jupyter.engine.local.speculative import DraftStats, speculative_tokens
 
         draft_stats = DraftStats(request.draft.identifier)
-        generator = speculative_tokens(llm, draft_llm, tokens, settings, request.sampling,
-                                       request.draft, draft_stats, text.is_eog, text.limit)
+        generator = speculative_tokens(
+            llm,
+            draft_llm,
+            tokens,
+            settings,
+            request.sampling,
+            request.draft,
+            draft_stats,
+            text.is_eog,
+            text.limit,
+        )
     else:
         generator = llm.generate(tokens, reset=True, **settings)
     first_token_at = None
@@ -256,9 +296,14 @@ def run_generation(llm, request: GenerationRequest, cancel: threading.Event,
     if tail is not None:
         emit(tail)
     now = time.perf_counter()
-    finished = Finished(text.stop_reason or STOP_EOS, len(tokens), text.generated,
-                        (first_token_at or now) - started_at, now - started_at,
-                        draft_stats=draft_stats.as_dict() if draft_stats is not None else None,
-                        cached_tokens=cached)
+    finished = Finished(
+        text.stop_reason or STOP_EOS,
+        len(tokens),
+        text.generated,
+        (first_token_at or now) - started_at,
+        now - started_at,
+        draft_stats=draft_stats.as_dict() if draft_stats is not None else None,
+        cached_tokens=cached,
+    )
     emit(finished)
     return finished

@@ -10,12 +10,14 @@ rest of the engine speaks plain Python.
 
 Importing this module does not import llama_cpp; each function does, on first use.
 """
+
 from __future__ import annotations
 
 import ctypes
 import logging
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from lms_jupyter.engine.options import KV_CACHE_TYPES, LoadCancelled  # noqa: F401
 
@@ -65,7 +67,7 @@ def route_llama_logs() -> None:
         llama_cpp.llama_log_set(on_log, ctypes.c_void_p(0))
 
         class _NoRedirect:
-            def __init__(self, disable: bool = True):  # noqa: ARG002 - the same signature
+            def __init__(self, disable: bool = True):
                 pass
 
             def __enter__(self):
@@ -79,8 +81,13 @@ def route_llama_logs() -> None:
         _routed = True
 
 
-def load_llama(model_path: str, *, progress: Callable[[float], bool] | None = None,
-               n_seq_max: int = 1, **kwargs):
+def load_llama(
+    model_path: str,
+    *,
+    progress: Callable[[float], bool] | None = None,
+    n_seq_max: int = 1,
+    **kwargs,
+):
     """A ``Llama`` for ``model_path``; ``progress(fraction)`` is called while the weights
     load and may return False to cancel (then :class:`LoadCancelled` is raised).
 
@@ -99,6 +106,7 @@ def load_llama(model_path: str, *, progress: Callable[[float], bool] | None = No
     callback = None
     cancelled = threading.Event()
     if progress is not None:
+
         def on_progress(fraction, _user_data):
             try:
                 keep_going = progress(max(0.0, min(1.0, float(fraction))))
@@ -168,7 +176,7 @@ def token_bytes(llm, token: int, special: bool = False) -> bytes:
     if n < 0:
         buf = ctypes.create_string_buffer(-n)
         n = llama_cpp.llama_token_to_piece(llm._model.vocab, token, buf, -n, 0, special)
-    return buf.raw[:max(n, 0)]
+    return buf.raw[: max(n, 0)]
 
 
 def tokenize(llm, text: str, *, add_bos: bool, special: bool = True) -> list[int]:
@@ -237,6 +245,7 @@ class PrefillAbort:
 
 # -- the low-level context the batching scheduler drives -------------------------------------
 
+
 class TokenBatch:
     """A ``llama_batch`` over numpy buffers, one sequence id per token.
 
@@ -257,8 +266,9 @@ class TokenBatch:
         self.logits = np.zeros(capacity, dtype=np.int8)
         int_p = ctypes.POINTER(ctypes.c_int32)
         base = self.seq.ctypes.data
-        self._seq_ptrs = (int_p * capacity)(*[ctypes.cast(base + 4 * i, int_p)
-                                              for i in range(capacity)])
+        self._seq_ptrs = (int_p * capacity)(
+            *[ctypes.cast(base + 4 * i, int_p) for i in range(capacity)]
+        )
         # Any: llama_cpp declares the pointer fields (token, pos, ...) as ctypes arrays
         batch: Any = llama_cpp.llama_batch()
         batch.n_tokens = 0
@@ -276,7 +286,7 @@ class TokenBatch:
         return self.capacity - self.n
 
     def clear(self) -> None:
-        self.logits[:self.n] = 0
+        self.logits[: self.n] = 0
         self.n = 0
 
     def add(self, tokens, first_pos: int, seq: int, output_last: bool) -> int:
@@ -301,7 +311,7 @@ class TokenBatch:
 
     def truncate(self, n: int) -> None:
         """Drop everything from batch index ``n`` on."""
-        self.logits[n:self.n] = 0
+        self.logits[n : self.n] = 0
         self.n = n
 
     def decode(self, ctx) -> int:

@@ -14,15 +14,16 @@ the chain's first stage, and :class:`LogprobRecorder` runs right after it.
 :class:`LogprobRecorder`, and a batched scheduler that holds logits rows itself can call
 it directly. Nothing here runs unless a request asks for log-probabilities.
 """
+
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
-from lms_jupyter.engine.local import llama
 from lms_jupyter.engine.events import TokenLogprob
+from lms_jupyter.engine.local import llama
+from lms_jupyter.engine.request import MAX_TOP_LOGPROBS  # noqa: F401
 
-from lms_jupyter.engine.request import MAX_TOP_LOGPROBS  # noqa: E402,F401
 FLOOR = -9999.0  # what OpenAI reports for a token with no probability at all (JSON has no -inf)
 
 
@@ -35,7 +36,7 @@ class TokenStrings:
         self._cache: dict[int, tuple[str, tuple[int, ...]]] = {}
 
     @classmethod
-    def for_llm(cls, llm, special: bool = False) -> "TokenStrings":
+    def for_llm(cls, llm, special: bool = False) -> TokenStrings:
         return cls(lambda token: llama.token_bytes(llm, token, special))
 
     def __call__(self, token: int) -> tuple[str, tuple[int, ...]]:
@@ -112,7 +113,7 @@ class HeldLogprobs:
     """
 
     def __init__(self):
-        self.decoded = 0   # characters decoded so far
+        self.decoded = 0  # characters decoded so far
         self.released = 0  # characters released so far
         self._held: deque = deque()  # (TokenLogprob, start, end)
         self.ready: list[TokenLogprob] = []

@@ -12,25 +12,35 @@ this model for speculative decoding is loaded here too, privately (its weights a
 memory-mapped, so the pages are shared with the draft's own instance, if one is loaded).
 Requests beyond the free slots queue in arrival order.
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
-from lms_jupyter.engine.local.embedding import Embedder, EmbeddingResult, model_pooling
-from lms_jupyter.errors import APIError, not_a_chat_model
-from lms_jupyter.models.catalog import ModelInfo, ModelVariant
-from lms_jupyter.engine.local import llama
-from lms_jupyter.engine.local.batching import STATUS_EMBEDDING, STATUS_GENERATING, STATUS_IDLE, STATUS_PROMPT, Scheduler, SlotJob, model_unloaded
 from lms_jupyter.engine.channel import EventChannel
 from lms_jupyter.engine.events import Failed
-from lms_jupyter.engine.request import GenerationRequest
-from lms_jupyter.engine.local.generation import run_generation
 from lms_jupyter.engine.instance import JobKind
+from lms_jupyter.engine.local import llama
+from lms_jupyter.engine.local.batching import (
+    STATUS_EMBEDDING,
+    STATUS_GENERATING,
+    STATUS_IDLE,
+    STATUS_PROMPT,
+    Scheduler,
+    SlotJob,
+    model_unloaded,
+)
+from lms_jupyter.engine.local.embedding import Embedder, EmbeddingResult, model_pooling
+from lms_jupyter.engine.local.generation import run_generation
 from lms_jupyter.engine.options import LoadConfig, default_threads
+from lms_jupyter.engine.request import GenerationRequest
+from lms_jupyter.errors import APIError, not_a_chat_model
+from lms_jupyter.models.catalog import ModelInfo, ModelVariant
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -41,8 +51,16 @@ log = logging.getLogger(__name__)
 class LoadedModel:
     """A model in memory with its own request queue."""
 
-    def __init__(self, info: ModelInfo, variant: ModelVariant, identifier: str,
-                 config: LoadConfig, *, ttl: float | None = None, jit: bool = False):
+    def __init__(
+        self,
+        info: ModelInfo,
+        variant: ModelVariant,
+        identifier: str,
+        config: LoadConfig,
+        *,
+        ttl: float | None = None,
+        jit: bool = False,
+    ):
         self.info = info
         self.variant = variant
         self.identifier = identifier
@@ -65,7 +83,7 @@ class LoadedModel:
         self.closed = False
 
     # -- lifecycle -------------------------------------------------------------------
-    def load(self, progress: Callable[[float], bool] | None = None) -> "LoadedModel":
+    def load(self, progress: Callable[[float], bool] | None = None) -> LoadedModel:
         """Load the weights (blocking); ``progress(fraction)`` may return False to cancel."""
         started = time.perf_counter()
         threads = self.config.n_threads or default_threads()
@@ -73,27 +91,42 @@ class LoadedModel:
         if self.embedding_only:
             llama.route_llama_logs()
             self._embedder = Embedder.load(
-                self.variant.path, context_length=self.config.context_length,
-                n_threads=threads, n_gpu_layers=self.config.n_gpu_layers,
-                use_mmap=self.config.use_mmap, flash_attention=self.config.flash_attention,
-                pooling=model_pooling(self.variant.header), label=self.identifier)
+                self.variant.path,
+                context_length=self.config.context_length,
+                n_threads=threads,
+                n_gpu_layers=self.config.n_gpu_layers,
+                use_mmap=self.config.use_mmap,
+                flash_attention=self.config.flash_attention,
+                pooling=model_pooling(self.variant.header),
+                label=self.identifier,
+            )
             return self._started(started)
         n_batch = min(self.config.n_batch, self.config.context_length)
         self.llm = llama.load_llama(
-            str(self.variant.path), progress=progress, n_ctx=self.config.context_length,
-            n_batch=n_batch, n_seq_max=self.config.parallel,
-            n_threads=threads, n_threads_batch=threads,
-            flash_attn=self.config.flash_attention, n_gpu_layers=self.config.n_gpu_layers,
+            str(self.variant.path),
+            progress=progress,
+            n_ctx=self.config.context_length,
+            n_batch=n_batch,
+            n_seq_max=self.config.parallel,
+            n_threads=threads,
+            n_threads_batch=threads,
+            flash_attn=self.config.flash_attention,
+            n_gpu_layers=self.config.n_gpu_layers,
             use_mmap=self.config.use_mmap,
             type_k=llama.KV_CACHE_TYPES[self.config.kv_cache_type],
-            type_v=llama.KV_CACHE_TYPES[self.config.kv_cache_type])
+            type_v=llama.KV_CACHE_TYPES[self.config.kv_cache_type],
+        )
         self._prefill_abort = llama.PrefillAbort(self.llm, self._cancel_requested)
         return self._started(started)
 
-    def _started(self, started: float) -> "LoadedModel":
+    def _started(self, started: float) -> LoadedModel:
         self.load_time_seconds = time.perf_counter() - started
-        self.scheduler = Scheduler(self, self._llm, self.config.parallel,
-                                   min(self.config.n_batch, self.config.context_length))
+        self.scheduler = Scheduler(
+            self,
+            self._llm,
+            self.config.parallel,
+            min(self.config.n_batch, self.config.context_length),
+        )
         self.scheduler.start(f"lms-{self.identifier}")
         return self
 
@@ -204,12 +237,17 @@ class LoadedModel:
         key = source.key
         if key not in self._drafts:
             draft = llama.load_llama(
-                source.path, n_ctx=source.context_length,
+                source.path,
+                n_ctx=source.context_length,
                 n_batch=min(self.config.n_batch, source.context_length),
-                n_threads=self.config.n_threads, n_threads_batch=self.config.n_threads,
-                flash_attn=source.flash_attention, n_gpu_layers=source.n_gpu_layers,
-                use_mmap=True, type_k=llama.KV_CACHE_TYPES[source.kv_cache_type],
-                type_v=llama.KV_CACHE_TYPES[source.kv_cache_type])
+                n_threads=self.config.n_threads,
+                n_threads_batch=self.config.n_threads,
+                flash_attn=source.flash_attention,
+                n_gpu_layers=source.n_gpu_layers,
+                use_mmap=True,
+                type_k=llama.KV_CACHE_TYPES[source.kv_cache_type],
+                type_v=llama.KV_CACHE_TYPES[source.kv_cache_type],
+            )
             reason = vocab_mismatch(self.llm, draft)
             if reason:
                 draft.close()
@@ -222,13 +260,16 @@ class LoadedModel:
         scheduler = self.scheduler
         if scheduler is None:
             return {}
-        return {"stats": dict(scheduler.stats), "running": len(scheduler.running),
-                "slots": [len(slot.kv) for slot in scheduler.slots],
-                "n_ctx": self._llm.n_ctx() if self._llm is not None else None,
-                "type_k": self._llm.context_params.type_k if self._llm is not None else None,
-                "type_v": self._llm.context_params.type_v if self._llm is not None else None,
-                "n_vocab": self._llm.n_vocab() if self._llm is not None else None,
-                "n_threads": self.config.n_threads}
+        return {
+            "stats": dict(scheduler.stats),
+            "running": len(scheduler.running),
+            "slots": [len(slot.kv) for slot in scheduler.slots],
+            "n_ctx": self._llm.n_ctx() if self._llm is not None else None,
+            "type_k": self._llm.context_params.type_k if self._llm is not None else None,
+            "type_v": self._llm.context_params.type_v if self._llm is not None else None,
+            "n_vocab": self._llm.n_vocab() if self._llm is not None else None,
+            "n_threads": self.config.n_threads,
+        }
 
     def embedder(self) -> Embedder:
         """The embedding context (worker thread only). A chat model gets a mean-pooling
@@ -236,9 +277,12 @@ class LoadedModel:
         if self._embedder is None:
             assert self.config.n_threads is not None  # narrowing only: load() set it
             self._embedder = Embedder.for_chat_model(
-                self._llm, context_length=self.config.context_length,
+                self._llm,
+                context_length=self.config.context_length,
                 n_threads=self.config.n_threads,
-                flash_attention=self.config.flash_attention, label=self.identifier)
+                flash_attention=self.config.flash_attention,
+                label=self.identifier,
+            )
         return self._embedder
 
     def tokenize(self, text: str, add_bos: bool = False, special: bool = True) -> list[int]:
@@ -251,8 +295,9 @@ class LoadedModel:
     def detokenize(self, tokens: list[int]) -> str:
         """The text of token ids (ids outside the vocabulary are skipped)."""
         n_vocab = self.llm.n_vocab()
-        raw = b"".join(llama.token_bytes(self.llm, t, special=True) for t in tokens
-                       if 0 <= t < n_vocab)
+        raw = b"".join(
+            llama.token_bytes(self.llm, t, special=True) for t in tokens if 0 <= t < n_vocab
+        )
         return raw.decode("utf-8", errors="replace")
 
     def is_control_text(self, text: str) -> bool:
@@ -308,14 +353,21 @@ class _SpeculativeJob(SlotJob):
             try:
                 assert self.request.draft is not None  # narrowing only: made for a draft
                 draft_llm = model.draft_llm(self.request.draft.source)
-                run_generation(model.llm, self.request, channel.cancel_event, self.emit,
-                               phase, eog=model.is_eog, draft_llm=draft_llm)
+                run_generation(
+                    model.llm,
+                    self.request,
+                    channel.cancel_event,
+                    self.emit,
+                    phase,
+                    eog=model.is_eog,
+                    draft_llm=draft_llm,
+                )
             finally:
                 model._prefill_abort.arm(False)
                 model._current_cancel = None
         except APIError as exc:
             channel.put(Failed(exc))
-        except Exception as exc:  # noqa: BLE001 - report, never kill the worker
+        except Exception as exc:
             log.exception("Generation on %s failed", model.identifier)
             channel.put(Failed(APIError(f"Generation failed: {exc}", 500, "server_error")))
         finally:
@@ -345,4 +397,3 @@ class _EmbeddingJob:
     def abandon(self) -> None:
         if self.future.set_running_or_notify_cancel():
             self.future.set_exception(APIError("The model was unloaded.", 409))
-

@@ -31,17 +31,18 @@ Here the result is the full check's, token for token, at any temperature:
 Log-probabilities come from the logits plus ``logit_bias``, before penalties, grammar
 and temperature: the model's own distribution as the request biased it.
 """
+
 from __future__ import annotations
 
 import collections
 import ctypes
 import math
 
-from lms_jupyter.errors import bad_request
-from lms_jupyter.engine.local import llama
 from lms_jupyter.engine.events import TokenLogprob
-from lms_jupyter.engine.request import SamplingParams, random_seed
+from lms_jupyter.engine.local import llama
 from lms_jupyter.engine.local.logprobs import TokenStrings, token_logprob
+from lms_jupyter.engine.request import SamplingParams, random_seed
+from lms_jupyter.errors import bad_request
 
 LAZY_GRAMMAR = True  # False: always the full check (tests and benchmarks compare both)
 TOP_M = 128  # grammar-check window; <= 128 keeps llama.cpp's top-k on std::partial_sort
@@ -66,8 +67,9 @@ class Candidates:
         lib = _lib()
         self.n_vocab = n_vocab
         self.data = (lib.llama_token_data * n_vocab)()
-        self.view = np.frombuffer(self.data, dtype=np.dtype(
-            [("id", np.int32), ("logit", np.float32), ("p", np.float32)]))
+        self.view = np.frombuffer(
+            self.data, dtype=np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
+        )
         self.ids = np.arange(n_vocab, dtype=np.int32)
         self.array = lib.llama_token_data_array(self.data, n_vocab, -1, False)
         self.ref = ctypes.byref(self.array)
@@ -149,10 +151,18 @@ class SlotSampler:
     penalties keep llama.cpp's own sampler; greedy decoding is numpy's first maximum,
     which is what llama.cpp's greedy sampler picks."""
 
-    def __init__(self, vocab, n_vocab: int, sampling: SamplingParams, *,
-                 grammar: str | None = None, logprobs: int | None = None,
-                 candidates: Candidates | None = None, lazy: bool | None = None,
-                 token_piece=None):
+    def __init__(
+        self,
+        vocab,
+        n_vocab: int,
+        sampling: SamplingParams,
+        *,
+        grammar: str | None = None,
+        logprobs: int | None = None,
+        candidates: Candidates | None = None,
+        lazy: bool | None = None,
+        token_piece=None,
+    ):
         import numpy as np
 
         lib = _lib()
@@ -171,14 +181,21 @@ class SlotSampler:
         self.top_k = sampling.top_k
         bias = sampling.logit_bias or {}
         self._bias_ids = np.fromiter(bias.keys(), dtype=np.int32, count=len(bias))
-        self._bias_values = np.array([-np.inf if v <= -100 else v for v in bias.values()],
-                                     dtype=np.float32)
+        self._bias_values = np.array(
+            [-np.inf if v <= -100 else v for v in bias.values()], dtype=np.float32
+        )
         self._repeat = None
         pre = []
         if sampling.frequency_penalty or sampling.presence_penalty:
-            pre.append(lib.llama_sampler_init_penalties(
-                n_vocab, PENALTY_LAST_N, sampling.repeat_penalty, sampling.frequency_penalty,
-                sampling.presence_penalty))
+            pre.append(
+                lib.llama_sampler_init_penalties(
+                    n_vocab,
+                    PENALTY_LAST_N,
+                    sampling.repeat_penalty,
+                    sampling.frequency_penalty,
+                    sampling.presence_penalty,
+                )
+            )
         elif sampling.repeat_penalty != 1.0:
             self._repeat = _RepeatPenalty(sampling.repeat_penalty)
         if temp < 0:
@@ -186,12 +203,14 @@ class SlotSampler:
         elif temp == 0:
             post = [lib.llama_sampler_init_greedy()]
         else:
-            post = [lib.llama_sampler_init_top_k(sampling.top_k),
-                    lib.llama_sampler_init_typical(1.0, 1),
-                    lib.llama_sampler_init_top_p(sampling.top_p, 1),
-                    lib.llama_sampler_init_min_p(sampling.min_p, 1),
-                    lib.llama_sampler_init_temp(temp),
-                    lib.llama_sampler_init_dist(seed)]
+            post = [
+                lib.llama_sampler_init_top_k(sampling.top_k),
+                lib.llama_sampler_init_typical(1.0, 1),
+                lib.llama_sampler_init_top_p(sampling.top_p, 1),
+                lib.llama_sampler_init_min_p(sampling.min_p, 1),
+                lib.llama_sampler_init_temp(temp),
+                lib.llama_sampler_init_dist(seed),
+            ]
         self.grammar = None
         self.pre = _chain(pre) if pre else None
         self._owned += [self.pre] if pre else []
@@ -310,7 +329,8 @@ class SlotSampler:
             return int(kept["id"][kept["logit"] == top].min())  # first maximum by id
         kept = head[allowed].copy()  # sorted, best first
         if n_allowed < self.top_k and not self._tail_cannot_matter(
-                kept["logit"], floor, self.top_k - n_allowed):
+            kept["logit"], floor, self.top_k - n_allowed
+        ):
             return None
         cand.view[:n_allowed] = kept
         cand.array.size = n_allowed

@@ -18,14 +18,22 @@ Prompts longer than ``n_batch`` are fine: prefill goes through ``Llama.eval`` in
 ``n_batch`` chunks and never touches llama-cpp-python's ``scores`` array (whose sizing
 is what breaks ``LlamaPromptLookupDecoding``).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Callable, Generator
 
-from lms_jupyter.engine.drafts import (DEFAULT_DRAFT_TOKENS, MAX_DRAFT_TOKENS, DraftSettings,  # noqa: F401
-                                       DraftSource, check_draft_pair, header_vocab_mismatch,
-                                       incompatible_draft)
+from lms_jupyter.engine.drafts import (  # noqa: F401
+    DEFAULT_DRAFT_TOKENS,
+    MAX_DRAFT_TOKENS,
+    DraftSettings,
+    DraftSource,
+    check_draft_pair,
+    header_vocab_mismatch,
+    incompatible_draft,
+)
+
 
 @dataclass
 class DraftStats:
@@ -46,10 +54,13 @@ class DraftStats:
         return self.accepted + self.rejected + self.ignored
 
     def as_dict(self) -> dict:
-        return {"draft_model": self.draft_model, "total_draft_tokens_count": self.total,
-                "accepted_draft_tokens_count": self.accepted,
-                "rejected_draft_tokens_count": self.rejected,
-                "ignored_draft_tokens_count": self.ignored}
+        return {
+            "draft_model": self.draft_model,
+            "total_draft_tokens_count": self.total,
+            "accepted_draft_tokens_count": self.accepted,
+            "rejected_draft_tokens_count": self.rejected,
+            "ignored_draft_tokens_count": self.ignored,
+        }
 
 
 def vocab_mismatch(main_llm, draft_llm, samples: int = 256) -> str | None:
@@ -91,7 +102,7 @@ def sync_prefix(llm, tokens: list[int]) -> None:
         llm.n_tokens = keep
     else:
         llm.reset()
-    llm.eval(tokens[llm.n_tokens:])
+    llm.eval(tokens[llm.n_tokens :])
 
 
 def decode_with_all_logits(llm, tokens: list[int], n_past: int) -> None:
@@ -99,7 +110,7 @@ def decode_with_all_logits(llm, tokens: list[int], n_past: int) -> None:
     llm._ctx.kv_cache_seq_rm(-1, n_past, -1)
     llm._batch.set_batch(batch=tokens, n_past=n_past, logits_all=True)
     llm._ctx.decode(llm._batch)
-    llm.input_ids[n_past:n_past + len(tokens)] = tokens
+    llm.input_ids[n_past : n_past + len(tokens)] = tokens
     llm.n_tokens = n_past + len(tokens)
 
 
@@ -116,8 +127,9 @@ class _DraftPicker:
         self.last_n = last_n
         bias = {t: v for t, v in (sampling.logit_bias or {}).items() if 0 <= t < self.n_vocab}
         self.bias_ids = np.fromiter(bias.keys(), dtype=np.intc, count=len(bias))
-        self.bias_values = np.array([-np.inf if v <= -100 else v for v in bias.values()],
-                                    dtype=np.single)
+        self.bias_values = np.array(
+            [-np.inf if v <= -100 else v for v in bias.values()], dtype=np.single
+        )
 
     def pick(self, history: list[int]) -> int:
         import llama_cpp
@@ -126,7 +138,7 @@ class _DraftPicker:
         raw = llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, -1)
         logits = np.ctypeslib.as_array(raw, shape=(self.n_vocab,)).copy()
         s = self.sampling
-        window = history[-self.last_n:] if self.last_n > 0 else []
+        window = history[-self.last_n :] if self.last_n > 0 else []
         if window and (s.repeat_penalty != 1 or s.frequency_penalty or s.presence_penalty):
             ids, counts = np.unique(np.asarray(window, dtype=np.intc), return_counts=True)
             values = logits[ids]
@@ -138,10 +150,17 @@ class _DraftPicker:
         return int(np.argmax(logits))
 
 
-def speculative_tokens(main, draft, prompt: list[int], sampler_settings: dict, sampling,
-                       settings: DraftSettings, stats: DraftStats,
-                       is_eog: Callable[[int], bool],
-                       max_new_tokens: int | None = None) -> Generator[int, None, None]:
+def speculative_tokens(
+    main,
+    draft,
+    prompt: list[int],
+    sampler_settings: dict,
+    sampling,
+    settings: DraftSettings,
+    stats: DraftStats,
+    is_eog: Callable[[int], bool],
+    max_new_tokens: int | None = None,
+) -> Generator[int, None, None]:
     """Yield the main model's tokens, drafting ahead with ``draft`` (both llama_cpp.Llama).
 
     A drop-in for ``Llama.generate``: the caller stops whenever it likes (closing the
@@ -194,8 +213,14 @@ def speculative_tokens(main, draft, prompt: list[int], sampler_settings: dict, s
         sampler.close()
 
 
-def _draft(draft, picker: _DraftPicker, context: list[int], generated: list[int],
-           budget: int, is_eog: Callable[[int], bool]) -> list[int]:
+def _draft(
+    draft,
+    picker: _DraftPicker,
+    context: list[int],
+    generated: list[int],
+    budget: int,
+    is_eog: Callable[[int], bool],
+) -> list[int]:
     """Up to ``budget`` greedy guesses continuing ``context``."""
     if budget <= 0:
         return []

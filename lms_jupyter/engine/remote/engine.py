@@ -13,6 +13,7 @@ A request goes to the healthy replica with the fewest requests in flight; a repl
 that cannot be connected to is taken out (the next replica gets the request, so nothing
 was sent twice) until a health check finds it answering again.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -59,24 +60,35 @@ class EngineConfig:
     health_interval: float = 10.0
 
     @classmethod
-    def from_entry(cls, name: str, entry) -> "EngineConfig":
+    def from_entry(cls, name: str, entry) -> EngineConfig:
         """``{"base_url" | "base_urls", "api_key" | "api_key_env", "kind", "models",
         "timeout", "health_interval"}``; a ValueError says what is wrong."""
         if not isinstance(name, str) or not name.strip() or "/" in name:
             raise ValueError(f"engine name {name!r} must be a non-empty string without '/'")
         if not isinstance(entry, dict):
             raise ValueError(f"engine {name!r}: the entry must be a dict")
-        known = {"base_url", "base_urls", "api_key", "api_key_env", "kind", "models",
-                 "timeout", "health_interval"}
+        known = {
+            "base_url",
+            "base_urls",
+            "api_key",
+            "api_key_env",
+            "kind",
+            "models",
+            "timeout",
+            "health_interval",
+        }
         unknown = sorted(set(entry) - known)
         if unknown:
-            raise ValueError(f"engine {name!r}: unknown settings {', '.join(unknown)} "
-                             f"(known: {', '.join(sorted(known))})")
+            raise ValueError(
+                f"engine {name!r}: unknown settings {', '.join(unknown)} "
+                f"(known: {', '.join(sorted(known))})"
+            )
         urls = entry.get("base_urls") or ([entry["base_url"]] if entry.get("base_url") else [])
         if isinstance(urls, str):
             urls = [urls]
-        if not urls or not all(isinstance(u, str) and u.startswith(("http://", "https://"))
-                               for u in urls):
+        if not urls or not all(
+            isinstance(u, str) and u.startswith(("http://", "https://")) for u in urls
+        ):
             raise ValueError(f"engine {name!r}: give base_url (or base_urls) as http(s) URLs")
         kind = entry.get("kind", "openai")
         if kind not in KINDS:
@@ -85,20 +97,30 @@ class EngineConfig:
         if key is None and entry.get("api_key_env"):
             key = os.environ.get(str(entry["api_key_env"]))
             if key is None:
-                log.warning("lms_jupyter: engine %s: $%s is not set; sending no API key",
-                            name, entry["api_key_env"])
+                log.warning(
+                    "lms_jupyter: engine %s: $%s is not set; sending no API key",
+                    name,
+                    entry["api_key_env"],
+                )
         models = entry.get("models")
-        if models is not None and not (isinstance(models, list)
-                                       and all(isinstance(m, str) and m for m in models)):
+        if models is not None and not (
+            isinstance(models, list) and all(isinstance(m, str) and m for m in models)
+        ):
             raise ValueError(f"engine {name!r}: models must be a list of model ids")
         timeout = entry.get("timeout", DEFAULT_TIMEOUT)
         interval = entry.get("health_interval", 10.0)
         for label, value in (("timeout", timeout), ("health_interval", interval)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ValueError(f"engine {name!r}: {label} must be a positive number of "
-                                 "seconds")
-        return cls(name.strip(), [api_root(u) for u in urls], kind, key or None,
-                   list(models) if models else None, float(timeout), float(interval))
+                raise ValueError(f"engine {name!r}: {label} must be a positive number of seconds")
+        return cls(
+            name.strip(),
+            [api_root(u) for u in urls],
+            kind,
+            key or None,
+            list(models) if models else None,
+            float(timeout),
+            float(interval),
+        )
 
 
 @dataclass
@@ -113,8 +135,13 @@ class Replica:
     checked_at: float = 0.0
 
     def as_dict(self) -> dict:
-        return {"url": self.url, "healthy": self.healthy, "in_flight": self.in_flight,
-                "served": self.served, "last_error": self.last_error}
+        return {
+            "url": self.url,
+            "healthy": self.healthy,
+            "in_flight": self.in_flight,
+            "served": self.served,
+            "last_error": self.last_error,
+        }
 
 
 class ReplicaPool:
@@ -146,21 +173,26 @@ class ReplicaPool:
 
     def mark_down(self, replica: Replica, reason: str) -> None:
         if replica.healthy:
-            log.warning("lms_jupyter: engine %s: replica %s taken out: %s", self.engine,
-                        replica.url, reason)
+            log.warning(
+                "lms_jupyter: engine %s: replica %s taken out: %s", self.engine, replica.url, reason
+            )
         replica.healthy, replica.last_error = False, reason
 
     def mark_up(self, replica: Replica) -> None:
         if not replica.healthy:
-            log.info("lms_jupyter: engine %s: replica %s answers again", self.engine,
-                     replica.url)
+            log.info("lms_jupyter: engine %s: replica %s answers again", self.engine, replica.url)
         replica.healthy, replica.last_error = True, None
 
     def unavailable(self, tried: list[Replica]) -> APIError:
         reasons = "; ".join(f"{r.url}: {r.last_error or 'down'}" for r in self.replicas)
-        return APIError(f"Remote engine \"{self.engine}\" is unavailable ({reasons}). "
-                        "Requests resume as soon as it answers again.", 503, "server_error",
-                        "model", "engine_unavailable")
+        return APIError(
+            f'Remote engine "{self.engine}" is unavailable ({reasons}). '
+            "Requests resume as soon as it answers again.",
+            503,
+            "server_error",
+            "model",
+            "engine_unavailable",
+        )
 
 
 def _message_of(body) -> str | None:
@@ -171,8 +203,7 @@ def _message_of(body) -> str | None:
         if isinstance(error, str):
             return error
         if isinstance(error, list) and error:  # FastAPI validation errors
-            return "; ".join(str(e.get("msg", e)) if isinstance(e, dict) else str(e)
-                             for e in error)
+            return "; ".join(str(e.get("msg", e)) if isinstance(e, dict) else str(e) for e in error)
         message = body.get("message")
         if isinstance(message, str):
             return message
@@ -190,35 +221,62 @@ def error_from_upstream(engine: str, status: int, text: str) -> APIError:
     error = body.get("error") if isinstance(body, dict) else None
     fields = error if isinstance(error, dict) else {}
     if status in (401, 403):
-        return APIError(f"Remote engine \"{engine}\" refused the credentials it was given "
-                        f"(HTTP {status}): {message}. Check its api_key.", 502, "server_error",
-                        None, "upstream_auth_failed")
+        return APIError(
+            f'Remote engine "{engine}" refused the credentials it was given '
+            f"(HTTP {status}): {message}. Check its api_key.",
+            502,
+            "server_error",
+            None,
+            "upstream_auth_failed",
+        )
     if 400 <= status < 500 and status != 429:
-        return APIError(f"{message} (remote engine \"{engine}\")", status,
-                        fields.get("type") or "invalid_request_error", fields.get("param"),
-                        fields.get("code"))
+        return APIError(
+            f'{message} (remote engine "{engine}")',
+            status,
+            fields.get("type") or "invalid_request_error",
+            fields.get("param"),
+            fields.get("code"),
+        )
     if status == 429:
         return rate_limited(f'remote engine "{engine}"', f"It is busy (HTTP 429): {message}")
-    return APIError(f"Remote engine \"{engine}\" failed (HTTP {status}): {message}", 502,
-                    "server_error", None, "upstream_error")
+    return APIError(
+        f'Remote engine "{engine}" failed (HTTP {status}): {message}',
+        502,
+        "server_error",
+        None,
+        "upstream_error",
+    )
 
 
-def transport_error(engine: str, exc: Exception, replica: Replica | None = None,
-                    *, mid_stream: bool = False) -> APIError:
+def transport_error(
+    engine: str, exc: Exception, replica: Replica | None = None, *, mid_stream: bool = False
+) -> APIError:
     import httpx
 
     where = f" at {replica.url}" if replica is not None else ""
     if isinstance(exc, httpx.TimeoutException):
-        return APIError(f"Remote engine \"{engine}\"{where} did not answer in time "
-                        f"({type(exc).__name__}).", 504, "server_error", None,
-                        "upstream_timeout")
+        return APIError(
+            f'Remote engine "{engine}"{where} did not answer in time ({type(exc).__name__}).',
+            504,
+            "server_error",
+            None,
+            "upstream_timeout",
+        )
     if mid_stream:
-        return APIError(f"Remote engine \"{engine}\"{where} broke off the answer: "
-                        f"{exc or type(exc).__name__}.", 502, "server_error", None,
-                        "upstream_disconnected")
-    return APIError(f"Remote engine \"{engine}\"{where} cannot be reached: "
-                    f"{exc or type(exc).__name__}.", 503, "server_error", None,
-                    "engine_unavailable")
+        return APIError(
+            f'Remote engine "{engine}"{where} broke off the answer: {exc or type(exc).__name__}.',
+            502,
+            "server_error",
+            None,
+            "upstream_disconnected",
+        )
+    return APIError(
+        f'Remote engine "{engine}"{where} cannot be reached: {exc or type(exc).__name__}.',
+        503,
+        "server_error",
+        None,
+        "engine_unavailable",
+    )
 
 
 _CONNECT_ERRORS = None
@@ -274,8 +332,9 @@ class EngineClient:
         loop = asyncio.get_running_loop()
         client = self._async.get(id(loop))
         if client is None:
-            client = self._async[id(loop)] = httpx.AsyncClient(timeout=self.timeout,
-                                                               headers=self.headers)
+            client = self._async[id(loop)] = httpx.AsyncClient(
+                timeout=self.timeout, headers=self.headers
+            )
         return client
 
     # -- opening a response (failover before anything was sent) ---------------------------
@@ -284,8 +343,9 @@ class EngineClient:
         while True:
             replica = self.pool.pick(tried)
             tried.append(replica)
-            request = self._sync.build_request(method, replica.url + path, json=body,
-                                               timeout=timeout or self.timeout)
+            request = self._sync.build_request(
+                method, replica.url + path, json=body, timeout=timeout or self.timeout
+            )
             try:
                 response = self._sync.send(request, stream=True)
             except _connect_errors() as exc:
@@ -303,8 +363,9 @@ class EngineClient:
         while True:
             replica = self.pool.pick(tried)
             tried.append(replica)
-            request = client.build_request(method, replica.url + path, json=body,
-                                           timeout=timeout or self.timeout)
+            request = client.build_request(
+                method, replica.url + path, json=body, timeout=timeout or self.timeout
+            )
             try:
                 response = await client.send(request, stream=True)
             except _connect_errors() as exc:
@@ -367,14 +428,25 @@ class EngineClient:
         try:
             data = response.json()
         except ValueError:
-            raise APIError(f"Remote engine \"{self.name}\" answered with something that is "
-                           f"not JSON: {response.text[:200]!r}", 502, "server_error", None,
-                           "upstream_error") from None
-        if isinstance(data, dict) and "error" in data and len(data) <= 2 \
-                and not data.get("choices") and not data.get("data"):
+            raise APIError(
+                f'Remote engine "{self.name}" answered with something that is '
+                f"not JSON: {response.text[:200]!r}",
+                502,
+                "server_error",
+                None,
+                "upstream_error",
+            ) from None
+        if (
+            isinstance(data, dict)
+            and "error" in data
+            and len(data) <= 2
+            and not data.get("choices")
+            and not data.get("data")
+        ):
             # LM Studio answers unknown routes with HTTP 200 and {"error": "..."}
-            raise error_from_upstream(self.name, 404 if isinstance(data["error"], str)
-                                      else 502, json.dumps(data))
+            raise error_from_upstream(
+                self.name, 404 if isinstance(data["error"], str) else 502, json.dumps(data)
+            )
         return data
 
     # -- health ------------------------------------------------------------------------------

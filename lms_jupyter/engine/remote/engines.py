@@ -7,16 +7,17 @@ network; load and unload map to LM Studio's REST API for ``kind: "lmstudio"`` en
 (OpenAI engines' models count as always loaded). :class:`RemoteCatalog` lists them with
 the local catalog.
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 import time
 
-from lms_jupyter.errors import APIError, bad_request, model_not_found
-from lms_jupyter.models.catalog import ModelNotFound
 from lms_jupyter.engine.remote.engine import EngineClient, EngineConfig
 from lms_jupyter.engine.remote.models import RemoteModel
+from lms_jupyter.errors import APIError, bad_request, model_not_found
+from lms_jupyter.models.catalog import ModelNotFound
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,9 @@ class RemoteEngine:
     def _model(self, upstream: str) -> RemoteModel:
         model = self.models.get(upstream)
         if model is None:
-            model = self.models[upstream] = RemoteModel(self.client, upstream,
-                                                        kind=self.config.kind)
+            model = self.models[upstream] = RemoteModel(
+                self.client, upstream, kind=self.config.kind
+            )
             if self.config.kind == "lmstudio":
                 model.state = "not-loaded"
         return model
@@ -67,8 +69,9 @@ class RemoteEngine:
                     if isinstance(entry, dict) and isinstance(entry.get("id"), str):
                         entries[entry["id"]] = entry
             except APIError as exc:
-                log.debug("lms_jupyter: engine %s has no /api/v0/models: %s", self.name,
-                          exc.message)
+                log.debug(
+                    "lms_jupyter: engine %s has no /api/v0/models: %s", self.name, exc.message
+                )
         for entry in listing.get("data") or [] if isinstance(listing, dict) else []:
             if isinstance(entry, dict) and isinstance(entry.get("id"), str):
                 # an id only /v1/models lists is a loaded instance (custom identifier)
@@ -90,10 +93,13 @@ class RemoteEngine:
             return list(self.models.values())
 
     def status(self) -> dict:
-        return {"name": self.name, "kind": self.config.kind,
-                "replicas": [r.as_dict() for r in self.client.pool.replicas],
-                "models": [m.upstream_id for m in self.listed()],
-                "error": self.list_error}
+        return {
+            "name": self.name,
+            "kind": self.config.kind,
+            "replicas": [r.as_dict() for r in self.client.pool.replicas],
+            "models": [m.upstream_id for m in self.listed()],
+            "error": self.list_error,
+        }
 
 
 class RemoteEngines:
@@ -111,12 +117,17 @@ class RemoteEngines:
                 self.log.error("lms_jupyter: remote engine ignored: %s", exc)
                 continue
             self.engines[config.name] = RemoteEngine(config)
-            self.log.info("lms_jupyter: remote engine %s (%s) at %s", config.name, config.kind,
-                          ", ".join(config.base_urls))
+            self.log.info(
+                "lms_jupyter: remote engine %s (%s) at %s",
+                config.name,
+                config.kind,
+                ", ".join(config.base_urls),
+            )
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._monitor, name="lms-remote-monitor",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._monitor, name="lms-remote-monitor", daemon=True
+        )
         self._thread.start()
 
     # -- names ---------------------------------------------------------------------------
@@ -157,13 +168,17 @@ class RemoteEngines:
                 raise error
             engine, upstream = found
             if not engine.allowed(upstream):
-                raise APIError(f"Model \"{upstream}\" is not in remote engine "
-                               f"\"{engine.name}\"'s models list.", 404,
-                               "invalid_request_error", param, "model_not_found")
+                raise APIError(
+                    f'Model "{upstream}" is not in remote engine "{engine.name}"\'s models list.',
+                    404,
+                    "invalid_request_error",
+                    param,
+                    "model_not_found",
+                )
             known = [m.identifier for m in engine.listed()]
             error = model_not_found(name, known)
             if engine.list_error:
-                error.message += f" (engine \"{engine.name}\": {engine.list_error})"
+                error.message += f' (engine "{engine.name}": {engine.list_error})'
             error.param = param
             raise error
         return model
@@ -184,8 +199,9 @@ class RemoteEngines:
         engine = self.engines[model.engine]
         if engine.config.kind != "lmstudio":
             return model  # an OpenAI engine serves whatever it lists: always loaded
-        result = engine.client.call("POST", "/api/v1/models/load",
-                                    request.wire_body(model.upstream_id), timeout=600.0)
+        result = engine.client.call(
+            "POST", "/api/v1/models/load", request.wire_body(model.upstream_id), timeout=600.0
+        )
         engine.refresh()
         instance = result.get("instance_id") if isinstance(result, dict) else None
         loaded = self.model(f"{engine.name}/{instance}") if instance else None
@@ -197,9 +213,13 @@ class RemoteEngines:
     def unload(self, model: RemoteModel) -> RemoteModel:
         engine = self.engines[model.engine]
         if engine.config.kind != "lmstudio":
-            raise bad_request(f"\"{model.identifier}\" is served by the OpenAI-compatible "
-                              f"engine \"{engine.name}\", whose models are always loaded; it "
-                              "cannot be unloaded from here.", "identifier", "not_unloadable")
+            raise bad_request(
+                f'"{model.identifier}" is served by the OpenAI-compatible '
+                f'engine "{engine.name}", whose models are always loaded; it '
+                "cannot be unloaded from here.",
+                "identifier",
+                "not_unloadable",
+            )
         engine.client.call("POST", "/api/v1/models/unload", {"instance_id": model.upstream_id})
         model.state = "not-loaded"
         self._wake.set()
@@ -213,7 +233,7 @@ class RemoteEngines:
                     return
                 try:
                     self._check(engine)
-                except Exception:  # noqa: BLE001 - the monitor must keep running
+                except Exception:
                     self.log.exception("lms_jupyter: checking engine %s failed", engine.name)
             self._wake.wait(self.tick)
             self._wake.clear()
@@ -270,5 +290,6 @@ class RemoteCatalog:
         try:
             return self.local.resolve(model)
         except ModelNotFound as exc:
-            raise ModelNotFound(model, exc.known + [m.identifier
-                                                    for m in self.remotes.models()]) from None
+            raise ModelNotFound(
+                model, exc.known + [m.identifier for m in self.remotes.models()]
+            ) from None

@@ -14,6 +14,7 @@ httpx. Cancelling the channel closes the upstream request.
 The configured engines themselves (model lists, health, load/unload) are
 :mod:`.remote_engines`'.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -25,12 +26,19 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from lms_jupyter.errors import APIError
+from lms_jupyter.engine.events import (
+    STOP_EOS,
+    STOP_MAX_TOKENS,
+    STOP_USER,
+    Failed,
+    Finished,
+    Started,
+    TextDelta,
+)
 from lms_jupyter.engine.instance import Capabilities
-from lms_jupyter.engine.events import (STOP_EOS, STOP_MAX_TOKENS, STOP_USER, Failed, Finished, Started,
-                     TextDelta)
-from lms_jupyter.engine.remote.engine import EngineClient, transport_error
 from lms_jupyter.engine.remote import usage as remote_usage
+from lms_jupyter.engine.remote.engine import EngineClient, transport_error
+from lms_jupyter.errors import APIError
 from lms_jupyter.sse import SSEParser
 
 log = logging.getLogger(__name__)
@@ -60,6 +68,7 @@ class RemoteRequest:
 
 
 # -- the facts listings show (the shapes of models.catalog and engine.options) ------------
+
 
 @dataclass
 class RemoteVariant:
@@ -143,9 +152,13 @@ class _Report:
             if not isinstance(choice, dict):
                 continue
             delta = choice.get("delta") or choice.get("message") or {}
-            if choice.get("text") or (isinstance(delta, dict) and any(
-                    delta.get(k) for k in ("content", "reasoning_content", "reasoning",
-                                           "tool_calls"))):
+            if choice.get("text") or (
+                isinstance(delta, dict)
+                and any(
+                    delta.get(k)
+                    for k in ("content", "reasoning_content", "reasoning", "tool_calls")
+                )
+            ):
                 self.pieces += 1
                 self.text.append(_generated_text(choice, delta))
                 if self.first is None:
@@ -163,21 +176,31 @@ class _Report:
         ttft = (self.first - self.started) if self.first is not None else elapsed
         if cancelled:
             reason = STOP_USER
-        elif self.stats is not None and isinstance(self.stats.get("stop_reason"), str) \
-                and self.stats["stop_reason"] != "toolCalls":
+        elif (
+            self.stats is not None
+            and isinstance(self.stats.get("stop_reason"), str)
+            and self.stats["stop_reason"] != "toolCalls"
+        ):
             reason = self.stats["stop_reason"]
         else:
             reason = STOP_MAX_TOKENS if self.finish == "length" else STOP_EOS
         details = usage.get("prompt_tokens_details") or {}
         output_details = usage.get("completion_tokens_details") or {}
-        reasoning = output_details.get("reasoning_tokens") \
-            if isinstance(output_details, dict) else None
-        return Finished(reason, int(usage.get("prompt_tokens") or 0),
-                        int(usage.get("completion_tokens") or self.pieces), ttft, elapsed,
-                        cached_tokens=int(details.get("cached_tokens") or 0)
-                        if isinstance(details, dict) else 0,
-                        reasoning_tokens=reasoning if isinstance(reasoning, int) else None,
-                        usage_estimated=bool(usage.get("estimated")))
+        reasoning = (
+            output_details.get("reasoning_tokens") if isinstance(output_details, dict) else None
+        )
+        return Finished(
+            reason,
+            int(usage.get("prompt_tokens") or 0),
+            int(usage.get("completion_tokens") or self.pieces),
+            ttft,
+            elapsed,
+            cached_tokens=int(details.get("cached_tokens") or 0)
+            if isinstance(details, dict)
+            else 0,
+            reasoning_tokens=reasoning if isinstance(reasoning, int) else None,
+            usage_estimated=bool(usage.get("estimated")),
+        )
 
 
 def _generated_text(choice: dict, delta) -> str:
@@ -189,7 +212,6 @@ def _generated_text(choice: dict, delta) -> str:
         function = call.get("function") or {} if isinstance(call, dict) else {}
         parts += [str(function.get("name") or ""), str(function.get("arguments") or "")]
     return "".join(parts)
-
 
 
 class _Relay:
@@ -229,11 +251,23 @@ class _Relay:
         if self.failed:
             return
         report = self.report
-        if not self.done and report.finish is None and report.usage is None \
-                and report.stats is None:
-            self.channel.put(Failed(APIError(
-                f"Remote engine \"{self.engine}\" ended the answer without finishing it.",
-                502, "server_error", None, "upstream_disconnected")))
+        if (
+            not self.done
+            and report.finish is None
+            and report.usage is None
+            and report.stats is None
+        ):
+            self.channel.put(
+                Failed(
+                    APIError(
+                        f'Remote engine "{self.engine}" ended the answer without finishing it.',
+                        502,
+                        "server_error",
+                        None,
+                        "upstream_disconnected",
+                    )
+                )
+            )
             return
         self.channel.put(report.finished())
 
@@ -244,9 +278,17 @@ class _Relay:
         """Pass one chunk on; False when it was an error (reported as Failed)."""
         if not isinstance(payload, dict):
             self.failed = True
-            self.channel.put(Failed(APIError(
-                f"Remote engine \"{self.engine}\" sent a chunk that is not an object.",
-                502, "server_error", None, "upstream_error")))
+            self.channel.put(
+                Failed(
+                    APIError(
+                        f'Remote engine "{self.engine}" sent a chunk that is not an object.',
+                        502,
+                        "server_error",
+                        None,
+                        "upstream_error",
+                    )
+                )
+            )
             return False
         if "error" in payload and not payload.get("choices"):
             self.failed = True
@@ -261,32 +303,54 @@ class _Relay:
             self.channel.put(UpstreamChunk(payload))
         return True
 
+
 def _in_stream_error(engine: str, payload: dict) -> APIError:
     error = payload.get("error")
     if isinstance(error, dict):
         kind = error.get("type") or "server_error"
         status = 400 if kind == "invalid_request_error" else 502
-        return APIError(f"{error.get('message') or error} (remote engine \"{engine}\")",
-                        status, kind, error.get("param"), error.get("code"))
-    return APIError(f"Remote engine \"{engine}\" failed: {error}", 502, "server_error", None,
-                    "upstream_error")
+        return APIError(
+            f'{error.get("message") or error} (remote engine "{engine}")',
+            status,
+            kind,
+            error.get("param"),
+            error.get("code"),
+        )
+    return APIError(
+        f'Remote engine "{engine}" failed: {error}', 502, "server_error", None, "upstream_error"
+    )
 
 
 class RemoteModel:
     """One model of a remote engine (see the module docstring)."""
 
     # the engine renders prompts with its own template and owns the model's memory
-    capabilities = Capabilities(chat=True, completion=True, embeddings=True, tools=True,
-                                draft=True, renders_prompt=True, vocabulary=False,
-                                restartable=False, managed_here=False)
+    capabilities = Capabilities(
+        chat=True,
+        completion=True,
+        embeddings=True,
+        tools=True,
+        draft=True,
+        renders_prompt=True,
+        vocabulary=False,
+        restartable=False,
+        managed_here=False,
+    )
+
     @property
     def crash(self) -> object | None:
         """None: an engine's failures are 502s of their requests, never a crash here (a
         connected server's instances report the server's, :mod:`lms_jupyter.client`)."""
         return None
 
-    def __init__(self, client: EngineClient, upstream_id: str, identifier: str | None = None,
-                 *, kind: str = "openai"):
+    def __init__(
+        self,
+        client: EngineClient,
+        upstream_id: str,
+        identifier: str | None = None,
+        *,
+        kind: str = "openai",
+    ):
         self.client = client
         self.engine = client.name
         self.kind = kind
@@ -338,21 +402,33 @@ class RemoteModel:
         variant.max_context_length = int(entry.get("max_context_length") or 0)
         caps = entry.get("capabilities")
         variant.capabilities = list(caps) if isinstance(caps, list) else []
-        variant.is_embedding = entry.get("type") in ("embeddings", "embedding") or \
-            "embedding" in variant.capabilities
-        self.config.context_length = int(entry.get("loaded_context_length")
-                                         or variant.max_context_length or 0)
+        variant.is_embedding = (
+            entry.get("type") in ("embeddings", "embedding") or "embedding" in variant.capabilities
+        )
+        self.config.context_length = int(
+            entry.get("loaded_context_length") or variant.max_context_length or 0
+        )
         state = entry.get("state")
         self.state = state if state in ("loaded", "not-loaded") else "loaded"
 
     def snapshot(self) -> dict:
-        return {"identifier": self.identifier, "modelKey": self.identifier,
-                "path": str(self.variant.path), "type": self.info.type, "status": self.status,
-                "queued": self.queued, "contextLength": self.config.context_length,
-                "ttlSeconds": None, "jit": False, "lastUsedTime": self.last_used,
-                "loadedAt": self.loaded_at, "sizeBytes": 0,
-                "quantization": self.variant.quantization, "arch": self.variant.arch,
-                "engine": self.engine}
+        return {
+            "identifier": self.identifier,
+            "modelKey": self.identifier,
+            "path": str(self.variant.path),
+            "type": self.info.type,
+            "status": self.status,
+            "queued": self.queued,
+            "contextLength": self.config.context_length,
+            "ttlSeconds": None,
+            "jit": False,
+            "lastUsedTime": self.last_used,
+            "loadedAt": self.loaded_at,
+            "sizeBytes": 0,
+            "quantization": self.variant.quantization,
+            "arch": self.variant.arch,
+            "engine": self.engine,
+        }
 
     def _begin(self) -> None:
         with self._lock:
@@ -373,8 +449,12 @@ class RemoteModel:
             future = asyncio.run_coroutine_threadsafe(self._relay_async(request, channel), loop)
             channel.on_cancel(future.cancel)
         else:
-            threading.Thread(target=self._relay_sync, args=(request, channel), daemon=True,
-                             name=f"lms-remote-{self.identifier}").start()
+            threading.Thread(
+                target=self._relay_sync,
+                args=(request, channel),
+                daemon=True,
+                name=f"lms-remote-{self.identifier}",
+            ).start()
 
     async def _relay_async(self, request: RemoteRequest, channel) -> None:
         relay, upstream = _Relay(self.engine, request, channel), None
@@ -391,7 +471,8 @@ class RemoteModel:
                     break
             if relay.report.usage is None and not relay.failed:  # the engine sent none
                 relay.report.usage = await remote_usage.aestimate(
-                    self.client, request.body, "".join(relay.report.text))
+                    self.client, request.body, "".join(relay.report.text)
+                )
             relay.end()
         except asyncio.CancelledError:
             relay.cancelled()
@@ -429,7 +510,8 @@ class RemoteModel:
                     break
             if relay.report.usage is None and not relay.failed:  # the engine sent none
                 relay.report.usage = remote_usage.estimate(
-                    self.client, request.body, "".join(relay.report.text))
+                    self.client, request.body, "".join(relay.report.text)
+                )
             relay.end()
         except APIError as exc:
             channel.put(Failed(exc))
@@ -468,8 +550,15 @@ class RemoteModel:
             except APIError as exc:
                 future.set_exception(exc)
             except Exception as exc:  # noqa: BLE001
-                future.set_exception(APIError(f"Remote embedding failed: {exc}", 502,
-                                              "server_error", None, "upstream_error"))
+                future.set_exception(
+                    APIError(
+                        f"Remote embedding failed: {exc}",
+                        502,
+                        "server_error",
+                        None,
+                        "upstream_error",
+                    )
+                )
             finally:
                 self._end()
 
@@ -481,8 +570,11 @@ class RemoteModel:
 
         from lms_jupyter.engine.events import EmbeddingResult
 
-        body: dict[str, object] = {"model": self.upstream_id, "input": list(texts),
-                                   "encoding_format": "base64"}
+        body: dict[str, object] = {
+            "model": self.upstream_id,
+            "input": list(texts),
+            "encoding_format": "base64",
+        }
         if truncate and self.kind == "lmstudio":
             body["truncate"] = True
         data = self.client.call("POST", "/v1/embeddings", body)
@@ -494,12 +586,18 @@ class RemoteModel:
             else:
                 rows.append(np.asarray(value, dtype=np.float32))
         if len(rows) != len(texts):
-            raise APIError(f"Remote engine \"{self.engine}\" returned {len(rows)} embeddings "
-                           f"for {len(texts)} inputs.", 502, "server_error", None,
-                           "upstream_error")
+            raise APIError(
+                f'Remote engine "{self.engine}" returned {len(rows)} embeddings '
+                f"for {len(texts)} inputs.",
+                502,
+                "server_error",
+                None,
+                "upstream_error",
+            )
         vectors: np.ndarray = np.vstack(rows).astype(np.float32)  # float32 throughout
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         vectors = vectors / np.where(norms > 0, norms, 1.0)
         usage = data.get("usage") or {}
-        return EmbeddingResult(vectors, int(usage.get("prompt_tokens") or 0),
-                               list(data.get("truncated") or []))
+        return EmbeddingResult(
+            vectors, int(usage.get("prompt_tokens") or 0), list(data.get("truncated") or [])
+        )

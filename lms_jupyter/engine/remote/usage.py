@@ -9,6 +9,7 @@ request's messages (or prompt) as plain text, without the chat template's extra 
 so such a count is an estimate and the usage says so (``"estimated": true``). Without a
 tokenize endpoint, generated pieces stand in for completion tokens and the prompt stays 0.
 """
+
 from __future__ import annotations
 
 import logging
@@ -50,18 +51,27 @@ async def aestimate(client, body: dict, generated: str) -> dict | None:
     model = body.get("model")
     for path, make in _TOKENIZERS:
         try:
-            prompt = _count(await client.acall("POST", path, make(model, prompt_text(body)),
-                                               timeout=10))
-            completion = _count(await client.acall("POST", path, make(model, generated),
-                                                   timeout=10)) if generated else 0
+            prompt = _count(
+                await client.acall("POST", path, make(model, prompt_text(body)), timeout=10)
+            )
+            completion = (
+                _count(await client.acall("POST", path, make(model, generated), timeout=10))
+                if generated
+                else 0
+            )
         except Exception as exc:  # noqa: BLE001 - this engine has no such endpoint
             log.debug("lms_jupyter: %s %s: %s", client.name, path, exc)
             continue
         if prompt is not None and completion is not None:
-            log.info("lms_jupyter: %s sent no usage; counted %d prompt and %d completion "
-                     "tokens with %s (an estimate)", client.name, prompt, completion, path)
-            return {"prompt_tokens": prompt, "completion_tokens": completion,
-                    "estimated": True}
+            log.info(
+                "lms_jupyter: %s sent no usage; counted %d prompt and %d completion "
+                "tokens with %s (an estimate)",
+                client.name,
+                prompt,
+                completion,
+                path,
+            )
+            return {"prompt_tokens": prompt, "completion_tokens": completion, "estimated": True}
     return None
 
 
@@ -70,14 +80,15 @@ def estimate(client, body: dict, generated: str) -> dict | None:
     model = body.get("model")
     for path, make in _TOKENIZERS:
         try:
-            prompt = _count(client.call("POST", path, make(model, prompt_text(body)),
-                                        timeout=10))
-            completion = _count(client.call("POST", path, make(model, generated),
-                                            timeout=10)) if generated else 0
+            prompt = _count(client.call("POST", path, make(model, prompt_text(body)), timeout=10))
+            completion = (
+                _count(client.call("POST", path, make(model, generated), timeout=10))
+                if generated
+                else 0
+            )
         except Exception as exc:  # noqa: BLE001
             log.debug("lms_jupyter: %s %s: %s", client.name, path, exc)
             continue
         if prompt is not None and completion is not None:
-            return {"prompt_tokens": prompt, "completion_tokens": completion,
-                    "estimated": True}
+            return {"prompt_tokens": prompt, "completion_tokens": completion, "estimated": True}
     return None

@@ -5,6 +5,7 @@ The server and the kernel hold a :class:`~.proxy.WorkerModel`; the process it st
 context and draft models. A fault in native code ends that process only: its requests
 fail with ``model_crashed`` and the manager reloads it on the next request.
 """
+
 from lms_jupyter.engine.worker.crash import CrashReport
 from lms_jupyter.engine.worker.proxy import WorkerModel
 

@@ -12,6 +12,7 @@ process group, and it is meant for the parent, which cancels the request instead
 as soon as the socket closes, so a parent that dies (even by SIGKILL) leaves no worker.
 A worker started ahead of need (a spare) waits for its "load" message the same way.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,7 +30,7 @@ class _Channel:
 
     loop = None
 
-    def __init__(self, worker: "Worker", rid: int):
+    def __init__(self, worker: Worker, rid: int):
         self.worker, self.rid = worker, rid
         self.cancel_event = threading.Event()
         self.cancelled_by_client = False
@@ -103,10 +104,10 @@ class Worker:
             os._exit(0)  # a spare whose parent stopped before it was needed
         if kind != "load":
             os._exit(2)
-        from lms_jupyter.errors import APIError
         from lms_jupyter.engine.local.llama import LoadCancelled
         from lms_jupyter.engine.local.model import LoadedModel
         from lms_jupyter.engine.worker.protocol import LoadedFacts
+        from lms_jupyter.errors import APIError
 
         threading.Thread(target=self._read, name="lms-worker-reader", daemon=True).start()
         model = LoadedModel(spec.info, spec.variant, spec.identifier, spec.config)
@@ -123,10 +124,18 @@ class Worker:
         self.model = model
         if model.scheduler is not None:
             model.scheduler.grouped_events = self.grouped
-        self.send(("loaded", LoadedFacts(
-            model.load_time_seconds, model.config.n_threads,
-            "" if model.embedding_only else model.bos_text,
-            "" if model.embedding_only else model.eos_text, os.getpid())))
+        self.send(
+            (
+                "loaded",
+                LoadedFacts(
+                    model.load_time_seconds,
+                    model.config.n_threads,
+                    "" if model.embedding_only else model.bos_text,
+                    "" if model.embedding_only else model.eos_text,
+                    os.getpid(),
+                ),
+            )
+        )
         last = None
         while not self._close.wait(STATUS_POLL_SECONDS):
             status = model.status
@@ -151,9 +160,8 @@ class Worker:
                 os._exit(0)
             try:
                 self._handle(message)
-            except Exception:  # noqa: BLE001 - one bad message must not stop the worker
-                logging.getLogger(__name__).exception("worker: message %r failed",
-                                                      message[0])
+            except Exception:
+                logging.getLogger(__name__).exception("worker: message %r failed", message[0])
 
     def _handle(self, message) -> None:
         kind = message[0]
@@ -243,8 +251,9 @@ def main(argv: list[str]) -> None:
     # the imports a load needs, before the "load" message: a spare is ready at once, with
     # llama.cpp's backend initialised and its log lines routed (what the first Llama()
     # of a process does besides loading the weights)
-    from lms_jupyter.engine.local import model as _model  # noqa: F401
     import llama_cpp
+
+    from lms_jupyter.engine.local import model as _model  # noqa: F401
     from lms_jupyter.engine.local.llama import route_llama_logs
 
     llama_cpp.llama_backend_init()

@@ -4,6 +4,7 @@ The report is what every front shows the same way: the 503 ``model_crashed`` err
 each request that was running or waiting, the ``crashed`` row of ``lms ps`` and the
 sidebar, and the log stream's line.
 """
+
 from __future__ import annotations
 
 import signal
@@ -18,7 +19,8 @@ from lms_jupyter.errors import APIError
 REBUILD_COMMAND = (
     'CFLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" '
     'CXXFLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" '
-    "pip install --force-reinstall --no-cache-dir --no-deps llama-cpp-python==0.3.36")
+    "pip install --force-reinstall --no-cache-dir --no-deps llama-cpp-python==0.3.36"
+)
 
 _FAULT_SIGNALS = {signal.SIGILL, signal.SIGSEGV, signal.SIGBUS}
 
@@ -53,8 +55,11 @@ class CrashReport:
     def faulty_build(self) -> bool:
         """A fault instruction or memory fault before the model ever answered: most likely
         a llama.cpp built for CPU features this machine faults on."""
-        return self.phase in ("load", "first decode") and self.returncode is not None \
+        return (
+            self.phase in ("load", "first decode")
+            and self.returncode is not None
             and -self.returncode in _FAULT_SIGNALS
+        )
 
     @property
     def reason(self) -> str:
@@ -65,14 +70,19 @@ class CrashReport:
 
     @property
     def message(self) -> str:
-        text = (f"Model \"{self.identifier}\" crashed: its worker process terminated with "
-                f"{self.signal_name} during {self.phase}.")
+        text = (
+            f'Model "{self.identifier}" crashed: its worker process terminated with '
+            f"{self.signal_name} during {self.phase}."
+        )
         if self.stderr_tail:
-            text += " Last output: " + " | ".join(line.strip() for line in
-                                                 self.stderr_tail[-5:] if line.strip())
+            text += " Last output: " + " | ".join(
+                line.strip() for line in self.stderr_tail[-5:] if line.strip()
+            )
         if self.faulty_build:
-            text += (" llama-cpp-python was likely built for CPU features this machine faults "
-                     f"on; rebuild it with: {REBUILD_COMMAND}")
+            text += (
+                " llama-cpp-python was likely built for CPU features this machine faults "
+                f"on; rebuild it with: {REBUILD_COMMAND}"
+            )
         else:
             text += " The next request that names the model loads it again."
         return text
@@ -82,6 +92,12 @@ class CrashReport:
         return APIError(self.message, 503, "server_error", "model", "model_crashed")
 
     def as_dict(self) -> dict:
-        return {"reason": self.reason, "signal": self.signal_name, "phase": self.phase,
-                "returncode": self.returncode, "at": int(self.at * 1000),
-                "stderrTail": self.stderr_tail[-10:], "faultyBuild": self.faulty_build}
+        return {
+            "reason": self.reason,
+            "signal": self.signal_name,
+            "phase": self.phase,
+            "returncode": self.returncode,
+            "at": int(self.at * 1000),
+            "stderrTail": self.stderr_tail[-10:],
+            "faultyBuild": self.faulty_build,
+        }

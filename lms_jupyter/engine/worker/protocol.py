@@ -33,6 +33,7 @@ worker -> parent
     ("status", InstanceStatus)          whenever the scheduler's status changes
     ("bye",)                            clean exit after "close"
 """
+
 from __future__ import annotations
 
 import socket

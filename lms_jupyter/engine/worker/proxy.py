@@ -7,6 +7,7 @@ status and queue length from what the worker last reported, and turns the proces
 into a :class:`~.crash.CrashReport`: every running and waiting request ends with the 503
 ``model_crashed`` error at once, and the manager is told (``on_exit``).
 """
+
 from __future__ import annotations
 
 import collections
@@ -21,35 +22,46 @@ import threading
 import time
 from concurrent.futures import Future
 
-from lms_jupyter.errors import APIError, not_a_chat_model, queue_full
 from lms_jupyter.engine.channel import EventChannel
 from lms_jupyter.engine.events import Failed, Finished, TextDelta
 from lms_jupyter.engine.instance import Capabilities, InstanceStatus, local_snapshot
 from lms_jupyter.engine.options import LoadConfig
 from lms_jupyter.engine.worker.crash import CrashReport
 from lms_jupyter.engine.worker.protocol import LoadedFacts, LoadSpec, connection_pair
+from lms_jupyter.errors import APIError, not_a_chat_model, queue_full
 
 log = logging.getLogger("lms_jupyter.worker")
 STDERR_LINES = 40  # kept for a crash report
 CALL_TIMEOUT = 30.0
 KILL_AFTER_CLOSE_SECONDS = 15.0  # an unload whose worker does not exit by then is killed
 
-LLM_CAPABILITIES = Capabilities(chat=True, completion=True, embeddings=True, tools=True,
-                                draft=True, vocabulary=True, restartable=True)
-EMBEDDING_CAPABILITIES = Capabilities(chat=False, completion=False, embeddings=True,
-                                      tools=False, vocabulary=False, restartable=True)
+LLM_CAPABILITIES = Capabilities(
+    chat=True,
+    completion=True,
+    embeddings=True,
+    tools=True,
+    draft=True,
+    vocabulary=True,
+    restartable=True,
+)
+EMBEDDING_CAPABILITIES = Capabilities(
+    chat=False, completion=False, embeddings=True, tools=False, vocabulary=False, restartable=True
+)
 
 
 # The worker imports this very copy of the package (a checkout, a wheel, an editable
 # install), whatever the current directory or sys.path of the parent looks like.
-_BOOTSTRAP = ("import sys; root = sys.argv[1]; sys.path.insert(0, root) if root not in sys.path "
-              "else None; from lms_jupyter.engine.worker.child import main; "
-              "main([sys.argv[0], sys.argv[2]])")
+_BOOTSTRAP = (
+    "import sys; root = sys.argv[1]; sys.path.insert(0, root) if root not in sys.path "
+    "else None; from lms_jupyter.engine.worker.child import main; "
+    "main([sys.argv[0], sys.argv[2]])"
+)
 
 
 def _package_root() -> str:
-    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__)))))
+    return os.path.dirname(
+        os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    )
 
 
 class WorkerProcess:
@@ -61,8 +73,12 @@ class WorkerProcess:
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", _BOOTSTRAP, _package_root(), str(fd)],
-                pass_fds=(fd,), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, close_fds=True)
+                pass_fds=(fd,),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                close_fds=True,
+            )
         finally:
             child_socket.close()
 
@@ -170,9 +186,19 @@ class _Pending:
 class WorkerModel:
     """A local model instance in its own worker process (see the module docstring)."""
 
-    def __init__(self, info, variant, identifier: str, config: LoadConfig, *,
-                 ttl: float | None = None, jit: bool = False, on_exit=None,
-                 spares: SparePool | None = None, on_event=None):
+    def __init__(
+        self,
+        info,
+        variant,
+        identifier: str,
+        config: LoadConfig,
+        *,
+        ttl: float | None = None,
+        jit: bool = False,
+        on_exit=None,
+        spares: SparePool | None = None,
+        on_event=None,
+    ):
         self.info = info
         self.variant = variant
         self.identifier = identifier
@@ -207,18 +233,20 @@ class WorkerModel:
         self._expected_exit = False
 
     # -- lifecycle ------------------------------------------------------------------------------
-    def load(self, progress=None) -> "WorkerModel":
+    def load(self, progress=None) -> WorkerModel:
         """Start (or take a spare) worker and load the weights there (blocking).
         ``progress(fraction)`` may return False to cancel (``LoadCancelled``)."""
         from lms_jupyter.engine.options import LoadCancelled
 
         started = time.perf_counter()
         self._load_progress = progress
-        self._worker = (self._spares.take() if self._spares is not None else WorkerProcess())
-        threading.Thread(target=self._read_stderr, name=f"lms-stderr-{self.identifier}",
-                         daemon=True).start()
-        threading.Thread(target=self._read_events, name=f"lms-events-{self.identifier}",
-                         daemon=True).start()
+        self._worker = self._spares.take() if self._spares is not None else WorkerProcess()
+        threading.Thread(
+            target=self._read_stderr, name=f"lms-stderr-{self.identifier}", daemon=True
+        ).start()
+        threading.Thread(
+            target=self._read_events, name=f"lms-events-{self.identifier}", daemon=True
+        ).start()
         self._send(("load", LoadSpec(self.info, self.variant, self.identifier, self.config)))
         self._loaded.wait()
         if self._spares is not None:
@@ -262,8 +290,9 @@ class WorkerModel:
 
     def _kill_if_alive(self) -> None:
         if self.alive:
-            log.warning("lms_jupyter: worker of %s did not exit after unload; killing it",
-                        self.identifier)
+            log.warning(
+                "lms_jupyter: worker of %s did not exit after unload; killing it", self.identifier
+            )
             assert self._worker is not None  # narrowing only: alive implies a worker
             self._worker.process.kill()
 
@@ -408,8 +437,13 @@ class WorkerModel:
                 self._exited.wait(5)  # the reader is reporting the death
             if not quiet:
                 self._refuse_if_gone()
-                raise APIError(f"The worker of model \"{self.identifier}\" is gone.", 503,
-                               "server_error", "model", "model_crashed") from None
+                raise APIError(
+                    f'The worker of model "{self.identifier}" is gone.',
+                    503,
+                    "server_error",
+                    "model",
+                    "model_crashed",
+                ) from None
 
     def _read_events(self) -> None:
         assert self._worker is not None  # narrowing only: start() made it, never unset
@@ -419,15 +453,15 @@ class WorkerModel:
                 message = connection.recv()
             except (EOFError, OSError):
                 break
-            except Exception:  # noqa: BLE001 - an unreadable message: the worker is broken
-                log.exception("lms_jupyter: unreadable message from %s's worker",
-                              self.identifier)
+            except Exception:
+                log.exception("lms_jupyter: unreadable message from %s's worker", self.identifier)
                 continue
             try:
                 self._dispatch(message)
-            except Exception:  # noqa: BLE001 - a consumer's failure must not stop the reader
-                log.exception("lms_jupyter: handling a message from %s's worker failed",
-                              self.identifier)
+            except Exception:
+                log.exception(
+                    "lms_jupyter: handling a message from %s's worker failed", self.identifier
+                )
         self._worker_gone()
 
     def _dispatch(self, message) -> None:
@@ -465,8 +499,9 @@ class WorkerModel:
             if ok:
                 pending.future.set_result(value)
             else:
-                pending.future.set_exception(value if isinstance(value, Exception)
-                                             else APIError(str(value), 500))
+                pending.future.set_exception(
+                    value if isinstance(value, Exception) else APIError(str(value), 500)
+                )
         elif kind == "status":
             self._status = message[1]
         elif kind == "progress":
@@ -520,8 +555,7 @@ class WorkerModel:
             pass
         time.sleep(0.05)  # the stderr reader takes the last lines
         if not self._expected_exit:
-            self.crash = CrashReport(self.identifier, returncode, list(self._stderr),
-                                     self._phase)
+            self.crash = CrashReport(self.identifier, returncode, list(self._stderr), self._phase)
             log.error("lms_jupyter: %s", self.crash.message)
         error = self.crash.error() if self.crash is not None else None
         with self._lock:
@@ -544,19 +578,22 @@ class WorkerModel:
         if self._on_exit is not None:
             try:
                 self._on_exit(self)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("lms_jupyter: the manager's exit handler failed")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def engine_runtime() -> dict:
     """llama-cpp-python's version and whether it offloads to a GPU, asked once of a
     short-lived process (the server and the kernel never load llama.cpp themselves)."""
-    code = ("import json, llama_cpp; print(json.dumps({'version': getattr(llama_cpp, "
-            "'__version__', 'unknown'), 'gpu': bool(llama_cpp.llama_supports_gpu_offload())}))")
+    code = (
+        "import json, llama_cpp; print(json.dumps({'version': getattr(llama_cpp, "
+        "'__version__', 'unknown'), 'gpu': bool(llama_cpp.llama_supports_gpu_offload())}))"
+    )
     try:
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+        )
         return json.loads(result.stdout.strip().splitlines()[-1])
     except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
         return {"version": "unknown", "gpu": False}

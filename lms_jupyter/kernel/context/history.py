@@ -5,6 +5,7 @@ history and records each failing cell's traceback as text, through a ``post_run_
 hook; the same object answers ``{In[n]}``, ``{Out[n]}``, ``{Err[n]}``, ``{Err}``,
 ``%lms fix`` and ``%lms explain``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,8 +42,11 @@ def format_error(exc: BaseException, skip_dirs: Sequence[str] = ()) -> str:
     (files under ``skip_dirs``, e.g. IPython's own)."""
     tb = exc.__traceback__
     skip = tuple(os.path.normcase(os.path.abspath(d)) + os.sep for d in skip_dirs)
-    while tb is not None and skip and \
-            os.path.normcase(os.path.abspath(tb.tb_frame.f_code.co_filename)).startswith(skip):
+    while (
+        tb is not None
+        and skip
+        and os.path.normcase(os.path.abspath(tb.tb_frame.f_code.co_filename)).startswith(skip)
+    ):
         tb = tb.tb_next
     if isinstance(exc, SyntaxError) or tb is None:
         return "".join(traceback.format_exception_only(type(exc), exc)).rstrip()
@@ -54,9 +58,12 @@ class NotebookHistory:
     (IPython's ``input_hist_raw``); ``outputs()``: ``Out``; ``current()``: the count of
     the cell running now (so ``In[-1]`` is the cell before it)."""
 
-    def __init__(self, sources: Callable[[], Sequence[str]],
-                 outputs: Callable[[], Mapping[int, object]],
-                 current: Callable[[], int]):
+    def __init__(
+        self,
+        sources: Callable[[], Sequence[str]],
+        outputs: Callable[[], Mapping[int, object]],
+        current: Callable[[], int],
+    ):
         self._sources = sources
         self._outputs = outputs
         self._current = current
@@ -64,13 +71,19 @@ class NotebookHistory:
         self.last_error: CellError | None = None
 
     # -- recording ----------------------------------------------------------------------
-    def record_error(self, execution_count: int, exc: BaseException,
-                     skip_dirs: Sequence[str] = ()) -> CellError | None:
+    def record_error(
+        self, execution_count: int, exc: BaseException, skip_dirs: Sequence[str] = ()
+    ) -> CellError | None:
         if type(exc).__name__ in _NOT_RECORDED:
             return None
         evalue = str(exc).splitlines()[0] if str(exc) else ""
-        error = CellError(execution_count, self._source_or_empty(execution_count),
-                          type(exc).__name__, evalue, format_error(exc, skip_dirs))
+        error = CellError(
+            execution_count,
+            self._source_or_empty(execution_count),
+            type(exc).__name__,
+            evalue,
+            format_error(exc, skip_dirs),
+        )
         self.errors[execution_count] = error
         self.last_error = error
         log.info("cell %s raised %s", execution_count, error.summary)
@@ -89,8 +102,9 @@ class NotebookHistory:
         count = self.count(n)
         sources = self._sources()
         if not 0 < count < len(sources) or count >= self._current():
-            raise ContextError(f"no cell {count} has run before this one "
-                               f"(the last one is {self._current() - 1}).")
+            raise ContextError(
+                f"no cell {count} has run before this one (the last one is {self._current() - 1})."
+            )
         return sources[count]
 
     def output(self, n: int):
@@ -98,8 +112,7 @@ class NotebookHistory:
         outputs = self._outputs()
         if count not in outputs:
             self.source(n)  # says so if the cell never ran
-            raise ContextError(f"cell {count} has no output (its last line "
-                               "gave no value).")
+            raise ContextError(f"cell {count} has no output (its last line gave no value).")
         return outputs[count]
 
     def error(self, n: int | None = None) -> CellError:

@@ -6,6 +6,7 @@ any model is loaded or called); :meth:`Resolved.render` then turns the values in
 with the shared renderer, each capped in tokens, once the model's tokenizer is at hand.
 Only the expressions the prompt uses are evaluated.
 """
+
 from __future__ import annotations
 
 import builtins
@@ -43,8 +44,10 @@ class Expanded:
 
     def summary(self) -> str:
         """One line per interpolation: what it was and how many tokens it took."""
-        return "\n".join(f"{i.label}: {i.kind}, {i.tokens:,} tokens ({self.counter})"
-                         for i in self.interpolations)
+        return "\n".join(
+            f"{i.label}: {i.kind}, {i.tokens:,} tokens ({self.counter})"
+            for i in self.interpolations
+        )
 
 
 @dataclass
@@ -65,12 +68,13 @@ class Resolved:
             else:  # sources and tracebacks are text already
                 text = fit(value, limits, "cell" if placeholder.kind == "In" else "traceback")
             out.append(text)
-            pieces.append(Interpolation(placeholder.label, kind, text,
-                                        limits.counter.count(text)))
+            pieces.append(Interpolation(placeholder.label, kind, text, limits.counter.count(text)))
         expanded = Expanded("".join(out), pieces, limits.counter.name)
         if pieces:
-            log.info("prompt context: %s", "; ".join(f"{p.label} {p.kind} {p.tokens} tokens"
-                                                     for p in pieces))
+            log.info(
+                "prompt context: %s",
+                "; ".join(f"{p.label} {p.kind} {p.tokens} tokens" for p in pieces),
+            )
         return expanded
 
     @property
@@ -98,14 +102,21 @@ def evaluate(placeholder: Placeholder, namespace: Mapping, globals_: dict | None
     if tree is None:
         raise ContextError(f"{placeholder.label} is not an expression.")
     names = free_names(tree)
-    unknown = [n for n in names if n not in namespace and
-               (globals_ is None or n not in globals_) and not hasattr(builtins, n)]
+    unknown = [
+        n
+        for n in names
+        if n not in namespace
+        and (globals_ is None or n not in globals_)
+        and not hasattr(builtins, n)
+    ]
     if unknown:
         value = _format_field(placeholder.text, namespace)
         if value is not _MISSING:
             return value
-        raise ContextError(f"{placeholder.label}: name {unknown[0]!r} is not defined. "
-                           "Write \\{ for a literal brace.")
+        raise ContextError(
+            f"{placeholder.label}: name {unknown[0]!r} is not defined. "
+            "Write \\{ for a literal brace."
+        )
     code = compile(tree, placeholder.label, "eval")
     scope = globals_ if globals_ is not None else {"__builtins__": builtins, **namespace}
     try:
@@ -122,8 +133,12 @@ def _kind(value) -> str:
     return kind.__name__ if module == "builtins" else f"{module}.{kind.__name__}"
 
 
-def resolve(text: str, namespace: Mapping, history: NotebookHistory | None = None,
-            globals_: dict | None = None) -> Resolved:
+def resolve(
+    text: str,
+    namespace: Mapping,
+    history: NotebookHistory | None = None,
+    globals_: dict | None = None,
+) -> Resolved:
     """Evaluate the placeholders of ``text``; raises ContextError for the first that
     cannot be filled."""
     parts: list[Any] = []
@@ -136,16 +151,23 @@ def resolve(text: str, namespace: Mapping, history: NotebookHistory | None = Non
             parts.append((part, value, _kind(value)))
             continue
         if history is None:
-            raise ContextError(f"{part.label}: cell history is only available in an "
-                               "IPython kernel with %load_ext lms_jupyter.")
+            raise ContextError(
+                f"{part.label}: cell history is only available in an "
+                "IPython kernel with %load_ext lms_jupyter."
+            )
         n = part.index if part.index is not None else -1
         try:
             if part.kind == "In":
                 parts.append((part, history.source(n), f"In[{history.count(n)}]"))
             elif part.kind == "Out":
                 value = history.output(n)
-                parts.append((Placeholder(part.text, "expr", n), value,
-                              f"Out[{history.count(n)}] {_kind(value)}"))
+                parts.append(
+                    (
+                        Placeholder(part.text, "expr", n),
+                        value,
+                        f"Out[{history.count(n)}] {_kind(value)}",
+                    )
+                )
             else:
                 error = history.error(part.index)
                 kind = f"Err[{error.execution_count}] {error.ename}"
@@ -155,7 +177,12 @@ def resolve(text: str, namespace: Mapping, history: NotebookHistory | None = Non
     return Resolved(parts)
 
 
-def expand(text: str, namespace: Mapping, history: NotebookHistory | None = None,
-           limits: Limits | None = None, globals_: dict | None = None) -> Expanded:
+def expand(
+    text: str,
+    namespace: Mapping,
+    history: NotebookHistory | None = None,
+    limits: Limits | None = None,
+    globals_: dict | None = None,
+) -> Expanded:
     """:func:`resolve` and render in one go."""
     return resolve(text, namespace, history, globals_).render(limits)

@@ -5,6 +5,7 @@ It records each failing cell's traceback (a ``post_run_cell`` hook, registered b
 ``In``/``Out``, and gives ``%%chat`` its two steps: resolve the placeholders before any
 model work, render them once the model (and its tokenizer) is loaded.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,9 +30,11 @@ def _ipython_dir() -> str:
 def shell_history(shell) -> NotebookHistory:
     """The shell's cells; the running cell is the last stored input."""
     manager = shell.history_manager
-    return NotebookHistory(sources=lambda: manager.input_hist_raw,
-                           outputs=lambda: manager.output_hist,
-                           current=lambda: len(manager.input_hist_raw) - 1)
+    return NotebookHistory(
+        sources=lambda: manager.input_hist_raw,
+        outputs=lambda: manager.output_hist,
+        current=lambda: len(manager.input_hist_raw) - 1,
+    )
 
 
 def model_counter(model: str | None) -> TokenCounter:

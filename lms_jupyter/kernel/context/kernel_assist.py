@@ -1,6 +1,7 @@
 """``%lms fix`` and ``%lms explain`` in a kernel: pick the cell, stream the answer like
 ``%%chat`` does (in a conversation of its own, so the ``%%chat`` one is untouched), and
 for ``fix`` offer the answer's first code block as a new cell below."""
+
 from __future__ import annotations
 
 import logging
@@ -45,8 +46,9 @@ def _stream(magics, model: str, request: AssistRequest, args):
     extra = dict(magics.chat_defaults)
     if args.seed is not None:
         extra["seed"] = args.seed
-    options = ChatOptions(model=model, temperature=args.temperature,
-                          max_tokens=args.max_tokens, extra=extra)
+    options = ChatOptions(
+        model=model, temperature=args.temperature, max_tokens=args.max_tokens, extra=extra
+    )
     view = CellChatView(mode=mode, rate=magics.update_rate, show_stats=magics.show_stats)
     runner = ChatRunner(runtime.get_api(), Conversation(system=request.system))
     try:
@@ -74,10 +76,13 @@ def run_fix(magics, args) -> None:
         print("The answer has no code block; no cell was offered.", flush=True)
     else:
         magics.context.set_next_input(code)
-        log.info("offered a fix for cell %s (%d lines)", error.execution_count,
-                 code.count("\n") + 1)
-        print(f"A corrected cell {error.execution_count} is offered below; it has not run.",
-              flush=True)
+        log.info(
+            "offered a fix for cell %s (%d lines)", error.execution_count, code.count("\n") + 1
+        )
+        print(
+            f"A corrected cell {error.execution_count} is offered below; it has not run.",
+            flush=True,
+        )
     _stop_if_interrupted(result)
 
 
@@ -99,6 +104,7 @@ def run_explain(magics, args) -> None:
     count = history.count(n)
     error = history.errors.get(count)
     model = _model(magics, args)
-    result = _stream(magics, model, explain_request(count, source, error,
-                                                    _limits(magics, model)), args)
+    result = _stream(
+        magics, model, explain_request(count, source, error, _limits(magics, model)), args
+    )
     _stop_if_interrupted(result)

@@ -6,6 +6,7 @@ locals), ``{In[n]}``, ``{Out[n]}``, ``{Err[n]}`` and ``{Err}`` from the notebook
 running in IPython; values go through the shared renderer with the same cap. This is
 on by default, like ``%%chat``; ``context=False`` sends the prompt exactly as written.
 """
+
 from __future__ import annotations
 
 import sys
@@ -31,11 +32,21 @@ def _notebook_history():
     return shell_history(shell)  # In/Out only: errors are recorded by the extension
 
 
-def chat(prompt: str, model: str | None = None, *, system: str | None = None,
-         context: bool = True, context_tokens: int = DEFAULT_CONTEXT_TOKENS,
-         max_tokens: int | None = None, temperature: float | None = None,
-         seed: int | None = None, namespace: dict | None = None, show_prompt: bool = False,
-         _depth: int = 1, **extra) -> str:
+def chat(
+    prompt: str,
+    model: str | None = None,
+    *,
+    system: str | None = None,
+    context: bool = True,
+    context_tokens: int = DEFAULT_CONTEXT_TOKENS,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    seed: int | None = None,
+    namespace: dict | None = None,
+    show_prompt: bool = False,
+    _depth: int = 1,
+    **extra,
+) -> str:
     """The model's answer to ``prompt`` (a new conversation each call).
 
     ``namespace``: where ``{name}`` is looked up (default: the caller's globals and
@@ -62,15 +73,15 @@ def chat(prompt: str, model: str | None = None, *, system: str | None = None,
         manager = runtime.get_manager()
         if manager.get_loaded(model) is None and getattr(manager, "jit_loading", False):
             manager.acquire(model)  # load now: the cap is measured with its tokenizer
-        expanded = resolved.render(Limits(tokens=context_tokens,
-                                          counter=model_counter(model)))
+        expanded = resolved.render(Limits(tokens=context_tokens, counter=model_counter(model)))
         text = expanded.text
         if show_prompt:
             show(expanded, model, system)
     request_extra = dict(extra)
     if seed is not None:
         request_extra["seed"] = seed
-    options = ChatOptions(model=model, temperature=temperature, max_tokens=max_tokens,
-                          extra=request_extra)
+    options = ChatOptions(
+        model=model, temperature=temperature, max_tokens=max_tokens, extra=request_extra
+    )
     runner = ChatRunner(runtime.get_api(), Conversation(system=system))
     return runner.run(text, options).content  # an APIError says what went wrong

@@ -15,6 +15,7 @@ Every result fits ``Limits.tokens`` (measured with a :class:`.tokens.TokenCounte
 ``lms_jupyter.batch`` templates. pandas, numpy and matplotlib are never imported here:
 values are recognised by their type's module and name.
 """
+
 from __future__ import annotations
 
 import reprlib
@@ -60,8 +61,10 @@ def fit(text: str, limits: Limits, what: str = "text") -> str:
     if total <= limits.tokens:
         return text
     kept = counter.truncate(text, max(1, limits.tokens - NOTE_RESERVE))
-    return (f"{kept}\n[... {what} cut to its first {len(kept):,} of {len(text):,} "
-            f"characters (about {total:,} tokens; the cap is {limits.tokens:,})]")
+    return (
+        f"{kept}\n[... {what} cut to its first {len(kept):,} of {len(text):,} "
+        f"characters (about {total:,} tokens; the cap is {limits.tokens:,})]"
+    )
 
 
 def _fits(text: str, limits: Limits) -> bool:
@@ -72,7 +75,7 @@ def _fits(text: str, limits: Limits) -> bool:
 def _cell(value, chars: int) -> str:
     text = str(value).replace("\n", " ").replace("|", "\\|")
     if len(text) > chars:
-        text = text[:chars - 1] + "…"
+        text = text[: chars - 1] + "…"
     return text
 
 
@@ -86,10 +89,16 @@ def _shrinking(rows: int, columns: int, chars: int):
     """Table sizes to try, largest first: fewer rows, then narrower cells, then fewer
     columns, until one fits the cap."""
     tried = set()
-    for r, c, w in [(rows, columns, chars), (min(rows, 3), columns, chars),
-                    (min(rows, 3), columns, 30), (min(rows, 2), min(columns, 10), 30),
-                    (min(rows, 2), min(columns, 5), 20), (1, min(columns, 3), 20),
-                    (1, 1, 20), (0, 0, 0)]:
+    for r, c, w in [
+        (rows, columns, chars),
+        (min(rows, 3), columns, chars),
+        (min(rows, 3), columns, 30),
+        (min(rows, 2), min(columns, 10), 30),
+        (min(rows, 2), min(columns, 5), 20),
+        (1, min(columns, 3), 20),
+        (1, 1, 20),
+        (0, 0, 0),
+    ]:
         if (r, c, w) not in tried:
             tried.add((r, c, w))
             yield r, c, w
@@ -98,21 +107,23 @@ def _shrinking(rows: int, columns: int, chars: int):
 def _frame(df, limits: Limits) -> str:
     n_rows, n_cols = df.shape
     columns = list(df.columns)
-    listed = columns[:limits.columns]
+    listed = columns[: limits.columns]
     dtypes = ", ".join(f"{c}: {df.dtypes[c]}" for c in listed)
     if n_cols > len(listed):
         dtypes += f", ... ({n_cols - len(listed):,} more columns)"
-    head = f"pandas DataFrame: {_count(n_rows, 'row')} × {_count(n_cols, 'column')}\n" \
-           f"dtypes: {dtypes}"
+    head = (
+        f"pandas DataFrame: {_count(n_rows, 'row')} × {_count(n_cols, 'column')}\ndtypes: {dtypes}"
+    )
     text = head
-    for rows, cols, chars in _shrinking(min(limits.rows, n_rows), len(listed),
-                                        limits.cell_chars):
+    for rows, cols, chars in _shrinking(min(limits.rows, n_rows), len(listed), limits.cell_chars):
         if rows == 0 or cols == 0:
             return head
         shown = columns[:cols]
         sample = df.iloc[:rows][shown]
-        body = [[_cell(label, chars)] + [_cell(v, chars) for v in record]
-                for label, record in zip(sample.index, sample.itertuples(index=False))]
+        body = [
+            [_cell(label, chars)] + [_cell(v, chars) for v in record]
+            for label, record in zip(sample.index, sample.itertuples(index=False), strict=False)
+        ]
         table = _markdown_table([""] + [_cell(c, chars) for c in shown], body)
         what = f"first {_count(rows, 'row')}" if rows < n_rows else "all rows"
         if cols < n_cols:
@@ -129,8 +140,10 @@ def _series(series, limits: Limits) -> str:
     rows = min(limits.rows, len(series))
     while True:
         chars = limits.cell_chars
-        body = [[_cell(label, chars), _cell(value, chars)]
-                for label, value in series.iloc[:rows].items()]
+        body = [
+            [_cell(label, chars), _cell(value, chars)]
+            for label, value in series.iloc[:rows].items()
+        ]
         what = f"first {_count(rows, 'value')}" if rows < len(series) else "all values"
         name = series.name if series.name is not None else "value"
         text = f"{head}\n{what}:\n" + _markdown_table(["", _cell(name, chars)], body)
@@ -154,12 +167,15 @@ def image_name(value) -> str | None:
         width, height = (value.get_size_inches() * value.dpi).round().astype(int)
         titles = [ax.get_title() for ax in value.axes if ax.get_title()]
         about = f", titled {', '.join(repr(t) for t in titles[:3])}" if titles else ""
-        return (f"[matplotlib figure, {width}×{height} px, "
-                f"{_count(len(value.axes), 'axes')}{about}; the image is not included]")
+        return (
+            f"[matplotlib figure, {width}×{height} px, "
+            f"{_count(len(value.axes), 'axes')}{about}; the image is not included]"
+        )
     if root == "matplotlib" and hasattr(value, "get_figure") and hasattr(value, "get_title"):
         title = value.get_title()
-        return (f"[matplotlib {name}{f' titled {title!r}' if title else ''}; the image is "
-                "not included]")
+        return (
+            f"[matplotlib {name}{f' titled {title!r}' if title else ''}; the image is not included]"
+        )
     if root == "PIL" and hasattr(value, "size") and hasattr(value, "mode"):
         width, height = value.size
         return f"[image: {width}×{height} {value.mode}; the image is not included]"
@@ -167,8 +183,7 @@ def image_name(value) -> str | None:
         data = getattr(value, "data", None) or b""
         kind = getattr(value, "format", None) or name.lower()
         return f"[image: {kind}, {len(data):,} bytes; the image is not included]"
-    has_image = any(callable(getattr(value, f"_repr_{m}_", None))
-                    for m in ("png", "jpeg", "svg"))
+    has_image = any(callable(getattr(value, f"_repr_{m}_", None)) for m in ("png", "jpeg", "svg"))
     if has_image and not callable(getattr(value, "_repr_markdown_", None)):
         return f"[{type(value).__name__} image; the image is not included]"
     return None
@@ -183,8 +198,10 @@ class _OrderedRepr(reprlib.Repr):
             return "{}"
         if level <= 0:
             return "{...}"
-        pieces = [f"{self.repr1(k, level - 1)}: {self.repr1(v, level - 1)}"
-                  for k, v in list(x.items())[:self.maxdict]]
+        pieces = [
+            f"{self.repr1(k, level - 1)}: {self.repr1(v, level - 1)}"
+            for k, v in list(x.items())[: self.maxdict]
+        ]
         if len(x) > self.maxdict:
             pieces.append(self.fillvalue)
         return "{" + ", ".join(pieces) + "}"
@@ -205,8 +222,10 @@ def _first_items(value, items: int) -> str:
     short = _nested_repr()
     level = short.maxlevel
     if isinstance(value, dict):
-        pieces = [f"{short.repr1(k, level)}: {short.repr1(v, level)}"
-                  for k, v in list(value.items())[:items]]
+        pieces = [
+            f"{short.repr1(k, level)}: {short.repr1(v, level)}"
+            for k, v in list(value.items())[:items]
+        ]
         opening, closing = "{", "}"
     else:
         pieces = [short.repr1(v, level) for v in list(value)[:items]]
@@ -228,8 +247,7 @@ def _container(value, limits: Limits) -> str:
     while True:
         text = _first_items(value, items)
         if items < size:
-            text += f"\n[{type(value).__name__} of {_count(size, noun)}; the first " \
-                    f"{items:,} shown]"
+            text += f"\n[{type(value).__name__} of {_count(size, noun)}; the first {items:,} shown]"
         if items <= 1 or _fits(text, limits):
             return text
         items //= 2
@@ -245,8 +263,9 @@ def render_value(value, limits: Limits | None = None) -> str:
     if isinstance(value, str):
         return _string(value, limits)
     if isinstance(value, (bytes, bytearray)):
-        return fit(_nested_repr().repr(bytes(value)), limits, "bytes") + \
-            (f"\n[{len(value):,} bytes]" if len(value) > 300 else "")
+        return fit(_nested_repr().repr(bytes(value)), limits, "bytes") + (
+            f"\n[{len(value):,} bytes]" if len(value) > 300 else ""
+        )
     if _is(value, "pandas", "DataFrame"):
         return fit(_frame(value, limits), limits, "table")
     if _is(value, "pandas", "Series"):

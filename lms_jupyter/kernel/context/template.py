@@ -15,6 +15,7 @@ rule is narrow and predictable:
 
 Pure Python: no IPython, no evaluation here (see :mod:`.interpolate`).
 """
+
 from __future__ import annotations
 
 import ast
@@ -76,7 +77,7 @@ def parse(text: str) -> list[Part]:
     i = 0
     while i < len(text):
         char = text[i]
-        if char == "\\" and text[i + 1:i + 2] in ("{", "}"):
+        if char == "\\" and text[i + 1 : i + 2] in ("{", "}"):
             buffer.append(text[i + 1])
             i += 2
             continue
@@ -124,7 +125,11 @@ def free_names(tree: ast.Expression) -> list[str]:
             bound.add(node.target.id)
     seen: list[str] = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) \
-                and node.id not in bound and node.id not in seen:
+        if (
+            isinstance(node, ast.Name)
+            and isinstance(node.ctx, ast.Load)
+            and node.id not in bound
+            and node.id not in seen
+        ):
             seen.append(node.id)
     return seen

@@ -1,6 +1,7 @@
 """Counting and cutting text in tokens: the model's own tokenizer when one is at hand
 (a local ``ModelInstance`` has ``tokenize``/``detokenize``), else an estimate of four
 characters a token, which is close for English and code on the small models we run."""
+
 from __future__ import annotations
 
 import logging
@@ -29,7 +30,7 @@ class EstimateCounter:
         return math.ceil(len(text) / CHARS_PER_TOKEN)
 
     def truncate(self, text: str, tokens: int) -> str:
-        return text[:max(0, tokens) * CHARS_PER_TOKEN]
+        return text[: max(0, tokens) * CHARS_PER_TOKEN]
 
 
 class TokenizerCounter:
@@ -67,14 +68,14 @@ class TokenizerCounter:
             return text
         if self._detokenize is not None:
             try:
-                cut = self._detokenize(ids[:max(0, tokens)])
+                cut = self._detokenize(ids[: max(0, tokens)])
                 return cut.decode("utf-8", "ignore") if isinstance(cut, bytes) else cut
             except Exception as exc:  # noqa: BLE001 - cut by characters instead
                 log.debug("detokenize failed: %s", exc)
         # no detokenizer: shrink by characters until it fits
-        cut = text[:tokens * CHARS_PER_TOKEN]
+        cut = text[: tokens * CHARS_PER_TOKEN]
         while cut and self.count(cut) > tokens:
-            cut = cut[:int(len(cut) * 0.9)]
+            cut = cut[: int(len(cut) * 0.9)]
         return cut
 
 

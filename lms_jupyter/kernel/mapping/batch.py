@@ -22,6 +22,7 @@ tool loop, schema parsing), so a batch row behaves exactly like a cell. Around i
 The dispatcher runs on the calling (main) thread so the kernel's KeyboardInterrupt lands
 there; each in-flight row runs on its own thread, blocking on its generation.
 """
+
 from __future__ import annotations
 
 import queue
@@ -32,9 +33,23 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from lms_jupyter.errors import APIError
-from lms_jupyter.kernel.mapping.data import BatchInputError, Item, answer_columns, build_result, empty_row, read_inputs, row_values
+from lms_jupyter.kernel.chat import (
+    DEFAULT_MAX_TOOL_ROUNDS,
+    ChatOptions,
+    ChatRunner,
+    Conversation,
+    NullView,
+)
+from lms_jupyter.kernel.mapping.data import (
+    BatchInputError,
+    Item,
+    answer_columns,
+    build_result,
+    empty_row,
+    read_inputs,
+    row_values,
+)
 from lms_jupyter.kernel.progress.batch import Figures, make_progress
-from lms_jupyter.kernel.chat import DEFAULT_MAX_TOOL_ROUNDS, ChatOptions, ChatRunner, Conversation, NullView
 from lms_jupyter.kernel.schemas import OutputSchema, SchemaError, output_schema
 from lms_jupyter.kernel.tools import Toolbox
 
@@ -93,12 +108,16 @@ class BatchSpec:
 
     def request_body(self, prompt: str) -> dict:
         """The first request of a row, as the cache key sees it."""
-        messages = ([{"role": "system", "content": self.system}] if self.system else []) + \
-            [{"role": "user", "content": prompt}]
+        messages = ([{"role": "system", "content": self.system}] if self.system else []) + [
+            {"role": "user", "content": prompt}
+        ]
         options = self.options
-        body: dict[str, Any] = {"messages": messages, **options.extra,
-                                "temperature": options.temperature,
-                                "max_tokens": options.max_tokens}
+        body: dict[str, Any] = {
+            "messages": messages,
+            **options.extra,
+            "temperature": options.temperature,
+            "max_tokens": options.max_tokens,
+        }
         if options.schema is not None:
             body["response_format"] = options.schema.response_format()
         if options.tools:
@@ -134,27 +153,39 @@ def run_row(api, spec: BatchSpec, item: Item, runner: _CountingRunner) -> Outcom
                 break  # a retry would give the same answer (greedy) or be cut off again
             continue
         except APIError as exc:
-            return _failed(runner, exc, cacheable=400 <= exc.status < 500
-                           and exc.status not in (408, 409, 429, 499))
+            return _failed(
+                runner,
+                exc,
+                cacheable=400 <= exc.status < 500 and exc.status not in (408, 409, 429, 499),
+            )
         except _Stopped:
             raise
         except Exception as exc:  # noqa: BLE001 - a row's failure never stops the batch
             return _failed(runner, exc, cacheable=False)
         if result.interrupted:
-            return Outcome(None, prompt_tokens=runner.prompt_tokens,
-                           completion_tokens=runner.completion_tokens)
+            return Outcome(
+                None, prompt_tokens=runner.prompt_tokens, completion_tokens=runner.completion_tokens
+            )
         parsed = result.parsed if options.schema is not None else result.content
-        row = {**row_values(parsed, spec.columns), "finish_reason": runner.finish_reason,
-               "prompt_tokens": runner.prompt_tokens,
-               "completion_tokens": runner.completion_tokens, "error": None}
+        row = {
+            **row_values(parsed, spec.columns),
+            "finish_reason": runner.finish_reason,
+            "prompt_tokens": runner.prompt_tokens,
+            "completion_tokens": runner.completion_tokens,
+            "error": None,
+        }
         return Outcome(row, True, runner.prompt_tokens, runner.completion_tokens)
     assert error is not None  # every attempt ended in a SchemaError (there is at least one)
     return _failed(runner, error, cacheable=True)
 
 
 def _failed(runner: _CountingRunner, exc: BaseException, cacheable: bool) -> Outcome:
-    row = {"finish_reason": runner.finish_reason, "prompt_tokens": runner.prompt_tokens,
-           "completion_tokens": runner.completion_tokens, "error": _error_text(exc)}
+    row = {
+        "finish_reason": runner.finish_reason,
+        "prompt_tokens": runner.prompt_tokens,
+        "completion_tokens": runner.completion_tokens,
+        "error": _error_text(exc),
+    }
     return Outcome(row, cacheable, runner.prompt_tokens, runner.completion_tokens)
 
 
@@ -178,12 +209,16 @@ def default_model(api) -> str:
     manager = getattr(api, "manager", None)
     if manager is None:
         return DEFAULT_MODEL_KEY
-    loaded = [m.identifier for m in manager.list_loaded()
-              if not getattr(m, "embedding_only", False)
-              and getattr(getattr(m, "info", None), "type", "llm") != "embeddings"]
+    loaded = [
+        m.identifier
+        for m in manager.list_loaded()
+        if not getattr(m, "embedding_only", False)
+        and getattr(getattr(m, "info", None), "type", "llm") != "embeddings"
+    ]
     if len(loaded) > 1:
-        raise BatchInputError(f"Several models are loaded ({', '.join(loaded)}); pick one "
-                              "with model=...")
+        raise BatchInputError(
+            f"Several models are loaded ({', '.join(loaded)}); pick one with model=..."
+        )
     return loaded[0] if loaded else DEFAULT_MODEL_KEY
 
 
@@ -206,9 +241,18 @@ def model_identity(api, model: str) -> str:
 class BatchRun:
     """The dispatcher: keeps the slots full, records rows, handles the interrupt."""
 
-    def __init__(self, api, spec: BatchSpec, items: list[Item], rows: list[dict],
-                 keys: list[str], cache, figures: Figures, view,
-                 concurrency: int | None = None):
+    def __init__(
+        self,
+        api,
+        spec: BatchSpec,
+        items: list[Item],
+        rows: list[dict],
+        keys: list[str],
+        cache,
+        figures: Figures,
+        view,
+        concurrency: int | None = None,
+    ):
         self.api, self.spec, self.items, self.rows = api, spec, items, rows
         self.keys, self.cache, self.figures, self.view = keys, cache, figures, view
         self.concurrency = concurrency
@@ -241,8 +285,9 @@ class BatchRun:
 
     def _start(self, item: Item) -> None:
         runner = _CountingRunner(self.api, self.stopped)
-        thread = threading.Thread(target=self._work, args=(item, runner), daemon=True,
-                                  name=f"lms-batch-{item.position}")
+        thread = threading.Thread(
+            target=self._work, args=(item, runner), daemon=True, name=f"lms-batch-{item.position}"
+        )
         self.threads[item.position] = (thread, runner)
         thread.start()
 
@@ -304,8 +349,8 @@ class BatchRun:
             runner.cancel()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and (
-                any(t.is_alive() for t, _r in self.threads.values())
-                or not self.inbox.empty()):
+            any(t.is_alive() for t, _r in self.threads.values()) or not self.inbox.empty()
+        ):
             try:
                 position, outcome = self.inbox.get(timeout=0.1)
             except queue.Empty:
@@ -343,14 +388,27 @@ def _open_cache(cache):
         return None
 
 
-def batch(inputs, prompt: str | None = None, *, model: str | None = None,
-          system: str | None = None, schema=None, max_tokens: int | None = DEFAULT_MAX_TOKENS,
-          temperature: float | None = 0.0, seed: int | None = None, tools=None,
-          tool_choice: str | dict | None = None,
-          max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS, retries: int = 2,
-          concurrency: int | None = None, cache=True, refresh: bool | str = False,
-          progress=True,
-          api=None, **request_fields):
+def batch(
+    inputs,
+    prompt: str | None = None,
+    *,
+    model: str | None = None,
+    system: str | None = None,
+    schema=None,
+    max_tokens: int | None = DEFAULT_MAX_TOKENS,
+    temperature: float | None = 0.0,
+    seed: int | None = None,
+    tools=None,
+    tool_choice: str | dict | None = None,
+    max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
+    retries: int = 2,
+    concurrency: int | None = None,
+    cache=True,
+    refresh: bool | str = False,
+    progress=True,
+    api=None,
+    **request_fields,
+):
     """Run one chat turn per row of ``inputs``; a DataFrame (or list of dicts) of answers.
 
     ``inputs``: a list, a pandas Series or a DataFrame. ``prompt``: a template, with
@@ -389,12 +447,19 @@ def batch(inputs, prompt: str | None = None, *, model: str | None = None,
     extra = dict(request_fields)
     if seed is not None:
         extra["seed"] = seed
-    options = ChatOptions(model=model, temperature=temperature, max_tokens=max_tokens,
-                          schema=checked_schema, tools=_toolbox(tools),
-                          tool_choice=tool_choice, max_tool_rounds=max_tool_rounds,
-                          extra=extra)
-    spec = BatchSpec(model, system, options, columns, max(0, int(retries)), seed,
-                     model_identity(api, model))
+    options = ChatOptions(
+        model=model,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        schema=checked_schema,
+        tools=_toolbox(tools),
+        tool_choice=tool_choice,
+        max_tool_rounds=max_tool_rounds,
+        extra=extra,
+    )
+    spec = BatchSpec(
+        model, system, options, columns, max(0, int(retries)), seed, model_identity(api, model)
+    )
     from lms_jupyter.kernel.mapping.cache import cache_key
 
     keys = [cache_key(spec.identity, spec.request_body(item.prompt)) for item in items]
@@ -406,8 +471,17 @@ def batch(inputs, prompt: str | None = None, *, model: str | None = None,
             store.close()
 
 
-def _run(api, spec: BatchSpec, items: list[Item], index, keys: list[str], store,
-         refresh: bool | str, progress, concurrency: int | None):
+def _run(
+    api,
+    spec: BatchSpec,
+    items: list[Item],
+    index,
+    keys: list[str],
+    store,
+    refresh: bool | str,
+    progress,
+    concurrency: int | None,
+):
     if refresh not in (True, False, "errors"):
         raise BatchInputError("refresh must be True, False or 'errors'.")
     rows = [empty_row(spec.columns) for _ in items]
@@ -418,7 +492,7 @@ def _run(api, spec: BatchSpec, items: list[Item], index, keys: list[str], store,
     twins: dict[int, list[int]] = {}
     first: dict[str, int] = {}
     figures = Figures(total=len(items))
-    for item, key in zip(items, keys):
+    for item, key in zip(items, keys, strict=False):
         if key in cached:
             rows[item.position].update(cached[key])
             figures.done += 1
@@ -443,13 +517,19 @@ def _run(api, spec: BatchSpec, items: list[Item], index, keys: list[str], store,
 
 def _report(spec: BatchSpec, figures: Figures, run: BatchRun, store) -> dict:
     return {
-        "model": spec.model, "total": figures.total, "done": figures.done,
-        "computed": figures.computed, "cached": figures.cached, "errors": figures.errors,
-        "interrupted": run.interrupted, "pending": figures.total - figures.done,
+        "model": spec.model,
+        "total": figures.total,
+        "done": figures.done,
+        "computed": figures.computed,
+        "cached": figures.cached,
+        "errors": figures.errors,
+        "interrupted": run.interrupted,
+        "pending": figures.total - figures.done,
         "elapsed_s": round(figures.elapsed, 3),
         "items_per_second": round(figures.items_per_second, 3),
         "tokens_per_second": round(figures.tokens_per_second, 2),
-        "prompt_tokens": figures.prompt_tokens, "completion_tokens": figures.completion_tokens,
+        "prompt_tokens": figures.prompt_tokens,
+        "completion_tokens": figures.completion_tokens,
         "concurrency": run.concurrency or run._limit,
         "cache": str(store.path) if store is not None else None,
         "cache_error": run.cache_error,
@@ -457,11 +537,17 @@ def _report(spec: BatchSpec, figures: Figures, run: BatchRun, store) -> dict:
 
 
 def summary_line(report: dict) -> str:
-    head = (f"Interrupted: {report['done']}/{report['total']} rows done"
-            if report["interrupted"] else f"{report['done']}/{report['total']} rows")
-    parts = [head, f"{report['computed']} computed in {report['elapsed_s']:.1f} s",
-             f"{report['items_per_second']:.2f} items/s",
-             f"{report['tokens_per_second']:.1f} tokens/s"]
+    head = (
+        f"Interrupted: {report['done']}/{report['total']} rows done"
+        if report["interrupted"]
+        else f"{report['done']}/{report['total']} rows"
+    )
+    parts = [
+        head,
+        f"{report['computed']} computed in {report['elapsed_s']:.1f} s",
+        f"{report['items_per_second']:.2f} items/s",
+        f"{report['tokens_per_second']:.1f} tokens/s",
+    ]
     if report["cached"]:
         parts.append(f"{report['cached']} from cache")
     parts.append(f"{report['errors']} error{'s' if report['errors'] != 1 else ''}")

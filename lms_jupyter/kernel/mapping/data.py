@@ -5,6 +5,7 @@ back as a DataFrame aligned with the input's index, or as a list of dicts when p
 not installed. pandas is imported only when the input is a pandas object or a DataFrame
 is built, never with the package.
 """
+
 from __future__ import annotations
 
 import string
@@ -40,12 +41,16 @@ class _Fields(string.Formatter):
 
     def get_value(self, key, args, kwargs):
         if isinstance(key, int):
-            raise BatchInputError("The prompt template uses a positional field '{}'; name "
-                                  "a column instead, e.g. '{text}'.")
+            raise BatchInputError(
+                "The prompt template uses a positional field '{}'; name "
+                "a column instead, e.g. '{text}'."
+            )
         if key not in kwargs:
-            raise BatchInputError(f"The prompt template uses {{{key}}}, but there is no such "
-                                  f"field; available: {', '.join(self.available)}. Write "
-                                  "'{{' and '}}' for literal braces.")
+            raise BatchInputError(
+                f"The prompt template uses {{{key}}}, but there is no such "
+                f"field; available: {', '.join(self.available)}. Write "
+                "'{{' and '}}' for literal braces."
+            )
         return kwargs[key]
 
     def format_field(self, value, format_spec):
@@ -65,8 +70,9 @@ def render(template: str, fields: dict) -> str:
     except BatchInputError:
         raise
     except (ValueError, IndexError, AttributeError, KeyError) as exc:
-        raise BatchInputError(f"Bad prompt template: {exc}. Write '{{{{' and '}}}}' for "
-                              "literal braces.") from None
+        raise BatchInputError(
+            f"Bad prompt template: {exc}. Write '{{{{' and '}}}}' for literal braces."
+        ) from None
 
 
 def read_inputs(inputs, prompt: str | None) -> tuple[list[Item], Any]:
@@ -76,19 +82,23 @@ def read_inputs(inputs, prompt: str | None) -> tuple[list[Item], Any]:
     if prompt is not None and not isinstance(prompt, str):
         raise BatchInputError("prompt must be a string template, e.g. 'Classify: {text}'.")
     if isinstance(inputs, (str, bytes)):
-        raise BatchInputError("inputs must be a list, a pandas Series or a DataFrame, not a "
-                              "single string (wrap it in a list).")
+        raise BatchInputError(
+            "inputs must be a list, a pandas Series or a DataFrame, not a "
+            "single string (wrap it in a list)."
+        )
     if _is_pandas(inputs, "DataFrame"):
         columns = [str(c) for c in inputs.columns]
         if prompt is None:
             if len(columns) != 1:
-                raise BatchInputError("A DataFrame with several columns needs prompt=, a "
-                                      "template with {column} fields (columns: "
-                                      f"{', '.join(columns)}).")
+                raise BatchInputError(
+                    "A DataFrame with several columns needs prompt=, a "
+                    "template with {column} fields (columns: "
+                    f"{', '.join(columns)})."
+                )
             prompt = "{" + columns[0] + "}"
         records = inputs.to_dict("records")
         items = []
-        for position, (label, record) in enumerate(zip(inputs.index, records)):
+        for position, (label, record) in enumerate(zip(inputs.index, records, strict=False)):
             fields = {str(k): v for k, v in record.items()}
             fields.setdefault("index", label)
             items.append(Item(position, label, render(prompt, fields)))
@@ -102,8 +112,9 @@ def read_inputs(inputs, prompt: str | None) -> tuple[list[Item], Any]:
     try:
         values = list(inputs)
     except TypeError:
-        raise BatchInputError("inputs must be a list, a pandas Series or a DataFrame (got "
-                              f"{type(inputs).__name__}).") from None
+        raise BatchInputError(
+            f"inputs must be a list, a pandas Series or a DataFrame (got {type(inputs).__name__})."
+        ) from None
     items = [Item(i, i, _prompt_for(value, prompt, i, None)) for i, value in enumerate(values)]
     return items, None
 
@@ -111,8 +122,7 @@ def read_inputs(inputs, prompt: str | None) -> tuple[list[Item], Any]:
 def _prompt_for(value, template: str | None, label, name: str | None) -> str:
     if template is None:
         if isinstance(value, dict):
-            raise BatchInputError("A list of dicts needs prompt=, a template with {key} "
-                                  "fields.")
+            raise BatchInputError("A list of dicts needs prompt=, a template with {key} fields.")
         return str(value)
     fields = dict(value) if isinstance(value, dict) else {"input": value}
     if name is not None and not isinstance(value, dict):
@@ -126,8 +136,11 @@ def answer_columns(schema) -> list[str]:
     if schema is None:
         return ["answer"]
     properties = schema.schema.get("properties")
-    if schema.schema.get("type", "object") == "object" and isinstance(properties, dict) \
-            and properties:
+    if (
+        schema.schema.get("type", "object") == "object"
+        and isinstance(properties, dict)
+        and properties
+    ):
         return list(properties)
     return ["answer"]
 
@@ -153,8 +166,9 @@ class BatchRows(list):
     report: dict = {}
 
 
-def build_result(rows: list[dict], columns: list[str], index, report: dict, *,
-                 want_frame: bool | None = None):
+def build_result(
+    rows: list[dict], columns: list[str], index, report: dict, *, want_frame: bool | None = None
+):
     """A DataFrame aligned with ``index`` (pandas installed), else :class:`BatchRows`.
 
     ``report`` (items/s, tokens/s, counts) goes to ``DataFrame.attrs["lms_batch"]``.

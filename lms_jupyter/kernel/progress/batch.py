@@ -5,6 +5,7 @@ dispatcher calls :meth:`update` after every finished item and at most ~5 times a
 otherwise. The final figures are printed as one line by the caller, so they land in the
 cell's output (and in a saved notebook) whichever view ran.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,8 +42,11 @@ class Figures:
         return left / rate if rate > 0 else None
 
     def text(self) -> str:
-        parts = [f"{self.done}/{self.total}", f"{self.items_per_second:.2f} items/s",
-                 f"{self.tokens_per_second:.1f} tokens/s"]
+        parts = [
+            f"{self.done}/{self.total}",
+            f"{self.items_per_second:.2f} items/s",
+            f"{self.tokens_per_second:.1f} tokens/s",
+        ]
         eta = self.eta
         if eta is not None and self.done < self.total:
             parts.append(f"ETA {human_duration(eta)}")
@@ -66,14 +70,20 @@ class WidgetBatchProgress(WidgetView):
     interval = 0.2
 
     def update(self, figures: Figures, force: bool = False) -> None:
-        self.show(figures.done / figures.total if figures.total else 1.0,
-                  f"{self.title}: {figures.text()}", force=force)
+        self.show(
+            figures.done / figures.total if figures.total else 1.0,
+            f"{self.title}: {figures.text()}",
+            force=force,
+        )
 
     def close(self, figures: Figures, interrupted: bool = False) -> None:
         self.update(figures, force=True)
         style = "warning" if interrupted or figures.errors else "success"
-        WidgetView.finish(self, f"{self.title}: {figures.text()}"
-                          + (" · interrupted" if interrupted else ""), style=style)
+        WidgetView.finish(
+            self,
+            f"{self.title}: {figures.text()}" + (" · interrupted" if interrupted else ""),
+            style=style,
+        )
 
 
 class TerminalBatchProgress(TerminalView):
@@ -82,8 +92,9 @@ class TerminalBatchProgress(TerminalView):
     interval = 0.2
 
     def update(self, figures: Figures, force: bool = False) -> None:
-        self.show(figures.done / figures.total if figures.total else 1.0, figures.text(),
-                  force=force)
+        self.show(
+            figures.done / figures.total if figures.total else 1.0, figures.text(), force=force
+        )
 
     def close(self, figures: Figures, interrupted: bool = False) -> None:
         self.update(figures, force=True)

@@ -6,18 +6,19 @@ The download itself is a :class:`~lms_jupyter.models.downloads.DownloadJob` on i
 thread; :func:`run_download` polls it to draw progress and turns Ctrl+C into a pause
 (the ``.part`` files stay, and the same command resumes them).
 """
+
 from __future__ import annotations
 
 import html
 import sys
 import threading
-from typing import Callable
+from collections.abc import Callable
 
-from lms_jupyter.models.downloads import COMPLETED, FAILED, DownloadJob
-from lms_jupyter.models.hub import DownloadError, human_size
-from lms_jupyter.models.download_plan import DownloadPlan
 from lms_jupyter.cli.listing import human_duration
 from lms_jupyter.kernel.progress.views import TerminalView, WidgetView
+from lms_jupyter.models.download_plan import DownloadPlan
+from lms_jupyter.models.downloads import COMPLETED, FAILED, DownloadJob
+from lms_jupyter.models.hub import DownloadError, human_size
 
 
 class DownloadPaused(Exception):
@@ -36,8 +37,10 @@ def run_download(job: DownloadJob, view, poll: float = 0.1) -> DownloadJob:
             view.update(job.downloaded_bytes, job.total_bytes, job.bytes_per_second)
     except KeyboardInterrupt:
         job.pause(wait=30.0)
-        view.fail(f"Download paused at {human_size(job.downloaded_bytes)} of "
-                  f"{human_size(job.total_bytes)}; run the same command again to resume.")
+        view.fail(
+            f"Download paused at {human_size(job.downloaded_bytes)} of "
+            f"{human_size(job.total_bytes)}; run the same command again to resume."
+        )
         raise DownloadPaused(job) from None
     view.update(job.downloaded_bytes, job.total_bytes, 0.0)
     if job.status == FAILED:
@@ -59,8 +62,11 @@ class TerminalDownloadProgress(TerminalView):
     """A download's bar on the terminal: percentage, bytes, speed and ETA."""
 
     def update(self, done: int, total: int, speed: float) -> None:
-        self.show(done / total if total else 1.0, progress_text(done, total, speed),
-                  force=bool(total) and done >= total)
+        self.show(
+            done / total if total else 1.0,
+            progress_text(done, total, speed),
+            force=bool(total) and done >= total,
+        )
 
 
 class WidgetDownloadProgress(WidgetView):
@@ -68,9 +74,11 @@ class WidgetDownloadProgress(WidgetView):
     printed, so it stays in the cell's text output."""
 
     def update(self, done: int, total: int, speed: float) -> None:
-        self.show(done / total if total else 1.0,
-                  f"{self.title}: {progress_text(done, total, speed)}",
-                  force=bool(total) and done >= total)
+        self.show(
+            done / total if total else 1.0,
+            f"{self.title}: {progress_text(done, total, speed)}",
+            force=bool(total) and done >= total,
+        )
 
     def finish(self, line: str) -> None:  # type: ignore[override]
         super().finish(line)
@@ -87,8 +95,9 @@ def hit_label(hit) -> str:
     return f"{hit.repo_id}  ({hit.downloads} downloads, {hit.likes} likes)"
 
 
-def prompt_choice(title: str, options: list[str], default: int,
-                  ask: Callable[[str], str] = input, out=None) -> int:
+def prompt_choice(
+    title: str, options: list[str], default: int, ask: Callable[[str], str] = input, out=None
+) -> int:
     """A numbered list and a prompt; Enter or end of input takes the default."""
     out = out or sys.stdout
     print(title, file=out)
@@ -107,19 +116,24 @@ def prompt_choice(title: str, options: list[str], default: int,
         print(f"Type a number from 1 to {len(options)}.", file=out, flush=True)
 
 
-def prompt_plan(plan: DownloadPlan, resolve_repo: Callable[[str], DownloadPlan],
-                ask: Callable[[str], str] = input) -> DownloadPlan:
+def prompt_plan(
+    plan: DownloadPlan,
+    resolve_repo: Callable[[str], DownloadPlan],
+    ask: Callable[[str], str] = input,
+) -> DownloadPlan:
     """``--select`` in a terminal: the repository (after a search), then the variant."""
     if len(plan.hits) > 1:
         hits = plan.hits[:10]
         current = next((i for i, h in enumerate(hits) if h.repo_id == plan.repo_id), 0)
-        chosen = prompt_choice("Repositories on the Hugging Face Hub:",
-                               [hit_label(h) for h in hits], current, ask)
+        chosen = prompt_choice(
+            "Repositories on the Hugging Face Hub:", [hit_label(h) for h in hits], current, ask
+        )
         if hits[chosen].repo_id != plan.repo_id:
             plan = resolve_repo(hits[chosen].repo_id)
     index = plan.variants.index(plan.variant)
-    chosen = prompt_choice(f"Variants of {plan.repo_id}:",
-                           [variant_label(plan, v) for v in plan.variants], index, ask)
+    chosen = prompt_choice(
+        f"Variants of {plan.repo_id}:", [variant_label(plan, v) for v in plan.variants], index, ask
+    )
     return plan.with_variant(plan.variants[chosen])
 
 
@@ -130,8 +144,12 @@ class DownloadPicker:
     (other cells run meanwhile). ``job`` is the running or last download.
     """
 
-    def __init__(self, plan: DownloadPlan, resolve_repo: Callable[[str], DownloadPlan],
-                 load_hint: str = "%lms load <model>"):
+    def __init__(
+        self,
+        plan: DownloadPlan,
+        resolve_repo: Callable[[str], DownloadPlan],
+        load_hint: str = "%lms load <model>",
+    ):
         import ipywidgets as widgets
 
         self.plan = plan
@@ -141,22 +159,26 @@ class DownloadPicker:
         self.done = threading.Event()
         hits = plan.hits[:10] or []
         options = [(hit_label(h), h.repo_id) for h in hits] or [(plan.repo_id, plan.repo_id)]
-        self.repo = widgets.Dropdown(options=options, value=plan.repo_id,
-                                     description="Repository",
-                                     layout=widgets.Layout(width="34em"))
-        self.variant = widgets.Dropdown(description="Variant",
-                                        layout=widgets.Layout(width="34em"))
-        self.button = widgets.Button(description="Download", icon="download",
-                                     button_style="primary")
-        self.bar = widgets.IntProgress(value=0, min=0, max=1000,
-                                       layout=widgets.Layout(width="18em",
-                                                             visibility="hidden"))
+        self.repo = widgets.Dropdown(
+            options=options,
+            value=plan.repo_id,
+            description="Repository",
+            layout=widgets.Layout(width="34em"),
+        )
+        self.variant = widgets.Dropdown(description="Variant", layout=widgets.Layout(width="34em"))
+        self.button = widgets.Button(
+            description="Download", icon="download", button_style="primary"
+        )
+        self.bar = widgets.IntProgress(
+            value=0, min=0, max=1000, layout=widgets.Layout(width="18em", visibility="hidden")
+        )
         self.message = widgets.HTML("")
         self._fill_variants(plan)
         self.repo.observe(self._repo_changed, names="value")
         self.button.on_click(lambda _button: self.start())
-        self.widget = widgets.VBox([self.repo, self.variant,
-                                    widgets.HBox([self.button, self.bar]), self.message])
+        self.widget = widgets.VBox(
+            [self.repo, self.variant, widgets.HBox([self.button, self.bar]), self.message]
+        )
 
     def _ipython_display_(self):
         from IPython.display import display
@@ -196,8 +218,9 @@ class DownloadPicker:
         self.bar.layout.visibility = "visible"
         self.bar.bar_style = ""
         self.job = DownloadJob(plan).start()
-        threading.Thread(target=self._watch, args=(self.job, hint), daemon=True,
-                         name="lms-download-view").start()
+        threading.Thread(
+            target=self._watch, args=(self.job, hint), daemon=True, name="lms-download-view"
+        ).start()
         return self.job
 
     def _watch(self, job: DownloadJob, hint: str) -> None:
@@ -209,13 +232,15 @@ class DownloadPicker:
             self.message.value = html.escape(f"Download completed. To use, run: {hint}")
         else:
             self.bar.bar_style = "danger"
-            self.message.value = html.escape(job.error.message if job.error
-                                             else f"Download {job.status}.")
+            self.message.value = html.escape(
+                job.error.message if job.error else f"Download {job.status}."
+            )
         self.button.disabled = self.repo.disabled = self.variant.disabled = False
         self.done.set()
 
     def _show(self, job: DownloadJob) -> None:
         total = job.total_bytes or 1
         self.bar.value = int(1000 * job.downloaded_bytes / total)
-        self.message.value = html.escape(progress_text(job.downloaded_bytes, job.total_bytes,
-                                                       job.bytes_per_second))
+        self.message.value = html.escape(
+            progress_text(job.downloaded_bytes, job.total_bytes, job.bytes_per_second)
+        )

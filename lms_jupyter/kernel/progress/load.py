@@ -5,12 +5,14 @@ The manager reports load progress through a callback (llama.cpp's, via
 :class:`LoadWatcher`; the caller polls it (~10 Hz) to draw progress and turns Ctrl+C
 into a cancel, which llama.cpp honours at the next tensor.
 """
+
 from __future__ import annotations
 
 import html
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from lms_jupyter.engine.options import LoadCancelled
 from lms_jupyter.kernel.progress.views import ProgressView, TerminalView
@@ -53,7 +55,7 @@ class LoadTask:
         self.done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lms-load", daemon=True)
 
-    def start(self) -> "LoadTask":
+    def start(self) -> LoadTask:
         self._thread.start()
         return self
 
@@ -69,8 +71,13 @@ class LoadTask:
         return self.done.wait(timeout)
 
 
-def run_load(fn: Callable[[Callable[[float], bool]], object], view, *, poll: float = 0.1,
-             discard: Callable[[Any], None] | None = None):
+def run_load(
+    fn: Callable[[Callable[[float], bool]], object],
+    view,
+    *,
+    poll: float = 0.1,
+    discard: Callable[[Any], None] | None = None,
+):
     """Run ``fn(progress)`` with ``view`` showing progress; Ctrl+C cancels it
     (LoadCancelled).
 
@@ -113,9 +120,11 @@ class NotebookLoadProgress(ProgressView):
         pct = int(fraction * 100)
         text = f"{self.title}… {pct}% ({stage}, {elapsed:.1f} s)"
         title = html.escape(self.title, quote=True)
-        markup = (f'<div><progress value="{pct}" max="100" style="width:16em;'
-                  f'vertical-align:middle"></progress> <span>{title}… {pct}% '
-                  f'<span style="opacity:.65">({stage}, {elapsed:.1f} s)</span></span></div>')
+        markup = (
+            f'<div><progress value="{pct}" max="100" style="width:16em;'
+            f'vertical-align:middle"></progress> <span>{title}… {pct}% '
+            f'<span style="opacity:.65">({stage}, {elapsed:.1f} s)</span></span></div>'
+        )
         return {"text/plain": text, "text/html": markup}
 
     def update(self, watcher: LoadWatcher) -> None:

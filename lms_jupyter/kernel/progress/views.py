@@ -13,6 +13,7 @@ ending (``finish`` with the result line, or ``fail`` with the reason). Two bases
 What a kind shows (a load's stage, a download's bytes and speed, a batch's rows and tokens/s)
 is decided by the subclass in its own module; how it is drawn and throttled is decided here.
 """
+
 from __future__ import annotations
 
 import html
@@ -117,8 +118,9 @@ class WidgetView(ProgressView):
         import ipywidgets as widgets
         from IPython.display import display
 
-        self.bar = widgets.IntProgress(value=0, min=0, max=1000, description="",
-                                       layout=widgets.Layout(width="18em"))
+        self.bar = widgets.IntProgress(
+            value=0, min=0, max=1000, description="", layout=widgets.Layout(width="18em")
+        )
         self.label = widgets.HTML(self._html(label if label is not None else f"{title}…"))
         self.box = widgets.HBox([self.bar, self.label])
         display(self.box)

@@ -9,6 +9,7 @@ SQLite :class:`..responses_store.ResponseStore`, so it survives restarts), MCP
 native way. The one thing added here is ``model_load.*``: when the model is not loaded,
 a streamed request loads it first and reports the load's real progress.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -16,13 +17,13 @@ import logging
 import time
 from contextlib import aclosing
 
-from lms_jupyter.engine.channel import EventChannel, run_blocking
-from lms_jupyter.errors import APIError
+from lms_jupyter.api.lmstudio.chat.encode import EventTranslator, chat_result
+from lms_jupyter.api.lmstudio.chat.request import native_error, responses_body
 from lms_jupyter.api.lmstudio.rest import v1_error_body
 from lms_jupyter.api.responses.endpoint import ResponsesAPI, _Run
 from lms_jupyter.api.results import JSONResponse, StreamResponse
-from lms_jupyter.api.lmstudio.chat.encode import EventTranslator, chat_result
-from lms_jupyter.api.lmstudio.chat.request import native_error, responses_body
+from lms_jupyter.engine.channel import EventChannel, run_blocking
+from lms_jupyter.errors import APIError
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,9 @@ class LMStudioChatAPI:
             request = self.responses.parse(translated)
             run = _NativeRun(self.responses, request, channel)
             if request.stream and await self._needs_load(request.model):
-                return StreamResponse(self._loading_stream(run, param), run.cancel,
-                                      done_marker=None)
+                return StreamResponse(
+                    self._loading_stream(run, param), run.cancel, done_marker=None
+                )
             await run.begin()
         except APIError as error:
             raise native_error(error, param) from None
@@ -72,8 +74,7 @@ class LMStudioChatAPI:
             return StreamResponse(self._events(run, param), run.cancel, done_marker=None)
         response = await run.result()
         run._record()
-        log.info("chat %s on %s: %d step(s)", response["id"], response["model"],
-                 len(run.finished))
+        log.info("chat %s on %s: %d step(s)", response["id"], response["model"], len(run.finished))
         return JSONResponse(chat_result(response, run.finished, request.store))
 
     async def _needs_load(self, name: str) -> bool:
@@ -110,21 +111,38 @@ class LMStudioChatAPI:
 
         started = time.monotonic()
         yield [self._event("model_load.start", model_instance_id=request.model)]
-        load = asyncio.ensure_future(run_blocking(lambda: self.manager.acquire(
-            request.model, ttl=request.generation["ttl"],
-            context_length=request.generation["context_length"], progress=on_progress)))
+        load = asyncio.ensure_future(
+            run_blocking(
+                lambda: self.manager.acquire(
+                    request.model,
+                    ttl=request.generation["ttl"],
+                    context_length=request.generation["context_length"],
+                    progress=on_progress,
+                )
+            )
+        )
         try:
             while not load.done() or not progress.empty():
                 getter = asyncio.ensure_future(progress.get())
                 await asyncio.wait({load, getter}, return_when=asyncio.FIRST_COMPLETED)
                 if getter.done():
-                    yield [self._event("model_load.progress", model_instance_id=request.model,
-                                       progress=round(getter.result(), 4))]
+                    yield [
+                        self._event(
+                            "model_load.progress",
+                            model_instance_id=request.model,
+                            progress=round(getter.result(), 4),
+                        )
+                    ]
                 else:
                     getter.cancel()
             model = load.result()
-            yield [self._event("model_load.end", model_instance_id=model.identifier,
-                               load_time_seconds=round(time.monotonic() - started, 3))]
+            yield [
+                self._event(
+                    "model_load.end",
+                    model_instance_id=model.identifier,
+                    load_time_seconds=round(time.monotonic() - started, 3),
+                )
+            ]
             await run.begin()
         except APIError as error:
             yield [self._error(error, param)]
@@ -144,14 +162,24 @@ class LMStudioChatAPI:
                 for event in batch:
                     kind = event["type"]
                     if kind == "response.failed":
-                        out.append(self._error(run.error or APIError(
-                            "The chat failed.", 500, "server_error"), param))
+                        out.append(
+                            self._error(
+                                run.error or APIError("The chat failed.", 500, "server_error"),
+                                param,
+                            )
+                        )
                         yield out
                         return
                     if kind in ("response.completed", "response.incomplete"):
                         run._record()
-                        out.append(self._event("chat.end", result=chat_result(
-                            event["response"], run.finished, run.request.store)))
+                        out.append(
+                            self._event(
+                                "chat.end",
+                                result=chat_result(
+                                    event["response"], run.finished, run.request.store
+                                ),
+                            )
+                        )
                     else:
                         out += translator.translate(event)
                 if out:

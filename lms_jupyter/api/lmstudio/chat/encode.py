@@ -7,6 +7,7 @@ this module spells both the way ``/api/v1/chat`` does: ``output`` items of type
 ``message.start|delta|end``, ``reasoning.start|delta|end``,
 ``tool_call.start|arguments|result|failure`` in the order the run produced them.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,14 +33,22 @@ def output_items(response: dict) -> list[dict]:
         elif kind == "reasoning":
             out.append({"type": "reasoning", "content": _text(item)})
         elif kind == "mcp_call":
-            call = {"type": "tool_call", "tool": item["name"],
-                    "arguments": _arguments(item.get("arguments", "")),
-                    "output": item.get("output"),
-                    "provider_info": {"type": "ephemeral_mcp",
-                                      "server_label": item.get("server_label")}}
+            call = {
+                "type": "tool_call",
+                "tool": item["name"],
+                "arguments": _arguments(item.get("arguments", "")),
+                "output": item.get("output"),
+                "provider_info": {
+                    "type": "ephemeral_mcp",
+                    "server_label": item.get("server_label"),
+                },
+            }
             if item.get("error"):
-                call["error"] = item["error"].get("message") if isinstance(
-                    item["error"], dict) else str(item["error"])
+                call["error"] = (
+                    item["error"].get("message")
+                    if isinstance(item["error"], dict)
+                    else str(item["error"])
+                )
             out.append(call)
     return out
 
@@ -50,25 +59,27 @@ def stats(response: dict, steps: list) -> dict:
     usage = response.get("usage") or {}
     first = steps[0].stats if steps else None
     generated = sum(d.stats.completion_tokens for d in steps)
-    decode = sum(max(0.0, d.stats.generation_time - d.stats.time_to_first_token)
-                 for d in steps)
-    speed = (generated - len(steps)) / decode if decode > 0 and generated > len(steps) \
-        else 0.0
-    return {"input_tokens": usage.get("input_tokens", 0),
-            "total_output_tokens": usage.get("output_tokens", 0),
-            "reasoning_output_tokens":
-                (usage.get("output_tokens_details") or {}).get("reasoning_tokens", 0),
-            "tokens_per_second": round(speed, 3),
-            "time_to_first_token_seconds": round(first.time_to_first_token, 4) if first
-            else 0.0,
-            "cached_input_tokens":
-                (usage.get("input_tokens_details") or {}).get("cached_tokens", 0)}
+    decode = sum(max(0.0, d.stats.generation_time - d.stats.time_to_first_token) for d in steps)
+    speed = (generated - len(steps)) / decode if decode > 0 and generated > len(steps) else 0.0
+    return {
+        "input_tokens": usage.get("input_tokens", 0),
+        "total_output_tokens": usage.get("output_tokens", 0),
+        "reasoning_output_tokens": (usage.get("output_tokens_details") or {}).get(
+            "reasoning_tokens", 0
+        ),
+        "tokens_per_second": round(speed, 3),
+        "time_to_first_token_seconds": round(first.time_to_first_token, 4) if first else 0.0,
+        "cached_input_tokens": (usage.get("input_tokens_details") or {}).get("cached_tokens", 0),
+    }
 
 
 def chat_result(response: dict, steps: list, stored: bool) -> dict:
     """The non-streamed body (and ``chat.end``'s ``result``)."""
-    body = {"model_instance_id": response["model"], "output": output_items(response),
-            "stats": stats(response, steps)}
+    body = {
+        "model_instance_id": response["model"],
+        "output": output_items(response),
+        "stats": stats(response, steps),
+    }
     if stored:
         body["response_id"] = response["id"]
     return body
@@ -94,8 +105,16 @@ class EventTranslator:
             if item["type"] == "reasoning":
                 return [self._event("reasoning.start")]
             if item["type"] == "mcp_call":
-                return [self._event("tool_call.start", tool=item["name"], provider_info={
-                    "type": "ephemeral_mcp", "server_label": item["server_label"]})]
+                return [
+                    self._event(
+                        "tool_call.start",
+                        tool=item["name"],
+                        provider_info={
+                            "type": "ephemeral_mcp",
+                            "server_label": item["server_label"],
+                        },
+                    )
+                ]
             return []
         if kind == "response.output_text.delta":
             return [self._event("message.delta", content=event["delta"])]
@@ -103,8 +122,13 @@ class EventTranslator:
             return [self._event("reasoning.delta", content=event["delta"])]
         if kind == "response.mcp_call_arguments.done":
             item = self._items.get(event["output_index"], {})
-            return [self._event("tool_call.arguments", tool=item.get("name"),
-                                arguments=_arguments(event.get("arguments", "")))]
+            return [
+                self._event(
+                    "tool_call.arguments",
+                    tool=item.get("name"),
+                    arguments=_arguments(event.get("arguments", "")),
+                )
+            ]
         if kind == "response.output_item.done":
             item = event["item"]
             if item["type"] == "message":
@@ -115,9 +139,20 @@ class EventTranslator:
                 info = {"type": "ephemeral_mcp", "server_label": item["server_label"]}
                 if item.get("status") == "failed":
                     error = item.get("error") or {}
-                    return [self._event("tool_call.failure", tool=item["name"],
-                                        reason=error.get("message", str(error)),
-                                        provider_info=info)]
-                return [self._event("tool_call.result", tool=item["name"],
-                                    output=item.get("output"), provider_info=info)]
+                    return [
+                        self._event(
+                            "tool_call.failure",
+                            tool=item["name"],
+                            reason=error.get("message", str(error)),
+                            provider_info=info,
+                        )
+                    ]
+                return [
+                    self._event(
+                        "tool_call.result",
+                        tool=item["name"],
+                        output=item.get("output"),
+                        provider_info=info,
+                    )
+                ]
         return []

@@ -9,17 +9,31 @@ never wait for approval (LM Studio runs them at once), ``reasoning: "off"`` is e
 ``thread_id`` for ``previous_response_id`` and ``mcp_servers`` for ``integrations``.
 Errors name the native fields (``integrations[0].server_url``, ``system_prompt``).
 """
+
 from __future__ import annotations
 
-from lms_jupyter.errors import APIError, bad_request
 from lms_jupyter.api import fields as api_fields
 from lms_jupyter.api.spec.lmstudio import NATIVE_REASONING, NATIVE_TOOL_CHOICES
+from lms_jupyter.errors import APIError, bad_request
 
 # LM Studio's reasoning settings (declared in api/spec/lmstudio.py) as Responses efforts
-REASONING = dict(zip(NATIVE_REASONING, ("none", "low", "medium", "high", "medium")))
+REASONING = dict(zip(NATIVE_REASONING, ("none", "low", "medium", "high", "medium"), strict=False))
 # native fields with the same name and meaning in a Responses body
-SAME_FIELDS = ("model", "stream", "temperature", "top_p", "top_k", "min_p", "repeat_penalty",
-               "max_output_tokens", "context_length", "ttl", "store", "seed", "preset")
+SAME_FIELDS = (
+    "model",
+    "stream",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "repeat_penalty",
+    "max_output_tokens",
+    "context_length",
+    "ttl",
+    "store",
+    "seed",
+    "preset",
+)
 ALIASES = {"previous_response_id": "thread_id", "integrations": "mcp_servers"}
 INPUT_TYPES = ("message", "text")
 # an lms-jupyter addition (LM Studio's native chat has none): "required" makes the first
@@ -43,8 +57,7 @@ def _input(value) -> str | list[dict]:
             raise bad_request("'input' must not be empty.", "input")
         return value
     if not isinstance(value, list) or not value:
-        raise bad_request("'input' is required: a string or a non-empty array of items.",
-                          "input")
+        raise bad_request("'input' is required: a string or a non-empty array of items.", "input")
     texts = []
     for i, item in enumerate(value):
         where = f"input[{i}]"
@@ -55,11 +68,15 @@ def _input(value) -> str | list[dict]:
             raise bad_request(f"{where} must be a string or an object.", where)
         kind = item.get("type")
         if kind in ("image", "file"):
-            raise bad_request(f"{where}: {kind} input is not supported by the local models "
-                              "(text only).", f"{where}.type")
+            raise bad_request(
+                f"{where}: {kind} input is not supported by the local models (text only).",
+                f"{where}.type",
+            )
         if kind not in INPUT_TYPES:
-            raise bad_request(f"{where}.type must be 'message' or 'text' (got "
-                              f"{str(kind)[:40]!r}).", f"{where}.type")
+            raise bad_request(
+                f"{where}.type must be 'message' or 'text' (got {str(kind)[:40]!r}).",
+                f"{where}.type",
+            )
         content = item.get("content", item.get("text"))
         if not isinstance(content, str):
             raise bad_request(f"{where}.content must be a string.", f"{where}.content")
@@ -73,18 +90,21 @@ def _input(value) -> str | list[dict]:
 def _integration(entry, i: int, param: str) -> dict:
     where = f"{param}[{i}]"
     if isinstance(entry, str):
-        raise bad_request(f"{where}: LM Studio plugins ({entry[:60]!r}) are not available "
-                          "here; use {\"type\": \"ephemeral_mcp\", \"server_label\", "
-                          "\"server_url\"}.", where)
+        raise bad_request(
+            f"{where}: LM Studio plugins ({entry[:60]!r}) are not available "
+            'here; use {"type": "ephemeral_mcp", "server_label", '
+            '"server_url"}.',
+            where,
+        )
     if not isinstance(entry, dict):
         raise bad_request(f"{where} must be an object.", where)
     kind = entry.get("type", "ephemeral_mcp")
     if kind == "plugin":
-        raise bad_request(f"{where}: LM Studio plugins are not available here.",
-                          f"{where}.type")
+        raise bad_request(f"{where}: LM Studio plugins are not available here.", f"{where}.type")
     if kind not in ("ephemeral_mcp", "mcp"):
-        raise bad_request(f"{where}.type must be 'ephemeral_mcp' (got {str(kind)[:40]!r}).",
-                          f"{where}.type")
+        raise bad_request(
+            f"{where}.type must be 'ephemeral_mcp' (got {str(kind)[:40]!r}).", f"{where}.type"
+        )
     tool = {"type": "mcp", "require_approval": "never"}
     for key in ("server_label", "server_url", "allowed_tools", "headers"):
         if entry.get(key) is not None:
@@ -107,8 +127,10 @@ def responses_body(body) -> dict:
     reasoning = body.get("reasoning")
     if reasoning is not None:
         if not isinstance(reasoning, str) or reasoning not in REASONING:  # [] is no key
-            raise bad_request(f"'reasoning' must be one of {', '.join(REASONING)} (got "
-                              f"{str(reasoning)[:40]!r}).", "reasoning")
+            raise bad_request(
+                f"'reasoning' must be one of {', '.join(REASONING)} (got {str(reasoning)[:40]!r}).",
+                "reasoning",
+            )
         out["reasoning"] = {"effort": REASONING[reasoning]}
     previous, _name = _aliased(body, "previous_response_id")
     if previous is not None:
@@ -122,11 +144,11 @@ def responses_body(body) -> dict:
     choice = body.get("tool_choice")
     if choice is not None:
         if choice not in TOOL_CHOICES:
-            raise bad_request(f"'tool_choice' must be one of {', '.join(TOOL_CHOICES)}.",
-                              "tool_choice")
+            raise bad_request(
+                f"'tool_choice' must be one of {', '.join(TOOL_CHOICES)}.", "tool_choice"
+            )
         if choice == "required" and not integrations:
-            raise bad_request("tool_choice 'required' needs MCP 'integrations'.",
-                              "tool_choice")
+            raise bad_request("tool_choice 'required' needs MCP 'integrations'.", "tool_choice")
         out["tool_choice"] = choice
     return out
 
@@ -137,9 +159,8 @@ def native_error(error: APIError, integrations: str = "integrations") -> APIErro
     renames = (("tools", integrations), ("instructions", "system_prompt"))
     param, message = error.param, error.message
     for old, new in renames:
-        if param and (param == old or param.startswith(old + "[") or
-                      param.startswith(old + ".")):
-            param = new + param[len(old):]
+        if param and (param == old or param.startswith(old + "[") or param.startswith(old + ".")):
+            param = new + param[len(old) :]
         message = message.replace(f"{old}[", f"{new}[").replace(f"'{old}'", f"'{new}'")
     if param == error.param and message == error.message:
         return error

@@ -215,7 +215,7 @@ class ToolCallStreamParser(StreamReading):
         self._reader = None
         if not ok and self._defer:
             # nothing of an unsettled call was shown: forget it, as if never read
-            del self._events[self._safe[0]:]
+            del self._events[self._safe[0] :]
             self._open_index = None
             self._commit = self._safe[1]
         self._after_call = self._commit > 0

@@ -79,7 +79,7 @@ def bare_call_prefix(text: str, tool_names: Iterable[str]) -> bool:
         return opening.startswith(seen)
     if not seen.startswith(opening):
         return False
-    partial = seen[len(opening):]
+    partial = seen[len(opening) :]
     names = list(tool_names)
     if not names:
         return '"' not in partial and "\\" not in partial

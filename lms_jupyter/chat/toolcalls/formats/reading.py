@@ -67,7 +67,7 @@ class StreamReading:
         (generation stopped inside it, which is still the marker, not content)."""
         if (yield from self._accept(literal)):
             return True
-        rest = self._buf[self._pos:]
+        rest = self._buf[self._pos :]
         if self._final and rest and literal.startswith(rest):
             self._pos = len(self._buf)
             return True
@@ -91,7 +91,7 @@ class StreamReading:
             ch = yield from self._peek(1)
             if not ch:
                 raise NotACall
-            if ch in terminators or ch in WHITESPACE or ch in "<>[]\"{}":
+            if ch in terminators or ch in WHITESPACE or ch in '<>[]"{}':
                 break
             self._pos += 1
             if self._pos - start > MAX_NAME:
