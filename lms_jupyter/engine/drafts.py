@@ -6,9 +6,12 @@ anything loads. The decoding itself is :mod:`lms_jupyter.engine.local.speculativ
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import cast
 
-from lms_jupyter.errors import bad_request
+from lms_jupyter.engine.options import LoadConfig, LoadRequest
+from lms_jupyter.errors import APIError, bad_request
 
 DEFAULT_DRAFT_TOKENS = 8
 MAX_DRAFT_TOKENS = 64
@@ -91,3 +94,53 @@ def check_draft_pair(main, draft) -> None:
         )
     if draft.info.type != "llm":
         raise bad_request(f'draft_model "{draft.identifier}" is an embedding model.', "draft_model")
+
+
+def acquire_draft(manager, main, name: str, look_ahead: int) -> DraftSettings:
+    """The draft model for speculative decoding on ``main``, checked to share its
+    vocabulary: the loaded instance, or a new load by ``manager`` (the
+    :class:`~lms_jupyter.engine.manager.ModelManager`).
+
+    A draft loaded here is not a JIT model (loading it must not evict the main model
+    it drafts for) but it gets the JIT idle TTL so it does not stay forever. A pair
+    that cannot work is refused from the GGUF headers before anything is loaded.
+    """
+    # a remote engine's model has no GGUF here to draft with (the same precedence as acquire)
+    if manager.remotes is not None and manager.remotes.owns(name) and name not in manager._loaded:
+        raise bad_request(
+            f'draft_model "{name}" is served by a remote engine; a draft '
+            "model must be a local one.",
+            "draft_model",
+        )
+    draft = manager.get_loaded(name)
+    variant = draft.variant if draft else manager.resolve_model(name, "draft_model")[1]
+    reason = header_vocab_mismatch(main.variant.header, variant.header)
+    if reason:
+        raise incompatible_draft(name, main.identifier, reason)
+    if draft is None:
+        if not manager.jit_loading:
+            raise APIError(
+                f'Draft model "{name}" is not loaded and JIT loading is off. Load it first.',
+                404,
+                "invalid_request_error",
+                "draft_model",
+                "model_not_found",
+            )
+        try:
+            draft = manager.load(LoadRequest(name, ttl=manager.jit_ttl))
+        except APIError as exc:
+            draft = manager.get_loaded(name)  # loaded concurrently by another request
+            if draft is None or exc.code != "identifier_in_use":
+                raise
+    draft.last_used = time.time()
+    check_draft_pair(main, draft)
+    config = cast(LoadConfig, draft.config)  # a local instance's: remote names are refused
+    source = DraftSource(
+        draft.identifier,
+        str(draft.variant.path),
+        config.context_length,
+        config.n_gpu_layers,
+        config.flash_attention,
+        config.kv_cache_type,
+    )
+    return DraftSettings(source, draft.identifier, look_ahead)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lms_jupyter.engine.options import MAX_PARALLEL
-from lms_jupyter.engine.worker.proxy import gpu_offload_supported
+from lms_jupyter.engine.worker.probe import gpu_offload_supported
 from lms_jupyter.errors import bad_request
 from lms_jupyter.models.catalog import ModelInfo, ModelVariant
 from lms_jupyter.models.memory import estimate_memory, gpu_fraction, gpu_layers_setting

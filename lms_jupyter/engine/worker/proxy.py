@@ -11,9 +11,7 @@ into a :class:`~.crash.CrashReport`: every running and waiting request ends with
 from __future__ import annotations
 
 import collections
-import functools
 import itertools
-import json
 import logging
 import os
 import subprocess
@@ -580,25 +578,3 @@ class WorkerModel:
                 self._on_exit(self)
             except Exception:
                 log.exception("lms_jupyter: the manager's exit handler failed")
-
-
-@functools.cache
-def engine_runtime() -> dict:
-    """llama-cpp-python's version and whether it offloads to a GPU, asked once of a
-    short-lived process (the server and the kernel never load llama.cpp themselves)."""
-    code = (
-        "import json, llama_cpp; print(json.dumps({'version': getattr(llama_cpp, "
-        "'__version__', 'unknown'), 'gpu': bool(llama_cpp.llama_supports_gpu_offload())}))"
-    )
-    try:
-        result = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
-        )
-        return json.loads(result.stdout.strip().splitlines()[-1])
-    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
-        return {"version": "unknown", "gpu": False}
-
-
-def gpu_offload_supported() -> bool:
-    """Whether this llama.cpp build can offload layers to a GPU."""
-    return bool(engine_runtime().get("gpu"))
