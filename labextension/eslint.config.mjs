@@ -4,7 +4,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['lib/**', 'node_modules/**', '../lms_jupyter/**', '**/*.js', '**/*.mjs'] },
+  { ignores: ['lib/**', 'node_modules/**', 'src/generated/**', '../lms_jupyter/**', '**/*.js', '**/*.mjs'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

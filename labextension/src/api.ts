@@ -7,6 +7,7 @@ import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
 import { errorFromBody } from './chatstream';
+import type { ChatCompletionRequest, LoadRequest } from './generated/api';
 import { IInstance, IModelV0, IModelV1 } from './state';
 
 /** A failed request, with the API's own message and code (e.g. "insufficient_memory"). */
@@ -54,7 +55,7 @@ export class LMSClient {
   }
 
   async load(model: string, options: ILoadOptions = {}): Promise<{ instance_id: string }> {
-    const request: { [key: string]: unknown } = { model };
+    const request: LoadRequest = { model };
     if (options.force) {
       request.force = true;
     }
@@ -76,7 +77,10 @@ export class LMSClient {
    * arrive (its body is the SSE stream); rejects with the API's error otherwise. Aborting
    * `signal` closes the connection, and the server stops generating.
    */
-  async chatStream(body: { [key: string]: unknown }, signal: AbortSignal): Promise<Response> {
+  async chatStream(
+    body: ChatCompletionRequest & { [key: string]: unknown },
+    signal: AbortSignal
+  ): Promise<Response> {
     const response = await ServerConnection.makeRequest(
       this.url('v1/chat/completions'),
       {

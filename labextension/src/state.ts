@@ -4,6 +4,7 @@
  * statistics and what is saved in JupyterLab's state database. No DOM and no JupyterLab
  * imports, so all of it is unit-tested.
  */
+import type { ChatCompletionRequest } from './generated/api';
 import { IUsage } from './chatstream';
 
 // ---- server shapes (only the fields the sidebar reads) ---------------------------------
@@ -378,16 +379,23 @@ export interface IChatOptions {
 }
 
 /** The body of `POST lms/v1/chat/completions`. Settings' extra fields never replace the core. */
-export function buildChatRequest(state: IChatState, options: IChatOptions = {}): { [key: string]: unknown } {
-  const body: { [key: string]: unknown } = { ...(options.extra ?? {}) };
+export function buildChatRequest(
+  state: IChatState,
+  options: IChatOptions = {}
+): ChatCompletionRequest & { [key: string]: unknown } {
+  // the user's extra fields first, then the ones the sidebar owns (typed from the OpenAPI
+  // document: src/generated/api.ts)
+  const body: ChatCompletionRequest & { [key: string]: unknown } = {
+    ...(options.extra ?? {}),
+    model: state.model,
+    messages: requestMessages(state) as ChatCompletionRequest['messages']
+  };
   if (typeof options.maxTokens === 'number' && options.maxTokens > 0) {
     body.max_tokens = Math.floor(options.maxTokens);
   }
   if (typeof options.ttl === 'number' && options.ttl > 0) {
     body.ttl = options.ttl;
   }
-  body.model = state.model;
-  body.messages = requestMessages(state);
   body.stream = true;
   body.stream_options = { include_usage: true };
   return body;

@@ -4,6 +4,7 @@
  * whose AbortSignal closes the connection, which the server takes as a cancel: the model's
  * slot is free at once for the next keystroke's request.
  */
+import type { CompletionRequest } from '../generated/api';
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
@@ -52,7 +53,10 @@ export class CompletionClient {
    * Stream a completion's text pieces. Aborting `signal` ends the iteration quietly and
    * closes the connection; an API error (an HTTP error or one inside the stream) throws.
    */
-  async *stream(body: { [key: string]: unknown }, signal: AbortSignal): AsyncGenerator<string> {
+  async *stream(
+    body: CompletionRequest & { [key: string]: unknown },
+    signal: AbortSignal
+  ): AsyncGenerator<string> {
     let response: Response;
     try {
       response = await ServerConnection.makeRequest(
