@@ -23,12 +23,24 @@ GREEDY = dict(temperature=0, seed=1, extra_body={"repeat_penalty": 1.0})
 
 @pytest.fixture(scope="module")
 def smol(smollm_path):
-    """SmolLM2 in this process: its tokenizer, and llama-cpp-python's own logprobs."""
+    """SmolLM2 in this process: its tokenizer, and llama-cpp-python's own logprobs, with the
+    KV cells and flash attention the server's default load uses on this CPU (q8_0 cells)."""
     from llama_cpp import Llama
 
+    from lms_jupyter.engine.load_settings import CPU_KV_CACHE_TYPE
+    from lms_jupyter.engine.options import KV_CACHE_TYPES
+
+    cells = KV_CACHE_TYPES[CPU_KV_CACHE_TYPE]
     llm = Llama(
-        str(smollm_path), n_ctx=512, n_threads=2, logits_all=True, flash_attn=True, verbose=False
-    )  # flash attention, as the server loads models
+        str(smollm_path),
+        n_ctx=512,
+        n_threads=2,
+        logits_all=True,
+        flash_attn=True,
+        type_k=cells,
+        type_v=cells,
+        verbose=False,
+    )  # flash attention and quantized cells, as the server loads models by default
     yield llm
     llm.close()
 

@@ -164,7 +164,9 @@ def test_round_trip_call_result_answer(client, weather_call):
         messages=history, tools=[WEATHER], tool_choice="auto", **answer_only
     ).choices[0]
     if again.message.tool_calls:
-        assert again.finish_reason == "tool_calls"
+        # a call, whole ("tool_calls") or cut off by max_tokens ("length", as OpenAI reports
+        # a call that ran out of tokens: its name complete, its arguments partial)
+        assert again.finish_reason in ("tool_calls", "length")
         assert again.message.tool_calls[0].function.name == "get_weather"
     else:
         assert again.message.content
