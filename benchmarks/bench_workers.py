@@ -202,13 +202,15 @@ def main() -> None:
     catalog = ModelCatalog(None)
     info, variant = catalog.resolve(DEFAULT_MODEL_KEY)
     manager = ModelManager(catalog, prestart_worker=False)  # the defaults a load gets
-    flash = manager._flash_attention(None, 0)
+    from lms_jupyter.engine.load_settings import flash_attention_for, kv_cache_type_for
+
+    flash = flash_attention_for(manager, None, 0, "llm")
     config = LoadConfig(
         context_length=4096,
         flash_attention=flash,
         n_threads=threads,
         parallel=4,
-        kv_cache_type=manager._kv_cache_type("llm", flash, 0),
+        kv_cache_type=kv_cache_type_for(manager, "llm", flash, 0),
     )
     manager.shutdown()
     print(f"$ python benchmarks/bench_workers.py {' '.join(sys.argv[1:])}".rstrip())
