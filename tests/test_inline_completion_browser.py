@@ -13,27 +13,20 @@ Chromium comes from ``apt-get install chromium``; never a download.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
-from pathlib import Path
 
 import httpx
 import pytest
+from browser_session import (
+    artifacts_folder,
+    chromium_page,
+    extension_data_dir,
+    require_browser,
+    write_settings,
+)
+from browser_session import wait_for as _wait_for
 from conftest import EOS_ID, MODEL, JupyterServer
 
-import lms_jupyter
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-BUILT = Path(lms_jupyter.__file__).parent / "labextension"
 TYPED = "numbers = [1, 2, 3, 4, 5]\ntotal = "
 NO_EOS = {"logit_bias": {str(EOS_ID): -100}}  # SmolLM2 must always say something
 # ... and for the long completion, no other special token either (they render as nothing)
@@ -42,39 +35,14 @@ ONLY_TEXT = {"logit_bias": {str(t): -100 for t in range(17)}}
 pytestmark = pytest.mark.timeout(420)
 
 
-def _require_tools():
-    missing = []
-    if not CHROMIUM.exists():
-        missing.append("chromium (apt-get install -y chromium)")
-    if not (BUILT / "schemas" / "lms-jupyter" / "completer.json").exists():
-        missing.append(f"the built extension in {BUILT} (jlpm build:prod in labextension/)")
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        missing.append("the playwright package (pip install -e '.[test]')")
-    if missing:
-        message = "browser test needs: " + "; ".join(missing)
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-
-
-def _write_settings(folder: Path, package: str, plugin: str, values: dict) -> None:
-    target = folder / package / f"{plugin}.jupyterlab-settings"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(values))
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    _require_tools()
+    require_browser("schemas/lms-jupyter/completer.json")
     root = tmp_path_factory.mktemp("lab")
     models = tmp_path_factory.mktemp("no-extra-models")  # only the embedded SmolLM2
-    data = root / "jupyter-path"
-    (data / "labextensions").mkdir(parents=True)
-    (data / "labextensions" / "lms-jupyter").symlink_to(BUILT)
+    data = extension_data_dir(root)
     settings = root / "user-settings"
-    _write_settings(
+    write_settings(
         settings,
         "@jupyterlab/apputils-extension",
         "notification",
@@ -132,34 +100,13 @@ def lab(tmp_path_factory):
 
 @pytest.fixture()
 def artifacts(tmp_path):
-    folder = tmp_path / "artifacts"
-    folder.mkdir()
-    yield folder
-    keep = os.environ.get("LMS_JUPYTER_ARTIFACTS")
-    if keep:
-        shutil.copytree(folder, Path(keep) / "inline-completion", dirs_exist_ok=True)
+    yield from artifacts_folder(tmp_path, "inline-completion")
 
 
 @pytest.fixture()
 def browser_page(lab, artifacts):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 860})
-            page.set_default_timeout(90_000)  # JupyterLab boots slowly on 2 busy cores
-            console: list[dict] = []
-            page.on("console", lambda m: console.append({"type": m.type, "text": m.text}))
-            page.on("pageerror", lambda e: console.append({"type": "pageerror", "text": str(e)}))
-            try:
-                yield page, console
-            finally:
-                (artifacts / "console.json").write_text(json.dumps(console, indent=1))
-                page.screenshot(path=artifacts / "99-last.png")
-        finally:
-            browser.close()
-            shutil.copy(lab.log_path, artifacts / "server.log")
+    with chromium_page(lab, artifacts) as session:
+        yield session
 
 
 def _busy(lab) -> bool:
@@ -167,16 +114,6 @@ def _busy(lab) -> bool:
     r.raise_for_status()
     (row,) = [m for m in r.json()["data"] if m["identifier"] == MODEL]
     return row["status"] != "idle" or row["queued"] > 0
-
-
-def _wait_for(predicate, what: str, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # the cell's own text, without the ghost text's widgets (they sit inside the editor's DOM)
@@ -191,7 +128,7 @@ def _open_cell(page, lab, settings: dict):
     """Open the notebook with these completer settings and type TYPED into its cell."""
     from playwright.sync_api import expect
 
-    _write_settings(lab.settings_dir, "lms-jupyter", "completer", settings)
+    write_settings(lab.settings_dir, "lms-jupyter", "completer", settings)
     page.goto(f"{lab.url}lab/tree/t.ipynb?reset&token={lab.token}")
     editor = page.locator(".jp-Notebook .jp-Cell .cm-content").first
     expect(editor).to_be_visible(timeout=120_000)

@@ -21,20 +21,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+from browser_session import (
+    artifacts_folder,
+    chromium_page,
+    extension_data_dir,
+    require_browser,
+    write_settings,
+)
+from browser_session import wait_for as _wait_for
 from conftest import MODEL, JupyterServer
 
-import lms_jupyter
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-BUILT = Path(lms_jupyter.__file__).parent / "labextension"
 PLUGIN = "lms-jupyter:plugin"
 LOAD_URL_SUFFIX = "lms/api/v1/models/load"
 
@@ -45,39 +41,18 @@ SETTINGS = {"maxTokens": SHORT_ANSWER, "extraRequestFields": {"logit_bias": {"2"
 pytestmark = pytest.mark.timeout(900)  # generation is slow when the 2 cores are shared
 
 
-def _require_tools():
-    missing = []
-    if not CHROMIUM.exists():
-        missing.append("chromium (apt-get install -y chromium; scripts/dev.sh test does it)")
-    if not (BUILT / "package.json").exists():
-        missing.append(
-            f"the built extension in {BUILT} (pip install -e . or jlpm build:prod in labextension/)"
-        )
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        missing.append("the playwright package (pip install -e '.[test]')")
-    if missing:
-        message = "browser test needs: " + "; ".join(missing)
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """``jupyter lab`` with lms_jupyter, serving the extension built in this checkout (put
     first on JUPYTER_PATH, so an older installed copy cannot shadow it)."""
-    _require_tools()
+    require_browser()
     root = tmp_path_factory.mktemp("lab")
     models = tmp_path_factory.mktemp("no-extra-models")  # only the embedded SmolLM2
-    data = root / "jupyter-path"
-    (data / "labextensions").mkdir(parents=True)
-    (data / "labextensions" / "lms-jupyter").symlink_to(BUILT)
+    data = extension_data_dir(root)
     settings = root / "user-settings"
-    _write_settings(settings, "lms-jupyter", "plugin", SETTINGS)
+    write_settings(settings, "lms-jupyter", "plugin", SETTINGS)
     # JupyterLab's "official news?" toast and update check stay quiet (no network here).
-    _write_settings(
+    write_settings(
         settings,
         "@jupyterlab/apputils-extension",
         "notification",
@@ -103,66 +78,21 @@ def lab(tmp_path_factory):
     server.stop()
 
 
-def _write_settings(folder: Path, package: str, plugin: str, values: dict) -> None:
-    target = folder / package / f"{plugin}.jupyterlab-settings"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(values))
-
-
 @pytest.fixture()
 def artifacts(tmp_path):
-    folder = tmp_path / "artifacts"
-    folder.mkdir()
-    yield folder
-    keep = os.environ.get("LMS_JUPYTER_ARTIFACTS")
-    if keep:
-        shutil.copytree(folder, Path(keep) / "sidebar", dirs_exist_ok=True)
+    yield from artifacts_folder(tmp_path, "sidebar")
 
 
 @pytest.fixture()
 def browser_page(lab, artifacts):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 860})
-            page.set_default_timeout(90_000)  # JupyterLab boots slowly on 2 busy cores
-            console: list[dict] = []
-            page.on(
-                "console",
-                lambda m: console.append(
-                    {"type": m.type, "text": m.text, "url": (m.location or {}).get("url", "")}
-                ),
-            )
-            page.on(
-                "pageerror",
-                lambda e: console.append({"type": "pageerror", "text": str(e), "url": ""}),
-            )
-            try:
-                yield page, console
-            finally:
-                (artifacts / "console.json").write_text(json.dumps(console, indent=1))
-                page.screenshot(path=artifacts / "99-last.png")
-        finally:
-            browser.close()
-            shutil.copy(lab.log_path, artifacts / "server.log")
+    with chromium_page(lab, artifacts) as session:
+        yield session
 
 
 def _ps(lab) -> list[dict]:
     r = httpx.get(lab.url + "lms/api/v0/ps", headers=lab.headers, timeout=10)
     r.raise_for_status()
     return r.json()["data"]
-
-
-def _wait_for(predicate, what: str, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _saved_chat(lab) -> dict | None:
@@ -202,6 +132,10 @@ def test_sidebar_end_to_end(lab, browser_page, artifacts):
 
     page, console = browser_page
     page.goto(f"{lab.url}lab?token={lab.token}")
+    # JupyterLab activates the restored main-area widget (and takes the focus) once its
+    # layout is restored: wait for that before typing anywhere
+    expect(page.locator("#jupyterlab-splash")).to_have_count(0, timeout=120_000)
+    expect(page.locator(".jp-Launcher")).to_be_visible(timeout=120_000)
 
     # The tab: an icon whose accessible name is the title.
     tab = page.get_by_role("tab", name="LM Studio")

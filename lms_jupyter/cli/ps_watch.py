@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from lms_jupyter.api.lmstudio.instance_events import diff_rows
+from lms_jupyter.api.lmstudio.instance_events import EVENT_KINDS, diff_rows
 
 
 def local_rows(manager) -> list[dict]:
@@ -62,16 +62,7 @@ def watch_server(root: str, token: str | None, *, timeout: float | None = None) 
         f"{root.rstrip('/')}/api/v0/events",
         token,
         timeout=timeout,
-        accept=(
-            "snapshot",
-            "loading",
-            "progress",
-            "loaded",
-            "crashed",
-            "status",
-            "queue",
-            "unloaded",
-        ),
+        accept=EVENT_KINDS,
     )
 
 
