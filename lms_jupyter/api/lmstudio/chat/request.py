@@ -143,7 +143,7 @@ def responses_body(body) -> dict:
         out["_integrations_param"] = param
     choice = body.get("tool_choice")
     if choice is not None:
-        if choice not in TOOL_CHOICES:
+        if not isinstance(choice, str) or choice not in TOOL_CHOICES:
             raise bad_request(
                 f"'tool_choice' must be one of {', '.join(TOOL_CHOICES)}.", "tool_choice"
             )
