@@ -171,3 +171,29 @@ def test_a_disconnect_mid_stream_frees_the_slot_within_a_second(fim_server, mode
     while _busy(fim_server, model) and time.monotonic() - closed < 1.0:
         time.sleep(0.02)
     assert not _busy(fim_server, model), "the slot was not freed within a second"
+
+
+def test_the_openai_client_sends_suffix_and_gets_fim_and_errors(fim_server):
+    """What an editor plugin does: the ``openai`` SDK's ``completions.create(suffix=...)``,
+    streamed and not, and a bad suffix as the SDK's BadRequestError with OpenAI's body."""
+    from openai import BadRequestError, OpenAI
+
+    client = OpenAI(
+        base_url=fim_server.api_url, api_key=fim_server.token, max_retries=0, timeout=120
+    )
+    plain = client.completions.create(model=FIM_MODEL, prompt=PREFIX, max_tokens=1)
+    fim = client.completions.create(
+        model=FIM_MODEL, prompt=PREFIX, suffix=SUFFIX, max_tokens=6, temperature=0
+    )
+    n_suffix = _prompt_tokens(fim_server, FIM_MODEL, SUFFIX)
+    assert fim.usage.prompt_tokens == plain.usage.prompt_tokens + n_suffix + 3
+    streamed = client.completions.create(
+        model=FIM_MODEL, prompt=PREFIX, suffix=SUFFIX, max_tokens=6, temperature=0, stream=True
+    )
+    assert "".join(c.choices[0].text for c in streamed if c.choices) == fim.choices[0].text
+    with pytest.raises(BadRequestError) as err:
+        client.completions.create(
+            model=FIM_MODEL, prompt=PREFIX, max_tokens=1, extra_body={"suffix": 42}
+        )
+    body = err.value.body
+    assert body["param"] == "suffix" and body["type"] == "invalid_request_error"
