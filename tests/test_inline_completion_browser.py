@@ -2,7 +2,8 @@
 against ``jupyter lab`` on loopback under a non-root base_url with a token, SmolLM2 loaded
 and the extension built from this checkout (first on JUPYTER_PATH).
 
-Typing in a notebook code cell shows ghost text from the model that Tab accepts; typing on
+Typing in a notebook code cell, and in the file editor, shows ghost text from the model that
+Tab accepts; typing on
 while a completion streams aborts its request, and the model is idle again in
 ``/lms/api/v0/ps`` within a second (the next request waits out a long debounce, so what
 frees the slot can only be the abort).
@@ -52,6 +53,7 @@ def lab(tmp_path_factory):
     workspaces.mkdir()
     notebooks = root / "notebooks"
     notebooks.mkdir()
+    (notebooks / "script.py").write_text("")
     (notebooks / "t.ipynb").write_text(
         json.dumps(
             {
@@ -205,3 +207,51 @@ def test_typing_on_cancels_the_request(lab, browser_page, artifacts):
     _wait_for(lambda: not _busy(lab) or time.monotonic() - typed > 1.0, "the abort")
     assert not _busy(lab), "the model was still busy a second after the user typed on"
     page.screenshot(path=artifacts / "03-cancelled.png")
+
+
+# the file editor's text, without the ghost text (as EDITOR_TEXT for a cell)
+FILE_TEXT = """() => {
+    const content = document.querySelector('.jp-FileEditor .cm-content').cloneNode(true);
+    content.querySelectorAll('[class^="jp-GhostText"]').forEach(e => e.remove());
+    return [...content.querySelectorAll('.cm-line')].map(l => l.textContent).join('\\n');
+}"""
+
+
+def test_ghost_text_in_the_file_editor(lab, browser_page, artifacts):
+    """A .py file in JupyterLab's file editor gets the same ghost text (no cells above it,
+    no kernel), and Tab accepts it."""
+    from playwright.sync_api import expect
+
+    page, console = browser_page
+    write_settings(
+        lab.settings_dir,
+        "lms-jupyter",
+        "completer",
+        {
+            "debounceMs": 100,
+            "maxLines": 1,
+            "maxTokens": 12,
+            "temperature": 0,
+            "extraRequestFields": NO_EOS,
+        },
+    )
+    page.goto(f"{lab.url}lab/tree/script.py?reset&token={lab.token}")
+    editor = page.locator(".jp-FileEditor .cm-content").first
+    expect(editor).to_be_visible(timeout=120_000)
+    editor.click()
+    page.keyboard.type(TYPED)
+    assert page.evaluate(FILE_TEXT) == TYPED
+    ghost = page.locator(".jp-FileEditor .jp-GhostText")
+    expect(ghost).to_have_count(1, timeout=60_000)
+    expect(ghost).not_to_have_text("")
+    _wait_for(lambda: not _busy(lab), "the completion to finish")
+    shown = ghost.inner_text()
+    assert shown.strip(), shown
+    page.screenshot(path=artifacts / "04-file-editor.png")
+    page.keyboard.press("Tab")
+    accepted = _wait_for(lambda: (t := page.evaluate(FILE_TEXT)) != TYPED and t, "Tab")
+    assert accepted == TYPED + shown, (accepted, shown)
+    errors = [
+        m for m in console if m["type"] in ("error", "pageerror") and "lms-jupyter" in m["text"]
+    ]
+    assert not errors, errors
