@@ -39,6 +39,7 @@ from lms_jupyter.models.catalog import (
     ModelInfo,
     ModelNotFound,
     ModelVariant,
+    embedded_model_path,
 )
 from lms_jupyter.models.memory import available_memory_bytes
 from lms_jupyter.models.starter import StarterFetchError, fetch_starter, how_to_get, is_starter_name
@@ -81,7 +82,10 @@ class ModelManager(ManagerConfig):
         self._lock = threading.RLock()
         self._jit_pending: dict[str, threading.Event] = {}
         self.loads_in_progress: dict[str, LoadInProgress] = {}
-        self.spares = SparePool(self.prestart_worker, quiet=self._quiet)
+        default = embedded_model_path()
+        self.spares = SparePool(
+            self.prestart_worker, quiet=self._quiet, warm_with=str(default) if default else None
+        )
         self.spares.refill()
         self._listeners: list[Callable[[str, dict], None]] = []
         self._stop = threading.Event()

@@ -1,4 +1,4 @@
-"""A model's worker process: ``python -m lms_jupyter.engine.worker.child FD``.
+"""A model's worker process: ``python -m lms_jupyter.engine.worker.child FD [GGUF]``.
 
 It owns everything that touches llama.cpp for one instance (a
 :class:`~..model.LoadedModel`: the Llama, the scheduler and its slots, the prompt cache,
@@ -10,7 +10,8 @@ generates and sends events as they are produced.
 The process ignores SIGINT: a kernel interrupt or a Ctrl+C in a terminal reaches the whole
 process group, and it is meant for the parent, which cancels the request instead. It exits
 as soon as the socket closes, so a parent that dies (even by SIGKILL) leaves no worker.
-A worker started ahead of need (a spare) waits for its "load" message the same way.
+A worker started ahead of need (a spare) waits for its "load" message the same way, after
+loading the vocabulary of GGUF (the model loaded last) to warm llama.cpp's loader.
 """
 
 from __future__ import annotations
@@ -22,7 +23,11 @@ import signal
 import sys
 import threading
 
-STATUS_POLL_SECONDS = 0.02
+# Status changes ride on the messages a step sends (Worker.grouped); this poll only
+# catches what happens outside steps (an embedding job, the last request leaving). It used
+# to be the only report, every 20 ms: 50 wake-ups a second beside llama.cpp's threads cost
+# a stream ~3% of its decode speed on two cores.
+STATUS_POLL_SECONDS = 0.25
 
 
 class _Channel:
@@ -65,6 +70,8 @@ class Worker:
         self._cancel_running = True
         self._group: list | None = None  # messages held while a step samples (grouped)
         self._group_thread = 0
+        self._status_lock = threading.Lock()
+        self._sent_status: str | None = None
 
     def send(self, message) -> None:
         try:
@@ -73,28 +80,41 @@ class Worker:
         except (OSError, ValueError):  # the parent is gone: nobody to work for
             os._exit(0)
 
+    def send_with_status(self, messages: list) -> None:
+        """Send ``messages`` (in one write), led by a ("status", s) message when the model's
+        status differs from the last one sent. Checking and sending under one lock keeps
+        the parent's status in the order the changes happened."""
+        with self._status_lock:
+            model = self.model
+            status = model.status if model is not None else None
+            if status is not None and status != self._sent_status:
+                self._sent_status = status
+                messages = [("status", status), *messages]
+            if len(messages) == 1:
+                self.send(messages[0])
+            elif messages:
+                self.send(("batch", messages))
+
     def deliver(self, message) -> None:
         """A request's event or end: held while the scheduler thread samples one step
-        (:meth:`grouped`), else sent at once."""
+        (:meth:`grouped`), else sent at once (with a status change, if there is one)."""
         group = self._group
         if group is not None and threading.get_ident() == self._group_thread:
             group.append(message)
         else:
-            self.send(message)
+            self.send_with_status([message])
 
     @contextlib.contextmanager
     def grouped(self):
         """The scheduler's sampling of one step: the tokens of every slot go to the parent
-        in one message (one write and one wake-up of its reader instead of one per slot)."""
+        in one message (one write and one wake-up of its reader instead of one per slot),
+        with the model's status when this step changed it."""
         self._group_thread, self._group = threading.get_ident(), []
         try:
             yield
         finally:
             group, self._group = self._group, None
-            if len(group) == 1:
-                self.send(group[0])
-            elif group:
-                self.send(("batch", group))
+            self.send_with_status(group)
 
     # -- the main thread --------------------------------------------------------------------
     def run(self) -> None:
@@ -136,12 +156,8 @@ class Worker:
                 ),
             )
         )
-        last = None
         while not self._close.wait(STATUS_POLL_SECONDS):
-            status = model.status
-            if status != last:
-                last = status
-                self.send(("status", status))
+            self.send_with_status([])
         model.close(wait=False, cancel_running=self._cancel_running)
         model.join(timeout=None if not self._cancel_running else 60)
         self.send(("bye",))
@@ -254,10 +270,12 @@ def main(argv: list[str]) -> None:
     import llama_cpp
 
     from lms_jupyter.engine.local import model as _model  # noqa: F401
-    from lms_jupyter.engine.local.llama import route_llama_logs
+    from lms_jupyter.engine.local.llama import route_llama_logs, warm_up
 
     llama_cpp.llama_backend_init()
     route_llama_logs()
+    if len(argv) > 2 and argv[2]:  # a spare: see warm_up
+        warm_up(argv[2])
 
     worker = Worker(connection)
     worker.send(("ready",))

@@ -52,7 +52,7 @@ EMBEDDING_CAPABILITIES = Capabilities(
 _BOOTSTRAP = (
     "import sys; root = sys.argv[1]; sys.path.insert(0, root) if root not in sys.path "
     "else None; from lms_jupyter.engine.worker.child import main; "
-    "main([sys.argv[0], sys.argv[2]])"
+    "main([sys.argv[0], *sys.argv[2:]])"
 )
 
 
@@ -65,12 +65,16 @@ def _package_root() -> str:
 class WorkerProcess:
     """A started worker process and its socket, waiting for its "load" message."""
 
-    def __init__(self):
+    def __init__(self, warm_with: str | None = None):
+        """``warm_with``: a GGUF whose vocabulary the process loads before it is ready (a
+        spare's warm-up, :func:`~lms_jupyter.engine.local.llama.warm_up`); never for a
+        process a load is waiting on."""
         self.connection, child_socket = connection_pair()
         fd = child_socket.fileno()
+        extra = [warm_with] if warm_with else []
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", _BOOTSTRAP, _package_root(), str(fd)],
+                [sys.executable, "-c", _BOOTSTRAP, _package_root(), str(fd), *extra],
                 pass_fds=(fd,),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -108,14 +112,17 @@ class SparePool:
     A spare is started when a load has finished and nothing generates (``quiet()``), never
     during a load: its start (Python, numpy and llama.cpp imports, about 0.3 s of CPU) on
     a core the load or a stream needs made a spare-worker load 1.5x an in-process one on
-    two cores (benchmarks/bench_workers.py), and 1.1x once it waited."""
+    two cores (benchmarks/bench_workers.py), and 1.1x once it waited. The spare also loads
+    the vocabulary of the model loaded last (``warm_with``), so the first load of its
+    process costs what a later one does."""
 
     QUIET_POLL_SECONDS = 0.1
     QUIET_WAIT_SECONDS = 30.0  # busy for this long: start the spare anyway
 
-    def __init__(self, enabled: bool = True, quiet=None):
+    def __init__(self, enabled: bool = True, quiet=None, warm_with: str | None = None):
         self.enabled = enabled
         self._quiet = quiet  # () -> bool: no load and no request running
+        self.warm_with = warm_with  # a GGUF for the spare's warm-up: the last one loaded
         self._lock = threading.Lock()
         self._spare: WorkerProcess | None = None
         self._closed = False
@@ -132,8 +139,11 @@ class SparePool:
             spare.discard()
         return WorkerProcess()
 
-    def refill(self) -> None:
-        """Start a spare in the background (at most one), once things are quiet."""
+    def refill(self, warm_with: str | None = None) -> None:
+        """Start a spare in the background (at most one), once things are quiet;
+        ``warm_with``: the GGUF just loaded (the next spare's warm-up uses it)."""
+        if warm_with:
+            self.warm_with = warm_with
         if not self.enabled:
             return
         with self._lock:
@@ -155,7 +165,7 @@ class SparePool:
                     if self._closed or self._spare is not None:
                         return
                     try:
-                        self._spare = WorkerProcess()
+                        self._spare = WorkerProcess(self.warm_with)
                     except OSError as exc:
                         log.warning("lms_jupyter: could not start a spare worker: %s", exc)
             finally:
@@ -248,7 +258,7 @@ class WorkerModel:
         self._send(("load", LoadSpec(self.info, self.variant, self.identifier, self.config)))
         self._loaded.wait()
         if self._spares is not None:
-            self._spares.refill()  # now that the weights are in: see SparePool
+            self._spares.refill(str(self.variant.path))  # the weights are in: see SparePool
         if self.crash is not None:
             raise self.crash.error()
         if self.facts is None:
