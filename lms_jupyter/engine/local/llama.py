@@ -28,6 +28,18 @@ _LOAD_LOCK = threading.Lock()
 _routing_lock = threading.Lock()
 _routed = False
 _log_callback = None  # keeps the ctypes callback alive for the life of the process
+# (line, level) -> None: where complete lines go instead of Python logging (a worker's
+# stderr buffer); levels are ggml's: 1 debug, 2 info, 3 warning, 4 error
+_line_sink: Callable[[str, int], None] | None = None
+GGML_LOG_WARN = 3
+_GGML_LOG_CONT = 5  # the rest of the line before it
+
+
+def send_llama_lines_to(sink: Callable[[str, int], None] | None) -> None:
+    """Give llama.cpp's complete log lines, with their level, to ``sink`` instead of the
+    ``lms_jupyter.llama_cpp`` logger (``None``: back to the logger)."""
+    global _line_sink
+    _line_sink = sink
 
 
 def route_llama_logs() -> None:
@@ -50,15 +62,23 @@ def route_llama_logs() -> None:
         import llama_cpp.llama as llama_module
 
         pending: list[str] = []
+        line_level = [0]
 
         @llama_cpp.llama_log_callback
         def on_log(level, text, _user_data):
             try:
+                if not pending and level != _GGML_LOG_CONT:
+                    line_level[0] = level
                 pending.append(text.decode("utf-8", errors="replace"))
                 if pending[-1].endswith("\n"):
                     line = "".join(pending).rstrip()
                     pending.clear()
-                    if line:
+                    sink = _line_sink
+                    if not line:
+                        pass
+                    elif sink is not None:
+                        sink(line, line_level[0])
+                    else:
                         llama_log.debug("%s", line)
             except Exception:  # noqa: BLE001 - a C callback must never raise
                 pass

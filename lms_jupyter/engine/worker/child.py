@@ -22,6 +22,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 # Status changes ride on the messages a step sends (Worker.grouped); this poll only
 # catches what happens outside steps (an embedding job, the last request leaving). It used
@@ -72,6 +73,7 @@ class Worker:
         self._group_thread = 0
         self._status_lock = threading.Lock()
         self._sent_status: str | None = None
+        self._progress_sent = (-1.0, 0.0)  # (fraction, time) of the last progress message
 
     def send(self, message) -> None:
         try:
@@ -134,6 +136,7 @@ class Worker:
         try:
             model.load(progress=self._progress)
         except LoadCancelled:
+            LLAMA_LINES.flush()
             self.send(("load_failed", None))
             os._exit(0)
         except Exception as exc:  # noqa: BLE001 - every load failure goes to the parent
@@ -156,15 +159,25 @@ class Worker:
                 ),
             )
         )
+        LLAMA_LINES.flush()  # after "loaded": the parent reads them off the critical path
         while not self._close.wait(STATUS_POLL_SECONDS):
             self.send_with_status([])
+            LLAMA_LINES.flush()
         model.close(wait=False, cancel_running=self._cancel_running)
         model.join(timeout=None if not self._cancel_running else 60)
+        LLAMA_LINES.flush()
         self.send(("bye",))
         os._exit(0)
 
     def _progress(self, fraction: float) -> bool:
-        self.send(("progress", fraction))
+        """llama.cpp calls this per tensor (274 times for SmolLM2); the parent hears of a
+        step of 1% at most every 20 ms, and of the end. A cancel is seen on every call."""
+        now = time.monotonic()
+        last_fraction, last_time = self._progress_sent
+        done = fraction >= 1.0 > last_fraction
+        if done or (fraction - last_fraction >= 0.01 and now - last_time >= 0.02):
+            self._progress_sent = (fraction, now)
+            self.send(("progress", fraction))
         return not self._load_cancelled.is_set()
 
     # -- the reader thread --------------------------------------------------------------------
@@ -238,24 +251,64 @@ class Worker:
         self.send(("reply", rid, True, value))
 
 
-class _Formatter(logging.Formatter):
-    """llama.cpp's lines as llama.cpp wrote them; ours with their level and logger."""
+class _LlamaLines:
+    """llama.cpp's log lines on their way to stderr, which the parent reads (it logs them
+    and keeps the last ones for a crash report).
 
-    def format(self, record: logging.LogRecord) -> str:
-        if record.name == "lms_jupyter.llama_cpp":
-            return record.getMessage()
-        return f"{record.levelname} {record.name}: {record.getMessage()}"
+    A load writes about 2,900 lines; a write and a flush for each cost a SmolLM2 load 30 ms
+    of its 135. So info and debug lines wait here and go in one write: when a warning or an
+    error comes (it goes at once, after them), when a load ends, and at each status tick.
+    A worker that dies meanwhile loses at most those lines; what a crash itself prints
+    (``GGML_ASSERT``, an abort) bypasses this and reaches stderr directly.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._held: list[str] = []
+
+    def __call__(self, line: str, level: int) -> None:
+        from lms_jupyter.engine.local.llama import GGML_LOG_WARN
+
+        with self._lock:
+            self._held.append(line + "\n")
+        if level >= GGML_LOG_WARN:
+            self.flush()
+
+    def drop(self) -> None:
+        """Forget the held lines (a spare's warm-up: nothing about the model it will load)."""
+        with self._lock:
+            self._held = []
+
+    def flush(self) -> None:
+        with self._lock:
+            held, self._held = self._held, []
+        if held:
+            sys.stderr.write("".join(held))
+            sys.stderr.flush()
+
+
+LLAMA_LINES = _LlamaLines()
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Our own log records, after the llama.cpp lines that came before them."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        LLAMA_LINES.flush()
+        super().emit(record)
 
 
 def _logging_to_stderr() -> None:
-    """Python's and llama.cpp's log lines go to stderr, which the parent reads: it logs
-    them and keeps the last ones for a crash report."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter())
+    """Python's log lines (warnings and errors) and llama.cpp's (:class:`_LlamaLines`) go
+    to stderr."""
+    from lms_jupyter.engine.local.llama import send_llama_lines_to
+
+    handler = _StderrHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
-    logging.getLogger("lms_jupyter.llama_cpp").setLevel(logging.DEBUG)
+    send_llama_lines_to(LLAMA_LINES)
 
 
 def main(argv: list[str]) -> None:
@@ -276,6 +329,7 @@ def main(argv: list[str]) -> None:
     route_llama_logs()
     if len(argv) > 2 and argv[2]:  # a spare: see warm_up
         warm_up(argv[2])
+        LLAMA_LINES.drop()
 
     worker = Worker(connection)
     worker.send(("ready",))
