@@ -451,3 +451,27 @@ def test_a_crash_under_a_chat_cell_is_a_short_error_and_the_next_cell_works():
     finally:
         km.shutdown_kernel(now=True)
         kc.stop_channels()
+
+
+def test_llama_cpp_lines_reach_the_parent_and_a_crash_report(models_dir):
+    """A worker holds llama.cpp's info lines and writes them in one go (after "loaded",
+    at each status tick): they still reach the parent, so a crash report carries them."""
+    from lms_jupyter.engine.manager import ModelManager
+    from lms_jupyter.engine.options import LoadRequest
+    from lms_jupyter.models.catalog import ModelCatalog
+
+    manager = ModelManager(ModelCatalog(models_dir), prestart_worker=False)
+    try:
+        model = manager.load(LoadRequest(MODEL, identifier="lines", context_length=1024))
+        # among the last lines of a load: the compute buffer, as llama.cpp wrote it
+        wait_for(
+            lambda: any("compute buffer size" in line for line in model._stderr),
+            5,
+            "llama.cpp's lines in the parent",
+        )
+        os.kill(model.pid, signal.SIGKILL)
+        wait_for(lambda: model.crash is not None, 10, "the crash report")
+        assert any("compute buffer size" in line for line in model.crash.stderr_tail)
+        assert "SIGKILL" in model.crash.message
+    finally:
+        manager.shutdown()
