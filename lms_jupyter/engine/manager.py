@@ -301,6 +301,7 @@ class ModelManager(ManagerConfig):
             on_exit=self._worker_exited,
             spares=self.spares,
             on_event=_log_stream_event,
+            stream_interval=max(0, self.stream_interval_ms) / 1000,
         )
         if not jit and not automatic:
             self._crashes.forget_model(info.key)

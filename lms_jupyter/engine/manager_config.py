@@ -92,6 +92,16 @@ class ManagerConfig(LoggingConfigurable):
         help="Requests one loaded model may have waiting or running; "
         "past it a request gets 503 with Retry-After (0: no bound).",
     )
+    stream_interval_ms = Int(
+        20,
+        config=True,
+        help="Text a local model generates less than this many milliseconds "
+        "after the last it delivered waits and goes with the next, as one "
+        "delta: a fast model's stream then costs the server and the client "
+        "far less per token. A request's first token and its end are never "
+        "held; a model slower than this is never held at all (0: every "
+        "token at once).",
+    )
     reaper_interval = Float(1.0, help="Seconds between idle-TTL checks.")
     prestart_worker = Bool(
         True,

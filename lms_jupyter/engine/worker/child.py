@@ -24,6 +24,8 @@ import sys
 import threading
 import time
 
+from lms_jupyter.engine.worker.coalesce import Coalescer
+
 # Status changes ride on the messages a step sends (Worker.grouped); this poll only
 # catches what happens outside steps (an embedding job, the last request leaving). It used
 # to be the only report, every 20 ms: 50 wake-ups a second beside llama.cpp's threads cost
@@ -74,6 +76,7 @@ class Worker:
         self._status_lock = threading.Lock()
         self._sent_status: str | None = None
         self._progress_sent = (-1.0, 0.0)  # (fraction, time) of the last progress message
+        self.coalescer = Coalescer()  # the stream interval arrives with the "load" message
 
     def send(self, message) -> None:
         try:
@@ -82,20 +85,28 @@ class Worker:
         except (OSError, ValueError):  # the parent is gone: nobody to work for
             os._exit(0)
 
-    def send_with_status(self, messages: list) -> None:
-        """Send ``messages`` (in one write), led by a ("status", s) message when the model's
-        status differs from the last one sent. Checking and sending under one lock keeps
-        the parent's status in the order the changes happened."""
+    def send_with_status(self, messages: list, step: bool = False) -> None:
+        """Send ``messages`` (in one write), after what the stream interval held
+        (:mod:`.coalesce`; ``step``: a decode step's or a tick's, which may be held in
+        turn), led by a ("status", s) message when the model's status differs from the last
+        one sent. Deciding and sending under one lock keeps the parent's view in order."""
         with self._status_lock:
+            now = time.monotonic()
+            if step:
+                out = self.coalescer.step(messages, now)
+                if out is None:
+                    return
+            else:
+                out = self.coalescer.release(messages, now)
             model = self.model
             status = model.status if model is not None else None
             if status is not None and status != self._sent_status:
                 self._sent_status = status
-                messages = [("status", status), *messages]
-            if len(messages) == 1:
-                self.send(messages[0])
-            elif messages:
-                self.send(("batch", messages))
+                out = [("status", status), *out]
+            if len(out) == 1:
+                self.send(out[0])
+            elif out:
+                self.send(("batch", out))
 
     def deliver(self, message) -> None:
         """A request's event or end: held while the scheduler thread samples one step
@@ -116,7 +127,7 @@ class Worker:
             yield
         finally:
             group, self._group = self._group, None
-            self.send_with_status(group)
+            self.send_with_status(group, step=True)
 
     # -- the main thread --------------------------------------------------------------------
     def run(self) -> None:
@@ -131,6 +142,7 @@ class Worker:
         from lms_jupyter.engine.worker.protocol import LoadedFacts
         from lms_jupyter.errors import APIError
 
+        self.coalescer = Coalescer(spec.stream_interval)
         threading.Thread(target=self._read, name="lms-worker-reader", daemon=True).start()
         model = LoadedModel(spec.info, spec.variant, spec.identifier, spec.config)
         try:
@@ -161,7 +173,7 @@ class Worker:
         )
         LLAMA_LINES.flush()  # after "loaded": the parent reads them off the critical path
         while not self._close.wait(STATUS_POLL_SECONDS):
-            self.send_with_status([])
+            self.send_with_status([], step=True)  # also releases text a stalled step held
             LLAMA_LINES.flush()
         model.close(wait=False, cancel_running=self._cancel_running)
         model.join(timeout=None if not self._cancel_running else 60)

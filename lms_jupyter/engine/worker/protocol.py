@@ -54,6 +54,7 @@ class LoadSpec:
     variant: object  # models.catalog.ModelVariant
     identifier: str
     config: LoadConfig
+    stream_interval: float = 0.0  # seconds: see coalesce.py (ModelManager.stream_interval_ms)
 
 
 @dataclass

@@ -206,8 +206,10 @@ class WorkerModel:
         on_exit=None,
         spares: SparePool | None = None,
         on_event=None,
+        stream_interval: float = 0.0,
     ):
         self.info = info
+        self.stream_interval = stream_interval  # seconds: see coalesce.py
         self.variant = variant
         self.identifier = identifier
         self.config = config
@@ -255,7 +257,14 @@ class WorkerModel:
         threading.Thread(
             target=self._read_events, name=f"lms-events-{self.identifier}", daemon=True
         ).start()
-        self._send(("load", LoadSpec(self.info, self.variant, self.identifier, self.config)))
+        self._send(
+            (
+                "load",
+                LoadSpec(
+                    self.info, self.variant, self.identifier, self.config, self.stream_interval
+                ),
+            )
+        )
         self._loaded.wait()
         if self._spares is not None:
             self._spares.refill(str(self.variant.path))  # the weights are in: see SparePool
