@@ -11,6 +11,8 @@ slows both alike:
   (a second server started with ``n_threads=1``) and on every core     goal >= 0.97
 * four concurrent streams (4 clients) through ``/lms/v1``: aggregate tokens/s over one
   stream's                                                            goal >= 1.8
+* the engine alone in this process (no HTTP, no worker): one stream and four at once, whose
+  ratio is what llama.cpp's batched decode gains here (the ceiling of the ratio above)
 * the same 4-client load against ``python -m llama_cpp.server`` (started here on
   127.0.0.1 with the same settings, ``interrupt_requests=False`` so its requests queue
   instead of cutting each other off)                                  goal >= 1.5
@@ -586,7 +588,81 @@ def server_defaults() -> tuple[bool, str]:
         manager.shutdown()
 
 
+def engine_alone(path: str, cores: int, runs: int, tokens: int) -> dict:
+    """The batching engine in this process, no HTTP and no worker boundary: tokens/s of one
+    stream (tokens / wall) and of four at once (aggregate), interleaved run by run. Their
+    ratio is what llama.cpp's batched decode gives on this machine, the ceiling of the
+    4-clients ratio over HTTP."""
+    from lms_jupyter.engine.channel import EventChannel
+    from lms_jupyter.engine.events import TextDelta
+    from lms_jupyter.engine.local.generation import GenerationRequest, SamplingParams
+    from lms_jupyter.engine.local.model import LoadedModel
+    from lms_jupyter.engine.options import LoadConfig
+    from lms_jupyter.models.catalog import ModelCatalog
+
+    info, variant = ModelCatalog(None).resolve(DEFAULT_MODEL_KEY)
+    config = LoadConfig(4096, FLASH, n_threads=cores, parallel=4, kv_cache_type=KV)
+    model = LoadedModel(info, variant, "engine", config).load()
+
+    def streams(n: int, run: int) -> float:
+        channels = [EventChannel() for _ in range(n)]
+        started = time.perf_counter()
+        for i, channel in enumerate(channels):
+            sampling = SamplingParams(temperature=0, repeat_penalty=1.0, logit_bias={EOS_ID: -100})
+            request = GenerationRequest(f"Tale {run}-{i}. {STORY}", sampling, max_tokens=tokens)
+            model.generate(request, channel)
+        counts = [0] * n
+
+        def drain(i: int) -> None:
+            counts[i] = sum(isinstance(event, TextDelta) for event in channels[i])
+
+        threads = [threading.Thread(target=drain, args=(i,)) for i in range(n)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return sum(counts) / (time.perf_counter() - started)
+
+    try:
+        streams(1, -1)  # warm up
+        figures: dict = {"one": [], "four": []}
+        for run in range(runs):
+            figures["one"].append(streams(1, run))
+            figures["four"].append(streams(4, run))
+        return {name: median(values) for name, values in figures.items()}
+    finally:
+        model.close()
+
+
+def engine_alone_in_a_fresh_process(cores: int, args) -> dict:
+    """:func:`engine_alone` in a new interpreter: this one has run raw llama-cpp-python on
+    one thread and on all, and a model loaded after those decoded at a third of its speed."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--engine-alone", str(cores), str(args.runs), str(args.tokens)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def engine_alone_child(cores: int, runs: int, tokens: int) -> None:
+    global FLASH, KV
+    FLASH, KV = server_defaults()
+    print(json.dumps(engine_alone(str(embedded_model_path()), cores, runs, tokens)))
+
+
+def stream_interval_ms() -> int:
+    """The server's default ``c.ModelManager.stream_interval_ms`` (README: Streaming)."""
+    from lms_jupyter.engine.manager_config import ManagerConfig
+
+    return int(ManagerConfig.class_traits()["stream_interval_ms"].default_value)
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--engine-alone"]:  # engine_alone_in_a_fresh_process's child
+        engine_alone_child(*(int(value) for value in sys.argv[2:5]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=128)
@@ -599,7 +675,8 @@ def main() -> None:
     print(f"$ python benchmarks/bench_perf.py {' '.join(sys.argv[1:])}".rstrip())
     print(
         f"{machine()}; model {Path(path).name}; server defaults: KV cache {KV}, flash "
-        f"attention {'on' if FLASH else 'off'}, {cores} threads; {args.tokens} tokens; "
+        f"attention {'on' if FLASH else 'off'}, {cores} threads, stream interval "
+        f"{stream_interval_ms()} ms; {args.tokens} tokens; "
         f"{args.runs} runs; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}",
         flush=True,
     )
@@ -653,6 +730,7 @@ def main() -> None:
         if peer is not None:
             peer.close()
     print("four clients done", flush=True)
+    figures["engine"] = engine_alone_in_a_fresh_process(cores, args)
     try:
         figures.update(the_rest(ours, args))
     finally:
@@ -710,6 +788,13 @@ def report(f: dict, cores: int, with_peer: bool) -> None:
             f"{one['ours_all']['aggregate']:.1f} / {four['ours']:.1f}",
         ),
         ("ratio 4 clients / 1 client", ">= 1.8", ratio(four["ours"], one["ours_all"]["aggregate"])),
+        (
+            "tokens/s, 1 stream / 4 streams (aggregate), the engine alone in this process "
+            "(no HTTP, no worker): llama.cpp's batching gain, the ceiling of the ratio above",
+            "",
+            f"{f['engine']['one']:.1f} / {f['engine']['four']:.1f} "
+            f"(x{f['engine']['four'] / f['engine']['one']:.2f})",
+        ),
     ]
     if with_peer:
         rows += [

@@ -299,6 +299,7 @@ def test_console_script_acts_on_the_running_server(hub, tmp_path, models_dir):
     header = next(line for line in table if "PARALLEL" in line)
     line = next(line for line in table if line.startswith("from-cli"))
     assert line[header.index("PARALLEL") :].split()[0] == "2", table
+    assert line[header.index("KV") :].split()[0] == "q8_0", table  # the server's CPU default
     assert "Connected to the Jupyter server" in run("status").stdout
     logs = run("log", "stream", "--timeout", "1")
     assert logs.returncode == 0 and f"server at {hub.url}lms" in logs.stderr

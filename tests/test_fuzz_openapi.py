@@ -40,7 +40,7 @@ EXAMPLES = {GenerationMode.POSITIVE: 12, GenerationMode.NEGATIVE: 8}
 MAX_NEW_TOKENS = 8
 MAX_CONTEXT = 512
 MAX_INPUTS = 16
-ENDLESS = ("/logs/stream",)  # SSE that runs until the client leaves: tested on its own
+ENDLESS = ("/logs/stream", "/api/v0/events")  # SSE that never ends: tested on their own
 _TRACEBACK = re.compile(r"Traceback \(most recent call last\)|File \"[^\"]+\", line \d+")
 
 

@@ -202,7 +202,7 @@ def test_load_ps_unload_cycle_with_every_flag(ip, capsys, manager):
     ip.run_line_magic("lms", "ps")
     out = capsys.readouterr().out
     header, *rows = out.strip().splitlines()
-    assert header.split()[:8] == [
+    assert header.split()[:9] == [
         "IDENTIFIER",
         "MODEL",
         "STATUS",
@@ -210,13 +210,14 @@ def test_load_ps_unload_cycle_with_every_flag(ip, capsys, manager):
         "SIZE",
         "CONTEXT",
         "PARALLEL",
+        "KV",
         "TTL",
     ]
     assert len(rows) == 2
     row = next(r for r in rows if r.startswith("t1 "))
     assert "IDLE" in row and " 512 " in row and re.search(r" 512 +2 ", row), row
     default = next(r for r in rows if r.startswith(f"{MODEL} "))
-    assert re.search(r" 256 +4 ", default), default  # c.ModelManager.parallel's default
+    assert re.search(r" 256 +4 +q8_0 ", default), default  # parallel's and the CPU's KV default
     assert re.search(r"(10m|9m 5\ds) / 10m", row), row  # the idle TTL countdown
 
     ip.run_line_magic("lms", "ps --json")

@@ -187,12 +187,14 @@ def ps_lines(loaded: list, load_hint: str, now: float | None = None) -> list[str
                 human_size(snap["sizeBytes"]),
                 str(snap["contextLength"]),
                 "-" if parallel is None else str(parallel),
+                snap.get("kvCacheType") or "-",  # the KV cells (a remote model: not ours)
                 ttl_text,
                 "JIT" if snap["jit"] else "",
             ]
         )
     lines = table(
-        rows, ["IDENTIFIER", "MODEL", "STATUS", "QUEUED", "SIZE", "CONTEXT", "PARALLEL", "TTL", ""]
+        rows,
+        ["IDENTIFIER", "MODEL", "STATUS", "QUEUED", "SIZE", "CONTEXT", "PARALLEL", "KV", "TTL", ""],
     )
     for model in loaded:
         if model.crash is not None:

@@ -101,6 +101,9 @@ class ServerInstance(RemoteModel):
         )
         if self.row.get("parallel") is not None:  # the server's slots (ps PARALLEL)
             snap["parallel"] = self.row["parallel"]
+        for key in ("kvCacheType", "flashAttention"):  # the server's worker's (ps KV)
+            if self.row.get(key) is not None:
+                snap[key] = self.row[key]
         return snap
 
 

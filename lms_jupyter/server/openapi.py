@@ -164,14 +164,34 @@ def _log_stream(prefix: str) -> tuple[str, dict]:
     return f"/{prefix}/api/v0/logs/stream", {"get": operation}
 
 
+def _model_events(prefix: str) -> tuple[str, dict]:
+    """The model event feed (its own handler, like the log stream)."""
+    operation = {
+        "operationId": "get_model_events",
+        "summary": "Model events as server-sent events: the sidebar's and ps --watch's feed",
+        "security": [{"jupyterToken": []}, {"scopedToken": []}],
+        "responses": {
+            "200": {
+                "description": "An endless SSE stream: 'event: <kind>' and one 'data:' line "
+                "of JSON per event. The first is 'snapshot' (every ps row); then loading, "
+                "progress, loaded, status, queue, crashed and unloaded as they happen; a "
+                "comment line every 15 s",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
+            **_error_responses(),
+        },
+    }
+    return f"/{prefix}/api/v0/events", {"get": operation}
+
+
 def openapi_document(prefix: str = "lms") -> dict:
     paths: dict[str, dict] = {}
     for pattern, endpoints in route_table(prefix):
         path = openapi_path(pattern)
         for method, endpoint in endpoints.items():
             paths.setdefault(path, {})[method] = _operation(method, path, endpoint)
-    log_path, log_item = _log_stream(prefix)
-    paths[log_path] = log_item
+    for path, item in (_log_stream(prefix), _model_events(prefix)):
+        paths[path] = item
     return {
         "openapi": "3.1.0",
         "info": {

@@ -893,4 +893,10 @@ export interface Paths {
       response: unknown;
     };
   };
+  "/lms/api/v0/events": {
+    /** Model events as server-sent events: the sidebar's and ps --watch's feed */
+    get: {
+      response: unknown;
+    };
+  };
 }
