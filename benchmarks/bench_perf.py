@@ -11,8 +11,8 @@ slows both alike:
   (a second server started with ``n_threads=1``) and on every core     goal >= 0.97
 * four concurrent streams (4 clients) through ``/lms/v1``: aggregate tokens/s over one
   stream's                                                            goal >= 1.8
-* the engine alone in this process (no HTTP, no worker): one stream and four at once, whose
-  ratio is what llama.cpp's batched decode gains here (the ceiling of the ratio above)
+* the engine alone in a fresh process (no HTTP, no worker): one stream and four at once,
+  whose ratio is what llama.cpp's batched decode gains here
 * the same 4-client load against ``python -m llama_cpp.server`` (started here on
   127.0.0.1 with the same settings, ``interrupt_requests=False`` so its requests queue
   instead of cutting each other off)                                  goal >= 1.5
@@ -789,8 +789,8 @@ def report(f: dict, cores: int, with_peer: bool) -> None:
         ),
         ("ratio 4 clients / 1 client", ">= 1.8", ratio(four["ours"], one["ours_all"]["aggregate"])),
         (
-            "tokens/s, 1 stream / 4 streams (aggregate), the engine alone in this process "
-            "(no HTTP, no worker): llama.cpp's batching gain, the ceiling of the ratio above",
+            "tokens/s, 1 stream / 4 streams (aggregate), the engine alone in a fresh process "
+            "(no HTTP, no worker): llama.cpp's batching gain",
             "",
             f"{f['engine']['one']:.1f} / {f['engine']['four']:.1f} "
             f"(x{f['engine']['four'] / f['engine']['one']:.2f})",
