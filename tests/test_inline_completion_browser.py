@@ -149,36 +149,46 @@ def _open_cell(page, lab, settings: dict):
     return page.locator(".jp-GhostText")
 
 
-def test_ghost_text_that_tab_accepts(lab, browser_page, artifacts):
+SHORT = {
+    "debounceMs": 100,
+    "maxLines": 1,
+    "maxTokens": 12,
+    "temperature": 0,
+    "extraRequestFields": NO_EOS,
+}
+
+
+def _accept_with_tab(page, lab, ghost, text_js: str, screenshot) -> str:
+    """Wait for the whole ghost text, press Tab, check the editor now holds it; its text."""
     from playwright.sync_api import expect
 
-    page, console = browser_page
-    ghost = _open_cell(
-        page,
-        lab,
-        {
-            "debounceMs": 100,
-            "maxLines": 1,
-            "maxTokens": 12,
-            "temperature": 0,
-            "extraRequestFields": NO_EOS,
-        },
-    )
     expect(ghost).to_have_count(1, timeout=60_000)
     expect(ghost).not_to_have_text("")
     # the completion has finished streaming once the model is idle again
     _wait_for(lambda: not _busy(lab), "the completion to finish")
     shown = ghost.inner_text()
     assert shown.strip(), shown
-    page.screenshot(path=artifacts / "01-ghost-text.png")
+    page.screenshot(path=screenshot)
     page.keyboard.press("Tab")
-    accepted = _wait_for(lambda: (t := page.evaluate(EDITOR_TEXT)) != TYPED and t, "Tab")
+    accepted = _wait_for(lambda: (t := page.evaluate(text_js)) != TYPED and t, "Tab")
     assert accepted == TYPED + shown, (accepted, shown)
-    page.screenshot(path=artifacts / "02-accepted.png")
+    return shown
+
+
+def _no_extension_errors(console) -> None:
     errors = [
         m for m in console if m["type"] in ("error", "pageerror") and "lms-jupyter" in m["text"]
     ]
     assert not errors, errors
+
+
+def test_ghost_text_that_tab_accepts(lab, browser_page, artifacts):
+
+    page, console = browser_page
+    ghost = _open_cell(page, lab, SHORT)
+    _accept_with_tab(page, lab, ghost, EDITOR_TEXT, artifacts / "01-ghost-text.png")
+    page.screenshot(path=artifacts / "02-accepted.png")
+    _no_extension_errors(console)
 
 
 def test_typing_on_cancels_the_request(lab, browser_page, artifacts):
@@ -223,18 +233,7 @@ def test_ghost_text_in_the_file_editor(lab, browser_page, artifacts):
     from playwright.sync_api import expect
 
     page, console = browser_page
-    write_settings(
-        lab.settings_dir,
-        "lms-jupyter",
-        "completer",
-        {
-            "debounceMs": 100,
-            "maxLines": 1,
-            "maxTokens": 12,
-            "temperature": 0,
-            "extraRequestFields": NO_EOS,
-        },
-    )
+    write_settings(lab.settings_dir, "lms-jupyter", "completer", SHORT)
     page.goto(f"{lab.url}lab/tree/script.py?reset&token={lab.token}")
     editor = page.locator(".jp-FileEditor .cm-content").first
     expect(editor).to_be_visible(timeout=120_000)
@@ -242,16 +241,5 @@ def test_ghost_text_in_the_file_editor(lab, browser_page, artifacts):
     page.keyboard.type(TYPED)
     assert page.evaluate(FILE_TEXT) == TYPED
     ghost = page.locator(".jp-FileEditor .jp-GhostText")
-    expect(ghost).to_have_count(1, timeout=60_000)
-    expect(ghost).not_to_have_text("")
-    _wait_for(lambda: not _busy(lab), "the completion to finish")
-    shown = ghost.inner_text()
-    assert shown.strip(), shown
-    page.screenshot(path=artifacts / "04-file-editor.png")
-    page.keyboard.press("Tab")
-    accepted = _wait_for(lambda: (t := page.evaluate(FILE_TEXT)) != TYPED and t, "Tab")
-    assert accepted == TYPED + shown, (accepted, shown)
-    errors = [
-        m for m in console if m["type"] in ("error", "pageerror") and "lms-jupyter" in m["text"]
-    ]
-    assert not errors, errors
+    _accept_with_tab(page, lab, ghost, FILE_TEXT, artifacts / "04-file-editor.png")
+    _no_extension_errors(console)
