@@ -53,9 +53,9 @@ def test_the_first_text_goes_at_once_and_later_text_waits_out_the_interval():
     assert texts(c.step([text(1, "a")], now=0.001)) == [(1, "a")]  # time to first token
     assert c.step([text(1, "b")], now=0.010) is None
     assert c.step([text(1, "c")], now=0.015) is None
-    assert c.holding
     out = c.step([text(1, "d")], now=0.022)
-    assert texts(out) == [(1, "bcd")] and not c.holding
+    assert texts(out) == [(1, "bcd")]
+    assert c.step([], now=0.100) == []  # nothing was left behind
 
 
 def test_an_end_releases_everything_held_before_it():

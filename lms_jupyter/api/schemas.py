@@ -85,27 +85,24 @@ def _list_of(item: dict) -> dict:
     return _obj(["object", "data"], object={"const": "list"}, data={"type": "array", "items": item})
 
 
+def _completion(object_name: str, choice: dict) -> dict:
+    """A chat completion or a text completion: OpenAI's shape, told apart by ``object``."""
+    return _obj(
+        ["id", "object", "created", "model", "choices"],
+        id=_STR,
+        object={"const": object_name},
+        created=_INT,
+        model=_STR,
+        usage=USAGE,
+        choices={"type": "array", "items": choice},
+    )
+
+
 RESPONSES = {
     "Error": lambda: ERROR,
     "ModelList": lambda: _list_of(_MODEL_ROW),
-    "ChatCompletion": lambda: _obj(
-        ["id", "object", "created", "model", "choices"],
-        id=_STR,
-        object={"const": "chat.completion"},
-        created=_INT,
-        model=_STR,
-        usage=USAGE,
-        choices={"type": "array", "items": _CHAT_CHOICE},
-    ),
-    "Completion": lambda: _obj(
-        ["id", "object", "created", "model", "choices"],
-        id=_STR,
-        object={"const": "text_completion"},
-        created=_INT,
-        model=_STR,
-        usage=USAGE,
-        choices={"type": "array", "items": _TEXT_CHOICE},
-    ),
+    "ChatCompletion": lambda: _completion("chat.completion", _CHAT_CHOICE),
+    "Completion": lambda: _completion("text_completion", _TEXT_CHOICE),
     "EmbeddingList": lambda: _obj(
         ["object", "data", "model", "usage"],
         object={"const": "list"},

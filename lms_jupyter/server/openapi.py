@@ -131,8 +131,27 @@ def _operation(method: str, path: str, endpoint: Endpoint) -> dict:
     return operation
 
 
+def _sse_operation(operation_id: str, summary: str, description: str, **extra) -> dict:
+    """A GET of an endless server-sent event stream (its own handler, not the table's)."""
+    return {
+        "get": {
+            "operationId": operation_id,
+            "summary": summary,
+            **extra,
+            "security": [{"jupyterToken": []}, {"scopedToken": []}],
+            "responses": {
+                "200": {
+                    "description": description,
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                **_error_responses(),
+            },
+        }
+    }
+
+
 def _log_stream(prefix: str) -> tuple[str, dict]:
-    """``lms log stream`` (its own handler, not an API call of the table)."""
+    """``lms log stream``."""
     query = [
         {"name": "source", "in": "query", "schema": {"enum": ["model", "server"]}},
         {
@@ -148,40 +167,23 @@ def _log_stream(prefix: str) -> tuple[str, dict]:
             "description": "true: add prediction stats",
         },
     ]
-    operation = {
-        "operationId": "get_logs_stream",
-        "summary": "lms log stream, as server-sent events",
-        "parameters": query,
-        "security": [{"jupyterToken": []}, {"scopedToken": []}],
-        "responses": {
-            "200": {
-                "description": "An endless SSE stream of LM Studio log events",
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
-            },
-            **_error_responses(),
-        },
-    }
-    return f"/{prefix}/api/v0/logs/stream", {"get": operation}
+    return f"/{prefix}/api/v0/logs/stream", _sse_operation(
+        "get_logs_stream",
+        "lms log stream, as server-sent events",
+        "An endless SSE stream of LM Studio log events",
+        parameters=query,
+    )
 
 
 def _model_events(prefix: str) -> tuple[str, dict]:
-    """The model event feed (its own handler, like the log stream)."""
-    operation = {
-        "operationId": "get_model_events",
-        "summary": "Model events as server-sent events: the sidebar's and ps --watch's feed",
-        "security": [{"jupyterToken": []}, {"scopedToken": []}],
-        "responses": {
-            "200": {
-                "description": "An endless SSE stream: 'event: <kind>' and one 'data:' line "
-                "of JSON per event. The first is 'snapshot' (every ps row); then loading, "
-                "progress, loaded, status, queue, crashed and unloaded as they happen; a "
-                "comment line every 15 s",
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
-            },
-            **_error_responses(),
-        },
-    }
-    return f"/{prefix}/api/v0/events", {"get": operation}
+    """The model event feed of the sidebar and ``ps --watch``."""
+    return f"/{prefix}/api/v0/events", _sse_operation(
+        "get_model_events",
+        "Model events as server-sent events: the sidebar's and ps --watch's feed",
+        "An endless SSE stream: 'event: <kind>' and one 'data:' line of JSON per event. The "
+        "first is 'snapshot' (every ps row); then loading, progress, loaded, status, queue, "
+        "crashed and unloaded as they happen; a comment line every 15 s",
+    )
 
 
 def openapi_document(prefix: str = "lms") -> dict:

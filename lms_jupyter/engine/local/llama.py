@@ -73,12 +73,9 @@ def route_llama_logs() -> None:
                 if pending[-1].endswith("\n"):
                     line = "".join(pending).rstrip()
                     pending.clear()
-                    sink = _line_sink
-                    if not line:
-                        pass
-                    elif sink is not None:
-                        sink(line, line_level[0])
-                    else:
+                    if line and _line_sink is not None:
+                        _line_sink(line, line_level[0])
+                    elif line:
                         llama_log.debug("%s", line)
             except Exception:  # noqa: BLE001 - a C callback must never raise
                 pass

@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 
+from lms_jupyter.engine.local.llama import GGML_LOG_WARN  # no llama_cpp import: see llama.py
 from lms_jupyter.engine.worker.coalesce import Coalescer
 
 # Status changes ride on the messages a step sends (Worker.grouped); this poll only
@@ -279,8 +280,6 @@ class _LlamaLines:
         self._held: list[str] = []
 
     def __call__(self, line: str, level: int) -> None:
-        from lms_jupyter.engine.local.llama import GGML_LOG_WARN
-
         with self._lock:
             self._held.append(line + "\n")
         if level >= GGML_LOG_WARN:

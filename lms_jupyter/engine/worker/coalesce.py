@@ -22,6 +22,10 @@ from __future__ import annotations
 from lms_jupyter.engine.events import TextDelta
 
 
+def _is_text(message) -> bool:
+    return message[0] == "event" and type(message[2]) is TextDelta
+
+
 def merged(messages: list) -> list:
     """``messages`` with each request's consecutive text events joined into one: a text
     event joins the last one of its request unless another event of that request (its
@@ -29,8 +33,7 @@ def merged(messages: list) -> list:
     out: list = []
     open_text: dict[int, int] = {}  # rid -> index in out of its text event still open
     for message in messages:
-        kind = message[0]
-        if kind == "event" and type(message[2]) is TextDelta:
+        if _is_text(message):
             rid, delta = message[1], message[2]
             index = open_text.get(rid)
             if index is None:
@@ -45,7 +48,7 @@ def merged(messages: list) -> list:
                 )
                 out[index] = ("event", rid, TextDelta(earlier.text + delta.text, logprobs))
         else:
-            if kind in ("event", "closed"):
+            if message[0] in ("event", "closed"):
                 open_text.pop(message[1], None)
             out.append(message)
     return out
@@ -77,7 +80,7 @@ class Coalescer:
         out = merged(self._held + messages) if self._held else messages
         self._held = []
         for message in out:
-            if message[0] == "event" and type(message[2]) is TextDelta:
+            if _is_text(message):
                 self._streaming.add(message[1])
             elif message[0] == "closed":
                 self._streaming.discard(message[1])
@@ -85,13 +88,5 @@ class Coalescer:
             self._last_sent = now
         return out
 
-    @property
-    def holding(self) -> bool:
-        return bool(self._held)
-
     def _may_wait(self, message) -> bool:
-        return (
-            message[0] == "event"
-            and type(message[2]) is TextDelta
-            and message[1] in self._streaming
-        )
+        return _is_text(message) and message[1] in self._streaming
