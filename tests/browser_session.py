@@ -9,6 +9,7 @@ import os
 import shutil
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,42 @@ def write_settings(folder: Path, package: str, plugin: str, values: dict) -> Non
     target = folder / package / f"{plugin}.jupyterlab-settings"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(values))
+
+
+@dataclass
+class LabSetup:
+    """The folders of a test's ``jupyter lab`` and the JupyterServer options that use them."""
+
+    notebooks: Path
+    settings: Path
+    options: dict
+
+
+def lab_setup(root: Path, *extra_args: str) -> LabSetup:
+    """Folders under ``root`` for ``jupyter lab``: this checkout's extension first on
+    JUPYTER_PATH, user settings (JupyterLab's news toast and update check off: no network
+    here), workspaces, and the notebooks it serves; ``extra_args`` go to the server."""
+    settings = root / "user-settings"
+    write_settings(
+        settings,
+        "@jupyterlab/apputils-extension",
+        "notification",
+        {"fetchNews": "false", "checkForUpdates": False},
+    )
+    workspaces = root / "workspaces"
+    workspaces.mkdir()
+    notebooks = root / "notebooks"
+    notebooks.mkdir()
+    options = {
+        "app": "jupyterlab",
+        "env": {"JUPYTER_PATH": str(extension_data_dir(root))},
+        "extra_args": [
+            f"--LabApp.user_settings_dir={settings}",
+            f"--LabApp.workspaces_dir={workspaces}",
+            *extra_args,
+        ],
+    }
+    return LabSetup(notebooks, settings, options)
 
 
 def artifacts_folder(tmp_path: Path, name: str):

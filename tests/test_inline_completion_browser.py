@@ -21,7 +21,7 @@ import pytest
 from browser_session import (
     artifacts_folder,
     chromium_page,
-    extension_data_dir,
+    lab_setup,
     require_browser,
     write_settings,
 )
@@ -41,18 +41,8 @@ def lab(tmp_path_factory):
     require_browser("schemas/lms-jupyter/completer.json")
     root = tmp_path_factory.mktemp("lab")
     models = tmp_path_factory.mktemp("no-extra-models")  # only the embedded SmolLM2
-    data = extension_data_dir(root)
-    settings = root / "user-settings"
-    write_settings(
-        settings,
-        "@jupyterlab/apputils-extension",
-        "notification",
-        {"fetchNews": "false", "checkForUpdates": False},
-    )
-    workspaces = root / "workspaces"
-    workspaces.mkdir()
-    notebooks = root / "notebooks"
-    notebooks.mkdir()
+    setup = lab_setup(root)
+    notebooks, settings = setup.notebooks, setup.settings
     (notebooks / "script.py").write_text("")
     (notebooks / "t.ipynb").write_text(
         json.dumps(
@@ -78,16 +68,7 @@ def lab(tmp_path_factory):
             }
         )
     )
-    server = JupyterServer(
-        notebooks,
-        models,
-        app="jupyterlab",
-        env={"JUPYTER_PATH": str(data)},
-        extra_args=[
-            f"--LabApp.user_settings_dir={settings}",
-            f"--LabApp.workspaces_dir={workspaces}",
-        ],
-    )
+    server = JupyterServer(notebooks, models, **setup.options)
     server.settings_dir = settings
     r = httpx.post(
         server.url + "lms/api/v1/models/load",

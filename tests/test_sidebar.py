@@ -24,7 +24,7 @@ import pytest
 from browser_session import (
     artifacts_folder,
     chromium_page,
-    extension_data_dir,
+    lab_setup,
     require_browser,
     write_settings,
 )
@@ -48,30 +48,10 @@ def lab(tmp_path_factory):
     require_browser()
     root = tmp_path_factory.mktemp("lab")
     models = tmp_path_factory.mktemp("no-extra-models")  # only the embedded SmolLM2
-    data = extension_data_dir(root)
-    settings = root / "user-settings"
-    write_settings(settings, "lms-jupyter", "plugin", SETTINGS)
-    # JupyterLab's "official news?" toast and update check stay quiet (no network here).
-    write_settings(
-        settings,
-        "@jupyterlab/apputils-extension",
-        "notification",
-        {"fetchNews": "false", "checkForUpdates": False},
-    )
-    workspaces = root / "workspaces"
-    workspaces.mkdir()
-    notebooks = root / "notebooks"
-    notebooks.mkdir()
-    options = {
-        "app": "jupyterlab",
-        "env": {"JUPYTER_PATH": str(data)},
-        "extra_args": [
-            f"--LabApp.user_settings_dir={settings}",
-            f"--LabApp.workspaces_dir={workspaces}",
-            # A tiny memory budget: an explicit load is refused until forced.
-            "--ModelManager.memory_limit_mb=1",
-        ],
-    }
+    # A tiny memory budget: an explicit load is refused until forced.
+    setup = lab_setup(root, "--ModelManager.memory_limit_mb=1")
+    write_settings(setup.settings, "lms-jupyter", "plugin", SETTINGS)
+    notebooks, options = setup.notebooks, setup.options
     server = JupyterServer(notebooks, models, **options)
     server.restart_args = ((notebooks, models), options)  # for _restart()
     yield server
