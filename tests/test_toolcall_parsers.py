@@ -20,6 +20,7 @@ from lms_jupyter.chat.toolcalls import (
     convert_messages_for_generic,
     detect_family,
     format_tool_request,
+    forced_tool_system_prompt,
     generic_tool_system_prompt,
     make_parser,
     model_names_in_history,
@@ -492,6 +493,35 @@ def test_generic_system_prompt_lists_tools():
     assert "[TOOL_REQUEST]" in prompt and "[END_TOOL_REQUEST]" in prompt
     assert "get_weather" in prompt and "Current weather for a city" in prompt
     assert json.dumps(WEATHER_TOOL["function"]["parameters"]) in prompt
+
+
+CLOCK_TOOL = {"type": "function", "function": {"name": "now", "description": "The time."}}
+
+
+def test_forced_system_prompt_says_only_what_the_grammar_leaves_open():
+    auto = generic_tool_system_prompt([WEATHER_TOOL, CLOCK_TOOL])
+    required = forced_tool_system_prompt([WEATHER_TOOL, CLOCK_TOOL], None, parallel=False)
+    assert "If no tool is needed" in auto and "If no tool is needed" not in required
+    assert "Example:" not in required and len(required) < len(auto)
+    for text in ("get_weather", "now", json.dumps(WEATHER_TOOL["function"]["parameters"])):
+        assert text in required
+    assert "Reply with a tool call and nothing else" in required
+    several = forced_tool_system_prompt([WEATHER_TOOL, CLOCK_TOOL], None, parallel=True)
+    assert "one or more tool calls, one block each" in several
+    # a named function: only that tool, and its name in the form
+    named = forced_tool_system_prompt([WEATHER_TOOL, CLOCK_TOOL], "now", parallel=True)
+    assert "get_weather" not in named and "Current weather" not in named
+    assert '[TOOL_REQUEST]{"name": "now", "arguments"' in named
+
+
+def test_converted_history_carries_the_given_instruction():
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    forced = forced_tool_system_prompt([WEATHER_TOOL], None, parallel=False)
+    converted = convert_messages_for_generic(messages, [WEATHER_TOOL], forced)
+    assert converted[0]["content"] == "Be brief.\n\n" + forced
+    default = convert_messages_for_generic(messages, [WEATHER_TOOL])
+    assert default[0]["content"] == "Be brief.\n\n" + generic_tool_system_prompt([WEATHER_TOOL])
+    assert messages[0]["content"] == "Be brief."  # input not modified
 
 
 def test_format_tool_request_round_trips_through_the_parser():

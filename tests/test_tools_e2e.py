@@ -177,6 +177,13 @@ def test_usage_counts_tool_definitions(client):
     plain = client.chat.completions.create(**kwargs).usage.prompt_tokens
     with_tools = client.chat.completions.create(tools=[WEATHER], **kwargs)
     assert with_tools.usage.prompt_tokens > plain + 50  # the instruction and the schema
+    # a forced call's shorter instruction (the grammar enforces the form), still with the
+    # schema; a named function describes only that tool
+    required = client.chat.completions.create(tools=[WEATHER], tool_choice="required", **kwargs)
+    assert plain + 50 < required.usage.prompt_tokens < with_tools.usage.prompt_tokens
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    both = client.chat.completions.create(tools=[WEATHER, BOOKING], tool_choice=named, **kwargs)
+    assert both.usage.prompt_tokens < required.usage.prompt_tokens + 10
     # tool_choice "none" offers no tools
     none = client.chat.completions.create(tools=[WEATHER], tool_choice="none", **kwargs)
     assert none.usage.prompt_tokens == plain

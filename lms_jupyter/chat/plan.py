@@ -42,6 +42,7 @@ from lms_jupyter.chat.toolcalls import (
     MISTRAL,
     convert_messages_for_generic,
     detect_family,
+    forced_tool_system_prompt,
     generic_tool_system_prompt,
     make_parser,
     model_names_in_history,
@@ -175,14 +176,28 @@ def markers_are_special(model, markers: tuple[str, ...]) -> bool:
 # -- planning ---------------------------------------------------------------------------------
 
 
+def _forced_model_name(settings, name_map) -> str | None:
+    """The forced function's name as the model sees it (tool names are normalized)."""
+    if settings.forced_name is None:
+        return None
+    to_model = {original: name for name, original in name_map.items()}
+    return to_model.get(settings.forced_name, settings.forced_name)
+
+
+def _generic_instruction(settings, model_tools, name_map) -> str:
+    """The system prompt that offers the tools: the "auto" one, or the shorter one for a
+    call the grammar enforces."""
+    if not settings.forced:
+        return generic_tool_system_prompt(model_tools)
+    return forced_tool_system_prompt(
+        model_tools, _forced_model_name(settings, name_map), parallel=settings.parallel is True
+    )
+
+
 def _tool_grammar(settings, model_tools, family, name_map) -> str:
     choice = settings.choice
     if isinstance(choice, dict):
-        to_model = {original: name for name, original in name_map.items()}
-        choice = {
-            "type": "function",
-            "function": {"name": to_model.get(settings.forced_name, settings.forced_name)},
-        }
+        choice = {"type": "function", "function": {"name": _forced_model_name(settings, name_map)}}
     try:
         return tool_call_gbnf(model_tools, family, choice, parallel=settings.parallel is True)
     except UnsupportedSchemaError as exc:
@@ -219,7 +234,9 @@ def plan_chat(model, features, messages: list[dict]) -> ChatPlan:
             plan.messages = _arguments_as_objects(history)
             plan.tools = model_tools if settings.offered else None
         elif settings.offered:
-            plan.messages = convert_messages_for_generic(history, model_tools)
+            plan.messages = convert_messages_for_generic(
+                history, model_tools, _generic_instruction(settings, model_tools, name_map)
+            )
         else:
             plan.messages = _generic_history_without_instruction(history, model_tools)
         if settings.offered:

@@ -23,6 +23,7 @@ from lms_jupyter.chat.toolcalls.families import (
 )
 from lms_jupyter.chat.toolcalls.generic import (
     convert_messages_for_generic,
+    forced_tool_system_prompt,
     format_tool_request,
     generic_tool_system_prompt,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "SEED_OSS",
     "convert_messages_for_generic",
     "detect_family",
+    "forced_tool_system_prompt",
     "format_tool_request",
     "generic_tool_system_prompt",
     "make_parser",

@@ -23,36 +23,76 @@ def _function(tool: dict) -> dict:
     return tool.get("function", tool) if isinstance(tool, dict) else {}
 
 
-def generic_tool_system_prompt(tools: list[dict]) -> str:
-    """The instruction that teaches a template-less model to call the given tools."""
-    lines = [
-        "You can call tools. To call one, reply with exactly this and nothing else:",
-        f'{REQUEST_OPEN}{{"name": "<tool name>", "arguments": {{<arguments as JSON>}}}}{REQUEST_CLOSE}',
-        "",
-        "Available tools:",
-    ]
-    example_name = None
+def _tool_lines(tools: list[dict]) -> tuple[list[str], str | None]:
+    """Each tool's name, description and argument schema; and the first tool's name."""
+    lines, first = [], None
     for tool in tools:
         function = _function(tool)
         name = function.get("name")
         if not name:
             continue
-        example_name = example_name or name
+        first = first or name
         lines.append(f"- {name}: {function.get('description') or 'no description'}")
         parameters = function.get("parameters") or {"type": "object", "properties": {}}
         lines.append(f"  arguments JSON schema: {json.dumps(parameters, ensure_ascii=False)}")
-    lines += [
+    return lines, first
+
+
+_CALL_FORM = (
+    f'{REQUEST_OPEN}{{"name": "<tool name>", "arguments": {{<arguments as JSON>}}}}{REQUEST_CLOSE}'
+)
+_RESULTS = "Tool results come back in a user message starting with 'Tool result'."
+
+
+def generic_tool_system_prompt(tools: list[dict]) -> str:
+    """The instruction that teaches a template-less model to call the given tools when it
+    chooses to (``tool_choice`` "auto")."""
+    tool_lines, example_name = _tool_lines(tools)
+    lines = [
+        "You can call tools. To call one, reply with exactly this and nothing else:",
+        _CALL_FORM,
+        "",
+        "Available tools:",
+        *tool_lines,
         "",
         "Rules:",
         "- Only call tools from the list, with every required argument.",
         f"- Use one {REQUEST_OPEN}...{REQUEST_CLOSE} block per call; "
         "several blocks call several tools.",
-        "- Tool results come back in a user message starting with 'Tool result'.",
+        f"- {_RESULTS}",
         "- If no tool is needed, answer normally without any tool block.",
     ]
     if example_name:
         lines += ["", "Example:", format_tool_request(example_name, {})]
     return "\n".join(lines)
+
+
+def forced_tool_system_prompt(tools: list[dict], name: str | None, parallel: bool) -> str:
+    """The instruction for a call the sampler's grammar enforces (``tool_choice``
+    "required", or the function ``name``): the grammar already guarantees the form, an
+    existing tool and its arguments' schema, so this says only what the model must
+    choose. It drops the "auto" prompt's rules and example: "answer normally if no tool is
+    needed" would contradict the grammar, and every token of this prompt is attended to at
+    each generated token (bench_perf.py's one small tool: 122 tokens against the "auto"
+    prompt's 218, and the forced call's decode rate 0.88x -> 0.94x a short prompt's)."""
+    shown = [t for t in tools if _function(t).get("name") == name] if name else tools
+    tool_lines, _ = _tool_lines(shown or tools)
+    if name:
+        what, form = f"a call of {name}", _CALL_FORM.replace("<tool name>", name)
+    else:
+        what = "one or more tool calls, one block each," if parallel else "a tool call"
+        form = _CALL_FORM
+    return "\n".join(
+        [
+            f"Reply with {what} and nothing else, in exactly this form:",
+            form,
+            "",
+            "The tool:" if name else "Available tools:",
+            *tool_lines,
+            "",
+            _RESULTS,
+        ]
+    )
 
 
 def _text_of(content: object) -> str:
@@ -92,10 +132,13 @@ def _merge_user(previous: dict, text: str) -> None:
         previous["content"] = f"{_text_of(content)}\n\n{text}"
 
 
-def convert_messages_for_generic(messages: list[dict], tools: list[dict]) -> list[dict]:
+def convert_messages_for_generic(
+    messages: list[dict], tools: list[dict], instruction: str | None = None
+) -> list[dict]:
     """Rewrites a tool conversation for a template without tool support.
 
-    The tool instruction is appended to the first system message (or becomes one);
+    The tool instruction (``instruction``, or the "auto" one of
+    :func:`generic_tool_system_prompt`) is appended to the first system message (or becomes one);
     assistant tool calls become [TOOL_REQUEST] text; tool results become user messages
     "Tool result for NAME(ARGUMENTS): ...", merged with neighbouring user turns so
     templates that insist on alternating roles still render. Input is not modified.
@@ -144,7 +187,8 @@ def convert_messages_for_generic(messages: list[dict], tools: list[dict]) -> lis
             plain["content"] = _assistant_text(message)
         converted.append(plain)
 
-    instruction = generic_tool_system_prompt(tools)
+    if instruction is None:
+        instruction = generic_tool_system_prompt(tools)
     if converted and converted[0].get("role") in ("system", "developer"):
         first = dict(converted[0])
         existing = _text_of(first.get("content")).rstrip()
