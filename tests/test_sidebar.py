@@ -380,14 +380,24 @@ def _widen_sidebar(page, width: int = 420) -> None:
 
 
 def _use_theme(page, theme: str) -> None:
-    palette = page.get_by_role("textbox", name="SEARCH")
-    page.keyboard.press("Control+Shift+C")
-    from playwright.sync_api import expect
+    """Through the command palette. A modal palette closes when something else takes the
+    focus (a widget JupyterLab activates), so a try that loses it starts again."""
+    from playwright.sync_api import Error, expect
 
-    expect(palette).to_be_focused()
-    palette.fill(f"Use Theme: {theme}")
-    expect(page.locator(".lm-CommandPalette-item.lm-mod-active")).to_contain_text(theme)
-    page.keyboard.press("Enter")
+    palette = page.get_by_role("textbox", name="SEARCH")
+    for attempt in range(3):
+        try:
+            page.keyboard.press("Control+Shift+C")
+            expect(palette).to_be_focused(timeout=10_000)
+            palette.fill(f"Use Theme: {theme}", timeout=10_000)
+            active = page.locator(".lm-CommandPalette-item.lm-mod-active")
+            expect(active).to_contain_text(theme, timeout=10_000)
+            page.keyboard.press("Enter")
+            break
+        except (AssertionError, Error):
+            if attempt == 2:
+                raise
+            page.keyboard.press("Escape")
     light = "true" if "Light" in theme else "false"
     expect(page.locator(f"body[data-jp-theme-light='{light}']")).to_have_count(1)
     page.wait_for_timeout(500)  # the theme's CSS applies after the attribute
