@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,14 +137,3 @@ def chromium_page(lab, artifacts: Path):
         finally:
             browser.close()
             shutil.copy(lab.log_path, artifacts / "server.log")
-
-
-def wait_for(predicate, what: str, timeout: float = 30.0, poll: float = 0.05):
-    """``predicate()``'s first true value within ``timeout`` seconds, else a failed test."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    pytest.fail(f"timed out waiting for {what}")

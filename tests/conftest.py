@@ -86,6 +86,18 @@ def embedding_models_dir(tmp_path_factory, gemma_file) -> Path:
     return root
 
 
+def wait_for(predicate, what: str = "the condition", timeout: float = 30.0, poll: float = 0.05):
+    """``predicate()``'s first true value within ``timeout`` seconds, else a failed test
+    that names ``what`` it waited for."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

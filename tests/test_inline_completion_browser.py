@@ -25,8 +25,8 @@ from browser_session import (
     require_browser,
     write_settings,
 )
-from browser_session import wait_for as _wait_for
 from conftest import EOS_ID, MODEL, JupyterServer
+from conftest import wait_for as _wait_for
 
 TYPED = "numbers = [1, 2, 3, 4, 5]\ntotal = "
 NO_EOS = {"logit_bias": {str(EOS_ID): -100}}  # SmolLM2 must always say something

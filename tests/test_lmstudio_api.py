@@ -12,7 +12,7 @@ import time
 
 import httpx
 import pytest
-from conftest import EOS_ID, GEMMA, MODEL, counts
+from conftest import EOS_ID, GEMMA, MODEL, counts, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -44,16 +44,6 @@ def sse_chunks(text: str) -> list:
             payload = line[len("data: ") :]
             chunks.append(payload if payload == "[DONE]" else json.loads(payload))
     return chunks
-
-
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
 
 
 # -- /api/v0 models ----------------------------------------------------------------------------
@@ -350,15 +340,14 @@ def test_ps_status_while_generating_and_queued_count(server):
     waiters = []
     try:
         row = wait_for(
-            lambda: ps_rows(server)["busy"]["status"] == "generating" and ps_rows(server)["busy"]
+            lambda: ps_rows(server)["busy"]["status"] == "generating" and ps_rows(server)["busy"],
+            "status=generating",
         )
-        assert row, "the model never reported status=generating"
         assert row["queued"] == 1  # LM Studio counts the running request
         waiters = [threading.Thread(target=short, args=(i,)) for i in range(2)]
         for t in waiters:
             t.start()
-        row = wait_for(lambda: (r := ps_rows(server)["busy"])["queued"] == 3 and r)
-        assert row, f"queued never reached 3: {ps_rows(server)['busy']}"
+        row = wait_for(lambda: (r := ps_rows(server)["busy"])["queued"] == 3 and r, "queued 3")
         assert row["status"] == "generating"
         assert {
             "identifier",
@@ -378,8 +367,8 @@ def test_ps_status_while_generating_and_queued_count(server):
         for t in waiters:
             t.join(60)
     assert results == [200, 200]
-    row = wait_for(lambda: (r := ps_rows(server)["busy"])["queued"] == 0 and r)
-    assert row and row["status"] == "idle"
+    row = wait_for(lambda: (r := ps_rows(server)["busy"])["queued"] == 0 and r, "queued 0")
+    assert row["status"] == "idle"
     post(server, "v1/models/unload", {"instance_id": "busy"})
 
 
@@ -427,7 +416,7 @@ def test_request_ttl_expires_and_requests_reset_the_timer(ttl_server):
     reset_at = time.time()
     time.sleep(1.8)  # past 3 s from the first request, not from the second
     assert GEMMA in ps_rows(ttl_server)
-    assert wait_for(lambda: GEMMA not in ps_rows(ttl_server), timeout=10)
+    wait_for(lambda: GEMMA not in ps_rows(ttl_server), "the idle TTL's unload", timeout=10)
     assert time.time() - reset_at >= 2.5
 
 
@@ -461,7 +450,7 @@ def test_never_unloaded_while_generating(ttl_server):
     assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 250
     assert time.time() - started > 1.5  # the generation outlived its 1 s TTL...
     assert True in seen and all(seen[seen.index(True) :])  # ...and it stayed loaded throughout
-    assert wait_for(lambda: MODEL not in ps_rows(ttl_server), timeout=10)
+    wait_for(lambda: MODEL not in ps_rows(ttl_server), "the idle TTL's unload", timeout=10)
 
 
 def test_auto_evict_keeps_only_the_newest_jit_model(ttl_server):
@@ -469,10 +458,10 @@ def test_auto_evict_keeps_only_the_newest_jit_model(ttl_server):
     chat(ttl_server, MODEL)
     assert set(ps_rows(ttl_server)) == {MODEL}
     chat(ttl_server, GEMMA)
-    rows = wait_for(lambda: (r := ps_rows(ttl_server)) and set(r) == {GEMMA} and r)
-    assert rows and rows[GEMMA]["jit"] is True
+    rows = wait_for(lambda: (r := ps_rows(ttl_server)) and set(r) == {GEMMA} and r, "the evict")
+    assert rows[GEMMA]["jit"] is True
     chat(ttl_server, MODEL)
-    assert wait_for(lambda: set(ps_rows(ttl_server)) == {MODEL})
+    wait_for(lambda: set(ps_rows(ttl_server)) == {MODEL}, "the second evict")
 
 
 def test_explicit_load_survives_jit_loads(ttl_server):

@@ -17,7 +17,7 @@ import time
 
 import httpx
 import pytest
-from conftest import MODEL
+from conftest import MODEL, wait_for
 from IPython.core.error import UsageError
 
 from lms_jupyter import logs as logstream
@@ -36,13 +36,6 @@ def chat_body(text: str = "Say hi", max_tokens: int = 3) -> dict:
         "max_tokens": max_tokens,
         "temperature": 0,
     }
-
-
-def wait_until(predicate, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 # -- the bus and the renderings ----------------------------------------------------------------
@@ -244,7 +237,7 @@ def stream_in_kernel(ip, line: str, source: str, action, marker: str) -> str:
 
     def driver():
         try:
-            wait_until(lambda: logstream.bus().has_subscribers(source))
+            wait_for(lambda: logstream.bus().has_subscribers(source), "a subscriber", poll=0.01)
             action()
             assert out.done.wait(60), "the event never showed up"
         except BaseException as exc:  # noqa: BLE001 - reported by the test

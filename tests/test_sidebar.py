@@ -27,8 +27,8 @@ from browser_session import (
     require_browser,
     write_settings,
 )
-from browser_session import wait_for as _wait_for
 from conftest import MODEL, JupyterServer
+from conftest import wait_for as _wait_for
 
 PLUGIN = "lms-jupyter:plugin"
 LOAD_URL_SUFFIX = "lms/api/v1/models/load"

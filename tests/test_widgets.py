@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import EOS_ID, GEMMA, MODEL
+from conftest import EOS_ID, GEMMA, MODEL, wait_for
 
 from lms_jupyter.engine.manager import ModelManager
 from lms_jupyter.engine.options import LoadRequest
@@ -27,14 +27,6 @@ def api(manager):
     from lms_jupyter.api import OpenAICompatAPI
 
     return OpenAICompatAPI(manager)
-
-
-def wait_for(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.01)
 
 
 def test_manager_widget_buttons_progress_and_outside_events(manager):
@@ -134,14 +126,15 @@ def test_chat_widget_stop_keeps_partial_answer(api, manager):
             len(chat.transcript.children) == 4
             and chat.transcript.children[3].outputs[0]["data"]["text/plain"]
         ),
-        60,
+        "the answer's first text",
+        timeout=60,
     )
     assert not chat.wait(0.05)  # still generating: the kernel thread was never blocked
     stopped_at = time.perf_counter()
     chat.stop_button.click()
     assert chat.wait(10)
     model = manager.get_loaded(MODEL)
-    wait_for(lambda: model.queued == 0, 10)
+    wait_for(lambda: model.queued == 0, "the model to go idle", timeout=10, poll=0.01)
     latency = time.perf_counter() - stopped_at
     print(f"\nchat widget: stopped {latency * 1000:.0f} ms after Stop")
     assert latency < 3.0

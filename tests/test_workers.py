@@ -12,7 +12,7 @@ import time
 
 import httpx
 import pytest
-from conftest import EOS_ID, GEMMA, MODEL, JupyterServer
+from conftest import EOS_ID, GEMMA, MODEL, JupyterServer, wait_for
 
 from lms_jupyter.engine.worker.crash import REBUILD_COMMAND, CrashReport
 
@@ -67,16 +67,6 @@ def children(pid: int) -> set[int]:
 def rss(pid: int) -> int:
     with open(f"/proc/{pid}/status", encoding="ascii") as status:
         return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
-
-
-def wait_for(condition, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def stream_lines(srv, body: dict, on_chunk=None) -> list[str]:
@@ -288,7 +278,7 @@ def test_the_server_never_loads_llama_cpp_and_unloads_give_memory_back(srv):
             json={"instance_id": f"cycle-{i}"},
         )
         assert r.status_code == 200, r.text
-    wait_for(lambda: len(children(server_pid)) <= len(before_children), 30, "the workers to exit")
+    wait_for(lambda: len(children(server_pid)) <= len(before_children), "the workers to exit")
     time.sleep(0.5)
     after_rss = rss(server_pid)
     print(
@@ -374,8 +364,8 @@ def test_a_kernels_workers_end_with_the_kernel(tmp_path, how):
             not os.path.exists(f"/proc/{worker}")
             or open(f"/proc/{worker}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
         ),
-        20,
         "the worker to exit",
+        timeout=20,
     )
 
 
@@ -466,11 +456,11 @@ def test_llama_cpp_lines_reach_the_parent_and_a_crash_report(models_dir):
         # among the last lines of a load: the compute buffer, as llama.cpp wrote it
         wait_for(
             lambda: any("compute buffer size" in line for line in model._stderr),
-            5,
             "llama.cpp's lines in the parent",
+            timeout=5,
         )
         os.kill(model.pid, signal.SIGKILL)
-        wait_for(lambda: model.crash is not None, 10, "the crash report")
+        wait_for(lambda: model.crash is not None, "the crash report", timeout=10)
         assert any("compute buffer size" in line for line in model.crash.stderr_tail)
         assert "SIGKILL" in model.crash.message
     finally:
